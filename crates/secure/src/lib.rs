@@ -20,3 +20,4 @@ pub mod smime;
 pub mod wkd;
 
 mod oids;
+mod pem;

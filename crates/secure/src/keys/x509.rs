@@ -47,7 +47,7 @@ pub struct CertificateInfo {
 impl CertificateInfo {
     /// Parses a certificate given as DER, or as PEM (the first CERTIFICATE block).
     pub fn parse(bytes: &[u8]) -> Result<Self, KeyError> {
-        match pem_block(bytes, "CERTIFICATE") {
+        match crate::pem::first_block(bytes, "CERTIFICATE") {
             Some(der) => Self::from_der(&der),
             None => Self::from_der(bytes),
         }
@@ -210,14 +210,4 @@ fn push_email(emails: &mut Vec<String>, raw: &str) {
     if address.contains('@') && !emails.contains(&address) {
         emails.push(address);
     }
-}
-
-/// The DER bytes of the first PEM block with `label`, if the input is PEM.
-pub(crate) fn pem_block(input: &[u8], label: &str) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(input).ok()?;
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = text.find(&begin)? + begin.len();
-    let stop = start + text[start..].find(&end)?;
-    crate::mime::decode_base64_body(text[start..stop].as_bytes())
 }
