@@ -1,0 +1,16 @@
+//! Shared types of carepost: identifiers, e-mail addresses, tenants, timestamps, and the
+//! [`Sensitive`] wrapper that keeps PHI out of logs.
+//!
+//! Everything here is plain data: no I/O, no policy. Crates higher up the workspace agree on
+//! these types so that a message id minted by SMTP ingress means the same thing to delivery,
+//! the audit log and the portal.
+
+mod address;
+mod id;
+mod sensitive;
+mod timestamp;
+
+pub use address::{Address, AddressError};
+pub use id::{Id, IdError, MessageId, TenantId, TenantIdError};
+pub use sensitive::{Sensitive, install_redaction_key, redaction_tag};
+pub use timestamp::Timestamp;

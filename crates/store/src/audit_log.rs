@@ -1,0 +1,129 @@
+//! Rows of the audit log. The chain logic (hashing, signing, verifying) belongs to the audit
+//! crate; this module only stores and reads rows, and never updates or deletes them.
+
+use sqlx::Row;
+
+use crate::{Store, StoreError, Tx};
+
+/// One audit record as stored. `details` is a JSON object of ids and hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub source_ip: Option<String>,
+    pub outcome: String,
+    pub details: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+/// A signed statement that the chain up to `seq` had hash `hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointRow {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub at: i64,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
+    Ok(AuditRow {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        source_ip: row.try_get("source_ip")?,
+        outcome: row.try_get("outcome")?,
+        details: row.try_get("details")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// The last record's sequence number and hash, inside the caller's transaction so that
+/// appends in one group commit chain onto each other.
+pub async fn head(tx: &mut Tx) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(tx.conn())
+        .await?;
+    row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?))).transpose()
+}
+
+pub async fn insert(tx: &mut Tx, r: &AuditRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_records (seq, at, actor, action, target, source_ip, outcome, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(r.seq)
+    .bind(r.at)
+    .bind(&r.actor)
+    .bind(&r.action)
+    .bind(&r.target)
+    .bind(&r.source_ip)
+    .bind(&r.outcome)
+    .bind(&r.details)
+    .bind(&r.prev_hash)
+    .bind(&r.hash)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_checkpoint(tx: &mut Tx, c: &CheckpointRow) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.at)
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
+pub async fn last_checkpoint(tx: &mut Tx) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(tx.conn()).await?)
+}
+
+impl Store {
+    /// Records with `seq > after`, in order, at most `limit` of them.
+    pub async fn audit_records_after(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(row_to_record).collect()
+    }
+
+    /// Records at or after a time, in order, at most `limit`, starting after `after_seq`.
+    pub async fn audit_records_since(&self, since_micros: i64, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit_records WHERE at >= $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            .bind(since_micros)
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(row_to_record).collect()
+    }
+
+    pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq").fetch_all(self.pool()).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(CheckpointRow {
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
+                    at: r.try_get("at")?,
+                    key_id: r.try_get("key_id")?,
+                    signature: r.try_get("signature")?,
+                })
+            })
+            .collect()
+    }
+}

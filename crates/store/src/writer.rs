@@ -1,0 +1,276 @@
+//! Group commit.
+//!
+//! Every acknowledged message costs a durable commit. Instead of one fsync per message, the
+//! writer task runs whatever operations have queued up since the last commit inside one
+//! transaction, commits once, and only then answers each caller. Under load many sessions
+//! share one fsync; when idle an operation commits alone, without waiting for company.
+
+use futures::future::BoxFuture;
+use sqlx::pool::PoolConnection;
+use sqlx::{Sqlite, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+
+/// Most operations one transaction takes before it commits.
+const MAX_BATCH: usize = 512;
+
+/// A connection inside a transaction. Store modules take `&mut Tx`; callers outside the
+/// store compose those functions without writing SQL themselves.
+pub struct Tx {
+    conn: TxConn,
+}
+
+enum TxConn {
+    Owned(SqliteConnection),
+    Pooled(PoolConnection<Sqlite>),
+}
+
+impl Tx {
+    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
+        match &mut self.conn {
+            TxConn::Owned(c) => c,
+            TxConn::Pooled(c) => c,
+        }
+    }
+
+    pub(crate) fn pooled(conn: PoolConnection<Sqlite>) -> Tx {
+        Tx { conn: TxConn::Pooled(conn) }
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        sqlx::query(sql).execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Starts a write transaction. SQLite takes the write lock at once (IMMEDIATE) so that a
+    /// transaction never fails half-way on lock upgrade.
+    pub(crate) async fn begin(&mut self) -> Result<(), StoreError> {
+        self.execute("BEGIN IMMEDIATE").await
+    }
+}
+
+trait Job: Send {
+    fn run<'c>(self: Box<Self>, tx: &'c mut Tx) -> BoxFuture<'c, Box<dyn Outcome>>;
+    fn abort(self: Box<Self>, reason: String);
+}
+
+trait Outcome: Send {
+    fn succeeded(&self) -> bool;
+    fn deliver(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct OpJob<T, F> {
+    op: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+struct OpOutcome<T> {
+    result: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for OpJob<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+{
+    fn run<'c>(self: Box<Self>, tx: &'c mut Tx) -> BoxFuture<'c, Box<dyn Outcome>> {
+        Box::pin(async move {
+            let OpJob { op, reply } = *self;
+            let result = op(tx).await;
+            Box::new(OpOutcome { result, reply }) as Box<dyn Outcome>
+        })
+    }
+
+    fn abort(self: Box<Self>, reason: String) {
+        let _ = self.reply.send(Err(StoreError::Corrupt(reason)));
+    }
+}
+
+impl<T: Send> Outcome for OpOutcome<T> {
+    fn succeeded(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    fn deliver(self: Box<Self>, commit: Result<(), String>) {
+        let answer = match commit {
+            Ok(()) => self.result,
+            Err(reason) => Err(StoreError::Corrupt(format!("commit failed: {reason}"))),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+enum Msg {
+    Job(Box<dyn Job>),
+    Close(oneshot::Sender<()>),
+}
+
+/// Runs write operations in shared transactions. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct GroupWriter {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg")
+    }
+}
+
+impl GroupWriter {
+    pub(crate) fn start(conn: SqliteConnection) -> GroupWriter {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer_loop(Tx { conn: TxConn::Owned(conn) }, rx));
+        GroupWriter { tx }
+    }
+
+    /// Runs `op` in the next group transaction and returns its result once that transaction
+    /// is durable. If `op` fails, its own changes are rolled back and the others' commit.
+    pub async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Msg::Job(Box::new(OpJob { op, reply })))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Finishes the operations already queued, then stops the writer.
+    pub async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Close(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn writer_loop(mut tx: Tx, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    while let Some(msg) = rx.recv().await {
+        let mut batch = Vec::new();
+        let mut push = |msg: Msg, batch: &mut Vec<Box<dyn Job>>| match msg {
+            Msg::Job(job) => batch.push(job),
+            Msg::Close(done) => closing = Some(done),
+        };
+        push(msg, &mut batch);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => push(msg, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&mut tx, batch).await;
+        }
+        if closing.is_some() && rx.is_empty() {
+            rx.close();
+            while let Ok(Msg::Job(job)) = rx.try_recv() {
+                run_batch(&mut tx, vec![job]).await;
+            }
+            break;
+        }
+    }
+    if let TxConn::Owned(conn) = tx.conn {
+        let _ = sqlx::Connection::close(conn).await;
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
+    if let Err(e) = tx.begin().await {
+        let reason = e.to_string();
+        for job in batch {
+            job.abort(reason.clone());
+        }
+        return;
+    }
+    let size = batch.len();
+    let mut outcomes = Vec::with_capacity(size);
+    let mut jobs = batch.into_iter();
+    let mut failure: Option<String> = None;
+    for job in jobs.by_ref() {
+        if let Err(e) = tx.execute("SAVEPOINT op").await {
+            failure = Some(e.to_string());
+            job.abort(e.to_string());
+            break;
+        }
+        let outcome = job.run(tx).await;
+        let undo = if outcome.succeeded() { "RELEASE op" } else { "ROLLBACK TO op" };
+        let mut closed = tx.execute(undo).await;
+        if closed.is_ok() && !outcome.succeeded() {
+            closed = tx.execute("RELEASE op").await;
+        }
+        outcomes.push(outcome);
+        if let Err(e) = closed {
+            failure = Some(e.to_string());
+            break;
+        }
+    }
+    let commit = match failure {
+        None => tx.execute("COMMIT").await.map_err(|e| e.to_string()),
+        Some(reason) => Err(reason),
+    };
+    if commit.is_err() {
+        let _ = tx.execute("ROLLBACK").await;
+    }
+    if let Err(reason) = &commit {
+        tracing::error!(batch = size, %reason, "group commit failed");
+        for job in jobs {
+            job.abort(reason.clone());
+        }
+    } else {
+        tracing::trace!(batch = size, "group commit");
+    }
+    for outcome in outcomes {
+        outcome.deliver(commit.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::store;
+    use crate::{StoreError, Tx};
+
+    async fn insert(tx: &mut Tx, object: String) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ('t', $1, 1, x'00', 0)")
+            .bind(object)
+            .execute(tx.conn())
+            .await?;
+        Ok(())
+    }
+
+    async fn count(store: &crate::Store) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM data_keys").fetch_one(store.pool()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn concurrent_operations_commit_and_a_failing_one_changes_nothing() {
+        let (_dir, store) = store().await;
+        let mut handles = Vec::new();
+        for i in 0..200 {
+            let w = store.writer().clone();
+            handles.push(tokio::spawn(async move {
+                w.run(move |tx| Box::pin(insert(tx, format!("o{i}")))).await
+            }));
+        }
+        // a duplicate primary key fails alone
+        let dup = store.writer().run(|tx| Box::pin(async move {
+            insert(tx, "o0-dup".into()).await?;
+            insert(tx, "o0-dup".into()).await
+        }));
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+        assert!(dup.await.is_err());
+        assert_eq!(count(&store).await, 200);
+        store.close().await;
+        assert!(matches!(store.writer().run(|tx| Box::pin(insert(tx, "late".into()))).await, Err(StoreError::Closed)));
+    }
+}

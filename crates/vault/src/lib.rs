@@ -1,0 +1,28 @@
+//! The vault: carepost's keys and everything sealed under them.
+//!
+//! Key hierarchy (DESIGN.md, "Keys"):
+//!
+//! ```text
+//! master key (file | env | command)                 never stored by carepost in the database
+//!   └─ tenant secrets, wrapped under the master key  kek (versioned), blind-index key, ...
+//!        └─ one data key per object, wrapped under the tenant's active kek
+//!             └─ the object: sealed with AES-256-GCM, tenant and object id as associated data
+//! ```
+//!
+//! The vault does the cryptography and keeps unwrapped tenant secrets in memory; the store
+//! persists wrapped keys next to the data they protect (so that a data key commits in the
+//! same transaction as its object). Rotating a kek rewraps data keys and never re-encrypts
+//! payloads; deleting a data key crypto-shreds its object wherever copies of the ciphertext
+//! live.
+
+mod blob;
+mod error;
+mod keyring;
+mod master;
+mod seal;
+
+pub use blob::{BlobKey, BlobStore, LocalDirBlobStore};
+pub use error::VaultError;
+pub use keyring::{DataKey, KeyRing, SecretPurpose, WrappedDataKey, WrappedSecret, object_aad};
+pub use master::{MasterKey, MasterKeySource};
+pub use seal::{SEGMENT_SIZE, Sealer, open, seal, sealed_len};
