@@ -90,7 +90,7 @@ pub type Result<T> = std::result::Result<T, SmimeError>;
 /// Wraps base64 CMS bytes in an `application/pkcs7-mime` entity (RFC 8551 §3.2).
 fn pkcs7_mime_entity(smime_type: &str, der: &[u8]) -> Vec<u8> {
     let mut entity = format!(
-        "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=smime.p7m\r\n\
+        "Content-Type: application/pkcs7-mime; smime-type={smime_type};\r\n name=smime.p7m\r\n\
          Content-Transfer-Encoding: base64\r\n\
          Content-Disposition: attachment; filename=smime.p7m\r\n\
          \r\n"

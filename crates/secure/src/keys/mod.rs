@@ -5,6 +5,7 @@
 mod openpgp;
 mod x509;
 
+pub(crate) use openpgp::{EncryptionTarget, SigningComponent};
 pub use openpgp::{OpenPgpKey, PgpRevocation};
 pub use x509::{CertificateInfo, KeyAlgorithm};
 
@@ -48,6 +49,12 @@ pub enum Unusable {
     /// The OpenPGP key has no valid, unexpired, unrevoked encryption-capable (sub)key.
     #[error("no valid encryption-capable key")]
     NoEncryptionKey,
+    /// The OpenPGP key has no valid, unexpired, unrevoked signing-capable (sub)key.
+    #[error("no valid signing-capable key")]
+    NoSigningKey,
+    /// The OpenPGP key has no user id with a valid self-certification.
+    #[error("no validly self-certified user id")]
+    NoValidUserId,
 }
 
 /// Converts seconds since the Unix epoch into a timestamp, saturating at the

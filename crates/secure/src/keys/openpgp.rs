@@ -31,17 +31,27 @@ struct ComponentStatus {
     /// Whether a valid binding (or self-certification) exists at all.
     bound: bool,
     algorithm_can_encrypt: bool,
+    algorithm_can_sign: bool,
 }
 
 impl ComponentStatus {
-    fn usable_for_encryption(&self, now: OffsetDateTime) -> bool {
-        self.bound
-            && self.revocation.is_none()
-            && self.algorithm_can_encrypt
-            && (self.flags.encrypt_comms() || self.flags.encrypt_storage())
-            && now >= self.created
-            && self.expires.is_none_or(|e| now < e)
+    fn valid_at(&self, now: OffsetDateTime) -> bool {
+        self.bound && self.revocation.is_none() && now >= self.created && self.expires.is_none_or(|e| now < e)
     }
+
+    fn usable_for_encryption(&self, now: OffsetDateTime) -> bool {
+        self.valid_at(now) && self.algorithm_can_encrypt && (self.flags.encrypt_comms() || self.flags.encrypt_storage())
+    }
+
+    fn usable_for_signing(&self, now: OffsetDateTime) -> bool {
+        self.valid_at(now) && self.algorithm_can_sign && self.flags.sign()
+    }
+}
+
+/// The component of a key that makes signatures.
+pub(crate) enum SigningComponent {
+    Primary,
+    Subkey(pgp::types::Fingerprint),
 }
 
 /// The component of a key that a message is encrypted to.
@@ -147,6 +157,7 @@ impl OpenPgpKey {
             flags: newest_self.map(Signature::key_flags).unwrap_or_default(),
             bound: newest_self.is_some(),
             algorithm_can_encrypt: primary_key.algorithm().can_encrypt(),
+            algorithm_can_sign: primary_key.algorithm().can_sign(),
         };
 
         let subkeys = key
@@ -171,6 +182,7 @@ impl OpenPgpKey {
                     flags: binding.map(Signature::key_flags).unwrap_or_default(),
                     bound: binding.is_some(),
                     algorithm_can_encrypt: subkey.key.algorithm().can_encrypt(),
+                    algorithm_can_sign: subkey.key.algorithm().can_sign(),
                 }
             })
             .collect();
@@ -207,9 +219,24 @@ impl OpenPgpKey {
         self.encryption_target(now).map(|_| ())
     }
 
-    /// The component to encrypt to at `now` (the newest usable encryption
-    /// subkey, else the primary key if it is itself flagged for encryption).
-    pub(crate) fn encryption_target(&self, now: OffsetDateTime) -> Result<EncryptionTarget<'_>, Unusable> {
+    /// The component that signs at `now`: the primary key if it is flagged
+    /// for signing, else the newest valid signing subkey.
+    pub(crate) fn signing_component(&self, now: OffsetDateTime) -> Result<SigningComponent, Unusable> {
+        self.check_primary(now)?;
+        if self.primary.usable_for_signing(now) {
+            return Ok(SigningComponent::Primary);
+        }
+        self.subkeys
+            .iter()
+            .zip(&self.key.public_subkeys)
+            .filter(|(status, _)| status.usable_for_signing(now))
+            .max_by_key(|(status, _)| status.created)
+            .map(|(_, subkey)| SigningComponent::Subkey(subkey.key.fingerprint()))
+            .ok_or(Unusable::NoSigningKey)
+    }
+
+    /// Revocation, validity period and user ids of the primary key.
+    fn check_primary(&self, now: OffsetDateTime) -> Result<(), Unusable> {
         if let Some(revocation) = &self.revocation {
             return Err(Unusable::Revoked(revocation.reason.clone()));
         }
@@ -222,8 +249,15 @@ impl OpenPgpKey {
             }
         }
         if self.user_ids.is_empty() {
-            return Err(Unusable::NoEncryptionKey);
+            return Err(Unusable::NoValidUserId);
         }
+        Ok(())
+    }
+
+    /// The component to encrypt to at `now` (the newest usable encryption
+    /// subkey, else the primary key if it is itself flagged for encryption).
+    pub(crate) fn encryption_target(&self, now: OffsetDateTime) -> Result<EncryptionTarget<'_>, Unusable> {
+        self.check_primary(now)?;
         let best_subkey = self
             .subkeys
             .iter()
