@@ -157,3 +157,88 @@ Please call the clinic with questions.\r\n";
 
 /// Outer headers used when a whole message is needed.
 pub const OUTER: &[u8] = b"From: clinic@example.org\r\nTo: alice@example.org\r\nSubject: Results\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@example.org>\r\n";
+
+/// A throw-away GnuPG home directory; its agent is stopped when dropped.
+pub struct GpgHome {
+    pub dir: TempDir,
+}
+
+impl GpgHome {
+    pub fn new() -> GpgHome {
+        require_tool("gpg");
+        let dir = tempfile::tempdir().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        GpgHome { dir }
+    }
+
+    /// A `gpg` command in batch mode, using this home, with no passphrases.
+    pub fn gpg(&self) -> Command {
+        let mut command = Command::new("gpg");
+        command
+            .env("GNUPGHOME", self.dir.path())
+            .current_dir(self.dir.path())
+            .args(["--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""]);
+        command
+    }
+
+    /// Generates an Ed25519 certification/signing key with a Curve25519
+    /// encryption subkey for `user_id`, valid for `expire` (gpg syntax), and
+    /// returns its fingerprint. `faked_time` backdates the generation.
+    pub fn generate(&self, user_id: &str, expire: &str, faked_time: Option<&str>) -> String {
+        let with_time = |command: &mut Command| {
+            if let Some(time) = faked_time {
+                command.args(["--faked-system-time", time]);
+            }
+        };
+        let mut command = self.gpg();
+        with_time(&mut command);
+        run_ok(command.args(["--quick-gen-key", user_id, "ed25519", "sign,cert", expire]));
+        let fingerprint = self.fingerprint(user_id);
+        let mut command = self.gpg();
+        with_time(&mut command);
+        run_ok(command.args(["--quick-add-key", &fingerprint, "cv25519", "encr", expire]));
+        fingerprint
+    }
+
+    /// The primary key fingerprint of the key matching `query`.
+    pub fn fingerprint(&self, query: &str) -> String {
+        let listing = run_ok(self.gpg().args(["--with-colons", "--list-keys", query])).stdout;
+        let listing = String::from_utf8_lossy(&listing);
+        listing
+            .lines()
+            .find(|line| line.starts_with("fpr:"))
+            .and_then(|line| line.split(':').nth(9))
+            .map(str::to_string)
+            .expect("gpg listed no fingerprint")
+    }
+
+    /// The binary public key for `query`.
+    pub fn export(&self, query: &str) -> Vec<u8> {
+        run_ok(self.gpg().args(["--export", query])).stdout
+    }
+
+    /// The armored secret key for `query`.
+    pub fn export_secret(&self, query: &str) -> Vec<u8> {
+        run_ok(self.gpg().args(["--armor", "--export-secret-keys", query])).stdout
+    }
+}
+
+impl Drop for GpgHome {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf").env("GNUPGHOME", self.dir.path()).args(["--kill", "all"]).output();
+    }
+}
+
+/// The ASCII-armored OpenPGP message inside a PGP/MIME entity, as a mail
+/// client would hand it to gpg.
+pub fn armored_part(entity: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(entity);
+    let start = text.find("-----BEGIN PGP MESSAGE-----").expect("no armored message");
+    let end_marker = "-----END PGP MESSAGE-----";
+    let end = text.find(end_marker).expect("unterminated armored message") + end_marker.len();
+    text[start..end].as_bytes().to_vec()
+}
