@@ -1,0 +1,45 @@
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use carepost::Config;
+use carepost::config::EXAMPLE;
+use clap::Subcommand;
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Parse and validate a configuration file; name the file, line and key of any error.
+    Check {
+        /// The configuration file to check.
+        file: PathBuf,
+    },
+}
+
+pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Check { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(1))
+            }
+        },
+    }
+}
+
+pub fn init(dir: &Path) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("carepost.toml");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("{} (it is never overwritten)", path.display()))?;
+    std::io::Write::write_all(&mut file, EXAMPLE.as_bytes())?;
+    println!("wrote {}", path.display());
+    println!("edit it, check it with `carepost config check {}`, then run `carepost serve`", path.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,33 @@
+//! Command implementations. Each returns the process exit code.
+
+pub mod audit;
+pub mod config;
+pub mod key;
+pub mod serve;
+
+use std::path::{Path, PathBuf};
+
+use carepost::Config;
+
+/// Options every command accepts.
+pub struct Global {
+    pub config: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Global {
+    /// The configuration in effect and where it came from.
+    pub fn load_config(&self) -> anyhow::Result<(Config, String)> {
+        let local = Path::new("carepost.toml");
+        let (mut config, origin) = match &self.config {
+            Some(path) => (Config::load(path)?, path.display().to_string()),
+            None if local.exists() => (Config::load(local)?, local.display().to_string()),
+            None => (Config::default(), "built-in defaults".to_owned()),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        carepost::logging::init(&config.log)?;
+        Ok((config, origin))
+    }
+}

@@ -1,0 +1,333 @@
+//! The configuration file: one TOML file, every key with a default, unknown keys refused.
+//!
+//! `carepost.example.toml` (written by `carepost init`) is the commented list of every key
+//! with its default; tests check that it parses to [`Config::default`] and that
+//! docs/config.md describes every key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The commented default configuration, as `carepost init` writes it.
+pub const EXAMPLE: &str = include_str!("../carepost.example.toml");
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub hostname: String,
+    pub log: LogConfig,
+    pub vault: VaultConfig,
+    pub store: StoreConfig,
+    pub tls: TlsConfig,
+    pub audit: AuditConfig,
+    pub smtp: SmtpConfig,
+    pub web: WebConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("carepost-data"),
+            hostname: "localhost".into(),
+            log: LogConfig::default(),
+            vault: VaultConfig::default(),
+            store: StoreConfig::default(),
+            tls: TlsConfig::default(),
+            audit: AuditConfig::default(),
+            smtp: SmtpConfig::default(),
+            web: WebConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MasterKeyKind {
+    #[default]
+    File,
+    Env,
+    Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultConfig {
+    pub master_key_source: MasterKeyKind,
+    pub master_key_file: PathBuf,
+    pub master_key_env: String,
+    pub master_key_command: String,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        VaultConfig {
+            master_key_source: MasterKeyKind::File,
+            master_key_file: PathBuf::from("master.key"),
+            master_key_env: "CAREPOST_MASTER_KEY".into(),
+            master_key_command: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub database: PathBuf,
+    pub blob_dir: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { database: PathBuf::from("carepost.db"), blob_dir: PathBuf::from("blobs") }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub checkpoint_every: u32,
+    pub anchor_file: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { checkpoint_every: 1000, anchor_file: PathBuf::from("audit-anchors.log") }
+    }
+}
+
+/// A listening address, or off (`""` in the file).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct Listen(pub Option<SocketAddr>);
+
+impl Listen {
+    pub fn at(addr: &str) -> Listen {
+        Listen(addr.parse().ok())
+    }
+}
+
+impl fmt::Debug for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+impl Serialize for Listen {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(a) => s.collect_str(&a),
+            None => s.serialize_str(""),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.is_empty() {
+            return Ok(Listen(None));
+        }
+        text.parse::<SocketAddr>().map(|a| Listen(Some(a))).map_err(|_| {
+            serde::de::Error::custom(format!("'{text}' is not an address:port such as 127.0.0.1:2525 or [::1]:2525"))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub mx_listen: Listen,
+    pub submission_listen: Listen,
+    pub submissions_listen: Listen,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            mx_listen: Listen::at("127.0.0.1:2525"),
+            submission_listen: Listen::at("127.0.0.1:2587"),
+            submissions_listen: Listen::at("127.0.0.1:2465"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    pub listen: Listen,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { listen: Listen::at("127.0.0.1:8443") }
+    }
+}
+
+/// A configuration error, located in its file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {message}{key}")]
+    Invalid { path: PathBuf, line: usize, column: usize, key: String, message: String },
+}
+
+impl Config {
+    /// Parses configuration text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column, key) = match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+                    let snippet = text.get(span.clone()).unwrap_or("").trim();
+                    let key = key_path(text, span.start, snippet);
+                    (line, column, key)
+                }
+                None => (1, 1, String::new()),
+            };
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                key: if key.is_empty() { String::new() } else { format!(" (key `{key}`)") },
+                message: e.message().trim().to_owned(),
+            }
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// A path from the config, resolved against the data directory when relative.
+    pub fn in_data_dir(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_owned() } else { self.data_dir.join(path) }
+    }
+}
+
+/// The dotted key at byte `at`: the table header above it plus the key on its line.
+fn key_path(text: &str, at: usize, snippet: &str) -> String {
+    let before = &text[..at.min(text.len())];
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = match line.split_once('=') {
+        Some((k, _)) => k.trim().trim_matches('"').to_owned(),
+        None if !snippet.is_empty() && !snippet.contains(['\n', '=']) => snippet.trim_matches(['[', ']']).to_owned(),
+        None => String::new(),
+    };
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
+    match (table, key.is_empty()) {
+        (_, true) => String::new(),
+        (Some(t), false) if !line.trim_start().starts_with('[') => format!("{t}.{key}"),
+        _ => key,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_is_exactly_the_defaults() {
+        assert_eq!(Config::parse(EXAMPLE, Path::new("example")).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_example_file_lists_every_key() {
+        let defaults = toml::to_string(&Config::default()).unwrap();
+        let mut table = String::new();
+        for line in defaults.lines() {
+            if let Some(t) = line.strip_prefix('[') {
+                table = t.trim_end_matches(']').to_owned();
+                assert!(EXAMPLE.contains(line), "example lacks table {line}");
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                let in_table = EXAMPLE.split(&format!("[{table}]")).nth(1).unwrap_or(EXAMPLE);
+                let in_table = if table.is_empty() { EXAMPLE.split("\n[").next().unwrap() } else { in_table.split("\n[").next().unwrap() };
+                assert!(in_table.lines().any(|l| l.starts_with(&format!("{key} = "))), "example lacks {table}.{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn docs_describe_every_key() {
+        let docs = include_str!("../../../docs/config.md");
+        let defaults = toml::to_string(&Config::default()).unwrap();
+        let mut table = String::new();
+        for line in defaults.lines() {
+            if let Some(t) = line.strip_prefix('[') {
+                table = t.trim_end_matches(']').to_owned();
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                let full = if table.is_empty() { key.to_owned() } else { format!("{table}.{key}") };
+                assert!(docs.contains(&format!("`{full}`")), "docs/config.md does not describe `{full}`");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_file_and_line() {
+        let text = "hostname = \"mx.example.org\"\n\n[smtp]\nmx_listen = \"127.0.0.1:25\"\nmx_lisen = \"x\"\n";
+        let e = Config::parse(text, Path::new("/etc/carepost.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("/etc/carepost.toml:5:1: unknown field `mx_lisen`"), "{e}");
+        assert!(e.contains("(key `smtp.mx_lisen`)"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named_with_file_and_line() {
+        let e = Config::parse("[smtp]\nmx_listen = \"localhost\"\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:2:13:"), "{e}");
+        assert!(e.contains("not an address:port") && e.contains("smtp.mx_listen"), "{e}");
+        let e = Config::parse("[audit]\ncheckpoint_every = -3\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:2:") && e.contains("audit.checkpoint_every"), "{e}");
+        let e = Config::parse("[nope]\n", Path::new("c.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:1:") && e.contains("unknown field `nope`"), "{e}");
+        let e = Config::parse("[smtp]\nmx_listen = \"\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(e.smtp.mx_listen, Listen(None));
+    }
+}

@@ -1,0 +1,10 @@
+//! The carepost binary's library half: configuration and the wiring of services. No business
+//! rules live here; each room (smtp, delivery, policy, ...) owns its own.
+
+pub mod config;
+pub mod install;
+pub mod logging;
+pub mod tls;
+
+pub use config::Config;
+pub use install::{Access, Installation};

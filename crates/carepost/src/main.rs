@@ -1,0 +1,72 @@
+//! The carepost command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// carepost: self-hosted secure e-mail for healthcare.
+#[derive(Parser, Debug)]
+#[command(name = "carepost", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Configuration file. Default: $CAREPOST_CONFIG, else ./carepost.toml if it exists, else
+    /// the built-in defaults.
+    #[arg(long, global = true, value_name = "FILE", env = "CAREPOST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory, overriding data_dir from the configuration.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run carepost: open the data directory (created on first start) and serve.
+    Serve,
+    /// Write a commented carepost.toml listing every key with its default.
+    Init {
+        /// Directory to write carepost.toml into.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Check configuration files.
+    #[command(subcommand)]
+    Config(cli::config::ConfigCommand),
+    /// Verify and export the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
+    /// Manage encryption keys.
+    #[command(subcommand)]
+    Key(cli::key::KeyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("carepost: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let global = cli::Global { config: cli.config, data_dir: cli.data_dir };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => cli::serve::run(&global).await,
+            Command::Init { dir } => cli::config::init(&dir),
+            Command::Config(c) => cli::config::run(c),
+            Command::Audit(c) => cli::audit::run(&global, c).await,
+            Command::Key(c) => cli::key::run(&global, c).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("carepost: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

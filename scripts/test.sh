@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs carepost's whole test suite on a Debian machine with the Rust toolchain.
+# Installs (through apt and pip) every peer the tests talk to, then runs every test.
+#   scripts/test.sh
+# Honours CARGO_TARGET_DIR so that repeated runs on one machine reuse the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real peers the tests use instead of mocks.
+packages=(
+  swaks                 # SMTP client: submission, STARTTLS, AUTH
+  openssl               # s_client, cms -decrypt/-verify
+  gnupg                 # gpg --decrypt of PGP/MIME
+  postfix               # smtp-sink / smtp-source: the sink MTA and load generator
+  libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl  # swaks TLS and AUTH
+  python3 sqlite3 bc procps
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  echo "postfix postfix/mailname string localhost.localdomain" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Postfix's own daemons are not needed: the tests start smtp-sink themselves.
+command -v smtp-sink >/dev/null || export PATH="$PATH:/usr/sbin"
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+export CARGO_TERM_COLOR=never
+cargo test --workspace --all-targets
+echo "all tests passed"

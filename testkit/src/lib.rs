@@ -1,0 +1,224 @@
+//! Helpers for carepost's end-to-end tests.
+//!
+//! [`Server`] runs the real `carepost serve` binary in a scratch directory with every listener
+//! on `127.0.0.1:0`, and reads the addresses it actually bound from its banner, so tests never
+//! race each other for ports. Everything is bounded by timeouts.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print "ready" or to stop.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running `carepost serve`.
+pub struct Server {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub config: PathBuf,
+    /// Bound addresses by banner name: `mx`, `submission`, `submissions`, `https`.
+    pub listeners: HashMap<String, SocketAddr>,
+    /// Every line the server printed on stdout, in order.
+    pub banner: Vec<String>,
+    lines: mpsc::Receiver<String>,
+}
+
+/// The configuration a test server starts with: loopback, port 0 everywhere. `extra` is
+/// appended verbatim (whole tables only, since keys must not repeat).
+pub fn test_config(data_dir: &Path, extra: &str) -> String {
+    format!(
+        "data_dir = \"{}\"\n\n[log]\nlevel = \"warn\"\n\n{}\n",
+        data_dir.display(),
+        if extra.contains("[smtp]") {
+            extra.to_owned()
+        } else {
+            format!(
+                "[smtp]\nmx_listen = \"127.0.0.1:0\"\nsubmission_listen = \"127.0.0.1:0\"\nsubmissions_listen = \"127.0.0.1:0\"\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n{extra}"
+            )
+        }
+    )
+}
+
+impl Server {
+    /// Starts `bin serve` in `dir` with [`test_config`]; waits for the banner.
+    pub fn start(bin: &Path, dir: &Path, extra_config: &str) -> Server {
+        let data_dir = dir.join("data");
+        let config = dir.join("carepost.toml");
+        std::fs::write(&config, test_config(&data_dir, extra_config)).expect("writing the test config");
+        Server::start_with(bin, dir, &config, &data_dir)
+    }
+
+    /// Starts `bin serve --config CONFIG` with the current directory `dir`.
+    pub fn start_with(bin: &Path, dir: &Path, config: &Path, data_dir: &Path) -> Server {
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .current_dir(dir)
+            .env_remove("CAREPOST_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting carepost serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child: Some(child),
+            dir: dir.to_owned(),
+            data_dir: data_dir.to_owned(),
+            config: config.to_owned(),
+            listeners: HashMap::new(),
+            banner: Vec::new(),
+            lines: rx,
+        };
+        server.wait_for_line("ready", START_TIMEOUT);
+        for line in &server.banner {
+            let mut words = line.split_whitespace();
+            if let (Some(name), Some(addr)) = (words.next(), words.next()) {
+                if let Ok(addr) = addr.parse() {
+                    server.listeners.insert(name.to_owned(), addr);
+                }
+            }
+        }
+        server
+    }
+
+    /// Waits until the server prints a line containing `needle`; panics on timeout or exit.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.banner.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    let status = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                    panic!("carepost did not print {needle:?} (exited: {status:?}); it printed {:#?}", self.banner);
+                }
+            }
+        }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        *self.listeners.get(listener).unwrap_or_else(|| panic!("no {listener} listener in {:#?}", self.banner))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status();
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server already stopped");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                    self.banner.push(line);
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("carepost did not stop within {START_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM and wait: the clean shutdown an init system does.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        self.wait()
+    }
+
+    /// SIGKILL: the crash nothing acknowledged may survive.
+    pub fn kill9(mut self) {
+        self.signal("KILL");
+        self.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len().max(1)).any(|w| w == needle) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Runs `bin` with `args` in `dir`, bounded by a timeout; returns status, stdout, stderr.
+pub fn run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let child = Command::new(bin)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CAREPOST_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running carepost");
+    let out = wait_output(child, Duration::from_secs(120));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits for a child with a deadline, killing it when the deadline passes.
+pub fn wait_output(child: Child, timeout: Duration) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("waiting for the child"),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            panic!("command did not finish within {timeout:?}");
+        }
+    }
+}
