@@ -1,0 +1,804 @@
+//! The scanning pass over one text: labels and health terms, then candidates.
+
+use super::checks;
+use super::icd10;
+use super::lexer::{Shape, Token, tokenize};
+use super::lexicon::{Lexicon, PhraseKind, label, word};
+use crate::report::{EntityType, HealthKind};
+
+/// One identifier found in a text, as a byte range of that text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    pub entity: EntityType,
+    pub start: usize,
+    pub end: usize,
+    pub detector: &'static str,
+    /// Business contact or provider identifier (see [`crate::Finding::business`]).
+    pub business: bool,
+    /// For names: how the person appears.
+    pub role: Option<PersonRole>,
+}
+
+/// How a person's name appears in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonRole {
+    /// After a label naming the person the message is about (`Patient:`, `Name:`).
+    Labeled,
+    /// Addressed in a greeting (`Dear ...`, `Hello ...`).
+    Greeted,
+    /// A known first name followed by a surname, without a label.
+    Mentioned,
+}
+
+/// A health term found in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthHit {
+    pub kind: HealthKind,
+    pub start: usize,
+    pub end: usize,
+    /// Preceded by `your`, `his`, `patient`...: about a person.
+    pub personal: bool,
+}
+
+/// What [`scan_text`] found.
+#[derive(Debug, Default, Clone)]
+pub struct TextScan {
+    pub detections: Vec<Detection>,
+    pub health: Vec<HealthHit>,
+}
+
+/// Buffers reused from one text to the next.
+#[derive(Default)]
+pub struct Scratch {
+    tokens: Vec<Token>,
+}
+
+/// Find identifiers and health terms in `text`.
+pub fn scan_text(text: &str, scratch: &mut Scratch) -> TextScan {
+    tokenize(text, &mut scratch.tokens);
+    let mut s = Scanner {
+        b: text.as_bytes(),
+        t: &mut scratch.tokens,
+        emails: Vec::new(),
+        signature_start: signature_start(text),
+        out: TextScan::default(),
+    };
+    s.find_emails();
+    s.apply_phrases();
+    s.find_candidates();
+    s.out
+}
+
+/// Where a signature block starts: the line `--` (or `-- `) of RFC 3676.
+fn signature_start(text: &str) -> usize {
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_end_matches(['\r', '\n']).trim_end_matches(' ') == "--" {
+            return pos;
+        }
+        pos += line.len();
+    }
+    usize::MAX
+}
+
+enum Outcome {
+    /// The cluster was recognized: reported, or a look-alike deliberately not reported.
+    Found,
+    NoMatch,
+}
+
+struct Scanner<'a> {
+    b: &'a [u8],
+    t: &'a mut Vec<Token>,
+    /// E-mail address spans, sorted.
+    emails: Vec<(usize, usize)>,
+    signature_start: usize,
+    out: TextScan,
+}
+
+const MAX_CLUSTER_TOKENS: usize = 8;
+const MAX_CLUSTER_BYTES: usize = 48;
+
+impl<'a> Scanner<'a> {
+    // ------------------------------------------------------------ helpers
+
+    /// Bytes between token `j - 1` and token `j`.
+    fn gap(&self, j: usize) -> &'a [u8] {
+        let b: &'a [u8] = self.b;
+        let end = self.t[j].start as usize;
+        let start = if j == 0 { 0 } else { self.t[j - 1].end as usize };
+        b.get(start..end).unwrap_or(&[])
+    }
+
+    fn tok(&self, j: usize) -> &'a [u8] {
+        let b: &'a [u8] = self.b;
+        &b[self.t[j].range()]
+    }
+
+    fn byte_before(&self, pos: usize) -> u8 {
+        if pos == 0 { b'\n' } else { self.b[pos - 1] }
+    }
+
+    fn in_signature(&self, pos: usize) -> bool {
+        pos >= self.signature_start
+    }
+
+    fn push(&mut self, entity: EntityType, start: usize, end: usize, detector: &'static str, business: bool) {
+        self.out.detections.push(Detection { entity, start, end, detector, business, role: None });
+    }
+
+    /// Label classes of the words just before token `i`: the nearest run of label
+    /// words and fillers on the same line (`Date of Birth:`, `Member ID #`), or, when
+    /// the value starts its line, a previous line made only of such words.
+    fn label_before(&self, i: usize) -> u32 {
+        let mut flags = 0u32;
+        let mut j = i;
+        let mut seen_on_line = 0usize;
+        let mut looked_up = false;
+        let mut budget = 10usize;
+        while j > 0 && budget > 0 {
+            let gap = self.gap(j);
+            if gap.contains(&b'\n') {
+                if seen_on_line > 0 || looked_up || flags != 0 {
+                    break;
+                }
+                // the value starts its line: a label may sit alone on the line before
+                looked_up = true;
+                if !self.line_is_label_only(j - 1) {
+                    break;
+                }
+            } else if is_sentence_break(gap) && j < i {
+                break;
+            }
+            j -= 1;
+            budget -= 1;
+            let tk = &self.t[j];
+            if tk.label != 0 {
+                flags |= tk.label;
+            } else if tk.word & word::FILLER != 0 {
+            } else {
+                break;
+            }
+            seen_on_line += 1;
+        }
+        flags
+    }
+
+    /// Is the line that ends with token `j` made only of label words and fillers?
+    fn line_is_label_only(&self, j: usize) -> bool {
+        let mut k = j + 1;
+        let mut n = 0;
+        while k > 0 {
+            let tk = &self.t[k - 1];
+            if tk.label == 0 && tk.word & word::FILLER == 0 {
+                return false;
+            }
+            n += 1;
+            if n > 6 {
+                return false;
+            }
+            if self.gap(k - 1).contains(&b'\n') {
+                break;
+            }
+            k -= 1;
+        }
+        n > 0
+    }
+
+    /// Does any token on the same line as token `i` carry one of the labels in `mask`?
+    fn line_has_label(&self, i: usize, mask: u32) -> bool {
+        let mut j = i;
+        for _ in 0..24 {
+            if self.t[j].label & mask != 0 {
+                return true;
+            }
+            if j == 0 || self.gap(j).contains(&b'\n') {
+                break;
+            }
+            j -= 1;
+        }
+        let mut j = i;
+        for _ in 0..24 {
+            j += 1;
+            if j >= self.t.len() || self.gap(j).contains(&b'\n') {
+                break;
+            }
+            if self.t[j].label & mask != 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Is a health term of `kind` within `before` bytes before or `after` bytes after
+    /// the range, on the same line?
+    fn health_near(&self, start: usize, end: usize, kind: HealthKind, before: usize, after: usize) -> bool {
+        self.out.health.iter().any(|h| {
+            h.kind == kind
+                && h.end + before >= start
+                && h.start <= end + after
+                && !self.b[h.end.min(start)..h.start.max(end)].contains(&b'\n')
+        })
+    }
+
+    // ------------------------------------------------------------ e-mail
+
+    fn find_emails(&mut self) {
+        let b = self.b;
+        let local = |c: u8| c.is_ascii_alphanumeric() || b"._%+-'".contains(&c);
+        let domain = |c: u8| c.is_ascii_alphanumeric() || c == b'.' || c == b'-';
+        let mut last_end = 0;
+        for at in memchr::memchr_iter(b'@', b) {
+            if at < last_end {
+                continue;
+            }
+            let mut s = at;
+            while s > last_end && at - s < 64 && local(b[s - 1]) {
+                s -= 1;
+            }
+            while s < at && !b[s].is_ascii_alphanumeric() {
+                s += 1;
+            }
+            let mut e = at + 1;
+            while e < b.len() && e - at < 255 && domain(b[e]) {
+                e += 1;
+            }
+            while e > at + 1 && !b[e - 1].is_ascii_alphanumeric() {
+                e -= 1;
+            }
+            if s == at || e <= at + 1 {
+                continue;
+            }
+            let dom = &b[at + 1..e];
+            let Some(dot) = dom.iter().rposition(|&c| c == b'.') else { continue };
+            let tld = &dom[dot + 1..];
+            if tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) || dom[0] == b'.' || dom.windows(2).any(|w| w == b"..") {
+                continue;
+            }
+            self.emails.push((s, e));
+            let business = self.in_signature(s);
+            self.push(EntityType::EmailAddress, s, e, "email", business);
+            last_end = e;
+        }
+    }
+
+    // ------------------------------------------------------------ phrases
+
+    /// Mark label words and record health terms, longest phrase first.
+    fn apply_phrases(&mut self) {
+        let lx = Lexicon::get();
+        let n = self.t.len();
+        let mut health_until = 0usize;
+        let mut buf = [0u8; super::lexicon::MAX_WORD];
+        for i in 0..n {
+            if !self.t[i].has_phrases {
+                continue;
+            }
+            let first = lower(self.tok(i), &mut buf);
+            let Some(info) = lx.lookup(first) else { continue };
+            let mut best_label: Option<(usize, u32)> = None;
+            let mut best_health: Option<(usize, HealthKind)> = None;
+            for &pid in &info.phrases {
+                let p = &lx.phrases[pid as usize];
+                let last = i + p.rest.len();
+                if last >= n {
+                    continue;
+                }
+                let matches = p.rest.iter().enumerate().all(|(k, w)| {
+                    let j = i + 1 + k;
+                    !self.gap(j).contains(&b'\n') && self.tok(j).eq_ignore_ascii_case(w)
+                });
+                if !matches {
+                    continue;
+                }
+                match p.kind {
+                    PhraseKind::Label(c) if best_label.is_none() => best_label = Some((last, c)),
+                    PhraseKind::Health(k) if best_health.is_none() => best_health = Some((last, k)),
+                    _ => {}
+                }
+                if best_label.is_some() && best_health.is_some() {
+                    break;
+                }
+            }
+            if let Some((last, class)) = best_label {
+                for tk in &mut self.t[i..=last] {
+                    tk.label |= class;
+                }
+            }
+            if let Some((last, kind)) = best_health
+                && i >= health_until
+            {
+                let personal = self.personal_before(i);
+                let hit = HealthHit { kind, start: self.t[i].start as usize, end: self.t[last].end as usize, personal };
+                self.out.health.push(hit);
+                health_until = last + 1;
+            }
+        }
+    }
+
+    /// Is one of the three words before token `i` (same line) a possessive?
+    fn personal_before(&self, i: usize) -> bool {
+        let mut j = i;
+        for _ in 0..3 {
+            if j == 0 || self.gap(j).iter().any(|c| b"\n.;!?".contains(c)) {
+                return false;
+            }
+            j -= 1;
+            if self.t[j].word & word::POSSESSIVE != 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    // ------------------------------------------------------------ candidates
+
+    fn find_candidates(&mut self) {
+        let n = self.t.len();
+        let mut i = 0;
+        let mut email_idx = 0;
+        while i < n {
+            let start = self.t[i].start as usize;
+            while email_idx < self.emails.len() && self.emails[email_idx].1 <= start {
+                email_idx += 1;
+            }
+            if email_idx < self.emails.len() && self.emails[email_idx].0 <= start {
+                i += 1;
+                continue;
+            }
+            if let Some(next) = self.month_date(i) {
+                i = next;
+                continue;
+            }
+            let tk = self.t[i];
+            if tk.shape != Shape::Alpha || self.starts_code_cluster(i) {
+                i = self.cluster(i);
+                continue;
+            }
+            if tk.capital
+                && let Some(next) = self.person_name(i)
+            {
+                i = next;
+                continue;
+            }
+            i += 1;
+        }
+    }
+
+    /// A short capitalized word joined to a number by `-` or `.` (`INV-2546`, `E11.9`
+    /// starts with a digit-bearing token anyway) is read together with it.
+    fn starts_code_cluster(&self, i: usize) -> bool {
+        let tk = &self.t[i];
+        tk.len() <= 4
+            && self.tok(i).iter().all(u8::is_ascii_uppercase)
+            && i + 1 < self.t.len()
+            && matches!(self.gap(i + 1), b"-" | b".")
+            && self.t[i + 1].shape != Shape::Alpha
+    }
+
+    // ------------------------------------------------------------ numbers
+
+    /// Read the cluster of tokens starting at `i`, classify it; return the next index.
+    fn cluster(&mut self, i: usize) -> usize {
+        let last = self.cluster_end(i);
+        if let Outcome::NoMatch = self.classify(i, last) {
+            // "DOB 07/28/1984 12345678": retry the pieces between spaces
+            let mut a = i;
+            for j in i + 1..=last {
+                if self.gap(j) == b" " {
+                    if a != i || j - 1 != last {
+                        let _ = self.classify(a, j - 1);
+                    }
+                    a = j;
+                }
+            }
+            if a != i {
+                let _ = self.classify(a, last);
+            }
+        }
+        last + 1
+    }
+
+    fn cluster_end(&self, i: usize) -> usize {
+        let mut j = i;
+        let start = self.t[i].start as usize;
+        while j + 1 < self.t.len() && j + 1 - i < MAX_CLUSTER_TOKENS {
+            let (l, r) = (&self.t[j], &self.t[j + 1]);
+            if r.end as usize - start > MAX_CLUSTER_BYTES {
+                break;
+            }
+            let joined = match self.gap(j + 1) {
+                b"-" | b"." | b"/" => true,
+                b" " => l.shape == Shape::Digits && r.shape == Shape::Digits,
+                b")" | b") " | b")-" | b") -" => {
+                    l.shape == Shape::Digits && l.len() == 3 && self.byte_before(l.start as usize) == b'('
+                }
+                _ => false,
+            };
+            if !joined {
+                break;
+            }
+            j += 1;
+        }
+        j
+    }
+
+    fn classify(&mut self, f: usize, l: usize) -> Outcome {
+        let start = self.t[f].start as usize;
+        let end = self.t[l].end as usize;
+        let groups: Vec<&[u8]> = (f..=l).map(|j| self.tok(j)).collect();
+        let seps: Vec<&[u8]> = (f + 1..=l).map(|j| self.gap(j)).collect();
+        let all_digits = (f..=l).all(|j| self.t[j].shape == Shape::Digits);
+        let joined: Vec<u8> = groups.concat();
+        let ctx = self.label_before(f);
+        let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        let same_sep = |set: &[&[u8]]| seps.windows(2).all(|w| w[0] == w[1]) && seps.iter().all(|s| set.contains(s));
+
+        // Medicare Beneficiary Identifier: 11 characters, or 4-3-4 with dashes
+        if joined.len() == 11 && (groups.len() == 1 || (lens == [4, 3, 4] && same_sep(&[b"-"]))) && checks::mbi(&joined) {
+            return self.found(EntityType::MedicareMbi, start, end, "mbi", false);
+        }
+        // DEA registration number
+        if groups.len() == 1 && joined.len() == 9 && checks::dea(&joined) {
+            return self.found(EntityType::DeaNumber, start, end, "dea.checksum", true);
+        }
+        if let Some(o) = self.icd10(f, &groups, &seps, ctx, start, end) {
+            return o;
+        }
+        if let Some(o) = self.numeric_date(&groups, &seps, ctx, start, end) {
+            return o;
+        }
+        // a value right after an MRN or member-ID label is that, whatever its shape
+        if ctx & (label::MRN | label::PLAN) != 0 && ctx & label::SSN == 0 && id_like(&groups, &seps) {
+            let (entity, det) = if ctx & label::MRN != 0 {
+                (EntityType::Mrn, "mrn.label")
+            } else {
+                (EntityType::HealthPlanId, "plan_id.label")
+            };
+            return self.found(entity, start, end, det, false);
+        }
+        if !all_digits {
+            return Outcome::NoMatch;
+        }
+        let negative = ctx & label::NEGATIVE != 0;
+        // SSN: 3-2-4 with dashes (or spaces after an SSN label), or 9 digits after a label
+        if lens == [3, 2, 4] && (same_sep(&[b"-"]) || (same_sep(&[b" "]) && ctx & label::SSN != 0)) {
+            if checks::ssn_digits(&joined) && (!negative || ctx & label::SSN != 0) {
+                return self.found(EntityType::UsSsn, start, end, "ssn.formatted", false);
+            }
+            return Outcome::Found;
+        }
+        if lens == [9] && ctx & label::SSN != 0 {
+            if checks::ssn_digits(&joined) {
+                return self.found(EntityType::UsSsn, start, end, "ssn.label", false);
+            }
+            return Outcome::Found;
+        }
+        // NDC: 4-4-2, 5-3-2, 5-4-2 near drug words; 10 or 11 digits after an NDC label
+        if matches!(lens.as_slice(), [4, 4, 2] | [5, 3, 2] | [5, 4, 2]) && same_sep(&[b"-"]) {
+            if ctx & (label::NDC | label::RX) != 0
+                || self.line_has_label(f, label::NDC | label::RX)
+                || self.health_near(start, end, HealthKind::Medication, 120, 120)
+            {
+                return self.found(EntityType::NdcCode, start, end, "ndc.formatted", false);
+            }
+            return Outcome::Found;
+        }
+        if groups.len() == 1 && (joined.len() == 11 || joined.len() == 10) && ctx & label::NDC != 0 {
+            return self.found(EntityType::NdcCode, start, end, "ndc.label", false);
+        }
+        // payment cards: 13-19 digits, grouped by spaces or dashes, issuer range + Luhn
+        if (13..=19).contains(&joined.len())
+            && (groups.len() == 1 || (lens[0] == 4 && same_sep(&[b" ", b"-"]) && lens.iter().all(|&n| (1..=6).contains(&n))))
+        {
+            if checks::card(&joined) && (!negative || ctx & label::CARD != 0) {
+                return self.found(EntityType::CreditCard, start, end, "card.luhn", false);
+            }
+            return Outcome::Found;
+        }
+        if let Some(o) = self.phone(f, &groups, &seps, ctx, start, end) {
+            return o;
+        }
+        // NPI: 10 digits, Luhn with the 80840 prefix
+        if groups.len() == 1 && joined.len() == 10 && checks::npi(&joined) && (!negative || ctx & label::NPI != 0) {
+            return self.found(EntityType::Npi, start, end, "npi.checksum", true);
+        }
+        Outcome::NoMatch
+    }
+
+    fn found(&mut self, entity: EntityType, start: usize, end: usize, detector: &'static str, business: bool) -> Outcome {
+        self.push(entity, start, end, detector, business);
+        Outcome::Found
+    }
+
+    fn icd10(&mut self, f: usize, groups: &[&[u8]], seps: &[&[u8]], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
+        let head = groups[0];
+        if !icd10::has_code_shape(head) || (groups.len() > 1 && head.len() != 3) {
+            return None;
+        }
+        // dotted: E11.9, S72.001A, T38.3X5A
+        if groups.len() == 2 && seps[0] == b"." && (1..=4).contains(&groups[1].len()) {
+            let code = format!("{}{}", ascii(head), ascii(groups[1]));
+            if groups[1].iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) && icd10::is_code(&code) {
+                return Some(self.found(EntityType::Icd10Code, start, end, "icd10.dotted", false));
+            }
+            return None;
+        }
+        if groups.len() != 1 {
+            return None;
+        }
+        let code = ascii(head);
+        if !icd10::is_code(code) {
+            return None;
+        }
+        // a bare code (I10, E119): only where a diagnosis is expected
+        let dx = ctx & (label::DX | label::CLAIM) != 0;
+        if dx || self.health_near(start, end, HealthKind::Condition, 80, 8) || self.line_has_label(f, label::DX) {
+            return Some(self.found(EntityType::Icd10Code, start, end, "icd10.context", false));
+        }
+        None
+    }
+
+    /// A date written with numbers: a birth date after a DOB label, otherwise consumed
+    /// so that its pieces are not read as other numbers.
+    fn numeric_date(&mut self, groups: &[&[u8]], seps: &[&[u8]], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
+        let dob = ctx & label::DOB != 0 && ctx & label::OTHER_DATE == 0;
+        let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        let digits = |g: &[u8]| g.iter().all(u8::is_ascii_digit);
+        let n = checks::number;
+        let valid = match lens.as_slice() {
+            [a, b, c] if seps[0] == seps[1] && matches!(seps[0], b"/" | b"-" | b".") => {
+                let (g0, g1, g2) = (groups[0], groups[1], groups[2]);
+                if (1..=2).contains(a) && digits(g0) && digits(g2) && (*c == 4 || (*c == 2 && dob)) {
+                    let year = if *c == 4 { n(g2) } else { expand_year(n(g2)) };
+                    if *b <= 2 && digits(g1) {
+                        let (x, y) = (n(g0), n(g1));
+                        Some(checks::date(year, x, y) || checks::date(year, y, x)).filter(|_| checks::birth_year(year) || !dob)
+                    } else if let Some(m) = self.month_of(g1) {
+                        Some(checks::date(year, m, n(g0)))
+                    } else {
+                        None
+                    }
+                } else if *a == 4 && digits(g0) && (1..=2).contains(b) && (1..=2).contains(c) && digits(g1) && digits(g2) {
+                    Some(checks::date(n(g0), n(g1), n(g2)))
+                } else {
+                    None
+                }
+            }
+            [8] if dob && digits(groups[0]) => {
+                let g = groups[0];
+                Some(
+                    (checks::birth_year(n(&g[..4])) && checks::date(n(&g[..4]), n(&g[4..6]), n(&g[6..])))
+                        || (checks::birth_year(n(&g[4..])) && checks::date(n(&g[4..]), n(&g[..2]), n(&g[2..4]))),
+                )
+            }
+            _ => None,
+        };
+        match valid {
+            Some(true) if dob => Some(self.found(EntityType::DateOfBirth, start, end, "dob.label", false)),
+            Some(true) => Some(Outcome::Found),
+            _ => None,
+        }
+    }
+
+    fn month_of(&self, g: &[u8]) -> Option<u32> {
+        let mut buf = [0u8; super::lexicon::MAX_WORD];
+        if g.len() > buf.len() {
+            return None;
+        }
+        let m = Lexicon::get().lookup(lower(g, &mut buf))?.month;
+        (m != 0).then_some(u32::from(m))
+    }
+
+    fn phone(&mut self, f: usize, groups: &[&[u8]], seps: &[&[u8]], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
+        let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        let sep_ok = |s: &[u8]| matches!(s, b"-" | b"." | b" ");
+        let first_sep_ok = |s: &[u8]| sep_ok(s) || matches!(s, b")" | b") " | b")-" | b") -");
+        let (npa, nxx, line, mut span_start, detector) = match lens.as_slice() {
+            [3, 3, 4] if first_sep_ok(seps[0]) && sep_ok(seps[1]) => (groups[0], groups[1], groups[2], start, "phone.formatted"),
+            [1, 3, 3, 4] if groups[0] == b"1" && sep_ok(seps[0]) && first_sep_ok(seps[1]) && sep_ok(seps[2]) => {
+                (groups[1], groups[2], groups[3], start, "phone.formatted")
+            }
+            [10] if ctx & (label::PHONE | label::FAX) != 0 => {
+                let g = groups[0];
+                (&g[..3], &g[3..6], &g[6..], start, "phone.label")
+            }
+            [11] if groups[0][0] == b'1' && (ctx & (label::PHONE | label::FAX) != 0 || self.byte_before(start) == b'+') => {
+                let g = groups[0];
+                (&g[1..4], &g[4..7], &g[7..], start, "phone.label")
+            }
+            _ => return None,
+        };
+        if !checks::nanp(npa, nxx, line) || (ctx & label::NEGATIVE != 0 && ctx & (label::PHONE | label::FAX) == 0) {
+            return Some(Outcome::Found);
+        }
+        // include "(" and a "+1" / "1-" country prefix written before the number
+        if lens[0] == 3 && self.byte_before(span_start) == b'(' {
+            span_start -= 1;
+        }
+        span_start = self.country_prefix(span_start);
+        let business = self.in_signature(start) || ctx & (label::FAX | label::OFFICE | label::PROVIDER) != 0;
+        let _ = f;
+        Some(self.found(EntityType::Phone, span_start, end, detector, business))
+    }
+
+    /// Extend a phone number's start over a `+1 `, `1-` or `+` written before it.
+    fn country_prefix(&self, start: usize) -> usize {
+        let b = self.b;
+        let mut p = start;
+        if p >= 1 && b[p - 1] == b'+' {
+            return p - 1;
+        }
+        if p >= 1 && matches!(b[p - 1], b' ' | b'-' | b'.') {
+            p -= 1;
+        }
+        if p >= 1 && b[p - 1] == b'1' && (p < 2 || !b[p - 2].is_ascii_alphanumeric() || b[p - 2] == b'+') {
+            p -= 1;
+            if p >= 1 && b[p - 1] == b'+' {
+                p -= 1;
+            }
+            return p;
+        }
+        start
+    }
+
+    // ------------------------------------------------------------ dates with month names
+
+    /// `December 19, 1974`, `Dec 19 1974`, `19 December 1974`: returns the index after
+    /// the date when one starts at token `i`.
+    fn month_date(&mut self, i: usize) -> Option<usize> {
+        let n = self.t.len();
+        if i + 2 >= n {
+            return None;
+        }
+        let (t0, t1, t2) = (self.t[i], self.t[i + 1], self.t[i + 2]);
+        let day_tok = |t: &Token, s: &[u8]| {
+            (t.shape == Shape::Digits && t.len() <= 2)
+                || (t.shape == Shape::Mixed && t.len() <= 4 && s.len() >= 3 && s[..s.len() - 2].iter().all(u8::is_ascii_digit)
+                    && matches!(&s[s.len() - 2..], b"st" | b"nd" | b"rd" | b"th"))
+        };
+        let year_tok = |t: &Token| t.shape == Shape::Digits && t.len() == 4;
+        let (g1, g2) = (self.gap(i + 1), self.gap(i + 2));
+        let (month, day) = if t0.month != 0 && day_tok(&t1, self.tok(i + 1)) && year_tok(&t2) {
+            if !matches!(g1, b" " | b". " | b".") || !matches!(g2, b", " | b" " | b"," | b" , ") {
+                return None;
+            }
+            (u32::from(t0.month), self.tok(i + 1))
+        } else if t1.month != 0 && day_tok(&t0, self.tok(i)) && year_tok(&t2) {
+            if !matches!(g1, b" ") || !matches!(g2, b" " | b", " | b",") {
+                return None;
+            }
+            (u32::from(t1.month), self.tok(i))
+        } else {
+            return None;
+        };
+        let day: Vec<u8> = day.iter().copied().take_while(u8::is_ascii_digit).collect();
+        let year = checks::number(self.tok(i + 2));
+        if !checks::date(year, month, checks::number(&day)) {
+            return None;
+        }
+        let ctx = self.label_before(i);
+        if ctx & label::DOB != 0 && ctx & label::OTHER_DATE == 0 && checks::birth_year(year) {
+            let (s, e) = (t0.start as usize, t2.end as usize);
+            self.push(EntityType::DateOfBirth, s, e, "dob.label", false);
+        }
+        Some(i + 3)
+    }
+
+    // ------------------------------------------------------------ names
+
+    /// A person's name starting at token `i`; returns the index after it.
+    fn person_name(&mut self, i: usize) -> Option<usize> {
+        let n = self.t.len();
+        let tk = self.t[i];
+        if tk.word & word::STOP_CAP != 0 || tk.label != 0 && tk.word & word::FIRST_NAME == 0 {
+            return None;
+        }
+        let ctx = self.label_before(i);
+        let provider = ctx & label::PROVIDER != 0 || self.prev_is_provider_title(i);
+        let role = if ctx & label::NAME != 0 {
+            Some(PersonRole::Labeled)
+        } else if ctx & label::GREETING != 0 {
+            Some(PersonRole::Greeted)
+        } else {
+            None
+        };
+        // how far the capitalized words go: "Justin Foster", "Mary J. Smith"
+        let mut last = i;
+        let mut j = i + 1;
+        while j < n && j - i < 4 {
+            let g = self.gap(j);
+            let t = &self.t[j];
+            let initial = t.len() == 1 && t.capital;
+            let ok_gap = g == b" " || (g == b". " && self.t[j - 1].len() == 1);
+            if !ok_gap || !t.capital || t.shape != Shape::Alpha || t.word & (word::STOP_CAP | word::MONTH) != 0 || t.label != 0 {
+                break;
+            }
+            if !initial && t.len() < 2 {
+                break;
+            }
+            last = j;
+            j += 1;
+        }
+        let first_name = tk.word & word::FIRST_NAME != 0;
+        let confirmed = match role {
+            Some(_) => true,
+            None => {
+                // "Brian Ford": a known first name and a surname; when either is also an
+                // ordinary word ("Will", "Young"), the other must be unambiguous
+                let surname = self.t[last].word;
+                last > i
+                    && first_name
+                    && self.t[last].len() >= 2
+                    && if tk.word & word::NOT_NAME != 0 {
+                        surname & word::LAST_NAME != 0 && surname & word::NOT_NAME == 0
+                    } else {
+                        surname & word::NOT_NAME == 0 || surname & word::LAST_NAME != 0
+                    }
+            }
+        };
+        if !confirmed {
+            return None;
+        }
+        // credentials after the name ("Jane Smith, MD") mark staff too
+        let staff_after = last + 1 < n
+            && matches!(self.gap(last + 1), b", " | b" " | b",")
+            && self.t[last + 1].word & word::PROVIDER_TITLE != 0
+            && self.t[last + 1].capital;
+        let start = tk.start as usize;
+        if provider || staff_after || self.in_signature(start) {
+            return Some(last + 1);
+        }
+        let end = self.t[last].end as usize;
+        let role = role.unwrap_or(PersonRole::Mentioned);
+        let detector = match role {
+            PersonRole::Labeled => "name.label",
+            PersonRole::Greeted => "name.greeting",
+            PersonRole::Mentioned => "name.dictionary",
+        };
+        self.out.detections.push(Detection {
+            entity: EntityType::PersonName,
+            start,
+            end,
+            detector,
+            business: false,
+            role: Some(role),
+        });
+        Some(last + 1)
+    }
+
+    fn prev_is_provider_title(&self, i: usize) -> bool {
+        i > 0 && self.t[i - 1].word & word::PROVIDER_TITLE != 0 && !self.gap(i).contains(&b'\n')
+    }
+}
+
+fn is_sentence_break(gap: &[u8]) -> bool {
+    gap.len() >= 2 && matches!(gap[0], b'.' | b'!' | b'?' | b';') && gap[1] == b' '
+}
+
+/// Could these groups be a record or member identifier? 5-20 letters and digits with
+/// at least 4 digits, joined by dashes or spaces only.
+fn id_like(groups: &[&[u8]], seps: &[&[u8]]) -> bool {
+    let len: usize = groups.iter().map(|g| g.len()).sum();
+    let digits: usize = groups.iter().map(|g| g.iter().filter(|b| b.is_ascii_digit()).count()).sum();
+    (5..=20).contains(&len) && digits >= 4 && seps.iter().all(|s| matches!(*s, b"-" | b" "))
+}
+
+fn expand_year(yy: u32) -> u32 {
+    if yy > 30 { 1900 + yy } else { 2000 + yy }
+}
+
+fn lower<'b>(s: &[u8], buf: &'b mut [u8; super::lexicon::MAX_WORD]) -> &'b [u8] {
+    let n = s.len().min(buf.len());
+    for (d, c) in buf.iter_mut().zip(&s[..n]) {
+        *d = c.to_ascii_lowercase();
+    }
+    &buf[..n]
+}
+
+fn ascii(s: &[u8]) -> &str {
+    std::str::from_utf8(s).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests;
