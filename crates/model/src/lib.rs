@@ -6,11 +6,15 @@
 //! the audit log and the portal.
 
 mod address;
+mod envelope;
 mod id;
+mod listen;
 mod sensitive;
 mod timestamp;
 
 pub use address::{Address, AddressError};
+pub use envelope::{Arrival, BodyType, DsnNotify, DsnReturn, Envelope, Recipient, Source, TlsInfo};
+pub use listen::Listen;
 pub use id::{Id, IdError, MessageId, TenantId, TenantIdError};
 pub use sensitive::{Sensitive, install_redaction_key, redaction_tag};
 pub use timestamp::Timestamp;

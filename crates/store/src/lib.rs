@@ -13,6 +13,7 @@
 pub mod audit_log;
 mod error;
 pub mod keys;
+pub mod queue;
 mod writer;
 
 use std::path::Path;

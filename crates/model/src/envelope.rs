@@ -1,0 +1,142 @@
+//! The SMTP envelope and what carepost knows about how a message arrived.
+//!
+//! These travel sealed: the envelope holds addresses, which are PHI when they name a patient.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Address;
+
+/// DSN RET (RFC 3461): how much of the message a bounce returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DsnReturn {
+    Full,
+    Headers,
+}
+
+/// DSN NOTIFY (RFC 3461) for one recipient. `never` excludes the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DsnNotify {
+    pub never: bool,
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+impl DsnNotify {
+    /// What applies when the client gave no NOTIFY: failure and delay (RFC 3461 section 4.1).
+    pub fn implicit() -> Self {
+        DsnNotify { never: false, success: false, failure: true, delay: true }
+    }
+}
+
+/// The body type announced with MAIL FROM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyType {
+    #[default]
+    SevenBit,
+    EightBitMime,
+    BinaryMime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub address: Address,
+    /// `None` when the client gave no NOTIFY parameter.
+    #[serde(default)]
+    pub notify: Option<DsnNotify>,
+    /// ORCPT (RFC 3461), kept verbatim as `addr-type;xtext`.
+    #[serde(default)]
+    pub orcpt: Option<String>,
+}
+
+impl Recipient {
+    pub fn new(address: Address) -> Self {
+        Recipient { address, notify: None, orcpt: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// `None` is the null reverse path `<>` of bounces.
+    pub mail_from: Option<Address>,
+    pub recipients: Vec<Recipient>,
+    #[serde(default)]
+    pub dsn_ret: Option<DsnReturn>,
+    #[serde(default)]
+    pub dsn_envid: Option<String>,
+    /// RFC 8689: the sender requires verified TLS on every hop.
+    #[serde(default)]
+    pub require_tls: bool,
+    #[serde(default)]
+    pub smtputf8: bool,
+    #[serde(default)]
+    pub body: BodyType,
+}
+
+/// Where a message entered carepost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Inbound from the Internet on the MX.
+    Mx,
+    /// Authenticated submission.
+    Submission,
+    /// A trusted host in smtp.relay_networks.
+    Relay,
+    /// The REST API.
+    Api,
+    /// A reply written in the secure portal.
+    Portal,
+    /// carepost itself: bounces, delay notices, portal notifications.
+    System,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Mx => "mx",
+            Source::Submission => "submission",
+            Source::Relay => "relay",
+            Source::Api => "api",
+            Source::Portal => "portal",
+            Source::System => "system",
+        }
+    }
+
+    /// Mail that leaves the organization (and so must be protected by policy) as opposed to
+    /// mail arriving for local users.
+    pub fn is_outbound(self) -> bool {
+        !matches!(self, Source::Mx)
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Mx, Self::Submission, Self::Relay, Self::Api, Self::Portal, Self::System]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// The TLS a connection used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+}
+
+/// How a message arrived: kept sealed with it, for Received headers, policy and audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arrival {
+    pub source: Source,
+    pub client_ip: Option<IpAddr>,
+    #[serde(default)]
+    pub helo: Option<String>,
+    /// The authenticated account (SMTP AUTH, API key owner, portal user).
+    #[serde(default)]
+    pub authenticated_as: Option<String>,
+    #[serde(default)]
+    pub tls: Option<TlsInfo>,
+}

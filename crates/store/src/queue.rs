@@ -1,0 +1,325 @@
+//! Rows of the durable queue. Sealing, scheduling and delivery are the delivery crate's;
+//! this module stores and selects rows.
+
+use carepost_model::Timestamp;
+use sqlx::Row;
+
+use crate::{Store, StoreError, Tx};
+
+/// A message as stored; sealed columns are opaque bytes here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: String,
+    pub tenant: String,
+    pub received_at: i64,
+    pub source: String,
+    pub size: i64,
+    pub body_blob: String,
+    pub envelope: Vec<u8>,
+    pub arrival: Vec<u8>,
+    pub message_id_index: Option<Vec<u8>>,
+    pub inspection: Option<String>,
+    pub state: String,
+    pub done_at: Option<i64>,
+}
+
+/// One recipient of a message, and where its delivery stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientRow {
+    pub message_id: String,
+    pub idx: i64,
+    pub tenant: String,
+    pub address: Vec<u8>,
+    pub address_index: Vec<u8>,
+    pub domain_index: Vec<u8>,
+    pub decision: Option<String>,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub lease_until: Option<i64>,
+    pub last_reply: Option<Vec<u8>>,
+    pub method: Option<String>,
+    pub delay_notified: bool,
+    pub updated_at: i64,
+}
+
+pub mod state {
+    pub const QUEUED: &str = "queued";
+    pub const INFLIGHT: &str = "inflight";
+    pub const HELD: &str = "held";
+    pub const DELIVERED: &str = "delivered";
+    pub const BOUNCED: &str = "bounced";
+    pub const ACTIVE: &str = "active";
+    pub const DONE: &str = "done";
+}
+
+fn message_from(r: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
+    Ok(MessageRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        received_at: r.try_get("received_at")?,
+        source: r.try_get("source")?,
+        size: r.try_get("size")?,
+        body_blob: r.try_get("body_blob")?,
+        envelope: r.try_get("envelope")?,
+        arrival: r.try_get("arrival")?,
+        message_id_index: r.try_get("message_id_index")?,
+        inspection: r.try_get("inspection")?,
+        state: r.try_get("state")?,
+        done_at: r.try_get("done_at")?,
+    })
+}
+
+fn recipient_from(r: &sqlx::sqlite::SqliteRow) -> Result<RecipientRow, StoreError> {
+    Ok(RecipientRow {
+        message_id: r.try_get("message_id")?,
+        idx: r.try_get("idx")?,
+        tenant: r.try_get("tenant")?,
+        address: r.try_get("address")?,
+        address_index: r.try_get("address_index")?,
+        domain_index: r.try_get("domain_index")?,
+        decision: r.try_get("decision")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        lease_until: r.try_get("lease_until")?,
+        last_reply: r.try_get("last_reply")?,
+        method: r.try_get("method")?,
+        delay_notified: r.try_get::<i64, _>("delay_notified")? != 0,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+pub async fn insert_message(tx: &mut Tx, m: &MessageRow, recipients: &[RecipientRow]) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO messages (id, tenant, received_at, source, size, body_blob, envelope, arrival, \
+         message_id_index, inspection, state, done_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&m.id)
+    .bind(&m.tenant)
+    .bind(m.received_at)
+    .bind(&m.source)
+    .bind(m.size)
+    .bind(&m.body_blob)
+    .bind(&m.envelope)
+    .bind(&m.arrival)
+    .bind(&m.message_id_index)
+    .bind(&m.inspection)
+    .bind(&m.state)
+    .bind(m.done_at)
+    .execute(tx.conn())
+    .await?;
+    for r in recipients {
+        sqlx::query(
+            "INSERT INTO recipients (message_id, idx, tenant, address, address_index, domain_index, decision, state, \
+             attempts, next_attempt_at, lease_until, last_reply, method, delay_notified, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&r.message_id)
+        .bind(r.idx)
+        .bind(&r.tenant)
+        .bind(&r.address)
+        .bind(&r.address_index)
+        .bind(&r.domain_index)
+        .bind(&r.decision)
+        .bind(&r.state)
+        .bind(r.attempts)
+        .bind(r.next_attempt_at)
+        .bind(r.lease_until)
+        .bind(&r.last_reply)
+        .bind(&r.method)
+        .bind(i64::from(r.delay_notified))
+        .bind(r.updated_at)
+        .execute(tx.conn())
+        .await?;
+    }
+    Ok(())
+}
+
+/// Marks up to `limit` due recipients in flight until `lease_until` and returns them, oldest
+/// first. A lease that expires (the process died mid-delivery) makes them due again: delivery
+/// is at least once, never lost.
+pub async fn claim_due(tx: &mut Tx, now: i64, lease_until: i64, limit: i64) -> Result<Vec<RecipientRow>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM recipients WHERE (state = 'queued' AND next_attempt_at <= $1) \
+         OR (state = 'inflight' AND lease_until < $1) ORDER BY next_attempt_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let mut r = recipient_from(row)?;
+        sqlx::query("UPDATE recipients SET state = 'inflight', lease_until = $1, updated_at = $2 WHERE message_id = $3 AND idx = $4")
+            .bind(lease_until)
+            .bind(now)
+            .bind(&r.message_id)
+            .bind(r.idx)
+            .execute(tx.conn())
+            .await?;
+        r.state = state::INFLIGHT.into();
+        r.lease_until = Some(lease_until);
+        claimed.push(r);
+    }
+    Ok(claimed)
+}
+
+/// What became of one delivery attempt for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientUpdate {
+    pub state: &'static str,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_reply: Option<Vec<u8>>,
+    pub method: Option<String>,
+    pub delay_notified: bool,
+}
+
+pub async fn update_recipient(tx: &mut Tx, message_id: &str, idx: i64, u: &RecipientUpdate) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE recipients SET state = $1, attempts = $2, next_attempt_at = $3, last_reply = $4, method = $5, \
+         delay_notified = $6, lease_until = NULL, updated_at = $7 WHERE message_id = $8 AND idx = $9",
+    )
+    .bind(u.state)
+    .bind(u.attempts)
+    .bind(u.next_attempt_at)
+    .bind(&u.last_reply)
+    .bind(&u.method)
+    .bind(i64::from(u.delay_notified))
+    .bind(Timestamp::now().as_micros())
+    .bind(message_id)
+    .bind(idx)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Sets a recipient's state alone (hold, release, retry now). Returns whether it matched.
+pub async fn set_recipient_state(
+    tx: &mut Tx,
+    message_id: &str,
+    idx: Option<i64>,
+    from_states: &[&str],
+    to_state: &str,
+    next_attempt_at: Option<i64>,
+) -> Result<u64, StoreError> {
+    let mut changed = 0;
+    let rows = sqlx::query("SELECT idx, state, next_attempt_at FROM recipients WHERE message_id = $1")
+        .bind(message_id)
+        .fetch_all(tx.conn())
+        .await?;
+    for row in rows {
+        let i: i64 = row.try_get("idx")?;
+        let s: String = row.try_get("state")?;
+        if idx.is_some_and(|want| want != i) || !from_states.contains(&s.as_str()) {
+            continue;
+        }
+        let at: i64 = next_attempt_at.unwrap_or(row.try_get("next_attempt_at")?);
+        sqlx::query("UPDATE recipients SET state = $1, next_attempt_at = $2, lease_until = NULL, updated_at = $3 WHERE message_id = $4 AND idx = $5")
+            .bind(to_state)
+            .bind(at)
+            .bind(Timestamp::now().as_micros())
+            .bind(message_id)
+            .bind(i)
+            .execute(tx.conn())
+            .await?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
+/// Marks the message done when no recipient is left to deliver. Returns whether it is done.
+pub async fn finish_if_done(tx: &mut Tx, message_id: &str) -> Result<bool, StoreError> {
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM recipients WHERE message_id = $1 AND state IN ('queued', 'inflight', 'held')",
+    )
+    .bind(message_id)
+    .fetch_one(tx.conn())
+    .await?;
+    if open > 0 {
+        return Ok(false);
+    }
+    sqlx::query("UPDATE messages SET state = 'done', done_at = $1 WHERE id = $2 AND state = 'active'")
+        .bind(Timestamp::now().as_micros())
+        .bind(message_id)
+        .execute(tx.conn())
+        .await?;
+    Ok(true)
+}
+
+pub async fn delete_message(tx: &mut Tx, message_id: &str) -> Result<bool, StoreError> {
+    sqlx::query("DELETE FROM recipients WHERE message_id = $1").bind(message_id).execute(tx.conn()).await?;
+    let done = sqlx::query("DELETE FROM messages WHERE id = $1").bind(message_id).execute(tx.conn()).await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn message_in(tx: &mut Tx, id: &str) -> Result<Option<MessageRow>, StoreError> {
+    let row = sqlx::query("SELECT * FROM messages WHERE id = $1").bind(id).fetch_optional(tx.conn()).await?;
+    row.as_ref().map(message_from).transpose()
+}
+
+impl Store {
+    pub async fn message(&self, id: &str) -> Result<Option<MessageRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM messages WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(message_from).transpose()
+    }
+
+    pub async fn recipients(&self, message_id: &str) -> Result<Vec<RecipientRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM recipients WHERE message_id = $1 ORDER BY idx")
+            .bind(message_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(recipient_from).collect()
+    }
+
+    /// Messages in a state, newest first.
+    pub async fn messages_in_state(&self, state: &str, limit: i64) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM messages WHERE state = $1 ORDER BY received_at DESC LIMIT $2")
+            .bind(state)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(message_from).collect()
+    }
+
+    /// Messages that have a recipient in `state`, newest first.
+    pub async fn messages_with_recipient_state(&self, state: &str, limit: i64) -> Result<Vec<MessageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE id IN (SELECT message_id FROM recipients WHERE state = $1) \
+             ORDER BY received_at DESC LIMIT $2",
+        )
+        .bind(state)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(message_from).collect()
+    }
+
+    /// The earliest time a queued recipient becomes due, to sleep until then.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(CASE WHEN state = 'queued' THEN next_attempt_at ELSE lease_until END) FROM recipients \
+             WHERE state IN ('queued', 'inflight')",
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// Ids of messages whose Message-ID header has this blind index: duplicate detection.
+    pub async fn messages_with_message_id(&self, tenant: &str, index: &[u8]) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id FROM messages WHERE tenant = $1 AND message_id_index = $2 ORDER BY received_at")
+            .bind(tenant)
+            .bind(index)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// Counts of recipients by state.
+    pub async fn queue_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM recipients GROUP BY state ORDER BY state")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+    }
+}
