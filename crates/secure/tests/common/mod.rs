@@ -97,6 +97,15 @@ impl Pki {
 
     /// Issues a leaf for `email`; `key_usage` is the keyUsage extension value.
     pub fn issue(&self, name: &str, email: &str, key: LeafKey, key_usage: &str) -> Leaf {
+        let extensions = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,{key_usage}\nextendedKeyUsage=emailProtection\n\
+             subjectAltName=email:{email}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+        );
+        self.issue_with_extensions(name, email, key, &extensions)
+    }
+
+    /// Issues a leaf for `email` with the given openssl extension file text.
+    pub fn issue_with_extensions(&self, name: &str, email: &str, key: LeafKey, extensions: &str) -> Leaf {
         let newkey: &[&str] = match key {
             LeafKey::Rsa => &["-newkey", "rsa:2048"],
             LeafKey::EcP256 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
@@ -108,14 +117,7 @@ impl Pki {
         run_ok(openssl(self.dir.path()).arg("req").args(newkey).args([
             "-nodes", "-keyout", &key_file, "-out", &csr, "-subj", &format!("/CN={name}/emailAddress={email}"),
         ]));
-        std::fs::write(
-            self.path(&ext),
-            format!(
-                "basicConstraints=CA:FALSE\nkeyUsage=critical,{key_usage}\nextendedKeyUsage=emailProtection\n\
-                 subjectAltName=email:{email}\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(self.path(&ext), extensions).unwrap();
         run_ok(openssl(self.dir.path()).args([
             "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &cert,
             "-days", "30", "-extfile", &ext,
