@@ -8,7 +8,7 @@ pub(crate) fn first_block(input: &[u8], label: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
     let stop = start + text[start..].find(&end)?;
-    crate::mime::decode_base64_body(text[start..stop].as_bytes())
+    crate::mime::decode_base64_body(&text.as_bytes()[start..stop])
 }
 
 /// The DER bytes of every PEM block labelled `label`, in order.
@@ -22,8 +22,12 @@ pub(crate) fn all_blocks(input: &[u8], label: &str) -> Vec<Vec<u8>> {
     let mut rest = text;
     while let Some(start) = rest.find(&begin) {
         let body_start = start + begin.len();
-        let Some(len) = rest[body_start..].find(&end) else { break };
-        if let Some(der) = crate::mime::decode_base64_body(rest[body_start..body_start + len].as_bytes()) {
+        let Some(len) = rest[body_start..].find(&end) else {
+            break;
+        };
+        if let Some(der) =
+            crate::mime::decode_base64_body(&rest.as_bytes()[body_start..body_start + len])
+        {
             blocks.push(der);
         }
         rest = &rest[body_start + len + end.len()..];

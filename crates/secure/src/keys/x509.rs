@@ -4,7 +4,9 @@
 use der::{Decode, Encode};
 use time::OffsetDateTime;
 use x509_cert::Certificate;
-use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName, name::GeneralName};
+use x509_cert::ext::pkix::{
+    ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName, name::GeneralName,
+};
 
 use super::{KeyError, Unusable, from_unix};
 use crate::oids;
@@ -55,12 +57,15 @@ impl CertificateInfo {
 
     /// Parses a DER-encoded certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
-        let certificate = Certificate::from_der(der).map_err(|e| KeyError::Certificate(e.to_string()))?;
+        let certificate =
+            Certificate::from_der(der).map_err(|e| KeyError::Certificate(e.to_string()))?;
         Self::from_certificate(certificate)
     }
 
     pub(crate) fn from_certificate(certificate: Certificate) -> Result<Self, KeyError> {
-        let der = certificate.to_der().map_err(|e| KeyError::Certificate(e.to_string()))?;
+        let der = certificate
+            .to_der()
+            .map_err(|e| KeyError::Certificate(e.to_string()))?;
         let tbs = &certificate.tbs_certificate;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
         let fingerprint_sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
@@ -87,10 +92,10 @@ impl CertificateInfo {
         let mut emails = Vec::new();
         for rdn in tbs.subject.0.iter() {
             for atv in rdn.0.iter() {
-                if atv.oid == oids::PKCS9_EMAIL_ADDRESS {
-                    if let Ok(value) = atv.value.decode_as::<der::asn1::Ia5String>() {
-                        push_email(&mut emails, value.as_str());
-                    }
+                if atv.oid == oids::PKCS9_EMAIL_ADDRESS
+                    && let Ok(value) = atv.value.decode_as::<der::asn1::Ia5String>()
+                {
+                    push_email(&mut emails, value.as_str());
                 }
             }
         }
@@ -100,7 +105,8 @@ impl CertificateInfo {
             let value = ext.extn_value.as_bytes();
             match ext.extn_id {
                 oids::EXT_SUBJECT_ALT_NAME => {
-                    let san = SubjectAltName::from_der(value).map_err(|e| KeyError::Certificate(e.to_string()))?;
+                    let san = SubjectAltName::from_der(value)
+                        .map_err(|e| KeyError::Certificate(e.to_string()))?;
                     for name in san.0 {
                         if let GeneralName::Rfc822Name(address) = name {
                             push_email(&mut emails, address.as_str());
@@ -108,11 +114,13 @@ impl CertificateInfo {
                     }
                 }
                 oids::EXT_KEY_USAGE => {
-                    let usage = KeyUsage::from_der(value).map_err(|e| KeyError::Certificate(e.to_string()))?;
+                    let usage = KeyUsage::from_der(value)
+                        .map_err(|e| KeyError::Certificate(e.to_string()))?;
                     key_usage_flags = Some(usage.0);
                 }
                 oids::EXT_EXTENDED_KEY_USAGE => {
-                    let eku = ExtendedKeyUsage::from_der(value).map_err(|e| KeyError::Certificate(e.to_string()))?;
+                    let eku = ExtendedKeyUsage::from_der(value)
+                        .map_err(|e| KeyError::Certificate(e.to_string()))?;
                     extended_key_usage = Some(eku.0.iter().map(|oid| oid.to_string()).collect());
                 }
                 _ => {}
@@ -143,7 +151,7 @@ impl CertificateInfo {
     /// Whether the certificate names `address` (case-insensitive).
     pub fn has_email(&self, address: &str) -> bool {
         let wanted = address.trim().to_lowercase();
-        self.emails.iter().any(|e| *e == wanted)
+        self.emails.contains(&wanted)
     }
 
     /// Checks the validity period against `now`.
@@ -168,14 +176,22 @@ impl CertificateInfo {
         self.check_validity(now)?;
         match &self.key_algorithm {
             KeyAlgorithm::Rsa | KeyAlgorithm::RsaOaep => {}
-            KeyAlgorithm::Ec(curve) => return Err(Unusable::UnsupportedAlgorithm(format!("EC key agreement ({curve})"))),
-            KeyAlgorithm::Ed25519 => return Err(Unusable::UnsupportedAlgorithm("Ed25519 cannot encrypt".into())),
+            KeyAlgorithm::Ec(curve) => {
+                return Err(Unusable::UnsupportedAlgorithm(format!(
+                    "EC key agreement ({curve})"
+                )));
+            }
+            KeyAlgorithm::Ed25519 => {
+                return Err(Unusable::UnsupportedAlgorithm(
+                    "Ed25519 cannot encrypt".into(),
+                ));
+            }
             KeyAlgorithm::Other(oid) => return Err(Unusable::UnsupportedAlgorithm(oid.clone())),
         }
-        if let Some(flags) = self.key_usage_flags {
-            if !flags.contains(KeyUsages::KeyEncipherment) {
-                return Err(Unusable::NoKeyEncipherment);
-            }
+        if let Some(flags) = self.key_usage_flags
+            && !flags.contains(KeyUsages::KeyEncipherment)
+        {
+            return Err(Unusable::NoKeyEncipherment);
         }
         self.check_email_eku()
     }
@@ -185,10 +201,13 @@ impl CertificateInfo {
     /// present, e-mail protection allowed where ExtendedKeyUsage is present.
     pub fn usable_for_signing(&self, now: OffsetDateTime) -> Result<(), Unusable> {
         self.check_validity(now)?;
-        if let Some(flags) = self.key_usage_flags {
-            if !flags.contains(KeyUsages::DigitalSignature) && !flags.contains(KeyUsages::NonRepudiation) {
-                return Err(Unusable::UnsupportedAlgorithm("key usage does not allow signing".into()));
-            }
+        if let Some(flags) = self.key_usage_flags
+            && !flags.contains(KeyUsages::DigitalSignature)
+            && !flags.contains(KeyUsages::NonRepudiation)
+        {
+            return Err(Unusable::UnsupportedAlgorithm(
+                "key usage does not allow signing".into(),
+            ));
         }
         self.check_email_eku()
     }

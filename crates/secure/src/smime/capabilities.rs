@@ -33,13 +33,15 @@ impl SmimeCapabilities {
 
     fn has(&self, oid: der::asn1::ObjectIdentifier) -> bool {
         let wanted = oid.to_string();
-        self.algorithms.iter().any(|a| *a == wanted)
+        self.algorithms.contains(&wanted)
     }
 
     /// Reads the value of an smimeCapabilities attribute.
     pub(crate) fn from_attribute_value(value: &Any) -> der::Result<Self> {
         let seq = SmimeCapabilitiesSeq::from_der(&der::Encode::to_der(value)?)?;
-        Ok(SmimeCapabilities { algorithms: seq.into_iter().map(|c| c.oid.to_string()).collect() })
+        Ok(SmimeCapabilities {
+            algorithms: seq.into_iter().map(|c| c.oid.to_string()).collect(),
+        })
     }
 
     /// What carepost advertises when it signs: the content encryption it
@@ -47,7 +49,10 @@ impl SmimeCapabilities {
     pub(crate) fn advertised() -> SmimeCapabilitiesSeq {
         [oids::AES256_GCM, oids::AES256_CBC, oids::RSAES_OAEP]
             .into_iter()
-            .map(|oid| AlgorithmIdentifierOwned { oid, parameters: None })
+            .map(|oid| AlgorithmIdentifierOwned {
+                oid,
+                parameters: None,
+            })
             .collect()
     }
 }

@@ -20,12 +20,17 @@ pub fn require_tool(name: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(found, "`{name}` is not installed; install the Debian package (openssl / gnupg) to run these tests");
+    assert!(
+        found,
+        "`{name}` is not installed; install the Debian package (openssl / gnupg) to run these tests"
+    );
 }
 
 /// Runs a command, failing the test with its stderr if it does not succeed.
 pub fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(
         output.status.success(),
         "{command:?} failed: {}\n{}",
@@ -37,7 +42,9 @@ pub fn run_ok(command: &mut Command) -> Output {
 
 /// Runs a command and returns whether it succeeded.
 pub fn run_status(command: &mut Command) -> Output {
-    command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }
 
 pub fn openssl(dir: &Path) -> Command {
@@ -80,8 +87,22 @@ impl Pki {
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         run_ok(openssl(dir.path()).args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
-            "-subj", "/CN=carepost test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=carepost test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
             "keyUsage=critical,keyCertSign,cRLSign",
         ]));
         Pki { dir }
@@ -105,7 +126,13 @@ impl Pki {
     }
 
     /// Issues a leaf for `email` with the given openssl extension file text.
-    pub fn issue_with_extensions(&self, name: &str, email: &str, key: LeafKey, extensions: &str) -> Leaf {
+    pub fn issue_with_extensions(
+        &self,
+        name: &str,
+        email: &str,
+        key: LeafKey,
+        extensions: &str,
+    ) -> Leaf {
         let newkey: &[&str] = match key {
             LeafKey::Rsa => &["-newkey", "rsa:2048"],
             LeafKey::EcP256 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
@@ -115,14 +142,36 @@ impl Pki {
         let cert = format!("{name}.pem");
         let ext = format!("{name}.ext");
         run_ok(openssl(self.dir.path()).arg("req").args(newkey).args([
-            "-nodes", "-keyout", &key_file, "-out", &csr, "-subj", &format!("/CN={name}/emailAddress={email}"),
+            "-nodes",
+            "-keyout",
+            &key_file,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}/emailAddress={email}"),
         ]));
         std::fs::write(self.path(&ext), extensions).unwrap();
         run_ok(openssl(self.dir.path()).args([
-            "x509", "-req", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", &cert,
-            "-days", "30", "-extfile", &ext,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "30",
+            "-extfile",
+            &ext,
         ]));
-        Leaf { cert: self.path(&cert), key: self.path(&key_file) }
+        Leaf {
+            cert: self.path(&cert),
+            key: self.path(&key_file),
+        }
     }
 
     /// Issues an RSA leaf whose SubjectPublicKeyInfo is labelled
@@ -133,18 +182,30 @@ impl Pki {
         let pem = leaf.cert_pem();
         let (_, der) = der::pem::decode_vec(&pem).unwrap();
         let mut cert = x509_cert::Certificate::from_der(&der).unwrap();
-        cert.tbs_certificate.subject_public_key_info.algorithm =
-            spki::AlgorithmIdentifierOwned { oid: "1.2.840.113549.1.1.7".parse().unwrap(), parameters: None };
+        cert.tbs_certificate.subject_public_key_info.algorithm = spki::AlgorithmIdentifierOwned {
+            oid: "1.2.840.113549.1.1.7".parse().unwrap(),
+            parameters: None,
+        };
         let tbs = cert.tbs_certificate.to_der().unwrap();
         let ca_key_pem = std::fs::read(self.path("ca.key")).unwrap();
         let (_, ca_key) = der::pem::decode_vec(&ca_key_pem).unwrap();
         let ca_key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&ca_key).unwrap();
         let mut signature = vec![0u8; ca_key.public_modulus_len()];
         ca_key
-            .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), &tbs, &mut signature)
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                &tbs,
+                &mut signature,
+            )
             .unwrap();
         cert.signature = der::asn1::BitString::from_bytes(&signature).unwrap();
-        let pem = der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &cert.to_der().unwrap()).unwrap();
+        let pem = der::pem::encode_string(
+            "CERTIFICATE",
+            der::pem::LineEnding::LF,
+            &cert.to_der().unwrap(),
+        )
+        .unwrap();
         std::fs::write(&leaf.cert, pem).unwrap();
         leaf
     }
@@ -183,7 +244,14 @@ impl GpgHome {
         command
             .env("GNUPGHOME", self.dir.path())
             .current_dir(self.dir.path())
-            .args(["--batch", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""]);
+            .args([
+                "--batch",
+                "--yes",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+            ]);
         command
     }
 
@@ -231,7 +299,10 @@ impl GpgHome {
 
 impl Drop for GpgHome {
     fn drop(&mut self) {
-        let _ = Command::new("gpgconf").env("GNUPGHOME", self.dir.path()).args(["--kill", "all"]).output();
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.dir.path())
+            .args(["--kill", "all"])
+            .output();
     }
 }
 
@@ -239,7 +310,9 @@ impl Drop for GpgHome {
 /// client would hand it to gpg.
 pub fn armored_part(entity: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(entity);
-    let start = text.find("-----BEGIN PGP MESSAGE-----").expect("no armored message");
+    let start = text
+        .find("-----BEGIN PGP MESSAGE-----")
+        .expect("no armored message");
     let end_marker = "-----END PGP MESSAGE-----";
     let end = text.find(end_marker).expect("unterminated armored message") + end_marker.len();
     text[start..end].as_bytes().to_vec()
