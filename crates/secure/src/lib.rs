@@ -13,6 +13,9 @@
 //! RSA private-key operations go through aws-lc-rs only; the `rsa` crate
 //! (RUSTSEC-2023-0071) is never used for them.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod keys;
 pub mod mime;
 pub mod openpgp;

@@ -337,7 +337,7 @@ pub fn split_for_protection(message: &[u8]) -> ProtectionSplit {
         if name.eq_ignore_ascii_case("MIME-Version") {
             continue;
         }
-        if name.len() >= 8 && name[..8].eq_ignore_ascii_case("Content-") {
+        if name.len() >= 8 && name.as_bytes()[..8].eq_ignore_ascii_case(b"Content-") {
             has_content_type |= name.eq_ignore_ascii_case("Content-Type");
             inner_head.extend_from_slice(field.raw);
             if !field.raw.ends_with(b"\r\n") {
@@ -451,6 +451,12 @@ mod tests {
             )
             .is_some()
         );
+    }
+
+    #[test]
+    fn non_ascii_header_names_do_not_break_splitting() {
+        let split = split_for_protection("Cont\u{e9}nt-X: y\r\n\r\nbody".as_bytes());
+        assert!(split.outer_headers.starts_with("Cont\u{e9}nt-X".as_bytes()));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! operation (AES, RSA, ECDSA, digests) runs in aws-lc-rs.
 
 mod asn1;
+mod ber;
 mod capabilities;
 mod encrypt;
 mod recipient;
@@ -61,6 +62,9 @@ pub enum SmimeError {
     /// The message is not an S/MIME signed message, or its MIME structure is broken.
     #[error("not an S/MIME signed message: {0}")]
     NotSigned(String),
+    /// The CMS bytes are not valid BER.
+    #[error(transparent)]
+    Ber(#[from] ber::BerError),
     /// The CMS structure is inconsistent.
     #[error("malformed CMS: {0}")]
     Malformed(String),

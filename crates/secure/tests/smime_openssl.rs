@@ -406,6 +406,22 @@ fn carepost_verifies_openssl_cms_opaque_signature() {
 }
 
 #[test]
+fn carepost_verifies_openssl_streamed_ber_signature() {
+    let pki = Pki::new();
+    let alice = pki.issue(
+        "alice",
+        "alice@example.org",
+        LeafKey::Rsa,
+        "digitalSignature",
+    );
+    // -stream makes openssl write indefinite-length BER.
+    let message = openssl_signed(&pki, &alice, "cms", &["-nodetach", "-stream"], "ber");
+    assert_carepost_verifies(&pki, &message, "alice@example.org");
+    let verified = smime::verify(&message, &[]).unwrap();
+    assert_eq!(to_crlf(&verified.content), to_crlf(ENTITY));
+}
+
+#[test]
 fn carepost_verifies_openssl_smime_signature() {
     let pki = Pki::new();
     let alice = pki.issue(

@@ -169,7 +169,8 @@ fn verify_cms(
     anchors: &[TrustAnchor],
     now: OffsetDateTime,
 ) -> Result<VerifiedSigner> {
-    let content_info = ContentInfo::from_der(der)?;
+    let der = super::ber::to_der(der)?;
+    let content_info = ContentInfo::from_der(&der)?;
     if content_info.content_type != oids::ID_SIGNED_DATA {
         return Err(SmimeError::NotSigned(format!(
             "CMS content type {}",
