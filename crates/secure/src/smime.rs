@@ -15,6 +15,7 @@ mod sign;
 mod signer;
 mod verify;
 
+pub use ber::BerError;
 pub use capabilities::SmimeCapabilities;
 pub use encrypt::{ContentEncryption, choose_content_encryption, encrypt, encrypt_at};
 pub use recipient::RecipientCert;
@@ -64,7 +65,7 @@ pub enum SmimeError {
     NotSigned(String),
     /// The CMS bytes are not valid BER.
     #[error(transparent)]
-    Ber(#[from] ber::BerError),
+    Ber(#[from] BerError),
     /// The CMS structure is inconsistent.
     #[error("malformed CMS: {0}")]
     Malformed(String),

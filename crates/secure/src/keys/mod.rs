@@ -40,6 +40,9 @@ pub enum Unusable {
     /// The certificate's KeyUsage extension does not allow key encipherment.
     #[error("key usage does not allow key encipherment")]
     NoKeyEncipherment,
+    /// The certificate's KeyUsage extension allows neither digitalSignature nor nonRepudiation.
+    #[error("key usage does not allow signing")]
+    NotForSigning,
     /// The certificate's ExtendedKeyUsage extension excludes e-mail protection.
     #[error("extended key usage does not include e-mail protection")]
     NotForEmail,

@@ -205,9 +205,7 @@ impl CertificateInfo {
             && !flags.contains(KeyUsages::DigitalSignature)
             && !flags.contains(KeyUsages::NonRepudiation)
         {
-            return Err(Unusable::UnsupportedAlgorithm(
-                "key usage does not allow signing".into(),
-            ));
+            return Err(Unusable::NotForSigning);
         }
         self.check_email_eku()
     }
