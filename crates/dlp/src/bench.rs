@@ -24,6 +24,11 @@ pub struct BenchResult {
 /// Parse and extract every message once, then scan the extracted text repeatedly for at
 /// least `min_time` (and at least one round).
 pub fn benchmark(messages: &[Vec<u8>], limits: &Limits, min_time: Duration) -> BenchResult {
+    benchmark_rounds(messages, limits, min_time, 1)
+}
+
+/// [`benchmark`] with a minimum number of rounds as well.
+pub fn benchmark_rounds(messages: &[Vec<u8>], limits: &Limits, min_time: Duration, min_rounds: usize) -> BenchResult {
     let raw_bytes: usize = messages.iter().map(Vec::len).sum();
     let t0 = Instant::now();
     let extractions: Vec<Extraction> = messages.iter().map(|m| extract_eml(m, limits)).collect();
@@ -32,7 +37,7 @@ pub fn benchmark(messages: &[Vec<u8>], limits: &Limits, min_time: Duration) -> B
     let mut rounds = 0;
     let t1 = Instant::now();
     let mut findings = 0usize;
-    while rounds == 0 || t1.elapsed() < min_time {
+    while rounds < min_rounds.max(1) || t1.elapsed() < min_time {
         for e in &extractions {
             findings += std::hint::black_box(scan_extraction(e)).findings.len();
         }

@@ -35,7 +35,7 @@ pub use report::{
     SensitiveText, Summary, TextFormat, Verdict,
 };
 
-use detect::{Detection, HealthHit, Scratch, scan_text};
+use detect::{Detection, Scratch, TextScan, scan_text_into};
 use std::collections::BTreeMap;
 
 /// Scan a message that has already been parsed.
@@ -63,25 +63,52 @@ pub fn extract_eml(bytes: &[u8], limits: &Limits) -> Extraction {
 
 /// Scan text that was already extracted (see [`extract_message`]).
 pub fn scan_extraction(extraction: &Extraction) -> Report {
-    let mut scratch = Scratch::default();
-    let mut detections: Vec<(usize, Detection)> = Vec::new();
-    let mut health: Vec<HealthHit> = Vec::new();
-    let mut health_terms: BTreeMap<HealthKind, std::collections::BTreeSet<String>> = BTreeMap::new();
+    thread_local! {
+        // token buffers reused across messages scanned on the same thread
+        static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => scan_with(extraction, &mut scratch),
+        Err(_) => scan_with(extraction, &mut Scratch::default()),
+    })
+}
+
+fn scan_with(extraction: &Extraction, scratch: &mut Scratch) -> Report {
+    let mut scan = TextScan::default();
+    // (part index, number of detections so far) where each part's detections start
+    let mut part_starts: Vec<(usize, usize)> = Vec::with_capacity(extraction.parts.len());
+    // distinct health terms per kind, by a hash of the lower-cased term
+    let mut health_terms: Vec<(HealthKind, u64)> = Vec::new();
     for (index, part) in extraction.parts.iter().enumerate() {
         if part.text.is_empty() {
             continue;
         }
-        let scan = scan_text(&part.text, &mut scratch);
-        for h in &scan.health {
-            let term = part.text.get(h.start..h.end).unwrap_or("").to_ascii_lowercase();
-            health_terms.entry(h.kind).or_default().insert(term);
+        part_starts.push((index, scan.detections.len()));
+        let health_before = scan.health.len();
+        scan_text_into(&part.text, scratch, &mut scan);
+        for h in &scan.health[health_before..] {
+            let term = part.text.as_bytes().get(h.start..h.end).unwrap_or(&[]);
+            health_terms.push((h.kind, term_hash(term)));
         }
-        health.extend(scan.health);
-        detections.extend(scan.detections.into_iter().map(|d| (index, d)));
     }
+    health_terms.sort_unstable();
+    health_terms.dedup();
+    let mut health_signals = BTreeMap::new();
+    for (kind, _) in health_terms {
+        *health_signals.entry(kind).or_insert(0) += 1;
+    }
+    let detections: Vec<(usize, Detection)> = scan
+        .detections
+        .into_iter()
+        .enumerate()
+        .map(|(k, d)| {
+            let part = part_starts.iter().rev().find(|(_, first)| *first <= k).map_or(0, |(p, _)| *p);
+            (part, d)
+        })
+        .collect();
+    let health = scan.health;
     let incomplete = !extraction.incomplete.is_empty();
-    let all: Vec<Detection> = detections.iter().map(|(_, d)| d.clone()).collect();
-    let (verdict, confidence) = verdict::decide(&all, &health, incomplete);
+    let (verdict, confidence) = verdict::decide(detections.iter().map(|(_, d)| d), &health, incomplete);
     let findings = detections
         .into_iter()
         .map(|(part, d)| Finding {
@@ -100,10 +127,15 @@ pub fn scan_extraction(extraction: &Extraction) -> Report {
         incomplete,
         incomplete_reasons: extraction.incomplete.iter().copied().collect(),
         findings,
-        health_signals: health_terms.into_iter().map(|(k, v)| (k, v.len())).collect(),
+        health_signals,
         parts: extraction.parts.iter().map(|p| p.info.clone()).collect(),
         text_bytes: extraction.text_bytes(),
     }
+}
+
+/// FNV-1a over the lower-cased bytes.
+fn term_hash(term: &[u8]) -> u64 {
+    term.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Bytes of decoded text a message yields (what the scanner reads): the measure for

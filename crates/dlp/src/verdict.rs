@@ -13,20 +13,32 @@ use crate::detect::{Detection, HealthHit, PersonRole};
 use crate::report::{EntityType, Verdict};
 
 /// Decide a verdict and how sure it is.
-pub fn decide(detections: &[Detection], health: &[HealthHit], incomplete: bool) -> (Verdict, f32) {
-    let personal = |d: &&Detection| !d.business;
-    let sensitive: Vec<&Detection> = detections.iter().filter(personal).filter(|d| d.entity.is_sensitive_identifier()).collect();
-    let codes = detections.iter().filter(|d| d.entity.is_health_code()).count();
+pub fn decide<'d>(detections: impl IntoIterator<Item = &'d Detection>, health: &[HealthHit], incomplete: bool) -> (Verdict, f32) {
+    let mut sensitive = 0usize;
+    let mut checksummed = false;
+    let mut codes = 0usize;
+    let mut labeled = false;
+    let mut addressed = false;
+    for d in detections {
+        if d.entity.is_sensitive_identifier() && !d.business {
+            sensitive += 1;
+            checksummed |= matches!(d.entity, EntityType::UsSsn | EntityType::MedicareMbi | EntityType::CreditCard);
+        }
+        if d.entity.is_health_code() {
+            codes += 1;
+        }
+        match d.role {
+            Some(PersonRole::Labeled) => labeled = true,
+            Some(PersonRole::Greeted | PersonRole::Mentioned) => addressed = true,
+            None => {}
+        }
+    }
     let has_health = !health.is_empty() || codes > 0;
     let personal_health = health.iter().any(|h| h.personal) || codes > 0;
-    let name_role = |role: PersonRole| detections.iter().any(|d| d.entity == EntityType::PersonName && d.role == Some(role));
-    let labeled = name_role(PersonRole::Labeled);
-    let addressed = name_role(PersonRole::Greeted) || name_role(PersonRole::Mentioned);
-    let checksummed = sensitive.iter().any(|d| matches!(d.entity, EntityType::UsSsn | EntityType::MedicareMbi | EntityType::CreditCard));
 
-    if has_health && (!sensitive.is_empty() || labeled || (addressed && personal_health)) {
+    if has_health && (sensitive > 0 || labeled || (addressed && personal_health)) {
         let mut confidence: f32 = 0.8;
-        if sensitive.len() >= 2 || checksummed {
+        if sensitive >= 2 || checksummed {
             confidence += 0.1;
         }
         if codes > 0 {
@@ -34,8 +46,8 @@ pub fn decide(detections: &[Detection], health: &[HealthHit], incomplete: bool) 
         }
         return (Verdict::Phi, confidence.min(0.99));
     }
-    if !sensitive.is_empty() {
-        let confidence = if checksummed || sensitive.len() >= 2 { 0.95 } else { 0.85 };
+    if sensitive > 0 {
+        let confidence = if checksummed || sensitive >= 2 { 0.95 } else { 0.85 };
         return (Verdict::Pii, confidence);
     }
     // clean: less sure when there were signals that fell short, or parts went unread

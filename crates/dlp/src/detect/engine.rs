@@ -51,32 +51,48 @@ pub struct TextScan {
 #[derive(Default)]
 pub struct Scratch {
     tokens: Vec<Token>,
+    emails: Vec<(usize, usize)>,
 }
 
 /// Find identifiers and health terms in `text`.
 pub fn scan_text(text: &str, scratch: &mut Scratch) -> TextScan {
+    let mut out = TextScan::default();
+    scan_text_into(text, scratch, &mut out);
+    out
+}
+
+/// Like [`scan_text`], appending to `out` (so one buffer serves many texts).
+pub fn scan_text_into(text: &str, scratch: &mut Scratch, out: &mut TextScan) {
     tokenize(text, &mut scratch.tokens);
+    scratch.emails.clear();
+    let first_health = out.health.len();
     let mut s = Scanner {
         b: text.as_bytes(),
         t: &mut scratch.tokens,
-        emails: Vec::new(),
+        emails: &mut scratch.emails,
         signature_start: signature_start(text),
-        out: TextScan::default(),
+        out,
+        first_health,
     };
     s.find_emails();
     s.apply_phrases();
     s.find_candidates();
-    s.out
 }
 
 /// Where a signature block starts: the line `--` (or `-- `) of RFC 3676.
 fn signature_start(text: &str) -> usize {
-    let mut pos = 0;
-    for line in text.split_inclusive('\n') {
-        if line.trim_end_matches(['\r', '\n']).trim_end_matches(' ') == "--" {
-            return pos;
+    let b = text.as_bytes();
+    let mut from = 0;
+    while let Some(off) = memchr::memchr(b'-', &b[from..]) {
+        let at = from + off;
+        from = at + 1;
+        if b.get(at + 1) != Some(&b'-') || !(at == 0 || b[at - 1] == b'\n') {
+            continue;
         }
-        pos += line.len();
+        let rest = &b[at + 2..];
+        if rest.is_empty() || matches!(rest, [b'\n', ..] | [b'\r', ..] | [b' ', b'\n', ..] | [b' ', b'\r', ..] | [b' ']) {
+            return at;
+        }
     }
     usize::MAX
 }
@@ -91,9 +107,11 @@ struct Scanner<'a> {
     b: &'a [u8],
     t: &'a mut Vec<Token>,
     /// E-mail address spans, sorted.
-    emails: Vec<(usize, usize)>,
+    emails: &'a mut Vec<(usize, usize)>,
     signature_start: usize,
-    out: TextScan,
+    out: &'a mut TextScan,
+    /// Where this text's health terms start in `out`.
+    first_health: usize,
 }
 
 const MAX_CLUSTER_TOKENS: usize = 8;
@@ -213,7 +231,7 @@ impl<'a> Scanner<'a> {
     /// Is a health term of `kind` within `before` bytes before or `after` bytes after
     /// the range, on the same line?
     fn health_near(&self, start: usize, end: usize, kind: HealthKind, before: usize, after: usize) -> bool {
-        self.out.health.iter().any(|h| {
+        self.out.health[self.first_health..].iter().any(|h| {
             h.kind == kind
                 && h.end + before >= start
                 && h.start <= end + after
@@ -269,13 +287,11 @@ impl<'a> Scanner<'a> {
         let lx = Lexicon::get();
         let n = self.t.len();
         let mut health_until = 0usize;
-        let mut buf = [0u8; super::lexicon::MAX_WORD];
         for i in 0..n {
             if !self.t[i].has_phrases {
                 continue;
             }
-            let first = lower(self.tok(i), &mut buf);
-            let Some(info) = lx.lookup(first) else { continue };
+            let info = lx.info(self.t[i].entry - 1);
             let mut best_label: Option<(usize, u32)> = None;
             let mut best_health: Option<(usize, HealthKind)> = None;
             for &pid in &info.phrases {
@@ -284,9 +300,9 @@ impl<'a> Scanner<'a> {
                 if last >= n {
                     continue;
                 }
-                let matches = p.rest.iter().enumerate().all(|(k, w)| {
+                let matches = p.rest.iter().enumerate().all(|(k, &w)| {
                     let j = i + 1 + k;
-                    !self.gap(j).contains(&b'\n') && self.tok(j).eq_ignore_ascii_case(w)
+                    self.t[j].entry == w + 1 && !self.gap(j).contains(&b'\n')
                 });
                 if !matches {
                     continue;
@@ -356,6 +372,7 @@ impl<'a> Scanner<'a> {
                 continue;
             }
             if tk.capital
+                && (tk.word & word::FIRST_NAME != 0 || self.may_follow_name_label(i))
                 && let Some(next) = self.person_name(i)
             {
                 i = next;
@@ -374,6 +391,15 @@ impl<'a> Scanner<'a> {
             && i + 1 < self.t.len()
             && matches!(self.gap(i + 1), b"-" | b".")
             && self.t[i + 1].shape != Shape::Alpha
+    }
+
+    /// Cheap test before [`Self::label_before`]: is the word before token `i` a name
+    /// label, a greeting or a filler?
+    fn may_follow_name_label(&self, i: usize) -> bool {
+        i > 0 && {
+            let p = &self.t[i - 1];
+            p.label & (label::NAME | label::GREETING) != 0 || p.word & word::FILLER != 0
+        }
     }
 
     // ------------------------------------------------------------ numbers
@@ -426,30 +452,50 @@ impl<'a> Scanner<'a> {
     fn classify(&mut self, f: usize, l: usize) -> Outcome {
         let start = self.t[f].start as usize;
         let end = self.t[l].end as usize;
-        let groups: Vec<&[u8]> = (f..=l).map(|j| self.tok(j)).collect();
-        let seps: Vec<&[u8]> = (f + 1..=l).map(|j| self.gap(j)).collect();
-        let all_digits = (f..=l).all(|j| self.t[j].shape == Shape::Digits);
-        let joined: Vec<u8> = groups.concat();
+        // the cluster's pieces on the stack: at most MAX_CLUSTER_TOKENS tokens and
+        // MAX_CLUSTER_BYTES bytes (see cluster_end)
+        let count = (l - f + 1).min(MAX_CLUSTER_TOKENS);
+        let mut group_buf: [&[u8]; MAX_CLUSTER_TOKENS] = [&[]; MAX_CLUSTER_TOKENS];
+        let mut sep_buf: [&[u8]; MAX_CLUSTER_TOKENS] = [&[]; MAX_CLUSTER_TOKENS];
+        let mut len_buf = [0usize; MAX_CLUSTER_TOKENS];
+        let mut joined_buf = [0u8; MAX_CLUSTER_BYTES];
+        let mut joined_len = 0;
+        let mut all_digits = true;
+        for k in 0..count {
+            let g = self.tok(f + k);
+            group_buf[k] = g;
+            len_buf[k] = g.len();
+            if k > 0 {
+                sep_buf[k - 1] = self.gap(f + k);
+            }
+            let n = g.len().min(MAX_CLUSTER_BYTES - joined_len);
+            joined_buf[joined_len..joined_len + n].copy_from_slice(&g[..n]);
+            joined_len += n;
+            all_digits &= self.t[f + k].shape == Shape::Digits;
+        }
+        let groups = &group_buf[..count];
+        let seps = &sep_buf[..count - 1];
+        let lens = &len_buf[..count];
+        let joined = &joined_buf[..joined_len];
         let ctx = self.label_before(f);
-        let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
         let same_sep = |set: &[&[u8]]| seps.windows(2).all(|w| w[0] == w[1]) && seps.iter().all(|s| set.contains(s));
 
         // Medicare Beneficiary Identifier: 11 characters, or 4-3-4 with dashes
-        if joined.len() == 11 && (groups.len() == 1 || (lens == [4, 3, 4] && same_sep(&[b"-"]))) && checks::mbi(&joined) {
+        if joined.len() == 11 && (groups.len() == 1 || (lens == [4, 3, 4] && same_sep(&[b"-"]))) && checks::mbi(joined) {
             return self.found(EntityType::MedicareMbi, start, end, "mbi", false);
         }
         // DEA registration number
-        if groups.len() == 1 && joined.len() == 9 && checks::dea(&joined) {
+        if groups.len() == 1 && joined.len() == 9 && checks::dea(joined) {
             return self.found(EntityType::DeaNumber, start, end, "dea.checksum", true);
         }
-        if let Some(o) = self.icd10(f, &groups, &seps, ctx, start, end) {
+        if let Some(o) = self.icd10(f, groups, seps, ctx, start, end) {
             return o;
         }
-        if let Some(o) = self.numeric_date(&groups, &seps, ctx, start, end) {
+        if let Some(o) = self.numeric_date(groups, seps, lens, ctx, start, end) {
             return o;
         }
         // a value right after an MRN or member-ID label is that, whatever its shape
-        if ctx & (label::MRN | label::PLAN) != 0 && ctx & label::SSN == 0 && id_like(&groups, &seps) {
+        if ctx & (label::MRN | label::PLAN) != 0 && ctx & label::SSN == 0 && id_like(groups, seps) {
             let (entity, det) = if ctx & label::MRN != 0 {
                 (EntityType::Mrn, "mrn.label")
             } else {
@@ -463,19 +509,19 @@ impl<'a> Scanner<'a> {
         let negative = ctx & label::NEGATIVE != 0;
         // SSN: 3-2-4 with dashes (or spaces after an SSN label), or 9 digits after a label
         if lens == [3, 2, 4] && (same_sep(&[b"-"]) || (same_sep(&[b" "]) && ctx & label::SSN != 0)) {
-            if checks::ssn_digits(&joined) && (!negative || ctx & label::SSN != 0) {
+            if checks::ssn_digits(joined) && (!negative || ctx & label::SSN != 0) {
                 return self.found(EntityType::UsSsn, start, end, "ssn.formatted", false);
             }
             return Outcome::Found;
         }
         if lens == [9] && ctx & label::SSN != 0 {
-            if checks::ssn_digits(&joined) {
+            if checks::ssn_digits(joined) {
                 return self.found(EntityType::UsSsn, start, end, "ssn.label", false);
             }
             return Outcome::Found;
         }
         // NDC: 4-4-2, 5-3-2, 5-4-2 near drug words; 10 or 11 digits after an NDC label
-        if matches!(lens.as_slice(), [4, 4, 2] | [5, 3, 2] | [5, 4, 2]) && same_sep(&[b"-"]) {
+        if matches!(lens, [4, 4, 2] | [5, 3, 2] | [5, 4, 2]) && same_sep(&[b"-"]) {
             if ctx & (label::NDC | label::RX) != 0
                 || self.line_has_label(f, label::NDC | label::RX)
                 || self.health_near(start, end, HealthKind::Medication, 120, 120)
@@ -491,16 +537,16 @@ impl<'a> Scanner<'a> {
         if (13..=19).contains(&joined.len())
             && (groups.len() == 1 || (lens[0] == 4 && same_sep(&[b" ", b"-"]) && lens.iter().all(|&n| (1..=6).contains(&n))))
         {
-            if checks::card(&joined) && (!negative || ctx & label::CARD != 0) {
+            if checks::card(joined) && (!negative || ctx & label::CARD != 0) {
                 return self.found(EntityType::CreditCard, start, end, "card.luhn", false);
             }
             return Outcome::Found;
         }
-        if let Some(o) = self.phone(f, &groups, &seps, ctx, start, end) {
+        if let Some(o) = self.phone(groups, seps, lens, ctx, start, end) {
             return o;
         }
         // NPI: 10 digits, Luhn with the 80840 prefix
-        if groups.len() == 1 && joined.len() == 10 && checks::npi(&joined) && (!negative || ctx & label::NPI != 0) {
+        if groups.len() == 1 && joined.len() == 10 && checks::npi(joined) && (!negative || ctx & label::NPI != 0) {
             return self.found(EntityType::Npi, start, end, "npi.checksum", true);
         }
         Outcome::NoMatch
@@ -518,8 +564,11 @@ impl<'a> Scanner<'a> {
         }
         // dotted: E11.9, S72.001A, T38.3X5A
         if groups.len() == 2 && seps[0] == b"." && (1..=4).contains(&groups[1].len()) {
-            let code = format!("{}{}", ascii(head), ascii(groups[1]));
-            if groups[1].iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) && icd10::is_code(&code) {
+            let mut code = [0u8; 7];
+            code[..3].copy_from_slice(head);
+            code[3..3 + groups[1].len()].copy_from_slice(groups[1]);
+            let code = &code[..3 + groups[1].len()];
+            if groups[1].iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) && icd10::is_code(code) {
                 return Some(self.found(EntityType::Icd10Code, start, end, "icd10.dotted", false));
             }
             return None;
@@ -527,8 +576,7 @@ impl<'a> Scanner<'a> {
         if groups.len() != 1 {
             return None;
         }
-        let code = ascii(head);
-        if !icd10::is_code(code) {
+        if !icd10::is_code(head) {
             return None;
         }
         // a bare code (I10, E119): only where a diagnosis is expected
@@ -541,12 +589,11 @@ impl<'a> Scanner<'a> {
 
     /// A date written with numbers: a birth date after a DOB label, otherwise consumed
     /// so that its pieces are not read as other numbers.
-    fn numeric_date(&mut self, groups: &[&[u8]], seps: &[&[u8]], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
+    fn numeric_date(&mut self, groups: &[&[u8]], seps: &[&[u8]], lens: &[usize], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
         let dob = ctx & label::DOB != 0 && ctx & label::OTHER_DATE == 0;
-        let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
         let digits = |g: &[u8]| g.iter().all(u8::is_ascii_digit);
         let n = checks::number;
-        let valid = match lens.as_slice() {
+        let valid = match lens {
             [a, b, c] if seps[0] == seps[1] && matches!(seps[0], b"/" | b"-" | b".") => {
                 let (g0, g1, g2) = (groups[0], groups[1], groups[2]);
                 if (1..=2).contains(a) && digits(g0) && digits(g2) && (*c == 4 || (*c == 2 && dob)) {
@@ -590,11 +637,10 @@ impl<'a> Scanner<'a> {
         (m != 0).then_some(u32::from(m))
     }
 
-    fn phone(&mut self, f: usize, groups: &[&[u8]], seps: &[&[u8]], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
-        let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+    fn phone(&mut self, groups: &[&[u8]], seps: &[&[u8]], lens: &[usize], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
         let sep_ok = |s: &[u8]| matches!(s, b"-" | b"." | b" ");
         let first_sep_ok = |s: &[u8]| sep_ok(s) || matches!(s, b")" | b") " | b")-" | b") -");
-        let (npa, nxx, line, mut span_start, detector) = match lens.as_slice() {
+        let (npa, nxx, line, mut span_start, detector) = match lens {
             [3, 3, 4] if first_sep_ok(seps[0]) && sep_ok(seps[1]) => (groups[0], groups[1], groups[2], start, "phone.formatted"),
             [1, 3, 3, 4] if groups[0] == b"1" && sep_ok(seps[0]) && first_sep_ok(seps[1]) && sep_ok(seps[2]) => {
                 (groups[1], groups[2], groups[3], start, "phone.formatted")
@@ -618,7 +664,6 @@ impl<'a> Scanner<'a> {
         }
         span_start = self.country_prefix(span_start);
         let business = self.in_signature(start) || ctx & (label::FAX | label::OFFICE | label::PROVIDER) != 0;
-        let _ = f;
         Some(self.found(EntityType::Phone, span_start, end, detector, business))
     }
 
@@ -648,7 +693,7 @@ impl<'a> Scanner<'a> {
     /// the date when one starts at token `i`.
     fn month_date(&mut self, i: usize) -> Option<usize> {
         let n = self.t.len();
-        if i + 2 >= n {
+        if i + 2 >= n || (self.t[i].month == 0 && self.t[i + 1].month == 0) {
             return None;
         }
         let (t0, t1, t2) = (self.t[i], self.t[i + 1], self.t[i + 2]);
@@ -796,9 +841,6 @@ fn lower<'b>(s: &[u8], buf: &'b mut [u8; super::lexicon::MAX_WORD]) -> &'b [u8] 
     &buf[..n]
 }
 
-fn ascii(s: &[u8]) -> &str {
-    std::str::from_utf8(s).unwrap_or("")
-}
 
 #[cfg(test)]
 mod tests;

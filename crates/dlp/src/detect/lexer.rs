@@ -23,6 +23,8 @@ pub struct Token {
     pub word: u32,
     /// 1-12 when the word names a month.
     pub month: u8,
+    /// Lexicon entry id + 1 (0: not in the lexicon).
+    pub entry: u32,
     /// Some phrase of the lexicon starts with this word.
     pub has_phrases: bool,
     /// Label classes set by the phrase pass ([`super::lexicon::label`]).
@@ -41,17 +43,26 @@ impl Token {
     }
 }
 
-/// Character class of a byte for tokenizing.
-#[inline]
-fn class(b: u8) -> u8 {
-    // 0 = separator, 1 = digit, 2 = letter, 3 = non-ASCII (decide per char)
-    match b {
-        b'0'..=b'9' => 1,
-        b'a'..=b'z' | b'A'..=b'Z' => 2,
-        0x80..=0xFF => 3,
-        _ => 0,
+const DIGIT: u8 = 1;
+const LETTER: u8 = 2;
+const NON_ASCII: u8 = 4;
+
+/// Character class of each byte: ASCII digit, ASCII letter, non-ASCII (decided per
+/// char), or 0 for separators.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'0'..=b'9' => DIGIT,
+            b'a'..=b'z' | b'A'..=b'Z' => LETTER,
+            0x80..=0xFF => NON_ASCII,
+            _ => 0,
+        };
+        b += 1;
     }
-}
+    t
+};
 
 /// Letters of Latin, Greek and Cyrillic scripts join words; everything else outside
 /// ASCII (CJK, symbols, punctuation) separates them.
@@ -68,42 +79,37 @@ pub fn tokenize(text: &str, out: &mut Vec<Token>) {
     let n = bytes.len();
     let mut i = 0;
     while i < n {
-        let c = class(bytes[i]);
+        // separators
+        let c = CLASS[usize::from(bytes[i])];
         if c == 0 {
             i += 1;
             continue;
         }
-        if c == 3 && !starts_word_char(text, i) {
+        if c == NON_ASCII && !starts_word_char(text, i) {
             i += utf8_len(bytes[i]);
             continue;
         }
         let start = i;
-        let mut digits = false;
-        let mut letters = false;
+        let mut seen = 0u8;
         let mut ascii = true;
         while i < n {
-            match class(bytes[i]) {
-                1 => {
-                    digits = true;
-                    i += 1;
-                }
-                2 => {
-                    letters = true;
-                    i += 1;
-                }
-                3 if starts_word_char(text, i) => {
-                    letters = true;
-                    ascii = false;
-                    i += utf8_len(bytes[i]);
-                }
-                _ => break,
+            let c = CLASS[usize::from(bytes[i])];
+            if c & (DIGIT | LETTER) != 0 {
+                seen |= c;
+                i += 1;
+            } else if c == NON_ASCII && starts_word_char(text, i) {
+                seen |= LETTER;
+                ascii = false;
+                i += utf8_len(bytes[i]);
+            } else {
+                break;
             }
         }
         let i_end = i.min(n);
-        let shape = match (digits, letters) {
-            (true, false) => Shape::Digits,
-            (false, _) => Shape::Alpha,
-            (true, true) => Shape::Mixed,
+        let shape = match seen {
+            DIGIT => Shape::Digits,
+            LETTER => Shape::Alpha,
+            _ => Shape::Mixed,
         };
         let mut tok = Token {
             start: start as u32,
@@ -112,23 +118,54 @@ pub fn tokenize(text: &str, out: &mut Vec<Token>) {
             capital: bytes[start].is_ascii_uppercase(),
             word: 0,
             month: 0,
+            entry: 0,
             has_phrases: false,
             label: 0,
         };
         let len = i_end - start;
-        if shape != Shape::Digits && ascii && len <= MAX_WORD {
-            let mut buf = [0u8; MAX_WORD];
-            for (d, s) in buf.iter_mut().zip(&bytes[start..i_end]) {
-                *d = s.to_ascii_lowercase();
-            }
-            if let Some(info) = lexicon.lookup(&buf[..len]) {
-                tok.word = info.flags;
-                tok.month = info.month;
-                tok.has_phrases = !info.phrases.is_empty();
+        // numbers are looked up only when short: phrase words such as "type 2", "icd 10"
+        if (shape != Shape::Digits || len <= 2) && ascii && len <= MAX_WORD {
+            let id = if len <= 16 {
+                lexicon.lookup_token(packed_lower(bytes, start, len), tok.capital)
+            } else {
+                let mut buf = [0u8; MAX_WORD];
+                for (d, s) in buf.iter_mut().zip(&bytes[start..i_end]) {
+                    *d = s.to_ascii_lowercase();
+                }
+                lexicon.lookup_id(&buf[..len])
+            };
+            if let Some((id, meta)) = id {
+                tok.word = meta.flags();
+                tok.month = meta.month();
+                tok.entry = id + 1;
+                tok.has_phrases = meta.has_phrases();
             }
         }
         out.push(tok);
     }
+}
+
+/// The ASCII word `bytes[start..start + len]` (len <= 16) in lower case, packed like
+/// [`super::lexicon::pack_word`]: one load, a mask, and `| 0x20` on every byte (which
+/// lower-cases ASCII letters and leaves ASCII digits as they are).
+#[inline]
+fn packed_lower(bytes: &[u8], start: usize, len: usize) -> u128 {
+    if len <= 8 {
+        let mut buf = [0u8; 8];
+        match bytes.get(start..start + 8) {
+            Some(s) => buf.copy_from_slice(s),
+            None => buf[..len].copy_from_slice(&bytes[start..start + len]),
+        }
+        let mask = u64::MAX >> (64 - 8 * len.max(1));
+        return u128::from((u64::from_le_bytes(buf) | 0x2020_2020_2020_2020) & mask);
+    }
+    let mut buf = [0u8; 16];
+    match bytes.get(start..start + 16) {
+        Some(s) => buf.copy_from_slice(s),
+        None => buf[..len].copy_from_slice(&bytes[start..start + len]),
+    }
+    let mask = if len >= 16 { u128::MAX } else { (1u128 << (8 * len)) - 1 };
+    (u128::from_le_bytes(buf) | 0x2020_2020_2020_2020_2020_2020_2020_2020) & mask
 }
 
 #[inline]

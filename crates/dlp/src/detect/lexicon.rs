@@ -70,8 +70,9 @@ pub enum PhraseKind {
 
 #[derive(Debug)]
 pub struct Phrase {
-    /// Words after the first one, lower case.
-    pub rest: Vec<Box<[u8]>>,
+    /// Entry ids of the words after the first one (every phrase word has an entry,
+    /// so matching a phrase compares token entry ids, not strings).
+    pub rest: Vec<u32>,
     pub kind: PhraseKind,
 }
 
@@ -82,11 +83,191 @@ pub struct WordInfo {
     pub month: u8,
     /// Phrases that start with this word, longest first.
     pub phrases: Vec<u32>,
+    /// The word appears inside some phrase (so its entry id must be known to match it).
+    pub in_phrase: bool,
 }
 
 pub struct Lexicon {
-    words: HashMap<Box<[u8]>, WordInfo, BuildHasherDefault<FxHasher>>,
+    /// Words of up to 16 bytes, packed into a `u128` key ([`pack_word`]): every entry
+    /// (used while building and by [`Lexicon::lookup`]).
+    short: WordTable<u128>,
+    /// The scanning tables. Name-list words are most of the lexicon but matter only for
+    /// capitalized words, so they live in their own table and the table every word
+    /// meets stays small (and in cache).
+    terms: SplitTable,
+    names: SplitTable,
+    /// Longer words.
+    long: HashMap<Box<[u8]>, u32, BuildHasherDefault<FxHasher>>,
+    /// Entries, indexed by the values of `short` and `long`.
+    infos: Vec<WordInfo>,
     pub phrases: Vec<Phrase>,
+}
+
+/// Pack a lower-case word of at most 16 bytes into a key (little-endian, zero padded).
+#[inline]
+pub fn pack_word(lower: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let n = lower.len().min(16);
+    buf[..n].copy_from_slice(&lower[..n]);
+    u128::from_le_bytes(buf)
+}
+
+/// Keys of a [`WordTable`]: words packed into integers (0 is the empty slot).
+pub trait TableKey: Copy + Eq + Default {
+    fn hash(self) -> u64;
+}
+
+impl TableKey for u128 {
+    #[inline]
+    fn hash(self) -> u64 {
+        let lo = self as u64;
+        let hi = (self >> 64) as u64;
+        (lo ^ hi.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+impl TableKey for u64 {
+    #[inline]
+    fn hash(self) -> u64 {
+        self.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+}
+
+/// Open addressing with linear probing over packed keys: one cache line per look-up
+/// in the common case, no string comparison. Each slot holds (key, entry id, meta bits)
+/// so the tokenizer needs nothing else.
+///
+/// A Bloom filter (one bit per key, 16 bits per entry, stays in L1) answers "not in
+/// the lexicon" for most words of ordinary prose before the table is touched.
+struct WordTable<K: TableKey> {
+    slots: Vec<(K, u32, u32)>,
+    mask: usize,
+    bloom: Vec<u64>,
+    bloom_mask: usize,
+}
+
+impl<K: TableKey> WordTable<K> {
+    fn with_capacity(n: usize) -> WordTable<K> {
+        let size = (n * 2).next_power_of_two().max(16);
+        let bloom_bits = (n * 16).next_power_of_two().max(1024);
+        WordTable {
+            slots: vec![(K::default(), 0, 0); size],
+            mask: size - 1,
+            bloom: vec![0; bloom_bits / 64],
+            bloom_mask: bloom_bits - 1,
+        }
+    }
+
+    #[inline]
+    fn slot(&self, key: K) -> usize {
+        (key.hash() >> 40) as usize & self.mask
+    }
+
+    #[inline]
+    fn bloom_bit(&self, key: K) -> usize {
+        (key.hash() >> 7) as usize & self.bloom_mask
+    }
+
+    #[inline]
+    fn get(&self, key: K) -> Option<(u32, u32)> {
+        let bit = self.bloom_bit(key);
+        if self.bloom[bit / 64] & (1 << (bit % 64)) == 0 {
+            return None;
+        }
+        let mut i = self.slot(key);
+        loop {
+            let (k, v, meta) = self.slots[i];
+            if k == key {
+                return Some((v, meta));
+            }
+            if k == K::default() {
+                return None;
+            }
+            i = (i + 1) & self.mask;
+        }
+    }
+
+    /// Set the entry for `key` (which must not be 0).
+    fn insert(&mut self, key: K, id: u32, meta: u32) {
+        let bit = self.bloom_bit(key);
+        self.bloom[bit / 64] |= 1 << (bit % 64);
+        let mut i = self.slot(key);
+        while self.slots[i].0 != key && self.slots[i].0 != K::default() {
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i] = (key, id, meta);
+    }
+
+    /// The id for `key`, inserting `value` first if absent.
+    fn get_or_insert(&mut self, key: K, value: u32) -> u32 {
+        match self.get(key) {
+            Some((id, _)) => id,
+            None => {
+                self.insert(key, value, 0);
+                value
+            }
+        }
+    }
+}
+
+/// A scanning table: words of up to 8 bytes under `u64` keys (16-byte slots), longer
+/// ones (up to 16 bytes) under `u128` keys.
+struct SplitTable {
+    short: WordTable<u64>,
+    long: WordTable<u128>,
+}
+
+impl SplitTable {
+    fn build(entries: &[(u128, u32, u32)]) -> SplitTable {
+        let fits = |k: u128| k >> 64 == 0;
+        let n_short = entries.iter().filter(|e| fits(e.0)).count();
+        let mut t = SplitTable {
+            short: WordTable::with_capacity(n_short),
+            long: WordTable::with_capacity(entries.len() - n_short),
+        };
+        for &(key, id, meta) in entries {
+            if fits(key) {
+                t.short.insert(key as u64, id, meta);
+            } else {
+                t.long.insert(key, id, meta);
+            }
+        }
+        t
+    }
+
+    #[inline]
+    fn get(&self, key: u128) -> Option<(u32, u32)> {
+        if key >> 64 == 0 { self.short.get(key as u64) } else { self.long.get(key) }
+    }
+}
+
+/// Flags that only capitalized words need.
+const NAME_FLAGS: u32 = word::FIRST_NAME | word::LAST_NAME | word::NOT_NAME | word::STOP_CAP;
+
+/// What the tokenizer needs of an entry, packed in 32 bits: word flags (bits 0-15),
+/// month (bits 16-19), "starts a phrase" (bit 20).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WordMeta(pub u32);
+
+impl WordMeta {
+    fn of(info: &WordInfo) -> WordMeta {
+        WordMeta((info.flags & 0xFFFF) | u32::from(info.month & 0xF) << 16 | u32::from(!info.phrases.is_empty()) << 20)
+    }
+
+    #[inline]
+    pub fn flags(self) -> u32 {
+        self.0 & 0xFFFF
+    }
+
+    #[inline]
+    pub fn month(self) -> u8 {
+        (self.0 >> 16 & 0xF) as u8
+    }
+
+    #[inline]
+    pub fn has_phrases(self) -> bool {
+        self.0 & 1 << 20 != 0
+    }
 }
 
 /// Longest word looked up; longer words are never in the lists.
@@ -99,14 +280,58 @@ impl Lexicon {
         LEXICON.get_or_init(Lexicon::build)
     }
 
+    /// Look up a word given in lower case; returns its entry id and meta.
+    #[inline]
+    pub fn lookup_id(&self, lower: &[u8]) -> Option<(u32, WordMeta)> {
+        if lower.len() <= 16 {
+            self.lookup_packed(pack_word(lower))
+        } else {
+            self.long.get(lower).map(|&id| (id, WordMeta::of(&self.infos[id as usize])))
+        }
+    }
+
+    /// Look up a word of at most 16 bytes already packed with [`pack_word`].
+    #[inline]
+    pub fn lookup_packed(&self, key: u128) -> Option<(u32, WordMeta)> {
+        self.short.get(key).map(|(id, meta)| (id, WordMeta(meta)))
+    }
+
+    /// Look up a word of the text (packed with [`pack_word`]); name-list flags are
+    /// looked up only for capitalized words.
+    #[inline]
+    pub fn lookup_token(&self, key: u128, capital: bool) -> Option<(u32, WordMeta)> {
+        let term = self.terms.get(key);
+        if !capital {
+            return term.map(|(id, meta)| (id, WordMeta(meta)));
+        }
+        match (term, self.names.get(key)) {
+            (Some((id, a)), Some((_, b))) => Some((id, WordMeta(a | b))),
+            (Some((id, m)), None) | (None, Some((id, m))) => Some((id, WordMeta(m))),
+            (None, None) => None,
+        }
+    }
+
     /// Look up a word given in lower case.
     #[inline]
     pub fn lookup(&self, lower: &[u8]) -> Option<&WordInfo> {
-        self.words.get(lower)
+        self.lookup_id(lower).map(|(id, _)| self.info(id))
+    }
+
+    /// The entry with id `id` (from [`Lexicon::lookup_id`]).
+    #[inline]
+    pub fn info(&self, id: u32) -> &WordInfo {
+        &self.infos[id as usize]
     }
 
     fn build() -> Lexicon {
-        let mut lx = Lexicon { words: HashMap::default(), phrases: Vec::new() };
+        let mut lx = Lexicon {
+            short: WordTable::with_capacity(20_000),
+            terms: SplitTable::build(&[]),
+            names: SplitTable::build(&[]),
+            long: HashMap::default(),
+            infos: Vec::new(),
+            phrases: Vec::new(),
+        };
         for name in lines(include_str!("../../data/first_names_census.txt"))
             .chain(lines(include_str!("../../data/first_names_extra.txt")))
         {
@@ -133,7 +358,7 @@ impl Lexicon {
         for (i, names) in MONTHS.iter().enumerate() {
             for m in *names {
                 lx.flag(m, word::MONTH | word::NOT_NAME);
-                lx.words.entry((*m).as_bytes().into()).or_default().month = i as u8 + 1;
+                lx.entry(m).month = i as u8 + 1;
             }
         }
         let health = [
@@ -154,23 +379,66 @@ impl Lexicon {
         }
         // longest phrase first, so the first match is the longest
         let phrases = &lx.phrases;
-        for info in lx.words.values_mut() {
+        for info in lx.infos.iter_mut() {
             info.phrases.sort_by_key(|&p| std::cmp::Reverse(phrases[p as usize].rest.len()));
         }
+        for slot in lx.short.slots.iter_mut() {
+            if slot.0 != 0 {
+                slot.2 = WordMeta::of(&lx.infos[slot.1 as usize]).0;
+            }
+        }
+        let entries: Vec<(u128, u32, u32)> = lx.short.slots.iter().copied().filter(|s| s.0 != 0).collect();
+        let infos = &lx.infos;
+        let is_term = |id: u32, meta: u32| meta & !NAME_FLAGS != 0 || infos[id as usize].in_phrase;
+        let is_name = |meta: u32| meta & NAME_FLAGS != 0;
+        let terms: Vec<(u128, u32, u32)> =
+            entries.iter().filter(|e| is_term(e.1, e.2)).map(|&(k, id, meta)| (k, id, meta & !NAME_FLAGS)).collect();
+        let names: Vec<(u128, u32, u32)> =
+            entries.iter().filter(|e| is_name(e.2)).map(|&(k, id, meta)| (k, id, meta & NAME_FLAGS)).collect();
+        let terms = SplitTable::build(&terms);
+        let names = SplitTable::build(&names);
+        lx.terms = terms;
+        lx.names = names;
         lx
     }
 
+    /// The entry for word `w`, created empty if needed.
+    fn entry(&mut self, w: &str) -> &mut WordInfo {
+        let id = self.entry_id(w);
+        &mut self.infos[id as usize]
+    }
+
+    fn entry_id(&mut self, w: &str) -> u32 {
+        let lower = w.to_ascii_lowercase().into_bytes();
+        let next = self.infos.len() as u32;
+        let id = if lower.len() <= 16 {
+            self.short.get_or_insert(pack_word(&lower), next)
+        } else {
+            *self.long.entry(lower.into()).or_insert(next)
+        };
+        if id == next {
+            self.infos.push(WordInfo::default());
+        }
+        id
+    }
+
     fn flag(&mut self, w: &str, flag: u32) {
-        let key: Box<[u8]> = w.to_ascii_lowercase().into_bytes().into();
-        self.words.entry(key).or_default().flags |= flag;
+        self.entry(w).flags |= flag;
     }
 
     fn phrase(&mut self, term: &str, kind: PhraseKind) {
         let words = split_words(term);
         let Some((first, rest)) = words.split_first() else { return };
+        if words.iter().any(|w| w.len() > MAX_WORD) {
+            return;
+        }
+        let rest: Vec<u32> = rest.iter().map(|w| self.entry_id(w)).collect();
+        for &id in &rest {
+            self.infos[id as usize].in_phrase = true;
+        }
         let id = self.phrases.len() as u32;
-        self.phrases.push(Phrase { rest: rest.iter().map(|w| w.as_bytes().into()).collect(), kind });
-        self.words.entry(first.as_bytes().into()).or_default().phrases.push(id);
+        self.phrases.push(Phrase { rest, kind });
+        self.entry(first).phrases.push(id);
     }
 }
 

@@ -13,4 +13,4 @@ pub mod lexicon;
 
 mod engine;
 
-pub use engine::{Detection, HealthHit, PersonRole, Scratch, TextScan, scan_text};
+pub use engine::{Detection, HealthHit, PersonRole, Scratch, TextScan, scan_text, scan_text_into};
