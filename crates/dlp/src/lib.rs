@@ -35,7 +35,7 @@ pub use report::{
     SensitiveText, Summary, TextFormat, Verdict,
 };
 
-use detect::{Detection, Scratch, TextScan, scan_text_into};
+use detect::{Scratch, TextScan, scan_text_into};
 use std::collections::BTreeMap;
 
 /// Scan a message that has already been parsed.
@@ -64,28 +64,39 @@ pub fn extract_eml(bytes: &[u8], limits: &Limits) -> Extraction {
 /// Scan text that was already extracted (see [`extract_message`]).
 pub fn scan_extraction(extraction: &Extraction) -> Report {
     thread_local! {
-        // token buffers reused across messages scanned on the same thread
-        static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+        // buffers reused across messages scanned on the same thread
+        static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::new(Buffers::default());
     }
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => scan_with(extraction, &mut scratch),
-        Err(_) => scan_with(extraction, &mut Scratch::default()),
+    BUFFERS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffers) => scan_with(extraction, &mut buffers),
+        Err(_) => scan_with(extraction, &mut Buffers::default()),
     })
 }
 
-fn scan_with(extraction: &Extraction, scratch: &mut Scratch) -> Report {
-    let mut scan = TextScan::default();
-    // (part index, number of detections so far) where each part's detections start
-    let mut part_starts: Vec<(usize, usize)> = Vec::with_capacity(extraction.parts.len());
-    // distinct health terms per kind, by a hash of the lower-cased term
-    let mut health_terms: Vec<(HealthKind, u64)> = Vec::new();
+/// Working memory of one scan, kept between scans to spare allocations.
+#[derive(Default)]
+struct Buffers {
+    scratch: Scratch,
+    scan: TextScan,
+    /// (part index, index of its first detection)
+    part_starts: Vec<(usize, usize)>,
+    /// distinct health terms per kind, by a hash of the lower-cased term
+    health_terms: Vec<(HealthKind, u64)>,
+}
+
+fn scan_with(extraction: &Extraction, buffers: &mut Buffers) -> Report {
+    let Buffers { scratch, scan, part_starts, health_terms } = buffers;
+    scan.detections.clear();
+    scan.health.clear();
+    part_starts.clear();
+    health_terms.clear();
     for (index, part) in extraction.parts.iter().enumerate() {
         if part.text.is_empty() {
             continue;
         }
         part_starts.push((index, scan.detections.len()));
         let health_before = scan.health.len();
-        scan_text_into(&part.text, scratch, &mut scan);
+        scan_text_into(&part.text, scratch, scan);
         for h in &scan.health[health_before..] {
             let term = part.text.as_bytes().get(h.start..h.end).unwrap_or(&[]);
             health_terms.push((h.kind, term_hash(term)));
@@ -94,31 +105,27 @@ fn scan_with(extraction: &Extraction, scratch: &mut Scratch) -> Report {
     health_terms.sort_unstable();
     health_terms.dedup();
     let mut health_signals = BTreeMap::new();
-    for (kind, _) in health_terms {
-        *health_signals.entry(kind).or_insert(0) += 1;
+    for (kind, _) in health_terms.iter() {
+        *health_signals.entry(*kind).or_insert(0) += 1;
     }
-    let detections: Vec<(usize, Detection)> = scan
+    let part_of = |k: usize| part_starts.iter().rev().find(|(_, first)| *first <= k).map_or(0, |(p, _)| *p);
+    let incomplete = !extraction.incomplete.is_empty();
+    let (verdict, confidence) = verdict::decide(&scan.detections, &scan.health, incomplete);
+    let findings = scan
         .detections
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(k, d)| {
-            let part = part_starts.iter().rev().find(|(_, first)| *first <= k).map_or(0, |(p, _)| *p);
-            (part, d)
-        })
-        .collect();
-    let health = scan.health;
-    let incomplete = !extraction.incomplete.is_empty();
-    let (verdict, confidence) = verdict::decide(detections.iter().map(|(_, d)| d), &health, incomplete);
-    let findings = detections
-        .into_iter()
-        .map(|(part, d)| Finding {
-            entity: d.entity,
-            text: SensitiveText::new(extraction.parts[part].text.get(d.start..d.end).unwrap_or("").to_string()),
-            part,
-            start: d.start,
-            end: d.end,
-            detector: d.detector,
-            business: d.business,
+            let part = part_of(k);
+            Finding {
+                entity: d.entity,
+                text: SensitiveText::new(extraction.parts[part].text.get(d.start..d.end).unwrap_or("").to_string()),
+                part,
+                start: d.start,
+                end: d.end,
+                detector: d.detector,
+                business: d.business,
+            }
         })
         .collect();
     Report {

@@ -354,7 +354,13 @@ impl<'a> Scanner<'a> {
         let mut i = 0;
         let mut email_idx = 0;
         while i < n {
-            let start = self.t[i].start as usize;
+            let tk = self.t[i];
+            // fast path: a lower-case word that names no month starts no candidate
+            if tk.shape == Shape::Alpha && !tk.capital && tk.month == 0 {
+                i += 1;
+                continue;
+            }
+            let start = tk.start as usize;
             while email_idx < self.emails.len() && self.emails[email_idx].1 <= start {
                 email_idx += 1;
             }
@@ -366,7 +372,6 @@ impl<'a> Scanner<'a> {
                 i = next;
                 continue;
             }
-            let tk = self.t[i];
             if tk.shape != Shape::Alpha || self.starts_code_cluster(i) {
                 i = self.cluster(i);
                 continue;

@@ -472,7 +472,7 @@ const MONTHS: [&[&str]; 12] = [
 const FILLERS: &[&str] = &[
     "of", "is", "was", "on", "number", "no", "num", "nbr", "id", "ids", "the", "a", "for", "s", "to", "be", "are",
     "at", "file", "code", "identifier", "identification", "card", "their", "our", "my", "his", "her", "your", "new",
-    "as", "in", "with", "please", "use", "and",
+    "as", "in", "with", "please", "use", "and", "value", "text",
 ];
 
 const POSSESSIVES: &[&str] = &["your", "his", "her", "their", "patient", "pt", "my"];

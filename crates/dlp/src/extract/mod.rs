@@ -7,6 +7,7 @@
 //! XML, DOCX, XLSX, PDF), normalizes look-alike characters, and enforces [`Limits`].
 
 pub mod delimited;
+pub mod edi;
 pub mod html;
 pub mod json;
 pub mod markup;
@@ -161,6 +162,14 @@ impl Walker<'_> {
                 xml::xml_to_text(text, &mut out);
                 TextFormat::Xml
             }
+            TextFormat::X12 => {
+                edi::x12_to_text(text, &mut out);
+                TextFormat::X12
+            }
+            TextFormat::Hl7 => {
+                edi::hl7_to_text(text, &mut out);
+                TextFormat::Hl7
+            }
             other => {
                 out.push_str(text);
                 other
@@ -265,6 +274,8 @@ fn text_format(ctype: &str, name: Option<&str>, text: &str) -> TextFormat {
         (c, _) if c.ends_with("+xml") => TextFormat::Xml,
         (c, _) if c.ends_with("+json") => TextFormat::Json,
         _ if head.starts_with('{') || head.starts_with('[') && head[1..].trim_start().starts_with('{') => TextFormat::Json,
+        _ if edi::is_x12(head) => TextFormat::X12,
+        _ if edi::is_hl7(head) => TextFormat::Hl7,
         _ if head.starts_with("<?xml") => TextFormat::Xml,
         _ if head.len() >= 5 && head.as_bytes()[..5].eq_ignore_ascii_case(b"<html") || head.starts_with("<!DOCTYPE html") => {
             TextFormat::Html

@@ -9,6 +9,19 @@ use crate::text::humanize_identifier;
 
 /// Append the text of `rows` to `out`.
 pub fn write_table(rows: &[Vec<String>], out: &mut String) {
+    // a two-column form ("Date of birth | 01/02/1980") labels each value by its row
+    if is_key_value(rows) {
+        for row in rows {
+            let mut cells = row.iter().map(|c| c.trim()).filter(|c| !c.is_empty());
+            if let (Some(k), Some(v)) = (cells.next(), cells.next()) {
+                push_cell(&humanize_identifier(k), out);
+                out.push_str(": ");
+                push_cell(v, out);
+                out.push('\n');
+            }
+        }
+        return;
+    }
     let header = rows.first().filter(|h| rows.len() >= 2 && is_header(h));
     match header {
         Some(header) => {
@@ -63,15 +76,26 @@ fn push_cell(cell: &str, out: &mut String) {
     }
 }
 
+/// Rows of exactly two non-empty cells whose first cells all read like labels.
+fn is_key_value(rows: &[Vec<String>]) -> bool {
+    let pairs: Vec<Vec<&str>> =
+        rows.iter().map(|r| r.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).collect::<Vec<_>>()).collect();
+    rows.len() >= 2
+        && pairs.iter().all(|p| p.len() == 2 || p.len() == 1)
+        && pairs.iter().filter(|p| p.len() == 2).count() >= 2
+        && pairs.iter().all(|p| is_label_cell(p[0]))
+}
+
+fn is_label_cell(c: &str) -> bool {
+    c.len() <= 40 && c.chars().filter(char::is_ascii_digit).count() <= 2 && c.chars().any(char::is_alphabetic)
+}
+
 /// A header row has at least two cells, some letters, and no cell that looks like data
 /// (a cell with three or more digits, or a long sentence).
 fn is_header(row: &[String]) -> bool {
     let non_empty: Vec<&String> = row.iter().filter(|c| !c.trim().is_empty()).collect();
     non_empty.len() >= 2
-        && non_empty.iter().all(|c| {
-            let c = c.trim();
-            c.len() <= 60 && c.chars().filter(char::is_ascii_digit).count() < 3 && c.chars().any(char::is_alphabetic)
-        })
+        && non_empty.iter().all(|c| is_label_cell(c.trim()))
 }
 
 #[cfg(test)]
@@ -90,9 +114,16 @@ mod tests {
     }
 
     #[test]
+    fn two_column_forms_label_by_row() {
+        let mut out = String::new();
+        write_table(&rows(&[&["Field", "Value"], &["DOB", "1980-01-02"], &["MRN", "12345678"]]), &mut out);
+        assert_eq!(out, "Field: Value\nDOB: 1980-01-02\nMRN: 12345678\n");
+    }
+
+    #[test]
     fn rows_without_header_stay_on_one_line() {
         let mut out = String::new();
-        write_table(&rows(&[&["DOB", "1980-01-02"], &["MRN", "12345678"]]), &mut out);
-        assert_eq!(out, "DOB | 1980-01-02\nMRN | 12345678\n");
+        write_table(&rows(&[&["12", "1980-01-02", "x"], &["13", "12345678", "y"]]), &mut out);
+        assert_eq!(out, "12 | 1980-01-02 | x\n13 | 12345678 | y\n");
     }
 }
