@@ -17,7 +17,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         }
         sum += d;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// NPI: 10 digits, starting with 1 or 2, whose Luhn check includes the `80840` prefix
@@ -145,7 +145,7 @@ pub fn date(year: u32, month: u32, day: u32) -> bool {
     if !(1..=12).contains(&month) || day == 0 {
         return false;
     }
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
     let days = match month {
         2 if leap => 29,
         2 => 28,

@@ -606,10 +606,8 @@ impl<'a> Scanner<'a> {
                     if *b <= 2 && digits(g1) {
                         let (x, y) = (n(g0), n(g1));
                         Some(checks::date(year, x, y) || checks::date(year, y, x)).filter(|_| checks::birth_year(year) || !dob)
-                    } else if let Some(m) = self.month_of(g1) {
-                        Some(checks::date(year, m, n(g0)))
                     } else {
-                        None
+                        self.month_of(g1).map(|m| checks::date(year, m, n(g0)))
                     }
                 } else if *a == 4 && digits(g0) && (1..=2).contains(b) && (1..=2).contains(c) && digits(g1) && digits(g2) {
                     Some(checks::date(n(g0), n(g1), n(g2)))
@@ -753,6 +751,15 @@ impl<'a> Scanner<'a> {
         } else {
             None
         };
+        // "Ms. Okafor": the title is not part of the name
+        let mut i = i;
+        if tk.word & word::TITLE != 0 {
+            if i + 1 >= n || !matches!(self.gap(i + 1), b" " | b". ") || !self.t[i + 1].capital || self.t[i + 1].shape != Shape::Alpha {
+                return Some(i + 1);
+            }
+            i += 1;
+        }
+        let tk = self.t[i];
         // how far the capitalized words go: "Justin Foster", "Mary J. Smith"
         let mut last = i;
         let mut j = i + 1;

@@ -38,6 +38,11 @@ impl Token {
     }
 
     #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    #[inline]
     pub fn range(&self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
     }
@@ -124,7 +129,15 @@ pub fn tokenize(text: &str, out: &mut Vec<Token>) {
         };
         let len = i_end - start;
         // numbers are looked up only when short: phrase words such as "type 2", "icd 10"
-        if (shape != Shape::Digits || len <= 2) && ascii && len <= MAX_WORD {
+        if !ascii && len <= MAX_WORD {
+            // accented Latin words are looked up without their accents (José, Núñez)
+            if let Some((id, meta)) = fold_accents(&text[start..i_end]).and_then(|w| lexicon.lookup_id(w.as_bytes())) {
+                tok.word = meta.flags();
+                tok.month = meta.month();
+                tok.entry = id + 1;
+                tok.has_phrases = meta.has_phrases();
+            }
+        } else if (shape != Shape::Digits || len <= 2) && len <= MAX_WORD {
             let id = if len <= 16 {
                 lexicon.lookup_token(packed_lower(bytes, start, len), tok.capital)
             } else {
@@ -168,6 +181,27 @@ fn packed_lower(bytes: &[u8], start: usize, len: usize) -> u128 {
     (u128::from_le_bytes(buf) | 0x2020_2020_2020_2020_2020_2020_2020_2020) & mask
 }
 
+/// A word in lower case with Latin diacritics removed, or `None` if it has letters
+/// outside Latin-1 and Latin Extended-A.
+fn fold_accents(word: &str) -> Option<String> {
+    const FROM: &str = "àáâãäåāăąçćčďèéêëēėęěìíîïīįňñńòóôõöøōőřśšşťùúûüūůűųýÿźżž";
+    const TO: &str = "aaaaaaaaacccdeeeeeeeeiiiiiinnnoooooooorssstuuuuuuuuyyzzz";
+    let mut out = String::with_capacity(word.len());
+    for c in word.chars() {
+        let c = c.to_lowercase().next().unwrap_or(c);
+        if c.is_ascii() {
+            out.push(c);
+        } else if let Some(k) = FROM.chars().position(|f| f == c) {
+            out.push(TO.chars().nth(k).unwrap_or(c));
+        } else if c == 'ß' {
+            out.push_str("ss");
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 #[inline]
 fn utf8_len(b: u8) -> usize {
     match b {
@@ -197,6 +231,8 @@ mod tests {
     fn splits_on_ascii_punctuation_and_cjk() {
         assert_eq!(words("SSN: 123-45-6789."), ["SSN", "123", "45", "6789"]);
         assert_eq!(words("José Núñez"), ["José", "Núñez"]);
+        assert_eq!(fold_accents("Núñez").as_deref(), Some("nunez"));
+        assert_eq!(fold_accents("山田"), None);
         assert_eq!(words("生年月日1980年5月4日"), ["1980", "5", "4"]);
         assert_eq!(words("E11.9 (x)"), ["E11", "9", "x"]);
     }

@@ -25,6 +25,8 @@ pub mod word {
     pub const STOP_CAP: u32 = 1 << 6;
     /// Titles and credentials of staff (`Dr`, `MD`, `RN`).
     pub const PROVIDER_TITLE: u32 = 1 << 7;
+    /// Courtesy titles before a name (`Mr`, `Ms`).
+    pub const TITLE: u32 = 1 << 8;
 }
 
 /// Label classes: what the words before a value say it is.
@@ -317,6 +319,14 @@ impl Lexicon {
         self.lookup_id(lower).map(|(id, _)| self.info(id))
     }
 
+    /// Does `text` contain a word that starts a label phrase (`DOB`, `Member ID`)?
+    pub fn has_label_word(&self, text: &str) -> bool {
+        text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty() && w.len() <= MAX_WORD).any(|w| {
+            self.lookup(w.to_ascii_lowercase().as_bytes())
+                .is_some_and(|info| info.phrases.iter().any(|&p| matches!(self.phrases[p as usize].kind, PhraseKind::Label(_))))
+        })
+    }
+
     /// The entry with id `id` (from [`Lexicon::lookup_id`]).
     #[inline]
     pub fn info(&self, id: u32) -> &WordInfo {
@@ -351,6 +361,9 @@ impl Lexicon {
         }
         for w in POSSESSIVES {
             lx.flag(w, word::POSSESSIVE);
+        }
+        for w in ["mr", "mrs", "ms", "miss", "mx", "sr", "sra", "srta"] {
+            lx.flag(w, word::TITLE | word::NOT_NAME);
         }
         for w in PROVIDER_TITLES {
             lx.flag(w, word::PROVIDER_TITLE | word::NOT_NAME);
@@ -509,19 +522,19 @@ const STOP_CAPS: &[&str] = &[
 const LABELS: &[(&[&str], u32)] = &[
     (
         &["ssn", "ss#", "ss", "social security", "social security number", "soc sec", "social sec", "social", "ssa",
-          "taxpayer id", "tin"],
+          "taxpayer id", "tin", "seguro social", "numero de seguro social"],
         label::SSN,
     ),
     (
         &["dob", "d o b", "date of birth", "birth date", "birthdate", "birthday", "born", "birth", "date born",
-          "birth dt", "dt of birth", "fecha de nacimiento", "geburtsdatum", "nacimiento"],
+          "birth dt", "dt of birth", "fecha de nacimiento", "geburtsdatum", "nacimiento", "f nac"],
         label::DOB,
     ),
     (
         &["mrn", "mr number", "mr no", "medical record", "medical record number", "medical rec", "med rec",
           "record number", "record no", "record", "chart", "chart number", "chart no", "patient id", "pt id",
           "patient number", "patient no", "patient identifier", "hospital number", "hospital no", "ehr id", "emr id",
-          "emr", "unit number", "person number"],
+          "emr", "unit number", "person number", "expediente", "numero de expediente"],
         label::MRN,
     ),
     (
@@ -536,7 +549,7 @@ const LABELS: &[(&[&str], u32)] = &[
     (
         &["phone", "phone number", "tel", "telephone", "cell", "cell phone", "mobile", "mobile phone", "call",
           "contact", "contact number", "ph", "home phone", "work phone", "text", "reach", "callback", "call back",
-          "pager", "tel no"],
+          "pager", "tel no", "telefono", "celular"],
         label::PHONE,
     ),
     (&["fax", "facsimile", "fax number", "fax no"], label::FAX | label::OFFICE),
@@ -551,7 +564,7 @@ const LABELS: &[(&[&str], u32)] = &[
     (
         &["diagnosis", "diagnoses", "dx", "icd", "icd 10", "icd10", "icd 10 cm", "diag", "diagnosis code",
           "primary diagnosis", "secondary diagnosis", "admitting diagnosis", "problem", "assessment", "impression",
-          "condition", "reason for visit", "indication"],
+          "condition", "reason for visit", "indication", "diagnostico", "dx code", "icd code"],
         label::DX,
     ),
     (&["claim", "abk", "abf", "bk", "bf", "hi", "principal", "admitting", "other diagnosis"], label::CLAIM),
@@ -560,7 +573,8 @@ const LABELS: &[(&[&str], u32)] = &[
           "beneficiary name", "member name", "employee", "employee name", "insured", "insured name",
           "subscriber name", "client", "client name", "resident", "enrollee", "new employee", "our employee",
           "new hire", "candidate", "applicant", "cardholder", "card holder", "guarantor", "re", "regarding",
-          "patient s name", "first name", "last name", "surname", "given name"],
+          "patient s name", "first name", "last name", "surname", "given name", "paciente", "nombre",
+          "nombre del paciente", "empleado"],
         label::NAME,
     ),
     (&["dear", "hello", "hi", "hey", "good morning", "good afternoon", "greetings"], label::GREETING),

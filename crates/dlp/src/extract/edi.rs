@@ -25,7 +25,7 @@ pub fn is_hl7(text: &str) -> bool {
 /// X12 as labeled lines.
 pub fn x12_to_text(text: &str, out: &mut String) {
     let head = text.trim_start_matches('\u{FEFF}').trim_start();
-    let element = if head.starts_with("ISA") { head[3..].chars().next().unwrap_or('*') } else { '*' };
+    let element = head.strip_prefix("ISA").and_then(|rest| rest.chars().next()).unwrap_or('*');
     // the component separator is the last element of ISA (ISA16)
     let component = if head.starts_with("ISA") {
         head.split(element).nth(16).and_then(|e| e.trim().chars().next()).filter(|c| !c.is_alphanumeric()).unwrap_or(':')

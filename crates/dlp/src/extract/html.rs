@@ -74,10 +74,10 @@ pub fn html_to_text(html: &str) -> String {
                             tb.rows.push(Vec::new());
                         }
                         tb.cell = Some(String::new());
-                    } else if is_block(name) {
-                        if let Some(cell) = tb.cell.as_mut() {
-                            cell.push(' ');
-                        }
+                    } else if is_block(name)
+                        && let Some(cell) = tb.cell.as_mut()
+                    {
+                        cell.push(' ');
                     }
                 } else if is_block(name) {
                     newline(&mut out);

@@ -704,7 +704,7 @@ fn object_number_before(b: &[u8], at: usize) -> Option<u32> {
         while *i > 0 && b[*i - 1].is_ascii_digit() && end - *i < 10 {
             *i -= 1;
         }
-        (*i < end).then(|| (*i, end))
+        (*i < end).then_some((*i, end))
     };
     skip_ws(&mut i);
     digits(&mut i)?;

@@ -5,6 +5,7 @@
 //! line after its header (`dob: 1984-07-28`), so the header is the label right before
 //! the value; otherwise each row is one line with cells separated by ` | `.
 
+use crate::detect::lexicon::Lexicon;
 use crate::text::humanize_identifier;
 
 /// Append the text of `rows` to `out`.
@@ -76,14 +77,18 @@ fn push_cell(cell: &str, out: &mut String) {
     }
 }
 
-/// Rows of exactly two non-empty cells whose first cells all read like labels.
+/// Rows of two non-empty cells whose first cells read like labels, most of them known
+/// label words (a two-column table with a header row has data in its first column).
 fn is_key_value(rows: &[Vec<String>]) -> bool {
     let pairs: Vec<Vec<&str>> =
         rows.iter().map(|r| r.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).collect::<Vec<_>>()).collect();
+    let lexicon = Lexicon::get();
+    let labeled = pairs.iter().skip(1).filter(|p| !p.is_empty() && lexicon.has_label_word(p[0])).count();
     rows.len() >= 2
         && pairs.iter().all(|p| p.len() == 2 || p.len() == 1)
         && pairs.iter().filter(|p| p.len() == 2).count() >= 2
         && pairs.iter().all(|p| is_label_cell(p[0]))
+        && labeled * 2 > pairs.len() - 1
 }
 
 fn is_label_cell(c: &str) -> bool {

@@ -115,7 +115,8 @@ fn dates_of_birth_need_birth_context() {
     assert!(has("dob: December 21 2009", EntityType::DateOfBirth, "December 21 2009"));
     assert!(has("Date of Birth\n19 March 1950", EntityType::DateOfBirth, "19 March 1950"));
     assert!(none_of("Start date: 07/09/2026", EntityType::DateOfBirth));
-    assert!(none_of("Date of Birth: 1976-05-04\nStart date: 07/09/2026", EntityType::DateOfBirth) == false);
+    let both = found("Date of Birth: 1976-05-04\nStart date: 07/09/2026");
+    assert_eq!(both, vec![(EntityType::DateOfBirth, "1976-05-04".to_string())]);
     assert!(none_of("DOB: 02/30/1984", EntityType::DateOfBirth));
     assert!(none_of("seen on 07/28/1984", EntityType::DateOfBirth));
 }
