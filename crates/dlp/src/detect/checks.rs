@@ -52,12 +52,17 @@ pub fn dea(s: &[u8]) -> bool {
 }
 
 /// SSN ranges: area 001-899 except 666, group 01-99, serial 0001-9999; and not one of
-/// the numbers published in advertising (078-05-1120, 219-09-9999).
+/// the numbers used in advertising and examples (078-05-1120, 219-09-9999,
+/// 123-45-6789, 987-65-4320 to 4329) or a single repeated digit.
 pub fn ssn(area: u32, group: u32, serial: u32) -> bool {
     if area == 0 || area == 666 || area >= 900 || group == 0 || group > 99 || serial == 0 || serial > 9999 {
         return false;
     }
-    !matches!((area, group, serial), (78, 5, 1120) | (219, 9, 9999))
+    let repeated = |d: u32| area == d * 111 && group == d * 11 && serial == d * 1111;
+    if (1..=9).any(repeated) {
+        return false;
+    }
+    !matches!((area, group, serial), (78, 5, 1120) | (219, 9, 9999) | (123, 45, 6789))
 }
 
 /// SSN from 9 ASCII digits.
@@ -197,7 +202,9 @@ mod tests {
 
     #[test]
     fn ssn_ranges() {
-        assert!(ssn_digits(b"123456789"));
+        assert!(ssn_digits(b"219456789"));
+        assert!(!ssn_digits(b"123456789")); // the example number
+        assert!(!ssn_digits(b"555555555"));
         assert!(!ssn_digits(b"000123456"));
         assert!(!ssn_digits(b"666123456"));
         assert!(!ssn_digits(b"912345678"));

@@ -165,7 +165,8 @@ impl<'a> Scanner<'a> {
                 if !self.line_is_label_only(j - 1) {
                     break;
                 }
-            } else if is_sentence_break(gap) && j < i {
+            } else if is_sentence_break(gap) && j < i && self.t[j - 1].len() >= 4 && self.t[j - 1].label == 0 {
+                // the end of a sentence (not an abbreviation such as "No." or "I.D.")
                 break;
             }
             j -= 1;
@@ -173,13 +174,20 @@ impl<'a> Scanner<'a> {
             let tk = &self.t[j];
             if tk.label != 0 {
                 flags |= tk.label;
-            } else if tk.word & word::FILLER != 0 {
+            } else if tk.word & word::FILLER != 0 || self.is_list_marker(j) {
             } else {
                 break;
             }
             seen_on_line += 1;
         }
         flags
+    }
+
+    /// A list marker such as `A.`, `b)` or `3.` (claim forms number their fields).
+    fn is_list_marker(&self, j: usize) -> bool {
+        let tk = &self.t[j];
+        tk.len() <= 2 && matches!(self.b.get(tk.end as usize), Some(b'.' | b')'))
+            && self.b.get(tk.end as usize + 1).is_some_and(|c| *c == b' ')
     }
 
     /// Is the line that ends with token `j` made only of label words and fillers?
@@ -599,7 +607,7 @@ impl<'a> Scanner<'a> {
         let digits = |g: &[u8]| g.iter().all(u8::is_ascii_digit);
         let n = checks::number;
         let valid = match lens {
-            [a, b, c] if seps[0] == seps[1] && matches!(seps[0], b"/" | b"-" | b".") => {
+            [a, b, c] if seps[0] == seps[1] && (matches!(seps[0], b"/" | b"-" | b".") || (seps[0] == b" " && dob)) => {
                 let (g0, g1, g2) = (groups[0], groups[1], groups[2]);
                 if (1..=2).contains(a) && digits(g0) && digits(g2) && (*c == 4 || (*c == 2 && dob)) {
                     let year = if *c == 4 { n(g2) } else { expand_year(n(g2)) };

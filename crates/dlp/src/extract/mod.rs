@@ -141,39 +141,12 @@ impl Walker<'_> {
 
     /// Text of a given format to scan.
     fn document(&mut self, source: PartSource, depth: usize, ctype: String, name: Option<String>, format: TextFormat, text: &str) {
-        let mut out = String::new();
-        let format = match format {
-            TextFormat::Html => {
-                out = html::html_to_text(text);
-                TextFormat::Html
-            }
-            TextFormat::Delimited => {
-                delimited::delimited_to_text(text, &mut out);
-                TextFormat::Delimited
-            }
-            TextFormat::Json => match json::json_to_text(text, &mut out) {
-                Some(()) => TextFormat::Json,
-                None => {
-                    out = text.to_string();
-                    TextFormat::Plain
-                }
-            },
-            TextFormat::Xml => {
-                xml::xml_to_text(text, &mut out);
-                TextFormat::Xml
-            }
-            TextFormat::X12 => {
-                edi::x12_to_text(text, &mut out);
-                TextFormat::X12
-            }
-            TextFormat::Hl7 => {
-                edi::hl7_to_text(text, &mut out);
-                TextFormat::Hl7
-            }
-            other => {
-                out.push_str(text);
-                other
-            }
+        let out = render_text(format, text);
+        // JSON that does not parse is read as plain text
+        let format = if format == TextFormat::Json && json::json_to_text(text, &mut String::new()).is_none() {
+            TextFormat::Plain
+        } else {
+            format
         };
         self.add(source, depth, ctype, name, format, out, false);
     }
@@ -242,6 +215,26 @@ impl Walker<'_> {
     }
 }
 
+/// The scannable text of a text document in `format`.
+pub(crate) fn render_text(format: TextFormat, text: &str) -> String {
+    let mut out = String::new();
+    match format {
+        TextFormat::Html => out = html::html_to_text(text),
+        TextFormat::Delimited => delimited::delimited_to_text(text, &mut out),
+        TextFormat::Json => {
+            if json::json_to_text(text, &mut out).is_none() {
+                out.clear();
+                out.push_str(text);
+            }
+        }
+        TextFormat::Xml => xml::xml_to_text(text, &mut out),
+        TextFormat::X12 => edi::x12_to_text(text, &mut out),
+        TextFormat::Hl7 => edi::hl7_to_text(text, &mut out),
+        _ => out.push_str(text),
+    }
+    out
+}
+
 /// Content type (lower case), file name, and whether the part is an attachment.
 fn describe(part: &MessagePart<'_>) -> (String, Option<String>, PartSource) {
     let ctype = part
@@ -262,7 +255,7 @@ fn extension(name: Option<&str>) -> String {
 }
 
 /// Which reader a text needs, from its declared type, its file name and its start.
-fn text_format(ctype: &str, name: Option<&str>, text: &str) -> TextFormat {
+pub(crate) fn text_format(ctype: &str, name: Option<&str>, text: &str) -> TextFormat {
     let ext = extension(name);
     let head = text.trim_start_matches('\u{FEFF}').trim_start();
     match (ctype, ext.as_str()) {

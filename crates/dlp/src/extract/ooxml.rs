@@ -25,7 +25,32 @@ pub fn office_to_text(bytes: &[u8], ext: &str, sink: &mut Sink<'_>) -> (TextForm
     if names.iter().any(|n| n == "xl/workbook.xml") {
         return (TextFormat::Xlsx, Some(xlsx(&mut archive, &names, sink)));
     }
-    (TextFormat::Binary, None)
+    // OpenDocument (odt, ods): the content is one XML file
+    if names.iter().any(|n| n == "content.xml") && names.iter().any(|n| n == "mimetype") {
+        let text = archive.read("content.xml", sink).map(|x| {
+            let mut out = String::new();
+            super::xml::xml_to_text(&utf8(x), &mut out);
+            out
+        });
+        return (TextFormat::Xml, text);
+    }
+    // any other archive: its text files are scanned as parts of their own
+    let mut found = false;
+    for name in names.iter().filter(|n| is_text_file(n)) {
+        if let Some(bytes) = archive.read(name, sink) {
+            let text = utf8(bytes);
+            let format = super::text_format("", Some(name), &text);
+            sink.embedded.push((name.clone(), super::render_text(format, &text), format));
+            found = true;
+        }
+    }
+    if found { (TextFormat::Plain, Some(String::new())) } else { (TextFormat::Binary, None) }
+}
+
+/// Files inside an archive worth reading as text.
+fn is_text_file(name: &str) -> bool {
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    matches!(ext.as_str(), "txt" | "csv" | "tsv" | "json" | "xml" | "html" | "htm" | "hl7" | "x12" | "edi" | "837" | "835" | "eml")
 }
 
 fn utf8(bytes: Vec<u8>) -> String {

@@ -21,17 +21,17 @@ fn none_of(text: &str, entity: EntityType) -> bool {
 
 #[test]
 fn ssn_formatted_and_labeled() {
-    assert!(has("SSN: 123-45-6789", EntityType::UsSsn, "123-45-6789"));
-    assert!(has("her number is 123-45-6789.", EntityType::UsSsn, "123-45-6789"));
-    assert!(has("Social Security number: 123456789", EntityType::UsSsn, "123456789"));
-    assert!(has("SSN 123 45 6789", EntityType::UsSsn, "123 45 6789"));
+    assert!(has("SSN: 219-45-6789", EntityType::UsSsn, "219-45-6789"));
+    assert!(has("her number is 219-45-6789.", EntityType::UsSsn, "219-45-6789"));
+    assert!(has("Social Security number: 219456789", EntityType::UsSsn, "219456789"));
+    assert!(has("SSN 219 45 6789", EntityType::UsSsn, "219 45 6789"));
     // invalid area / group / serial, and unformatted without a label
     assert!(none_of("SSN: 000-12-3456", EntityType::UsSsn));
     assert!(none_of("SSN: 666-12-3456", EntityType::UsSsn));
     assert!(none_of("SSN: 912-12-3456", EntityType::UsSsn));
     assert!(none_of("SSN: 123-00-3456", EntityType::UsSsn));
     assert!(none_of("ref 123456789", EntityType::UsSsn));
-    assert!(none_of("part 123-45-6789-01", EntityType::UsSsn));
+    assert!(none_of("part 219-45-6789-01", EntityType::UsSsn));
 }
 
 #[test]
@@ -150,5 +150,21 @@ fn health_terms_and_possessives() {
     assert!(kinds.contains(&(HealthKind::Procedure, true)));
     assert!(kinds.contains(&(HealthKind::Condition, false)));
     assert!(kinds.contains(&(HealthKind::Medication, false)));
+}
+
+
+#[test]
+fn example_and_repeated_ssns_are_not_reported() {
+    assert!(none_of("SSN: 123-45-6789", EntityType::UsSsn));
+    assert!(none_of("SSN: 111-11-1111", EntityType::UsSsn));
+}
+
+#[test]
+fn claim_form_fields() {
+    let text = "1a. INSURED'S I.D. NUMBER: XQZ123456789\n3. PATIENT'S BIRTH DATE: 01 02 1980\n21. DIAGNOSIS: A. E119 B. I10\n";
+    assert!(has(text, EntityType::HealthPlanId, "XQZ123456789"));
+    assert!(has(text, EntityType::DateOfBirth, "01 02 1980"));
+    assert!(has(text, EntityType::Icd10Code, "E119"));
+    assert!(has(text, EntityType::Icd10Code, "I10"));
 }
 
