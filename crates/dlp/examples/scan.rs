@@ -1,16 +1,32 @@
-//! What `carepost dlp scan --format jsonl` prints: one corpus-format JSON object per
-//! message, for .eml files and directories of them.
+//! What `carepost dlp scan [--format jsonl|table] PATH...` does: scan .eml files (or
+//! directories of them) and print one corpus-format JSON object per message, or a
+//! table. Exits 0 whatever is found, 2 on unreadable input (naming the file).
 //!
-//!     cargo run --release -p carepost-dlp --example scan -- DIR_OR_FILES... > out.jsonl
+//!     cargo run --release -p carepost-dlp --example scan -- ../shared/corpus/dev > out.jsonl
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let mut table = false;
+    let mut paths = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--format" => match args.next().as_deref() {
+                Some("jsonl") => table = false,
+                Some("table") => table = true,
+                other => {
+                    eprintln!("--format: expected jsonl or table, got {other:?}");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => paths.push(PathBuf::from(arg)),
+        }
+    }
     let limits = carepost_dlp::Limits::default();
     let mut files: Vec<PathBuf> = Vec::new();
-    for arg in std::env::args().skip(1) {
-        let path = PathBuf::from(&arg);
+    for path in paths {
         if path.is_dir() {
             match std::fs::read_dir(&path) {
                 Ok(entries) => {
@@ -22,7 +38,7 @@ fn main() -> ExitCode {
                     files.extend(emls);
                 }
                 Err(e) => {
-                    eprintln!("{arg}: {e}");
+                    eprintln!("{}: {e}", path.display());
                     return ExitCode::from(2);
                 }
             }
@@ -40,8 +56,11 @@ fn main() -> ExitCode {
         };
         let report = carepost_dlp::scan_eml(&bytes, &limits);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        println!("{}", report.to_corpus_jsonl(&name));
+        if table {
+            print!("{}", report.to_table(&name));
+        } else {
+            println!("{}", report.to_corpus_jsonl(&name));
+        }
     }
-    let _ = Path::new("");
     ExitCode::SUCCESS
 }

@@ -29,7 +29,7 @@ use mail_parser::{Message, MessageParser};
 
 pub use bench::{BenchResult, benchmark};
 pub use extract::{ExtractedPart, Extraction, extract_message};
-pub use limits::Limits;
+pub use limits::{Limits, LimitsError};
 pub use report::{
     AttachmentSummary, EntityType, Finding, HealthKind, IncompleteReason, PartInfo, PartSource, PartStatus, Report,
     SensitiveText, Summary, TextFormat, Verdict,

@@ -375,6 +375,37 @@ impl Report {
         })
     }
 
+    /// The report as text for a terminal (`carepost dlp scan --format table`): one
+    /// header line for the message, then one line per distinct finding with its part,
+    /// detector and value. Carries values: for the operator CLI only.
+    pub fn to_table(&self, file: &str) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = write!(out, "{file}  {}  confidence {:.2}", self.verdict.as_str(), self.confidence);
+        if self.incomplete {
+            let reasons: Vec<String> = self.incomplete_reasons.iter().map(|r| format!("{r:?}")).collect();
+            let _ = write!(out, "  INCOMPLETE ({})", reasons.join(", "));
+        }
+        out.push('\n');
+        let mut seen = std::collections::HashSet::new();
+        for f in &self.findings {
+            if !seen.insert((f.entity, normalized_key(f.text.expose()))) {
+                continue;
+            }
+            let part = self.parts.get(f.part);
+            let place = match part {
+                Some(p) => match &p.file_name {
+                    Some(name) => format!("{} {}", p.index, name),
+                    None => format!("{} {:?}", p.index, p.source).to_lowercase(),
+                },
+                None => f.part.to_string(),
+            };
+            let business = if f.business { " (business)" } else { "" };
+            let _ = writeln!(out, "  {:<15} {:<24} {:<16} {}{business}", f.entity.as_str(), f.text.expose(), f.detector, place);
+        }
+        out
+    }
+
     /// [`Report::to_corpus_json`] as one line of JSON (no trailing newline).
     pub fn to_corpus_jsonl(&self, file: &str) -> String {
         self.to_corpus_json(file).to_string()
@@ -429,5 +460,8 @@ mod tests {
         let line = report.to_corpus_jsonl("0001.eml");
         assert!(line.contains("\"file\":\"0001.eml\""));
         assert_eq!(line.matches("\"type\":\"US_SSN\"").count(), 2);
+        let table = report.to_table("0001.eml");
+        assert!(table.starts_with("0001.eml  pii  confidence 0.90\n"), "{table}");
+        assert_eq!(table.lines().count(), 3, "{table}");
     }
 }
