@@ -114,8 +114,8 @@ pub fn pack_word(lower: &[u8]) -> u128 {
     u128::from_le_bytes(buf)
 }
 
-/// Keys of a [`WordTable`]: words packed into integers (0 is the empty slot).
-pub trait TableKey: Copy + Eq + Default {
+/// Keys of a word table: words packed into integers (0 is the empty slot).
+trait TableKey: Copy + Eq + Default {
     fn hash(self) -> u64;
 }
 

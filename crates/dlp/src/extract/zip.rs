@@ -1,7 +1,7 @@
 //! Reading files out of a zip archive within a decompression budget.
 //!
 //! Each entry's declared size, its compression ratio and the total inflated across the
-//! archive are bounded by [`Limits`], and inflation stops at the budget whatever the
+//! archive are bounded by [`crate::Limits`], and inflation stops at the budget whatever the
 //! headers claim, so a zip bomb costs at most `max_decompressed_bytes`.
 
 use rawzip::{CompressionMethod, ZipArchive};
