@@ -24,6 +24,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub smtp: SmtpConfig,
     pub web: WebConfig,
+    pub delivery: carepost_delivery::DeliveryConfig,
 }
 
 impl Default for Config {
@@ -38,6 +39,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             smtp: SmtpConfig::default(),
             web: WebConfig::default(),
+            delivery: carepost_delivery::DeliveryConfig::default(),
         }
     }
 }

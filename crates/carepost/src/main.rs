@@ -41,6 +41,18 @@ enum Command {
     /// Manage encryption keys.
     #[command(subcommand)]
     Key(cli::key::KeyCommand),
+    /// See and steer the outbound queue.
+    #[command(subcommand)]
+    Queue(cli::queue::QueueCommand),
+    /// DKIM signing keys per domain.
+    #[command(subcommand)]
+    Dkim(cli::dkim::DkimCommand),
+    /// The DNS records a sending domain should publish.
+    #[command(subcommand)]
+    Dns(cli::dns::DnsCommand),
+    /// The per-tenant list of addresses carepost does not send to.
+    #[command(subcommand)]
+    Suppress(cli::suppress::SuppressCommand),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +72,10 @@ fn main() -> ExitCode {
             Command::Config(c) => cli::config::run(c),
             Command::Audit(c) => cli::audit::run(&global, c).await,
             Command::Key(c) => cli::key::run(&global, c).await,
+            Command::Queue(c) => cli::queue::run(&global, c).await,
+            Command::Dkim(c) => cli::dkim::run(&global, c).await,
+            Command::Dns(c) => cli::dns::run(&global, c).await,
+            Command::Suppress(c) => cli::suppress::run(&global, c).await,
         }
     });
     match result {

@@ -305,10 +305,9 @@ fn actor_of(arrival: &Arrival) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
     use carepost_audit::CheckpointKey;
-    use carepost_model::{Address, Source};
     use carepost_vault::{LocalDirBlobStore, MasterKey};
 
     pub(crate) async fn spool(dir: &std::path::Path) -> Spool {
@@ -320,6 +319,13 @@ mod tests {
         let blobs = Arc::new(LocalDirBlobStore::open(dir.join("blobs")).unwrap());
         Spool::new(store, ring, blobs, audit)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use super::test_support::spool;
+    use carepost_model::{Address, Source};
 
     fn submission(body: &str) -> Submission {
         let envelope = Envelope {
@@ -340,6 +346,7 @@ mod tests {
             helo: Some("relay.example.org".into()),
             authenticated_as: None,
             tls: None,
+            sender_auth: None,
         };
         let mut s = Submission::new(TenantId::default(), envelope, arrival, Bytes::from(body.to_owned()));
         s.message_id_header = Some("<abc@example.org>".into());

@@ -11,9 +11,11 @@
 //! not undo the others.
 
 pub mod audit_log;
+pub mod dkim_keys;
 mod error;
 pub mod keys;
 pub mod queue;
+pub mod suppression;
 mod writer;
 
 use std::path::Path;

@@ -165,6 +165,37 @@ pub async fn claim_due(tx: &mut Tx, now: i64, lease_until: i64, limit: i64) -> R
     Ok(claimed)
 }
 
+/// Makes every in-flight recipient due at once. For a process that owns the queue alone
+/// (SQLite, one `serve` per data directory): at start-up any lease is a leftover of a crash,
+/// and at shutdown the recipients it did not get to. Returns how many it released.
+pub async fn requeue_inflight(tx: &mut Tx, now: i64) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE recipients SET state = 'queued', lease_until = NULL, next_attempt_at = MIN(next_attempt_at, $1), updated_at = $1 \
+         WHERE state = 'inflight'",
+    )
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Makes the given in-flight recipients due at once (those a stopping runner did not reach).
+pub async fn requeue(tx: &mut Tx, recipients: &[(String, i64)], now: i64) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for (message_id, idx) in recipients {
+        let done = sqlx::query(
+            "UPDATE recipients SET state = 'queued', lease_until = NULL, updated_at = $1 WHERE message_id = $2 AND idx = $3 AND state = 'inflight'",
+        )
+        .bind(now)
+        .bind(message_id)
+        .bind(idx)
+        .execute(tx.conn())
+        .await?;
+        n += done.rows_affected();
+    }
+    Ok(n)
+}
+
 /// What became of one delivery attempt for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipientUpdate {

@@ -2,12 +2,17 @@
 
 pub mod audit;
 pub mod config;
+pub mod dkim;
+pub mod dns;
 pub mod key;
+pub mod queue;
 pub mod serve;
+pub mod suppress;
 
 use std::path::{Path, PathBuf};
 
-use carepost::Config;
+use carepost::{Config, Installation};
+use carepost_delivery::Spool;
 
 /// Options every command accepts.
 pub struct Global {
@@ -30,4 +35,9 @@ impl Global {
         carepost::logging::init(&config.log)?;
         Ok((config, origin))
     }
+}
+
+/// The spool (queue, sealed bodies, audit) of an opened installation.
+pub fn spool_of(install: &Installation) -> Spool {
+    Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone())
 }

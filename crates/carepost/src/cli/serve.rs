@@ -20,6 +20,9 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         tls.cert_file.display(),
         if tls.generated { " (self-signed, for localhost only)" } else { "" }
     );
+    // One spool for ingress and delivery, so that accepting a message wakes the runner.
+    let spool = super::spool_of(&install);
+    let delivery = start_delivery(&install, &spool)?;
     println!("ready; Ctrl-C or SIGTERM stops carepost");
 
     let anchors = {
@@ -37,6 +40,12 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
 
     shutdown_signal().await;
     println!("stopping");
+    if let Some((stop, runner)) = delivery {
+        // The runner stops claiming, lets deliveries in progress finish within its grace
+        // period and puts back what it had not started.
+        let _ = stop.send(true);
+        let _ = runner.await;
+    }
     anchors.abort();
     install.audit.append(Event::new("system", "system.stop")).await?;
     install.close().await?;
@@ -64,4 +73,26 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Starts the outbound queue runner unless `delivery.enabled` is off; prints how mail leaves.
+fn start_delivery(
+    install: &Installation,
+    spool: &carepost_delivery::Spool,
+) -> anyhow::Result<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>> {
+    let config = &install.config;
+    if !config.delivery.enabled {
+        println!("  delivery    off (delivery.enabled = false)");
+        return Ok(None);
+    }
+    let env = carepost_delivery::RunnerEnv::from_config(&config.delivery, &config.hostname, |p| config.in_data_dir(p))?;
+    let runner = carepost_delivery::QueueRunner::new(spool.clone(), config.delivery.clone(), env)?;
+    if config.delivery.smart_host.is_empty() {
+        println!("  delivery    direct to MX hosts (DANE, MTA-STS, then opportunistic TLS)");
+    } else {
+        println!("  delivery    via smart host {} (tls {:?})", config.delivery.smart_host, config.delivery.smart_host_tls);
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(async move { runner.run(stopped).await });
+    Ok(Some((stop, handle)))
 }
