@@ -340,7 +340,8 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Is one of the three words before token `i` (same line) a possessive?
+    /// Is one of the three words before token `i` (same line) a possessive, or a
+    /// diagnosis or medication label (a record field is about its patient)?
     fn personal_before(&self, i: usize) -> bool {
         let mut j = i;
         for _ in 0..3 {
@@ -348,7 +349,7 @@ impl<'a> Scanner<'a> {
                 return false;
             }
             j -= 1;
-            if self.t[j].word & word::POSSESSIVE != 0 {
+            if self.t[j].word & word::POSSESSIVE != 0 || self.t[j].label & (label::DX | label::RX) != 0 {
                 return true;
             }
         }
@@ -508,7 +509,9 @@ impl<'a> Scanner<'a> {
             return o;
         }
         // a value right after an MRN or member-ID label is that, whatever its shape
-        if ctx & (label::MRN | label::PLAN) != 0 && ctx & label::SSN == 0 && id_like(groups, seps) {
+        // (unless the label also names another kind: "Member phone", "Patient ID fax")
+        let other_kind = label::SSN | label::PHONE | label::FAX | label::DOB | label::NPI | label::DEA | label::NDC | label::CARD;
+        if ctx & (label::MRN | label::PLAN) != 0 && ctx & other_kind == 0 && id_like(groups, seps) {
             let (entity, det) = if ctx & label::MRN != 0 {
                 (EntityType::Mrn, "mrn.label")
             } else {

@@ -488,7 +488,9 @@ const FILLERS: &[&str] = &[
     "as", "in", "with", "please", "use", "and", "value", "text",
 ];
 
-const POSSESSIVES: &[&str] = &["your", "his", "her", "their", "patient", "pt", "my"];
+/// Words that make the health term after them about a person ("s" is the `'s` of
+/// "Jane's colonoscopy").
+const POSSESSIVES: &[&str] = &["your", "his", "her", "their", "patient", "pt", "my", "s"];
 
 const PROVIDER_TITLES: &[&str] = &["dr", "doctor", "md", "do", "rn", "np", "pa", "dds", "dmd", "phd", "lpn", "prof", "nurse"];
 
@@ -543,7 +545,9 @@ const LABELS: &[(&[&str], u32)] = &[
           "medicaid number", "insurance id", "insurance number", "insured id", "plan id", "health plan id",
           "health plan number", "beneficiary id", "beneficiary number", "enrollee id", "recipient id", "cin",
           "insurance member", "coverage id", "benefit id", "chip id", "insured s id", "insured s i d",
-          "insured id number", "insured s id number", "id card number"],
+          "insured id number", "insured s id number", "id card number", "aetna id", "cigna id", "humana id",
+          "anthem id", "bcbs id", "blue cross id", "uhc id", "unitedhealthcare id", "united healthcare id",
+          "kaiser id", "tricare id", "molina id", "wellcare id", "medi cal id", "health net id", "ambetter id"],
         label::PLAN,
     ),
     (&["medicare", "mbi", "medicare number", "medicare id", "hicn", "medicare beneficiary"], label::MEDICARE),

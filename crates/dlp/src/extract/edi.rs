@@ -22,6 +22,23 @@ pub fn is_hl7(text: &str) -> bool {
     b.len() > 8 && (b.starts_with(b"MSH") || b.starts_with(b"FHS") || b.starts_with(b"BHS")) && !b[3].is_ascii_alphanumeric()
 }
 
+/// Where an X12 interchange or HL7 message starts inside a longer text (at the start
+/// of a line, after some prose), and which it is.
+pub fn embedded_start(text: &str) -> Option<(usize, crate::report::TextFormat)> {
+    for needle in ["\nISA", "\nST*", "\nMSH|"] {
+        if let Some(at) = text.find(needle) {
+            let rest = &text[at + 1..];
+            if is_x12(rest) {
+                return Some((at + 1, crate::report::TextFormat::X12));
+            }
+            if is_hl7(rest) {
+                return Some((at + 1, crate::report::TextFormat::Hl7));
+            }
+        }
+    }
+    None
+}
+
 /// X12 as labeled lines.
 pub fn x12_to_text(text: &str, out: &mut String) {
     let head = text.trim_start_matches('\u{FEFF}').trim_start();
@@ -228,6 +245,15 @@ mod tests {
                      "diagnosis code: E119\n", "diagnosis code: I10\n", "ndc: 00071015523\n"] {
             assert!(out.contains(want), "{want} in {out}");
         }
+    }
+
+    #[test]
+    fn interchanges_inside_prose_are_found() {
+        let body = "Hi team, the claim is below.\nISA*00*x*00*x*ZZ*A*ZZ*B*1*1*^*00501*1*0*P*:~DMG*D8*19800102~";
+        let (at, format) = embedded_start(body).unwrap();
+        assert_eq!(format, crate::report::TextFormat::X12);
+        assert!(body[at..].starts_with("ISA*"));
+        assert!(embedded_start("no interchange here\nISAAC wrote").is_none());
     }
 
     #[test]

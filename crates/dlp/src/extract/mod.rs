@@ -230,7 +230,17 @@ pub(crate) fn render_text(format: TextFormat, text: &str) -> String {
         TextFormat::Xml => xml::xml_to_text(text, &mut out),
         TextFormat::X12 => edi::x12_to_text(text, &mut out),
         TextFormat::Hl7 => edi::hl7_to_text(text, &mut out),
-        _ => out.push_str(text),
+        _ => {
+            // an interchange pasted into a message body after some prose
+            match edi::embedded_start(text) {
+                Some((at, format)) => {
+                    out.push_str(&text[..at]);
+                    out.push('\n');
+                    out.push_str(&render_text(format, &text[at..]));
+                }
+                None => out.push_str(text),
+            }
+        }
     }
     out
 }

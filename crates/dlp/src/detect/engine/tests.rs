@@ -168,3 +168,11 @@ fn claim_form_fields() {
     assert!(has(text, EntityType::Icd10Code, "I10"));
 }
 
+
+#[test]
+fn ids_after_other_labels_keep_their_kind() {
+    assert!(has("Member phone: 617-555-0134", EntityType::Phone, "617-555-0134"));
+    assert!(none_of("Member phone: 617-555-0134", EntityType::HealthPlanId));
+    assert!(has("Aetna ID: W123456789", EntityType::HealthPlanId, "W123456789"));
+    assert!(has("Call Aetna at 1-800-555-0134", EntityType::Phone, "1-800-555-0134"));
+}
