@@ -420,6 +420,9 @@ impl<'a> Scanner<'a> {
 
     /// Read the cluster of tokens starting at `i`, classify it; return the next index.
     fn cluster(&mut self, i: usize) -> usize {
+        if let Some(next) = self.spaced_mbi(i) {
+            return next;
+        }
         let last = self.cluster_end(i);
         if let Outcome::NoMatch = self.classify(i, last) {
             // "DOB 07/28/1984 12345678": retry the pieces between spaces
@@ -437,6 +440,27 @@ impl<'a> Scanner<'a> {
             }
         }
         last + 1
+    }
+
+    /// An MBI written in groups separated by spaces (`1EG4 TE5 MK73`), which clusters
+    /// do not join (spaces join numbers only).
+    fn spaced_mbi(&mut self, i: usize) -> Option<usize> {
+        if i + 2 >= self.t.len() || self.t[i].len() != 4 || self.t[i + 1].len() != 3 || self.t[i + 2].len() != 4 {
+            return None;
+        }
+        if self.gap(i + 1) != b" " || self.gap(i + 2) != b" " || self.t[i].shape == Shape::Alpha {
+            return None;
+        }
+        let mut id = [0u8; 11];
+        id[..4].copy_from_slice(self.tok(i));
+        id[4..7].copy_from_slice(self.tok(i + 1));
+        id[7..].copy_from_slice(self.tok(i + 2));
+        if !checks::mbi(&id) {
+            return None;
+        }
+        let (start, end) = (self.t[i].start as usize, self.t[i + 2].end as usize);
+        self.push(EntityType::MedicareMbi, start, end, "mbi", false);
+        Some(i + 3)
     }
 
     fn cluster_end(&self, i: usize) -> usize {
@@ -524,7 +548,7 @@ impl<'a> Scanner<'a> {
         }
         let negative = ctx & label::NEGATIVE != 0;
         // SSN: 3-2-4 with dashes (or spaces after an SSN label), or 9 digits after a label
-        if lens == [3, 2, 4] && (same_sep(&[b"-"]) || (same_sep(&[b" "]) && ctx & label::SSN != 0)) {
+        if lens == [3, 2, 4] && (same_sep(&[b"-"]) || (same_sep(&[b" ", b"."]) && ctx & label::SSN != 0)) {
             if checks::ssn_digits(joined) && (!negative || ctx & label::SSN != 0) {
                 return self.found(EntityType::UsSsn, start, end, "ssn.formatted", false);
             }
@@ -545,6 +569,9 @@ impl<'a> Scanner<'a> {
                 return self.found(EntityType::NdcCode, start, end, "ndc.formatted", false);
             }
             return Outcome::Found;
+        }
+        if matches!(lens, [4, 4, 2] | [5, 3, 2] | [5, 4, 2]) && same_sep(&[b" "]) && ctx & label::NDC != 0 {
+            return self.found(EntityType::NdcCode, start, end, "ndc.label", false);
         }
         if groups.len() == 1 && (joined.len() == 11 || joined.len() == 10) && ctx & label::NDC != 0 {
             return self.found(EntityType::NdcCode, start, end, "ndc.label", false);

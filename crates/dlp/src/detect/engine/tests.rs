@@ -176,3 +176,11 @@ fn ids_after_other_labels_keep_their_kind() {
     assert!(has("Aetna ID: W123456789", EntityType::HealthPlanId, "W123456789"));
     assert!(has("Call Aetna at 1-800-555-0134", EntityType::Phone, "1-800-555-0134"));
 }
+
+#[test]
+fn spaced_and_dotted_variants_after_labels() {
+    assert!(has("MBI 1EG4 TE5 MK73", EntityType::MedicareMbi, "1EG4 TE5 MK73"));
+    assert!(has("SSN: 219.45.6789", EntityType::UsSsn, "219.45.6789"));
+    assert!(none_of("version 219.45.6789", EntityType::UsSsn));
+    assert!(has("NDC 00002 1433 80", EntityType::NdcCode, "00002 1433 80"));
+}
