@@ -156,7 +156,7 @@ impl<'a> Scanner<'a> {
         let mut budget = 10usize;
         while j > 0 && budget > 0 {
             let gap = self.gap(j);
-            if gap.contains(&b'\n') {
+            if has_newline(gap) {
                 if seen_on_line > 0 || looked_up || flags != 0 {
                     break;
                 }
@@ -203,7 +203,7 @@ impl<'a> Scanner<'a> {
             if n > 6 {
                 return false;
             }
-            if self.gap(k - 1).contains(&b'\n') {
+            if has_newline(self.gap(k - 1)) {
                 break;
             }
             k -= 1;
@@ -218,7 +218,7 @@ impl<'a> Scanner<'a> {
             if self.t[j].label & mask != 0 {
                 return true;
             }
-            if j == 0 || self.gap(j).contains(&b'\n') {
+            if j == 0 || has_newline(self.gap(j)) {
                 break;
             }
             j -= 1;
@@ -226,7 +226,7 @@ impl<'a> Scanner<'a> {
         let mut j = i;
         for _ in 0..24 {
             j += 1;
-            if j >= self.t.len() || self.gap(j).contains(&b'\n') {
+            if j >= self.t.len() || has_newline(self.gap(j)) {
                 break;
             }
             if self.t[j].label & mask != 0 {
@@ -299,18 +299,18 @@ impl<'a> Scanner<'a> {
             if !self.t[i].has_phrases {
                 continue;
             }
-            let info = lx.info(self.t[i].entry - 1);
+            let phrases = lx.phrases_of(self.t[i].entry - 1);
             let mut best_label: Option<(usize, u32)> = None;
             let mut best_health: Option<(usize, HealthKind)> = None;
-            for &pid in &info.phrases {
-                let p = &lx.phrases[pid as usize];
-                let last = i + p.rest.len();
+            for p in phrases {
+                let rest = p.rest();
+                let last = i + rest.len();
                 if last >= n {
                     continue;
                 }
-                let matches = p.rest.iter().enumerate().all(|(k, &w)| {
+                let matches = rest.iter().enumerate().all(|(k, &w)| {
                     let j = i + 1 + k;
-                    self.t[j].entry == w + 1 && !self.gap(j).contains(&b'\n')
+                    self.t[j].entry == w + 1 && !has_newline(self.gap(j))
                 });
                 if !matches {
                     continue;
@@ -863,8 +863,14 @@ impl<'a> Scanner<'a> {
     }
 
     fn prev_is_provider_title(&self, i: usize) -> bool {
-        i > 0 && self.t[i - 1].word & word::PROVIDER_TITLE != 0 && !self.gap(i).contains(&b'\n')
+        i > 0 && self.t[i - 1].word & word::PROVIDER_TITLE != 0 && !has_newline(self.gap(i))
     }
+}
+
+/// Gaps between tokens are short: a plain loop beats a memchr call.
+#[inline]
+fn has_newline(gap: &[u8]) -> bool {
+    gap.iter().any(|&c| c == b'\n')
 }
 
 fn is_sentence_break(gap: &[u8]) -> bool {

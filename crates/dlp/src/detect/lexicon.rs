@@ -103,6 +103,28 @@ pub struct Lexicon {
     /// Entries, indexed by the values of `short` and `long`.
     infos: Vec<WordInfo>,
     pub phrases: Vec<Phrase>,
+    /// For scanning: each entry's phrases, longest first, inline and contiguous
+    /// (`phrase_index[id]` is the range in `phrase_table`).
+    phrase_table: Vec<CompactPhrase>,
+    phrase_index: Vec<(u32, u32)>,
+}
+
+/// Longest phrase, in words after the first.
+const MAX_PHRASE_REST: usize = 6;
+
+/// A phrase as the scanner reads it: the entry ids of the words after the first.
+#[derive(Debug, Clone, Copy)]
+pub struct CompactPhrase {
+    pub rest: [u32; MAX_PHRASE_REST],
+    pub len: u8,
+    pub kind: PhraseKind,
+}
+
+impl CompactPhrase {
+    #[inline]
+    pub fn rest(&self) -> &[u32] {
+        &self.rest[..usize::from(self.len)]
+    }
 }
 
 /// Pack a lower-case word of at most 16 bytes into a key (little-endian, zero padded).
@@ -327,6 +349,15 @@ impl Lexicon {
         })
     }
 
+    /// The phrases that start with entry `id`, longest first.
+    #[inline]
+    pub fn phrases_of(&self, id: u32) -> &[CompactPhrase] {
+        match self.phrase_index.get(id as usize) {
+            Some(&(start, len)) => &self.phrase_table[start as usize..(start + len) as usize],
+            None => &[],
+        }
+    }
+
     /// The entry with id `id` (from [`Lexicon::lookup_id`]).
     #[inline]
     pub fn info(&self, id: u32) -> &WordInfo {
@@ -341,6 +372,8 @@ impl Lexicon {
             long: HashMap::default(),
             infos: Vec::new(),
             phrases: Vec::new(),
+            phrase_table: Vec::new(),
+            phrase_index: Vec::new(),
         };
         for name in lines(include_str!("../../data/first_names_census.txt"))
             .chain(lines(include_str!("../../data/first_names_extra.txt")))
@@ -395,6 +428,16 @@ impl Lexicon {
         for info in lx.infos.iter_mut() {
             info.phrases.sort_by_key(|&p| std::cmp::Reverse(phrases[p as usize].rest.len()));
         }
+        for info in &lx.infos {
+            let start = lx.phrase_table.len() as u32;
+            for &p in &info.phrases {
+                let phrase = &lx.phrases[p as usize];
+                let mut rest = [0u32; MAX_PHRASE_REST];
+                rest[..phrase.rest.len()].copy_from_slice(&phrase.rest);
+                lx.phrase_table.push(CompactPhrase { rest, len: phrase.rest.len() as u8, kind: phrase.kind });
+            }
+            lx.phrase_index.push((start, lx.phrase_table.len() as u32 - start));
+        }
         for slot in lx.short.slots.iter_mut() {
             if slot.0 != 0 {
                 slot.2 = WordMeta::of(&lx.infos[slot.1 as usize]).0;
@@ -442,7 +485,7 @@ impl Lexicon {
     fn phrase(&mut self, term: &str, kind: PhraseKind) {
         let words = split_words(term);
         let Some((first, rest)) = words.split_first() else { return };
-        if words.iter().any(|w| w.len() > MAX_WORD) {
+        if words.iter().any(|w| w.len() > MAX_WORD) || rest.len() > MAX_PHRASE_REST {
             return;
         }
         let rest: Vec<u32> = rest.iter().map(|w| self.entry_id(w)).collect();
