@@ -112,6 +112,7 @@ fn scan_time_grows_linearly_with_input() {
         "----\n--\n-- \n",
         "1.1.1.1.1.1.1.1.",
         "MRN MRN MRN 12345678 ",
+        "diabetes 12345-6789-01 hypertension I10 ",
     ];
     for unit in units {
         let small = unit.repeat(2_000);
@@ -123,6 +124,29 @@ fn scan_time_grows_linearly_with_input() {
         // linear is about 16; quadratic would be about 256
         assert!(ratio < 64.0, "{unit:?}: 16x the input took {ratio:.1}x the time ({a:?} -> {b:?})");
     }
+}
+
+#[test]
+fn pdf_without_endobj_scales_linearly() {
+    let limits = Limits::default();
+    let time = |n: usize| {
+        let mut pdf = b"%PDF-1.4\n".to_vec();
+        for k in 0..n {
+            pdf.extend(format!("{k} 0 obj << /Length 5 >> stream\nBT (x) Tj ET\n").as_bytes());
+        }
+        (0..2)
+            .map(|_| {
+                let mut sink = Sink { limits: &limits, incomplete: Default::default(), embedded: Vec::new() };
+                let t = Instant::now();
+                std::hint::black_box(pdf::pdf_to_text(&pdf, &mut sink));
+                t.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    let (a, b) = (time(2_000), time(32_000));
+    let ratio = b.as_secs_f64() / a.as_secs_f64().max(1e-6);
+    assert!(ratio < 64.0, "16x the objects took {ratio:.1}x the time");
 }
 
 #[test]

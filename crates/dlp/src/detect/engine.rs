@@ -239,12 +239,13 @@ impl<'a> Scanner<'a> {
     /// Is a health term of `kind` within `before` bytes before or `after` bytes after
     /// the range, on the same line?
     fn health_near(&self, start: usize, end: usize, kind: HealthKind, before: usize, after: usize) -> bool {
-        self.out.health[self.first_health..].iter().any(|h| {
-            h.kind == kind
-                && h.end + before >= start
-                && h.start <= end + after
-                && !self.b[h.end.min(start)..h.start.max(end)].contains(&b'\n')
-        })
+        // hits are in text order: look only at those that can be in the window
+        let hits = &self.out.health[self.first_health..];
+        let from = hits.partition_point(|h| h.end + before < start);
+        hits[from..]
+            .iter()
+            .take_while(|h| h.start <= end + after)
+            .any(|h| h.kind == kind && h.end + before >= start && !has_newline(&self.b[h.end.min(start)..h.start.max(end)]))
     }
 
     // ------------------------------------------------------------ e-mail

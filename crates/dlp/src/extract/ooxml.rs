@@ -215,6 +215,9 @@ fn date_styles(xml: &str) -> Vec<bool> {
     out
 }
 
+/// Columns kept per sheet row.
+const MAX_COLUMNS: usize = 256;
+
 /// Rows of one worksheet, cells placed by their column letters.
 fn sheet_rows(xml: &str, shared: &[String], date_styles: &[bool]) -> Vec<Vec<String>> {
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -252,13 +255,17 @@ fn sheet_rows(xml: &str, shared: &[String], date_styles: &[bool]) -> Vec<Vec<Str
                 if rows.is_empty() {
                     rows.push(Vec::new());
                 }
-                if let Some(row) = rows.last_mut()
-                    && col < 16_384
-                {
+                // cells far to the right land in one last column, so a sheet that
+                // names column XFD on every row cannot blow up memory
+                let col = col.min(MAX_COLUMNS - 1);
+                if let Some(row) = rows.last_mut() {
                     if row.len() <= col {
                         row.resize(col + 1, String::new());
                     }
-                    row[col] = text;
+                    if !row[col].is_empty() {
+                        row[col].push(' ');
+                    }
+                    row[col].push_str(&text);
                 }
             }
             _ => {}

@@ -53,17 +53,24 @@ impl<'a> Document<'a> {
             budget: sink.limits.max_decompressed_bytes,
             encrypted: false,
         };
-        let finder = memchr::memmem::Finder::new(b"obj");
-        let mut pos = 0;
-        while let Some(off) = finder.find(&bytes[pos..]) {
-            let at = pos + off;
-            pos = at + 3;
+        // object headers ("N G obj") and "endobj" positions, found once each: an
+        // object's body ends at its endobj or at the next header, whichever is first,
+        // so broken files without endobj cost linear time too
+        let endobjs: Vec<usize> = memchr::memmem::find_iter(bytes, b"endobj").collect();
+        let mut headers: Vec<(u32, usize)> = Vec::new();
+        for at in memchr::memmem::find_iter(bytes, b"obj") {
             if at > 0 && bytes[at - 1] == b'd' {
                 continue; // endobj
             }
-            let Some(num) = object_number_before(bytes, at) else { continue };
+            if let Some(num) = object_number_before(bytes, at) {
+                headers.push((num, at));
+            }
+        }
+        for (k, &(num, at)) in headers.iter().enumerate() {
             let body_start = at + 3;
-            let end = memchr::memmem::find(&bytes[body_start..], b"endobj").map_or(bytes.len(), |e| body_start + e);
+            let next_end = endobjs.get(endobjs.partition_point(|&e| e < body_start)).copied().unwrap_or(bytes.len());
+            let next_header = headers.get(k + 1).map_or(bytes.len(), |h| h.1);
+            let end = next_end.min(next_header).max(body_start);
             let body = &bytes[body_start..end];
             let (dict, raw_stream) = match memchr::memmem::find(body, b"stream") {
                 Some(s) if !body[..s].ends_with(b"end") => {
@@ -74,9 +81,9 @@ impl<'a> Document<'a> {
                     if bytes.get(data_start) == Some(&b'\n') {
                         data_start += 1;
                     }
-                    let data_end = memchr::memmem::find(&bytes[data_start.min(end)..end], b"endstream")
-                        .map_or(end, |e| data_start + e);
-                    (body[..s].to_vec(), Some((data_start.min(data_end), data_end)))
+                    let data_start = data_start.min(end);
+                    let data_end = memchr::memmem::find(&bytes[data_start..end], b"endstream").map_or(end, |e| data_start + e);
+                    (body[..s].to_vec(), Some((data_start, data_end)))
                 }
                 _ => (body.to_vec(), None),
             };
@@ -87,7 +94,6 @@ impl<'a> Document<'a> {
             if doc.objects.insert(num, Object { dict, raw_stream }).is_none() {
                 doc.order.push(num);
             }
-            pos = end.max(pos);
         }
         doc.encrypted = memchr::memmem::find(bytes, b"/Encrypt").is_some_and(|_| {
             // the trailer (or an xref stream dictionary) names an encryption dictionary
@@ -521,6 +527,10 @@ struct ContentLexer<'a> {
     pos: usize,
 }
 
+/// Arrays nest at most this deep (`[[[...`); deeper ones are read flat, so hostile
+/// input cannot exhaust the stack.
+const MAX_ARRAY_DEPTH: usize = 16;
+
 fn is_delim(c: u8) -> bool {
     matches!(c, b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%')
 }
@@ -559,9 +569,17 @@ impl ContentLexer<'_> {
     }
 
     fn next(&mut self) -> Option<Lexed> {
+        self.next_at(0)
+    }
+
+    fn next_at(&mut self, depth: usize) -> Option<Lexed> {
         self.skip_ws();
         let c = *self.b.get(self.pos)?;
         match c {
+            b'[' if depth >= MAX_ARRAY_DEPTH => {
+                self.pos += 1;
+                Some(Lexed::Operand(Operand::Other))
+            }
             b'[' => {
                 self.pos += 1;
                 let mut items = Vec::new();
@@ -573,7 +591,7 @@ impl ContentLexer<'_> {
                             self.pos += 1;
                             break;
                         }
-                        Some(_) => match self.next()? {
+                        Some(_) => match self.next_at(depth + 1)? {
                             Lexed::Operand(o) => {
                                 if items.len() < 4096 {
                                     items.push(o);
@@ -905,6 +923,19 @@ mod tests {
 
     fn sink(limits: &Limits) -> Sink<'_> {
         Sink { limits, incomplete: Default::default(), embedded: Vec::new() }
+    }
+
+    #[test]
+    fn deeply_nested_arrays_do_not_exhaust_the_stack() {
+        let mut content = b"BT ".to_vec();
+        content.extend(std::iter::repeat_n(b'[', 200_000));
+        content.extend(b"(x) TJ ET");
+        let mut lexer = ContentLexer { b: &content, pos: 0 };
+        let mut n = 0;
+        while lexer.next().is_some() {
+            n += 1;
+        }
+        assert!(n > 0);
     }
 
     #[test]
