@@ -333,7 +333,7 @@ impl<'a> Scanner<'a> {
             if let Some((last, kind)) = best_health
                 && i >= health_until
             {
-                let personal = self.personal_before(i);
+                let personal = self.t[i].word & word::PERSONAL_HEALTH != 0 || self.personal_before(i);
                 let hit = HealthHit { kind, start: self.t[i].start as usize, end: self.t[last].end as usize, personal };
                 self.out.health.push(hit);
                 health_until = last + 1;

@@ -27,6 +27,9 @@ pub mod word {
     pub const PROVIDER_TITLE: u32 = 1 << 7;
     /// Courtesy titles before a name (`Mr`, `Ms`).
     pub const TITLE: u32 = 1 << 8;
+    /// Health words that are about a particular person whatever precedes them
+    /// (`diagnosed with`, `was admitted`, `prescribed`).
+    pub const PERSONAL_HEALTH: u32 = 1 << 9;
 }
 
 /// Label classes: what the words before a value say it is.
@@ -394,6 +397,9 @@ impl Lexicon {
         }
         for w in POSSESSIVES {
             lx.flag(w, word::POSSESSIVE);
+        }
+        for w in ["diagnosed", "admitted", "discharged", "prescribed", "hospitalized", "pregnant", "history"] {
+            lx.flag(w, word::PERSONAL_HEALTH);
         }
         for w in ["mr", "mrs", "ms", "miss", "mx", "sr", "sra", "srta"] {
             lx.flag(w, word::TITLE | word::NOT_NAME);

@@ -184,3 +184,12 @@ fn spaced_and_dotted_variants_after_labels() {
     assert!(none_of("version 219.45.6789", EntityType::UsSsn));
     assert!(has("NDC 00002 1433 80", EntityType::NdcCode, "00002 1433 80"));
 }
+
+#[test]
+fn some_health_words_are_always_about_a_person() {
+    let mut scratch = Scratch::default();
+    let scan = scan_text("John Smith was diagnosed with asthma. The asthma program starts Monday.", &mut scratch);
+    assert!(scan.health.iter().any(|h| h.personal));
+    let scan = scan_text("The asthma program starts Monday.", &mut scratch);
+    assert!(!scan.health.iter().any(|h| h.personal));
+}
