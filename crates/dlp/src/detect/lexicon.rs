@@ -585,7 +585,8 @@ const LABELS: &[(&[&str], u32)] = &[
         &["mrn", "mr number", "mr no", "medical record", "medical record number", "medical rec", "med rec",
           "record number", "record no", "record", "chart", "chart number", "chart no", "patient id", "pt id",
           "patient number", "patient no", "patient identifier", "hospital number", "hospital no", "ehr id", "emr id",
-          "emr", "unit number", "person number", "expediente", "numero de expediente"],
+          "emr", "unit number", "person number", "expediente", "numero de expediente", "expediente medico",
+          "historia clinica"],
         label::MRN,
     ),
     (
@@ -594,7 +595,8 @@ const LABELS: &[(&[&str], u32)] = &[
           "medicaid number", "insurance id", "insurance number", "insured id", "plan id", "health plan id",
           "health plan number", "beneficiary id", "beneficiary number", "enrollee id", "recipient id", "cin",
           "insurance member", "coverage id", "benefit id", "chip id", "insured s id", "insured s i d",
-          "insured id number", "insured s id number", "id card number", "aetna id", "cigna id", "humana id",
+          "insured id number", "insured s id number", "id card number", "numero de miembro", "id de miembro",
+          "identificacion de miembro", "numero de poliza", "poliza", "aetna id", "cigna id", "humana id",
           "anthem id", "bcbs id", "blue cross id", "uhc id", "unitedhealthcare id", "united healthcare id",
           "kaiser id", "tricare id", "molina id", "wellcare id", "medi cal id", "health net id", "ambetter id"],
         label::PLAN,
@@ -669,10 +671,10 @@ const LABELS: &[(&[&str], u32)] = &[
         &["rx", "drug", "medication", "medications", "dispense", "dispensed", "refill", "refills", "pharmacy",
           "package", "prescription", "mg", "mcg", "tablet", "tablets", "tab", "tabs", "capsule", "capsules", "dose",
           "vial", "inhaler", "ml", "units", "supply", "sig", "qty", "quantity", "generic", "brand", "formulary",
-          "product", "lin"],
+          "product", "lin", "medicamento", "medicamentos", "receta"],
         label::RX,
     ),
-    (&["email", "e mail", "mail", "email address"], label::EMAIL),
+    (&["email", "e mail", "mail", "email address", "correo", "correo electronico"], label::EMAIL),
 ];
 
 /// A small multiplicative hasher for short keys (the std default is collision-resistant

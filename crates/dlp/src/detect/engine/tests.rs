@@ -193,3 +193,14 @@ fn some_health_words_are_always_about_a_person() {
     let scan = scan_text("The asthma program starts Monday.", &mut scratch);
     assert!(!scan.health.iter().any(|h| h.personal));
 }
+
+#[test]
+fn spanish_labels_and_accented_terms() {
+    let text = "Paciente: José García\nFecha de nacimiento: 03/04/1950\nNúmero de seguro social: 219-45-6789\nDiagnóstico: hipertensión (I10)\n";
+    assert!(has(text, EntityType::PersonName, "José García"));
+    assert!(has(text, EntityType::DateOfBirth, "03/04/1950"));
+    assert!(has(text, EntityType::UsSsn, "219-45-6789"));
+    assert!(has(text, EntityType::Icd10Code, "I10"));
+    let mut scratch = Scratch::default();
+    assert!(!scan_text(text, &mut scratch).health.is_empty(), "hipertensión is a condition");
+}
