@@ -144,3 +144,19 @@ fn unparseable_input_is_incomplete_not_clean_and_certain() {
     assert!(r.incomplete);
     assert!(r.confidence <= 0.6);
 }
+
+#[test]
+fn archives_of_text_files_and_hl7() {
+    let r = scan("archive.eml");
+    assert_found(&r, EntityType::UsSsn, "219-45-6789");
+    assert_found(&r, EntityType::Icd10Code, "J45.909");
+    assert_found(&r, EntityType::Mrn, "A7654321");
+    // HL7: PID-3 with type MR, PID-7 birth date
+    assert_found(&r, EntityType::Mrn, "00482913");
+    assert_found(&r, EntityType::DateOfBirth, "19700314");
+    assert_eq!(r.verdict, Verdict::Phi);
+    assert!(r.parts.iter().any(|p| p.format == TextFormat::Hl7));
+    assert_eq!(r.parts.iter().filter(|p| p.source == carepost_dlp::PartSource::Embedded).count(), 2);
+    // the photo in the archive was not read
+    assert_eq!(r.incomplete_reasons, vec![IncompleteReason::UnsupportedFormat]);
+}

@@ -141,13 +141,7 @@ impl Walker<'_> {
 
     /// Text of a given format to scan.
     fn document(&mut self, source: PartSource, depth: usize, ctype: String, name: Option<String>, format: TextFormat, text: &str) {
-        let out = render_text(format, text);
-        // JSON that does not parse is read as plain text
-        let format = if format == TextFormat::Json && json::json_to_text(text, &mut String::new()).is_none() {
-            TextFormat::Plain
-        } else {
-            format
-        };
+        let (out, format) = render_text(format, text);
         self.add(source, depth, ctype, name, format, out, false);
     }
 
@@ -215,34 +209,53 @@ impl Walker<'_> {
     }
 }
 
-/// The scannable text of a text document in `format`.
-pub(crate) fn render_text(format: TextFormat, text: &str) -> String {
+/// The scannable text of a text document in `format`, and the format it was read as
+/// (JSON that does not parse is read as plain text).
+pub(crate) fn render_text(format: TextFormat, text: &str) -> (String, TextFormat) {
     let mut out = String::new();
-    match format {
-        TextFormat::Html => out = html::html_to_text(text),
-        TextFormat::Delimited => delimited::delimited_to_text(text, &mut out),
-        TextFormat::Json => {
-            if json::json_to_text(text, &mut out).is_none() {
+    let format = match format {
+        TextFormat::Html => {
+            out = html::html_to_text(text);
+            format
+        }
+        TextFormat::Delimited => {
+            delimited::delimited_to_text(text, &mut out);
+            format
+        }
+        TextFormat::Json => match json::json_to_text(text, &mut out) {
+            Some(()) => format,
+            None => {
                 out.clear();
                 out.push_str(text);
+                TextFormat::Plain
             }
+        },
+        TextFormat::Xml => {
+            xml::xml_to_text(text, &mut out);
+            format
         }
-        TextFormat::Xml => xml::xml_to_text(text, &mut out),
-        TextFormat::X12 => edi::x12_to_text(text, &mut out),
-        TextFormat::Hl7 => edi::hl7_to_text(text, &mut out),
+        TextFormat::X12 => {
+            edi::x12_to_text(text, &mut out);
+            format
+        }
+        TextFormat::Hl7 => {
+            edi::hl7_to_text(text, &mut out);
+            format
+        }
         _ => {
             // an interchange pasted into a message body after some prose
             match edi::embedded_start(text) {
-                Some((at, format)) => {
+                Some((at, embedded)) => {
                     out.push_str(&text[..at]);
                     out.push('\n');
-                    out.push_str(&render_text(format, &text[at..]));
+                    out.push_str(&render_text(embedded, &text[at..]).0);
                 }
                 None => out.push_str(text),
             }
+            format
         }
-    }
-    out
+    };
+    (out, format)
 }
 
 /// Content type (lower case), file name, and whether the part is an attachment.

@@ -34,13 +34,17 @@ pub fn office_to_text(bytes: &[u8], ext: &str, sink: &mut Sink<'_>) -> (TextForm
         });
         return (TextFormat::Xml, text);
     }
-    // any other archive: its text files are scanned as parts of their own
+    // any other archive: its text files are scanned as parts of their own; anything
+    // else in it (images, binaries) is left unread, which makes the scan incomplete
+    if names.iter().any(|n| !is_text_file(n)) {
+        sink.incomplete.insert(crate::report::IncompleteReason::UnsupportedFormat);
+    }
     let mut found = false;
     for name in names.iter().filter(|n| is_text_file(n)) {
         if let Some(bytes) = archive.read(name, sink) {
             let text = utf8(bytes);
-            let format = super::text_format("", Some(name), &text);
-            sink.embedded.push((name.clone(), super::render_text(format, &text), format));
+            let (rendered, format) = super::render_text(super::text_format("", Some(name), &text), &text);
+            sink.embedded.push((name.clone(), rendered, format));
             found = true;
         }
     }
