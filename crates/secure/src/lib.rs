@@ -7,6 +7,8 @@
 //! - [`keys`]: certificate and OpenPGP key facts and the "may we encrypt to
 //!   this now?" check (expired, not yet valid, revoked, wrong usage).
 //! - [`wkd`]: OpenPGP Web Key Directory URLs and look-up.
+//! - [`directory`]: the recipient key directory: imported, learned and WKD keys,
+//!   sealed at rest, and the choice of a usable key for a recipient.
 //! - [`mime`]: splitting a message into the headers that stay outside and the
 //!   entity that gets protected, and putting them back together.
 //!
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod directory;
 pub mod keys;
 pub mod mime;
 pub mod openpgp;

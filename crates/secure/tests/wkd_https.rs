@@ -255,3 +255,37 @@ async fn server_with_an_untrusted_certificate_is_not_believed() {
         "no request may reach an untrusted server"
     );
 }
+
+#[tokio::test]
+async fn the_key_directory_caches_wkd_answers() {
+    use carepost_model::{Address, TenantId};
+    use carepost_secure::directory::KeyDirectory;
+
+    let (_home, key, fingerprint) = alice_key();
+    let urls = wkd::wkd_urls("alice@example.org").unwrap();
+    let server = WkdServer::start(HashMap::from([(target(&urls.advanced), key)])).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = carepost_store::Store::open(&tmp.path().join("k.db")).await.unwrap();
+    let ring = Arc::new(carepost_vault::KeyRing::new(carepost_vault::MasterKey::generate().unwrap()));
+    store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
+    let dir = KeyDirectory::new(store, ring, Some(server.client()));
+    let t = TenantId::default();
+
+    let alice = Address::parse("alice@example.org").unwrap();
+    let found = dir.lookup(&t, &alice).await.unwrap();
+    assert_eq!(found.pgp.len(), 1);
+    assert_eq!(found.pgp[0].fingerprint, fingerprint);
+    let after_first = server.requests().len();
+    // Found once, stored: later look-ups do not go to the network.
+    assert_eq!(dir.lookup(&t, &alice).await.unwrap().pgp.len(), 1);
+    assert_eq!(server.requests().len(), after_first);
+    assert_eq!(dir.list(&t).await.unwrap()[0].source, "wkd");
+
+    // A miss is remembered too: one round of requests, then none for a day.
+    let bob = Address::parse("bob@example.org").unwrap();
+    assert!(dir.lookup(&t, &bob).await.unwrap().pgp.is_empty());
+    let after_miss = server.requests().len();
+    assert!(after_miss > after_first);
+    assert!(dir.lookup(&t, &bob).await.unwrap().pgp.is_empty());
+    assert_eq!(server.requests().len(), after_miss);
+}

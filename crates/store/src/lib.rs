@@ -15,6 +15,7 @@ pub mod dkim_keys;
 mod error;
 pub mod keys;
 pub mod queue;
+pub mod recipient_keys;
 pub mod suppression;
 mod writer;
 

@@ -1,0 +1,29 @@
+-- The recipient key directory: S/MIME certificates and OpenPGP keys of correspondents,
+-- imported by an operator, learned from signed mail, or found through WKD. A key names its
+-- holder, so the address and the key itself are sealed (object "key/<id>").
+CREATE TABLE recipient_keys (
+    id            TEXT    PRIMARY KEY,
+    tenant        TEXT    NOT NULL,
+    kind          TEXT    NOT NULL,   -- smime | pgp
+    address_index BLOB    NOT NULL,
+    address       BLOB    NOT NULL,
+    fingerprint   TEXT    NOT NULL,
+    material      BLOB    NOT NULL,   -- certificate DER or binary OpenPGP key, sealed
+    source        TEXT    NOT NULL,   -- import | learned | wkd
+    capabilities  TEXT,               -- JSON list of S/MIME capability OIDs the holder advertised
+    not_after     INTEGER,
+    created_at    INTEGER NOT NULL,
+    UNIQUE (tenant, kind, address_index, fingerprint)
+);
+CREATE INDEX recipient_keys_by_address ON recipient_keys (tenant, address_index);
+
+-- When a network look-up (WKD) for an address last ran, so that misses are not retried on
+-- every message.
+CREATE TABLE key_lookups (
+    tenant        TEXT    NOT NULL,
+    address_index BLOB    NOT NULL,
+    method        TEXT    NOT NULL,
+    checked_at    INTEGER NOT NULL,
+    found         INTEGER NOT NULL,
+    PRIMARY KEY (tenant, address_index, method)
+);
