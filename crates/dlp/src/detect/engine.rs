@@ -489,6 +489,10 @@ impl<'a> Scanner<'a> {
     }
 
     fn classify(&mut self, f: usize, l: usize) -> Outcome {
+        // a lone number of up to four digits (a quantity, a time, a year) is nothing
+        if f == l && self.t[f].shape == Shape::Digits && self.t[f].len() <= 4 {
+            return Outcome::NoMatch;
+        }
         let start = self.t[f].start as usize;
         let end = self.t[l].end as usize;
         // the cluster's pieces on the stack: at most MAX_CLUSTER_TOKENS tokens and
