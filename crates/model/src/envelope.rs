@@ -139,4 +139,26 @@ pub struct Arrival {
     pub authenticated_as: Option<String>,
     #[serde(default)]
     pub tls: Option<TlsInfo>,
+    /// What the MX verified about the sender (SPF, DKIM, DMARC, ARC); `None` where nothing
+    /// was checked (submission, relay, API).
+    #[serde(default)]
+    pub sender_auth: Option<SenderAuthentication>,
+}
+
+/// Results of inbound sender authentication, as the MX recorded them in its
+/// Authentication-Results header. Each result is the RFC 8601 keyword (`pass`, `fail`,
+/// `softfail`, `neutral`, `none`, `temperror`, `permerror`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SenderAuthentication {
+    pub spf: String,
+    /// `pass` when any DKIM signature verified, else the first signature's result.
+    pub dkim: String,
+    pub dmarc: String,
+    /// The policy the sender's DMARC record asks for: `none`, `quarantine`, `reject`, or
+    /// `unspecified` when there is no record.
+    pub dmarc_policy: String,
+    pub arc: String,
+    /// What carepost did about a DMARC failure: `accept`, `quarantine` or `reject`.
+    #[serde(default)]
+    pub action: String,
 }

@@ -13,7 +13,9 @@ mod sensitive;
 mod timestamp;
 
 pub use address::{Address, AddressError};
-pub use envelope::{Arrival, BodyType, DsnNotify, DsnReturn, Envelope, Recipient, Source, TlsInfo};
+pub use envelope::{
+    Arrival, BodyType, DsnNotify, DsnReturn, Envelope, Recipient, SenderAuthentication, Source, TlsInfo,
+};
 pub use listen::Listen;
 pub use id::{Id, IdError, MessageId, TenantId, TenantIdError};
 pub use sensitive::{Sensitive, install_redaction_key, redaction_tag};

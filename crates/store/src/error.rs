@@ -8,6 +8,8 @@ pub enum StoreError {
     Vault(#[from] carepost_vault::VaultError),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("the store is shutting down")]

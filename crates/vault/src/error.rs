@@ -25,6 +25,8 @@ pub enum VaultError {
     BlobMissing(String),
     #[error("invalid blob key '{0}'")]
     BlobKey(String),
+    #[error("password: {0}")]
+    Password(String),
     #[error("the system random number generator failed")]
     Random,
 }

@@ -19,10 +19,12 @@ mod blob;
 mod error;
 mod keyring;
 mod master;
+mod password;
 mod seal;
 
 pub use blob::{BlobKey, BlobStore, LocalDirBlobStore};
 pub use error::VaultError;
 pub use keyring::{DataKey, KeyRing, SecretPurpose, WrappedDataKey, WrappedSecret, object_aad};
 pub use master::{MasterKey, MasterKeySource};
+pub use password::{MAX_PASSWORD_LEN, hash_password, verify_nothing, verify_password};
 pub use seal::{SEGMENT_SIZE, Sealer, open, seal, sealed_len};
