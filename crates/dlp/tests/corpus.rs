@@ -70,15 +70,16 @@ fn dev_corpus_meets_the_goals() {
     assert_goals(&summary, 0.97, 0.99, 0.97);
 }
 
-/// Generate a corpus with phigen.py (optionally with this crate's extra templates).
-fn generate(name: &str, seed: u32, count: u32, extra_only: bool) -> PathBuf {
+/// Generate a corpus with phigen.py, optionally with only the templates of one of this
+/// crate's modules under tests/corpus.
+fn generate(name: &str, seed: u32, count: u32, module: Option<&str>) -> PathBuf {
     let dir = scratch_dir(name);
     let mut cmd = Command::new("python3");
     cmd.arg(corpus_dir().join("phigen.py"))
         .args(["--seed", &seed.to_string(), "--count", &count.to_string(), "--out"])
         .arg(&dir);
-    if extra_only {
-        cmd.arg("--templates").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/extra_templates.py")).arg("--only-extra");
+    if let Some(module) = module {
+        cmd.arg("--templates").arg(format!("{}/tests/corpus/{module}", env!("CARGO_MANIFEST_DIR"))).arg("--only-extra");
     }
     let status = cmd.status().expect("python3 is needed to run phigen.py");
     assert!(status.success(), "phigen.py failed");
@@ -87,14 +88,28 @@ fn generate(name: &str, seed: u32, count: u32, extra_only: bool) -> PathBuf {
 
 #[test]
 fn another_seed_of_the_built_in_templates() {
-    let dir = generate("seed-1234", 1234, 300, false);
+    let dir = generate("seed-1234", 1234, 300, None);
     let summary = score(&dir, &dir.join("labels.jsonl"), &dir.join("predictions.jsonl"));
     assert_goals(&summary, 0.97, 0.99, 0.97);
 }
 
 #[test]
 fn extra_templates_beyond_the_dev_corpus() {
-    let dir = generate("extra-templates", 4321, 300, true);
+    let dir = generate("extra-templates", 4321, 300, Some("extra_templates.py"));
     let summary = score(&dir, &dir.join("labels.jsonl"), &dir.join("predictions.jsonl"));
     assert_goals(&summary, 0.95, 0.98, 0.97);
+}
+
+#[test]
+fn built_in_templates_as_mangled_html_only_bodies() {
+    let dir = generate("wrap-html", 41, 200, Some("wrap_html.py"));
+    let summary = score(&dir, &dir.join("labels.jsonl"), &dir.join("predictions.jsonl"));
+    assert_goals(&summary, 0.97, 0.99, 0.97);
+}
+
+#[test]
+fn built_in_templates_forwarded_and_quoted_printable() {
+    let dir = generate("wrap-forward", 43, 200, Some("wrap_forward.py"));
+    let summary = score(&dir, &dir.join("labels.jsonl"), &dir.join("predictions.jsonl"));
+    assert_goals(&summary, 0.97, 0.99, 0.97);
 }
