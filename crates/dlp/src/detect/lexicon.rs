@@ -97,10 +97,11 @@ pub struct Lexicon {
     /// (used while building and by [`Lexicon::lookup`]).
     short: WordTable<u128>,
     /// The scanning tables. Name-list words are most of the lexicon but matter only for
-    /// capitalized words, so they live in their own table and the table every word
-    /// meets stays small (and in cache).
+    /// capitalized words, so lower-case words meet a small table without them (which
+    /// stays in cache), and capitalized words one table with everything.
     terms: SplitTable,
-    names: SplitTable,
+    /// Every entry, for capitalized words (one look-up finds both kinds of flags).
+    all: SplitTable,
     /// Longer words.
     long: HashMap<Box<[u8]>, u32, BuildHasherDefault<FxHasher>>,
     /// Entries, indexed by the values of `short` and `long`.
@@ -327,15 +328,8 @@ impl Lexicon {
     /// looked up only for capitalized words.
     #[inline]
     pub fn lookup_token(&self, key: u128, capital: bool) -> Option<(u32, WordMeta)> {
-        let term = self.terms.get(key);
-        if !capital {
-            return term.map(|(id, meta)| (id, WordMeta(meta)));
-        }
-        match (term, self.names.get(key)) {
-            (Some((id, a)), Some((_, b))) => Some((id, WordMeta(a | b))),
-            (Some((id, m)), None) | (None, Some((id, m))) => Some((id, WordMeta(m))),
-            (None, None) => None,
-        }
+        let table = if capital { &self.all } else { &self.terms };
+        table.get(key).map(|(id, meta)| (id, WordMeta(meta)))
     }
 
     /// Look up a word given in lower case.
@@ -371,7 +365,7 @@ impl Lexicon {
         let mut lx = Lexicon {
             short: WordTable::with_capacity(20_000),
             terms: SplitTable::build(&[]),
-            names: SplitTable::build(&[]),
+            all: SplitTable::build(&[]),
             long: HashMap::default(),
             infos: Vec::new(),
             phrases: Vec::new(),
@@ -452,15 +446,10 @@ impl Lexicon {
         let entries: Vec<(u128, u32, u32)> = lx.short.slots.iter().copied().filter(|s| s.0 != 0).collect();
         let infos = &lx.infos;
         let is_term = |id: u32, meta: u32| meta & !NAME_FLAGS != 0 || infos[id as usize].in_phrase;
-        let is_name = |meta: u32| meta & NAME_FLAGS != 0;
         let terms: Vec<(u128, u32, u32)> =
             entries.iter().filter(|e| is_term(e.1, e.2)).map(|&(k, id, meta)| (k, id, meta & !NAME_FLAGS)).collect();
-        let names: Vec<(u128, u32, u32)> =
-            entries.iter().filter(|e| is_name(e.2)).map(|&(k, id, meta)| (k, id, meta & NAME_FLAGS)).collect();
-        let terms = SplitTable::build(&terms);
-        let names = SplitTable::build(&names);
-        lx.terms = terms;
-        lx.names = names;
+        lx.terms = SplitTable::build(&terms);
+        lx.all = SplitTable::build(&entries);
         lx
     }
 
