@@ -25,9 +25,20 @@ fn main() {
         }
     }
     // BENCH_SECONDS: minimum measuring time (default 3; 0 runs one round, for profilers)
-    let seconds: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
-    let r = carepost_dlp::bench::benchmark_rounds(&messages, &carepost_dlp::Limits::default(), Duration::from_secs_f64(seconds), rounds);
+    let seconds: f64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let r = carepost_dlp::bench::benchmark_rounds(
+        &messages,
+        &carepost_dlp::Limits::default(),
+        Duration::from_secs_f64(seconds),
+        rounds,
+    );
     println!(
         "{} messages, {:.2} MB decoded text, {} rounds: detect {:.1} MB/s (one core); parse+extract+detect {:.1} MB/s of raw .eml",
         r.messages,

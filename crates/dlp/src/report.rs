@@ -381,9 +381,18 @@ impl Report {
     pub fn to_table(&self, file: &str) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let _ = write!(out, "{file}  {}  confidence {:.2}", self.verdict.as_str(), self.confidence);
+        let _ = write!(
+            out,
+            "{file}  {}  confidence {:.2}",
+            self.verdict.as_str(),
+            self.confidence
+        );
         if self.incomplete {
-            let reasons: Vec<String> = self.incomplete_reasons.iter().map(|r| format!("{r:?}")).collect();
+            let reasons: Vec<String> = self
+                .incomplete_reasons
+                .iter()
+                .map(|r| format!("{r:?}"))
+                .collect();
             let _ = write!(out, "  INCOMPLETE ({})", reasons.join(", "));
         }
         out.push('\n');
@@ -401,7 +410,14 @@ impl Report {
                 None => f.part.to_string(),
             };
             let business = if f.business { " (business)" } else { "" };
-            let _ = writeln!(out, "  {:<15} {:<24} {:<16} {}{business}", f.entity.as_str(), f.text.expose(), f.detector, place);
+            let _ = writeln!(
+                out,
+                "  {:<15} {:<24} {:<16} {}{business}",
+                f.entity.as_str(),
+                f.text.expose(),
+                f.detector,
+                place
+            );
         }
         out
     }
@@ -448,7 +464,11 @@ mod tests {
             confidence: 0.9,
             incomplete: false,
             incomplete_reasons: vec![],
-            findings: vec![finding("123-45-6789"), finding("123 45 6789"), finding("222-33-4444")],
+            findings: vec![
+                finding("123-45-6789"),
+                finding("123 45 6789"),
+                finding("222-33-4444"),
+            ],
             health_signals: BTreeMap::new(),
             parts: vec![],
             text_bytes: 10,
@@ -461,7 +481,10 @@ mod tests {
         assert!(line.contains("\"file\":\"0001.eml\""));
         assert_eq!(line.matches("\"type\":\"US_SSN\"").count(), 2);
         let table = report.to_table("0001.eml");
-        assert!(table.starts_with("0001.eml  pii  confidence 0.90\n"), "{table}");
+        assert!(
+            table.starts_with("0001.eml  pii  confidence 0.90\n"),
+            "{table}"
+        );
         assert_eq!(table.lines().count(), 3, "{table}");
     }
 }

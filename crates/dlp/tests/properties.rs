@@ -123,7 +123,10 @@ fn scan_time_grows_linearly_with_input() {
         let (a, b) = (fastest(&small), fastest(&large));
         let ratio = b.as_secs_f64() / a.as_secs_f64().max(1e-6);
         // linear is about 16; quadratic would be about 256
-        assert!(ratio < 64.0, "{unit:?}: 16x the input took {ratio:.1}x the time ({a:?} -> {b:?})");
+        assert!(
+            ratio < 64.0,
+            "{unit:?}: 16x the input took {ratio:.1}x the time ({a:?} -> {b:?})"
+        );
     }
 }
 
@@ -137,7 +140,11 @@ fn pdf_without_endobj_scales_linearly() {
         }
         (0..2)
             .map(|_| {
-                let mut sink = Sink { limits: &limits, incomplete: Default::default(), embedded: Vec::new() };
+                let mut sink = Sink {
+                    limits: &limits,
+                    incomplete: Default::default(),
+                    embedded: Vec::new(),
+                };
                 let t = Instant::now();
                 std::hint::black_box(pdf::pdf_to_text(&pdf, &mut sink));
                 t.elapsed()
@@ -154,7 +161,10 @@ fn pdf_without_endobj_scales_linearly() {
 fn html_and_tables_scale_linearly_too() {
     let cell = "<tr><td>Ann Lee</td><td>01/02/1980</td></tr>";
     let time = |n: usize| {
-        let doc = format!("<table><tr><th>Name</th><th>DOB</th></tr>{}</table>", cell.repeat(n));
+        let doc = format!(
+            "<table><tr><th>Name</th><th>DOB</th></tr>{}</table>",
+            cell.repeat(n)
+        );
         (0..3)
             .map(|_| {
                 let t = Instant::now();

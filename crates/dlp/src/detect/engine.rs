@@ -90,7 +90,12 @@ fn signature_start(text: &str) -> usize {
             continue;
         }
         let rest = &b[at + 2..];
-        if rest.is_empty() || matches!(rest, [b'\n', ..] | [b'\r', ..] | [b' ', b'\n', ..] | [b' ', b'\r', ..] | [b' ']) {
+        if rest.is_empty()
+            || matches!(
+                rest,
+                [b'\n', ..] | [b'\r', ..] | [b' ', b'\n', ..] | [b' ', b'\r', ..] | [b' ']
+            )
+        {
             return at;
         }
     }
@@ -124,7 +129,11 @@ impl<'a> Scanner<'a> {
     fn gap(&self, j: usize) -> &'a [u8] {
         let b: &'a [u8] = self.b;
         let end = self.t[j].start as usize;
-        let start = if j == 0 { 0 } else { self.t[j - 1].end as usize };
+        let start = if j == 0 {
+            0
+        } else {
+            self.t[j - 1].end as usize
+        };
         b.get(start..end).unwrap_or(&[])
     }
 
@@ -141,8 +150,22 @@ impl<'a> Scanner<'a> {
         pos >= self.signature_start
     }
 
-    fn push(&mut self, entity: EntityType, start: usize, end: usize, detector: &'static str, business: bool) {
-        self.out.detections.push(Detection { entity, start, end, detector, business, role: None });
+    fn push(
+        &mut self,
+        entity: EntityType,
+        start: usize,
+        end: usize,
+        detector: &'static str,
+        business: bool,
+    ) {
+        self.out.detections.push(Detection {
+            entity,
+            start,
+            end,
+            detector,
+            business,
+            role: None,
+        });
     }
 
     /// Label classes of the words just before token `i`: the nearest run of label
@@ -165,7 +188,11 @@ impl<'a> Scanner<'a> {
                 if !self.line_is_label_only(j - 1) {
                     break;
                 }
-            } else if is_sentence_break(gap) && j < i && self.t[j - 1].len() >= 4 && self.t[j - 1].label == 0 {
+            } else if is_sentence_break(gap)
+                && j < i
+                && self.t[j - 1].len() >= 4
+                && self.t[j - 1].label == 0
+            {
                 // the end of a sentence (not an abbreviation such as "No." or "I.D.")
                 break;
             }
@@ -186,7 +213,8 @@ impl<'a> Scanner<'a> {
     /// A list marker such as `A.`, `b)` or `3.` (claim forms number their fields).
     fn is_list_marker(&self, j: usize) -> bool {
         let tk = &self.t[j];
-        tk.len() <= 2 && matches!(self.b.get(tk.end as usize), Some(b'.' | b')'))
+        tk.len() <= 2
+            && matches!(self.b.get(tk.end as usize), Some(b'.' | b')'))
             && self.b.get(tk.end as usize + 1).is_some_and(|c| *c == b' ')
     }
 
@@ -238,14 +266,25 @@ impl<'a> Scanner<'a> {
 
     /// Is a health term of `kind` within `before` bytes before or `after` bytes after
     /// the range, on the same line?
-    fn health_near(&self, start: usize, end: usize, kind: HealthKind, before: usize, after: usize) -> bool {
+    fn health_near(
+        &self,
+        start: usize,
+        end: usize,
+        kind: HealthKind,
+        before: usize,
+        after: usize,
+    ) -> bool {
         // hits are in text order: look only at those that can be in the window
         let hits = &self.out.health[self.first_health..];
         let from = hits.partition_point(|h| h.end + before < start);
         hits[from..]
             .iter()
             .take_while(|h| h.start <= end + after)
-            .any(|h| h.kind == kind && h.end + before >= start && !has_newline(&self.b[h.end.min(start)..h.start.max(end)]))
+            .any(|h| {
+                h.kind == kind
+                    && h.end + before >= start
+                    && !has_newline(&self.b[h.end.min(start)..h.start.max(end)])
+            })
     }
 
     // ------------------------------------------------------------ e-mail
@@ -277,9 +316,15 @@ impl<'a> Scanner<'a> {
                 continue;
             }
             let dom = &b[at + 1..e];
-            let Some(dot) = dom.iter().rposition(|&c| c == b'.') else { continue };
+            let Some(dot) = dom.iter().rposition(|&c| c == b'.') else {
+                continue;
+            };
             let tld = &dom[dot + 1..];
-            if tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) || dom[0] == b'.' || dom.windows(2).any(|w| w == b"..") {
+            if tld.len() < 2
+                || !tld.iter().all(u8::is_ascii_alphabetic)
+                || dom[0] == b'.'
+                || dom.windows(2).any(|w| w == b"..")
+            {
                 continue;
             }
             self.emails.push((s, e));
@@ -333,8 +378,14 @@ impl<'a> Scanner<'a> {
             if let Some((last, kind)) = best_health
                 && i >= health_until
             {
-                let personal = self.t[i].word & word::PERSONAL_HEALTH != 0 || self.personal_before(i);
-                let hit = HealthHit { kind, start: self.t[i].start as usize, end: self.t[last].end as usize, personal };
+                let personal =
+                    self.t[i].word & word::PERSONAL_HEALTH != 0 || self.personal_before(i);
+                let hit = HealthHit {
+                    kind,
+                    start: self.t[i].start as usize,
+                    end: self.t[last].end as usize,
+                    personal,
+                };
                 self.out.health.push(hit);
                 health_until = last + 1;
             }
@@ -350,7 +401,9 @@ impl<'a> Scanner<'a> {
                 return false;
             }
             j -= 1;
-            if self.t[j].word & word::POSSESSIVE != 0 || self.t[j].label & (label::DX | label::RX) != 0 {
+            if self.t[j].word & word::POSSESSIVE != 0
+                || self.t[j].label & (label::DX | label::RX) != 0
+            {
                 return true;
             }
         }
@@ -446,7 +499,11 @@ impl<'a> Scanner<'a> {
     /// An MBI written in groups separated by spaces (`1EG4 TE5 MK73`), which clusters
     /// do not join (spaces join numbers only).
     fn spaced_mbi(&mut self, i: usize) -> Option<usize> {
-        if i + 2 >= self.t.len() || self.t[i].len() != 4 || self.t[i + 1].len() != 3 || self.t[i + 2].len() != 4 {
+        if i + 2 >= self.t.len()
+            || self.t[i].len() != 4
+            || self.t[i + 1].len() != 3
+            || self.t[i + 2].len() != 4
+        {
             return None;
         }
         if self.gap(i + 1) != b" " || self.gap(i + 2) != b" " || self.t[i].shape == Shape::Alpha {
@@ -476,7 +533,9 @@ impl<'a> Scanner<'a> {
                 b"-" | b"." | b"/" => true,
                 b" " => l.shape == Shape::Digits && r.shape == Shape::Digits,
                 b")" | b") " | b")-" | b") -" => {
-                    l.shape == Shape::Digits && l.len() == 3 && self.byte_before(l.start as usize) == b'('
+                    l.shape == Shape::Digits
+                        && l.len() == 3
+                        && self.byte_before(l.start as usize) == b'('
                 }
                 _ => false,
             };
@@ -521,10 +580,15 @@ impl<'a> Scanner<'a> {
         let lens = &len_buf[..count];
         let joined = &joined_buf[..joined_len];
         let ctx = self.label_before(f);
-        let same_sep = |set: &[&[u8]]| seps.windows(2).all(|w| w[0] == w[1]) && seps.iter().all(|s| set.contains(s));
+        let same_sep = |set: &[&[u8]]| {
+            seps.windows(2).all(|w| w[0] == w[1]) && seps.iter().all(|s| set.contains(s))
+        };
 
         // Medicare Beneficiary Identifier: 11 characters, or 4-3-4 with dashes
-        if joined.len() == 11 && (groups.len() == 1 || (lens == [4, 3, 4] && same_sep(&[b"-"]))) && checks::mbi(joined) {
+        if joined.len() == 11
+            && (groups.len() == 1 || (lens == [4, 3, 4] && same_sep(&[b"-"])))
+            && checks::mbi(joined)
+        {
             return self.found(EntityType::MedicareMbi, start, end, "mbi", false);
         }
         // DEA registration number
@@ -539,7 +603,14 @@ impl<'a> Scanner<'a> {
         }
         // a value right after an MRN or member-ID label is that, whatever its shape
         // (unless the label also names another kind: "Member phone", "Patient ID fax")
-        let other_kind = label::SSN | label::PHONE | label::FAX | label::DOB | label::NPI | label::DEA | label::NDC | label::CARD;
+        let other_kind = label::SSN
+            | label::PHONE
+            | label::FAX
+            | label::DOB
+            | label::NPI
+            | label::DEA
+            | label::NDC
+            | label::CARD;
         if ctx & (label::MRN | label::PLAN) != 0 && ctx & other_kind == 0 && id_like(groups, seps) {
             let (entity, det) = if ctx & label::MRN != 0 {
                 (EntityType::Mrn, "mrn.label")
@@ -553,7 +624,9 @@ impl<'a> Scanner<'a> {
         }
         let negative = ctx & label::NEGATIVE != 0;
         // SSN: 3-2-4 with dashes (or spaces after an SSN label), or 9 digits after a label
-        if lens == [3, 2, 4] && (same_sep(&[b"-"]) || (same_sep(&[b" ", b"."]) && ctx & label::SSN != 0)) {
+        if lens == [3, 2, 4]
+            && (same_sep(&[b"-"]) || (same_sep(&[b" ", b"."]) && ctx & label::SSN != 0))
+        {
             if checks::ssn_digits(joined) && (!negative || ctx & label::SSN != 0) {
                 return self.found(EntityType::UsSsn, start, end, "ssn.formatted", false);
             }
@@ -575,15 +648,22 @@ impl<'a> Scanner<'a> {
             }
             return Outcome::Found;
         }
-        if matches!(lens, [4, 4, 2] | [5, 3, 2] | [5, 4, 2]) && same_sep(&[b" "]) && ctx & label::NDC != 0 {
+        if matches!(lens, [4, 4, 2] | [5, 3, 2] | [5, 4, 2])
+            && same_sep(&[b" "])
+            && ctx & label::NDC != 0
+        {
             return self.found(EntityType::NdcCode, start, end, "ndc.label", false);
         }
-        if groups.len() == 1 && (joined.len() == 11 || joined.len() == 10) && ctx & label::NDC != 0 {
+        if groups.len() == 1 && (joined.len() == 11 || joined.len() == 10) && ctx & label::NDC != 0
+        {
             return self.found(EntityType::NdcCode, start, end, "ndc.label", false);
         }
         // payment cards: 13-19 digits, grouped by spaces or dashes, issuer range + Luhn
         if (13..=19).contains(&joined.len())
-            && (groups.len() == 1 || (lens[0] == 4 && same_sep(&[b" ", b"-"]) && lens.iter().all(|&n| (1..=6).contains(&n))))
+            && (groups.len() == 1
+                || (lens[0] == 4
+                    && same_sep(&[b" ", b"-"])
+                    && lens.iter().all(|&n| (1..=6).contains(&n))))
         {
             if checks::card(joined) && (!negative || ctx & label::CARD != 0) {
                 return self.found(EntityType::CreditCard, start, end, "card.luhn", false);
@@ -594,18 +674,37 @@ impl<'a> Scanner<'a> {
             return o;
         }
         // NPI: 10 digits, Luhn with the 80840 prefix
-        if groups.len() == 1 && joined.len() == 10 && checks::npi(joined) && (!negative || ctx & label::NPI != 0) {
+        if groups.len() == 1
+            && joined.len() == 10
+            && checks::npi(joined)
+            && (!negative || ctx & label::NPI != 0)
+        {
             return self.found(EntityType::Npi, start, end, "npi.checksum", true);
         }
         Outcome::NoMatch
     }
 
-    fn found(&mut self, entity: EntityType, start: usize, end: usize, detector: &'static str, business: bool) -> Outcome {
+    fn found(
+        &mut self,
+        entity: EntityType,
+        start: usize,
+        end: usize,
+        detector: &'static str,
+        business: bool,
+    ) -> Outcome {
         self.push(entity, start, end, detector, business);
         Outcome::Found
     }
 
-    fn icd10(&mut self, f: usize, groups: &[&[u8]], seps: &[&[u8]], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
+    fn icd10(
+        &mut self,
+        f: usize,
+        groups: &[&[u8]],
+        seps: &[&[u8]],
+        ctx: u32,
+        start: usize,
+        end: usize,
+    ) -> Option<Outcome> {
         let head = groups[0];
         if !icd10::has_code_shape(head) || (groups.len() > 1 && head.len() != 3) {
             return None;
@@ -616,7 +715,11 @@ impl<'a> Scanner<'a> {
             code[..3].copy_from_slice(head);
             code[3..3 + groups[1].len()].copy_from_slice(groups[1]);
             let code = &code[..3 + groups[1].len()];
-            if groups[1].iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) && icd10::is_code(code) {
+            if groups[1]
+                .iter()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+                && icd10::is_code(code)
+            {
                 return Some(self.found(EntityType::Icd10Code, start, end, "icd10.dotted", false));
             }
             return None;
@@ -629,7 +732,10 @@ impl<'a> Scanner<'a> {
         }
         // a bare code (I10, E119): only where a diagnosis is expected
         let dx = ctx & (label::DX | label::CLAIM) != 0;
-        if dx || self.health_near(start, end, HealthKind::Condition, 80, 8) || self.line_has_label(f, label::DX) {
+        if dx
+            || self.health_near(start, end, HealthKind::Condition, 80, 8)
+            || self.line_has_label(f, label::DX)
+        {
             return Some(self.found(EntityType::Icd10Code, start, end, "icd10.context", false));
         }
         None
@@ -637,22 +743,41 @@ impl<'a> Scanner<'a> {
 
     /// A date written with numbers: a birth date after a DOB label, otherwise consumed
     /// so that its pieces are not read as other numbers.
-    fn numeric_date(&mut self, groups: &[&[u8]], seps: &[&[u8]], lens: &[usize], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
+    fn numeric_date(
+        &mut self,
+        groups: &[&[u8]],
+        seps: &[&[u8]],
+        lens: &[usize],
+        ctx: u32,
+        start: usize,
+        end: usize,
+    ) -> Option<Outcome> {
         let dob = ctx & label::DOB != 0 && ctx & label::OTHER_DATE == 0;
         let digits = |g: &[u8]| g.iter().all(u8::is_ascii_digit);
         let n = checks::number;
         let valid = match lens {
-            [a, b, c] if seps[0] == seps[1] && (matches!(seps[0], b"/" | b"-" | b".") || (seps[0] == b" " && dob)) => {
+            [a, b, c]
+                if seps[0] == seps[1]
+                    && (matches!(seps[0], b"/" | b"-" | b".") || (seps[0] == b" " && dob)) =>
+            {
                 let (g0, g1, g2) = (groups[0], groups[1], groups[2]);
-                if (1..=2).contains(a) && digits(g0) && digits(g2) && (*c == 4 || (*c == 2 && dob)) {
+                if (1..=2).contains(a) && digits(g0) && digits(g2) && (*c == 4 || (*c == 2 && dob))
+                {
                     let year = if *c == 4 { n(g2) } else { expand_year(n(g2)) };
                     if *b <= 2 && digits(g1) {
                         let (x, y) = (n(g0), n(g1));
-                        Some(checks::date(year, x, y) || checks::date(year, y, x)).filter(|_| checks::birth_year(year) || !dob)
+                        Some(checks::date(year, x, y) || checks::date(year, y, x))
+                            .filter(|_| checks::birth_year(year) || !dob)
                     } else {
                         self.month_of(g1).map(|m| checks::date(year, m, n(g0)))
                     }
-                } else if *a == 4 && digits(g0) && (1..=2).contains(b) && (1..=2).contains(c) && digits(g1) && digits(g2) {
+                } else if *a == 4
+                    && digits(g0)
+                    && (1..=2).contains(b)
+                    && (1..=2).contains(c)
+                    && digits(g1)
+                    && digits(g2)
+                {
                     Some(checks::date(n(g0), n(g1), n(g2)))
                 } else {
                     None
@@ -661,14 +786,18 @@ impl<'a> Scanner<'a> {
             [8] if dob && digits(groups[0]) => {
                 let g = groups[0];
                 Some(
-                    (checks::birth_year(n(&g[..4])) && checks::date(n(&g[..4]), n(&g[4..6]), n(&g[6..])))
-                        || (checks::birth_year(n(&g[4..])) && checks::date(n(&g[4..]), n(&g[..2]), n(&g[2..4]))),
+                    (checks::birth_year(n(&g[..4]))
+                        && checks::date(n(&g[..4]), n(&g[4..6]), n(&g[6..])))
+                        || (checks::birth_year(n(&g[4..]))
+                            && checks::date(n(&g[4..]), n(&g[..2]), n(&g[2..4]))),
                 )
             }
             _ => None,
         };
         match valid {
-            Some(true) if dob => Some(self.found(EntityType::DateOfBirth, start, end, "dob.label", false)),
+            Some(true) if dob => {
+                Some(self.found(EntityType::DateOfBirth, start, end, "dob.label", false))
+            }
             Some(true) => Some(Outcome::Found),
             _ => None,
         }
@@ -683,25 +812,44 @@ impl<'a> Scanner<'a> {
         (m != 0).then_some(u32::from(m))
     }
 
-    fn phone(&mut self, groups: &[&[u8]], seps: &[&[u8]], lens: &[usize], ctx: u32, start: usize, end: usize) -> Option<Outcome> {
+    fn phone(
+        &mut self,
+        groups: &[&[u8]],
+        seps: &[&[u8]],
+        lens: &[usize],
+        ctx: u32,
+        start: usize,
+        end: usize,
+    ) -> Option<Outcome> {
         let sep_ok = |s: &[u8]| matches!(s, b"-" | b"." | b" ");
         let first_sep_ok = |s: &[u8]| sep_ok(s) || matches!(s, b")" | b") " | b")-" | b") -");
         let (npa, nxx, line, mut span_start, detector) = match lens {
-            [3, 3, 4] if first_sep_ok(seps[0]) && sep_ok(seps[1]) => (groups[0], groups[1], groups[2], start, "phone.formatted"),
-            [1, 3, 3, 4] if groups[0] == b"1" && sep_ok(seps[0]) && first_sep_ok(seps[1]) && sep_ok(seps[2]) => {
+            [3, 3, 4] if first_sep_ok(seps[0]) && sep_ok(seps[1]) => {
+                (groups[0], groups[1], groups[2], start, "phone.formatted")
+            }
+            [1, 3, 3, 4]
+                if groups[0] == b"1"
+                    && sep_ok(seps[0])
+                    && first_sep_ok(seps[1])
+                    && sep_ok(seps[2]) =>
+            {
                 (groups[1], groups[2], groups[3], start, "phone.formatted")
             }
             [10] if ctx & (label::PHONE | label::FAX) != 0 => {
                 let g = groups[0];
                 (&g[..3], &g[3..6], &g[6..], start, "phone.label")
             }
-            [11] if groups[0][0] == b'1' && (ctx & (label::PHONE | label::FAX) != 0 || self.byte_before(start) == b'+') => {
+            [11] if groups[0][0] == b'1'
+                && (ctx & (label::PHONE | label::FAX) != 0 || self.byte_before(start) == b'+') =>
+            {
                 let g = groups[0];
                 (&g[1..4], &g[4..7], &g[7..], start, "phone.label")
             }
             _ => return None,
         };
-        if !checks::nanp(npa, nxx, line) || (ctx & label::NEGATIVE != 0 && ctx & (label::PHONE | label::FAX) == 0) {
+        if !checks::nanp(npa, nxx, line)
+            || (ctx & label::NEGATIVE != 0 && ctx & (label::PHONE | label::FAX) == 0)
+        {
             return Some(Outcome::Found);
         }
         // include "(" and a "+1" / "1-" country prefix written before the number
@@ -709,7 +857,8 @@ impl<'a> Scanner<'a> {
             span_start -= 1;
         }
         span_start = self.country_prefix(span_start);
-        let business = self.in_signature(start) || ctx & (label::FAX | label::OFFICE | label::PROVIDER) != 0;
+        let business =
+            self.in_signature(start) || ctx & (label::FAX | label::OFFICE | label::PROVIDER) != 0;
         Some(self.found(EntityType::Phone, span_start, end, detector, business))
     }
 
@@ -723,7 +872,10 @@ impl<'a> Scanner<'a> {
         if p >= 1 && matches!(b[p - 1], b' ' | b'-' | b'.') {
             p -= 1;
         }
-        if p >= 1 && b[p - 1] == b'1' && (p < 2 || !b[p - 2].is_ascii_alphanumeric() || b[p - 2] == b'+') {
+        if p >= 1
+            && b[p - 1] == b'1'
+            && (p < 2 || !b[p - 2].is_ascii_alphanumeric() || b[p - 2] == b'+')
+        {
             p -= 1;
             if p >= 1 && b[p - 1] == b'+' {
                 p -= 1;
@@ -745,7 +897,10 @@ impl<'a> Scanner<'a> {
         let (t0, t1, t2) = (self.t[i], self.t[i + 1], self.t[i + 2]);
         let day_tok = |t: &Token, s: &[u8]| {
             (t.shape == Shape::Digits && t.len() <= 2)
-                || (t.shape == Shape::Mixed && t.len() <= 4 && s.len() >= 3 && s[..s.len() - 2].iter().all(u8::is_ascii_digit)
+                || (t.shape == Shape::Mixed
+                    && t.len() <= 4
+                    && s.len() >= 3
+                    && s[..s.len() - 2].iter().all(u8::is_ascii_digit)
                     && matches!(&s[s.len() - 2..], b"st" | b"nd" | b"rd" | b"th"))
         };
         let year_tok = |t: &Token| t.shape == Shape::Digits && t.len() == 4;
@@ -797,7 +952,11 @@ impl<'a> Scanner<'a> {
         // "Ms. Okafor": the title is not part of the name
         let mut i = i;
         if tk.word & word::TITLE != 0 {
-            if i + 1 >= n || !matches!(self.gap(i + 1), b" " | b". ") || !self.t[i + 1].capital || self.t[i + 1].shape != Shape::Alpha {
+            if i + 1 >= n
+                || !matches!(self.gap(i + 1), b" " | b". ")
+                || !self.t[i + 1].capital
+                || self.t[i + 1].shape != Shape::Alpha
+            {
                 return Some(i + 1);
             }
             i += 1;
@@ -811,7 +970,12 @@ impl<'a> Scanner<'a> {
             let t = &self.t[j];
             let initial = t.len() == 1 && t.capital;
             let ok_gap = g == b" " || (g == b". " && self.t[j - 1].len() == 1);
-            if !ok_gap || !t.capital || t.shape != Shape::Alpha || t.word & (word::STOP_CAP | word::MONTH) != 0 || t.label != 0 {
+            if !ok_gap
+                || !t.capital
+                || t.shape != Shape::Alpha
+                || t.word & (word::STOP_CAP | word::MONTH) != 0
+                || t.label != 0
+            {
                 break;
             }
             if !initial && t.len() < 2 {
@@ -874,6 +1038,7 @@ impl<'a> Scanner<'a> {
 
 /// Gaps between tokens are short: a plain loop beats a memchr call.
 #[inline]
+#[allow(clippy::manual_contains)]
 fn has_newline(gap: &[u8]) -> bool {
     gap.iter().any(|&c| c == b'\n')
 }
@@ -886,7 +1051,10 @@ fn is_sentence_break(gap: &[u8]) -> bool {
 /// at least 4 digits, joined by dashes or spaces only.
 fn id_like(groups: &[&[u8]], seps: &[&[u8]]) -> bool {
     let len: usize = groups.iter().map(|g| g.len()).sum();
-    let digits: usize = groups.iter().map(|g| g.iter().filter(|b| b.is_ascii_digit()).count()).sum();
+    let digits: usize = groups
+        .iter()
+        .map(|g| g.iter().filter(|b| b.is_ascii_digit()).count())
+        .sum();
     (5..=20).contains(&len) && digits >= 4 && seps.iter().all(|s| matches!(*s, b"-" | b" "))
 }
 
@@ -901,7 +1069,6 @@ fn lower<'b>(s: &[u8], buf: &'b mut [u8; super::lexicon::MAX_WORD]) -> &'b [u8] 
     }
     &buf[..n]
 }
-
 
 #[cfg(test)]
 mod tests;

@@ -14,14 +14,18 @@ fn codes() -> &'static [u64] {
         let mut out = Vec::with_capacity(100_000);
         for line in text.lines() {
             let mut fields = line.split(' ');
-            let Some(category) = fields.next() else { continue };
+            let Some(category) = fields.next() else {
+                continue;
+            };
             if let Some(p) = pack(category.as_bytes()) {
                 out.push(p);
             }
             let mut prev = String::new();
             for f in fields {
                 // front coding: a digit giving the length shared with the previous suffix
-                let Some(shared) = f.chars().next().and_then(|c| c.to_digit(10)) else { continue };
+                let Some(shared) = f.chars().next().and_then(|c| c.to_digit(10)) else {
+                    continue;
+                };
                 let shared = (shared as usize).min(prev.len());
                 let suffix = format!("{}{}", &prev[..shared], &f[1..]);
                 if let Some(p) = pack(format!("{category}{suffix}").as_bytes()) {
@@ -71,7 +75,9 @@ pub fn has_code_shape(s: &[u8]) -> bool {
     (3..=7).contains(&s.len())
         && s[0].is_ascii_uppercase()
         && s[1].is_ascii_digit()
-        && s[2..].iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        && s[2..]
+            .iter()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -81,7 +87,10 @@ mod tests {
     #[test]
     fn table_has_real_codes() {
         assert!(codes().len() > 90_000);
-        for c in ["E119", "E11", "I10", "J45909", "S72001A", "Z794", "B20", "C50911", "F1020", "M5450", "O24419"] {
+        for c in [
+            "E119", "E11", "I10", "J45909", "S72001A", "Z794", "B20", "C50911", "F1020", "M5450",
+            "O24419",
+        ] {
             assert!(is_code(c.as_bytes()), "{c}");
         }
         for c in ["E1124", "I10X", "Z9999", "A0", "E11.9", "XYZ"] {

@@ -131,7 +131,9 @@ pub fn tokenize(text: &str, out: &mut Vec<Token>) {
         // numbers are looked up only when short: phrase words such as "type 2", "icd 10"
         if !ascii && len <= MAX_WORD {
             // accented Latin words are looked up without their accents (José, Núñez)
-            if let Some((id, meta)) = fold_accents(&text[start..i_end]).and_then(|w| lexicon.lookup_id(w.as_bytes())) {
+            if let Some((id, meta)) =
+                fold_accents(&text[start..i_end]).and_then(|w| lexicon.lookup_id(w.as_bytes()))
+            {
                 tok.word = meta.flags();
                 tok.month = meta.month();
                 tok.entry = id + 1;
@@ -177,7 +179,11 @@ fn packed_lower(bytes: &[u8], start: usize, len: usize) -> u128 {
         Some(s) => buf.copy_from_slice(s),
         None => buf[..len].copy_from_slice(&bytes[start..start + len]),
     }
-    let mask = if len >= 16 { u128::MAX } else { (1u128 << (8 * len)) - 1 };
+    let mask = if len >= 16 {
+        u128::MAX
+    } else {
+        (1u128 << (8 * len)) - 1
+    };
     (u128::from_le_bytes(buf) | 0x2020_2020_2020_2020_2020_2020_2020_2020) & mask
 }
 
@@ -214,7 +220,9 @@ fn utf8_len(b: u8) -> usize {
 
 #[inline]
 fn starts_word_char(text: &str, i: usize) -> bool {
-    text.get(i..).and_then(|s| s.chars().next()).is_some_and(is_word_char)
+    text.get(i..)
+        .and_then(|s| s.chars().next())
+        .is_some_and(is_word_char)
 }
 
 #[cfg(test)]

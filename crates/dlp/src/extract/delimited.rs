@@ -15,7 +15,9 @@ pub fn delimited_to_text(src: &str, out: &mut String) {
 pub fn looks_delimited(src: &str) -> bool {
     let delim = guess_delimiter(src);
     let mut lines = src.lines().filter(|l| !l.trim().is_empty()).take(6);
-    let Some(first) = lines.next() else { return false };
+    let Some(first) = lines.next() else {
+        return false;
+    };
     let n = first.matches(delim as char).count();
     let rest: Vec<usize> = lines.map(|l| l.matches(delim as char).count()).collect();
     n >= 2 && !rest.is_empty() && rest.iter().all(|&m| m == n)
@@ -78,8 +80,14 @@ mod tests {
     #[test]
     fn quoted_cells_and_header_labels() {
         let mut out = String::new();
-        delimited_to_text("name,dob,notes\r\n\"Lee, Ann\",1980-01-02,\"said \"\"hi\"\"\"\r\n", &mut out);
-        assert!(out.contains("name: Lee, Ann\ndob: 1980-01-02\nnotes: said \"hi\"\n"), "{out}");
+        delimited_to_text(
+            "name,dob,notes\r\n\"Lee, Ann\",1980-01-02,\"said \"\"hi\"\"\"\r\n",
+            &mut out,
+        );
+        assert!(
+            out.contains("name: Lee, Ann\ndob: 1980-01-02\nnotes: said \"hi\"\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@
 pub fn is_x12(text: &str) -> bool {
     let head = text.trim_start_matches('\u{FEFF}').trim_start();
     let b = head.as_bytes();
-    (b.len() > 4 && b.starts_with(b"ISA") && !b[3].is_ascii_alphanumeric() && !b[3].is_ascii_whitespace())
+    (b.len() > 4
+        && b.starts_with(b"ISA")
+        && !b[3].is_ascii_alphanumeric()
+        && !b[3].is_ascii_whitespace())
         || (b.len() > 6 && (b.starts_with(b"ST*") || b.starts_with(b"GS*")))
 }
 
@@ -19,7 +22,9 @@ pub fn is_x12(text: &str) -> bool {
 pub fn is_hl7(text: &str) -> bool {
     let head = text.trim_start_matches('\u{FEFF}').trim_start();
     let b = head.as_bytes();
-    b.len() > 8 && (b.starts_with(b"MSH") || b.starts_with(b"FHS") || b.starts_with(b"BHS")) && !b[3].is_ascii_alphanumeric()
+    b.len() > 8
+        && (b.starts_with(b"MSH") || b.starts_with(b"FHS") || b.starts_with(b"BHS"))
+        && !b[3].is_ascii_alphanumeric()
 }
 
 /// Where an X12 interchange or HL7 message starts inside a longer text (at the start
@@ -42,10 +47,17 @@ pub fn embedded_start(text: &str) -> Option<(usize, crate::report::TextFormat)> 
 /// X12 as labeled lines.
 pub fn x12_to_text(text: &str, out: &mut String) {
     let head = text.trim_start_matches('\u{FEFF}').trim_start();
-    let element = head.strip_prefix("ISA").and_then(|rest| rest.chars().next()).unwrap_or('*');
+    let element = head
+        .strip_prefix("ISA")
+        .and_then(|rest| rest.chars().next())
+        .unwrap_or('*');
     // the component separator is the last element of ISA (ISA16)
     let component = if head.starts_with("ISA") {
-        head.split(element).nth(16).and_then(|e| e.trim().chars().next()).filter(|c| !c.is_alphanumeric()).unwrap_or(':')
+        head.split(element)
+            .nth(16)
+            .and_then(|e| e.trim().chars().next())
+            .filter(|c| !c.is_alphanumeric())
+            .unwrap_or(':')
     } else {
         ':'
     };
@@ -66,7 +78,12 @@ pub fn x12_to_text(text: &str, out: &mut String) {
                     _ => "entity",
                 };
                 if get(2) == "1" {
-                    let name = [get(4), get(5), get(3)].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+                    let name = [get(4), get(5), get(3)]
+                        .iter()
+                        .filter(|s| !s.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     line(out, &format!("{role} name"), &name);
                 }
                 let id_label = match get(8) {
@@ -100,7 +117,10 @@ pub fn x12_to_text(text: &str, out: &mut String) {
                     let code = parts.next().unwrap_or("");
                     // ICD-10-CM (ABK principal, ABF other, ABJ admitting, ABN external
                     // cause, APR reason for visit) and ICD-9 (BK, BF, BJ, BN)
-                    if matches!(qualifier, "ABK" | "ABF" | "ABJ" | "ABN" | "APR" | "BK" | "BF" | "BJ" | "BN") {
+                    if matches!(
+                        qualifier,
+                        "ABK" | "ABF" | "ABJ" | "ABN" | "APR" | "BK" | "BF" | "BJ" | "BN"
+                    ) {
                         line(out, "diagnosis code", code);
                     }
                 }
@@ -148,7 +168,10 @@ pub fn hl7_to_text(text: &str, out: &mut String) {
                     _ => "insured",
                 };
                 if get(0) == "PID" {
-                    for rep in [get(2), get(3), get(4)].iter().flat_map(|r| r.split(repetition)) {
+                    for rep in [get(2), get(3), get(4)]
+                        .iter()
+                        .flat_map(|r| r.split(repetition))
+                    {
                         let c = comps(rep);
                         let id = c.first().map(String::as_str).unwrap_or("");
                         let label = match c.get(4).map(String::as_str).unwrap_or("") {
@@ -163,15 +186,27 @@ pub fn hl7_to_text(text: &str, out: &mut String) {
                     line(out, "date of birth", get(7).get(..8).unwrap_or(get(7)));
                     for k in [13, 14] {
                         for rep in get(k).split(repetition) {
-                            line(out, "phone", comps(rep).first().map(String::as_str).unwrap_or(""));
+                            line(
+                                out,
+                                "phone",
+                                comps(rep).first().map(String::as_str).unwrap_or(""),
+                            );
                         }
                     }
                     line(out, "ssn", get(19));
                 } else if get(0) == "NK1" || get(0) == "GT1" {
                     person(out, who, &comps(get(2)));
-                    line(out, "phone", comps(get(5)).first().map(String::as_str).unwrap_or(""));
+                    line(
+                        out,
+                        "phone",
+                        comps(get(5)).first().map(String::as_str).unwrap_or(""),
+                    );
                 } else if get(0) == "IN1" {
-                    line(out, "plan id", comps(get(2)).first().map(String::as_str).unwrap_or(""));
+                    line(
+                        out,
+                        "plan id",
+                        comps(get(2)).first().map(String::as_str).unwrap_or(""),
+                    );
                     person(out, who, &comps(get(16)));
                     line(out, "date of birth", get(18).get(..8).unwrap_or(get(18)));
                     line(out, "policy number", get(36));
@@ -180,12 +215,20 @@ pub fn hl7_to_text(text: &str, out: &mut String) {
             }
             "DG1" | "PRB" => {
                 let c = comps(get(3));
-                line(out, "diagnosis", &c.iter().take(2).cloned().collect::<Vec<_>>().join(" "));
+                line(
+                    out,
+                    "diagnosis",
+                    &c.iter().take(2).cloned().collect::<Vec<_>>().join(" "),
+                );
             }
             "OBX" => {
                 let c = comps(get(3));
                 let name = c.get(1).cloned().unwrap_or_default();
-                line(out, &format!("lab test {name}"), &get(5).replace(component, " "));
+                line(
+                    out,
+                    &format!("lab test {name}"),
+                    &get(5).replace(component, " "),
+                );
             }
             "RXE" | "RXO" | "RXD" | "RXA" => {
                 let k = match get(0) {
@@ -198,12 +241,20 @@ pub fn hl7_to_text(text: &str, out: &mut String) {
                 if system.eq_ignore_ascii_case("NDC") {
                     line(out, "ndc", c.first().map(String::as_str).unwrap_or(""));
                 }
-                line(out, "medication", c.get(1).map(String::as_str).unwrap_or(""));
+                line(
+                    out,
+                    "medication",
+                    c.get(1).map(String::as_str).unwrap_or(""),
+                );
             }
             "PV1" => {
                 for k in [7, 8, 9, 17] {
                     let c = comps(get(k));
-                    line(out, "attending provider npi", c.first().map(String::as_str).unwrap_or(""));
+                    line(
+                        out,
+                        "attending provider npi",
+                        c.first().map(String::as_str).unwrap_or(""),
+                    );
                 }
             }
             _ => {}
@@ -215,7 +266,12 @@ fn person(out: &mut String, who: &str, name: &[String]) {
     // XPN: family ^ given ^ middle
     let given = name.get(1).map(String::as_str).unwrap_or("");
     let family = name.first().map(String::as_str).unwrap_or("");
-    let full = [given, family].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+    let full = [given, family]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
     line(out, &format!("{who} name"), &full);
 }
 
@@ -241,8 +297,14 @@ mod tests {
         assert!(is_x12(claim));
         let mut out = String::new();
         x12_to_text(claim, &mut out);
-        for want in ["subscriber name: JANE DOE\n", "member id: XYZ123456789\n", "date of birth: 19800102\n",
-                     "diagnosis code: E119\n", "diagnosis code: I10\n", "ndc: 00071015523\n"] {
+        for want in [
+            "subscriber name: JANE DOE\n",
+            "member id: XYZ123456789\n",
+            "date of birth: 19800102\n",
+            "diagnosis code: E119\n",
+            "diagnosis code: I10\n",
+            "ndc: 00071015523\n",
+        ] {
             assert!(out.contains(want), "{want} in {out}");
         }
     }
@@ -264,8 +326,14 @@ mod tests {
         assert!(is_hl7(msg));
         let mut out = String::new();
         hl7_to_text(msg, &mut out);
-        for want in ["medical record number: 123456\n", "patient name: JANE DOE\n", "date of birth: 19800102\n",
-                     "phone: (617)555-0134\n", "ssn: 123-45-6789\n", "diagnosis: E11.9 Type 2 diabetes mellitus\n"] {
+        for want in [
+            "medical record number: 123456\n",
+            "patient name: JANE DOE\n",
+            "date of birth: 19800102\n",
+            "phone: (617)555-0134\n",
+            "ssn: 123-45-6789\n",
+            "diagnosis: E11.9 Type 2 diabetes mellitus\n",
+        ] {
             assert!(out.contains(want), "{want} in {out}");
         }
     }

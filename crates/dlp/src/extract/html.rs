@@ -9,17 +9,65 @@ use super::table::write_table;
 /// Elements that start a new line.
 fn is_block(name: &str) -> bool {
     const BLOCK: &[&str] = &[
-        "address", "article", "aside", "blockquote", "body", "br", "caption", "center", "dd", "details", "dialog",
-        "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
-        "head", "header", "hr", "html", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table",
-        "tbody", "td", "tfoot", "th", "thead", "title", "tr", "ul", "option", "select", "textarea", "legend",
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "body",
+        "br",
+        "caption",
+        "center",
+        "dd",
+        "details",
+        "dialog",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "head",
+        "header",
+        "hr",
+        "html",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "summary",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "title",
+        "tr",
+        "ul",
+        "option",
+        "select",
+        "textarea",
+        "legend",
     ];
     BLOCK.iter().any(|b| b.eq_ignore_ascii_case(name))
 }
 
 /// Elements whose content is not text.
 fn is_raw(name: &str) -> bool {
-    ["script", "style", "template", "noscript", "svg", "object"].iter().any(|b| b.eq_ignore_ascii_case(name))
+    ["script", "style", "template", "noscript", "svg", "object"]
+        .iter()
+        .any(|b| b.eq_ignore_ascii_case(name))
 }
 
 struct TableBuilder {
@@ -48,7 +96,9 @@ pub fn html_to_text(html: &str) -> String {
                 };
                 push_collapsed(&decoded, pre_depth > 0, target);
             }
-            Item::Open { name, self_closing, .. } => {
+            Item::Open {
+                name, self_closing, ..
+            } => {
                 if is_raw(name) && !self_closing {
                     tok.skip_raw_text(name);
                     continue;
@@ -60,7 +110,10 @@ pub fn html_to_text(html: &str) -> String {
                     table_depth += 1;
                     if table_depth == 1 {
                         newline(&mut out);
-                        table = Some(TableBuilder { rows: Vec::new(), cell: None });
+                        table = Some(TableBuilder {
+                            rows: Vec::new(),
+                            cell: None,
+                        });
                         continue;
                     }
                 }
@@ -68,7 +121,9 @@ pub fn html_to_text(html: &str) -> String {
                     if table_depth == 1 && name.eq_ignore_ascii_case("tr") {
                         flush_cell(tb);
                         tb.rows.push(Vec::new());
-                    } else if table_depth == 1 && (name.eq_ignore_ascii_case("td") || name.eq_ignore_ascii_case("th")) {
+                    } else if table_depth == 1
+                        && (name.eq_ignore_ascii_case("td") || name.eq_ignore_ascii_case("th"))
+                    {
                         flush_cell(tb);
                         if tb.rows.is_empty() {
                             tb.rows.push(Vec::new());
@@ -158,19 +213,24 @@ mod tests {
 
     #[test]
     fn inline_tags_and_comments_join_tokens() {
-        let t = html_to_text("<p>SSN: <b>123</b>-<span>45</span>&#8209;67<!-- x -->89</p><p>next</p>");
+        let t =
+            html_to_text("<p>SSN: <b>123</b>-<span>45</span>&#8209;67<!-- x -->89</p><p>next</p>");
         assert_eq!(t, "SSN: 123-45\u{2011}6789\nnext\n");
     }
 
     #[test]
     fn scripts_are_skipped_and_breaks_are_lines() {
-        let t = html_to_text("<html><head><style>p{}</style></head><body>a<br>b<script>var x='<p>';</script>c</body></html>");
+        let t = html_to_text(
+            "<html><head><style>p{}</style></head><body>a<br>b<script>var x='<p>';</script>c</body></html>",
+        );
         assert_eq!(t, "a\nbc\n");
     }
 
     #[test]
     fn tables_use_header_rows() {
-        let t = html_to_text("<table><tr><th>Name</th><th>DOB</th></tr><tr><td>Ann <b>Lee</b></td><td>01/02/1980</td></tr></table>");
+        let t = html_to_text(
+            "<table><tr><th>Name</th><th>DOB</th></tr><tr><td>Ann <b>Lee</b></td><td>01/02/1980</td></tr></table>",
+        );
         assert!(t.contains("Name: Ann Lee\nDOB: 01/02/1980\n"), "{t}");
     }
 }

@@ -10,8 +10,14 @@ pub enum Item<'a> {
     /// CDATA content (literal).
     CData(&'a str),
     /// `<name attr="v">` or `<name/>`; `name` without namespace prefix, as written.
-    Open { name: &'a str, attrs: &'a str, self_closing: bool },
-    Close { name: &'a str },
+    Open {
+        name: &'a str,
+        attrs: &'a str,
+        self_closing: bool,
+    },
+    Close {
+        name: &'a str,
+    },
 }
 
 /// Iterate over the items of `src`. Comments, doctypes and processing instructions are
@@ -34,7 +40,10 @@ impl<'a> Tokenizer<'a> {
         while let Some(off) = rest[search..].find("</") {
             let at = search + off;
             let after = &rest[at + 2..];
-            if after.len() >= name.len() && after.is_char_boundary(name.len()) && after[..name.len()].eq_ignore_ascii_case(name) {
+            if after.len() >= name.len()
+                && after.is_char_boundary(name.len())
+                && after[..name.len()].eq_ignore_ascii_case(name)
+            {
                 self.pos += at;
                 return;
             }
@@ -83,7 +92,9 @@ impl<'a> Iterator for Tokenizer<'a> {
             let name_start = if closing { 2 } else { 1 };
             let name_len = bytes[name_start..]
                 .iter()
-                .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b':' | b'-' | b'_' | b'.')))
+                .position(|b| {
+                    !(b.is_ascii_alphanumeric() || matches!(b, b':' | b'-' | b'_' | b'.'))
+                })
                 .unwrap_or(bytes.len() - name_start);
             if name_len == 0 || !bytes[name_start].is_ascii_alphabetic() {
                 // a lone '<' in text
@@ -118,7 +129,11 @@ impl<'a> Iterator for Tokenizer<'a> {
             }
             let self_closing = inner.ends_with('/');
             let attrs = inner.strip_suffix('/').unwrap_or(inner);
-            return Some(Item::Open { name, attrs, self_closing });
+            return Some(Item::Open {
+                name,
+                attrs,
+                self_closing,
+            });
         }
     }
 }
@@ -192,7 +207,11 @@ pub fn decode_entities(s: &str) -> Cow<'_, str> {
                 // legacy references without ';' (&amp, &nbsp, &lt, &gt, &quot)
                 let name_len = after.bytes().take_while(u8::is_ascii_alphanumeric).count();
                 match decode_one(&after[..name_len]) {
-                    Some(c) if name_len > 0 && ["amp", "nbsp", "lt", "gt", "quot"].contains(&&after[..name_len]) => {
+                    Some(c)
+                        if name_len > 0
+                            && ["amp", "nbsp", "lt", "gt", "quot"]
+                                .contains(&&after[..name_len]) =>
+                    {
                         (Some(c), name_len)
                     }
                     _ => (None, 0),
@@ -235,8 +254,10 @@ fn decode_one(name: &str) -> Option<char> {
         "gt" => '>',
         "quot" => '"',
         "apos" => '\'',
-        "nbsp" | "ensp" | "emsp" | "thinsp" | "numsp" | "puncsp" | "hairsp" | "MediumSpace" | "NonBreakingSpace" => ' ',
-        "shy" | "zwsp" | "zwj" | "zwnj" | "ZeroWidthSpace" | "NoBreak" | "lrm" | "rlm" | "InvisibleTimes" => '\u{200B}',
+        "nbsp" | "ensp" | "emsp" | "thinsp" | "numsp" | "puncsp" | "hairsp" | "MediumSpace"
+        | "NonBreakingSpace" => ' ',
+        "shy" | "zwsp" | "zwj" | "zwnj" | "ZeroWidthSpace" | "NoBreak" | "lrm" | "rlm"
+        | "InvisibleTimes" => '\u{200B}',
         "ndash" | "mdash" | "hyphen" | "dash" | "minus" | "horbar" => '-',
         "period" => '.',
         "commat" => '@',
@@ -312,9 +333,9 @@ fn latin1_letter(name: &str) -> Option<char> {
 
 fn windows_1252_c1(b: u8) -> u32 {
     const MAP: [u32; 32] = [
-        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D,
-        0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A,
-        0x0153, 0x9D, 0x017E, 0x0178,
+        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+        0x2039, 0x0152, 0x8D, 0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013,
+        0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
     ];
     MAP[usize::from(b - 0x80) & 31]
 }
@@ -329,10 +350,18 @@ mod tests {
         assert_eq!(
             items,
             vec![
-                Item::Open { name: "p", attrs: " class=\"a>b\"", self_closing: false },
+                Item::Open {
+                    name: "p",
+                    attrs: " class=\"a>b\"",
+                    self_closing: false
+                },
                 Item::Text("12"),
                 Item::Text("3"),
-                Item::Open { name: "br", attrs: "", self_closing: true },
+                Item::Open {
+                    name: "br",
+                    attrs: "",
+                    self_closing: true
+                },
                 Item::Close { name: "p" },
             ]
         );
@@ -340,13 +369,19 @@ mod tests {
 
     #[test]
     fn decodes_references() {
-        assert_eq!(decode_entities("123&#8209;45&ndash;6789 &amp; &lt;x&gt; &eacute; &#x41;&bogus;"), "123\u{2011}45-6789 & <x> é A&bogus;");
+        assert_eq!(
+            decode_entities("123&#8209;45&ndash;6789 &amp; &lt;x&gt; &eacute; &#x41;&bogus;"),
+            "123\u{2011}45-6789 & <x> é A&bogus;"
+        );
         assert_eq!(decode_entities("AT&T"), "AT&T");
         assert_eq!(decode_entities("&#150;"), "\u{2013}");
     }
 
     #[test]
     fn parses_attributes() {
-        assert_eq!(attributes(" a=\"1\" b='2' c=3 d"), vec![("a", "1"), ("b", "2"), ("c", "3"), ("d", "")]);
+        assert_eq!(
+            attributes(" a=\"1\" b='2' c=3 d"),
+            vec![("a", "1"), ("b", "2"), ("c", "3"), ("d", "")]
+        );
     }
 }

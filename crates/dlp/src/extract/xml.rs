@@ -11,10 +11,17 @@ pub fn xml_to_text(src: &str, out: &mut String) {
     let mut text = String::new();
     for item in Tokenizer::new(src) {
         match item {
-            Item::Open { name, attrs, self_closing } => {
+            Item::Open {
+                name,
+                attrs,
+                self_closing,
+            } => {
                 flush(&stack, &mut text, out);
                 for (attr, value) in attributes(attrs) {
-                    if attr.starts_with("xmlns") || value.trim().is_empty() || attr == "schemaLocation" {
+                    if attr.starts_with("xmlns")
+                        || value.trim().is_empty()
+                        || attr == "schemaLocation"
+                    {
                         continue;
                     }
                     out.push_str(&humanize_identifier(name));
@@ -62,7 +69,10 @@ mod tests {
     #[test]
     fn element_names_label_text_and_attributes() {
         let mut out = String::new();
-        xml_to_text("<?xml version=\"1.0\"?><patient><name>Ann &amp; Lee</name><birthTime value=\"19800102\"/></patient>", &mut out);
+        xml_to_text(
+            "<?xml version=\"1.0\"?><patient><name>Ann &amp; Lee</name><birthTime value=\"19800102\"/></patient>",
+            &mut out,
+        );
         assert!(out.contains("name: Ann & Lee\n"), "{out}");
         assert!(out.contains("birth Time value: 19800102\n"), "{out}");
     }
