@@ -226,3 +226,38 @@ fn archives_of_text_files_and_hl7() {
         vec![IncompleteReason::UnsupportedFormat]
     );
 }
+
+#[test]
+fn oversized_attachments_are_skipped_and_reported() {
+    let path = format!(
+        "{}/tests/fixtures/attachments.eml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bytes = std::fs::read(path).unwrap();
+    let r = scan_eml(
+        &bytes,
+        &Limits {
+            max_attachment_bytes: 100,
+            ..Limits::default()
+        },
+    );
+    assert!(
+        r.incomplete_reasons
+            .contains(&IncompleteReason::AttachmentLimit),
+        "{:?}",
+        r.incomplete_reasons
+    );
+    assert!(
+        r.parts
+            .iter()
+            .any(|p| p.status == carepost_dlp::PartStatus::Skipped)
+    );
+}
+
+#[test]
+fn signatures_are_not_unscanned_content() {
+    let eml = b"Subject: signed\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQEx\r\n--b--\r\n";
+    let r = scan_eml(eml, &Limits::default());
+    assert!(!r.incomplete, "{:?}", r.incomplete_reasons);
+    assert_eq!(r.verdict, Verdict::Clean);
+}

@@ -138,6 +138,18 @@ impl Walker<'_> {
             );
             return;
         }
+        // signatures and keys carry no message content: nothing to scan, nothing missed
+        if is_signature_or_key(&ctype) {
+            self.skip(
+                source,
+                depth,
+                ctype,
+                name,
+                TextFormat::Binary,
+                PartStatus::Skipped,
+            );
+            return;
+        }
         let ext = extension(name.as_deref());
         if bytes.starts_with(b"%PDF") || ctype == "application/pdf" || ext == "pdf" {
             let mut sink = Sink {
@@ -399,6 +411,18 @@ fn describe(part: &MessagePart<'_>) -> (String, Option<String>, PartSource) {
         } else {
             PartSource::Body
         },
+    )
+}
+
+fn is_signature_or_key(ctype: &str) -> bool {
+    matches!(
+        ctype,
+        "application/pkcs7-signature"
+            | "application/x-pkcs7-signature"
+            | "application/pgp-signature"
+            | "application/pgp-keys"
+            | "application/pkix-cert"
+            | "application/x-x509-ca-cert"
     )
 }
 
