@@ -4,6 +4,8 @@
 //! on `127.0.0.1:0`, and reads the addresses it actually bound from its banner, so tests never
 //! race each other for ports. Everything is bounded by timeouts.
 
+pub mod dns;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
