@@ -327,7 +327,7 @@ impl SmtpConnection {
             .map_err(|_| ClientError::Timeout { stage: "TLS handshake" })?
             .map_err(|e| ClientError::Tls { policy, reason: io_reason(&e), required })?;
         let session = stream.get_ref().1;
-        let version = session.protocol_version().map(|v| tls_version_name(v)).unwrap_or_default();
+        let version = session.protocol_version().map(tls_version_name).unwrap_or_default();
         let cipher = session.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();
         let verification = *outcome.lock().unwrap_or_else(|p| p.into_inner());
         self.tls = Some(TlsSummary { version, cipher, verification });
@@ -436,12 +436,11 @@ impl SmtpConnection {
                     cmd.push_str(&parts.join(","));
                 }
             }
-            if let Some(orcpt) = r.orcpt {
-                if !orcpt.is_empty() && orcpt.is_ascii() && !orcpt.contains([' ', '\r', '\n']) {
+            if let Some(orcpt) = r.orcpt
+                && !orcpt.is_empty() && orcpt.is_ascii() && !orcpt.contains([' ', '\r', '\n']) {
                     cmd.push_str(" ORCPT=");
                     cmd.push_str(orcpt);
                 }
-            }
         }
         cmd.push_str("\r\n");
         cmd

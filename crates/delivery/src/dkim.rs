@@ -218,11 +218,10 @@ impl Default for Signer {
 
 impl Signer {
     async fn keys_for(&self, spool: &Spool, domain: &str) -> Result<Arc<DomainKeys>, DkimError> {
-        if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(domain) {
-            if hit.loaded_at.elapsed() < KEY_CACHE {
+        if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(domain)
+            && hit.loaded_at.elapsed() < KEY_CACHE {
                 return Ok(hit.clone());
             }
-        }
         let rows = spool.store().dkim_keys(Some(domain)).await.map_err(SpoolError::from)?;
         let mut keys = Vec::new();
         for row in signing(&rows, Timestamp::now()) {
@@ -303,7 +302,7 @@ pub fn from_domain(message: &[u8]) -> Option<String> {
     let value = value?;
     let address = match (value.rfind('<'), value.rfind('>')) {
         (Some(a), Some(b)) if a < b => value[a + 1..b].to_owned(),
-        _ => value.trim().split_whitespace().next()?.to_owned(),
+        _ => value.split_whitespace().next()?.to_owned(),
     };
     let domain = address.rsplit_once('@')?.1.trim().trim_end_matches(['>', ',', ';']).to_ascii_lowercase();
     (!domain.is_empty()).then_some(domain)

@@ -807,14 +807,13 @@ impl Inner {
             let mut outcome = outcome;
             let decision = DeliveryDecision::from_row(rcpt.row.decision.as_deref());
             // Policy chose to return the message rather than hold it for the portal.
-            if let Outcome::NeedsProtectedFallback { reason, remote } = &outcome {
-                if decision.tls_fallback == TlsFallback::Bounce {
+            if let Outcome::NeedsProtectedFallback { reason, remote } = &outcome
+                && decision.tls_fallback == TlsFallback::Bounce {
                     outcome = Outcome::Failed { reason: reason.clone(), status: "5.7.10".into(), reply: None, remote: remote.clone() };
                 }
-            }
             // A temporary failure past the message's lifetime is final.
-            if let Outcome::Deferred { reason, status: _, reply, remote } = &outcome {
-                if now >= expire_at {
+            if let Outcome::Deferred { reason, status: _, reply, remote } = &outcome
+                && now >= expire_at {
                     outcome = Outcome::Failed {
                         reason: format!("could not be delivered for {}: {reason}", crate::config::Interval::secs(age_secs.max(0) as u64)),
                         status: "5.4.7".into(),
@@ -822,7 +821,6 @@ impl Inner {
                         remote: remote.clone(),
                     };
                 }
-            }
             let remote = outcome.remote().cloned();
             let dsn_entry = |action: Action, status: String, reason: String, reply: Option<&Reply>| DsnRecipient {
                 address: rcpt.recipient.address.as_str().to_owned(),

@@ -172,7 +172,7 @@ mod tests {
         assert_eq!(listed[0].address, "Patient.One@example.net");
         assert_eq!(listed[0].detail.as_deref(), Some("asked to stop"));
         let index = address_index(spool.ring(), &tenant, &same).unwrap();
-        assert_eq!(spool.store().suppressed_among("default", &[index.clone()]).await.unwrap().len(), 1);
+        assert_eq!(spool.store().suppressed_among("default", std::slice::from_ref(&index)).await.unwrap().len(), 1);
         assert!(remove(&spool, "cli", &tenant, &same).await.unwrap());
         assert!(!remove(&spool, "cli", &tenant, &same).await.unwrap());
         assert!(list(&spool, &tenant).await.unwrap().is_empty());

@@ -20,15 +20,16 @@ use tokio::sync::watch;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn config() -> DeliveryConfig {
-    let mut c = DeliveryConfig::default();
-    c.retry_first = Interval::secs(1);
-    c.retry_max = Interval::secs(1);
-    c.connection_idle = Interval::secs(1);
-    c.connect_timeout = Interval::secs(10);
-    c.greeting_timeout = Interval::secs(10);
-    c.command_timeout = Interval::secs(10);
-    c.data_timeout = Interval::secs(20);
-    c
+    DeliveryConfig {
+        retry_first: Interval::secs(1),
+        retry_max: Interval::secs(1),
+        connection_idle: Interval::secs(1),
+        connect_timeout: Interval::secs(10),
+        greeting_timeout: Interval::secs(10),
+        command_timeout: Interval::secs(10),
+        data_timeout: Interval::secs(20),
+        ..DeliveryConfig::default()
+    }
 }
 
 fn smart_host(port: u16) -> DeliveryConfig {

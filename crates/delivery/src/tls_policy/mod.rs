@@ -342,8 +342,7 @@ mod tests {
         dns.add_tlsa("_25._tcp.mx.dane.test", tlsa.clone());
         dns.add_tlsa("_25._tcp.mx.pkixonly.test", TlsaRecord { usage: 1, ..tlsa.clone() });
         dns.set_failing("_25._tcp.mx.broken.test");
-        let mut config = DeliveryConfig::default();
-        config.tls_required_domains = vec!["required.test".into()];
+        let config = DeliveryConfig { tls_required_domains: vec!["required.test".into()], ..Default::default() };
         let sts = mta_sts::parse_policy("version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n").unwrap();
         let policy = |domain: &'static str, host: &'static str, secure: bool, sts: Option<&'static StsPolicy>| {
             let (dns, config) = (dns.clone(), config.clone());

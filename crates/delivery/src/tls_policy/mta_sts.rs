@@ -169,11 +169,10 @@ impl MtaSts {
         let Some(id) = id else {
             return cached.map(|(_, p)| p);
         };
-        if let Some((cached_id, policy)) = &cached {
-            if *cached_id == id {
+        if let Some((cached_id, policy)) = &cached
+            && *cached_id == id {
                 return Some(policy.clone());
             }
-        }
         match self.fetch(&domain).await {
             Ok(policy) => {
                 let policy = Arc::new(policy);
