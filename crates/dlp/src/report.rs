@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -228,11 +229,12 @@ pub struct PartInfo {
     pub source: PartSource,
     /// Depth of message/rfc822 nesting (0 for the outer message).
     pub depth: usize,
-    /// MIME type as declared (lower case), e.g. `text/csv`.
-    pub content_type: String,
+    /// MIME type as declared (lower case), e.g. `text/csv`. Shared with the
+    /// extraction it came from (cloning a report's parts costs no copies).
+    pub content_type: Arc<str>,
     /// File name of an attachment, if it has one. May itself be sensitive: not part of
     /// the [`Summary`].
-    pub file_name: Option<String>,
+    pub file_name: Option<Arc<str>>,
     pub format: TextFormat,
     pub status: PartStatus,
     /// Bytes of extracted text that were scanned.
@@ -314,7 +316,7 @@ impl Report {
             .iter()
             .filter(|p| matches!(p.source, PartSource::Attachment | PartSource::Embedded))
             .map(|p| AttachmentSummary {
-                content_type: p.content_type.clone(),
+                content_type: p.content_type.to_string(),
                 format: p.format,
                 status: p.status,
             })
