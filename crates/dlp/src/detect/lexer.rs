@@ -97,6 +97,17 @@ pub fn tokenize(text: &str, out: &mut Vec<Token>) {
         let start = i;
         let mut seen = 0u8;
         let mut ascii = true;
+        // eight ASCII letters or digits at a time, then byte by byte
+        while let Some(chunk) = bytes.get(i..i + 8) {
+            let (run, classes) = ascii_word_run(u64::from_le_bytes([
+                chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7],
+            ]));
+            seen |= classes;
+            i += run;
+            if run < 8 {
+                break;
+            }
+        }
         while i < n {
             let c = CLASS[usize::from(bytes[i])];
             if c & (DIGIT | LETTER) != 0 {
@@ -158,6 +169,35 @@ pub fn tokenize(text: &str, out: &mut Vec<Token>) {
         }
         out.push(tok);
     }
+}
+
+/// How many of the 8 bytes of `x` (little-endian), from the first, are ASCII letters or
+/// digits; and which classes ([`DIGIT`], [`LETTER`]) those bytes have. SWAR: range
+/// tests on all bytes at once (valid because bytes with the high bit set stop the run
+/// before the additions could carry out of them).
+#[inline]
+fn ascii_word_run(x: u64) -> (usize, u8) {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let ones = |b: u8| u64::from(b) * 0x0101_0101_0101_0101;
+    // per byte: high bit set iff lo <= b <= hi, for 7-bit b
+    let in_range = |v: u64, lo: u8, hi: u8| {
+        let v7 = v & LOW7;
+        (v7 + ones(0x80 - lo)) & !(v7 + ones(0x7F - hi)) & HIGH
+    };
+    let ascii = !x & HIGH;
+    let digits = in_range(x, b'0', b'9') & ascii;
+    let letters = in_range(x | ones(0x20), b'a', b'z') & ascii;
+    let word = digits | letters;
+    let run = ((!word & HIGH).trailing_zeros() / 8) as usize;
+    let keep = if run >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * run)) - 1
+    };
+    let classes = (if digits & keep != 0 { DIGIT } else { 0 })
+        | (if letters & keep != 0 { LETTER } else { 0 });
+    (run.min(8), classes)
 }
 
 /// The ASCII word `bytes[start..start + len]` (len <= 16) in lower case, packed like
@@ -233,6 +273,27 @@ mod tests {
         let mut toks = Vec::new();
         tokenize(text, &mut toks);
         toks.iter().map(|t| &text[t.range()]).collect()
+    }
+
+    #[test]
+    fn word_runs_eight_bytes_at_a_time() {
+        let run = |s: &[u8; 8]| ascii_word_run(u64::from_le_bytes(*s));
+        assert_eq!(run(b"abcdefgh"), (8, LETTER));
+        assert_eq!(run(b"ab12-xyz"), (4, LETTER | DIGIT));
+        assert_eq!(run(b"1234 678"), (4, DIGIT));
+        assert_eq!(run(b" abcdefg"), (0, 0));
+        assert_eq!(run(b"AZaz09@["), (6, LETTER | DIGIT));
+        assert_eq!(run(b"ab\xc3\xa9cdef"), (2, LETTER));
+        assert_eq!(run(b"`{/:@[\x7f\x00"), (0, 0));
+        // every single byte agrees with the byte table
+        for b in 0..=255u8 {
+            let (n, _) = run(&[b, b' ', 0, 0, 0, 0, 0, 0]);
+            assert_eq!(
+                n == 1,
+                CLASS[usize::from(b)] & (DIGIT | LETTER) != 0,
+                "byte {b}"
+            );
+        }
     }
 
     #[test]
