@@ -467,3 +467,128 @@ async fn restart_mid_delivery_loses_nothing() {
         assert!(all.contains(&format!("RESTART-{i:02}-END")), "message {i} was lost");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunking_without_pipelining_and_dot_lines_arrive_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = support::spool(dir.path()).await;
+    let body = "line one\r\n.leading dot\r\n..two dots\r\n.";
+    for (chunking, pipelining) in [(true, true), (true, false), (false, false)] {
+        let server = TestSmtp::start(Behaviour { chunking, pipelining, ..Behaviour::default() }).await;
+        let id = submit(&spool, Some("clinic@clinic.test"), &["a@example.net", "b@example.net"], body, vec![]).await;
+        let runner = QueueRunner::new(spool.clone(), smart_host(server.addr.port()), env(StaticDns::new(), 25)).unwrap();
+        let handle = start(&runner);
+        wait_states(&spool, &id, &["delivered", "delivered"]).await;
+        stop(handle).await;
+        assert_eq!(server.saw_command("BDAT"), chunking);
+        let received = server.received();
+        assert_eq!(received.len(), 1);
+        assert!(received[0].text().contains("line one\r\n.leading dot\r\n..two dots\r\n.\r\n"), "{chunking} {pipelining}: {:?}", received[0].text());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_host_with_required_tls_and_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let server = TestSmtp::start(Behaviour {
+        tls: Some(ca.server_config(&["relay.internal.test"])),
+        auth: Some(("carepost".into(), "s3cret".into())),
+        ..Behaviour::default()
+    })
+    .await;
+    let spool = support::spool(dir.path()).await;
+    let dns = StaticDns::new();
+    dns.add_ip("relay.internal.test", loopback());
+    let mut c = config();
+    c.smart_host = format!("relay.internal.test:{}", server.addr.port());
+    c.smart_host_tls = SmartHostTls::Required;
+    c.smart_host_username = "carepost".into();
+    let mut e = env(dns.clone(), 25);
+    e.extra_roots = vec![ca.cert.clone()];
+    e.smart_host_password = Some("s3cret".into());
+    let runner = QueueRunner::new(spool.clone(), c.clone(), e).unwrap();
+    let id = submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], "VIA-RELAY", vec![Some(DeliveryDecision::verified_tls().to_json())]).await;
+    let handle = start(&runner);
+    wait_states(&spool, &id, &["delivered"]).await;
+    stop(handle).await;
+    assert!(server.received()[0].tls);
+    assert_eq!(attempts_of(&spool, &id).await[0]["verified"], "pkix");
+    // AUTH happened inside TLS only.
+    let commands = server.commands.lock().unwrap().clone();
+    let auth = commands.iter().position(|c| c.starts_with("AUTH")).unwrap();
+    let starttls = commands.iter().position(|c| c == "STARTTLS").unwrap();
+    assert!(starttls < auth);
+
+    // A wrong password: nothing is sent, the message waits.
+    let mut e = env(dns, 25);
+    e.extra_roots = vec![ca.cert.clone()];
+    e.smart_host_password = Some("wrong".into());
+    let runner = QueueRunner::new(spool.clone(), c, e).unwrap();
+    let id = submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], "NOT-SENT", vec![]).await;
+    let handle = start(&runner);
+    let deadline = std::time::Instant::now() + WAIT;
+    while spool.store().recipients(&id).await.unwrap()[0].attempts < 1 {
+        assert!(std::time::Instant::now() < deadline, "no attempt");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop(handle).await;
+    assert!(server.received().iter().all(|r| !r.text().contains("NOT-SENT")));
+    let reason = spool.open(&id).await.unwrap().recipients[0].last_reply.clone().unwrap();
+    assert!(reason.contains("AUTH") && reason.contains("535"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requiretls_goes_only_to_a_verified_server_that_offers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let verified = TestSmtp::start(Behaviour { tls: Some(ca.server_config(&["mx.secure.test"])), ..Behaviour::default() }).await;
+    let spool = support::spool(dir.path()).await;
+    let dns = partner_dns("secure.test", "mx.secure.test");
+    let mut e = env(dns, verified.addr.port());
+    e.extra_roots = vec![ca.cert.clone()];
+    let runner = QueueRunner::new(spool.clone(), config(), e).unwrap();
+    let mut envelope_ids = Vec::new();
+    for rcpt in ["patient@secure.test"] {
+        let envelope = Envelope {
+            mail_from: Some(Address::parse("clinic@clinic.test").unwrap()),
+            recipients: vec![Recipient::new(Address::parse(rcpt).unwrap())],
+            dsn_ret: None,
+            dsn_envid: None,
+            require_tls: true,
+            smtputf8: false,
+            body: Default::default(),
+        };
+        let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
+        let s = Submission::new(TenantId::default(), envelope, arrival, Bytes::from_static(b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-BODY\r\n"));
+        envelope_ids.push(spool.accept(s).await.unwrap().to_string());
+    }
+    let handle = start(&runner);
+    wait_states(&spool, &envelope_ids[0], &["delivered"]).await;
+    stop(handle).await;
+    assert!(verified.commands.lock().unwrap().iter().any(|c| c.starts_with("MAIL FROM:<clinic@clinic.test>") && c.contains("REQUIRETLS")));
+
+    // The same message to a server without STARTTLS: returned, never sent.
+    let plain = TestSmtp::start(Behaviour::default()).await;
+    let dns = partner_dns("plain.test", "mx.plain.test");
+    dns.add_mx("clinic.test", 10, "mx.plain.test");
+    let runner = QueueRunner::new(spool.clone(), config(), env(dns, plain.addr.port())).unwrap();
+    let envelope = Envelope {
+        mail_from: Some(Address::parse("clinic@clinic.test").unwrap()),
+        recipients: vec![Recipient::new(Address::parse("patient@plain.test").unwrap())],
+        dsn_ret: None,
+        dsn_envid: None,
+        require_tls: true,
+        smtputf8: false,
+        body: Default::default(),
+    };
+    let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
+    let s = Submission::new(TenantId::default(), envelope, arrival, Bytes::from_static(b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-SECRET\r\n"));
+    let id = spool.accept(s).await.unwrap().to_string();
+    let handle = start(&runner);
+    wait_states(&spool, &id, &["bounced"]).await;
+    stop(handle).await;
+    assert!(plain.received().iter().all(|r| !r.text().contains("REQUIRETLS-SECRET") || r.mail_from.starts_with("<>")));
+    let reason = spool.open(&id).await.unwrap().recipients[0].last_reply.clone().unwrap();
+    assert!(reason.contains("5.7.10") && reason.contains("REQUIRETLS"), "{reason}");
+}

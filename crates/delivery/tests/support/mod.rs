@@ -110,6 +110,11 @@ pub struct Behaviour {
     pub dsn: bool,
     /// Wait this long before answering end-of-data (to have deliveries in flight).
     pub data_delay: Duration,
+    /// Offer CHUNKING (BDAT).
+    pub chunking: bool,
+    /// Offer AUTH PLAIN and accept only this user and password (after STARTTLS if TLS is
+    /// configured).
+    pub auth: Option<(String, String)>,
 }
 
 impl Default for Behaviour {
@@ -121,6 +126,8 @@ impl Default for Behaviour {
             pipelining: true,
             dsn: true,
             data_delay: Duration::ZERO,
+            chunking: false,
+            auth: None,
         }
     }
 }
@@ -211,6 +218,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             if tls {
                 ext.push("REQUIRETLS");
             }
+            if b.chunking {
+                ext.push("CHUNKING");
+            }
+            if b.auth.is_some() && (tls || b.tls.is_none()) {
+                ext.push("AUTH PLAIN");
+            }
             let mut text = String::new();
             for (i, e) in ext.iter().enumerate() {
                 text.push_str(&format!("250{}{e}\r\n", if i + 1 == ext.len() { ' ' } else { '-' }));
@@ -221,6 +234,30 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
         } else if upper == "STARTTLS" && b.tls.is_some() && !tls {
             reader.get_mut().write_all(b"220 2.0.0 go ahead\r\n").await?;
             return Ok(Some(reader.into_inner()));
+        } else if upper.starts_with("AUTH PLAIN ") {
+            use base64::Engine;
+            let token = base64::engine::general_purpose::STANDARD.decode(cmd[11..].trim()).unwrap_or_default();
+            let parts: Vec<&[u8]> = token.split(|&c| c == 0).collect();
+            let ok = b.auth.as_ref().is_some_and(|(u, p)| parts.len() == 3 && parts[1] == u.as_bytes() && parts[2] == p.as_bytes());
+            if ok { "235 2.7.0 authenticated\r\n".into() } else { "535 5.7.8 bad credentials\r\n".into() }
+        } else if upper.starts_with("BDAT ") {
+            let mut words = upper.split_whitespace().skip(1);
+            let size: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            let last = words.next() == Some("LAST");
+            let mut data = vec![0u8; size];
+            reader.read_exact(&mut data).await?;
+            if !last {
+                "250 2.0.0 chunk ok\r\n".into()
+            } else if rcpts.is_empty() {
+                "554 5.5.1 no valid recipients\r\n".into()
+            } else {
+                let answer = b.data_replies.lock().unwrap().pop_front().unwrap_or_else(|| "250 2.0.0 queued".into());
+                if answer.starts_with('2') {
+                    received.lock().unwrap().push(Received { mail_from: mail_from.clone(), rcpts: rcpts.clone(), data, tls });
+                }
+                rcpts.clear();
+                format!("{answer}\r\n")
+            }
         } else if upper.starts_with("MAIL FROM:") {
             mail_from = cmd[10..].to_owned();
             rcpts.clear();
