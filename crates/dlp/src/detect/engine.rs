@@ -609,8 +609,7 @@ impl<'a> Scanner<'a> {
             | label::DOB
             | label::NPI
             | label::DEA
-            | label::NDC
-            | label::CARD;
+            | label::NDC;
         if ctx & (label::MRN | label::PLAN) != 0 && ctx & other_kind == 0 && id_like(groups, seps) {
             let (entity, det) = if ctx & label::MRN != 0 {
                 (EntityType::Mrn, "mrn.label")

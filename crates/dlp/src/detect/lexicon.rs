@@ -614,6 +614,13 @@ const FILLERS: &[&str] = &[
     "and",
     "value",
     "text",
+    "mm",
+    "dd",
+    "yy",
+    "yyyy",
+    "mmddyyyy",
+    "ccyymmdd",
+    "format",
 ];
 
 /// Words that make the health term after them about a person ("s" is the `'s` of

@@ -355,3 +355,17 @@ fn spanish_labels_and_accented_terms() {
         "hipertensión is a condition"
     );
 }
+
+#[test]
+fn format_hints_between_label_and_value() {
+    assert!(has(
+        "DOB (MM/DD/YYYY): 01/02/1980",
+        EntityType::DateOfBirth,
+        "01/02/1980"
+    ));
+    assert!(has(
+        "Member ID (on card): QRS123456789",
+        EntityType::HealthPlanId,
+        "QRS123456789"
+    ));
+}
