@@ -80,7 +80,15 @@ impl HickoryDns {
     pub fn new(servers: &[IpAddr], dnssec: bool) -> Result<Self, DnsError> {
         let setup = |reason: String| DnsError::Temporary { name: "resolver".into(), reason };
         let (config, mut opts) = if servers.is_empty() {
-            hickory_resolver::system_conf::read_system_conf().map_err(|e| setup(e.to_string()))?
+            match hickory_resolver::system_conf::read_system_conf() {
+                Ok(system) => system,
+                Err(e) => {
+                    // Without a resolver every look-up fails temporarily and mail waits in
+                    // the queue; that beats refusing to start the rest of carepost.
+                    tracing::error!(error = %e, "cannot read the system's DNS configuration; set delivery.dns_servers");
+                    (ResolverConfig::from_name_servers(Vec::new()), ResolverOpts::default())
+                }
+            }
         } else {
             let config = ResolverConfig::from_name_servers(servers.iter().map(|ip| NameServerConfig::udp_and_tcp(*ip)).collect());
             (config, ResolverOpts::default())
