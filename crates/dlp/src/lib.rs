@@ -50,10 +50,16 @@ pub fn scan_eml(bytes: &[u8], limits: &Limits) -> Report {
 }
 
 /// Parse raw RFC 5322 bytes and extract the text of every part, without scanning.
+///
+/// A panic inside the MIME parser (mail-parser 0.11 has a `debug_assert!` that some
+/// malformed multipart nesting reaches in debug builds) is caught and reported as an
+/// unparseable message: input never takes the scanner down, and the report fails
+/// closed (`incomplete`).
 pub fn extract_eml(bytes: &[u8], limits: &Limits) -> Extraction {
-    match MessageParser::default().parse(bytes) {
-        Some(message) => extract_message(&message, limits),
-        None => {
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(bytes));
+    match parsed {
+        Ok(Some(message)) => extract_message(&message, limits),
+        Ok(None) | Err(_) => {
             let mut e = Extraction::default();
             e.incomplete.insert(IncompleteReason::Unparseable);
             e
