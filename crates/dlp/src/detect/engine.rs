@@ -201,8 +201,8 @@ impl<'a> Scanner<'a> {
             let tk = &self.t[j];
             if tk.label != 0 {
                 flags |= tk.label;
-            } else if tk.word & word::FILLER != 0 || self.is_list_marker(j) {
-            } else {
+            } else if tk.word & word::FILLER == 0 && !self.is_list_marker(j) {
+                // any other word ends the label (fillers and list markers are passed over)
                 break;
             }
             seen_on_line += 1;
