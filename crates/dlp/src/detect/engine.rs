@@ -984,8 +984,11 @@ impl<'a> Scanner<'a> {
             j += 1;
         }
         let first_name = tk.word & word::FIRST_NAME != 0;
+        let in_name_lists = |k: usize| self.t[k].word & (word::FIRST_NAME | word::LAST_NAME) != 0;
         let confirmed = match role {
-            Some(_) => true,
+            // after a label or greeting, one of the words must be a known name
+            // ("Patient: Omar Haddad", "Hello Wayne"; not "Name: Contents")
+            Some(_) => (i..=last).any(in_name_lists),
             None => {
                 // "Brian Ford": a known first name and a surname; when either is also an
                 // ordinary word ("Will", "Young"), the other must be unambiguous

@@ -1186,8 +1186,6 @@ const LABELS: &[(&[&str], u32)] = &[
             "cardholder",
             "card holder",
             "guarantor",
-            "re",
-            "regarding",
             "patient s name",
             "first name",
             "last name",

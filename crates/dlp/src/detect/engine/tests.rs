@@ -257,6 +257,7 @@ fn names_of_people_the_message_is_about() {
     // staff and ordinary capitalized words are not
     assert!(none_of("Dear Dr. Simmons,", EntityType::PersonName));
     assert!(none_of("Please Call The Office", EntityType::PersonName));
+    assert!(none_of("Name: Contents\nHi Ppp,", EntityType::PersonName));
     assert!(none_of(
         "Thanks\n--\nPhilip Ramirez\nNorthgate Cardiology",
         EntityType::PersonName
