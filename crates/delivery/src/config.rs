@@ -50,6 +50,8 @@ pub struct DeliveryConfig {
     pub mta_sts: bool,
     /// Validate DNSSEC in carepost's own resolver (needed for DANE).
     pub dnssec: bool,
+    /// Send daily TLS reports (RFC 8460) to recipient domains that ask for them.
+    pub tls_rpt: bool,
     /// DNS servers (IP addresses); empty means the system's resolv.conf.
     pub dns_servers: Vec<String>,
     /// Extra trusted root certificates (PEM file, relative to data_dir) for PKIX checks of
@@ -113,6 +115,7 @@ impl Default for DeliveryConfig {
             dane: true,
             mta_sts: true,
             dnssec: true,
+            tls_rpt: true,
             dns_servers: Vec::new(),
             tls_ca_file: PathBuf::new(),
             retry_first: Interval::secs(300),

@@ -26,6 +26,7 @@ pub mod runner;
 mod spool;
 pub mod suppression;
 pub mod tls_policy;
+pub mod tls_rpt;
 
 pub use config::{DeliveryConfig, Interval, SmartHostTls};
 pub use decision::DeliveryDecision;

@@ -36,7 +36,9 @@ use crate::routing::{self, Route, RouteKind, RoutingError};
 use crate::suppression::{self, SuppressionReason};
 use crate::tls_policy::mta_sts::{MtaSts, StsFetchOptions};
 use crate::tls_policy::{self, HostPolicy, TlsContext, TlsDemand};
+use crate::tls_rpt::{self, ReportedPolicy, TlsRptCollector};
 use crate::{OpenedMessage, Spool, Submission, dkim, retry};
+use mail_auth::report::tlsrpt::{PolicyType, ResultType};
 
 /// What the runner needs besides its configuration: the resolver, trust roots and test
 /// hooks. Production uses [`RunnerEnv::production`].
@@ -230,6 +232,10 @@ struct Inner {
     claimed: Mutex<HashSet<(String, i64)>>,
     connections: Arc<Semaphore>,
     progress: Notify,
+    /// TLS session counts for RFC 8460 reports, when `tls_rpt` is on.
+    tls_rpt: Option<TlsRptCollector>,
+    reporting: AtomicBool,
+    http: reqwest::Client,
     stopping: AtomicBool,
     workers: AtomicUsize,
     workers_done: Notify,
@@ -265,6 +271,20 @@ impl QueueRunner {
             }
         }
         let helo = if config.helo_name.is_empty() { env.hostname.clone() } else { config.helo_name.clone() };
+        let roots = sts_fetch
+            .extra_roots_der
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| RunnerError::Config(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .user_agent("carepost-tls-rpt")
+            .tls_certs_merge(roots)
+            .build()
+            .map_err(|e| RunnerError::Config(e.to_string()))?;
         let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
         Ok(QueueRunner {
             inner: Arc::new(Inner {
@@ -278,6 +298,9 @@ impl QueueRunner {
                 claimed: Mutex::new(HashSet::new()),
                 connections,
                 progress: Notify::new(),
+                tls_rpt: config.tls_rpt.then(TlsRptCollector::default),
+                reporting: AtomicBool::new(false),
+                http,
                 stopping: AtomicBool::new(false),
                 workers: AtomicUsize::new(0),
                 workers_done: Notify::new(),
@@ -309,6 +332,7 @@ impl QueueRunner {
                     0
                 }
             };
+            self.report_tls_when_a_day_ends();
             if claimed >= inner.config.claim_batch.max(1) {
                 tokio::task::yield_now().await;
                 continue;
@@ -329,6 +353,38 @@ impl QueueRunner {
             }
         }
         self.stop().await;
+    }
+
+    /// Sends the TLS reports of finished days in the background, once per day change.
+    fn report_tls_when_a_day_ends(&self) {
+        let Some(collector) = &self.inner.tls_rpt else { return };
+        if collector.finished_day(Timestamp::now()).is_none() || self.inner.reporting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let sent = runner.send_tls_reports(Timestamp::now()).await;
+            tracing::info!(sent, "TLS reports sent");
+            runner.inner.reporting.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Sends the TLS reports (RFC 8460) of every day before the one `now` falls in, to the
+    /// domains that publish a `_smtp._tls` record. Returns how many reports went out.
+    pub async fn send_tls_reports(&self, now: Timestamp) -> usize {
+        let inner = &self.inner;
+        let Some(collector) = &inner.tls_rpt else { return 0 };
+        let today = now.as_micros().div_euclid(86_400_000_000);
+        let host = &inner.env.hostname;
+        let contact = format!("postmaster@{host}");
+        let mut sent = 0;
+        for (domain, report) in collector.take_reports(today, host, &contact) {
+            let to = tls_rpt::report_addresses(inner.env.dns.as_ref(), &domain).await;
+            if !to.is_empty() {
+                sent += tls_rpt::deliver(&inner.spool, &inner.http, host, &domain, &report, &to).await;
+            }
+        }
+        sent
     }
 
     async fn stop(&self) {
@@ -639,10 +695,17 @@ impl Inner {
             let demand = match tls_policy::host_policy(&self.config, dns, route.kind, &route.domain, candidate, ips.secure, sts.as_deref()).await {
                 HostPolicy::Use(d) => d,
                 HostPolicy::Skip(reason) => {
+                    self.tls_report(route, candidate, None, &TlsDemand::Never, sts.as_deref(), Some(ResultType::ValidationFailure));
                     last = SessionFailure { permanent: false, status: "4.7.5", reason, tls: true, remote: None };
                     continue;
                 }
                 HostPolicy::Defer(reason) => {
+                    let tlsa = ReportedPolicy { kind: PolicyType::Tlsa, strings: Vec::new() };
+                    if let Some(c) = &self.tls_rpt {
+                        if reports_on(route) {
+                            c.failure(Timestamp::now(), &route.domain, &tlsa, &candidate.host, None, ResultType::DnssecInvalid);
+                        }
+                    }
                     last = SessionFailure { permanent: false, status: "4.7.5", reason, tls: false, remote: None };
                     continue;
                 }
@@ -659,6 +722,9 @@ impl Inner {
                     let spec = ConnectSpec { addr, host: &candidate.host, helo: &self.helo, demand: &demand_now, auth, timeouts };
                     match SmtpConnection::connect(spec, &self.tls).await {
                         Ok(conn) => {
+                            if conn.tls.is_some() {
+                                self.tls_report(route, candidate, Some(*ip), &demand_now, sts.as_deref(), None);
+                            }
                             let remote = Remote { tls: conn.tls.clone(), dsn: conn.supports_dsn(), ..remote };
                             return Ok(Session { conn, remote });
                         }
@@ -673,6 +739,9 @@ impl Inner {
                             continue;
                         }
                         Err(e) => {
+                            if let Some(result) = tls_rpt::result_type(&e) {
+                                self.tls_report(route, candidate, Some(*ip), &demand_now, sts.as_deref(), Some(result));
+                            }
                             let tls = e.is_tls_failure();
                             last = SessionFailure {
                                 permanent: false,
@@ -688,6 +757,28 @@ impl Inner {
             }
         }
         Err(last)
+    }
+
+    /// Counts a TLS session (or its failure) for the recipient domain's TLS report.
+    fn tls_report(
+        &self,
+        route: &Route,
+        candidate: &routing::Candidate,
+        ip: Option<IpAddr>,
+        demand: &TlsDemand,
+        sts: Option<&tls_policy::mta_sts::StsPolicy>,
+        failure: Option<ResultType>,
+    ) {
+        let Some(collector) = &self.tls_rpt else { return };
+        if !reports_on(route) {
+            return;
+        }
+        let policy = ReportedPolicy::of(demand, sts);
+        let now = Timestamp::now();
+        match failure {
+            None => collector.success(now, &route.domain, &policy, &candidate.host),
+            Some(result) => collector.failure(now, &route.domain, &policy, &candidate.host, ip, result),
+        }
     }
 
     /// Sends one job over `session`. Returns the outcomes and whether the connection can
@@ -1033,6 +1124,11 @@ impl Inner {
         let id = self.spool.accept(submission).await?;
         Ok(Some(id.to_string()))
     }
+}
+
+/// TLS reports are about recipient domains' own servers, not about the smart host.
+fn reports_on(route: &Route) -> bool {
+    !matches!(route.kind, RouteKind::SmartHost(_)) && !route.domain.is_empty()
 }
 
 fn routing_failure(e: &RoutingError) -> SessionFailure {

@@ -373,6 +373,7 @@ async fn dane_matches_the_tlsa_record_or_nothing_is_sent() {
     let (other, _) = support::self_signed(&["mx.dane.test"]);
     dns.add_mx("wrongdane.test", 10, "mx.wrongdane.test").add_ip("mx.wrongdane.test", loopback());
     dns.add_tlsa(&format!("_{}._tcp.mx.wrongdane.test", server.addr.port()), dane::record_for(&other, 3, 1, 1).unwrap());
+    dns.add_txt("_smtp._tls.wrongdane.test", "v=TLSRPTv1; rua=mailto:tls@reports.test");
     let spool = support::spool(dir.path()).await;
     let runner = QueueRunner::new(spool.clone(), config(), env(dns, server.addr.port())).unwrap();
     let good = submit(&spool, Some("clinic@clinic.test"), &["patient@dane.test"], "DANE-OK", vec![]).await;
@@ -388,6 +389,29 @@ async fn dane_matches_the_tlsa_record_or_nothing_is_sent() {
     assert_eq!(attempts_of(&spool, &good).await[0]["verified"], "dane");
     assert!(server.received().iter().all(|r| !r.text().contains("DANE-SECRET")));
     assert_eq!(spool.store().recipients(&bad).await.unwrap()[0].state, "queued");
+
+    // Once the day is over, the domain that asked for TLS reports gets one (RFC 8460).
+    let sent = runner.send_tls_reports(carepost_model::Timestamp::now().plus_seconds(86_400)).await;
+    assert_eq!(sent, 1, "only wrongdane.test publishes _smtp._tls");
+    let mut report = None;
+    for row in spool.store().messages_in_state("active", 100).await.unwrap() {
+        let opened = spool.open(&row.id).await.unwrap();
+        if opened.recipients[0].recipient.address.as_str() == "tls@reports.test" {
+            report = Some(spool.body(&opened).await.unwrap());
+        }
+    }
+    let report = report.expect("a TLS report queued to the rua address");
+    let parsed = mail_parser::MessageParser::default().parse(&report[..]).unwrap();
+    assert!(parsed.subject().unwrap().starts_with("Report Domain: wrongdane.test Submitter: carepost.test"));
+    let gz = parsed.attachments().next().expect("the gzipped report").contents().to_vec();
+    let mut json = String::new();
+    std::io::Read::read_to_string(&mut mail_auth::flate2::read::GzDecoder::new(&gz[..]), &mut json).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let policy = &json["policies"][0];
+    assert_eq!(policy["policy"]["policy-type"], "tlsa");
+    assert_eq!(policy["policy"]["policy-domain"], "wrongdane.test");
+    assert!(policy["summary"]["total-failure-session-count"].as_u64().unwrap() >= 1);
+    assert_eq!(policy["failure-details"][0]["result-type"], "tlsa-invalid");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
