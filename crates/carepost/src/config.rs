@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 pub use carepost_model::Listen;
+pub use carepost_smtp::SmtpConfig;
 use serde::{Deserialize, Serialize};
 
 /// The commented default configuration, as `carepost init` writes it.
@@ -124,24 +125,6 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig { checkpoint_every: 1000, anchor_file: PathBuf::from("audit-anchors.log") }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmtpConfig {
-    pub mx_listen: Listen,
-    pub submission_listen: Listen,
-    pub submissions_listen: Listen,
-}
-
-impl Default for SmtpConfig {
-    fn default() -> Self {
-        SmtpConfig {
-            mx_listen: Listen::at("127.0.0.1:2525"),
-            submission_listen: Listen::at("127.0.0.1:2587"),
-            submissions_listen: Listen::at("127.0.0.1:2465"),
-        }
     }
 }
 

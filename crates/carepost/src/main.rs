@@ -41,6 +41,12 @@ enum Command {
     /// Manage encryption keys.
     #[command(subcommand)]
     Key(cli::key::KeyCommand),
+    /// Accounts that sign in to SMTP submission.
+    #[command(subcommand)]
+    User(cli::user::UserCommand),
+    /// Client addresses refused by SMTP (after repeated failed sign-ins, or by hand).
+    #[command(subcommand)]
+    Block(cli::block::BlockCommand),
     /// See and steer the outbound queue.
     #[command(subcommand)]
     Queue(cli::queue::QueueCommand),
@@ -72,6 +78,8 @@ fn main() -> ExitCode {
             Command::Config(c) => cli::config::run(c),
             Command::Audit(c) => cli::audit::run(&global, c).await,
             Command::Key(c) => cli::key::run(&global, c).await,
+            Command::User(c) => cli::user::run(&global, c).await,
+            Command::Block(c) => cli::block::run(&global, c).await,
             Command::Queue(c) => cli::queue::run(&global, c).await,
             Command::Dkim(c) => cli::dkim::run(&global, c).await,
             Command::Dns(c) => cli::dns::run(&global, c).await,

@@ -1,6 +1,7 @@
 //! Command implementations. Each returns the process exit code.
 
 pub mod audit;
+pub mod block;
 pub mod config;
 pub mod dkim;
 pub mod dns;
@@ -8,6 +9,7 @@ pub mod key;
 pub mod queue;
 pub mod serve;
 pub mod suppress;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 

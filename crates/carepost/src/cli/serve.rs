@@ -23,6 +23,10 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     // One spool for ingress and delivery, so that accepting a message wakes the runner.
     let spool = super::spool_of(&install);
     let delivery = start_delivery(&install, &spool)?;
+    let smtp = carepost::smtp::start(&install, &spool, &tls).await?;
+    for (kind, addr) in smtp.local_addrs() {
+        println!("  {:<12}{addr}", kind.name());
+    }
     println!("ready; Ctrl-C or SIGTERM stops carepost");
 
     let anchors = {
@@ -40,6 +44,8 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
 
     shutdown_signal().await;
     println!("stopping");
+    // Listeners close first; sessions in the middle of a message get a few seconds to finish.
+    smtp.shutdown(carepost_smtp::server::SHUTDOWN_GRACE).await;
     if let Some((stop, runner)) = delivery {
         // The runner stops claiming, lets deliveries in progress finish within its grace
         // period and puts back what it had not started.

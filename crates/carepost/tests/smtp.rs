@@ -1,0 +1,388 @@
+//! SMTP ingress end to end: the real binary on loopback ports, talked to by real clients
+//! (swaks, Python's smtplib, openssl s_client) and by raw TCP for what no polite client sends.
+//! Every peer must be installed (scripts/test.sh does it): a missing one fails the test.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use carepost::install::{Access, Installation};
+use carepost_testkit::dns::TestDns;
+use carepost_testkit::{Server, run, wait_output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_carepost");
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Listener configuration for a test server; `extra` goes into `[smtp]`.
+fn smtp_config(dns: &TestDns, extra: &str) -> String {
+    format!(
+        "[smtp]\nmx_listen = \"127.0.0.1:0\"\nsubmission_listen = \"127.0.0.1:0\"\nsubmissions_listen = \"127.0.0.1:0\"\n\
+         local_domains = [\"clinic.example\"]\ndns_servers = [\"{}\"]\n{extra}\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n\
+         [delivery]\nenabled = false\n",
+        dns.addr()
+    )
+}
+
+/// Runs a peer program with `stdin`, bounded in time. Panics if it is not installed.
+fn peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is needed for this test (scripts/test.sh installs it): {e}"));
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = wait_output(child, Duration::from_secs(120));
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn carepost_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut full = args.to_vec();
+    full.extend(["--config", "carepost.toml"]);
+    let mut child = Command::new(BIN)
+        .args(&full)
+        .current_dir(dir)
+        .env_remove("CAREPOST_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = wait_output(child, Duration::from_secs(120));
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn carepost(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut full = args.to_vec();
+    full.extend(["--config", "carepost.toml"]);
+    run(Path::new(BIN), dir, &full)
+}
+
+fn add_user(dir: &Path, login: &str) {
+    let (code, out, err) = carepost_with_stdin(dir, &["user", "add", login, "--password-stdin"], &format!("{PASSWORD}\n"));
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+fn queue_id(transcript: &str) -> String {
+    let at = transcript.find("queued as ").unwrap_or_else(|| panic!("no queue id in {transcript}"));
+    transcript[at + 10..].split_whitespace().next().unwrap().trim_end_matches('\'').to_owned()
+}
+
+fn swaks(addr: SocketAddr, args: &[&str]) -> (i32, String) {
+    let port = addr.port().to_string();
+    let mut full = vec!["--server", "127.0.0.1", "--port", &port, "--timeout", "30"];
+    full.extend_from_slice(args);
+    let (code, out, err) = peer("swaks", &full, "");
+    (code, format!("{out}{err}"))
+}
+
+/// A raw client for what real clients never send.
+struct Raw {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr) -> (Raw, String) {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut raw = Raw { stream, reader };
+        let greeting = raw.reply();
+        (raw, greeting)
+    }
+
+    fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        matches!(self.reader.read_to_end(&mut rest), Ok(0))
+    }
+}
+
+#[test]
+fn swaks_plain_starttls_auth_and_port_465() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = TestDns::start(&[]);
+    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, ""));
+    add_user(tmp.path(), "jane@clinic.example");
+
+    // Plain SMTP to the MX for a local domain.
+    let (code, out) = swaks(server.addr("mx"), &["--from", "lab@example.net", "--to", "pat@clinic.example", "--ehlo", "lab.example.net"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("250 2.0.0 Ok: queued as "), "{out}");
+    // ... but not for anyone else's domain.
+    let (code, out) = swaks(server.addr("mx"), &["--from", "lab@example.net", "--to", "pat@example.org"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("554 5.7.1 <pat@example.org>: Relay access denied"), "{out}");
+
+    // Submission: STARTTLS, then AUTH; the sender must be the account's.
+    let auth = ["--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", PASSWORD];
+    let mut args = vec!["-tls", "--from", "jane@clinic.example", "--to", "patient@example.org"];
+    args.extend_from_slice(&auth);
+    let (code, out) = swaks(server.addr("submission"), &args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("235 2.7.0 Authentication successful") && out.contains("queued as "), "{out}");
+    let mut args = vec!["-tls", "--from", "boss@clinic.example", "--to", "patient@example.org"];
+    args.extend_from_slice(&auth);
+    let (code, out) = swaks(server.addr("submission"), &args);
+    assert_ne!(code, 0);
+    assert!(out.contains("553 5.7.1") && out.contains("not owned by user"), "{out}");
+    // AUTH LOGIN over implicit TLS on the port-465 listener.
+    let (code, out) = swaks(
+        server.addr("submissions"),
+        &["-tlsc", "--from", "jane@clinic.example", "--to", "patient@example.org", "--auth", "LOGIN", "--auth-user", "jane@clinic.example", "--auth-password", PASSWORD],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("queued as "), "{out}");
+    // AUTH in clear is refused.
+    let (code, out) = swaks(server.addr("submission"), &["--from", "jane@clinic.example", "--to", "patient@example.org", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", PASSWORD, "--auth-hide-password"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("538 5.7.11") || out.contains("Host did not advertise authentication"), "{out}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn python_smtplib_and_openssl_s_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = TestDns::start(&[]);
+    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, ""));
+    add_user(tmp.path(), "jane@clinic.example");
+    let script = r#"
+import smtplib, ssl, sys
+port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+s.ehlo("laptop.clinic.example")
+s.starttls(context=ctx)
+s.ehlo("laptop.clinic.example")
+print("AUTH" if s.has_extn("auth") else "NOAUTH", "REQUIRETLS" if s.has_extn("requiretls") else "")
+s.login(user, password)
+s.mail(user, ["REQUIRETLS"])
+s.rcpt("patient@example.org", ["NOTIFY=SUCCESS,FAILURE"])
+code, reply = s.data(b"From: <" + user.encode() + b">\r\nSubject: results\r\n\r\nSee the portal.\r\n")
+print(code, reply.decode())
+s.quit()
+"#;
+    let port = server.addr("submission").port().to_string();
+    let (code, out, err) = peer("python3", &["-c", script, &port, "jane@clinic.example", PASSWORD], "");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("AUTH REQUIRETLS"), "{out}");
+    assert!(out.contains("250 2.0.0 Ok: queued as "), "{out}");
+    let id = queue_id(&out);
+
+    // openssl s_client speaks STARTTLS; carepost negotiates TLS 1.3, or 1.2 with ECDHE and AEAD.
+    let connect = format!("127.0.0.1:{port}");
+    let (code, out, err) = peer("openssl", &["s_client", "-starttls", "smtp", "-connect", &connect, "-crlf", "-brief", "-ign_eof"], "EHLO tester\nQUIT\n");
+    let all = format!("{out}{err}");
+    assert_eq!(code, 0, "{all}");
+    assert!(all.contains("Protocol version: TLSv1.3"), "{all}");
+    assert!(all.contains("AUTH PLAIN LOGIN") && all.contains("221 2.0.0"), "{all}");
+    let (code, out, err) = peer("openssl", &["s_client", "-starttls", "smtp", "-connect", &connect, "-crlf", "-brief", "-ign_eof", "-tls1_2"], "QUIT\n");
+    let all = format!("{out}{err}");
+    assert_eq!(code, 0, "{all}");
+    assert!(all.contains("Protocol version: TLSv1.2") && all.contains("ECDHE") && all.contains("GCM"), "{all}");
+    let (code, out, err) = peer("openssl", &["s_client", "-connect", &server.addr("submissions").to_string(), "-crlf", "-brief", "-ign_eof"], "QUIT\n");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(format!("{out}{err}").contains("220 localhost ESMTP carepost"), "{out}{err}");
+    assert!(server.stop().success());
+
+    // The message is in the queue with REQUIRETLS and the DSN request kept.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let install = Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Exclusive).await.unwrap();
+        let spool = carepost_delivery::Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
+        let opened = spool.open(&id).await.unwrap();
+        assert!(opened.envelope.require_tls);
+        assert_eq!(opened.arrival.source.as_str(), "submission");
+        assert_eq!(opened.arrival.tls.as_ref().map(|t| t.version.as_str()), Some("TLSv1.3"));
+        let notify = opened.recipients[0].recipient.notify.unwrap();
+        assert!(notify.success && notify.failure && !notify.delay);
+        let body = String::from_utf8(spool.body(&opened).await.unwrap().to_vec()).unwrap();
+        assert!(body.starts_with("Received: from laptop.clinic.example ([127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_"), "{body}");
+        assert!(body.contains("with ESMTPSA;"), "{body}");
+        install.close().await.unwrap();
+    });
+}
+
+#[test]
+fn smuggling_payloads_and_oversize_messages_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = TestDns::start(&[]);
+    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, "max_message_size = 2000"));
+    let mx = server.addr("mx");
+    let smuggled = "MAIL FROM:<ceo@clinic.example>\r\nRCPT TO:<pat@clinic.example>\r\nDATA\r\n\r\nsmuggled\r\n";
+    for payload in ["\n.\n", "\n.\r\n", "\r.\r\n", "\r\n.\r"] {
+        for bdat in [false, true] {
+            let (mut c, _) = Raw::connect(mx);
+            c.cmd("EHLO attacker.example");
+            assert!(c.cmd("MAIL FROM:<a@example.net>").starts_with("250"));
+            assert!(c.cmd("RCPT TO:<pat@clinic.example>").starts_with("250"));
+            let content = format!("Subject: x\r\n\r\nhello{payload}{smuggled}");
+            if bdat {
+                c.send(format!("BDAT {} LAST\r\n{content}", content.len()).as_bytes());
+            } else {
+                assert!(c.cmd("DATA").starts_with("354"));
+                c.send(format!("{content}.\r\n").as_bytes());
+            }
+            let reply = c.reply();
+            assert!(reply.starts_with("550 5.5.2 Error: bare"), "{payload:?} bdat={bdat}: {reply}");
+            assert!(c.closed(), "{payload:?}: the session ends");
+        }
+    }
+    // Too big: refused on MAIL FROM when announced, and at the end of DATA when not.
+    let (mut c, _) = Raw::connect(mx);
+    assert!(c.cmd("EHLO client.example").contains("SIZE 2000"));
+    assert!(c.cmd("MAIL FROM:<a@example.net> SIZE=1000000").starts_with("552 5.3.4"));
+    c.cmd("MAIL FROM:<a@example.net>");
+    c.cmd("RCPT TO:<pat@clinic.example>");
+    c.cmd("DATA");
+    c.send(format!("Subject: big\r\n\r\n{}.\r\n", "0123456789012345678901234567890123456789\r\n".repeat(200)).as_bytes());
+    assert!(c.reply().starts_with("552 5.3.4"));
+    assert!(c.cmd("QUIT").starts_with("221"));
+    assert!(server.stop().success());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let queued = rt.block_on(async {
+        let install = Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Shared).await.unwrap();
+        let n = install.store.queue_counts().await.unwrap().iter().map(|(_, n)| *n).sum::<i64>();
+        install.store.close().await;
+        n
+    });
+    assert_eq!(queued, 0, "nothing smuggled or oversize was queued");
+}
+
+#[test]
+fn repeated_bad_passwords_block_the_address_until_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = TestDns::start(&[]);
+    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, "auth_failures_per_ip = 3"));
+    add_user(tmp.path(), "jane@clinic.example");
+    let sub = server.addr("submission");
+    let wrong = ["-tls", "--from", "jane@clinic.example", "--to", "p@example.org", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", "guess"];
+    for _ in 0..2 {
+        let (code, out) = swaks(sub, &wrong);
+        assert_ne!(code, 0);
+        assert!(out.contains("535 5.7.8"), "{out}");
+    }
+    let (_, out) = swaks(sub, &wrong);
+    assert!(out.contains("535 5.7.8") && out.contains("421 4.7.0"), "the third failure blocks: {out}");
+    // Every listener now refuses this address, even with the right password.
+    let (_, greeting) = Raw::connect(server.addr("mx"));
+    assert!(greeting.starts_with("554 5.7.1") && greeting.contains("blocked"), "{greeting}");
+    let (code, out, err) = carepost(tmp.path(), &["block", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("127.0.0.1  until=") && out.contains("by=smtp"), "{out}");
+    let (code, _, err) = carepost(tmp.path(), &["block", "remove", "127.0.0.1"]);
+    assert_eq!(code, 0, "{err}");
+    // The running server re-reads blocks every few seconds.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, greeting) = Raw::connect(server.addr("mx"));
+        if greeting.starts_with("220") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still blocked: {greeting}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, out) = swaks(sub, &["-tls", "--from", "jane@clinic.example", "--to", "p@example.org", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", PASSWORD]);
+    assert_eq!(code, 0, "{out}");
+    // A manual block, then the audit trail of all of it, with the source address.
+    let (code, out, _) = carepost(tmp.path(), &["block", "add", "192.0.2.0/24", "--for", "1h", "--reason", "scanner"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("192.0.2.0/24 blocked until"), "{out}");
+    assert!(server.stop().success());
+    let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
+    let lines: Vec<&str> = export.lines().collect();
+    let has = |action: &str, outcome: &str| lines.iter().any(|l| l.contains(&format!("\"action\":\"{action}\"")) && l.contains(&format!("\"outcome\":\"{outcome}\"")) && l.contains("127.0.0.1"));
+    assert!(has("smtp.auth", "failure") && has("smtp.auth", "success") && has("smtp.block", "denied"), "{export}");
+    assert!(export.contains("\"action\":\"user.add\"") && export.contains("\"action\":\"smtp.unblock\""), "{export}");
+    assert!(!export.contains("jane@clinic.example"), "no login names in the audit log");
+    let (code, out, _) = carepost(tmp.path(), &["audit", "verify"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_message_acknowledged_before_kill_9_is_in_the_queue_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = TestDns::start(&[]);
+    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, "relay_networks = [\"127.0.0.0/8\"]"));
+    let marker = format!("KILL9-MARKER-{}", std::process::id());
+    let (code, out) = swaks(server.addr("mx"), &["--from", "lab@clinic.example", "--to", "patient@example.org", "--header", &format!("Subject: {marker}"), "--body", &marker]);
+    assert_eq!(code, 0, "{out}");
+    let id = queue_id(&out);
+    server.kill9();
+
+    let server = Server::start_with(Path::new(BIN), tmp.path(), &tmp.path().join("carepost.toml"), &tmp.path().join("data"));
+    assert!(server.stop().success());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let install = Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Exclusive).await.unwrap();
+        let spool = carepost_delivery::Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
+        let opened = spool.open(&id).await.expect("the acknowledged message survived kill -9");
+        assert_eq!(opened.recipients[0].recipient.address.as_str(), "patient@example.org");
+        assert_eq!(opened.recipients[0].row.state, "queued");
+        let body = String::from_utf8(spool.body(&opened).await.unwrap().to_vec()).unwrap();
+        assert!(body.contains(&marker));
+        install.close().await.unwrap();
+    });
+    assert!(carepost_testkit::files_containing(&tmp.path().join("data"), marker.as_bytes()).is_empty(), "sealed at rest");
+}
+
+#[test]
+fn user_commands_manage_accounts_and_app_passwords() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = TestDns::start(&[]);
+    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, ""));
+    add_user(tmp.path(), "jane@clinic.example");
+    let (code, _, err) = carepost_with_stdin(tmp.path(), &["user", "add", "JANE@clinic.example", "--password-stdin"], "x\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, out, _) = carepost(tmp.path(), &["user", "app-password", "add", "jane@clinic.example", "phone"]);
+    assert_eq!(code, 0);
+    let app = out.lines().last().unwrap().trim().to_owned();
+    let sub = server.addr("submissions");
+    let send = |password: &str| swaks(sub, &["-tlsc", "--from", "jane@clinic.example", "--to", "p@example.org", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", password]);
+    assert_eq!(send(&app).0, 0, "the app password signs in");
+    let (code, _, err) = carepost_with_stdin(tmp.path(), &["user", "passwd", "jane@clinic.example", "--password-stdin"], "a new passphrase\n");
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(send(PASSWORD).0, 0, "the old password no longer works");
+    assert_eq!(send("a new passphrase").0, 0);
+    let (code, _, _) = carepost(tmp.path(), &["user", "app-password", "revoke", "jane@clinic.example", "phone"]);
+    assert_eq!(code, 0);
+    assert_ne!(send(&app).0, 0, "a revoked app password no longer works");
+    let (code, _, _) = carepost(tmp.path(), &["user", "disable", "jane@clinic.example"]);
+    assert_eq!(code, 0);
+    assert_ne!(send("a new passphrase").0, 0, "a disabled account cannot sign in");
+    let (code, out, _) = carepost(tmp.path(), &["user", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("jane@clinic.example") && out.contains("disabled") && out.contains("sends-as=jane@clinic.example"), "{out}");
+    assert!(server.stop().success());
+}
