@@ -52,7 +52,7 @@ pub struct DeliveryConfig {
     pub dnssec: bool,
     /// Send daily TLS reports (RFC 8460) to recipient domains that ask for them.
     pub tls_rpt: bool,
-    /// DNS servers (IP addresses); empty means the system's resolv.conf.
+    /// DNS servers (`ip` or `ip:port`); empty means the system's resolv.conf.
     pub dns_servers: Vec<String>,
     /// Extra trusted root certificates (PEM file, relative to data_dir) for PKIX checks of
     /// SMTP peers and MTA-STS policy hosts, besides the public web roots.

@@ -77,7 +77,7 @@ pub struct HickoryDns {
 
 impl HickoryDns {
     /// `servers` empty means the system configuration (resolv.conf).
-    pub fn new(servers: &[IpAddr], dnssec: bool) -> Result<Self, DnsError> {
+    pub fn new(servers: &[std::net::SocketAddr], dnssec: bool) -> Result<Self, DnsError> {
         let setup = |reason: String| DnsError::Temporary { name: "resolver".into(), reason };
         let (config, mut opts) = if servers.is_empty() {
             match hickory_resolver::system_conf::read_system_conf() {
@@ -90,7 +90,18 @@ impl HickoryDns {
                 }
             }
         } else {
-            let config = ResolverConfig::from_name_servers(servers.iter().map(|ip| NameServerConfig::udp_and_tcp(*ip)).collect());
+            let config = ResolverConfig::from_name_servers(
+                servers
+                    .iter()
+                    .map(|addr| {
+                        let mut server = NameServerConfig::udp_and_tcp(addr.ip());
+                        for connection in &mut server.connections {
+                            connection.port = addr.port();
+                        }
+                        server
+                    })
+                    .collect(),
+            );
             (config, ResolverOpts::default())
         };
         opts.validate = dnssec;
@@ -335,9 +346,93 @@ impl Dns for StaticDns {
     }
 }
 
+/// Parses a DNS server given as `ip`, `ip:port` or `[ipv6]:port` (port 53 by default).
+pub fn parse_server(text: &str) -> Option<std::net::SocketAddr> {
+    let text = text.trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(std::net::SocketAddr::new(ip, 53));
+    }
+    text.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
+    use hickory_resolver::proto::rr::{Name, Record, rdata};
+
+    /// A tiny authoritative DNS server on a loopback UDP port answering from a fixed zone:
+    /// enough to check how [`HickoryDns`] reads answers, NODATA and NXDOMAIN.
+    async fn test_server() -> std::net::SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+                let Some(q) = query.queries.first().cloned() else { continue };
+                let name = q.name().to_ascii().to_ascii_lowercase();
+                let mut reply = Message::response(query.metadata.id, OpCode::Query);
+                reply.metadata.authoritative = true;
+                reply.metadata.recursion_available = true;
+                reply.add_query(q.clone());
+                let owner = q.name().clone();
+                let answers: Vec<Record> = match (name.as_str(), q.query_type()) {
+                    ("zone.test.", RecordType::MX) => vec![
+                        Record::from_rdata(owner, 60, RData::MX(rdata::MX::new(20, Name::from_ascii("MX2.zone.test.").unwrap()))),
+                        Record::from_rdata(q.name().clone(), 60, RData::MX(rdata::MX::new(10, Name::from_ascii("mx1.zone.test.").unwrap()))),
+                    ],
+                    ("mx1.zone.test.", RecordType::A) => {
+                        vec![Record::from_rdata(owner, 60, RData::A(rdata::A::new(127, 0, 0, 9)))]
+                    }
+                    ("_25._tcp.mx1.zone.test.", RecordType::TLSA) => vec![Record::from_rdata(
+                        owner,
+                        60,
+                        RData::TLSA(rdata::TLSA::new(
+                            rdata::tlsa::CertUsage::from(3),
+                            rdata::tlsa::Selector::from(1),
+                            rdata::tlsa::Matching::from(1),
+                            vec![0xab; 32],
+                        )),
+                    )],
+                    ("_mta-sts.zone.test.", RecordType::TXT) => {
+                        vec![Record::from_rdata(owner, 60, RData::TXT(rdata::TXT::new(vec!["v=STSv1; ".into(), "id=1;".into()])))]
+                    }
+                    _ => Vec::new(),
+                };
+                let known = ["zone.test.", "mx1.zone.test.", "_25._tcp.mx1.zone.test.", "_mta-sts.zone.test."];
+                if answers.is_empty() && !known.contains(&name.as_str()) {
+                    reply.metadata.response_code = ResponseCode::NXDomain;
+                }
+                reply.add_answers(answers);
+                if let Ok(bytes) = reply.to_vec() {
+                    let _ = socket.send_to(&bytes, peer).await;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn hickory_reads_answers_nodata_and_nxdomain() {
+        let server = test_server().await;
+        let dns = HickoryDns::new(&[server], false).unwrap();
+        let mx = dns.mx("zone.test").await.unwrap();
+        let mut hosts: Vec<(u16, String)> = mx.records.iter().map(|r| (r.preference, r.exchange.clone())).collect();
+        hosts.sort();
+        assert_eq!(hosts, vec![(10, "mx1.zone.test".to_owned()), (20, "mx2.zone.test".to_owned())]);
+        assert!(!mx.secure, "no DNSSEC validation asked for");
+        let ips = dns.ips("mx1.zone.test").await.unwrap();
+        assert_eq!(ips.records, vec!["127.0.0.9".parse::<IpAddr>().unwrap()]);
+        let tlsa = dns.tlsa("_25._tcp.mx1.zone.test").await.unwrap();
+        assert_eq!(tlsa.records, vec![TlsaRecord { usage: 3, selector: 1, matching: 1, data: vec![0xab; 32] }]);
+        assert_eq!(dns.txt("_mta-sts.zone.test").await.unwrap().records, vec!["v=STSv1; id=1;".to_owned()]);
+        assert!(matches!(dns.mx("mx1.zone.test").await, Err(DnsError::NoRecords { .. })), "NODATA");
+        assert!(matches!(dns.mx("nowhere.zone.test").await, Err(DnsError::NoSuchDomain { .. })), "NXDOMAIN");
+        assert_eq!(parse_server("192.0.2.1"), Some("192.0.2.1:53".parse().unwrap()));
+        assert_eq!(parse_server("[::1]:5353"), Some("[::1]:5353".parse().unwrap()));
+        assert_eq!(parse_server("resolver"), None);
+    }
 
     #[tokio::test]
     async fn static_dns_tells_nxdomain_from_nodata_and_failure() {

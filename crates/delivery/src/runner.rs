@@ -84,7 +84,7 @@ impl RunnerEnv {
         let servers = config
             .dns_servers
             .iter()
-            .map(|s| s.parse::<IpAddr>().map_err(|_| RunnerError::Config(format!("dns_servers: '{s}' is not an IP address"))))
+            .map(|s| crate::dns::parse_server(s).ok_or_else(|| RunnerError::Config(format!("dns_servers: '{s}' is not ip or ip:port"))))
             .collect::<Result<Vec<_>, _>>()?;
         let dns = crate::dns::HickoryDns::new(&servers, config.dnssec).map_err(|e| RunnerError::Config(e.to_string()))?;
         let mut env = RunnerEnv::production(Arc::new(dns), hostname);
