@@ -27,6 +27,9 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     for (kind, addr) in smtp.local_addrs() {
         println!("  {:<12}{addr}", kind.name());
     }
+    // Signal handlers are in place before "ready": a supervisor (or a test) that stops
+    // carepost right after it says ready must get a clean stop, not the default SIGTERM death.
+    let shutdown = shutdown_signal();
     println!("ready; Ctrl-C or SIGTERM stops carepost");
 
     let anchors = {
@@ -42,7 +45,7 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         })
     };
 
-    shutdown_signal().await;
+    shutdown.await;
     println!("stopping");
     // Listeners close first; sessions in the middle of a message get a few seconds to finish.
     smtp.shutdown(carepost_smtp::server::SHUTDOWN_GRACE).await;
@@ -59,25 +62,21 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+/// Registers SIGTERM and SIGINT handling at once; the returned future ends on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = ctrl_c.await;
     }
 }
 
