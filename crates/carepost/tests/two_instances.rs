@@ -1,0 +1,99 @@
+//! Delivery from one carepost to a second one over loopback: the first's queue runner sends
+//! through its transport map to the second's MX listener, which accepts the message into
+//! its own sealed queue.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use carepost::install::{Access, Installation};
+use carepost_delivery::{Spool, Submission};
+use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
+use carepost_testkit::{Server, files_containing};
+
+const BIN: &str = env!("CARGO_BIN_EXE_carepost");
+
+async fn open(dir: &Path) -> (Installation, Spool) {
+    let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
+    let install = Installation::open(config, Access::Shared).await.unwrap();
+    let spool = Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
+    (install, spool)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_carepost_delivers_to_another_over_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+
+    // B: the receiving side. Its MX accepts mail for b.test; it sends nothing itself.
+    let b = Server::start(
+        Path::new(BIN),
+        &b_dir,
+        "[smtp]\nmx_listen = \"127.0.0.1:0\"\nsubmission_listen = \"\"\nsubmissions_listen = \"\"\nlocal_domains = [\"b.test\"]\nverify_senders = false\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n[delivery]\nenabled = false\n",
+    );
+    let b_mx = b.addr("mx");
+
+    // A: the sending side, routing b.test to B's MX.
+    let a = Server::start(
+        Path::new(BIN),
+        &a_dir,
+        &format!("[delivery]\nretry_first = \"1s\"\nretry_max = \"2s\"\n\n[delivery.transport]\n\"b.test\" = \"[127.0.0.1]:{}\"\n", b_mx.port()),
+    );
+    let marker = format!("TWO-INSTANCES-{}", std::process::id());
+    let id = {
+        let (install, spool) = open(&a_dir).await;
+        let envelope = Envelope {
+            mail_from: Some(Address::parse("clinic@a.test").unwrap()),
+            recipients: vec![Recipient::new(Address::parse("patient@b.test").unwrap())],
+            dsn_ret: None,
+            dsn_envid: None,
+            require_tls: false,
+            smtputf8: false,
+            body: Default::default(),
+        };
+        let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
+        let body = format!(
+            "From: <clinic@a.test>\r\nTo: <patient@b.test>\r\nSubject: results\r\nMessage-ID: <{marker}@a.test>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n{marker}\r\n"
+        );
+        let id = spool.accept(Submission::new(TenantId::default(), envelope, arrival, Bytes::from(body))).await.unwrap();
+        install.store.close().await;
+        id.to_string()
+    };
+
+    // A reports the recipient delivered, over TLS (B offers STARTTLS).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (install, spool) = open(&a_dir).await;
+        let opened = spool.open(&id).await.unwrap();
+        let state = opened.recipients[0].row.state.clone();
+        let method = opened.recipients[0].row.method.clone();
+        install.store.close().await;
+        if state == "delivered" {
+            assert_eq!(method.as_deref(), Some("tls"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "A did not deliver: {state} {:?}", opened.recipients[0].last_reply);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(a.stop().success());
+    assert!(b.stop().success());
+
+    // B holds exactly one copy, sealed at rest, with A's message inside.
+    let (install, spool) = open(&b_dir).await;
+    let mut found = 0;
+    for row in install.store.messages_in_state("active", 100).await.unwrap() {
+        let opened = spool.open(&row.id).await.unwrap();
+        let body = spool.body(&opened).await.unwrap();
+        if String::from_utf8_lossy(&body).contains(&marker) {
+            found += 1;
+            assert_eq!(opened.envelope.mail_from.as_ref().map(|a| a.as_str()), Some("clinic@a.test"));
+            assert_eq!(opened.recipients[0].recipient.address.as_str(), "patient@b.test");
+            assert!(opened.arrival.tls.is_some(), "B received it over TLS");
+        }
+    }
+    install.store.close().await;
+    assert_eq!(found, 1, "B has the message exactly once");
+    assert!(files_containing(&b_dir.join("data"), marker.as_bytes()).is_empty(), "readable at rest on B");
+}
