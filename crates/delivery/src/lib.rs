@@ -19,6 +19,7 @@ pub mod decision;
 pub mod dkim;
 pub mod dns;
 pub mod dsn;
+pub mod intake;
 pub mod queue_admin;
 pub mod retry;
 pub mod routing;
@@ -30,5 +31,6 @@ pub mod tls_rpt;
 
 pub use config::{DeliveryConfig, Interval, SmartHostTls};
 pub use decision::DeliveryDecision;
+pub use intake::{Accepted, Inspection, Intake, IntakeError, IntakeSettings, inspect};
 pub use runner::{QueueRunner, RunnerEnv, RunnerError};
 pub use spool::{OpenedMessage, OpenedRecipient, Spool, SpoolError, Submission, message_object};

@@ -41,6 +41,8 @@ pub struct Submission {
     pub decisions: Vec<Option<String>>,
     /// Recipients to hold instead of queueing (quarantine).
     pub held: Vec<bool>,
+    /// Value-free facts for the `message.accepted` audit record (verdict, rules, methods).
+    pub audit_details: Vec<(String, String)>,
 }
 
 impl Submission {
@@ -54,6 +56,7 @@ impl Submission {
             inspection: None,
             decisions: Vec::new(),
             held: Vec::new(),
+            audit_details: Vec::new(),
         }
     }
 }
@@ -223,13 +226,16 @@ impl Spool {
             });
         }
 
-        let event = Event::new(actor_of(&s.arrival), "message.accepted")
+        let mut event = Event::new(actor_of(&s.arrival), "message.accepted")
             .target(format!("msg:{id_text}"))
             .ip(s.arrival.client_ip)
             .detail("source", s.arrival.source.as_str())
             .detail("recipients", recipients.len())
             .detail("held", recipients.iter().filter(|r| r.state == state::HELD).count())
             .detail("size", s.body.len());
+        for (key, value) in &s.audit_details {
+            event = event.detail(key.clone(), value);
+        }
         let (tenant, audit) = (s.tenant.clone(), self.audit.clone());
         let committed = self
             .store

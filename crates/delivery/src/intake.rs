@@ -1,0 +1,267 @@
+//! Intake: what happens to every message between "the client finished sending" and "250".
+//!
+//! The message is parsed once, its text inspected by DLP, and policy decides for each
+//! recipient how it must be protected. A blocked message is refused while the client is still
+//! connected (a clear 5xx beats a bounce later); a quarantined recipient is held; everything
+//! else is queued with its decision. Only then is the message made durable through the
+//! [`Spool`]. CPU work runs on the blocking pool, off the reactor.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use carepost_dlp::{Limits, Summary};
+use carepost_model::{Address, Arrival, Envelope, MessageId, Recipient, Source, TenantId};
+use carepost_policy::{Decision, Direction, MessageFacts, Policy};
+use mail_parser::MessageParser;
+
+use crate::{Spool, SpoolError, Submission};
+
+/// What inspection and policy made of one message, before anything is stored.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub summary: Summary,
+    /// The Message-ID header, for duplicate detection.
+    pub message_id: Option<String>,
+    /// One decision per envelope recipient, in order.
+    pub decisions: Vec<Decision>,
+}
+
+impl Inspection {
+    /// The first blocking rule's text, if any recipient is blocked.
+    pub fn block(&self) -> Option<&str> {
+        self.decisions.iter().find_map(|d| d.block.as_deref())
+    }
+}
+
+/// Where a recipient's mail goes: to local users (inbound) or out of the organization.
+pub fn direction_of(recipient: &Address, local_domains: &[String]) -> Direction {
+    if local_domains.iter().any(|d| d.eq_ignore_ascii_case(recipient.domain())) {
+        Direction::Inbound
+    } else {
+        Direction::Outbound
+    }
+}
+
+/// Parses `body` once, scans it and decides for every recipient. Pure and synchronous.
+pub fn inspect(body: &[u8], envelope: &Envelope, arrival: &Arrival, policy: &Policy, limits: &Limits, local_domains: &[String]) -> Inspection {
+    // mail-parser 0.11 can reach a debug assertion on some malformed nesting; a message the
+    // parser cannot take is scanned as unparseable, which marks it incomplete (fail closed).
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(body)).ok().flatten();
+    let (summary, subject, message_id) = match &parsed {
+        Some(message) => (
+            carepost_dlp::scan_message(message, limits).summary(),
+            message.subject().unwrap_or("").to_owned(),
+            message.message_id().map(|m| format!("<{m}>")),
+        ),
+        None => (carepost_dlp::scan_eml(body, limits).summary(), String::new(), None),
+    };
+    let dmarc_quarantine = arrival.sender_auth.as_ref().is_some_and(|a| a.action == "quarantine");
+    let decisions = envelope
+        .recipients
+        .iter()
+        .map(|r| {
+            let facts = MessageFacts {
+                direction: direction_of(&r.address, local_domains),
+                sender: envelope.mail_from.as_ref(),
+                subject: &subject,
+                summary: &summary,
+                size: body.len() as u64,
+                require_tls: envelope.require_tls,
+            };
+            let mut decision = policy.decide(&facts, &r.address);
+            if dmarc_quarantine {
+                decision.quarantine = true;
+                decision.matched_rules.push("dmarc".into());
+            }
+            decision
+        })
+        .collect();
+    Inspection { summary, message_id, decisions }
+}
+
+/// Why intake did not queue a message.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Policy blocks the message; the text is the operator's and safe to show the sender.
+    #[error("{0}")]
+    Blocked(String),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("inspection failed: {0}")]
+    Inspection(String),
+}
+
+/// The message was queued.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub id: MessageId,
+    pub inspection: Inspection,
+}
+
+/// The settings intake needs beside the policy.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    pub tenant: TenantId,
+    /// Domains whose mail is for local users (inbound direction).
+    pub local_domains: Vec<String>,
+    pub limits: Limits,
+    /// The sender of carepost's policy notices.
+    pub notices_from: Address,
+}
+
+/// Inspection, policy and the spool, composed. Cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    spool: Spool,
+    policy: Arc<Policy>,
+    settings: Arc<IntakeSettings>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Intake")
+    }
+}
+
+fn summary_json(summary: &Summary) -> String {
+    serde_json::to_string(summary).unwrap_or_else(|_| "{}".into())
+}
+
+fn entity_counts(summary: &Summary) -> String {
+    let parts: Vec<String> = summary.entities.iter().map(|(e, n)| format!("{} {n}", e.as_str())).collect();
+    if parts.is_empty() { "none".into() } else { parts.join(", ") }
+}
+
+impl Intake {
+    pub fn new(spool: Spool, policy: Arc<Policy>, settings: IntakeSettings) -> Self {
+        Intake { spool, policy, settings: Arc::new(settings) }
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn settings(&self) -> &IntakeSettings {
+        &self.settings
+    }
+
+    /// Inspects, decides and queues a message; returns its id once it is durable.
+    pub async fn submit(&self, envelope: Envelope, arrival: Arrival, body: Bytes) -> Result<Accepted, IntakeError> {
+        let inspection = {
+            let (body, envelope, arrival) = (body.clone(), envelope.clone(), arrival.clone());
+            let (policy, settings) = (self.policy.clone(), self.settings.clone());
+            tokio::task::spawn_blocking(move || {
+                inspect(&body, &envelope, &arrival, &policy, &settings.limits, &settings.local_domains)
+            })
+            .await
+            .map_err(|e| IntakeError::Inspection(e.to_string()))?
+        };
+        if let Some(text) = inspection.block() {
+            self.audit_block(&arrival, &inspection).await;
+            return Err(IntakeError::Blocked(text.to_owned()));
+        }
+
+        let mut submission = Submission::new(self.settings.tenant.clone(), envelope, arrival, body);
+        submission.message_id_header = inspection.message_id.clone();
+        submission.inspection = Some(summary_json(&inspection.summary));
+        submission.decisions = inspection.decisions.iter().map(|d| Some(d.to_json())).collect();
+        submission.held = inspection.decisions.iter().map(|d| d.quarantine).collect();
+        submission.audit_details = audit_details(&inspection);
+        let id = self.spool.accept(submission).await?;
+        self.send_notices(&id, &inspection).await;
+        Ok(Accepted { id, inspection })
+    }
+
+    async fn audit_block(&self, arrival: &Arrival, inspection: &Inspection) {
+        let mut event = carepost_audit::Event::new(arrival.source.as_str(), "message.blocked")
+            .ip(arrival.client_ip)
+            .outcome(carepost_audit::Outcome::Denied);
+        for (k, v) in audit_details(inspection) {
+            event = event.detail(k, v);
+        }
+        if let Err(e) = self.spool.audit().append(event).await {
+            tracing::error!(error = %e, "cannot audit a blocked message");
+        }
+    }
+
+    /// Tells compliance addresses named by `notify` actions. The notice carries the message
+    /// id, the rules, the verdict and entity counts: never content, subject or addresses.
+    async fn send_notices(&self, id: &MessageId, inspection: &Inspection) {
+        let mut by_address: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for d in &inspection.decisions {
+            for address in &d.notify {
+                let rules = by_address.entry(address.as_str()).or_default();
+                for r in &d.matched_rules {
+                    if !rules.contains(&r.as_str()) {
+                        rules.push(r.as_str());
+                    }
+                }
+            }
+        }
+        let quarantined = inspection.decisions.iter().filter(|d| d.quarantine).count();
+        for (address, rules) in by_address {
+            let Ok(to) = Address::parse(address) else { continue };
+            let text = format!(
+                "A message matched carepost policy.\r\n\r\nMessage:  {id}\r\nRules:    {}\r\nVerdict:  {} (confidence {:.2}){}\r\nEntities: {}\r\nAction:   {}\r\n\r\nThis notice carries no message content. Review it with: carepost quarantine show {id}\r\n",
+                rules.join(", "),
+                inspection.summary.verdict.as_str(),
+                inspection.summary.confidence,
+                if inspection.summary.incomplete { ", scan incomplete" } else { "" },
+                entity_counts(&inspection.summary),
+                if quarantined > 0 { format!("{quarantined} recipient(s) held in quarantine") } else { "delivered as policy requires".into() },
+            );
+            let notice = mail_builder::MessageBuilder::new()
+                .from(("carepost", self.settings.notices_from.as_str()))
+                .to(to.as_str())
+                .subject(format!("carepost policy notice: message {id}"))
+                .text_body(text)
+                .write_to_vec();
+            let Ok(notice) = notice else { continue };
+            let envelope = Envelope {
+                mail_from: Some(self.settings.notices_from.clone()),
+                recipients: vec![Recipient::new(to)],
+                dsn_ret: None,
+                dsn_envid: None,
+                require_tls: false,
+                smtputf8: false,
+                body: Default::default(),
+            };
+            let arrival = Arrival { source: Source::System, client_ip: None, helo: None, authenticated_as: None, tls: None, sender_auth: None };
+            let submission = Submission::new(self.settings.tenant.clone(), envelope, arrival, Bytes::from(notice));
+            if let Err(e) = self.spool.accept(submission).await {
+                tracing::error!(message = %id, error = %e, "cannot queue a policy notice");
+            }
+        }
+    }
+}
+
+/// Value-free facts about an inspection for the audit record.
+fn audit_details(inspection: &Inspection) -> Vec<(String, String)> {
+    let s = &inspection.summary;
+    let mut rules: Vec<&str> = Vec::new();
+    let mut methods: Vec<&str> = Vec::new();
+    for d in &inspection.decisions {
+        for r in &d.matched_rules {
+            if !rules.contains(&r.as_str()) {
+                rules.push(r);
+            }
+        }
+        let m = d.method.map(|m| m.as_str()).unwrap_or("transport");
+        if !methods.contains(&m) {
+            methods.push(m);
+        }
+    }
+    vec![
+        ("verdict".into(), s.verdict.as_str().into()),
+        ("confidence".into(), format!("{:.2}", s.confidence)),
+        ("incomplete".into(), s.incomplete.to_string()),
+        ("entities".into(), entity_counts(s)),
+        ("rules".into(), rules.join(",")),
+        ("methods".into(), methods.join(",")),
+    ]
+}
