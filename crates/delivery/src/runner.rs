@@ -968,7 +968,7 @@ impl Inner {
                     let text = reply.as_ref().map(Reply::line).unwrap_or_else(|| format!("{status} {reason}"));
                     (state::QUEUED, next.as_micros(), text, None, AuditOutcome::Failure, notified)
                 }
-                Outcome::Failed { reason, status, reply, remote } => {
+                Outcome::Failed { reason, status, reply, .. } => {
                     if let Some(r) = reply {
                         event = event.detail("reply", r.code);
                     }
@@ -989,7 +989,6 @@ impl Inner {
                             Err(e) => tracing::warn!(error = %e, "cannot seal a suppression entry"),
                         }
                     }
-                    let _ = remote;
                     let text = reply.as_ref().map(Reply::line).unwrap_or_else(|| format!("{status} {reason}"));
                     (state::BOUNCED, now.as_micros(), text, None, AuditOutcome::Failure, rcpt.row.delay_notified)
                 }
@@ -1046,7 +1045,7 @@ impl Inner {
             }
         }
 
-        let finished: Vec<(i64, ())> = updates.iter().map(|(idx, _)| (*idx, ())).collect();
+        let finished: Vec<i64> = updates.iter().map(|(idx, _)| *idx).collect();
         let audit = self.spool.audit().clone();
         let message_id = id.clone();
         let result = self
@@ -1075,7 +1074,7 @@ impl Inner {
         }
         {
             let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
-            for (idx, _) in &finished {
+            for idx in &finished {
                 claimed.remove(&(id.clone(), *idx));
             }
         }
