@@ -13,6 +13,15 @@ use carepost_testkit::{Server, files_containing};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 
+/// Starts `carepost serve` in `dir` with its own host name (testkit's config has none).
+fn start(dir: &Path, hostname: &str, tables: &str) -> Server {
+    let data_dir = dir.join("data");
+    let config = dir.join("carepost.toml");
+    std::fs::write(&config, format!("data_dir = \"{}\"\nhostname = \"{hostname}\"\n\n[log]\nlevel = \"warn\"\n\n{tables}", data_dir.display()))
+        .unwrap();
+    Server::start_with(Path::new(BIN), dir, &config, &data_dir)
+}
+
 async fn open(dir: &Path) -> (Installation, Spool) {
     let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
     let install = Installation::open(config, Access::Shared).await.unwrap();
@@ -28,18 +37,22 @@ async fn one_carepost_delivers_to_another_over_loopback() {
     std::fs::create_dir_all(&b_dir).unwrap();
 
     // B: the receiving side. Its MX accepts mail for b.test; it sends nothing itself.
-    let b = Server::start(
-        Path::new(BIN),
+    let b = start(
         &b_dir,
+        "mx.b.test",
         "[smtp]\nmx_listen = \"127.0.0.1:0\"\nsubmission_listen = \"\"\nsubmissions_listen = \"\"\nlocal_domains = [\"b.test\"]\nverify_senders = false\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n[delivery]\nenabled = false\n",
     );
     let b_mx = b.addr("mx");
 
-    // A: the sending side, routing b.test to B's MX.
-    let a = Server::start(
-        Path::new(BIN),
+    // A: the sending side, routing b.test to B's MX. (Distinct host names: a next hop that
+    // greets with carepost's own name is a loop, and is refused.)
+    let a = start(
         &a_dir,
-        &format!("[delivery]\nretry_first = \"1s\"\nretry_max = \"2s\"\n\n[delivery.transport]\n\"b.test\" = \"[127.0.0.1]:{}\"\n", b_mx.port()),
+        "mx.a.test",
+        &format!(
+            "[smtp]\nmx_listen = \"\"\nsubmission_listen = \"\"\nsubmissions_listen = \"\"\n\n[web]\nlisten = \"127.0.0.1:0\"\n\n[delivery]\nretry_first = \"1s\"\nretry_max = \"2s\"\n\n[delivery.transport]\n\"b.test\" = \"[127.0.0.1]:{}\"\n",
+            b_mx.port()
+        ),
     );
     let marker = format!("TWO-INSTANCES-{}", std::process::id());
     let id = {

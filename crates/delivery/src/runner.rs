@@ -721,7 +721,22 @@ impl Inner {
                 for _ in 0..2 {
                     let spec = ConnectSpec { addr, host: &candidate.host, helo: &self.helo, demand: &demand_now, auth, timeouts };
                     match SmtpConnection::connect(spec, &self.tls).await {
-                        Ok(conn) => {
+                        Ok(mut conn) => {
+                            // Postfix's "mail loops back to myself": the next hop is this
+                            // very server (an MX or smart host pointing back here).
+                            if !conn.greeting_name.is_empty() && conn.greeting_name.eq_ignore_ascii_case(&self.helo) {
+                                let _ = conn.quit().await;
+                                return Err(SessionFailure {
+                                    permanent: false,
+                                    status: "4.4.6",
+                                    reason: format!(
+                                        "mail for this destination loops back to this server ({}); route it with delivery.transport",
+                                        self.helo
+                                    ),
+                                    tls: false,
+                                    remote: Some(remote),
+                                });
+                            }
                             if conn.tls.is_some() {
                                 self.tls_report(route, candidate, Some(*ip), &demand_now, sts.as_deref(), None);
                             }

@@ -415,6 +415,28 @@ async fn dane_matches_the_tlsa_record_or_nothing_is_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_that_would_loop_back_to_this_server_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestSmtp::start(Behaviour::default()).await;
+    let spool = support::spool(dir.path()).await;
+    let mut e = env(StaticDns::new(), 25);
+    // The next hop greets with this server's own name.
+    e.hostname = "test.sink".into();
+    let runner = QueueRunner::new(spool.clone(), smart_host(server.addr.port()), e).unwrap();
+    let id = submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], "LOOP", vec![]).await;
+    let handle = start(&runner);
+    let deadline = std::time::Instant::now() + WAIT;
+    while spool.store().recipients(&id).await.unwrap()[0].attempts < 1 {
+        assert!(std::time::Instant::now() < deadline, "no attempt");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop(handle).await;
+    assert!(!server.saw_command("MAIL FROM"));
+    let reason = spool.open(&id).await.unwrap().recipients[0].last_reply.clone().unwrap();
+    assert!(reason.contains("4.4.6") && reason.contains("loops back"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_mx_bounces_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let sink = TestSmtp::start(Behaviour::default()).await;
