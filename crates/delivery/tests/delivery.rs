@@ -157,6 +157,8 @@ async fn connections_are_reused_and_limited_per_destination() {
     }
     let mut c = smart_host(server.addr.port());
     c.max_connections_per_destination = 2;
+    // Long enough that a slow machine never closes an idle connection between messages.
+    c.connection_idle = Interval::secs(60);
     let runner = QueueRunner::new(spool.clone(), c, env(StaticDns::new(), 25)).unwrap();
     let handle = start(&runner);
     for id in &ids {
