@@ -26,6 +26,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub web: WebConfig,
     pub delivery: carepost_delivery::DeliveryConfig,
+    pub policy: carepost_policy::PolicyConfig,
 }
 
 impl Default for Config {
@@ -41,6 +42,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             web: WebConfig::default(),
             delivery: carepost_delivery::DeliveryConfig::default(),
+            policy: carepost_policy::PolicyConfig::default(),
         }
     }
 }

@@ -38,9 +38,18 @@ enum Command {
     /// Verify and export the tamper-evident audit log.
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
-    /// Manage encryption keys.
+    /// Rotate carepost's own encryption keys.
     #[command(subcommand)]
     Key(cli::key::KeyCommand),
+    /// The recipient key directory: S/MIME certificates and OpenPGP keys of correspondents.
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
+    /// Run the PHI/PII scanner on .eml files.
+    #[command(subcommand)]
+    Dlp(cli::dlp::DlpCommand),
+    /// Try the policy on a message.
+    #[command(subcommand)]
+    Policy(cli::policy::PolicyCommand),
     /// Accounts that sign in to SMTP submission.
     #[command(subcommand)]
     User(cli::user::UserCommand),
@@ -78,6 +87,9 @@ fn main() -> ExitCode {
             Command::Config(c) => cli::config::run(c),
             Command::Audit(c) => cli::audit::run(&global, c).await,
             Command::Key(c) => cli::key::run(&global, c).await,
+            Command::Keys(c) => cli::keys::run(&global, c).await,
+            Command::Dlp(c) => cli::dlp::run(c),
+            Command::Policy(c) => cli::policy::run(&global, c).await,
             Command::User(c) => cli::user::run(&global, c).await,
             Command::Block(c) => cli::block::run(&global, c).await,
             Command::Queue(c) => cli::queue::run(&global, c).await,

@@ -1,11 +1,14 @@
-//! Wiring of the SMTP listeners: the spool as their way into the queue, local accounts for
+//! Wiring of the SMTP listeners: intake (inspection, policy, spool) as their way into the queue, local accounts for
 //! AUTH, stored blocks, sender verification and the TLS identity.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use carepost_delivery::Spool;
-use carepost_smtp::{Guard, RunningServer, SenderVerifier, Services, SmtpServer, SpoolIngress, StoreAuthenticator};
+use carepost_delivery::{Intake, IntakeSettings};
+use carepost_model::Address;
+use carepost_policy::Policy;
+use carepost_smtp::{Guard, IntakeIngress, RunningServer, SenderVerifier, Services, SmtpServer, StoreAuthenticator};
 
 use crate::Installation;
 use crate::tls::TlsIdentity;
@@ -23,7 +26,7 @@ pub async fn start(install: &Installation, spool: &Spool, tls: &TlsIdentity) -> 
         None
     };
     let services = Services {
-        ingress: Arc::new(SpoolIngress::new(spool.clone())),
+        ingress: Arc::new(IntakeIngress::new(intake(install, spool)?)),
         authenticator: Arc::new(StoreAuthenticator::new(install.store.clone(), install.ring.clone())),
         guard: Arc::new(guard),
         verifier,
@@ -31,4 +34,17 @@ pub async fn start(install: &Installation, spool: &Spool, tls: &TlsIdentity) -> 
     };
     let server = SmtpServer::bind(smtp, &config.hostname, services).await?;
     Ok(server.start())
+}
+
+/// Inspection and policy in front of the spool, as every way in uses them.
+pub fn intake(install: &Installation, spool: &Spool) -> anyhow::Result<Intake> {
+    let config = &install.config;
+    let policy = Policy::new(config.policy.clone()).context("the [policy] configuration")?;
+    let notices_from = Address::parse(&format!("postmaster@{}", config.hostname))
+        .with_context(|| format!("hostname '{}' does not make a valid postmaster address", config.hostname))?;
+    Ok(Intake::new(
+        spool.clone(),
+        Arc::new(policy),
+        IntakeSettings { local_domains: config.smtp.local_domains.clone(), limits: Default::default(), notices_from },
+    ))
 }

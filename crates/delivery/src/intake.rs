@@ -102,7 +102,6 @@ pub struct Accepted {
 /// The settings intake needs beside the policy.
 #[derive(Debug, Clone)]
 pub struct IntakeSettings {
-    pub tenant: TenantId,
     /// Domains whose mail is for local users (inbound direction).
     pub local_domains: Vec<String>,
     pub limits: Limits,
@@ -151,7 +150,7 @@ impl Intake {
     }
 
     /// Inspects, decides and queues a message; returns its id once it is durable.
-    pub async fn submit(&self, envelope: Envelope, arrival: Arrival, body: Bytes) -> Result<Accepted, IntakeError> {
+    pub async fn submit(&self, tenant: TenantId, envelope: Envelope, arrival: Arrival, body: Bytes) -> Result<Accepted, IntakeError> {
         let inspection = {
             let (body, envelope, arrival) = (body.clone(), envelope.clone(), arrival.clone());
             let (policy, settings) = (self.policy.clone(), self.settings.clone());
@@ -166,14 +165,14 @@ impl Intake {
             return Err(IntakeError::Blocked(text.to_owned()));
         }
 
-        let mut submission = Submission::new(self.settings.tenant.clone(), envelope, arrival, body);
+        let mut submission = Submission::new(tenant.clone(), envelope, arrival, body);
         submission.message_id_header = inspection.message_id.clone();
         submission.inspection = Some(summary_json(&inspection.summary));
         submission.decisions = inspection.decisions.iter().map(|d| Some(d.to_json())).collect();
         submission.held = inspection.decisions.iter().map(|d| d.quarantine).collect();
         submission.audit_details = audit_details(&inspection);
         let id = self.spool.accept(submission).await?;
-        self.send_notices(&id, &inspection).await;
+        self.send_notices(&tenant, &id, &inspection).await;
         Ok(Accepted { id, inspection })
     }
 
@@ -191,7 +190,7 @@ impl Intake {
 
     /// Tells compliance addresses named by `notify` actions. The notice carries the message
     /// id, the rules, the verdict and entity counts: never content, subject or addresses.
-    async fn send_notices(&self, id: &MessageId, inspection: &Inspection) {
+    async fn send_notices(&self, tenant: &TenantId, id: &MessageId, inspection: &Inspection) {
         let mut by_address: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for d in &inspection.decisions {
             for address in &d.notify {
@@ -232,7 +231,7 @@ impl Intake {
                 body: Default::default(),
             };
             let arrival = Arrival { source: Source::System, client_ip: None, helo: None, authenticated_as: None, tls: None, sender_auth: None };
-            let submission = Submission::new(self.settings.tenant.clone(), envelope, arrival, Bytes::from(notice));
+            let submission = Submission::new(tenant.clone(), envelope, arrival, Bytes::from(notice));
             if let Err(e) = self.spool.accept(submission).await {
                 tracing::error!(message = %id, error = %e, "cannot queue a policy notice");
             }

@@ -27,7 +27,6 @@ async fn intake(dir: &std::path::Path, policy_toml: &str) -> Intake {
         Spool::new(store, ring, blobs, audit),
         Arc::new(Policy::new(file.policy).unwrap()),
         IntakeSettings {
-            tenant: TenantId::default(),
             local_domains: vec!["clinic.example.org".into()],
             limits: Default::default(),
             notices_from: Address::parse("postmaster@clinic.example.org").unwrap(),
@@ -67,7 +66,7 @@ then.quarantine = true
 then.notify_compliance = true
 "#).await;
     let accepted = intake
-        .submit(envelope(&["pat@example.net", "dr@clinic.example.org"]), arrival(), Bytes::from_static(PHI.as_bytes()))
+        .submit(TenantId::default(), envelope(&["pat@example.net", "dr@clinic.example.org"]), arrival(), Bytes::from_static(PHI.as_bytes()))
         .await
         .unwrap();
     assert_eq!(accepted.inspection.summary.verdict.as_str(), "phi");
@@ -116,12 +115,12 @@ when.verdict = ["phi"]
 then.block = "PHI may not be sent to freemail.example"
 "#).await;
     let e = intake
-        .submit(envelope(&["pat@example.net", "pat@freemail.example"]), arrival(), Bytes::from_static(PHI.as_bytes()))
+        .submit(TenantId::default(), envelope(&["pat@example.net", "pat@freemail.example"]), arrival(), Bytes::from_static(PHI.as_bytes()))
         .await
         .unwrap_err();
     assert!(matches!(&e, IntakeError::Blocked(t) if t == "PHI may not be sent to freemail.example"), "{e}");
     assert!(intake.spool().store().messages_in_state("active", 10).await.unwrap().is_empty());
     // A clean message to the same place goes through.
     let clean = "Subject: lunch\r\n\r\nSee you at noon.\r\n";
-    intake.submit(envelope(&["pat@freemail.example"]), arrival(), Bytes::from_static(clean.as_bytes())).await.unwrap();
+    intake.submit(TenantId::default(), envelope(&["pat@freemail.example"]), arrival(), Bytes::from_static(clean.as_bytes())).await.unwrap();
 }

@@ -23,7 +23,7 @@ pub enum TlsFallback {
     Bounce,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Named lists of address patterns, used by `sender_group` and `recipient_group`.
@@ -41,7 +41,7 @@ pub struct PolicyConfig {
 /// One rule: when every condition holds, the actions apply. Rules are evaluated in order;
 /// every matching rule contributes its actions, the first rule that names a method decides
 /// the method, and a rule with `stop = true` ends the evaluation.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub name: String,
@@ -54,7 +54,7 @@ pub struct Rule {
 }
 
 /// Conditions of a rule; absent ones always hold. Lists match when any element matches.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Conditions {
     pub direction: Option<Direction>,
@@ -82,7 +82,7 @@ pub struct Conditions {
 }
 
 /// Actions of a rule.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Actions {
     /// tls_verified, smime, pgp, portal or best.

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use carepost_delivery::{Spool, Submission};
+use carepost_delivery::{Intake, IntakeError};
 use carepost_model::{Arrival, Envelope, MessageId, TenantId};
 use futures::future::BoxFuture;
 
@@ -24,13 +24,6 @@ pub struct AcceptedMessage {
     pub arrival: Arrival,
     /// The whole message with carepost's Received and Authentication-Results headers first.
     pub message: Bytes,
-}
-
-impl AcceptedMessage {
-    /// Whether DMARC handling asked for the message to be held rather than delivered.
-    pub fn quarantined(&self) -> bool {
-        self.arrival.sender_auth.as_ref().is_some_and(|a| a.action == "quarantine")
-    }
 }
 
 /// Why a message was not taken: the SMTP reply the client gets.
@@ -68,70 +61,31 @@ pub trait Ingress: Send + Sync + 'static {
     fn accept(&self, message: AcceptedMessage) -> BoxFuture<'_, Result<MessageId, Rejection>>;
 }
 
-/// The plain way in: straight into the durable queue.
+/// The way in: intake inspects the message, applies policy and makes it durable. A message
+/// policy blocks gets a permanent refusal with the operator's text; anything else that goes
+/// wrong is temporary, so the client keeps the message and retries.
 #[derive(Debug, Clone)]
-pub struct SpoolIngress {
-    spool: Spool,
+pub struct IntakeIngress {
+    intake: Intake,
 }
 
-impl SpoolIngress {
-    pub fn new(spool: Spool) -> Self {
-        SpoolIngress { spool }
+impl IntakeIngress {
+    pub fn new(intake: Intake) -> Self {
+        IntakeIngress { intake }
     }
 }
 
-/// The Message-ID header of a message, if it has one in its header section.
-pub fn message_id_header(message: &[u8]) -> Option<String> {
-    let end = message.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(message.len());
-    let head = &message[..end];
-    let mut lines = head.split(|&b| b == b'\n').peekable();
-    while let Some(line) = lines.next() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() >= 11 && line[..11].eq_ignore_ascii_case(b"message-id:") {
-            let mut value = String::from_utf8_lossy(&line[11..]).trim().to_owned();
-            while let Some(next) = lines.peek() {
-                if next.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-                    let next = next.strip_suffix(b"\r").unwrap_or(next);
-                    value.push_str(String::from_utf8_lossy(next).trim());
-                    lines.next();
-                } else {
-                    break;
-                }
-            }
-            return (!value.is_empty()).then_some(value);
-        }
-    }
-    None
-}
-
-impl Ingress for SpoolIngress {
+impl Ingress for IntakeIngress {
     fn accept(&self, m: AcceptedMessage) -> BoxFuture<'_, Result<MessageId, Rejection>> {
         Box::pin(async move {
-            let held = m.quarantined();
-            let recipients = m.envelope.recipients.len();
-            let message_id = message_id_header(&m.message);
-            let mut s = Submission::new(m.tenant, m.envelope, m.arrival, m.message);
-            s.message_id_header = message_id;
-            if held {
-                s.held = vec![true; recipients];
+            match self.intake.submit(m.tenant, m.envelope, m.arrival, m.message).await {
+                Ok(accepted) => Ok(accepted.id),
+                Err(IntakeError::Blocked(text)) => Err(Rejection::new(550, "5.7.1", text)),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot queue an accepted message");
+                    Err(Rejection::temporary("Error: queue file write error; try again later"))
+                }
             }
-            self.spool.accept(s).await.map_err(|e| {
-                tracing::error!(error = %e, "cannot queue an accepted message");
-                Rejection::temporary("Error: queue file write error; try again later")
-            })
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_message_id_header() {
-        assert_eq!(message_id_header(b"From: a\r\nMessage-ID: <x@y>\r\n\r\nbody").as_deref(), Some("<x@y>"));
-        assert_eq!(message_id_header(b"message-id:\r\n <folded@y>\r\n\r\n").as_deref(), Some("<folded@y>"));
-        assert_eq!(message_id_header(b"From: a\r\n\r\nMessage-ID: <in-body@y>\r\n"), None);
-        assert_eq!(message_id_header(b""), None);
     }
 }

@@ -31,7 +31,7 @@ pub use accounts::{AuthError, Authenticator, SignedIn, StoreAuthenticator};
 pub use config::{DmarcEnforcement, SmtpConfig};
 pub use guard::{ActiveBlock, Guard, GuardSettings};
 pub use inbound::{DnsCaches, SenderVerifier, Verdict};
-pub use ingress::{AcceptedMessage, Ingress, Rejection, SpoolIngress};
+pub use ingress::{AcceptedMessage, Ingress, IntakeIngress, Rejection};
 pub use network::Network;
 pub use reply::Reply;
 pub use server::{RunningServer, Services, SmtpError, SmtpServer};

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carepost_audit::{Audit, CheckpointKey};
-use carepost_delivery::Spool;
-use carepost_model::{Listen, TenantId};
-use carepost_smtp::{Guard, RunningServer, SenderVerifier, Services, SmtpConfig, SmtpServer, SpoolIngress, StoreAuthenticator};
+use carepost_delivery::{Intake, IntakeSettings, Spool};
+use carepost_model::{Address, Listen, TenantId};
+use carepost_policy::{Policy, PolicyConfig};
+use carepost_smtp::{Guard, RunningServer, SenderVerifier, Services, SmtpConfig, SmtpServer, IntakeIngress, StoreAuthenticator};
 use carepost_store::Store;
 use carepost_testkit::dns::TestDns;
 use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
@@ -56,7 +57,15 @@ impl Harness {
         let verifier = Arc::new(SenderVerifier::new(&config.dns_servers, "mx.carepost.test", config.dmarc_enforcement).unwrap());
         let guard = Guard::load(config.guard_settings(), store.clone(), audit).await.unwrap();
         let services = Services {
-            ingress: Arc::new(SpoolIngress::new(spool.clone())),
+            ingress: Arc::new(IntakeIngress::new(Intake::new(
+                spool.clone(),
+                Arc::new(Policy::new(PolicyConfig::default()).unwrap()),
+                IntakeSettings {
+                    local_domains: config.local_domains.clone(),
+                    limits: Default::default(),
+                    notices_from: Address::parse("postmaster@mx.carepost.test").unwrap(),
+                },
+            ))),
             authenticator: Arc::new(StoreAuthenticator::new(store, ring)),
             guard: Arc::new(guard),
             verifier: Some(verifier.clone()),

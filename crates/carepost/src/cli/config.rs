@@ -17,16 +17,22 @@ pub enum ConfigCommand {
 
 pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ConfigCommand::Check { file } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                Ok(ExitCode::SUCCESS)
+        ConfigCommand::Check { file } => {
+            let checked = Config::load(&file).map_err(|e| e.to_string()).and_then(|config| {
+                // What the file cannot say wrongly in TOML but can in meaning.
+                carepost_policy::Policy::new(config.policy).map(drop).map_err(|e| format!("{}: {e}", file.display()))
+            });
+            match checked {
+                Ok(()) => {
+                    println!("{}: ok", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(1))
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::from(1))
-            }
-        },
+        }
     }
 }
 

@@ -1,0 +1,104 @@
+//! `carepost keys`: the recipient key directory (S/MIME certificates, OpenPGP keys).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use carepost::install::{Access, Installation};
+use carepost::Config;
+use carepost_audit::Event;
+use carepost_model::{Address, TenantId};
+use carepost_secure::directory::KeyDirectory;
+use clap::Subcommand;
+
+use super::Global;
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Import certificates or OpenPGP public keys (PEM, DER, armored or binary) from FILE.
+    Import {
+        file: PathBuf,
+        #[arg(long, default_value = "default")]
+        tenant: TenantId,
+    },
+    /// List stored keys and whether each would be used now.
+    List {
+        #[arg(long, default_value = "default")]
+        tenant: TenantId,
+    },
+    /// Remove a stored key (its stored copy is crypto-shredded).
+    Remove {
+        id: String,
+        #[arg(long, default_value = "default")]
+        tenant: TenantId,
+    },
+    /// Show the keys delivery would use for ADDRESS, looking it up through WKD if needed.
+    Lookup {
+        address: Address,
+        #[arg(long, default_value = "default")]
+        tenant: TenantId,
+    },
+}
+
+/// The key directory of an existing installation, without network look-ups; `None` when the
+/// data directory does not exist yet (nothing to look up).
+pub async fn directory_if_installed(config: &Config) -> anyhow::Result<Option<KeyDirectory>> {
+    if !config.in_data_dir(&config.store.database).exists() {
+        return Ok(None);
+    }
+    let install = Installation::open(config.clone(), Access::Shared).await?;
+    Ok(Some(KeyDirectory::new(install.store.clone(), install.ring.clone(), None)))
+}
+
+pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let (config, _) = global.load_config()?;
+    let install = Installation::open(config, Access::Shared).await?;
+    let wkd = match &command {
+        KeysCommand::Lookup { .. } => Some(carepost_secure::wkd::ReqwestWkdClient::new(&Default::default())?),
+        _ => None,
+    };
+    let dir = KeyDirectory::new(install.store.clone(), install.ring.clone(), wkd);
+    match command {
+        KeysCommand::Import { file, tenant } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("{}", file.display()))?;
+            let ids = dir.import(&tenant, &bytes).await.with_context(|| format!("{}", file.display()))?;
+            for id in &ids {
+                install.audit.append(Event::new("cli", "keys.import").target(format!("key:{id}")).detail("tenant", &tenant)).await?;
+            }
+            println!("imported {} entr{}: {}", ids.len(), if ids.len() == 1 { "y" } else { "ies" }, ids.join(", "));
+        }
+        KeysCommand::List { tenant } => {
+            println!("{:<26}  {:<5}  {:<8}  {:<20}  {:<40}  address", "id", "kind", "source", "expires", "fingerprint");
+            for k in dir.list(&tenant).await? {
+                let expires = k.not_after.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
+                let state = match &k.unusable {
+                    Some(why) => format!("  (not used: {why})"),
+                    None => String::new(),
+                };
+                println!("{:<26}  {:<5}  {:<8}  {:<20}  {:<40}  {}{state}", k.id, k.kind.as_str(), k.source, &expires[..expires.len().min(20)], k.fingerprint, k.address);
+            }
+        }
+        KeysCommand::Remove { id, tenant } => {
+            if dir.remove(&tenant, &id).await? {
+                install.audit.append(Event::new("cli", "keys.remove").target(format!("key:{id}")).detail("tenant", &tenant)).await?;
+                println!("removed {id}");
+            } else {
+                anyhow::bail!("no key {id} in tenant {tenant}");
+            }
+        }
+        KeysCommand::Lookup { address, tenant } => {
+            let keys = dir.lookup(&tenant, &address).await?;
+            for cert in &keys.smime {
+                println!("S/MIME   {}", cert.info().fingerprint_sha256);
+            }
+            for key in &keys.pgp {
+                println!("OpenPGP  {}", key.fingerprint);
+            }
+            if keys.smime.is_empty() && keys.pgp.is_empty() {
+                println!("no usable key for {address}");
+            }
+        }
+    }
+    install.store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
