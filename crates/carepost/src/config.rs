@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub use carepost_model::Listen;
 pub use carepost_smtp::SmtpConfig;
+pub use carepost_web::WebConfig;
 use serde::{Deserialize, Serialize};
 
 /// The commented default configuration, as `carepost init` writes it.
@@ -127,18 +128,6 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig { checkpoint_every: 1000, anchor_file: PathBuf::from("audit-anchors.log") }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebConfig {
-    pub listen: Listen,
-}
-
-impl Default for WebConfig {
-    fn default() -> Self {
-        WebConfig { listen: Listen::at("127.0.0.1:8443") }
     }
 }
 

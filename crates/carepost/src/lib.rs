@@ -6,6 +6,7 @@ pub mod install;
 pub mod logging;
 pub mod smtp;
 pub mod tls;
+pub mod web;
 
 pub use config::Config;
 pub use install::{Access, Installation};

@@ -27,6 +27,10 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     for (kind, addr) in smtp.local_addrs() {
         println!("  {:<12}{addr}", kind.name());
     }
+    let web = carepost::web::start(&install, &tls).await?;
+    if let Some(web) = &web {
+        println!("  {:<12}{}", "https", web.local_addr());
+    }
     // Signal handlers are in place before "ready": a supervisor (or a test) that stops
     // carepost right after it says ready must get a clean stop, not the default SIGTERM death.
     let shutdown = shutdown_signal();
@@ -49,6 +53,9 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     println!("stopping");
     // Listeners close first; sessions in the middle of a message get a few seconds to finish.
     smtp.shutdown(carepost_smtp::server::SHUTDOWN_GRACE).await;
+    if let Some(web) = web {
+        web.shutdown(carepost_web::SHUTDOWN_GRACE).await;
+    }
     if let Some((stop, runner)) = delivery {
         // The runner stops claiming, lets deliveries in progress finish within its grace
         // period and puts back what it had not started.

@@ -1,0 +1,52 @@
+//! What every handler can reach: the configuration and carepost's services.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use carepost_audit::Audit;
+use carepost_model::TenantId;
+use carepost_store::Store;
+use carepost_vault::{BlobStore, KeyRing, VaultError};
+
+use crate::WebConfig;
+use crate::csrf::CsrfKey;
+use crate::rate_limit::RateLimiter;
+
+/// carepost's services as the binary opened them.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub ring: Arc<KeyRing>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub audit: Audit,
+}
+
+/// The shared state of every handler. Cheap to clone.
+pub type WebState = Arc<WebContext>;
+
+pub struct WebContext {
+    pub config: WebConfig,
+    /// Where links point: `web.public_url`, or `https://` and the bound address.
+    pub public_url: String,
+    pub services: Services,
+    pub(crate) csrf: CsrfKey,
+    /// Requests per client address and minute.
+    pub(crate) requests: RateLimiter<IpAddr>,
+}
+
+impl std::fmt::Debug for WebContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebContext").field("public_url", &self.public_url).finish()
+    }
+}
+
+impl WebContext {
+    /// Builds the state. The CSRF key is derived from the default tenant's blind-index secret,
+    /// so tokens stay valid across restarts and on every node.
+    pub fn new(config: WebConfig, public_url: String, services: Services) -> Result<WebState, VaultError> {
+        let csrf_secret = services.ring.blind_index(&TenantId::default(), "web-csrf-key", b"carepost")?;
+        let requests = RateLimiter::new(config.requests_per_minute, Duration::from_secs(60));
+        Ok(Arc::new(WebContext { csrf: CsrfKey::new(&csrf_secret), requests, config, public_url, services }))
+    }
+}

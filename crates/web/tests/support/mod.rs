@@ -1,0 +1,66 @@
+//! A carepost HTTPS server for tests: a scratch store, key ring, audit log and blob store,
+//! a self-signed certificate, and a client that trusts only that certificate.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use carepost_audit::{Audit, CheckpointKey};
+use carepost_model::TenantId;
+use carepost_store::Store;
+use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
+use carepost_web::{RunningWeb, Services, WebConfig, WebContext, WebServer, WebState};
+
+pub struct TestWeb {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    /// `https://localhost:PORT`
+    pub url: String,
+    pub client: reqwest::Client,
+    pub state: WebState,
+    running: Option<RunningWeb>,
+}
+
+pub async fn services(dir: &std::path::Path) -> Services {
+    let store = Store::open(&dir.join("web.db")).await.unwrap();
+    let ring = Arc::new(KeyRing::new(MasterKey::generate().unwrap()));
+    store.load_system_keys(&ring).await.unwrap();
+    store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
+    let audit = Audit::new(store.clone(), CheckpointKey::from_ring(&ring).unwrap(), 1000, None);
+    let blobs = Arc::new(LocalDirBlobStore::open(dir.join("blobs")).unwrap());
+    Services { store, ring, blobs, audit }
+}
+
+impl TestWeb {
+    pub async fn start(config: WebConfig) -> TestWeb {
+        let dir = tempfile::tempdir().unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+        let tls = carepost_smtp::tls::server_config(&cert, &key).unwrap();
+        let server = WebServer::bind("127.0.0.1:0".parse().unwrap(), &tls).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let url = format!("https://localhost:{}", addr.port());
+        let state = WebContext::new(config, url.clone(), services(dir.path()).await).unwrap();
+        let running = server.start(carepost_web::router(state.clone())).unwrap();
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap()])
+            .resolve("localhost", addr)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        TestWeb { dir, addr, url, client, state, running: Some(running) }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown(std::time::Duration::from_secs(2)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
