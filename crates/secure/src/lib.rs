@@ -9,6 +9,8 @@
 //! - [`wkd`]: OpenPGP Web Key Directory URLs and look-up.
 //! - [`directory`]: the recipient key directory: imported, learned and WKD keys,
 //!   sealed at rest, and the choice of a usable key for a recipient.
+//! - [`portal`]: keeping a message sealed for pick-up in the secure portal, the
+//!   notification and receipt, retraction and expiry (crypto-shredding).
 //! - [`mime`]: splitting a message into the headers that stay outside and the
 //!   entity that gets protected, and putting them back together.
 //!
@@ -22,6 +24,7 @@ pub mod directory;
 pub mod keys;
 pub mod mime;
 pub mod openpgp;
+pub mod portal;
 pub mod smime;
 pub mod wkd;
 

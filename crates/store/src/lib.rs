@@ -15,6 +15,7 @@ pub mod audit_log;
 pub mod dkim_keys;
 mod error;
 pub mod keys;
+pub mod portal;
 pub mod queue;
 pub mod suppression;
 pub mod recipient_keys;

@@ -1,0 +1,668 @@
+//! Rows of the secure portal: messages kept for pick-up, single-purpose links, opens,
+//! recipient accounts, their sessions and one-time codes. Sealing, blind indexes and hashing
+//! of tokens are the callers' (secure and web); this module only stores what it is given.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::{Store, StoreError, Tx};
+
+/// States of a portal message.
+pub mod state {
+    pub const ACTIVE: &str = "active";
+    pub const RETRACTED: &str = "retracted";
+    pub const EXPIRED: &str = "expired";
+}
+
+/// What a link token is good for.
+pub mod purpose {
+    /// The recipient's link in the notification.
+    pub const PICKUP: &str = "pickup";
+    /// The sender's link in the receipt: status and retraction.
+    pub const SENDER: &str = "sender";
+    /// One-time codes: proof of address, password reset.
+    pub const VERIFY: &str = "verify";
+    pub const RESET: &str = "reset";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalMessageRow {
+    pub id: String,
+    pub tenant: String,
+    pub source_message: String,
+    pub recipient_index: Vec<u8>,
+    pub recipient: Vec<u8>,
+    pub envelope: Vec<u8>,
+    pub body_blob: String,
+    pub size: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub state: String,
+    pub withdrawn_at: Option<i64>,
+    pub withdrawn_by: Option<String>,
+}
+
+fn message_from(r: &SqliteRow) -> Result<PortalMessageRow, StoreError> {
+    Ok(PortalMessageRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        source_message: r.try_get("source_message")?,
+        recipient_index: r.try_get("recipient_index")?,
+        recipient: r.try_get("recipient")?,
+        envelope: r.try_get("envelope")?,
+        body_blob: r.try_get("body_blob")?,
+        size: r.try_get("size")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        state: r.try_get("state")?,
+        withdrawn_at: r.try_get("withdrawn_at")?,
+        withdrawn_by: r.try_get("withdrawn_by")?,
+    })
+}
+
+/// Stores a new portal message with its link tokens (`(hash, purpose)`).
+pub async fn insert_message(tx: &mut Tx, m: &PortalMessageRow, tokens: &[(Vec<u8>, &str)]) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO portal_messages (id, tenant, source_message, recipient_index, recipient, envelope, body_blob, size, \
+         created_at, expires_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&m.id)
+    .bind(&m.tenant)
+    .bind(&m.source_message)
+    .bind(&m.recipient_index)
+    .bind(&m.recipient)
+    .bind(&m.envelope)
+    .bind(&m.body_blob)
+    .bind(m.size)
+    .bind(m.created_at)
+    .bind(m.expires_at)
+    .bind(&m.state)
+    .execute(tx.conn())
+    .await?;
+    for (hash, purpose) in tokens {
+        sqlx::query("INSERT INTO portal_tokens (token_hash, purpose, message_id, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(hash)
+            .bind(*purpose)
+            .bind(&m.id)
+            .bind(m.created_at)
+            .execute(tx.conn())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Marks an active message withdrawn (`retracted` or `expired`). Returns false when it was
+/// not active (already withdrawn, or unknown), changing nothing.
+pub async fn withdraw(tx: &mut Tx, id: &str, new_state: &str, at: i64, by: &str) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE portal_messages SET state = $1, withdrawn_at = $2, withdrawn_by = $3 WHERE id = $4 AND state = 'active'",
+    )
+    .bind(new_state)
+    .bind(at)
+    .bind(by)
+    .bind(id)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRow {
+    pub seq: i64,
+    pub at: i64,
+    /// Sealed JSON (client address, user agent).
+    pub detail: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub id: String,
+    pub tenant: String,
+    pub address_index: Vec<u8>,
+    pub address: Vec<u8>,
+    pub password_hash: Option<String>,
+    pub totp: Option<Vec<u8>>,
+    pub totp_pending: Option<Vec<u8>>,
+    pub totp_last_step: Option<i64>,
+    pub failures: i64,
+    pub first_failure_at: Option<i64>,
+    pub locked_until: Option<i64>,
+    pub created_at: i64,
+}
+
+fn account_from(r: &SqliteRow) -> Result<AccountRow, StoreError> {
+    Ok(AccountRow {
+        id: r.try_get("id")?,
+        tenant: r.try_get("tenant")?,
+        address_index: r.try_get("address_index")?,
+        address: r.try_get("address")?,
+        password_hash: r.try_get("password_hash")?,
+        totp: r.try_get("totp")?,
+        totp_pending: r.try_get("totp_pending")?,
+        totp_last_step: r.try_get("totp_last_step")?,
+        failures: r.try_get("failures")?,
+        first_failure_at: r.try_get("first_failure_at")?,
+        locked_until: r.try_get("locked_until")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub account_id: String,
+    pub stage: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRow {
+    pub id: String,
+    pub code_hash: Vec<u8>,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+/// A sign-in failure as recorded: how many in the current window, and the lock if one began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureCount {
+    pub failures: i64,
+    pub locked_until: Option<i64>,
+}
+
+impl Store {
+    pub async fn portal_message(&self, id: &str) -> Result<Option<PortalMessageRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM portal_messages WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(message_from).transpose()
+    }
+
+    /// The message and purpose a link token (by its hash) stands for.
+    pub async fn portal_token(&self, token_hash: &[u8]) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT purpose, message_id FROM portal_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok((r.try_get("purpose")?, r.try_get("message_id")?))).transpose()
+    }
+
+    /// A recipient's messages, newest first.
+    pub async fn portal_messages_for(&self, tenant: &str, recipient_index: &[u8]) -> Result<Vec<PortalMessageRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM portal_messages WHERE tenant = $1 AND recipient_index = $2 ORDER BY created_at DESC LIMIT 500",
+        )
+        .bind(tenant)
+        .bind(recipient_index)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(message_from).collect()
+    }
+
+    /// Portal messages made from one queue message.
+    pub async fn portal_messages_from(&self, source_message: &str) -> Result<Vec<PortalMessageRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM portal_messages WHERE source_message = $1 ORDER BY created_at")
+            .bind(source_message)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(message_from).collect()
+    }
+
+    /// Active messages whose expiry has passed, oldest first.
+    pub async fn portal_expired(&self, now: i64, limit: i64) -> Result<Vec<PortalMessageRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM portal_messages WHERE state = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2")
+            .bind(now)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(message_from).collect()
+    }
+
+    /// Records one open; returns its sequence number.
+    pub async fn add_portal_open(&self, message_id: &str, at: i64, detail: Vec<u8>) -> Result<i64, StoreError> {
+        let id = message_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_opens WHERE message_id = $1")
+                        .bind(&id)
+                        .fetch_one(tx.conn())
+                        .await?;
+                    sqlx::query("INSERT INTO portal_opens (message_id, seq, at, detail) VALUES ($1, $2, $3, $4)")
+                        .bind(&id)
+                        .bind(seq)
+                        .bind(at)
+                        .bind(&detail)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(seq)
+                })
+            })
+            .await
+    }
+
+    pub async fn portal_opens(&self, message_id: &str) -> Result<Vec<OpenRow>, StoreError> {
+        let rows = sqlx::query("SELECT seq, at, detail FROM portal_opens WHERE message_id = $1 ORDER BY seq")
+            .bind(message_id)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(OpenRow { seq: r.try_get("seq")?, at: r.try_get("at")?, detail: r.try_get("detail")? }))
+            .collect()
+    }
+
+    pub async fn portal_account(&self, tenant: &str, address_index: &[u8]) -> Result<Option<AccountRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM portal_accounts WHERE tenant = $1 AND address_index = $2")
+            .bind(tenant)
+            .bind(address_index)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(account_from).transpose()
+    }
+
+    pub async fn portal_account_by_id(&self, id: &str) -> Result<Option<AccountRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM portal_accounts WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        row.as_ref().map(account_from).transpose()
+    }
+
+    /// Sets an account's password, creating the account (with `new_row`'s sealed address)
+    /// when it has none yet. Clears failures and any lock. Returns the account id.
+    pub async fn set_portal_password(&self, new_row: AccountRow, password_hash: String, now: i64) -> Result<String, StoreError> {
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let existing: Option<String> =
+                        sqlx::query_scalar("SELECT id FROM portal_accounts WHERE tenant = $1 AND address_index = $2")
+                            .bind(&new_row.tenant)
+                            .bind(&new_row.address_index)
+                            .fetch_optional(tx.conn())
+                            .await?;
+                    if let Some(id) = existing {
+                        sqlx::query(
+                            "UPDATE portal_accounts SET password_hash = $1, failures = 0, first_failure_at = NULL, \
+                             locked_until = NULL, updated_at = $2 WHERE id = $3",
+                        )
+                        .bind(&password_hash)
+                        .bind(now)
+                        .bind(&id)
+                        .execute(tx.conn())
+                        .await?;
+                        return Ok(id);
+                    }
+                    sqlx::query(
+                        "INSERT INTO portal_accounts (id, tenant, address_index, address, password_hash, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                    )
+                    .bind(&new_row.id)
+                    .bind(&new_row.tenant)
+                    .bind(&new_row.address_index)
+                    .bind(&new_row.address)
+                    .bind(&password_hash)
+                    .bind(now)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(new_row.id)
+                })
+            })
+            .await
+    }
+
+    /// Counts a failed sign-in within `window` microseconds; reaching `threshold` locks the
+    /// account until `now + lock_for`.
+    pub async fn portal_signin_failed(&self, account_id: &str, now: i64, window: i64, threshold: i64, lock_for: i64) -> Result<FailureCount, StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let row = sqlx::query("SELECT failures, first_failure_at FROM portal_accounts WHERE id = $1")
+                        .bind(&id)
+                        .fetch_optional(tx.conn())
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(format!("portal account {id}")))?;
+                    let first: Option<i64> = row.try_get("first_failure_at")?;
+                    let (failures, first) = match first {
+                        Some(f) if now - f < window => (row.try_get::<i64, _>("failures")? + 1, f),
+                        _ => (1, now),
+                    };
+                    let locked_until = (failures >= threshold).then_some(now + lock_for);
+                    let (failures, first) = if locked_until.is_some() { (0, None) } else { (failures, Some(first)) };
+                    sqlx::query(
+                        "UPDATE portal_accounts SET failures = $1, first_failure_at = $2, \
+                         locked_until = COALESCE($3, locked_until) WHERE id = $4",
+                    )
+                    .bind(failures)
+                    .bind(first)
+                    .bind(locked_until)
+                    .bind(&id)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(FailureCount { failures, locked_until })
+                })
+            })
+            .await
+    }
+
+    /// Forgets an account's failures after a successful sign-in.
+    pub async fn portal_signin_succeeded(&self, account_id: &str) -> Result<(), StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE portal_accounts SET failures = 0, first_failure_at = NULL WHERE id = $1")
+                        .bind(&id)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Stores a TOTP secret being set up (`confirm = false`) or makes the pending one active
+    /// (`confirm = true`, `secret` ignored).
+    pub async fn set_portal_totp(&self, account_id: &str, secret: Option<Vec<u8>>, confirm: bool, now: i64) -> Result<(), StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let sql = if confirm {
+                        "UPDATE portal_accounts SET totp = totp_pending, totp_pending = NULL, updated_at = $2 \
+                         WHERE id = $3 AND totp_pending IS NOT NULL AND $1 IS NULL"
+                    } else {
+                        "UPDATE portal_accounts SET totp_pending = $1, updated_at = $2 WHERE id = $3"
+                    };
+                    let done = sqlx::query(sql).bind(&secret).bind(now).bind(&id).execute(tx.conn()).await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound(format!("portal account {id} with a TOTP secret to confirm")));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Accepts a TOTP time step once: false when it (or a later one) was used already.
+    pub async fn use_portal_totp_step(&self, account_id: &str, step: i64) -> Result<bool, StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE portal_accounts SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
+                    )
+                    .bind(step)
+                    .bind(&id)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
+    pub async fn insert_portal_session(&self, id_hash: Vec<u8>, session: SessionRow) -> Result<(), StoreError> {
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO portal_sessions (id_hash, account_id, stage, created_at, last_seen_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&id_hash)
+                    .bind(&session.account_id)
+                    .bind(&session.stage)
+                    .bind(session.created_at)
+                    .bind(session.last_seen_at)
+                    .bind(session.expires_at)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn portal_session(&self, id_hash: &[u8]) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM portal_sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(self.pool()).await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                account_id: r.try_get("account_id")?,
+                stage: r.try_get("stage")?,
+                created_at: r.try_get("created_at")?,
+                last_seen_at: r.try_get("last_seen_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records activity on a session, and optionally moves it to another stage.
+    pub async fn touch_portal_session(&self, id_hash: &[u8], now: i64, stage: Option<&str>) -> Result<(), StoreError> {
+        let (hash, stage) = (id_hash.to_vec(), stage.map(str::to_owned));
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE portal_sessions SET last_seen_at = $1, stage = COALESCE($2, stage) WHERE id_hash = $3")
+                        .bind(now)
+                        .bind(&stage)
+                        .bind(&hash)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Ends one session, or (with `account_id`) every session of an account.
+    pub async fn end_portal_sessions(&self, id_hash: Option<Vec<u8>>, account_id: Option<String>) -> Result<u64, StoreError> {
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query("DELETE FROM portal_sessions WHERE id_hash = $1 OR account_id = $2")
+                        .bind(&id_hash)
+                        .bind(&account_id)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(done.rows_affected())
+                })
+            })
+            .await
+    }
+
+    /// Stores a new one-time code and voids the address's earlier codes of the same purpose.
+    /// The caller checks [`Store::portal_codes_sent_since`] against its limit first.
+    pub async fn insert_portal_code(&self, id: String, tenant: String, address_index: Vec<u8>, code_purpose: &str, code_hash: Vec<u8>, now: i64, expires_at: i64) -> Result<(), StoreError> {
+        let code_purpose = code_purpose.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    // A new code voids the older ones of the same purpose.
+                    sqlx::query(
+                        "UPDATE portal_codes SET used_at = $1 WHERE tenant = $2 AND address_index = $3 AND purpose = $4 AND used_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(&tenant)
+                    .bind(&address_index)
+                    .bind(&code_purpose)
+                    .execute(tx.conn())
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO portal_codes (id, tenant, address_index, purpose, code_hash, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&id)
+                    .bind(&tenant)
+                    .bind(&address_index)
+                    .bind(&code_purpose)
+                    .bind(&code_hash)
+                    .bind(now)
+                    .bind(expires_at)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Codes of this purpose the address was sent since `since`.
+    pub async fn portal_codes_sent_since(&self, tenant: &str, address_index: &[u8], code_purpose: &str, since: i64) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM portal_codes WHERE tenant = $1 AND address_index = $2 AND purpose = $3 AND created_at >= $4",
+        )
+        .bind(tenant)
+        .bind(address_index)
+        .bind(code_purpose)
+        .bind(since)
+        .fetch_one(self.pool())
+        .await?)
+    }
+
+    /// The address's current code of this purpose: unused and unexpired.
+    pub async fn current_portal_code(&self, tenant: &str, address_index: &[u8], code_purpose: &str, now: i64) -> Result<Option<CodeRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM portal_codes WHERE tenant = $1 AND address_index = $2 AND purpose = $3 AND used_at IS NULL \
+             AND expires_at > $4 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(address_index)
+        .bind(code_purpose)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(CodeRow {
+                id: r.try_get("id")?,
+                code_hash: r.try_get("code_hash")?,
+                attempts: r.try_get("attempts")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                used_at: r.try_get("used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records the outcome of entering a code: a match uses it up; a miss counts an attempt
+    /// and voids the code at `max_attempts`.
+    pub async fn portal_code_entered(&self, id: &str, matched: bool, max_attempts: i64, now: i64) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let sql = if matched {
+                        "UPDATE portal_codes SET used_at = $1 WHERE id = $2 AND $3 > 0"
+                    } else {
+                        "UPDATE portal_codes SET attempts = attempts + 1, \
+                         used_at = CASE WHEN attempts + 1 >= $3 THEN $1 ELSE used_at END WHERE id = $2"
+                    };
+                    sqlx::query(sql).bind(now).bind(&id).bind(max_attempts).execute(tx.conn()).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::store;
+
+    fn message(id: &str) -> PortalMessageRow {
+        PortalMessageRow {
+            id: id.into(),
+            tenant: "default".into(),
+            source_message: "Q1".into(),
+            recipient_index: b"r".to_vec(),
+            recipient: b"sealed".to_vec(),
+            envelope: b"sealed".to_vec(),
+            body_blob: format!("portal/{id}"),
+            size: 10,
+            created_at: 1,
+            expires_at: 100,
+            state: state::ACTIVE.into(),
+            withdrawn_at: None,
+            withdrawn_by: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_tokens_opens_and_withdrawal() {
+        let (_dir, store) = store().await;
+        let w = store.writer();
+        w.run(|tx| Box::pin(async move { insert_message(tx, &message("M1"), &[(b"t1".to_vec(), purpose::PICKUP), (b"t2".to_vec(), purpose::SENDER)]).await }))
+            .await
+            .unwrap();
+        assert_eq!(store.portal_token(b"t1").await.unwrap(), Some(("pickup".into(), "M1".into())));
+        assert_eq!(store.portal_token(b"nope").await.unwrap(), None);
+        assert_eq!(store.portal_messages_for("default", b"r").await.unwrap().len(), 1);
+        assert_eq!(store.portal_expired(99, 10).await.unwrap().len(), 0);
+        assert_eq!(store.portal_expired(100, 10).await.unwrap()[0].id, "M1");
+        assert_eq!(store.add_portal_open("M1", 5, b"x".to_vec()).await.unwrap(), 1);
+        assert_eq!(store.add_portal_open("M1", 6, b"y".to_vec()).await.unwrap(), 2);
+        assert_eq!(store.portal_opens("M1").await.unwrap().len(), 2);
+        assert!(w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::RETRACTED, 7, "cli").await })).await.unwrap());
+        assert!(!w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::EXPIRED, 8, "sweep").await })).await.unwrap());
+        let m = store.portal_message("M1").await.unwrap().unwrap();
+        assert_eq!((m.state.as_str(), m.withdrawn_at, m.withdrawn_by.as_deref()), ("retracted", Some(7), Some("cli")));
+        assert!(store.portal_expired(1000, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn accounts_lock_after_failures_and_a_new_password_unlocks() {
+        let (_dir, store) = store().await;
+        let row = AccountRow {
+            id: "A1".into(),
+            tenant: "default".into(),
+            address_index: b"r".to_vec(),
+            address: b"sealed".to_vec(),
+            password_hash: None,
+            totp: None,
+            totp_pending: None,
+            totp_last_step: None,
+            failures: 0,
+            first_failure_at: None,
+            locked_until: None,
+            created_at: 0,
+        };
+        let id = store.set_portal_password(row.clone(), "h1".into(), 1).await.unwrap();
+        assert_eq!(id, "A1");
+        for n in 1..3 {
+            let f = store.portal_signin_failed("A1", 10 + n, 1000, 3, 500).await.unwrap();
+            assert_eq!(f, FailureCount { failures: n, locked_until: None });
+        }
+        let f = store.portal_signin_failed("A1", 13, 1000, 3, 500).await.unwrap();
+        assert_eq!(f.locked_until, Some(513));
+        assert_eq!(store.portal_account("default", b"r").await.unwrap().unwrap().locked_until, Some(513));
+        // Setting the password again (a reset) keeps the id and lifts the lock.
+        assert_eq!(store.set_portal_password(AccountRow { id: "other".into(), ..row }, "h2".into(), 20).await.unwrap(), "A1");
+        let a = store.portal_account_by_id("A1").await.unwrap().unwrap();
+        assert_eq!((a.password_hash.as_deref(), a.locked_until), (Some("h2"), None));
+        // A failure outside the window starts a new count.
+        store.portal_signin_failed("A1", 30, 5, 3, 500).await.unwrap();
+        assert_eq!(store.portal_signin_failed("A1", 100, 5, 3, 500).await.unwrap().failures, 1);
+        // TOTP steps are accepted once, in increasing order.
+        assert!(store.use_portal_totp_step("A1", 7).await.unwrap());
+        assert!(!store.use_portal_totp_step("A1", 7).await.unwrap());
+        assert!(!store.use_portal_totp_step("A1", 6).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn codes_expire_void_older_ones_and_count_attempts() {
+        let (_dir, store) = store().await;
+        let add = |id: &str, now: i64| store.insert_portal_code(id.into(), "default".into(), b"r".to_vec(), purpose::VERIFY, b"h".to_vec(), now, now + 100);
+        add("C1", 1).await.unwrap();
+        add("C2", 2).await.unwrap();
+        assert_eq!(store.portal_codes_sent_since("default", b"r", purpose::VERIFY, 0).await.unwrap(), 2);
+        let current = store.current_portal_code("default", b"r", purpose::VERIFY, 3).await.unwrap().unwrap();
+        assert_eq!(current.id, "C2", "the newer code voids the older");
+        assert!(store.current_portal_code("default", b"r", purpose::VERIFY, 102).await.unwrap().is_none(), "expired");
+        store.portal_code_entered("C2", false, 2, 4).await.unwrap();
+        assert_eq!(store.current_portal_code("default", b"r", purpose::VERIFY, 5).await.unwrap().unwrap().attempts, 1);
+        store.portal_code_entered("C2", false, 2, 5).await.unwrap();
+        assert!(store.current_portal_code("default", b"r", purpose::VERIFY, 6).await.unwrap().is_none(), "void after 2 misses");
+    }
+}
