@@ -224,3 +224,42 @@ pub fn wait_output(child: Child, timeout: Duration) -> std::process::Output {
         }
     }
 }
+
+/// Sends `message` to the SMTP server at `addr` with Python's smtplib, as a relay client
+/// would (no TLS, no AUTH). Returns the server's reply to the end of data, or its refusal.
+pub fn send_with_smtplib(addr: SocketAddr, from: &str, to: &[&str], message: &str) -> Result<String, String> {
+    let script = r#"
+import smtplib, sys
+host, port, sender = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+rcpts = sys.argv[4].split(",")
+body = sys.stdin.buffer.read()
+try:
+    with smtplib.SMTP(host, port, timeout=30) as s:
+        s.ehlo("relay.test")
+        s.mail(sender)
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            if code >= 300:
+                print(f"{code} {text.decode()}"); sys.exit(3)
+        code, text = s.data(body)
+        print(f"{code} {text.decode()}")
+        sys.exit(0 if code == 250 else 3)
+except smtplib.SMTPException as e:
+    print(e); sys.exit(3)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script, &addr.ip().to_string(), &addr.port().to_string(), from, &to.join(",")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test.sh installs it)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(message.as_bytes()).expect("writing the message to smtplib");
+    }
+    let out = wait_output(child, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if out.status.success() { Ok(text) } else { Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr))) }
+}

@@ -8,7 +8,7 @@ use carepost_store::StoreError;
 use carepost_store::queue::{self, RecipientUpdate, state};
 
 use crate::dsn::{self, Action, DsnRecipient};
-use crate::{DeliveryDecision, Spool, SpoolError, Submission};
+use crate::{Spool, SpoolError, Submission, decision};
 
 /// One line of `carepost queue list`.
 #[derive(Debug, Clone)]
@@ -18,21 +18,21 @@ pub struct QueueEntry {
     pub received_at: Timestamp,
     pub size: i64,
     pub source: String,
-    /// Recipients per state: queued, inflight, held, delivered, bounced.
+    /// Recipients per state: queued, inflight, held, quarantined, delivered, bounced.
     pub counts: Vec<(String, usize)>,
     /// When the earliest queued recipient is next tried.
     pub next_attempt: Option<Timestamp>,
     pub attempts: i64,
 }
 
-/// Messages with recipients still to deliver (queued, in flight or held), newest first.
+/// Messages with recipients still to deliver (queued, in flight, held or quarantined), newest first.
 pub async fn list(spool: &Spool, limit: i64) -> Result<Vec<QueueEntry>, SpoolError> {
     let store = spool.store();
     let mut out = Vec::new();
     for m in store.messages_in_state(state::ACTIVE, limit).await? {
         let rows = store.recipients(&m.id).await?;
         let mut counts: Vec<(String, usize)> = Vec::new();
-        for s in [state::QUEUED, state::INFLIGHT, state::HELD, state::DELIVERED, state::BOUNCED] {
+        for s in [state::QUEUED, state::INFLIGHT, state::HELD, state::QUARANTINED, state::DELIVERED, state::BOUNCED] {
             let n = rows.iter().filter(|r| r.state == s).count();
             if n > 0 {
                 counts.push((s.to_owned(), n));
@@ -107,13 +107,13 @@ pub async fn show(spool: &Spool, actor: &str, id: &str) -> Result<MessageView, S
                 next_attempt: Timestamp::from_micros(r.row.next_attempt_at),
                 last_reply: r.last_reply.clone(),
                 method: r.row.method.clone(),
-                require_verified_tls: DeliveryDecision::from_row(r.row.decision.as_deref()).require_verified_tls,
+                require_verified_tls: decision::requires_verified_tls(r.row.decision.as_deref()),
             })
             .collect(),
     })
 }
 
-async fn change(spool: &Spool, actor: &str, id: &str, action: &'static str, from: &'static [&'static str], to: &'static str) -> Result<u64, SpoolError> {
+pub(crate) async fn change(spool: &Spool, actor: &str, id: &str, action: &'static str, from: &'static [&'static str], to: &'static str) -> Result<u64, SpoolError> {
     if spool.store().message(id).await?.is_none() {
         return Err(SpoolError::NotFound(id.to_owned()));
     }
@@ -155,17 +155,40 @@ pub async fn release(spool: &Spool, actor: &str, id: &str) -> Result<u64, SpoolE
 /// operator's reason and the sender is told (unless it asked not to be, or is the null
 /// sender). Returns how many recipients were bounced.
 pub async fn delete(spool: &Spool, actor: &str, id: &str, reason: &str, reporting_mta: &str) -> Result<u64, SpoolError> {
+    let ending = Ending {
+        from_states: &[state::QUEUED, state::INFLIGHT, state::HELD, state::QUARANTINED],
+        action: "queue.delete",
+        status: "5.0.0",
+        explanation: format!("delivery was cancelled by the administrator: {reason}"),
+        reason,
+    };
+    end_recipients(spool, actor, id, &ending, reporting_mta).await
+}
+
+/// How a set of recipients is ended by hand.
+pub(crate) struct Ending<'a> {
+    /// Only recipients in these states are ended.
+    pub from_states: &'a [&'a str],
+    /// The audit action.
+    pub action: &'static str,
+    /// The enhanced status code reported to the sender.
+    pub status: &'static str,
+    /// What the sender's bounce says happened.
+    pub explanation: String,
+    /// The operator's words, kept only as a keyed hash in the audit log.
+    pub reason: &'a str,
+}
+
+/// Bounces the recipients of `id` that are in `ending.from_states`, tells the sender with a
+/// DSN as their NOTIFY asks, and audits it. Returns how many recipients were ended.
+pub(crate) async fn end_recipients(spool: &Spool, actor: &str, id: &str, ending: &Ending<'_>, reporting_mta: &str) -> Result<u64, SpoolError> {
     let opened = spool.open(id).await?;
     let now = Timestamp::now();
-    let open: Vec<_> = opened
-        .recipients
-        .iter()
-        .filter(|r| [state::QUEUED, state::INFLIGHT, state::HELD].contains(&r.row.state.as_str()))
-        .collect();
+    let open: Vec<_> = opened.recipients.iter().filter(|r| ending.from_states.contains(&r.row.state.as_str())).collect();
     if open.is_empty() {
         return Ok(0);
     }
-    let text = format!("5.0.0 deleted by the administrator: {reason}");
+    let text = format!("{} {}", ending.status, ending.explanation);
     let notify_entries: Vec<DsnRecipient> = open
         .iter()
         .filter(|r| {
@@ -176,10 +199,10 @@ pub async fn delete(spool: &Spool, actor: &str, id: &str, reason: &str, reportin
             address: r.recipient.address.as_str().to_owned(),
             orcpt: r.recipient.orcpt.clone(),
             action: Action::Failed,
-            status: "5.0.0".into(),
+            status: ending.status.into(),
             remote_mta: None,
             diagnostic: None,
-            reason: format!("delivery was cancelled by the administrator: {reason}"),
+            reason: ending.explanation.clone(),
             last_attempt: Some(now),
             will_retry_until: None,
         })
@@ -199,7 +222,7 @@ pub async fn delete(spool: &Spool, actor: &str, id: &str, reason: &str, reportin
         let message_id = format!("<{}.dsn@{reporting_mta}>", carepost_model::Id::new());
         let body = dsn::build(&report, &message_id);
         let strict = opened.envelope.require_tls
-            || opened.recipients.iter().any(|r| DeliveryDecision::from_row(r.row.decision.as_deref()).require_verified_tls);
+            || opened.recipients.iter().any(|r| decision::requires_verified_tls(r.row.decision.as_deref()));
         let envelope = carepost_model::Envelope {
             mail_from: None,
             recipients: vec![carepost_model::Recipient::new(sender.clone())],
@@ -212,7 +235,7 @@ pub async fn delete(spool: &Spool, actor: &str, id: &str, reason: &str, reportin
         let arrival = crate::runner::system_arrival();
         let mut submission = Submission::new(opened.tenant.clone(), envelope, arrival, bytes::Bytes::from(body));
         submission.message_id_header = Some(message_id);
-        submission.decisions = vec![strict.then(|| DeliveryDecision::verified_tls().to_json())];
+        submission.decisions = vec![strict.then(|| decision::verified_tls().to_json())];
         spool.accept(submission).await?;
     }
     let mut updates = Vec::new();
@@ -230,11 +253,11 @@ pub async fn delete(spool: &Spool, actor: &str, id: &str, reason: &str, reportin
         ));
     }
     let n = updates.len() as u64;
-    let event = Event::new(actor, "queue.delete")
+    let event = Event::new(actor, ending.action)
         .target(format!("msg:{id}"))
         .outcome(AuditOutcome::Success)
         .detail("recipients", n)
-        .detail_hashed("reason", reason.as_bytes());
+        .detail_hashed("reason", ending.reason.as_bytes());
     let (audit, id) = (spool.audit().clone(), id.to_owned());
     spool
         .store()

@@ -39,8 +39,8 @@ pub struct Submission {
     pub inspection: Option<String>,
     /// Policy's decision (JSON) for each recipient, in envelope order.
     pub decisions: Vec<Option<String>>,
-    /// Recipients to hold instead of queueing (quarantine).
-    pub held: Vec<bool>,
+    /// Recipients policy quarantines instead of queueing.
+    pub quarantined: Vec<bool>,
     /// Value-free facts for the `message.accepted` audit record (verdict, rules, methods).
     pub audit_details: Vec<(String, String)>,
 }
@@ -55,7 +55,7 @@ impl Submission {
             message_id_header: None,
             inspection: None,
             decisions: Vec::new(),
-            held: Vec::new(),
+            quarantined: Vec::new(),
             audit_details: Vec::new(),
         }
     }
@@ -206,7 +206,7 @@ impl Spool {
         for (i, r) in s.envelope.recipients.iter().enumerate() {
             let idx = i as i64;
             let json = serde_json::to_vec(r).map_err(|e| SpoolError::Corrupt { id: id_text.clone(), reason: e.to_string() })?;
-            let held = s.held.get(i).copied().unwrap_or(false);
+            let quarantined = s.quarantined.get(i).copied().unwrap_or(false);
             recipients.push(RecipientRow {
                 message_id: id_text.clone(),
                 idx,
@@ -215,7 +215,7 @@ impl Spool {
                 address_index: self.ring.blind_index(&s.tenant, "rcpt", r.address.canonical().as_bytes())?,
                 domain_index: self.ring.blind_index(&s.tenant, "domain", r.address.domain().as_bytes())?,
                 decision: s.decisions.get(i).cloned().flatten(),
-                state: if held { state::HELD } else { state::QUEUED }.into(),
+                state: if quarantined { state::QUARANTINED } else { state::QUEUED }.into(),
                 attempts: 0,
                 next_attempt_at: now,
                 lease_until: None,
@@ -231,7 +231,7 @@ impl Spool {
             .ip(s.arrival.client_ip)
             .detail("source", s.arrival.source.as_str())
             .detail("recipients", recipients.len())
-            .detail("held", recipients.iter().filter(|r| r.state == state::HELD).count())
+            .detail("quarantined", recipients.iter().filter(|r| r.state == state::QUARANTINED).count())
             .detail("size", s.body.len());
         for (key, value) in &s.audit_details {
             event = event.detail(key.clone(), value);
@@ -356,7 +356,7 @@ mod tests {
         };
         let mut s = Submission::new(TenantId::default(), envelope, arrival, Bytes::from(body.to_owned()));
         s.message_id_header = Some("<abc@example.org>".into());
-        s.held = vec![false, true];
+        s.quarantined = vec![false, true];
         s
     }
 
@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(opened.recipients.len(), 2);
         assert_eq!(opened.recipients[1].recipient.address.as_str(), "Other@example.com");
         assert_eq!(opened.recipients[0].row.state, "queued");
-        assert_eq!(opened.recipients[1].row.state, "held");
+        assert_eq!(opened.recipients[1].row.state, "quarantined");
         assert_eq!(&spool.body(&opened).await.unwrap()[..], marker.as_bytes());
 
         let index = spool.ring().blind_index(&TenantId::default(), "message-id", b"<abc@example.org>").unwrap();
@@ -403,7 +403,7 @@ mod tests {
             h.await.unwrap().unwrap();
         }
         let counts = spool.store().queue_counts().await.unwrap();
-        assert_eq!(counts, vec![("held".to_owned(), 100), ("queued".to_owned(), 100)]);
+        assert_eq!(counts, vec![("quarantined".to_owned(), 100), ("queued".to_owned(), 100)]);
         assert!(spool.audit().verify().await.unwrap().is_ok());
     }
 }

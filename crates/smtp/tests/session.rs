@@ -64,6 +64,7 @@ impl Harness {
                     local_domains: config.local_domains.clone(),
                     limits: Default::default(),
                     notices_from: Address::parse("postmaster@mx.carepost.test").unwrap(),
+                    learning: None,
                 },
             ))),
             authenticator: Arc::new(StoreAuthenticator::new(store, ring)),
@@ -362,5 +363,5 @@ async fn dmarc_quarantine_holds_the_message() {
     c.cmd("DATA").await;
     c.send(format!("{}.\r\n", message("bank@forged.example", "held")).as_bytes()).await;
     assert!(c.reply().await.starts_with("250 2.0.0"));
-    assert_eq!(h.spool.store().queue_counts().await.unwrap(), vec![("held".to_owned(), 1)]);
+    assert_eq!(h.spool.store().queue_counts().await.unwrap(), vec![("quarantined".to_owned(), 1)]);
 }

@@ -47,6 +47,8 @@ pub mod state {
     pub const QUEUED: &str = "queued";
     pub const INFLIGHT: &str = "inflight";
     pub const HELD: &str = "held";
+    /// Held by policy for a compliance officer; only `carepost quarantine` releases it.
+    pub const QUARANTINED: &str = "quarantined";
     pub const DELIVERED: &str = "delivered";
     pub const BOUNCED: &str = "bounced";
     pub const ACTIVE: &str = "active";
@@ -263,7 +265,7 @@ pub async fn set_recipient_state(
 /// Marks the message done when no recipient is left to deliver. Returns whether it is done.
 pub async fn finish_if_done(tx: &mut Tx, message_id: &str) -> Result<bool, StoreError> {
     let open: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM recipients WHERE message_id = $1 AND state IN ('queued', 'inflight', 'held')",
+        "SELECT COUNT(*) FROM recipients WHERE message_id = $1 AND state IN ('queued', 'inflight', 'held', 'quarantined')",
     )
     .bind(message_id)
     .fetch_one(tx.conn())
