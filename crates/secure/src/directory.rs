@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use carepost_model::{Address, Id, TenantId, Timestamp};
-use carepost_store::recipient_keys::{self, RecipientKeyRow};
+use carepost_store::recipient_keys::{self, LookupResult, RecipientKeyRow};
 use carepost_store::{Store, StoreError, keys};
 use carepost_vault::{KeyRing, VaultError};
 use time::OffsetDateTime;
@@ -22,6 +22,9 @@ use crate::wkd::{ReqwestWkdClient, WkdError};
 
 /// How long a WKD answer (a key, or "none published") is trusted before asking again.
 pub const WKD_CACHE_SECONDS: i64 = 24 * 3600;
+/// How long after a failed WKD look-up (network, TLS) it is tried again: soon enough to
+/// pick up a key, rarely enough that an unreachable domain does not slow every message.
+pub const WKD_RETRY_SECONDS: i64 = 3600;
 
 /// Why the directory could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -420,30 +423,30 @@ impl KeyDirectory {
     async fn wkd_lookup(&self, tenant: &TenantId, canonical: &str, index: &[u8], now: OffsetDateTime) -> Result<Option<OpenPgpKey>, DirectoryError> {
         let Some(client) = &self.wkd else { return Ok(None) };
         let now_ts = Timestamp::from_datetime(now);
-        if let Some((checked, _)) = self.store.last_lookup(tenant.as_str(), index, "wkd").await? {
-            if checked > now_ts.plus_seconds(-WKD_CACHE_SECONDS).as_micros() {
-                // A found key was stored and already considered; a miss is remembered.
+        if let Some((checked, result)) = self.store.last_lookup(tenant.as_str(), index, "wkd").await? {
+            let ttl = if result == LookupResult::Failed { WKD_RETRY_SECONDS } else { WKD_CACHE_SECONDS };
+            if checked > now_ts.plus_seconds(-ttl).as_micros() {
+                // A found key was stored and already considered; a miss or failure is remembered.
                 return Ok(None);
             }
         }
         let fetched = crate::wkd::fetch_key_at(client.as_ref(), canonical, now).await;
-        let key = match fetched {
-            Ok(key) => Some(key),
-            Err(WkdError::NotFound | WkdError::AddressMismatch | WkdError::Unusable(_) | WkdError::Key(_)) => None,
-            // Network trouble is not an answer: do not cache it, try again next time.
+        let (key, result) = match fetched {
+            Ok(key) => (Some(key), LookupResult::Found),
+            Err(WkdError::NotFound | WkdError::AddressMismatch | WkdError::Unusable(_) | WkdError::Key(_)) => (None, LookupResult::Miss),
             Err(e) => {
-                tracing::warn!(error = %carepost_model::Sensitive::new(e.to_string()), "WKD look-up failed; will retry on the next message");
-                return Ok(None);
+                tracing::warn!(error = %carepost_model::Sensitive::new(e.to_string()), "WKD look-up failed; will try again within the hour");
+                (None, LookupResult::Failed)
             }
         };
         if let Some(key) = &key {
             self.save(tenant, &Parsed::Pgp(key.clone()), KeySource::Wkd, Some(canonical)).await?;
         }
-        let (t, index, found) = (tenant.to_string(), index.to_vec(), key.is_some());
+        let (t, index) = (tenant.to_string(), index.to_vec());
         let at = now_ts.as_micros();
         self.store
             .writer()
-            .run(move |tx| Box::pin(async move { recipient_keys::record_lookup(tx, &t, &index, "wkd", at, found).await }))
+            .run(move |tx| Box::pin(async move { recipient_keys::record_lookup(tx, &t, &index, "wkd", at, result).await }))
             .await?;
         Ok(key)
     }

@@ -7,6 +7,7 @@
 //! - [`keys`]: certificate and OpenPGP key facts and the "may we encrypt to
 //!   this now?" check (expired, not yet valid, revoked, wrong usage).
 //! - [`wkd`]: OpenPGP Web Key Directory URLs and look-up.
+//! - [`config`]: `[secure]`: the organization's signing identities, WKD, learning.
 //! - [`directory`]: the recipient key directory: imported, learned and WKD keys,
 //!   sealed at rest, and the choice of a usable key for a recipient.
 //! - [`portal`]: keeping a message sealed for pick-up in the secure portal, the
@@ -20,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod directory;
 pub mod keys;
 pub mod mime;

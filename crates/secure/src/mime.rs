@@ -363,6 +363,54 @@ pub fn split_for_protection(message: &[u8]) -> ProtectionSplit {
     }
 }
 
+/// The outer Subject of a message whose real Subject travels protected.
+pub const PROTECTED_SUBJECT_PLACEHOLDER: &str = "Encrypted message";
+
+/// Like [`split_for_protection`], but the Subject travels inside the protection too: the
+/// inner entity carries the original Subject field and declares `protected-headers="v1"` on
+/// its Content-Type, and the outer Subject becomes [`PROTECTED_SUBJECT_PLACEHOLDER`].
+/// A subject often names the patient or the condition; encrypting only the body would leave
+/// it readable on every hop.
+pub fn split_protecting_subject(message: &[u8]) -> ProtectionSplit {
+    let mut split = split_for_protection(message);
+    let outer = std::mem::take(&mut split.outer_headers);
+    let mut subjects = Vec::new();
+    for field in header_fields(&outer) {
+        if field.name.eq_ignore_ascii_case("Subject") {
+            subjects.extend_from_slice(field.raw);
+            if !field.raw.ends_with(b"\r\n") {
+                subjects.extend_from_slice(b"\r\n");
+            }
+        } else {
+            split.outer_headers.extend_from_slice(field.raw);
+            if !field.raw.ends_with(b"\r\n") {
+                split.outer_headers.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    split.outer_headers.extend_from_slice(format!("Subject: {PROTECTED_SUBJECT_PLACEHOLDER}\r\n").as_bytes());
+
+    let (head, body) = split_head_body(&split.inner_entity);
+    let mut inner = Vec::with_capacity(split.inner_entity.len() + subjects.len() + 32);
+    for field in header_fields(head) {
+        if field.name.eq_ignore_ascii_case("Content-Type") {
+            let raw = field.raw.strip_suffix(b"\r\n").unwrap_or(field.raw);
+            inner.extend_from_slice(raw);
+            inner.extend_from_slice(b";\r\n protected-headers=\"v1\"\r\n");
+        } else {
+            inner.extend_from_slice(field.raw);
+            if !field.raw.ends_with(b"\r\n") {
+                inner.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    inner.extend_from_slice(&subjects);
+    inner.extend_from_slice(b"\r\n");
+    inner.extend_from_slice(body);
+    split.inner_entity = inner;
+    split
+}
+
 /// Puts the outer headers from [`split_for_protection`] on top of a protected
 /// entity (the output of S/MIME or PGP/MIME packaging), adding MIME-Version.
 pub fn join_protected(outer_headers: &[u8], protected_entity: &[u8]) -> Vec<u8> {
@@ -380,6 +428,21 @@ pub fn join_protected(outer_headers: &[u8], protected_entity: &[u8]) -> Vec<u8> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_subject_travels_inside_the_protection() {
+        let message = b"From: a@x.org\r\nSubject: Biopsy results for\r\n Jane Roe\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbody\r\n";
+        let split = split_protecting_subject(message);
+        let outer = String::from_utf8(split.outer_headers).unwrap();
+        assert_eq!(outer, "From: a@x.org\r\nSubject: Encrypted message\r\n");
+        let inner = String::from_utf8(split.inner_entity).unwrap();
+        assert_eq!(
+            inner,
+            "Content-Type: text/plain; charset=utf-8;\r\n protected-headers=\"v1\"\r\nSubject: Biopsy results for\r\n Jane Roe\r\n\r\nbody\r\n"
+        );
+        let ct = ContentType::parse("text/plain; charset=utf-8;\r\n protected-headers=\"v1\"");
+        assert_eq!(ct.param("protected-headers"), Some("v1"));
+    }
 
     #[test]
     fn crlf_canonicalization_handles_mixed_endings() {

@@ -20,6 +20,34 @@ pub struct RecipientKeyRow {
     pub created_at: i64,
 }
 
+/// What a network look-up for an address found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupResult {
+    /// Nothing is published for the address.
+    Miss,
+    Found,
+    /// The look-up could not be completed (network, TLS): worth trying again sooner.
+    Failed,
+}
+
+impl LookupResult {
+    fn code(self) -> i64 {
+        match self {
+            LookupResult::Miss => 0,
+            LookupResult::Found => 1,
+            LookupResult::Failed => 2,
+        }
+    }
+
+    fn from_code(code: i64) -> Self {
+        match code {
+            1 => LookupResult::Found,
+            2 => LookupResult::Failed,
+            _ => LookupResult::Miss,
+        }
+    }
+}
+
 fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecipientKeyRow, StoreError> {
     Ok(RecipientKeyRow {
         id: r.try_get("id")?,
@@ -88,7 +116,7 @@ pub async fn delete(tx: &mut Tx, tenant: &str, id: &str) -> Result<bool, StoreEr
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn record_lookup(tx: &mut Tx, tenant: &str, address_index: &[u8], method: &str, at: i64, found: bool) -> Result<(), StoreError> {
+pub async fn record_lookup(tx: &mut Tx, tenant: &str, address_index: &[u8], method: &str, at: i64, result: LookupResult) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO key_lookups (tenant, address_index, method, checked_at, found) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (tenant, address_index, method) DO UPDATE SET checked_at = excluded.checked_at, found = excluded.found",
@@ -97,7 +125,7 @@ pub async fn record_lookup(tx: &mut Tx, tenant: &str, address_index: &[u8], meth
     .bind(address_index)
     .bind(method)
     .bind(at)
-    .bind(i64::from(found))
+    .bind(result.code())
     .execute(tx.conn())
     .await?;
     Ok(())
@@ -121,14 +149,14 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// When `method` last looked `address_index` up, and whether it found a key.
-    pub async fn last_lookup(&self, tenant: &str, address_index: &[u8], method: &str) -> Result<Option<(i64, bool)>, StoreError> {
+    /// When `method` last looked `address_index` up, and what it found.
+    pub async fn last_lookup(&self, tenant: &str, address_index: &[u8], method: &str) -> Result<Option<(i64, LookupResult)>, StoreError> {
         let row = sqlx::query("SELECT checked_at, found FROM key_lookups WHERE tenant = $1 AND address_index = $2 AND method = $3")
             .bind(tenant)
             .bind(address_index)
             .bind(method)
             .fetch_optional(self.pool())
             .await?;
-        row.map(|r| Ok((r.try_get("checked_at")?, r.try_get::<i64, _>("found")? != 0))).transpose()
+        row.map(|r| Ok((r.try_get("checked_at")?, LookupResult::from_code(r.try_get("found")?)))).transpose()
     }
 }

@@ -24,6 +24,6 @@ CREATE TABLE key_lookups (
     address_index BLOB    NOT NULL,
     method        TEXT    NOT NULL,
     checked_at    INTEGER NOT NULL,
-    found         INTEGER NOT NULL,
+    found         INTEGER NOT NULL,   -- 0 nothing published, 1 found, 2 look-up failed
     PRIMARY KEY (tenant, address_index, method)
 );
