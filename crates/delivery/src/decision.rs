@@ -1,66 +1,49 @@
-//! The part of policy's per-recipient decision that delivery reads.
+//! Reading policy's per-recipient decision from the queue.
 //!
-//! Policy stores its decision for each recipient as JSON in `recipients.decision`. Delivery
-//! reads only the fields below and ignores the rest, so policy may add fields freely:
-//!
-//! ```json
-//! { "require_verified_tls": true, "tls_fallback": "portal" }
-//! ```
-//!
-//! - `require_verified_tls` (bool, default false): this recipient's copy may leave only over
-//!   TLS whose peer was verified (DANE, MTA-STS or PKIX). When the next hop cannot give that,
-//!   delivery does not send it in clear.
-//! - `tls_fallback` (`portal` | `hold` | `bounce`, default `portal`): what happens then.
-//!   `bounce` returns the message to its sender (status 5.7.10); `portal` and `hold` hold
-//!   the recipient (state `held`, reason sealed) — the portal hand-over comes with the portal.
-//!
-//! No decision (policy has not run, or the message is carepost's own notice) means
-//! opportunistic TLS, unless the message has REQUIRETLS or the domain is TLS-required.
+//! Policy stores a [`Decision`] as JSON for each recipient; delivery turns it into a plan
+//! ([`Decision::plan`]) once it knows which keys the recipient has. A recipient without a
+//! decision (carepost's own notices, mail queued before inspection) goes by the transport:
+//! opportunistic TLS unless the message has REQUIRETLS or the domain is TLS-required.
 
-use serde::Deserialize;
+pub use carepost_policy::{Decision, Method, Step, TlsFallback};
+use carepost_policy::Capabilities;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default)]
-pub struct DeliveryDecision {
-    pub require_verified_tls: bool,
-    pub tls_fallback: TlsFallback,
+/// The decision stored for a recipient. An unreadable decision is read as the strictest one:
+/// failing closed costs a held message, failing open could leak PHI.
+pub fn read(stored: Option<&str>) -> Option<Decision> {
+    stored.map(|text| Decision::from_json(text).unwrap_or_else(strictest))
 }
 
-/// What to do when verified TLS is required and unavailable.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsFallback {
-    #[default]
-    Portal,
-    Hold,
-    Bounce,
+/// Verified TLS or nothing: held for an operator otherwise.
+pub fn strictest() -> Decision {
+    Decision {
+        method: Some(Method::TlsVerified),
+        require_verified_tls: true,
+        tls_fallback: TlsFallback::Hold,
+        method_rule: "unreadable decision".into(),
+        ..Decision::default()
+    }
 }
 
-impl DeliveryDecision {
-    /// Reads a stored decision. An unreadable decision is treated as the strictest one:
-    /// failing closed costs a held message, failing open could leak PHI.
-    pub fn from_row(decision: Option<&str>) -> Self {
-        match decision {
-            None => DeliveryDecision::default(),
-            Some(text) => serde_json::from_str(text)
-                .unwrap_or(DeliveryDecision { require_verified_tls: true, tls_fallback: TlsFallback::Hold }),
-        }
-    }
+/// For carepost's own notices about protected messages (a DSN quotes the message's headers):
+/// verified TLS, else the portal.
+pub fn verified_tls() -> Decision {
+    Decision { require_verified_tls: true, method_rule: "notice about a protected message".into(), ..Decision::default() }
+}
 
-    /// A decision that only requires verified TLS (carepost's own notices about protected
-    /// messages).
-    pub fn verified_tls() -> Self {
-        DeliveryDecision { require_verified_tls: true, tls_fallback: TlsFallback::Portal }
-    }
+/// Whether the recipient's copy may leave only over verified TLS.
+pub fn requires_verified_tls(stored: Option<&str>) -> bool {
+    read(stored).is_some_and(|d| d.require_verified_tls)
+}
 
-    pub fn to_json(&self) -> String {
-        let fallback = match self.tls_fallback {
-            TlsFallback::Portal => "portal",
-            TlsFallback::Hold => "hold",
-            TlsFallback::Bounce => "bounce",
-        };
-        format!("{{\"require_verified_tls\":{},\"tls_fallback\":\"{fallback}\"}}", self.require_verified_tls)
-    }
+/// What the plan does when the verified TLS it asked for is unavailable.
+pub fn after_verified_tls(decision: Option<&Decision>) -> Step {
+    let Some(decision) = decision else { return Step::Hold };
+    let plan = decision.plan(Capabilities::default());
+    plan.iter()
+        .position(|s| *s == Step::TlsVerified)
+        .and_then(|i| plan.get(i + 1).copied())
+        .unwrap_or(Step::Hold)
 }
 
 #[cfg(test)]
@@ -68,13 +51,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_known_fields_ignores_others_and_fails_closed() {
-        assert!(!DeliveryDecision::from_row(None).require_verified_tls);
-        let policy = r#"{"method":"tls_verified","require_verified_tls":true,"tls_fallback":"bounce","block":null,"matched_rules":[]}"#;
-        assert_eq!(DeliveryDecision::from_row(Some(policy)), DeliveryDecision { require_verified_tls: true, tls_fallback: TlsFallback::Bounce });
-        assert!(!DeliveryDecision::from_row(Some(r#"{"method":"tls"}"#)).require_verified_tls);
-        assert!(DeliveryDecision::from_row(Some("not json")).require_verified_tls);
-        let d = DeliveryDecision { require_verified_tls: true, tls_fallback: TlsFallback::Hold };
-        assert_eq!(DeliveryDecision::from_row(Some(&d.to_json())), d);
+    fn reads_policy_decisions_and_fails_closed() {
+        assert!(read(None).is_none());
+        let d = read(Some(r#"{"require_verified_tls":true,"tls_fallback":"bounce"}"#)).unwrap();
+        assert_eq!(after_verified_tls(Some(&d)), Step::Bounce);
+        let best = read(Some(r#"{"method":"best","require_verified_tls":true}"#)).unwrap();
+        assert_eq!(after_verified_tls(Some(&best)), Step::Portal);
+        assert_eq!(read(Some("not json")).unwrap(), strictest());
+        assert_eq!(after_verified_tls(Some(&strictest())), Step::Hold);
+        assert!(requires_verified_tls(Some(&verified_tls().to_json())));
+        assert!(!requires_verified_tls(None));
     }
 }

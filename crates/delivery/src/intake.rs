@@ -13,7 +13,9 @@ use bytes::Bytes;
 use carepost_dlp::{Limits, Summary};
 use carepost_model::{Address, Arrival, Envelope, MessageId, Recipient, Source, TenantId};
 use carepost_policy::{Decision, Direction, MessageFacts, Policy};
-use mail_parser::MessageParser;
+use carepost_secure::directory::KeyDirectory;
+use carepost_secure::smime::TrustAnchor;
+use mail_parser::{MessageParser, MimeHeaders};
 
 use crate::{Spool, SpoolError, Submission};
 
@@ -25,6 +27,8 @@ pub struct Inspection {
     pub message_id: Option<String>,
     /// One decision per envelope recipient, in order.
     pub decisions: Vec<Decision>,
+    /// The From address of an S/MIME-signed message, whose certificate may be learned.
+    pub signed_by: Option<Address>,
 }
 
 impl Inspection {
@@ -48,13 +52,14 @@ pub fn inspect(body: &[u8], envelope: &Envelope, arrival: &Arrival, policy: &Pol
     // mail-parser 0.11 can reach a debug assertion on some malformed nesting; a message the
     // parser cannot take is scanned as unparseable, which marks it incomplete (fail closed).
     let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(body)).ok().flatten();
-    let (summary, subject, message_id) = match &parsed {
+    let (summary, subject, message_id, signed_by) = match &parsed {
         Some(message) => (
             carepost_dlp::scan_message(message, limits).summary(),
             message.subject().unwrap_or("").to_owned(),
             message.message_id().map(|m| format!("<{m}>")),
+            smime_signer(message),
         ),
-        None => (carepost_dlp::scan_eml(body, limits).summary(), String::new(), None),
+        None => (carepost_dlp::scan_eml(body, limits).summary(), String::new(), None, None),
     };
     let dmarc_quarantine = arrival.sender_auth.as_ref().is_some_and(|a| a.action == "quarantine");
     let decisions = envelope
@@ -77,7 +82,22 @@ pub fn inspect(body: &[u8], envelope: &Envelope, arrival: &Arrival, policy: &Pol
             decision
         })
         .collect();
-    Inspection { summary, message_id, decisions }
+    Inspection { summary, message_id, decisions, signed_by }
+}
+
+/// The From address of a message that is S/MIME-signed at its top level.
+fn smime_signer(message: &mail_parser::Message<'_>) -> Option<Address> {
+    let ct = message.content_type()?;
+    let kind = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase();
+    let protocol = ct.attribute("protocol").unwrap_or("").to_ascii_lowercase();
+    let smime_type = ct.attribute("smime-type").unwrap_or("").to_ascii_lowercase();
+    let signed = (kind == "multipart/signed" && protocol.contains("pkcs7-signature"))
+        || (kind.ends_with("/pkcs7-mime") && smime_type == "signed-data");
+    if !signed {
+        return None;
+    }
+    let from = message.from()?.first()?.address()?;
+    Address::parse(from).ok()
 }
 
 /// Why intake did not queue a message.
@@ -107,6 +127,22 @@ pub struct IntakeSettings {
     pub limits: Limits,
     /// The sender of carepost's policy notices.
     pub notices_from: Address,
+    /// Where certificates of validly signed inbound mail are learned (none: not learned).
+    pub learning: Option<CertificateLearning>,
+}
+
+/// Learning S/MIME certificates from signed mail arriving at the MX.
+#[derive(Clone)]
+pub struct CertificateLearning {
+    pub directory: KeyDirectory,
+    /// Roots a learned certificate must chain to; empty: trust on first use.
+    pub anchors: Arc<Vec<TrustAnchor>>,
+}
+
+impl std::fmt::Debug for CertificateLearning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CertificateLearning({} anchors)", self.anchors.len())
+    }
 }
 
 /// Inspection, policy and the spool, composed. Cheap to clone.
@@ -165,15 +201,37 @@ impl Intake {
             return Err(IntakeError::Blocked(text.to_owned()));
         }
 
+        let (source, body_for_learning) = (arrival.source, body.clone());
         let mut submission = Submission::new(tenant.clone(), envelope, arrival, body);
         submission.message_id_header = inspection.message_id.clone();
         submission.inspection = Some(summary_json(&inspection.summary));
         submission.decisions = inspection.decisions.iter().map(|d| Some(d.to_json())).collect();
-        submission.held = inspection.decisions.iter().map(|d| d.quarantine).collect();
+        submission.quarantined = inspection.decisions.iter().map(|d| d.quarantine).collect();
         submission.audit_details = audit_details(&inspection);
         let id = self.spool.accept(submission).await?;
+        if let (Some(sender), Some(learning), Source::Mx) = (&inspection.signed_by, &self.settings.learning, source) {
+            self.learn(learning.clone(), tenant.clone(), sender.clone(), body_for_learning.clone()).await;
+        }
         self.send_notices(&tenant, &id, &inspection).await;
         Ok(Accepted { id, inspection })
+    }
+
+    /// Learns the signer's certificate in the background: the sender's 250 does not wait for
+    /// signature verification, and a bad signature only means nothing is learned.
+    async fn learn(&self, learning: CertificateLearning, tenant: TenantId, sender: Address, body: Bytes) {
+        let audit = self.spool.audit().clone();
+        tokio::spawn(async move {
+            match learning.directory.learn_from_signed(&tenant, &body, &sender, &learning.anchors).await {
+                Ok(Some(id)) => {
+                    let event = carepost_audit::Event::new("mx", "keys.learned").target(format!("key:{id}")).detail("tenant", &tenant);
+                    if let Err(e) = audit.append(event).await {
+                        tracing::error!(error = %e, "cannot audit a learned certificate");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "no certificate learned from a signed message"),
+            }
+        });
     }
 
     async fn audit_block(&self, arrival: &Arrival, inspection: &Inspection) {

@@ -11,7 +11,8 @@
 //! ([`tls_policy`]: DANE > MTA-STS > TLS-required domains > opportunistic), signs with
 //! [`dkim`], retries with back-off ([`retry`]), tells senders with DSNs ([`dsn`]) and keeps
 //! a per-tenant [`suppression`] list. [`queue_admin`] is the operator's view of the queue.
-//! What policy decided per recipient is read through [`decision::DeliveryDecision`].
+//! What policy decided per recipient is read through [`decision`] and carried out as its
+//! plan: S/MIME or PGP/MIME ([`protect`]), verified TLS, or the secure portal ([`portal`]).
 
 pub mod client;
 pub mod config;
@@ -20,6 +21,9 @@ pub mod dkim;
 pub mod dns;
 pub mod dsn;
 pub mod intake;
+pub mod quarantine;
+pub mod portal;
+pub mod protect;
 pub mod queue_admin;
 pub mod retry;
 pub mod routing;
@@ -30,7 +34,6 @@ pub mod tls_policy;
 pub mod tls_rpt;
 
 pub use config::{DeliveryConfig, Interval, SmartHostTls};
-pub use decision::DeliveryDecision;
-pub use intake::{Accepted, Inspection, Intake, IntakeError, IntakeSettings, inspect};
+pub use intake::{Accepted, CertificateLearning, Inspection, Intake, IntakeError, IntakeSettings, inspect};
 pub use runner::{QueueRunner, RunnerEnv, RunnerError};
 pub use spool::{OpenedMessage, OpenedRecipient, Spool, SpoolError, Submission, message_object};

@@ -10,7 +10,11 @@
 //!   the sender after `max_lifetime`;
 //! - failed: state `bounced`, a DSN quoting the remote reply, hard bounces suppressed;
 //! - needs protected fallback: the hop cannot give the verified TLS the decision demands;
-//!   held (`held`, with the reason sealed) until the portal takes over.
+//!   the plan's next step follows: the secure portal, held for an operator, or bounced.
+//!
+//! Which way each recipient's copy goes is policy's decision, carried out as its plan: S/MIME
+//! or PGP/MIME when the key directory has a usable key, verified TLS, the transport, or the
+//! portal. A plan never ends in plaintext.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -29,7 +33,12 @@ use tokio::sync::{Notify, OnceCell, Semaphore, watch};
 
 use crate::client::{ClientError, ConnectSpec, Credentials, Outgoing, OutgoingRcpt, Reply, SmtpConnection, Timeouts, TlsSummary};
 use crate::config::DeliveryConfig;
-use crate::decision::{DeliveryDecision, TlsFallback};
+use crate::decision::{self, Decision, Step};
+use crate::portal::PortalHandoff;
+use crate::protect::{EndToEnd, Transform};
+use carepost_policy::{Capabilities, Method};
+use carepost_secure::config::OrganizationSigners;
+use carepost_secure::directory::KeyDirectory;
 use crate::dns::Dns;
 use crate::dsn::{self, Action, DsnRecipient};
 use crate::routing::{self, Route, RouteKind, RoutingError};
@@ -56,6 +65,12 @@ pub struct RunnerEnv {
     pub smart_host_password: Option<String>,
     /// How long a stopping runner waits for deliveries in progress.
     pub shutdown_grace: Duration,
+    /// The recipient key directory, for S/MIME and OpenPGP (none: no end-to-end encryption).
+    pub keys: Option<KeyDirectory>,
+    /// The organization's signing identities for S/MIME and PGP/MIME.
+    pub signers: Arc<OrganizationSigners>,
+    /// Where copies go when their plan reaches the secure portal (none: they are held).
+    pub portal: Option<Arc<dyn PortalHandoff>>,
 }
 
 impl RunnerEnv {
@@ -68,6 +83,9 @@ impl RunnerEnv {
             sts_fetch: StsFetchOptions::default(),
             smart_host_password: None,
             shutdown_grace: Duration::from_secs(30),
+            keys: None,
+            signers: Arc::new(OrganizationSigners::default()),
+            portal: None,
         }
     }
 }
@@ -132,12 +150,19 @@ struct Remote {
 /// What became of one recipient in one attempt.
 #[derive(Debug, Clone)]
 enum Outcome {
-    Delivered { reply: Reply, remote: Remote },
+    /// `protection` names the end-to-end encryption, if the copy had one.
+    Delivered { reply: Reply, remote: Remote, protection: Option<&'static str> },
     Deferred { reason: String, status: String, reply: Option<Reply>, remote: Option<Remote> },
     Failed { reason: String, status: String, reply: Option<Reply>, remote: Option<Remote> },
-    /// The hop cannot give the verified TLS this recipient's decision demands. Today the
-    /// recipient is held; the portal will take it from here.
+    /// The hop cannot give the verified TLS this recipient's decision demands: the plan's
+    /// next step decides (see `Inner::resolve`).
     NeedsProtectedFallback { reason: String, remote: Option<Remote> },
+    /// The plan sends this copy through the secure portal.
+    ToPortal { reason: String },
+    /// Handed to the secure portal, notices queued.
+    ViaPortal,
+    /// Kept for an operator (`carepost queue release`), with the reason.
+    Held { reason: String },
     Suppressed,
 }
 
@@ -147,7 +172,8 @@ impl Outcome {
             Outcome::Delivered { .. } => "delivered",
             Outcome::Deferred { .. } => "deferred",
             Outcome::Failed { .. } => "bounced",
-            Outcome::NeedsProtectedFallback { .. } => "held",
+            Outcome::NeedsProtectedFallback { .. } | Outcome::Held { .. } | Outcome::ToPortal { .. } => "held",
+            Outcome::ViaPortal => "portal",
             Outcome::Suppressed => "suppressed",
         }
     }
@@ -158,14 +184,14 @@ impl Outcome {
             Outcome::Deferred { remote, .. } | Outcome::Failed { remote, .. } | Outcome::NeedsProtectedFallback { remote, .. } => {
                 remote.as_ref()
             }
-            Outcome::Suppressed => None,
+            Outcome::Suppressed | Outcome::ToPortal { .. } | Outcome::ViaPortal | Outcome::Held { .. } => None,
         }
     }
 
     fn from_reply(reply: Reply, remote: &Remote) -> Outcome {
         let status = reply.status();
         if reply.is_positive() {
-            Outcome::Delivered { reply, remote: remote.clone() }
+            Outcome::Delivered { reply, remote: remote.clone(), protection: None }
         } else if reply.is_permanent() {
             let reason = if reply.local { reply.text.clone() } else { "the recipient's mail server refused the message".to_owned() };
             Outcome::Failed { reason, status, reply: Some(reply), remote: Some(remote.clone()) }
@@ -179,7 +205,16 @@ impl Outcome {
 /// A message being delivered: opened once, its body loaded and signed once.
 struct MessageCtx {
     opened: OpenedMessage,
+    /// The message as stored.
+    stored: OnceCell<Result<Bytes, String>>,
+    /// The stored message, DKIM-signed: what recipients without a transform get.
     body: OnceCell<Result<Bytes, String>>,
+}
+
+impl MessageCtx {
+    fn new(opened: OpenedMessage) -> Arc<Self> {
+        Arc::new(MessageCtx { opened, stored: OnceCell::new(), body: OnceCell::new() })
+    }
 }
 
 /// Recipients of one message that travel together over one transaction.
@@ -188,6 +223,9 @@ struct Job {
     /// Positions in `message.opened.recipients`.
     rcpts: Vec<usize>,
     require_verified: bool,
+    /// What policy does to these recipients' copy before signing; shared only by recipients
+    /// whose copies come out the same.
+    transform: Arc<Transform>,
 }
 
 struct DestState {
@@ -504,7 +542,7 @@ impl QueueRunner {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "suppression look-up failed; delivering anyway is not safe, deferring");
-                let ctx = Arc::new(MessageCtx { opened: message, body: OnceCell::new() });
+                let ctx = MessageCtx::new(message);
                 let positions = positions(&ctx.opened, &rows);
                 let outcomes = positions
                     .iter()
@@ -516,18 +554,44 @@ impl QueueRunner {
                 return;
             }
         };
-        let ctx = Arc::new(MessageCtx { opened: message, body: OnceCell::new() });
+        let ctx = MessageCtx::new(message);
         let mut immediate: Vec<(usize, Outcome)> = Vec::new();
-        let mut groups: HashMap<(Route, bool), Vec<usize>> = HashMap::new();
+        // Recipients whose copies come out the same share transactions; an end-to-end
+        // encrypted copy travels alone.
+        let mut groups: HashMap<(Route, bool, String), (Arc<Transform>, Vec<usize>)> = HashMap::new();
+        let mut alone: Vec<(Route, bool, Arc<Transform>, usize)> = Vec::new();
         for (pos, row) in positions(&ctx.opened, &rows).into_iter().zip(&rows) {
             if suppressed.contains(&row.address_index) {
                 immediate.push((pos, Outcome::Suppressed));
                 continue;
             }
             let recipient = &ctx.opened.recipients[pos];
-            let decision = DeliveryDecision::from_row(recipient.row.decision.as_deref());
+            let decision = decision::read(recipient.row.decision.as_deref());
+            let (step, transform) = self.first_step(&ctx.opened, pos, decision.as_ref()).await;
+            let require_tls = ctx.opened.envelope.require_tls;
+            let require_verified = match step {
+                Step::TlsVerified => true,
+                Step::Transport => require_tls || decision.as_ref().is_some_and(|d| d.require_verified_tls),
+                Step::Smime | Step::Pgp => require_tls,
+                Step::Portal => {
+                    immediate.push((pos, Outcome::ToPortal { reason: "policy sends this recipient's copy through the secure portal".into() }));
+                    continue;
+                }
+                Step::Hold => {
+                    immediate.push((pos, Outcome::Held { reason: "policy holds this recipient's copy".into() }));
+                    continue;
+                }
+                Step::Bounce => {
+                    let reason = "policy does not allow this message to be delivered to this recipient".to_owned();
+                    immediate.push((pos, Outcome::Failed { reason, status: "5.7.1".into(), reply: None, remote: None }));
+                    continue;
+                }
+            };
             match routing::route_for(&inner.config, recipient.recipient.address.domain(), inner.env.mx_port) {
-                Ok(route) => groups.entry((route, decision.require_verified_tls)).or_default().push(pos),
+                Ok(route) => match transform.sharing_key() {
+                    Some(key) => groups.entry((route, require_verified, key)).or_insert_with(|| (Arc::new(transform), Vec::new())).1.push(pos),
+                    None => alone.push((route, require_verified, Arc::new(transform), pos)),
+                },
                 Err(e) => immediate.push((
                     pos,
                     Outcome::Deferred { reason: format!("delivery configuration: {e}"), status: "4.3.5".into(), reply: None, remote: None },
@@ -538,12 +602,46 @@ impl QueueRunner {
             inner.finish(&ctx, immediate).await;
         }
         let per_tx = inner.config.max_recipients_per_transaction.max(1);
-        for ((route, require_verified), rcpts) in groups {
+        for ((route, require_verified, _), (transform, rcpts)) in groups {
             for chunk in rcpts.chunks(per_tx) {
-                let job = Job { message: ctx.clone(), rcpts: chunk.to_vec(), require_verified };
+                let job = Job { message: ctx.clone(), rcpts: chunk.to_vec(), require_verified, transform: transform.clone() };
                 Inner::enqueue(&self.inner, route.clone(), job);
             }
         }
+        for (route, require_verified, transform, pos) in alone {
+            Inner::enqueue(&self.inner, route, Job { message: ctx.clone(), rcpts: vec![pos], require_verified, transform });
+        }
+    }
+
+    /// The first step of the recipient's plan, and the transform its copy gets. Keys are
+    /// looked up only for methods that can use them; a failed look-up means no key, so the
+    /// plan falls to verified TLS or the portal, never to less protection.
+    async fn first_step(&self, message: &OpenedMessage, pos: usize, decision: Option<&Decision>) -> (Step, Transform) {
+        let Some(decision) = decision else { return (Step::Transport, Transform::default()) };
+        let mut transform = Transform {
+            end_to_end: None,
+            add_headers: decision.add_headers.clone(),
+            tag_subject: decision.tag_subject.clone(),
+        };
+        let wants_keys = matches!(decision.method, Some(Method::Best | Method::Smime | Method::Pgp));
+        let keys = match (&self.inner.env.keys, wants_keys) {
+            (Some(directory), true) => match directory.lookup(&message.tenant, &message.recipients[pos].recipient.address).await {
+                Ok(keys) => keys,
+                Err(e) => {
+                    tracing::warn!(message = %message.row.id, error = %e, "key look-up failed; planning without keys");
+                    Default::default()
+                }
+            },
+            _ => Default::default(),
+        };
+        let caps = Capabilities { smime_certificate: !keys.smime.is_empty(), pgp_key: !keys.pgp.is_empty() };
+        let step = decision.plan(caps).first().copied().unwrap_or(Step::Hold);
+        match step {
+            Step::Smime => transform.end_to_end = keys.smime.into_iter().next().map(EndToEnd::Smime),
+            Step::Pgp => transform.end_to_end = keys.pgp.into_iter().next().map(EndToEnd::Pgp),
+            _ => {}
+        }
+        (step, transform)
     }
 }
 
@@ -802,9 +900,10 @@ impl Inner {
         let opened = &job.message.opened;
         let verification = session.conn.verification();
         if job.require_verified && !verification.is_verified() {
+            let who = if opened.envelope.require_tls { "REQUIRETLS: the sender" } else { "policy" };
             let reason = match &session.remote.tls {
-                None => "policy requires verified TLS, but the connection to the recipient's server is not encrypted (no STARTTLS)".to_owned(),
-                Some(_) => "policy requires verified TLS, but the recipient's server certificate could not be verified".to_owned(),
+                None => format!("{who} requires verified TLS, but the connection to the recipient's server is not encrypted (no STARTTLS)"),
+                Some(_) => format!("{who} requires verified TLS, but the recipient's server certificate could not be verified"),
             };
             let outcomes = job
                 .rcpts
@@ -813,7 +912,12 @@ impl Inner {
                 .collect();
             return (outcomes, true);
         }
-        let body = match self.body(&job.message).await {
+        let body = if job.transform.is_identity() {
+            self.body(&job.message).await
+        } else {
+            self.transformed_body(&job.message, &job.transform).await
+        };
+        let body = match body {
             Ok(b) => b,
             Err(reason) => {
                 let outcomes = job
@@ -844,7 +948,19 @@ impl Inner {
         };
         match session.conn.send(&outgoing, &body).await {
             Ok(replies) => {
-                let outcomes = job.rcpts.iter().zip(replies).map(|(&p, reply)| (p, Outcome::from_reply(reply, &session.remote))).collect();
+                let protection = job.transform.end_to_end.as_ref().map(EndToEnd::method);
+                let outcomes = job
+                    .rcpts
+                    .iter()
+                    .zip(replies)
+                    .map(|(&p, reply)| {
+                        let mut outcome = Outcome::from_reply(reply, &session.remote);
+                        if let Outcome::Delivered { protection: p, .. } = &mut outcome {
+                            *p = protection;
+                        }
+                        (p, outcome)
+                    })
+                    .collect();
                 (outcomes, true)
             }
             Err(e) => {
@@ -861,36 +977,64 @@ impl Inner {
         }
     }
 
-    /// The message as sent: DKIM signatures in front of the stored body.
-    async fn body(&self, message: &MessageCtx) -> Result<Bytes, String> {
+    /// The message as stored, opened once per message.
+    async fn stored(&self, message: &MessageCtx) -> Result<Bytes, String> {
         message
-            .body
+            .stored
             .get_or_init(|| async {
-                let stored = self.spool.body(&message.opened).await.map_err(|e| format!("cannot read the stored message: {e}"))?;
-                if !self.config.dkim_sign {
-                    return Ok(stored);
-                }
-                match self.signer.sign(&self.spool, stored.clone()).await {
-                    Ok(headers) if !headers.is_empty() => {
-                        let mut signed = Vec::with_capacity(headers.len() + stored.len());
-                        signed.extend_from_slice(&headers);
-                        signed.extend_from_slice(&stored);
-                        Ok(Bytes::from(signed))
-                    }
-                    Ok(_) => Ok(stored),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "DKIM signing failed; sending unsigned");
-                        Ok(stored)
-                    }
-                }
+                self.spool.body(&message.opened).await.map_err(|e| format!("cannot read the stored message: {e}"))
             })
             .await
             .clone()
     }
 
+    /// DKIM signatures in front of `message`.
+    async fn sign(&self, message: Bytes) -> Bytes {
+        if !self.config.dkim_sign {
+            return message;
+        }
+        match self.signer.sign(&self.spool, message.clone()).await {
+            Ok(headers) if !headers.is_empty() => {
+                let mut signed = Vec::with_capacity(headers.len() + message.len());
+                signed.extend_from_slice(&headers);
+                signed.extend_from_slice(&message);
+                Bytes::from(signed)
+            }
+            Ok(_) => message,
+            Err(e) => {
+                tracing::warn!(error = %e, "DKIM signing failed; sending unsigned");
+                message
+            }
+        }
+    }
+
+    /// The message as sent to recipients without a transform: signed once per message.
+    async fn body(&self, message: &MessageCtx) -> Result<Bytes, String> {
+        message
+            .body
+            .get_or_init(|| async {
+                let stored = self.stored(message).await?;
+                Ok(self.sign(stored).await)
+            })
+            .await
+            .clone()
+    }
+
+    /// One recipient group's copy: header actions, encryption, then DKIM over the result.
+    /// Encryption is CPU work proportional to the size: off the reactor.
+    async fn transformed_body(&self, message: &MessageCtx, transform: &Arc<Transform>) -> Result<Bytes, String> {
+        let stored = self.stored(message).await?;
+        let (transform, signers) = (transform.clone(), self.env.signers.clone());
+        let transformed = tokio::task::spawn_blocking(move || transform.apply(&stored, &signers))
+            .await
+            .map_err(|e| format!("transforming the message failed: {e}"))??;
+        Ok(self.sign(Bytes::from(transformed)).await)
+    }
+
     /// Records outcomes: recipient rows, audit records, DSNs and suppressions, then frees the
     /// recipients for the claim loop.
     async fn finish(&self, message: &Arc<MessageCtx>, outcomes: Vec<(usize, Outcome)>) {
+        let outcomes = self.resolve(message, outcomes).await;
         let opened = &message.opened;
         let id = opened.row.id.clone();
         let now = Timestamp::now();
@@ -911,12 +1055,6 @@ impl Inner {
             let attempts = rcpt.row.attempts + 1;
             let notify = rcpt.recipient.notify.unwrap_or_else(DsnNotify::implicit);
             let mut outcome = outcome;
-            let decision = DeliveryDecision::from_row(rcpt.row.decision.as_deref());
-            // Policy chose to return the message rather than hold it for the portal.
-            if let Outcome::NeedsProtectedFallback { reason, remote } = &outcome
-                && decision.tls_fallback == TlsFallback::Bounce {
-                    outcome = Outcome::Failed { reason: reason.clone(), status: "5.7.10".into(), reply: None, remote: remote.clone() };
-                }
             // A temporary failure past the message's lifetime is final.
             if let Outcome::Deferred { reason, status: _, reply, remote } = &outcome
                 && now >= expire_at {
@@ -957,12 +1095,12 @@ impl Inner {
                 }
             }
             let (state, next, reply_text, method, audit_outcome, delay_notified) = match &outcome {
-                Outcome::Delivered { reply, remote } => {
-                    event = event.detail("reply", reply.code).detail("status", reply.status());
+                Outcome::Delivered { reply, remote, protection } => {
+                    let method = protection.unwrap_or(if remote.tls.is_some() { "tls" } else { "smtp" });
+                    event = event.detail("reply", reply.code).detail("status", reply.status()).detail("method", method);
                     if notify.success && !notify.never && !remote.dsn {
                         successes.push((pos, dsn_entry(Action::Relayed, reply.status(), "delivered to the recipient's mail server, which does not report delivery".into(), Some(reply))));
                     }
-                    let method = if remote.tls.is_some() { "tls" } else { "smtp" };
                     (state::DELIVERED, now.as_micros(), reply.line(), Some(method.to_owned()), AuditOutcome::Success, rcpt.row.delay_notified)
                 }
                 Outcome::Deferred { reason, status, reply, .. } => {
@@ -1007,9 +1145,16 @@ impl Inner {
                     let text = reply.as_ref().map(Reply::line).unwrap_or_else(|| format!("{status} {reason}"));
                     (state::BOUNCED, now.as_micros(), text, None, AuditOutcome::Failure, rcpt.row.delay_notified)
                 }
-                Outcome::NeedsProtectedFallback { reason, .. } => {
-                    event = event.detail("reason", "verified TLS unavailable");
+                Outcome::NeedsProtectedFallback { reason, .. } | Outcome::ToPortal { reason } | Outcome::Held { reason } => {
+                    event = event.detail("reason", "held by policy or for want of verified TLS");
                     (state::HELD, now.as_micros(), format!("4.7.10 held: {reason}"), None, AuditOutcome::Denied, rcpt.row.delay_notified)
+                }
+                Outcome::ViaPortal => {
+                    event = event.detail("method", "portal");
+                    if notify.success && !notify.never {
+                        successes.push((pos, dsn_entry(Action::Delivered, "2.0.0".into(), "stored in the secure portal; the recipient was sent a notice".into(), None)));
+                    }
+                    (state::DELIVERED, now.as_micros(), "250 2.0.0 stored in the secure portal".to_owned(), Some("portal".to_owned()), AuditOutcome::Success, rcpt.row.delay_notified)
                 }
                 Outcome::Suppressed => {
                     let reason = "the address is on the suppression list (an earlier hard bounce, complaint or unsubscribe)".to_owned();
@@ -1096,6 +1241,57 @@ impl Inner {
         self.progress.notify_one();
     }
 
+    /// Turns what the plan does next into outcomes: a missing verified TLS follows the plan
+    /// (portal, hold or bounce), and a copy bound for the portal is handed over, its notices
+    /// queued before the outcome is recorded (a crash in between repeats a notice rather than
+    /// losing the message).
+    async fn resolve(&self, message: &MessageCtx, outcomes: Vec<(usize, Outcome)>) -> Vec<(usize, Outcome)> {
+        let mut resolved = Vec::with_capacity(outcomes.len());
+        for (pos, outcome) in outcomes {
+            let outcome = match outcome {
+                Outcome::NeedsProtectedFallback { reason, remote } => {
+                    let decision = decision::read(message.opened.recipients[pos].row.decision.as_deref());
+                    match decision::after_verified_tls(decision.as_ref()) {
+                        Step::Bounce => Outcome::Failed { reason, status: "5.7.10".into(), reply: None, remote },
+                        // RFC 8689: a REQUIRETLS message that cannot be sent as asked is returned.
+                        Step::Hold if message.opened.envelope.require_tls => {
+                            Outcome::Failed { reason, status: "5.7.10".into(), reply: None, remote }
+                        }
+                        Step::Portal if self.env.portal.is_some() => self.hand_to_portal(message, pos, reason).await,
+                        Step::Portal => Outcome::NeedsProtectedFallback { reason: format!("{reason}; no secure portal is configured"), remote },
+                        _ => Outcome::NeedsProtectedFallback { reason, remote },
+                    }
+                }
+                Outcome::ToPortal { reason } => self.hand_to_portal(message, pos, reason).await,
+                other => other,
+            };
+            resolved.push((pos, outcome));
+        }
+        resolved
+    }
+
+    async fn hand_to_portal(&self, message: &MessageCtx, pos: usize, reason: String) -> Outcome {
+        let Some(portal) = &self.env.portal else {
+            return Outcome::Held { reason: format!("{reason}; no secure portal is configured") };
+        };
+        let deferred = |reason: String| Outcome::Deferred { reason, status: "4.3.0".into(), reply: None, remote: None };
+        let stored = match self.stored(message).await {
+            Ok(b) => b,
+            Err(e) => return deferred(e),
+        };
+        match portal.hand_over(&message.opened, pos, &stored).await {
+            Ok(notices) => {
+                for notice in notices {
+                    if let Err(e) = self.spool.accept(notice).await {
+                        return deferred(format!("cannot queue the portal notice: {e}"));
+                    }
+                }
+                Outcome::ViaPortal
+            }
+            Err(e) => deferred(format!("the secure portal could not take the message: {e}")),
+        }
+    }
+
     /// Queues a DSN to the message's sender. `Ok(None)` when the sender is the null path:
     /// a bounce is never bounced.
     async fn notify_sender(&self, message: &MessageCtx, entries: &[(usize, DsnRecipient)]) -> Result<Option<String>, crate::SpoolError> {
@@ -1121,7 +1317,7 @@ impl Inner {
         // The notice quotes the original's headers (and with RET=FULL its body): it gets the
         // strictest protection any of the original's recipients had.
         let strict = opened.envelope.require_tls
-            || opened.recipients.iter().any(|r| DeliveryDecision::from_row(r.row.decision.as_deref()).require_verified_tls);
+            || opened.recipients.iter().any(|r| decision::requires_verified_tls(r.row.decision.as_deref()));
         let envelope = Envelope {
             mail_from: None,
             recipients: vec![Recipient::new(sender.clone())],
@@ -1134,7 +1330,7 @@ impl Inner {
         let arrival = system_arrival();
         let mut submission = Submission::new(opened.tenant.clone(), envelope, arrival, Bytes::from(body));
         submission.message_id_header = Some(message_id);
-        submission.decisions = vec![strict.then(|| DeliveryDecision::verified_tls().to_json())];
+        submission.decisions = vec![strict.then(|| decision::verified_tls().to_json())];
         let id = self.spool.accept(submission).await?;
         Ok(Some(id.to_string()))
     }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use carepost_delivery::dns::StaticDns;
 use carepost_delivery::tls_policy::dane;
 use carepost_delivery::tls_policy::mta_sts::StsFetchOptions;
-use carepost_delivery::{DeliveryConfig, DeliveryDecision, Interval, QueueRunner, RunnerEnv, SmartHostTls, Spool, Submission};
+use carepost_delivery::{DeliveryConfig, Interval, QueueRunner, RunnerEnv, SmartHostTls, Spool, Submission, decision};
 use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
 use carepost_store::audit_log::AuditRow;
 use support::{Behaviour, SmtpSink, TestCa, TestHttps, TestSmtp, eventually};
@@ -48,6 +48,9 @@ fn env(dns: StaticDns, mx_port: u16) -> RunnerEnv {
         sts_fetch: StsFetchOptions::default(),
         smart_host_password: None,
         shutdown_grace: Duration::from_secs(10),
+        keys: None,
+        signers: Default::default(),
+        portal: None,
     }
 }
 
@@ -282,7 +285,7 @@ async fn a_peer_hiding_starttls_never_gets_a_tls_required_message_in_clear() {
         Some("clinic@clinic.test"),
         &["patient@open.test"],
         "SECRET-DECIDED",
-        vec![Some(DeliveryDecision::verified_tls().to_json())],
+        vec![Some(decision::verified_tls().to_json())],
     )
     .await;
     // Without a requirement the same peer gets mail (opportunistic TLS).
@@ -556,7 +559,7 @@ async fn smart_host_with_required_tls_and_auth() {
     e.extra_roots = vec![ca.cert.clone()];
     e.smart_host_password = Some("s3cret".into());
     let runner = QueueRunner::new(spool.clone(), c.clone(), e).unwrap();
-    let id = submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], "VIA-RELAY", vec![Some(DeliveryDecision::verified_tls().to_json())]).await;
+    let id = submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], "VIA-RELAY", vec![Some(decision::verified_tls().to_json())]).await;
     let handle = start(&runner);
     wait_states(&spool, &id, &["delivered"]).await;
     stop(handle).await;

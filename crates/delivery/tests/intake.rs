@@ -30,6 +30,7 @@ async fn intake(dir: &std::path::Path, policy_toml: &str) -> Intake {
             local_domains: vec!["clinic.example.org".into()],
             limits: Default::default(),
             notices_from: Address::parse("postmaster@clinic.example.org").unwrap(),
+            learning: None,
         },
     )
 }
@@ -79,7 +80,7 @@ then.notify_compliance = true
 
     let spool = intake.spool();
     let opened = spool.open(&accepted.id.to_string()).await.unwrap();
-    assert_eq!(opened.recipients[0].row.state, "held");
+    assert_eq!(opened.recipients[0].row.state, "quarantined");
     assert_eq!(opened.recipients[1].row.state, "queued");
     let inspection = opened.row.inspection.clone().unwrap();
     assert!(inspection.contains("\"verdict\":\"phi\"") && inspection.contains("US_SSN"));

@@ -36,8 +36,10 @@ impl Method {
 }
 
 /// The decision for one recipient of one message. Serialized into the queue (it holds no
-/// PHI: rule names, methods, and the operator's own header and tag texts).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// PHI: rule names, methods, and the operator's own header and tag texts). Absent fields
+/// read as their defaults, so decisions written by older versions stay readable.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Decision {
     /// `None` for inbound mail to local users, which goes as the transport says.
     pub method: Option<Method>,
