@@ -28,6 +28,7 @@ pub struct Config {
     pub web: WebConfig,
     pub delivery: carepost_delivery::DeliveryConfig,
     pub policy: carepost_policy::PolicyConfig,
+    pub secure: carepost_secure::config::SecureConfig,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             web: WebConfig::default(),
             delivery: carepost_delivery::DeliveryConfig::default(),
             policy: carepost_policy::PolicyConfig::default(),
+            secure: carepost_secure::config::SecureConfig::default(),
         }
     }
 }

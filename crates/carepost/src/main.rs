@@ -56,6 +56,9 @@ enum Command {
     /// Client addresses refused by SMTP (after repeated failed sign-ins, or by hand).
     #[command(subcommand)]
     Block(cli::block::BlockCommand),
+    /// Review mail that policy quarantined.
+    #[command(subcommand)]
+    Quarantine(cli::quarantine::QuarantineCommand),
     /// See and steer the outbound queue.
     #[command(subcommand)]
     Queue(cli::queue::QueueCommand),
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             Command::Policy(c) => cli::policy::run(&global, c).await,
             Command::User(c) => cli::user::run(&global, c).await,
             Command::Block(c) => cli::block::run(&global, c).await,
+            Command::Quarantine(c) => cli::quarantine::run(&global, c).await,
             Command::Queue(c) => cli::queue::run(&global, c).await,
             Command::Dkim(c) => cli::dkim::run(&global, c).await,
             Command::Dns(c) => cli::dns::run(&global, c).await,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use carepost_delivery::Spool;
-use carepost_delivery::{Intake, IntakeSettings};
+use carepost_delivery::{CertificateLearning, Intake, IntakeSettings};
+use carepost_secure::directory::KeyDirectory;
 use carepost_model::Address;
 use carepost_policy::Policy;
 use carepost_smtp::{Guard, IntakeIngress, RunningServer, SenderVerifier, Services, SmtpServer, StoreAuthenticator};
@@ -42,9 +43,17 @@ pub fn intake(install: &Installation, spool: &Spool) -> anyhow::Result<Intake> {
     let policy = Policy::new(config.policy.clone()).context("the [policy] configuration")?;
     let notices_from = Address::parse(&format!("postmaster@{}", config.hostname))
         .with_context(|| format!("hostname '{}' does not make a valid postmaster address", config.hostname))?;
+    let learning = if config.secure.learn_certificates {
+        Some(CertificateLearning {
+            directory: KeyDirectory::new(install.store.clone(), install.ring.clone(), None),
+            anchors: Arc::new(config.secure.anchors(|p| config.in_data_dir(p))?),
+        })
+    } else {
+        None
+    };
     Ok(Intake::new(
         spool.clone(),
         Arc::new(policy),
-        IntakeSettings { local_domains: config.smtp.local_domains.clone(), limits: Default::default(), notices_from },
+        IntakeSettings { local_domains: config.smtp.local_domains.clone(), limits: Default::default(), notices_from, learning },
     ))
 }

@@ -97,7 +97,15 @@ fn start_delivery(
         println!("  delivery    off (delivery.enabled = false)");
         return Ok(None);
     }
-    let env = carepost_delivery::RunnerEnv::from_config(&config.delivery, &config.hostname, |p| config.in_data_dir(p))?;
+    let mut env = carepost_delivery::RunnerEnv::from_config(&config.delivery, &config.hostname, |p| config.in_data_dir(p))?;
+    let wkd = if config.secure.wkd {
+        let options = carepost_secure::wkd::WkdClientConfig { timeout: std::time::Duration::from_secs(5), ..Default::default() };
+        Some(carepost_secure::wkd::ReqwestWkdClient::new(&options)?)
+    } else {
+        None
+    };
+    env.keys = Some(carepost_secure::directory::KeyDirectory::new(install.store.clone(), install.ring.clone(), wkd));
+    env.signers = std::sync::Arc::new(config.secure.signers(|p| config.in_data_dir(p))?);
     let runner = carepost_delivery::QueueRunner::new(spool.clone(), config.delivery.clone(), env)?;
     if config.delivery.smart_host.is_empty() {
         println!("  delivery    direct to MX hosts (DANE, MTA-STS, then opportunistic TLS)");
