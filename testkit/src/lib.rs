@@ -5,6 +5,9 @@
 //! race each other for ports. Everything is bounded by timeouts.
 
 pub mod dns;
+mod sink;
+
+pub use sink::Sink;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

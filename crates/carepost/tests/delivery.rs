@@ -3,76 +3,18 @@
 //! message, and the queue, suppress, dkim and dns commands work on a live installation.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use carepost::install::{Access, Installation};
 use carepost_delivery::{Spool, Submission};
 use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
-use carepost_testkit::{Server, files_containing, run};
+use carepost_testkit::{Server, Sink, files_containing, run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Postfix's smtp-sink writing one file per message into `dir/sink`. Fails (never skips)
-/// when Postfix is not installed: scripts/test.sh installs it.
-struct Sink {
-    addr: SocketAddr,
-    dump: PathBuf,
-    child: std::process::Child,
-}
-
-impl Sink {
-    fn start(dir: &Path, extra: &[&str]) -> Sink {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("smtp-sink is not installed (apt-get install postfix; scripts/test.sh does)");
-        let dump = dir.join("sink");
-        std::fs::create_dir_all(&dump).unwrap();
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut command = std::process::Command::new(bin);
-        if std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false) {
-            command.args(["-u", "nobody"]);
-        }
-        let child = command
-            .args(extra)
-            .arg("-d")
-            .arg(dump.join("m."))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting smtp-sink");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Sink { addr, dump, child }
-    }
-
-    fn all(&self) -> String {
-        let mut text = String::new();
-        for entry in std::fs::read_dir(&self.dump).into_iter().flatten().flatten() {
-            text.push_str(&String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()));
-        }
-        text
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn delivery_config(sink: SocketAddr) -> String {
     format!(
