@@ -347,8 +347,20 @@ async fn openapi_document_describes_the_api() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let server = Server::start(Path::new(BIN), dir, &config(closed));
+    let limited = config(closed).replace("[web]\nlisten = \"127.0.0.1:0\"\n", "[web]\nlisten = \"127.0.0.1:0\"\nmax_upload_bytes = 4096\n");
+    let server = Server::start(Path::new(BIN), dir, &limited);
     let api = Api::new(&server);
+    // Request bodies above web.max_upload_bytes are refused before anything is parsed.
+    let key = create_key(dir, &["--name", "big", "--scope", "send"]);
+    let mut big = message("pat@clinic.example", "BIG");
+    big["text"] = json!("x".repeat(10_000));
+    assert_problem(&api.post("/api/v1/messages", Some(&key), &[], &big).await, 413, "larger");
+    let r = api.post("/v3/mail/send", Some(&key), &[], &big).await;
+    assert_eq!(r.status, 413);
+    assert!(r.body["errors"][0]["message"].is_string(), "SendGrid-shaped: {:?}", r.body);
+    let r = api.post("/v3/mail/send", Some("cpk_nope"), &[], &json!({})).await;
+    assert_eq!(r.status, 401);
+    assert!(r.body["errors"][0]["message"].is_string(), "SendGrid-shaped: {:?}", r.body);
     let r = api.get("/api/openapi.json", None).await;
     assert_eq!(r.status, 200);
     let doc = r.body;
