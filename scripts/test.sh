@@ -13,7 +13,7 @@ packages=(
   gnupg                 # gpg --decrypt of PGP/MIME
   postfix               # smtp-sink / smtp-source: the sink MTA and load generator
   libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl  # swaks TLS and AUTH
-  python3 sqlite3 bc procps
+  python3 python3-venv sqlite3 bc procps
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -31,6 +31,15 @@ fi
 command -v smtp-sink >/dev/null || export PATH="$PATH:/usr/sbin"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
+# Python tools the tests drive carepost with (the official `sendgrid` client, schemathesis),
+# from PyPI into a virtual environment beside the build.
+venv="$CARGO_TARGET_DIR/pyenv"
+if ! "$venv/bin/python" -c "import sendgrid, schemathesis" 2>/dev/null; then
+  mkdir -p "$CARGO_TARGET_DIR"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check sendgrid schemathesis
+fi
+export CAREPOST_TEST_PYTHON="$venv/bin/python"
 export CARGO_TERM_COLOR=never
 cargo test --workspace --all-targets
 echo "all tests passed"

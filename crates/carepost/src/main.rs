@@ -32,6 +32,9 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = ".")]
         dir: PathBuf,
     },
+    /// Keys applications use for the REST API.
+    #[command(subcommand)]
+    Apikey(cli::apikey::ApikeyCommand),
     /// Check configuration files.
     #[command(subcommand)]
     Config(cli::config::ConfigCommand),
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Serve => cli::serve::run(&global).await,
             Command::Init { dir } => cli::config::init(&dir),
             Command::Config(c) => cli::config::run(c),
+            Command::Apikey(c) => cli::apikey::run(&global, c).await,
             Command::Audit(c) => cli::audit::run(&global, c).await,
             Command::Key(c) => cli::key::run(&global, c).await,
             Command::Keys(c) => cli::keys::run(&global, c).await,

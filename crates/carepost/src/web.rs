@@ -8,7 +8,7 @@ use crate::Installation;
 use crate::tls::TlsIdentity;
 
 /// Binds `web.listen` and starts serving; `None` when the listener is off.
-pub async fn start(install: &Installation, tls: &TlsIdentity) -> anyhow::Result<Option<RunningWeb>> {
+pub async fn start(install: &Installation, spool: &carepost_delivery::Spool, tls: &TlsIdentity) -> anyhow::Result<Option<RunningWeb>> {
     let config = &install.config.web;
     config.validate()?;
     let Some(addr) = config.listen.0 else { return Ok(None) };
@@ -21,6 +21,7 @@ pub async fn start(install: &Installation, tls: &TlsIdentity) -> anyhow::Result<
         ring: install.ring.clone(),
         blobs: install.blobs.clone(),
         audit: install.audit.clone(),
+        intake: std::sync::Arc::new(crate::smtp::intake(install, spool)?),
     };
     let state = WebContext::new(config.clone(), public_url, services)?;
     Ok(Some(server.start(carepost_web::router(state))?))

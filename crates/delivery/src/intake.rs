@@ -112,6 +112,13 @@ pub enum IntakeError {
     Inspection(String),
 }
 
+/// What the sender asks for beyond policy; hints never weaken protection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubmitHints {
+    /// Deliver every outbound recipient through the secure portal.
+    pub force_portal: bool,
+}
+
 /// The message was queued.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -187,7 +194,20 @@ impl Intake {
 
     /// Inspects, decides and queues a message; returns its id once it is durable.
     pub async fn submit(&self, tenant: TenantId, envelope: Envelope, arrival: Arrival, body: Bytes) -> Result<Accepted, IntakeError> {
-        let inspection = {
+        self.submit_with(tenant, envelope, arrival, body, SubmitHints::default()).await
+    }
+
+    /// [`submit`](Self::submit) with a sender's hints, which can only make protection
+    /// stronger: `force_portal` sends every outbound recipient through the portal.
+    pub async fn submit_with(
+        &self,
+        tenant: TenantId,
+        envelope: Envelope,
+        arrival: Arrival,
+        body: Bytes,
+        hints: SubmitHints,
+    ) -> Result<Accepted, IntakeError> {
+        let mut inspection = {
             let (body, envelope, arrival) = (body.clone(), envelope.clone(), arrival.clone());
             let (policy, settings) = (self.policy.clone(), self.settings.clone());
             tokio::task::spawn_blocking(move || {
@@ -196,6 +216,12 @@ impl Intake {
             .await
             .map_err(|e| IntakeError::Inspection(e.to_string()))?
         };
+        if hints.force_portal {
+            for d in inspection.decisions.iter_mut().filter(|d| d.method.is_some()) {
+                d.method = Some(carepost_policy::Method::Portal);
+                d.method_rule = "hint:force_portal".into();
+            }
+        }
         if let Some(text) = inspection.block() {
             self.audit_block(&arrival, &inspection).await;
             return Err(IntakeError::Blocked(text.to_owned()));

@@ -34,6 +34,6 @@ pub mod tls_policy;
 pub mod tls_rpt;
 
 pub use config::{DeliveryConfig, Interval, SmartHostTls};
-pub use intake::{Accepted, CertificateLearning, Inspection, Intake, IntakeError, IntakeSettings, inspect};
+pub use intake::{Accepted, CertificateLearning, Inspection, Intake, IntakeError, IntakeSettings, SubmitHints, inspect};
 pub use runner::{QueueRunner, RunnerEnv, RunnerError};
 pub use spool::{OpenedMessage, OpenedRecipient, Spool, SpoolError, Submission, message_object};

@@ -11,6 +11,7 @@
 //! not undo the others.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod audit_log;
 pub mod dkim_keys;
 mod error;

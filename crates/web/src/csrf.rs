@@ -58,7 +58,11 @@ pub fn random_token() -> Result<String, WebError> {
 }
 
 /// Middleware: gives every request a nonce, and a browser without one its cookie.
+/// API requests (bearer keys, no cookies) are passed through untouched.
 pub async fn provide(request: Request, next: Next) -> Response {
+    if crate::api::is_api_path(request.uri().path()) {
+        return next.run(request).await;
+    }
     let existing = cookies::get(request.headers(), COOKIE).filter(|v| v.len() == 43).map(str::to_owned);
     let (nonce, fresh) = match existing {
         Some(n) => (n, false),

@@ -10,6 +10,7 @@
 //! [`router`] composes the sub-routers; each area (`portal`, and later `api` and `admin`)
 //! owns its routes under its own path prefix and merges in there.
 
+pub mod api;
 pub mod assets;
 pub mod config;
 pub mod cookies;

@@ -50,7 +50,7 @@ pub fn add_security_headers(headers: &mut HeaderMap) {
 
 /// Whether the client would rather have JSON (API paths, or an Accept naming JSON first).
 fn wants_json(path: &str, headers: &HeaderMap) -> bool {
-    path.starts_with("/api/")
+    crate::api::is_api_path(path)
         || path == "/api"
         || headers
             .get(header::ACCEPT)

@@ -20,6 +20,8 @@ pub struct Services {
     pub ring: Arc<KeyRing>,
     pub blobs: Arc<dyn BlobStore>,
     pub audit: Audit,
+    /// The way into the queue (DLP, policy, sealing, fsync), for the REST API.
+    pub intake: Arc<carepost_delivery::Intake>,
 }
 
 /// The shared state of every handler. Cheap to clone.

@@ -1,5 +1,6 @@
 //! Command implementations. Each returns the process exit code.
 
+pub mod apikey;
 pub mod audit;
 pub mod block;
 pub mod config;

@@ -27,7 +27,7 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     for (kind, addr) in smtp.local_addrs() {
         println!("  {:<12}{addr}", kind.name());
     }
-    let web = carepost::web::start(&install, &tls).await?;
+    let web = carepost::web::start(&install, &spool, &tls).await?;
     if let Some(web) = &web {
         println!("  {:<12}{}", "https", web.local_addr());
     }

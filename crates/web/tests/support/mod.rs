@@ -29,7 +29,16 @@ pub async fn services(dir: &std::path::Path) -> Services {
     store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
     let audit = Audit::new(store.clone(), CheckpointKey::from_ring(&ring).unwrap(), 1000, None);
     let blobs = Arc::new(LocalDirBlobStore::open(dir.join("blobs")).unwrap());
-    Services { store, ring, blobs, audit }
+    let spool = carepost_delivery::Spool::new(store.clone(), ring.clone(), blobs.clone(), audit.clone());
+    let policy = carepost_policy::Policy::new(Default::default()).unwrap();
+    let settings = carepost_delivery::IntakeSettings {
+        local_domains: vec![],
+        limits: Default::default(),
+        notices_from: carepost_model::Address::parse("postmaster@localhost.test").unwrap(),
+        learning: None,
+    };
+    let intake = Arc::new(carepost_delivery::Intake::new(spool, Arc::new(policy), settings));
+    Services { store, ring, blobs, audit, intake }
 }
 
 impl TestWeb {

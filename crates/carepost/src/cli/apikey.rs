@@ -1,0 +1,158 @@
+//! `carepost apikey`: keys applications use for the REST API.
+
+use std::process::ExitCode;
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use carepost::install::{Access, Installation};
+use carepost_audit::Event;
+use carepost_model::{TenantId, Timestamp};
+use carepost_smtp::network::Network;
+use carepost_store::StoreError;
+use carepost_store::api_keys::{ApiKey, NewApiKey};
+use carepost_web::api::keys;
+use clap::Subcommand;
+
+use super::Global;
+
+#[derive(Subcommand, Debug)]
+pub enum ApikeyCommand {
+    /// Create a key and print it once; only its hash is kept.
+    Create {
+        /// What the key is for (unique among the tenant's active keys).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: send, status, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+        /// A network (CIDR) the key may be used from; repeatable. Default: anywhere.
+        #[arg(long = "ip", value_name = "CIDR")]
+        networks: Vec<String>,
+        /// When the key stops working: a date (midnight UTC) or an RFC 3339 time.
+        #[arg(long, value_name = "DATE")]
+        expires: Option<String>,
+        /// Requests the key may make per minute.
+        #[arg(long, default_value_t = 600)]
+        rate: u32,
+        #[arg(long, default_value = "default")]
+        tenant: TenantId,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by its id; it stops working at once.
+    Revoke { id: String },
+}
+
+pub async fn run(global: &Global, command: ApikeyCommand) -> anyhow::Result<ExitCode> {
+    let (config, _) = global.load_config()?;
+    let install = Installation::open(config, Access::Shared).await?;
+    let result = run_with(&install, command).await;
+    install.store.close().await;
+    result
+}
+
+fn audit_event(action: &str, key: &ApiKey) -> Event {
+    Event::new("cli", action).target(format!("apikey:{}", key.id)).detail("tenant", key.tenant.as_str())
+}
+
+fn describe(k: &ApiKey, now: i64) -> String {
+    let state = if k.revoked_at.is_some() {
+        "revoked"
+    } else if !k.is_usable(now) {
+        "expired"
+    } else {
+        "active"
+    };
+    format!(
+        "{}  {}...  {}  tenant={}  scopes={}  ip={}  rate={}/min  expires={}  created={}  {state}",
+        k.id,
+        k.prefix,
+        k.name,
+        k.tenant,
+        k.scopes.join(","),
+        if k.networks.is_empty() { "any".to_owned() } else { k.networks.join(",") },
+        k.rate_per_minute,
+        k.expires_at.map_or_else(|| "never".to_owned(), |e| Timestamp::from_micros(e).to_rfc3339()),
+        Timestamp::from_micros(k.created_at).to_rfc3339(),
+    )
+}
+
+async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ApikeyCommand::Create { name, scope, networks, expires, rate, tenant } => {
+            let name = name.trim().to_owned();
+            if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+                bail!("a key name has 1 to 100 printable characters");
+            }
+            let mut scopes: Vec<String> = Vec::new();
+            for s in scope.iter().map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()) {
+                if !keys::SCOPES.contains(&s.as_str()) {
+                    bail!("unknown scope '{s}': use {}", keys::SCOPES.join(", "));
+                }
+                if !scopes.contains(&s) {
+                    scopes.push(s);
+                }
+            }
+            if scopes.is_empty() {
+                bail!("give at least one scope: {}", keys::SCOPES.join(", "));
+            }
+            for n in &networks {
+                Network::from_str(n).map_err(|_| anyhow::anyhow!("--ip '{n}' is not an address or a CIDR network"))?;
+            }
+            let expires_at = match &expires {
+                None => None,
+                Some(text) => {
+                    let t = Timestamp::parse(text).with_context(|| format!("--expires '{text}' is not a date (2027-01-31) or an RFC 3339 time"))?;
+                    if t.as_micros() <= Timestamp::now().as_micros() {
+                        bail!("--expires '{text}' is in the past");
+                    }
+                    Some(t.as_micros())
+                }
+            };
+            if rate == 0 {
+                bail!("--rate must be more than zero");
+            }
+            let (secret, prefix) = keys::generate().map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+            let new = NewApiKey {
+                tenant,
+                name: name.clone(),
+                prefix,
+                secret_hash: keys::hash(&secret),
+                scopes,
+                networks,
+                rate_per_minute: rate,
+                expires_at,
+            };
+            let key = match install.store.create_api_key(new).await {
+                Err(StoreError::Conflict(reason)) => bail!("{reason}"),
+                other => other?,
+            };
+            install
+                .audit
+                .append(audit_event("apikey.create", &key).detail("scopes", key.scopes.join(",")).detail("networks", key.networks.len()))
+                .await?;
+            eprintln!("API key {} '{}' created (shown once; only its hash is kept):", key.id, key.name);
+            println!("{secret}");
+        }
+        ApikeyCommand::List => {
+            let keys = install.store.api_keys().await?;
+            if keys.is_empty() {
+                println!("no API keys");
+            }
+            let now = Timestamp::now().as_micros();
+            for k in keys {
+                println!("{}", describe(&k, now));
+            }
+        }
+        ApikeyCommand::Revoke { id } => {
+            let id = id.trim().to_ascii_uppercase();
+            let Some(key) = install.store.api_key(&id).await? else { bail!("no API key with the id '{id}'") };
+            if !install.store.revoke_api_key(&key.id).await? {
+                bail!("API key {id} was already revoked");
+            }
+            install.audit.append(audit_event("apikey.revoke", &key)).await?;
+            println!("API key {id} '{}' revoked", key.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

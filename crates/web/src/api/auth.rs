@@ -1,0 +1,86 @@
+//! Bearer authentication with API keys.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use carepost_audit::{Event, Outcome};
+use carepost_model::Timestamp;
+use carepost_smtp::network::Network;
+use carepost_store::api_keys::ApiKey;
+
+use super::{ApiError, ApiShared, keys};
+use crate::WebState;
+
+/// The authenticated key behind a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key: ApiKey,
+    pub ip: IpAddr,
+}
+
+impl Caller {
+    /// The actor named in the audit log.
+    pub fn actor(&self) -> String {
+        format!("apikey:{}", self.key.id)
+    }
+
+    pub fn require(&self, scope: &str) -> Result<(), ApiError> {
+        if self.key.has_scope(scope) || self.key.has_scope("admin") {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("this API key does not have the '{scope}' scope")))
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Finds and checks the key a request names: known, unrevoked, unexpired, used from an
+/// allowed network, within its rate. Refusals of a presented key are audited.
+pub(crate) async fn authenticate(state: &WebState, shared: &ApiShared, headers: &HeaderMap, ip: IpAddr) -> Result<Caller, ApiError> {
+    let Some(token) = bearer(headers) else {
+        return Err(ApiError::Unauthorized("an API key is required: Authorization: Bearer <key>"));
+    };
+    let audit = |outcome: Outcome, reason: &str, key: Option<&ApiKey>| {
+        let mut event = Event::new(key.map_or_else(|| "apikey:unknown".to_owned(), |k| format!("apikey:{}", k.id)), "api.auth")
+            .ip(Some(ip))
+            .outcome(outcome)
+            .detail("reason", reason);
+        if let Some(k) = key {
+            event = event.target(format!("apikey:{}", k.id));
+        }
+        event
+    };
+    let key = if keys::well_formed(token) { state.services.store.api_key_by_hash(&keys::hash(token)).await? } else { None };
+    let Some(key) = key else {
+        append(state, audit(Outcome::Denied, "unknown key", None)).await;
+        return Err(ApiError::Unauthorized("the API key is not valid"));
+    };
+    if !key.is_usable(Timestamp::now().as_micros()) {
+        let reason = if key.revoked_at.is_some() { "revoked" } else { "expired" };
+        append(state, audit(Outcome::Denied, reason, Some(&key))).await;
+        return Err(ApiError::Unauthorized("the API key is revoked or expired"));
+    }
+    if !key.networks.is_empty() {
+        let allowed = key.networks.iter().filter_map(|n| Network::from_str(n).ok()).any(|n| n.contains(ip));
+        if !allowed {
+            append(state, audit(Outcome::Denied, "address not allowed", Some(&key))).await;
+            return Err(ApiError::Forbidden("this API key may not be used from this address".into()));
+        }
+    }
+    shared.check_rate(&key.id, key.rate_per_minute).map_err(ApiError::RateLimited)?;
+    Ok(Caller { key, ip })
+}
+
+/// Appends an audit event; a failure is logged (the request is refused anyway).
+pub(crate) async fn append(state: &WebState, event: Event) {
+    if let Err(e) = state.services.audit.append(event).await {
+        tracing::error!(error = %e, "cannot audit an API request");
+    }
+}
