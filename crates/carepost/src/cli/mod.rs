@@ -9,6 +9,7 @@ pub mod dns;
 pub mod key;
 pub mod keys;
 pub mod policy;
+pub mod portal;
 pub mod quarantine;
 pub mod queue;
 pub mod serve;
