@@ -152,7 +152,7 @@ pub async fn send(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf,
     let target = format!("portal:{}", m.row.id);
     match state.services.intake.submit(s.tenant.clone(), envelope_out, arrival, Bytes::from(message)).await {
         Ok(accepted) => {
-            audit(&state, ip, &actor, "portal.reply", &target, Outcome::Success, &[("queued", format!("{:?}", accepted)), ("recipients", to.len().to_string()), ("all", all.to_string())]).await;
+            audit(&state, ip, &actor, "portal.reply", &target, Outcome::Success, &[("message", accepted.id.to_string()), ("recipients", to.len().to_string()), ("all", all.to_string())]).await;
             notice(StatusCode::OK, csrf, true, "Reply sent", "Your reply was sent securely.", Some((&format!("/p/read/{}", m.row.id), "Back to the message")))
         }
         Err(IntakeError::Blocked(reason)) => {
