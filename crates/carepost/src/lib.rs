@@ -4,6 +4,7 @@
 pub mod config;
 pub mod install;
 pub mod logging;
+pub mod portal;
 pub mod smtp;
 pub mod tls;
 pub mod web;

@@ -62,6 +62,9 @@ enum Command {
     /// Review mail that policy quarantined.
     #[command(subcommand)]
     Quarantine(cli::quarantine::QuarantineCommand),
+    /// Messages kept in the secure portal: status and retraction.
+    #[command(subcommand)]
+    Portal(cli::portal::PortalCommand),
     /// See and steer the outbound queue.
     #[command(subcommand)]
     Queue(cli::queue::QueueCommand),
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             Command::User(c) => cli::user::run(&global, c).await,
             Command::Block(c) => cli::block::run(&global, c).await,
             Command::Quarantine(c) => cli::quarantine::run(&global, c).await,
+            Command::Portal(c) => cli::portal::run(&global, c).await,
             Command::Queue(c) => cli::queue::run(&global, c).await,
             Command::Dkim(c) => cli::dkim::run(&global, c).await,
             Command::Dns(c) => cli::dns::run(&global, c).await,

@@ -1,28 +1,70 @@
 //! Wiring of the HTTPS listener: the same TLS identity as SMTP, and carepost's services as
 //! the web handlers' state.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::Context;
+use carepost_delivery::Spool;
+use carepost_secure::portal::Portal;
+use carepost_smtp::{Guard, GuardSettings};
 use carepost_web::{RunningWeb, Services, WebContext, WebServer};
 
 use crate::Installation;
 use crate::tls::TlsIdentity;
 
-/// Binds `web.listen` and starts serving; `None` when the listener is off.
-pub async fn start(install: &Installation, spool: &carepost_delivery::Spool, tls: &TlsIdentity) -> anyhow::Result<Option<RunningWeb>> {
+/// The HTTPS side as `serve` started it.
+pub struct Web {
+    /// The listener; `None` when `web.listen` is off.
+    pub running: Option<RunningWeb>,
+    /// The secure portal, when links to it can be made (a listener, or `web.public_url`).
+    pub portal: Option<Portal>,
+}
+
+/// Binds `web.listen` and starts serving. Portal replies and one-time codes enter the queue
+/// through `spool`, like everything else.
+pub async fn start(install: &Installation, tls: &TlsIdentity, spool: &Spool) -> anyhow::Result<Web> {
     let config = &install.config.web;
     config.validate()?;
-    let Some(addr) = config.listen.0 else { return Ok(None) };
+    let Some(addr) = config.listen.0 else {
+        let portal = (!config.public_url.is_empty()).then(|| crate::portal::portal(install, config.public_url.clone()));
+        return Ok(Web { running: None, portal });
+    };
     let tls_config = carepost_smtp::tls::server_config(&tls.cert_file, &tls.key_file)
         .with_context(|| format!("loading the TLS certificate {}", tls.cert_file.display()))?;
     let server = WebServer::bind(addr, &tls_config).await.with_context(|| format!("web.listen: cannot listen on {addr}"))?;
     let public_url = config.public_url_for(server.local_addr()?);
+    let portal = crate::portal::portal(install, public_url.clone());
+    let guard_settings = GuardSettings {
+        failures_per_ip: config.ip_failures,
+        // Accounts lock in the store (web.lockout_failures); the guard blocks addresses.
+        failures_per_account: u32::MAX,
+        window: Duration::from_secs(config.failure_window.as_secs()),
+        block_for: Duration::from_secs(config.block_duration.as_secs()),
+    };
+    let guard = Arc::new(Guard::load(guard_settings, install.store.clone(), install.audit.clone()).await?);
+    {
+        // Blocks made by SMTP or `carepost block` reach the web guard too.
+        let guard = guard.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(carepost_smtp::guard::REFRESH_EVERY);
+            loop {
+                tick.tick().await;
+                if let Err(e) = guard.refresh().await {
+                    tracing::warn!(error = %e, "cannot refresh the web's address blocks");
+                }
+            }
+        });
+    }
     let services = Services {
         store: install.store.clone(),
         ring: install.ring.clone(),
         blobs: install.blobs.clone(),
         audit: install.audit.clone(),
-        intake: std::sync::Arc::new(crate::smtp::intake(install, spool)?),
+        intake: Arc::new(crate::smtp::intake(install, spool)?),
+        portal: portal.clone(),
+        guard,
     };
     let state = WebContext::new(config.clone(), public_url, services)?;
-    Ok(Some(server.start(carepost_web::router(state))?))
+    Ok(Web { running: Some(server.start(carepost_web::router(state))?), portal: Some(portal) })
 }

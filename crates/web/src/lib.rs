@@ -16,6 +16,7 @@ pub mod config;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
+pub mod portal;
 pub mod problem;
 pub mod rate_limit;
 mod router;

@@ -20,8 +20,12 @@ pub struct Services {
     pub ring: Arc<KeyRing>,
     pub blobs: Arc<dyn BlobStore>,
     pub audit: Audit,
-    /// The way into the queue (DLP, policy, sealing, fsync), for the REST API.
+    /// The way into the queue (inspection, policy, sealing): portal replies and one-time codes.
     pub intake: Arc<carepost_delivery::Intake>,
+    /// Messages kept for pick-up.
+    pub portal: carepost_secure::portal::Portal,
+    /// Failed sign-ins and blocked client addresses, shared with SMTP.
+    pub guard: Arc<carepost_smtp::Guard>,
 }
 
 /// The shared state of every handler. Cheap to clone.

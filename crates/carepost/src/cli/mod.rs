@@ -10,6 +10,7 @@ pub mod dns;
 pub mod key;
 pub mod keys;
 pub mod policy;
+pub mod portal;
 pub mod quarantine;
 pub mod queue;
 pub mod serve;

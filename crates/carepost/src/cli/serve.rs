@@ -22,12 +22,14 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     );
     // One spool for ingress and delivery, so that accepting a message wakes the runner.
     let spool = super::spool_of(&install);
-    let delivery = start_delivery(&install, &spool)?;
+    // The web listener binds first: the portal's links name its address.
+    let carepost::web::Web { running: web, portal } = carepost::web::start(&install, &tls, &spool).await?;
+    let delivery = start_delivery(&install, &spool, portal.clone())?;
+    let sweep = portal.map(|p| carepost::portal::start_sweep(p, install.audit.clone(), std::time::Duration::from_secs(60)));
     let smtp = carepost::smtp::start(&install, &spool, &tls).await?;
     for (kind, addr) in smtp.local_addrs() {
         println!("  {:<12}{addr}", kind.name());
     }
-    let web = carepost::web::start(&install, &spool, &tls).await?;
     if let Some(web) = &web {
         println!("  {:<12}{}", "https", web.local_addr());
     }
@@ -63,6 +65,9 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         let _ = runner.await;
     }
     anchors.abort();
+    if let Some(sweep) = sweep {
+        sweep.abort();
+    }
     install.audit.append(Event::new("system", "system.stop")).await?;
     install.close().await?;
     println!("stopped");
@@ -91,6 +96,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 fn start_delivery(
     install: &Installation,
     spool: &carepost_delivery::Spool,
+    portal: Option<carepost_secure::portal::Portal>,
 ) -> anyhow::Result<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>> {
     let config = &install.config;
     if !config.delivery.enabled {
@@ -106,6 +112,12 @@ fn start_delivery(
     };
     env.keys = Some(carepost_secure::directory::KeyDirectory::new(install.store.clone(), install.ring.clone(), wkd));
     env.signers = std::sync::Arc::new(config.secure.signers(|p| config.in_data_dir(p))?);
+    match portal {
+        Some(portal) => {
+            env.portal = Some(std::sync::Arc::new(carepost::portal::Handoff::new(portal, install.audit.clone())));
+        }
+        None => println!("  portal      off (no web.listen and no web.public_url): such copies are held"),
+    }
     let runner = carepost_delivery::QueueRunner::new(spool.clone(), config.delivery.clone(), env)?;
     if config.delivery.smart_host.is_empty() {
         println!("  delivery    direct to MX hosts (DANE, MTA-STS, then opportunistic TLS)");

@@ -30,15 +30,29 @@ pub async fn services(dir: &std::path::Path) -> Services {
     let audit = Audit::new(store.clone(), CheckpointKey::from_ring(&ring).unwrap(), 1000, None);
     let blobs = Arc::new(LocalDirBlobStore::open(dir.join("blobs")).unwrap());
     let spool = carepost_delivery::Spool::new(store.clone(), ring.clone(), blobs.clone(), audit.clone());
-    let policy = carepost_policy::Policy::new(Default::default()).unwrap();
     let settings = carepost_delivery::IntakeSettings {
-        local_domains: vec![],
+        local_domains: Vec::new(),
         limits: Default::default(),
-        notices_from: carepost_model::Address::parse("postmaster@localhost.test").unwrap(),
+        notices_from: carepost_model::Address::parse("postmaster@localhost").unwrap(),
         learning: None,
     };
+    let policy = carepost_policy::Policy::new(Default::default()).unwrap();
     let intake = Arc::new(carepost_delivery::Intake::new(spool, Arc::new(policy), settings));
-    Services { store, ring, blobs, audit, intake }
+    let portal_settings = carepost_secure::portal::PortalSettings {
+        public_url: "https://localhost".into(),
+        organization: String::new(),
+        expiry_secs: 86400,
+        hostname: "localhost".into(),
+    };
+    let portal = carepost_secure::portal::Portal::new(store.clone(), ring.clone(), blobs.clone(), portal_settings);
+    let guard_settings = carepost_smtp::GuardSettings {
+        failures_per_ip: 20,
+        failures_per_account: 1000,
+        window: std::time::Duration::from_secs(900),
+        block_for: std::time::Duration::from_secs(3600),
+    };
+    let guard = Arc::new(carepost_smtp::Guard::load(guard_settings, store.clone(), audit.clone()).await.unwrap());
+    Services { store, ring, blobs, audit, intake, portal, guard }
 }
 
 impl TestWeb {

@@ -1,0 +1,449 @@
+//! The secure portal end to end with the real binary over HTTPS: a protected message for a
+//! recipient policy sends to the portal is kept sealed, the notice at the sink carries no PHI,
+//! the recipient proves the address with a code from the sink, chooses a password, reads,
+//! downloads an attachment, turns on TOTP (with a code this test computes), is locked out
+//! after wrong passwords, unlocks with a reset code, replies (the reply reaches the sink as a
+//! new message), and the sender withdraws the message through the receipt's link.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use carepost::install::{Access, Installation};
+use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
+use carepost_testkit::{Server, run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_carepost");
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Sink {
+    addr: SocketAddr,
+    dump: PathBuf,
+    child: std::process::Child,
+}
+
+impl Sink {
+    fn start(dir: &Path) -> Sink {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("smtp-sink is not installed (apt-get install postfix; scripts/test.sh does)");
+        let dump = dir.join("sink");
+        std::fs::create_dir_all(&dump).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut command = std::process::Command::new(bin);
+        if std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false) {
+            command.args(["-u", "nobody"]);
+        }
+        let child = command
+            .arg("-d")
+            .arg(dump.join("m."))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("100")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting smtp-sink");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "smtp-sink did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sink { addr, dump, child }
+    }
+
+    /// Every message at the sink, one string each.
+    fn messages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dump).into_iter().flatten().flatten() {
+            out.push(String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()).replace("=\r\n", "").replace("=\n", ""));
+        }
+        out
+    }
+
+    /// Waits for a message containing every needle; returns it.
+    fn wait_for(&self, needles: &[&str], not: &[String]) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(m) = self.messages().into_iter().find(|m| needles.iter().all(|n| m.contains(n)) && !not.contains(m)) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "no message with {needles:?} at the sink; it has {:#?}", self.messages());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(sink: SocketAddr) -> String {
+    format!(
+        "[smtp]\nmx_listen = \"127.0.0.1:0\"\nsubmission_listen = \"\"\nsubmissions_listen = \"\"\n\n\
+         [web]\nlisten = \"127.0.0.1:0\"\norganization = \"Example Clinic\"\nlockout_failures = 3\n\n\
+         [delivery]\nsmart_host = \"{sink}\"\nsmart_host_tls = \"none\"\nretry_first = \"1s\"\nretry_max = \"2s\"\nconnection_idle = \"1s\"\n\n\
+         [[policy.rules]]\nname = \"patients read in the portal\"\nwhen = {{ recipient = [\"@patient.example\"] }}\nthen = {{ method = \"portal\" }}\n"
+    )
+}
+
+const SECRET_SUBJECT: &str = "Biopsy result for Jane Roe";
+const SECRET_BODY: &str = "PORTALBODYMARKER the biopsy shows";
+
+/// Submits a message through intake (inspection and policy), as SMTP would.
+async fn submit(dir: &Path) {
+    let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
+    let install = Installation::open(config, Access::Shared).await.unwrap();
+    let spool = carepost_delivery::Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
+    let intake = carepost::smtp::intake(&install, &spool).unwrap();
+    let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
+    let envelope = Envelope {
+        mail_from: Some(Address::parse("dr.smith@clinic.example").unwrap()),
+        recipients: vec![Recipient::new(Address::parse("jane@patient.example").unwrap())],
+        dsn_ret: None,
+        dsn_envid: None,
+        require_tls: false,
+        smtputf8: false,
+        body: Default::default(),
+    };
+    let body = format!(
+        "From: Dr Smith <dr.smith@clinic.example>\r\nTo: <jane@patient.example>\r\nCc: <nurse@clinic.example>\r\n\
+         Subject: {SECRET_SUBJECT}\r\nMessage-ID: <orig-1@clinic.example>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+         <p>{SECRET_BODY}</p><img src=\"https://tracker.example/pixel.gif\"><a href=\"https://evil.example/x\">https://clinic.example</a><script>alert(1)</script>\r\n\
+         --b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"result.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         JVBERi0xLjQKJUFUVEFDSE1FTlQK\r\n--b1--\r\n"
+    );
+    intake.submit(TenantId::default(), envelope, arrival, Bytes::from(body)).await.unwrap();
+    install.store.close().await;
+}
+
+/// The newest portal copy kept for `address`, opened (from another process on the data directory).
+async fn kept_for(dir: &Path, address: &str) -> String {
+    let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
+    let install = Installation::open(config, Access::Shared).await.unwrap();
+    let portal = carepost::portal::portal(&install, "https://localhost".into());
+    let messages = portal.messages_for(&TenantId::default(), &Address::parse(address).unwrap()).await.unwrap();
+    let body = portal.body(messages.first().expect("a portal copy")).await.unwrap();
+    install.store.close().await;
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// A browser: cookies by name, no redirects followed.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+impl Page {
+    fn csrf(&self) -> String {
+        let at = self.text.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.text));
+        let rest = &self.text[at + 19..];
+        rest[..rest.find('"').unwrap()].to_owned()
+    }
+    fn location(&self) -> String {
+        self.headers.get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    }
+}
+
+impl Browser {
+    fn new(base: String) -> Browser {
+        let client = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("portal-test/1.0")
+            .build()
+            .unwrap();
+        Browser { client, base, cookies: HashMap::new() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let response = request.header("cookie", self.cookie_header()).send().await.unwrap();
+        for v in response.headers().get_all("set-cookie") {
+            let pair = v.to_str().unwrap().split(';').next().unwrap();
+            let (k, val) = pair.split_once('=').unwrap();
+            if val.is_empty() {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), val.to_owned());
+            }
+        }
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        Page { status, headers, text }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("https://") { path.to_owned() } else { format!("{}{path}", self.base) }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let r = self.client.get(self.url(path));
+        self.send(r).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = form.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
+        let r = self.client.post(self.url(path)).header("content-type", "application/x-www-form-urlencoded").body(body);
+        self.send(r).await
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+fn code_from(mail: &str) -> String {
+    let at = mail.find("Your code: ").expect("a code mail");
+    mail[at + 11..at + 19].to_owned()
+}
+
+fn link_in(mail: &str, prefix: &str) -> String {
+    let at = mail.find(prefix).unwrap_or_else(|| panic!("no {prefix} in {mail}"));
+    let start = mail[..at].rfind("https://").unwrap();
+    mail[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+fn secret_on(page: &Page) -> Vec<u8> {
+    let at = page.text.find("<p class=\"code\">").expect("a TOTP secret");
+    let rest = &page.text[at + 16..];
+    carepost_web::portal::totp::decode(&rest[..rest.find('<').unwrap()]).expect("base32")
+}
+
+/// Headless Chromium at a phone's size: a screenshot of `url` (saved as a test artifact under
+/// the target directory) and the DOM it rendered. Fails when Chromium is missing:
+/// scripts/test.sh installs it.
+fn chromium(url: &str, name: &str) -> String {
+    let bin = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chromium is not installed (apt-get install chromium; scripts/test.sh does)");
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let shot = shots.join(format!("{name}.png"));
+    let profile = tempfile::tempdir().unwrap();
+    let common = |c: &mut std::process::Command| {
+        c.args(["--headless", "--no-sandbox", "--disable-gpu", "--ignore-certificate-errors", "--hide-scrollbars", "--window-size=390,844"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .stderr(std::process::Stdio::null());
+    };
+    let mut c = std::process::Command::new(bin);
+    common(&mut c);
+    let status = c.arg(format!("--screenshot={}", shot.display())).arg(url).stdout(std::process::Stdio::null()).status().unwrap();
+    assert!(status.success(), "chromium --screenshot {url}");
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 2000, "a real screenshot of {url}");
+    let mut c = std::process::Command::new(bin);
+    common(&mut c);
+    let out = c.arg("--dump-dom").arg(url).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pick_up_sign_in_read_reply_and_retract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sink = Sink::start(dir);
+    let server = Server::start(Path::new(BIN), dir, &config(sink.addr));
+    let https = server.addr("https");
+    submit(dir).await;
+
+    // The notice: the organization and a link, nothing of the message.
+    let notice = sink.wait_for(&["jane@patient.example", "/p/m/"], &[]);
+    assert!(notice.contains("Secure message from Example Clinic"), "{notice}");
+    for secret in [SECRET_SUBJECT, "PORTALBODYMARKER", "Biopsy", "result.pdf"] {
+        assert!(!notice.contains(secret), "the notice leaks {secret:?}: {notice}");
+    }
+    let receipt = sink.wait_for(&["/p/s/"], &[]);
+    assert!(receipt.contains("dr.smith@clinic.example") && !receipt.contains("PORTALBODYMARKER"));
+    let link = link_in(&notice, "/p/m/");
+    let status_link = link_in(&receipt, "/p/s/");
+    assert!(link.starts_with(&format!("https://{https}/p/m/")), "{link}");
+
+    let mut b = Browser::new(format!("https://{https}"));
+    let landing = b.get(&link).await;
+    assert_eq!(landing.status, 200, "{}", landing.text);
+    assert!(landing.text.contains("Send me a code") && landing.text.contains("j•••@patient.example"));
+    assert!(landing.text.contains("name=\"viewport\""));
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    // A real browser at phone size renders the pick-up page (no scripts run: CSP has none).
+    let dom = chromium(&link, "1-pickup-link");
+    assert!(dom.contains("Send me a code") && dom.contains("You have a secure message"), "{dom}");
+
+    // CSRF: a form without its token changes nothing.
+    assert_eq!(b.post("/p/code", &[("token", &token)]).await.status, 400);
+    assert_eq!(b.post("/p/code", &[("csrf", "forged"), ("token", &token)]).await.status, 403);
+
+    let csrf = landing.csrf();
+    let sent = b.post("/p/code", &[("csrf", &csrf), ("token", &token)]).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    let code_mail = sink.wait_for(&["Your code: "], &[]);
+    let code = code_from(&code_mail);
+
+    // A wrong code, and a too-short password, change nothing.
+    let weak = b.post("/p/verify", &[("csrf", &csrf), ("token", &token), ("code", &code), ("password", "short"), ("password2", "short")]).await;
+    assert_eq!(weak.status, 400);
+    let wrong_code = if code == "00000000" { "11111111" } else { "00000000" };
+    let wrong = b.post("/p/verify", &[("csrf", &csrf), ("token", &token), ("code", wrong_code), ("password", "a long passphrase"), ("password2", "a long passphrase")]).await;
+    assert_eq!(wrong.status, 400);
+    assert!(wrong.text.contains("not right"));
+    let ok = b.post("/p/verify", &[("csrf", &csrf), ("token", &token), ("code", &code), ("password", "a long passphrase"), ("password2", "a long passphrase")]).await;
+    assert_eq!(ok.status, 303, "{}", ok.text);
+    let read_path = ok.location();
+    assert!(read_path.starts_with("/p/read/"), "{read_path}");
+    assert!(b.cookies.contains_key("__Host-cp_session"));
+    let cookie_line = ok.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).find(|c| c.contains("cp_session")).unwrap();
+    assert!(cookie_line.contains("Secure") && cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"));
+    // The code is used up.
+    let again = b.post("/p/verify", &[("csrf", &csrf), ("token", &token), ("code", &code), ("password", "another passphrase"), ("password2", "another passphrase")]).await;
+    assert_eq!(again.status, 400);
+
+    // Reading: sanitized HTML, the real link target, no remote image, the sender clearly.
+    let page = b.get(&read_path).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("PORTALBODYMARKER") && page.text.contains(SECRET_SUBJECT));
+    assert!(page.text.contains("dr.smith@clinic.example"));
+    assert!(page.text.contains("[https://evil.example/x]"), "links show their target");
+    assert!(!page.text.contains("tracker.example") && !page.text.contains("<script"), "{}", page.text);
+    assert!(page.text.contains("Load remote content"));
+    assert!(page.headers["content-security-policy"].to_str().unwrap().contains("img-src 'self' data:;"));
+    let remote = b.get(&format!("{read_path}?remote=1")).await;
+    assert!(remote.text.contains("https://tracker.example/pixel.gif"));
+    assert!(remote.headers["content-security-policy"].to_str().unwrap().contains("https:"));
+    let text = b.get(&format!("{read_path}?view=text")).await;
+    assert!(text.text.contains("message-text"));
+    let file = b.get(&format!("{read_path}/part/0")).await;
+    assert_eq!(file.status, 200);
+    assert_eq!(file.headers["content-type"], "application/pdf");
+    assert!(file.headers["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"result.pdf\""));
+    assert!(file.text.starts_with("%PDF-1.4"));
+    let inbox = b.get("/p/inbox").await;
+    assert!(inbox.text.contains(SECRET_SUBJECT));
+
+    // TOTP: set up with a code computed here.
+    let account = b.get("/p/account").await;
+    let setup = b.post("/p/account/totp", &[("csrf", &account.csrf())]).await;
+    let secret = secret_on(&setup);
+    let bad = b.post("/p/account/totp/confirm", &[("csrf", &csrf), ("code", "000000")]).await;
+    assert!(bad.text.contains("not right") || carepost_web::portal::totp::code_at(&secret, unix_now()).unwrap() == "000000");
+    let now_code = carepost_web::portal::totp::code_at(&secret, unix_now()).unwrap();
+    let on = b.post("/p/account/totp/confirm", &[("csrf", &csrf), ("code", &now_code)]).await;
+    assert!(on.text.contains("Two-step sign-in is on."), "{}", on.text);
+
+    // Reply (and reply-all to the original participants only), with an attachment.
+    let form = b.get(&format!("{read_path}/reply?all=1")).await;
+    assert!(form.text.contains("dr.smith@clinic.example") && form.text.contains("nurse@clinic.example"));
+    let boundary = "XyZportalBoundary";
+    let multipart = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"all\"\r\n\r\n1\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"body\"\r\n\r\nREPLYMARKER thank you\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"note.txt\"\r\nContent-Type: text/plain\r\n\r\nATTACHEDREPLYFILE\r\n\
+         --{boundary}--\r\n"
+    );
+    let request = b
+        .client
+        .post(b.url(&format!("{read_path}/reply")))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(multipart);
+    let sent = b.send(request).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    assert!(sent.text.contains("Reply sent"));
+    // The reply went through intake and policy: this installation's default keeps protected
+    // mail for recipients without verified TLS or keys in the portal, so the clinic's staff
+    // get notices, and the copy kept for them is the reply.
+    sink.wait_for(&["X-Rcpt-Args: <dr.smith@clinic.example>", "Secure message from"], &[]);
+    sink.wait_for(&["X-Rcpt-Args: <nurse@clinic.example>", "Secure message from"], &[]);
+    let reply = kept_for(dir, "dr.smith@clinic.example").await;
+    assert!(reply.contains("REPLYMARKER") && reply.contains("In-Reply-To: <orig-1@clinic.example>"), "{reply}");
+    assert!(reply.contains("From: <jane@patient.example>") && reply.contains("nurse@clinic.example") && reply.contains("note.txt"), "{reply}");
+
+    // Sign out; wrong passwords lock the account; a reset code unlocks it.
+    let out = b.post("/p/signout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(b.get("/p/inbox").await.status, 401);
+    for _ in 0..3 {
+        let r = b.post("/p/signin", &[("csrf", &csrf), ("email", "jane@patient.example"), ("password", "not the password")]).await;
+        assert!(r.status == 401 || r.status == 403, "{}", r.status);
+    }
+    let locked = b.post("/p/signin", &[("csrf", &csrf), ("email", "jane@patient.example"), ("password", "a long passphrase")]).await;
+    assert_eq!(locked.status, 403);
+    assert!(locked.text.contains("locked"));
+    let unknown = b.post("/p/signin", &[("csrf", &csrf), ("email", "nobody@patient.example"), ("password", "whatever it is")]).await;
+    assert_eq!(unknown.status, 401);
+    let first_code_mail = code_mail.clone();
+    let sent = b.post("/p/code", &[("csrf", &csrf), ("email", "jane@patient.example")]).await;
+    assert_eq!(sent.status, 200);
+    let reset_mail = sink.wait_for(&["Your code: "], &[first_code_mail]);
+    let reset = b
+        .post("/p/verify", &[("csrf", &csrf), ("email", "jane@patient.example"), ("code", &code_from(&reset_mail)), ("password", "a new long passphrase"), ("password2", "a new long passphrase")])
+        .await;
+    assert_eq!(reset.status, 303);
+    assert!(reset.location().starts_with("/p/signin/totp"), "TOTP is still due: {}", reset.location());
+    assert_eq!(b.get("/p/inbox").await.status, 401, "not signed in before the second factor");
+    let wrong_totp = b.post(&reset.location(), &[("csrf", &csrf), ("code", "12345")]).await;
+    assert_eq!(wrong_totp.status, 401);
+    // The next step's code (one step of skew is allowed; the current one was used already).
+    let next_code = carepost_web::portal::totp::code_at(&secret, unix_now() + 30).unwrap();
+    let second = b.post(&reset.location(), &[("csrf", &csrf), ("code", &next_code)]).await;
+    assert_eq!(second.status, 303, "{}", second.text);
+    assert_eq!(b.get(&read_path).await.status, 200);
+
+    // The sender sees the opens and withdraws the message.
+    let mut sender = Browser::new(format!("https://{https}"));
+    let status = sender.get(&status_link).await;
+    assert_eq!(status.status, 200);
+    assert!(status.text.contains("127.0.0.1") && status.text.contains("portal-test/1.0"), "{}", status.text);
+    let status_path = status_link.trim_start_matches(&format!("https://{https}")).to_owned();
+    assert_eq!(sender.post(&format!("{status_path}/retract"), &[("csrf", "forged")]).await.status, 403);
+    let done = sender.post(&format!("{status_path}/retract"), &[("csrf", &status.csrf())]).await;
+    assert_eq!(done.status, 303);
+    assert!(sender.get(&status_link).await.text.contains("withdrawn"));
+    let dom = chromium(&status_link, "2-sender-status-withdrawn");
+    assert!(dom.contains("withdrawn") && dom.contains("portal-test/1.0"), "{dom}");
+    let dom = chromium(&link, "3-pickup-link-withdrawn");
+    assert!(dom.contains("This message was withdrawn"), "{dom}");
+    let gone = b.get(&read_path).await;
+    assert_eq!(gone.status, 410);
+    assert!(gone.text.contains("withdrawn") && !gone.text.contains("PORTALBODYMARKER"));
+    assert_eq!(b.get(&link).await.status, 410);
+    assert_eq!(b.get(&format!("{read_path}/part/0")).await.status, 410);
+
+    // The CLI agrees, and the content key is gone.
+    let id = read_path.trim_start_matches("/p/read/");
+    let (code, out, err) = run(Path::new(BIN), dir, &["portal", "status", id, "--config", "carepost.toml"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("retracted") && out.contains("opened"), "{out}");
+    let (code, out, _) = run(Path::new(BIN), dir, &["portal", "retract", id, "--reason", "test", "--config", "carepost.toml"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already withdrawn"), "{out}");
+    let (code, _, _) = run(Path::new(BIN), dir, &["portal", "retract", "nonexistent", "--config", "carepost.toml"]);
+    assert_eq!(code, 2);
+    drop(server);
+}
