@@ -58,6 +58,25 @@ impl Sink {
 }
 
 impl Sink {
+    /// How many received messages contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.messages().iter().filter(|m| m.contains(needle)).count()
+    }
+
+    /// Waits (bounded) for a message that contains every needle, with quoted-printable soft
+    /// line breaks removed so that long links match, and that is not one of `not`.
+    pub fn wait_for(&self, needles: &[&str], not: &[String]) -> String {
+        let unfolded = || self.messages().into_iter().map(|m| m.replace("=\r\n", "").replace("=\n", "")).collect::<Vec<_>>();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(m) = unfolded().into_iter().find(|m| needles.iter().all(|n| m.contains(n)) && !not.contains(m)) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "no message with {needles:?} at the sink; it has {:#?}", unfolded());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The received messages (with smtp-sink's envelope headers), one string each.
     pub fn messages(&self) -> Vec<String> {
         std::fs::read_dir(&self.dump)

@@ -7,78 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use carepost_testkit::{Server, files_containing, run};
+use carepost_testkit::{Server, Sink, files_containing, run};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Postfix's smtp-sink writing one file per message into `dir/sink` (as in delivery.rs).
-struct Sink {
-    addr: SocketAddr,
-    dump: PathBuf,
-    child: std::process::Child,
-}
-
-impl Sink {
-    fn start(dir: &Path) -> Sink {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("smtp-sink is not installed (apt-get install postfix; scripts/test.sh does)");
-        let dump = dir.join("sink");
-        std::fs::create_dir_all(&dump).unwrap();
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut command = std::process::Command::new(bin);
-        if std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false) {
-            command.args(["-u", "nobody"]);
-        }
-        let child = command
-            .arg("-d")
-            .arg(dump.join("m."))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting smtp-sink");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Sink { addr, dump, child }
-    }
-
-    /// How many delivered messages contain `needle`.
-    fn count(&self, needle: &str) -> usize {
-        std::fs::read_dir(&self.dump)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| String::from_utf8_lossy(&std::fs::read(e.path()).unwrap_or_default()).contains(needle))
-            .count()
-    }
-
-    fn all(&self) -> String {
-        let mut text = String::new();
-        for entry in std::fs::read_dir(&self.dump).into_iter().flatten().flatten() {
-            text.push_str(&String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()));
-        }
-        text
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Mail for clinic.example is local (inbound) and goes to the sink as is; other domains are
 /// outbound and protected by the default policy.
@@ -194,7 +127,7 @@ fn assert_problem(reply: &Reply, status: u16, detail_contains: &str) {
 async fn keys_sending_status_idempotency_and_problems() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let sink = Sink::start(dir);
+    let sink = Sink::start(dir, &[]);
     let server = Server::start(Path::new(BIN), dir, &config(sink.addr));
     let api = Api::new(&server);
 
@@ -392,7 +325,7 @@ async fn the_sendgrid_python_library_sends_through_carepost() {
     let python = python_with_sendgrid();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let sink = Sink::start(dir);
+    let sink = Sink::start(dir, &[]);
     let server = Server::start(Path::new(BIN), dir, &config(sink.addr));
     let key = create_key(dir, &["--name", "sendgrid app", "--scope", "send"]);
     let marker = format!("SENDGRID-MARKER-{}", std::process::id());

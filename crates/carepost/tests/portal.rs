@@ -7,85 +7,15 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use carepost::install::{Access, Installation};
 use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
-use carepost_testkit::{Server, run};
+use carepost_testkit::{Server, Sink, run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
-const WAIT: Duration = Duration::from_secs(90);
-
-struct Sink {
-    addr: SocketAddr,
-    dump: PathBuf,
-    child: std::process::Child,
-}
-
-impl Sink {
-    fn start(dir: &Path) -> Sink {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("smtp-sink is not installed (apt-get install postfix; scripts/test.sh does)");
-        let dump = dir.join("sink");
-        std::fs::create_dir_all(&dump).unwrap();
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut command = std::process::Command::new(bin);
-        if std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false) {
-            command.args(["-u", "nobody"]);
-        }
-        let child = command
-            .arg("-d")
-            .arg(dump.join("m."))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting smtp-sink");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Sink { addr, dump, child }
-    }
-
-    /// Every message at the sink, one string each.
-    fn messages(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.dump).into_iter().flatten().flatten() {
-            out.push(String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()).replace("=\r\n", "").replace("=\n", ""));
-        }
-        out
-    }
-
-    /// Waits for a message containing every needle; returns it.
-    fn wait_for(&self, needles: &[&str], not: &[String]) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(m) = self.messages().into_iter().find(|m| needles.iter().all(|n| m.contains(n)) && !not.contains(m)) {
-                return m;
-            }
-            assert!(Instant::now() < deadline, "no message with {needles:?} at the sink; it has {:#?}", self.messages());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn config(sink: SocketAddr) -> String {
     format!(
@@ -269,7 +199,7 @@ fn unix_now() -> u64 {
 async fn pick_up_sign_in_read_reply_and_retract() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let sink = Sink::start(dir);
+    let sink = Sink::start(dir, &[]);
     let server = Server::start(Path::new(BIN), dir, &config(sink.addr));
     let https = server.addr("https");
     submit(dir).await;
