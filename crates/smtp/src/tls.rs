@@ -51,6 +51,9 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<ServerConf
     // SMTP has no use for session tickets across listeners; plain session-id resumption is
     // enough and keeps no long-lived ticket key in memory.
     config.send_tls13_tickets = 0;
+    // Our suite order (AEAD, strongest first) decides, not the client's: a client that lists
+    // a weaker suite first still gets the strongest one both sides support.
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
