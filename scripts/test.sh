@@ -43,4 +43,17 @@ fi
 export CAREPOST_TEST_PYTHON="$venv/bin/python"
 export CARGO_TERM_COLOR=never
 cargo test --workspace --all-targets
+
+# Fuzz smoke: 30 seconds per cargo-fuzz target when a nightly toolchain is present (the
+# long runs are in bench/RESULTS.md). New inputs go to a scratch directory, not fuzz/corpus.
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+  scratch=$(mktemp -d)
+  for target in $(cargo +nightly fuzz list); do
+    mkdir -p "$scratch/$target" "fuzz/corpus/$target"
+    cargo +nightly fuzz run --target-dir "$CARGO_TARGET_DIR/fuzz" "$target" "$scratch/$target" "fuzz/corpus/$target" \
+      -- -max_total_time=30 -rss_limit_mb=2048 2>&1 | tail -n 20
+  done
+  rm -rf "$scratch"
+fi
 echo "all tests passed"
