@@ -130,6 +130,26 @@ pub struct AccountRow {
     pub created_at: i64,
 }
 
+impl AccountRow {
+    /// A recipient account that has just proved its address: no password, TOTP or failures yet.
+    pub fn new(id: String, tenant: String, address_index: Vec<u8>, sealed_address: Vec<u8>, created_at: i64) -> Self {
+        AccountRow {
+            id,
+            tenant,
+            address_index,
+            address: sealed_address,
+            password_hash: None,
+            totp: None,
+            totp_pending: None,
+            totp_last_step: None,
+            failures: 0,
+            first_failure_at: None,
+            locked_until: None,
+            created_at,
+        }
+    }
+}
+
 fn account_from(r: &SqliteRow) -> Result<AccountRow, StoreError> {
     Ok(AccountRow {
         id: r.try_get("id")?,
@@ -614,20 +634,7 @@ mod tests {
     #[tokio::test]
     async fn accounts_lock_after_failures_and_a_new_password_unlocks() {
         let (_dir, store) = store().await;
-        let row = AccountRow {
-            id: "A1".into(),
-            tenant: "default".into(),
-            address_index: b"r".to_vec(),
-            address: b"sealed".to_vec(),
-            password_hash: None,
-            totp: None,
-            totp_pending: None,
-            totp_last_step: None,
-            failures: 0,
-            first_failure_at: None,
-            locked_until: None,
-            created_at: 0,
-        };
+        let row = AccountRow::new("A1".into(), "default".into(), b"r".to_vec(), b"sealed".to_vec(), 0);
         let id = store.set_portal_password(row.clone(), "h1".into(), 1).await.unwrap();
         assert_eq!(id, "A1");
         for n in 1..3 {

@@ -25,20 +25,13 @@ async fn account(web: &TestWeb) {
     let (key, wrapped) = s.ring.new_data_key(&tenant, &object).unwrap();
     let t = tenant.clone();
     s.store.writer().run(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &t, &object, &wrapped).await })).await.unwrap();
-    let row = AccountRow {
+    let row = AccountRow::new(
         id,
-        tenant: tenant.to_string(),
-        address_index: s.portal.recipient_index(&tenant, &address).unwrap(),
-        address: key.seal_field("address", ADDRESS.as_bytes()).unwrap(),
-        password_hash: None,
-        totp: None,
-        totp_pending: None,
-        totp_last_step: None,
-        failures: 0,
-        first_failure_at: None,
-        locked_until: None,
-        created_at: Timestamp::now().as_micros(),
-    };
+        tenant.to_string(),
+        s.portal.recipient_index(&tenant, &address).unwrap(),
+        key.seal_field("address", ADDRESS.as_bytes()).unwrap(),
+        Timestamp::now().as_micros(),
+    );
     s.store.set_portal_password(row, carepost_vault::hash_password(PASSWORD).unwrap(), Timestamp::now().as_micros()).await.unwrap();
 }
 

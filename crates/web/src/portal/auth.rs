@@ -288,20 +288,8 @@ pub async fn verify(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
                 .run(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &tenant, &object, &wrapped).await }))
                 .await
                 .map_err(WebError::internal)?;
-            let row = AccountRow {
-                id: id.clone(),
-                tenant: who.tenant.to_string(),
-                address_index: who.index.clone(),
-                address: key.seal_field("address", who.address.as_str().as_bytes()).map_err(WebError::internal)?,
-                password_hash: None,
-                totp: None,
-                totp_pending: None,
-                totp_last_step: None,
-                failures: 0,
-                first_failure_at: None,
-                locked_until: None,
-                created_at: now,
-            };
+            let sealed = key.seal_field("address", who.address.as_str().as_bytes()).map_err(WebError::internal)?;
+            let row = AccountRow::new(id.clone(), who.tenant.to_string(), who.index.clone(), sealed, now);
             store.set_portal_password(row, hash, now).await.map_err(WebError::internal)?
         }
     };
