@@ -14,7 +14,8 @@ use carepost_delivery::tls_policy::mta_sts::StsFetchOptions;
 use carepost_delivery::{DeliveryConfig, Interval, QueueRunner, RunnerEnv, SmartHostTls, Spool, Submission, decision};
 use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
 use carepost_store::audit_log::AuditRow;
-use support::{Behaviour, SmtpSink, TestCa, TestHttps, TestSmtp, eventually};
+use carepost_testkit::Sink;
+use support::{Behaviour, TestCa, TestHttps, TestSmtp, eventually};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -123,7 +124,7 @@ async fn attempts_of(spool: &Spool, id: &str) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_to_postfix_smtp_sink_through_the_smart_host() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = SmtpSink::start(dir.path());
+    let sink = Sink::start(dir.path(), &[]);
     let spool = support::spool(dir.path()).await;
     let mut ids = Vec::new();
     for i in 0..40 {
@@ -135,7 +136,7 @@ async fn delivers_to_postfix_smtp_sink_through_the_smart_host() {
         wait_states(&spool, id, &["delivered"]).await;
     }
     stop(handle).await;
-    let dumped = sink.dumped();
+    let dumped = sink.all();
     for i in 0..40 {
         assert_eq!(dumped.matches(&format!("MARKER-{i:03}-END")).count(), 1, "message {i} reached the sink once");
     }

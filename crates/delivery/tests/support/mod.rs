@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -358,66 +358,6 @@ impl TestHttps {
             }
         });
         TestHttps { addr, requests, task }
-    }
-}
-
-/// Postfix's smtp-sink on a free loopback port, dumping each message to a file.
-pub struct SmtpSink {
-    pub addr: SocketAddr,
-    pub dump: PathBuf,
-    child: std::process::Child,
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl SmtpSink {
-    /// Fails (never skips) when smtp-sink is not installed: scripts/test.sh installs postfix.
-    pub fn start(dir: &Path) -> SmtpSink {
-        let bin = ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("smtp-sink is not installed (apt-get install postfix; scripts/test.sh does)");
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        // One file per message; smtp-sink drops privileges, so the directory must be open to it.
-        let dump = dir.join("sink");
-        std::fs::create_dir_all(&dump).unwrap();
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut command = std::process::Command::new(bin);
-        if std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false) {
-            command.args(["-u", "nobody"]);
-        }
-        let child = command
-            .arg("-d")
-            .arg(dump.join("m."))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("100")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting smtp-sink");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        SmtpSink { addr, dump, child }
-    }
-
-    /// Every message the sink received, one after the other.
-    pub fn dumped(&self) -> String {
-        let mut all = String::new();
-        for entry in std::fs::read_dir(&self.dump).into_iter().flatten().flatten() {
-            all.push_str(&String::from_utf8_lossy(&std::fs::read(entry.path()).unwrap_or_default()));
-        }
-        all
     }
 }
 
