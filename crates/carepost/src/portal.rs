@@ -80,13 +80,15 @@ impl PortalHandoff for Handoff {
         Box::pin(async move {
             let rcpt = message.recipients.get(recipient).ok_or_else(|| format!("no recipient at position {recipient}"))?;
             let source = message.row.id.to_string();
+            // Decisions that do not read back are treated as the strictest: a neutral subject.
+            let reveal_subject = carepost_delivery::decision::read(rcpt.row.decision.as_deref()).is_some_and(|d| d.reveal_subject);
             let request = PickupRequest {
                 tenant: &message.tenant,
                 source_message: &source,
                 sender: message.envelope.mail_from.as_ref(),
                 recipient: &rcpt.recipient.address,
                 message: body,
-                reveal_subject: false,
+                reveal_subject,
             };
             let pickup = self.portal.deliver(request).await.map_err(|e| e.to_string())?;
             let _ = self

@@ -101,13 +101,18 @@ fn scan_with(extraction: &Extraction, buffers: &mut Buffers) -> Report {
     scan.health.clear();
     part_starts.clear();
     health_terms.clear();
+    let mut subject_sensitive = false;
     for (index, part) in extraction.parts.iter().enumerate() {
         if part.text.is_empty() {
             continue;
         }
         part_starts.push((index, scan.detections.len()));
-        let health_before = scan.health.len();
+        let (detections_before, health_before) = (scan.detections.len(), scan.health.len());
         scan_text_into(&part.text, scratch, scan);
+        if part.info.source == PartSource::Subject {
+            subject_sensitive |= scan.health.len() > health_before
+                || scan.detections[detections_before..].iter().any(|d| !d.business);
+        }
         for h in &scan.health[health_before..] {
             let term = part.text.as_bytes().get(h.start..h.end).unwrap_or(&[]);
             health_terms.push((h.kind, term_hash(term)));
@@ -158,6 +163,7 @@ fn scan_with(extraction: &Extraction, buffers: &mut Buffers) -> Report {
         incomplete_reasons: extraction.incomplete.iter().copied().collect(),
         findings,
         health_signals,
+        subject_sensitive,
         parts: extraction.parts.iter().map(|p| p.info.clone()).collect(),
         text_bytes: extraction.text_bytes(),
     }

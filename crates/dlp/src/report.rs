@@ -276,6 +276,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Health information found, by kind (counts of distinct terms).
     pub health_signals: BTreeMap<HealthKind, usize>,
+    /// A Subject holds an identifier (other than business contact details) or a health term:
+    /// it must not be shown outside encryption, e.g. in a portal notice.
+    pub subject_sensitive: bool,
     pub parts: Vec<PartInfo>,
     /// Bytes of extracted text scanned, all parts together.
     pub text_bytes: usize,
@@ -292,6 +295,8 @@ pub struct Summary {
     /// Distinct values found per entity type.
     pub entities: BTreeMap<EntityType, usize>,
     pub health_signals: BTreeMap<HealthKind, usize>,
+    /// See [`Report::subject_sensitive`].
+    pub subject_sensitive: bool,
     /// One entry per attachment (and embedded file): no file names.
     pub attachments: Vec<AttachmentSummary>,
 }
@@ -328,6 +333,7 @@ impl Report {
             incomplete_reasons: self.incomplete_reasons.clone(),
             entities,
             health_signals: self.health_signals.clone(),
+            subject_sensitive: self.subject_sensitive,
             attachments,
         }
     }
@@ -472,6 +478,7 @@ mod tests {
                 finding("222-33-4444"),
             ],
             health_signals: BTreeMap::new(),
+            subject_sensitive: false,
             parts: vec![],
             text_bytes: 10,
         };

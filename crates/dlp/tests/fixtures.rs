@@ -261,3 +261,18 @@ fn signatures_are_not_unscanned_content() {
     assert!(!r.incomplete, "{:?}", r.incomplete_reasons);
     assert_eq!(r.verdict, Verdict::Clean);
 }
+
+#[test]
+fn a_subject_with_a_name_or_a_health_term_is_sensitive() {
+    let subject = |s: &str| {
+        let eml = format!("Subject: {s}\r\n\r\nPatient: Ann Lee\r\nDOB: 01/02/1980\r\nDiagnosis: E11.9\r\n");
+        let report = scan_eml(eml.as_bytes(), &Limits::default());
+        assert_eq!(report.verdict, Verdict::Phi, "{s}: the body is PHI either way");
+        report.summary().subject_sensitive
+    };
+    assert!(!subject("Your appointment reminder"));
+    assert!(!subject("Documents from the front desk"));
+    assert!(subject("Biopsy result"), "a health term");
+    assert!(subject("Results for MRN 4821973"), "an identifier");
+    assert!(subject("Lab results for Ann Lee, DOB 01/02/1980"), "a name and a date of birth");
+}

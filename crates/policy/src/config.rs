@@ -98,6 +98,19 @@ pub struct Actions {
     pub add_header: BTreeMap<String, String>,
     /// Put this in front of the subject, e.g. "[SECURE]".
     pub tag_subject: Option<String>,
+    /// The subject of a portal notice: `neutral` (the default) or `original`, which shows the
+    /// real subject only when DLP found nothing sensitive in it.
+    pub notice_subject: Option<NoticeSubject>,
+}
+
+/// What a portal notice may say about the message's subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeSubject {
+    /// "Secure message from <organization>".
+    Neutral,
+    /// The message's own subject, unless DLP found an identifier or a health term in it.
+    Original,
 }
 
 /// A DLP entity type as written in rules (`US_SSN`, `MEDICARE_MBI`, ...).

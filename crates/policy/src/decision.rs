@@ -54,6 +54,9 @@ pub struct Decision {
     pub notify: Vec<String>,
     pub add_headers: BTreeMap<String, String>,
     pub tag_subject: Option<String>,
+    /// A portal notice may carry the message's real subject (a rule asked for it and DLP
+    /// found nothing sensitive in the subject).
+    pub reveal_subject: bool,
     /// The rule that chose the method, or `default`.
     pub method_rule: String,
     /// Every rule that matched, in order.

@@ -4,7 +4,7 @@ use carepost_dlp::Summary;
 use carepost_model::Address;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Conditions, PolicyConfig, PolicyError, Rule};
+use crate::config::{Conditions, NoticeSubject, PolicyConfig, PolicyError, Rule};
 use crate::{AddressPattern, Decision, Method};
 
 /// Whether a message leaves the organization or arrives for it.
@@ -92,7 +92,7 @@ impl Policy {
             && when.require_tls.is_none_or(|r| r == facts.require_tls)
     }
 
-    fn apply(&self, rule: &Rule, decision: &mut Decision) {
+    fn apply(&self, rule: &Rule, decision: &mut Decision, notice_subject: &mut Option<NoticeSubject>) {
         let then = &rule.then;
         decision.matched_rules.push(rule.name.clone());
         if decision.method.is_none() {
@@ -118,6 +118,9 @@ impl Policy {
         if decision.tag_subject.is_none() {
             decision.tag_subject = then.tag_subject.clone();
         }
+        if notice_subject.is_none() {
+            *notice_subject = then.notice_subject;
+        }
     }
 
     /// The decision for one recipient. Outbound mail that no rule gives a method gets `best`.
@@ -131,12 +134,14 @@ impl Policy {
             notify: Vec::new(),
             add_headers: Default::default(),
             tag_subject: None,
+            reveal_subject: false,
             method_rule: "default".into(),
             matched_rules: Vec::new(),
         };
+        let mut notice_subject = None;
         for rule in &self.config.rules {
             if self.holds(&rule.when, facts, recipient) {
-                self.apply(rule, &mut decision);
+                self.apply(rule, &mut decision, &mut notice_subject);
                 if rule.stop {
                     break;
                 }
@@ -145,6 +150,7 @@ impl Policy {
         if decision.method.is_none() && facts.direction == Direction::Outbound {
             decision.method = Some(Method::Best);
         }
+        decision.reveal_subject = notice_subject == Some(NoticeSubject::Original) && !facts.summary.subject_sensitive;
         decision.require_verified_tls =
             facts.require_tls || matches!(decision.method, Some(Method::TlsVerified) | Some(Method::Best));
         decision

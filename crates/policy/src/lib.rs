@@ -12,7 +12,7 @@ mod decision;
 mod engine;
 mod pattern;
 
-pub use config::{Actions, Conditions, EntityName, PolicyConfig, PolicyError, Rule, TlsFallback};
+pub use config::{Actions, Conditions, EntityName, NoticeSubject, PolicyConfig, PolicyError, Rule, TlsFallback};
 pub use decision::{Capabilities, Decision, Method, Step};
 pub use engine::{Direction, MessageFacts, Policy};
 pub use pattern::AddressPattern;

@@ -15,6 +15,7 @@ fn summary(verdict: Verdict, entities: &[(EntityType, usize)], incomplete: bool,
         incomplete_reasons: Vec::new(),
         entities: entities.iter().copied().collect(),
         health_signals: BTreeMap::new(),
+        subject_sensitive: false,
         attachments: attachments
             .iter()
             .map(|t| AttachmentSummary { content_type: t.to_string(), format: TextFormat::Pdf, status: PartStatus::Scanned })
@@ -235,6 +236,44 @@ fn default_policy_protects_every_outbound_message() {
             assert!(!d.plan(caps).contains(&Step::Transport), "{method:?} {caps:?}");
         }
     }
+}
+
+#[test]
+fn a_notice_shows_the_real_subject_only_when_a_rule_allows_it_and_it_is_not_sensitive() {
+    let p = policy(
+        r#"
+[[policy.rules]]
+name = "appointment reminders name their subject"
+when.sender = ["reminders@clinic.example.org"]
+then.notice_subject = "original"
+then.method = "portal"
+
+[[policy.rules]]
+name = "everything else is neutral"
+then.notice_subject = "neutral"
+"#,
+    );
+    let reminders = a("reminders@clinic.example.org");
+    let doctor = a("dr@clinic.example.org");
+    let decide = |sender: &Address, subject_sensitive: bool| {
+        let s = Summary { subject_sensitive, ..summary(Verdict::Phi, &[(EntityType::PersonName, 1)], false, &[]) };
+        let facts = MessageFacts { direction: Direction::Outbound, sender: Some(sender), subject: "", summary: &s, size: 10, require_tls: false };
+        p.decide(&facts, &a("pat@example.net")).reveal_subject
+    };
+    assert!(decide(&reminders, false), "the first rule naming a notice subject decides");
+    assert!(!decide(&reminders, true), "a sensitive subject is never shown in the notice");
+    assert!(!decide(&doctor, false), "neutral by rule");
+    let default = Policy::new(PolicyConfig::default()).unwrap();
+    let s = summary(Verdict::Clean, &[], false, &[]);
+    let facts = MessageFacts { direction: Direction::Outbound, sender: Some(&reminders), subject: "", summary: &s, size: 10, require_tls: false };
+    assert!(!default.decide(&facts, &a("pat@example.net")).reveal_subject, "neutral by default");
+    let refused = toml::from_str::<toml::Value>("[[policy.rules]]\nname = \"x\"\nthen.notice_subject = \"real\"\n")
+        .unwrap()
+        .get("policy")
+        .cloned()
+        .unwrap()
+        .try_into::<PolicyConfig>();
+    assert!(refused.unwrap_err().to_string().contains("neutral"), "an unknown value is refused, naming the choices");
 }
 
 #[test]
