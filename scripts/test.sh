@@ -13,7 +13,7 @@ packages=(
   gnupg                 # gpg --decrypt of PGP/MIME
   postfix               # smtp-sink / smtp-source: the sink MTA and load generator
   libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl  # swaks TLS and AUTH
-  chromium              # headless browser: the portal's pages at phone size
+  chromium chromium-driver  # headless browser driven over WebDriver: the portal at phone size
   python3 python3-venv sqlite3 bc procps
 )
 missing=()
