@@ -187,6 +187,10 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             if let Ok(address) = Address::parse(&login) {
                 addresses.insert(0, address);
             }
+            // A taken name is refused before the password is asked for.
+            if install.store.account(&install.ring, &login).await?.is_some() {
+                bail!("an account with this login name already exists");
+            }
             let policy = install.config.staff.password_policy();
             let password_hash = if no_password { None } else { Some(hash(read_password(password_stdin, &policy, &login)?).await?) };
             install.store.load_tenant_keys(&install.ring, &tenant).await?;
