@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub use carepost_model::Listen;
 pub use carepost_smtp::SmtpConfig;
-pub use carepost_web::WebConfig;
+pub use carepost_web::{StaffConfig, WebConfig};
 use serde::{Deserialize, Serialize};
 
 /// The commented default configuration, as `carepost init` writes it.
@@ -26,6 +26,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub smtp: SmtpConfig,
     pub web: WebConfig,
+    pub staff: StaffConfig,
     pub delivery: carepost_delivery::DeliveryConfig,
     pub policy: carepost_policy::PolicyConfig,
     pub secure: carepost_secure::config::SecureConfig,
@@ -43,6 +44,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             smtp: SmtpConfig::default(),
             web: WebConfig::default(),
+            staff: StaffConfig::default(),
             delivery: carepost_delivery::DeliveryConfig::default(),
             policy: carepost_policy::PolicyConfig::default(),
             secure: carepost_secure::config::SecureConfig::default(),

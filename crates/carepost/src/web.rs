@@ -26,6 +26,7 @@ pub struct Web {
 pub async fn start(install: &Installation, tls: &TlsIdentity, spool: &Spool) -> anyhow::Result<Web> {
     let config = &install.config.web;
     config.validate()?;
+    install.config.staff.validate()?;
     let Some(addr) = config.listen.0 else {
         let portal = (!config.public_url.is_empty()).then(|| crate::portal::portal(install, config.public_url.clone()));
         return Ok(Web { running: None, portal });
@@ -65,6 +66,6 @@ pub async fn start(install: &Installation, tls: &TlsIdentity, spool: &Spool) -> 
         portal: portal.clone(),
         guard,
     };
-    let state = WebContext::new(config.clone(), public_url, services)?;
+    let state = WebContext::new(config.clone(), install.config.staff.clone(), public_url, services)?;
     Ok(Web { running: Some(server.start(carepost_web::router(state))?), portal: Some(portal) })
 }

@@ -165,7 +165,7 @@ fn link_in(mail: &str, prefix: &str) -> String {
 fn secret_on(page: &Page) -> Vec<u8> {
     let at = page.text.find("<p class=\"code\">").expect("a TOTP secret");
     let rest = &page.text[at + 16..];
-    carepost_web::portal::totp::decode(&rest[..rest.find('<').unwrap()]).expect("base32")
+    carepost_web::totp::decode(&rest[..rest.find('<').unwrap()]).expect("base32")
 }
 
 fn unix_now() -> u64 {
@@ -256,8 +256,8 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     let setup = b.post("/p/account/totp", &[("csrf", &account.csrf())]).await;
     let secret = secret_on(&setup);
     let bad = b.post("/p/account/totp/confirm", &[("csrf", &csrf), ("code", "000000")]).await;
-    assert!(bad.text.contains("not right") || carepost_web::portal::totp::code_at(&secret, unix_now()).unwrap() == "000000");
-    let now_code = carepost_web::portal::totp::code_at(&secret, unix_now()).unwrap();
+    assert!(bad.text.contains("not right") || carepost_web::totp::code_at(&secret, unix_now()).unwrap() == "000000");
+    let now_code = carepost_web::totp::code_at(&secret, unix_now()).unwrap();
     let on = b.post("/p/account/totp/confirm", &[("csrf", &csrf), ("code", &now_code)]).await;
     assert!(on.text.contains("Two-step sign-in is on."), "{}", on.text);
 
@@ -315,7 +315,7 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     let wrong_totp = b.post(&reset.location(), &[("csrf", &csrf), ("code", "12345")]).await;
     assert_eq!(wrong_totp.status, 401);
     // The next step's code (one step of skew is allowed; the current one was used already).
-    let next_code = carepost_web::portal::totp::code_at(&secret, unix_now() + 30).unwrap();
+    let next_code = carepost_web::totp::code_at(&secret, unix_now() + 30).unwrap();
     let second = b.post(&reset.location(), &[("csrf", &csrf), ("code", &next_code)]).await;
     assert_eq!(second.status, 303, "{}", second.text);
     assert_eq!(b.get(&read_path).await.status, 200);

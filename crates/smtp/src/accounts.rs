@@ -72,7 +72,8 @@ impl Authenticator for StoreAuthenticator {
                 self.slow_check(None, password).await?;
                 return Ok(None);
             };
-            if creds.account.disabled {
+            // api_only accounts are applications: they send with API keys, never SMTP AUTH.
+            if creds.account.disabled || !creds.account.role.may_submit_over_smtp() {
                 self.slow_check(None, password).await?;
                 return Ok(None);
             }

@@ -11,8 +11,70 @@ use sqlx::Row;
 
 use crate::{Store, StoreError, Tx, keys};
 
+/// What an account may do. Stored as its name; checked by every caller that grants access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything, including organization settings and other accounts.
+    Admin,
+    /// The compliance officer: reads the audit log and reports, changes no settings.
+    Compliance,
+    /// Sends mail (SMTP submission, the web) and sees its own messages.
+    Sender,
+    /// An application: API keys only; no web sign-in and no SMTP sign-in.
+    ApiOnly,
+}
+
 /// The role every account has unless told otherwise.
-pub const DEFAULT_ROLE: &str = "sender";
+pub const DEFAULT_ROLE: Role = Role::Sender;
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Compliance, Role::Sender, Role::ApiOnly];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Compliance => "compliance",
+            Role::Sender => "sender",
+            Role::ApiOnly => "api_only",
+        }
+    }
+
+    /// Whether the role signs in to the staff web pages.
+    pub fn may_sign_in_to_web(self) -> bool {
+        !matches!(self, Role::ApiOnly)
+    }
+
+    /// Whether the role signs in to SMTP submission (password or app password).
+    pub fn may_submit_over_smtp(self) -> bool {
+        !matches!(self, Role::ApiOnly)
+    }
+
+    /// Whether the role reads the audit log and reports.
+    pub fn may_read_audit(self) -> bool {
+        matches!(self, Role::Admin | Role::Compliance)
+    }
+
+    /// Whether the role changes organization settings (require MFA, accounts).
+    pub fn may_change_settings(self) -> bool {
+        matches!(self, Role::Admin)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    /// Takes the stored names, and `api-only` as people type it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+        Role::ALL.into_iter().find(|r| r.as_str() == wanted).ok_or_else(|| format!("unknown role '{s}': one of admin, compliance, sender, api_only"))
+    }
+}
 
 /// An account with its sealed fields opened.
 #[derive(Clone, PartialEq, Eq)]
@@ -20,7 +82,7 @@ pub struct Account {
     pub id: String,
     pub tenant: TenantId,
     pub login: String,
-    pub role: String,
+    pub role: Role,
     /// The addresses the account may use as envelope sender.
     pub addresses: Vec<Address>,
     pub disabled: bool,
@@ -124,7 +186,7 @@ fn open_account(row: &sqlx::sqlite::SqliteRow, key: &DataKey, sealed_addresses: 
     Ok(Account {
         tenant: TenantId::new(&tenant).map_err(|e| corrupt(&e.to_string()))?,
         login,
-        role: row.try_get("role")?,
+        role: row.try_get::<String, _>("role")?.parse().map_err(|e: String| corrupt(&e))?,
         addresses,
         disabled: row.try_get::<i64, _>("disabled")? != 0,
         has_password: row.try_get::<Option<String>, _>("password_hash")?.is_some(),
@@ -138,7 +200,7 @@ fn open_account(row: &sqlx::sqlite::SqliteRow, key: &DataKey, sealed_addresses: 
 pub struct NewAccount<'a> {
     pub tenant: TenantId,
     pub login: &'a str,
-    pub role: &'a str,
+    pub role: Role,
     pub addresses: &'a [Address],
     pub password_hash: Option<String>,
 }
@@ -192,6 +254,45 @@ impl Store {
         Ok(self.account_credentials(ring, login).await?.map(|c| c.account))
     }
 
+    /// The account with id `id`, without its secrets.
+    pub async fn account_by_id(&self, ring: &KeyRing, id: &str) -> Result<Option<Account>, StoreError> {
+        let Some(row) = sqlx::query("SELECT * FROM accounts WHERE id = $1").bind(id).fetch_optional(self.pool()).await? else { return Ok(None) };
+        let tenant = TenantId::new(&row.try_get::<String, _>("tenant")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let key = self.account_data_key(ring, &tenant, id).await?;
+        let mut conn = Tx::pooled(self.pool().acquire().await?);
+        let sealed = address_rows(&mut conn, id).await?;
+        Ok(Some(open_account(&row, &key, &sealed)?))
+    }
+
+    /// The account's own data key (`account/<id>`), for the fields callers seal themselves
+    /// (TOTP secrets, security keys).
+    pub async fn account_key(&self, ring: &KeyRing, account: &Account) -> Result<DataKey, StoreError> {
+        self.account_data_key(ring, &account.tenant, &account.id).await
+    }
+
+    /// Gives an account another role.
+    pub async fn set_account_role(&self, account_id: &str, role: Role) -> Result<(), StoreError> {
+        let id = account_id.to_owned();
+        let changed = self
+            .writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query("UPDATE accounts SET role = $1, updated_at = $2 WHERE id = $3")
+                        .bind(role.as_str())
+                        .bind(Timestamp::now().as_micros())
+                        .bind(&id)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(done.rows_affected())
+                })
+            })
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("account {account_id}")));
+        }
+        Ok(())
+    }
+
     /// Every account, by tenant then creation time.
     pub async fn accounts(&self, ring: &KeyRing) -> Result<Vec<Account>, StoreError> {
         let rows = sqlx::query("SELECT * FROM accounts ORDER BY tenant, created_at").fetch_all(self.pool()).await?;
@@ -226,7 +327,7 @@ impl Store {
                 addresses.push((address_index, key.seal_field("address", a.as_str().as_bytes())?));
             }
         }
-        let (tenant, role, hash, account_id) = (new.tenant.clone(), new.role.to_owned(), new.password_hash.clone(), id.clone());
+        let (tenant, role, hash, account_id) = (new.tenant.clone(), new.role.as_str(), new.password_hash.clone(), id.clone());
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
@@ -239,7 +340,7 @@ impl Store {
                     .bind(tenant.as_str())
                     .bind(&index)
                     .bind(&sealed_login)
-                    .bind(&role)
+                    .bind(role)
                     .bind(&hash)
                     .bind(now)
                     .execute(tx.conn())
@@ -473,7 +574,7 @@ mod tests {
         let dup = store
             .create_account(
                 &ring,
-                NewAccount { tenant: TenantId::default(), login: "JANE.ROE@clinic.example", role: "sender", addresses: &[], password_hash: None },
+                NewAccount { tenant: TenantId::default(), login: "JANE.ROE@clinic.example", role: Role::Sender, addresses: &[], password_hash: None },
             )
             .await;
         assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");

@@ -112,6 +112,12 @@ impl Store {
         rows.iter().map(row_to_record).collect()
     }
 
+    /// The newest `limit` records, newest first (the staff pages' read-only view).
+    pub async fn audit_records_latest(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit_records ORDER BY seq DESC LIMIT $1").bind(limit).fetch_all(self.pool()).await?;
+        rows.iter().map(row_to_record).collect()
+    }
+
     pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
         let rows = sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq").fetch_all(self.pool()).await?;
         rows.iter()

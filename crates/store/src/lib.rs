@@ -18,6 +18,7 @@ mod error;
 pub mod keys;
 pub mod portal;
 pub mod queue;
+pub mod staff;
 pub mod suppression;
 pub mod recipient_keys;
 mod writer;

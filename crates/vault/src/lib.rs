@@ -20,6 +20,7 @@ mod error;
 mod keyring;
 mod master;
 mod password;
+pub mod password_policy;
 mod seal;
 
 pub use blob::{BlobKey, BlobStore, LocalDirBlobStore};
@@ -27,4 +28,5 @@ pub use error::VaultError;
 pub use keyring::{DataKey, KeyRing, SecretPurpose, WrappedDataKey, WrappedSecret, object_aad};
 pub use master::{MasterKey, MasterKeySource};
 pub use password::{MAX_PASSWORD_LEN, hash_password, verify_nothing, verify_password};
+pub use password_policy::{PasswordPolicy, PasswordRejected};
 pub use seal::{SEGMENT_SIZE, Sealer, open, seal, sealed_len};

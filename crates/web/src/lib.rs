@@ -7,8 +7,9 @@
 //! error pages that reveal nothing. Every form carries a CSRF token ([`csrf`]); cookies are
 //! `__Host-` prefixed, Secure, HttpOnly and SameSite=Strict ([`cookies`]).
 //!
-//! [`router`] composes the sub-routers; each area (`portal`, and later `api` and `admin`)
-//! owns its routes under its own path prefix and merges in there.
+//! [`router`] composes the sub-routers; each area (`portal` for recipients, `api` for
+//! applications, `staff` for the organization's own people) owns its routes under its own
+//! path prefix and merges in there.
 
 pub mod api;
 pub mod assets;
@@ -22,7 +23,9 @@ pub mod rate_limit;
 mod router;
 pub mod security;
 pub mod server;
+pub mod staff;
 mod state;
+pub mod totp;
 
 use std::net::IpAddr;
 
@@ -34,6 +37,7 @@ pub use error::WebError;
 pub use problem::Problem;
 pub use router::router;
 pub use server::{ClientAddr, RunningWeb, SHUTDOWN_GRACE, WebServer};
+pub use staff::{StaffConfig, StaffConfigError};
 pub use state::{Services, WebContext, WebState};
 
 /// The address a request came from, for rate limits, blocks and the audit log.

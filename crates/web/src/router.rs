@@ -9,14 +9,16 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::get;
 
-use crate::{WebState, api, assets, csrf, portal, security};
+use crate::{WebState, api, assets, csrf, portal, security, staff};
 
 pub fn router(state: WebState) -> Router {
     let body_limit = usize::try_from(state.config.max_upload_bytes).unwrap_or(usize::MAX);
     Router::new()
         .route("/static/style.css", get(assets::stylesheet))
+        .route("/static/webauthn.js", get(assets::webauthn_script))
         .merge(api::routes())
         .merge(portal::routes())
+        .merge(staff::routes())
         .fallback(security::not_found)
         .layer(middleware::from_fn(csrf::provide))
         .layer(DefaultBodyLimit::max(body_limit))

@@ -12,6 +12,7 @@ use carepost_vault::{BlobStore, KeyRing, VaultError};
 use crate::WebConfig;
 use crate::csrf::CsrfKey;
 use crate::rate_limit::RateLimiter;
+use crate::staff::StaffConfig;
 
 /// carepost's services as the binary opened them.
 #[derive(Clone)]
@@ -33,12 +34,17 @@ pub type WebState = Arc<WebContext>;
 
 pub struct WebContext {
     pub config: WebConfig,
+    /// Staff sign-in: sessions, lockout, password rules, new-address notices.
+    pub staff: StaffConfig,
     /// Where links point: `web.public_url`, or `https://` and the bound address.
     pub public_url: String,
     pub services: Services,
     pub(crate) csrf: CsrfKey,
     /// Requests per client address and minute.
     pub(crate) requests: RateLimiter<IpAddr>,
+    /// WebAuthn for staff security keys; `None` when the public URL's host cannot be a
+    /// WebAuthn relying party (an IP address).
+    pub(crate) webauthn: Option<webauthn_rs::Webauthn>,
 }
 
 impl std::fmt::Debug for WebContext {
@@ -50,9 +56,10 @@ impl std::fmt::Debug for WebContext {
 impl WebContext {
     /// Builds the state. The CSRF key is derived from the default tenant's blind-index secret,
     /// so tokens stay valid across restarts and on every node.
-    pub fn new(config: WebConfig, public_url: String, services: Services) -> Result<WebState, VaultError> {
+    pub fn new(config: WebConfig, staff: StaffConfig, public_url: String, services: Services) -> Result<WebState, VaultError> {
         let csrf_secret = services.ring.blind_index(&TenantId::default(), "web-csrf-key", b"carepost")?;
         let requests = RateLimiter::new(config.requests_per_minute, Duration::from_secs(60));
-        Ok(Arc::new(WebContext { csrf: CsrfKey::new(&csrf_secret), requests, config, public_url, services }))
+        let webauthn = crate::staff::webauthn::relying_party(&public_url, &config.organization);
+        Ok(Arc::new(WebContext { csrf: CsrfKey::new(&csrf_secret), requests, webauthn, config, staff, public_url, services }))
     }
 }

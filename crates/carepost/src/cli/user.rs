@@ -1,4 +1,5 @@
-//! `carepost user`: local accounts for SMTP submission.
+//! `carepost user`: the organization's accounts: SMTP submission and the staff pages, their
+//! roles, and the organization's require-MFA setting.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -8,7 +9,8 @@ use carepost::install::{Access, Installation};
 use carepost_audit::Event;
 use carepost_model::{Address, TenantId, Timestamp};
 use carepost_store::StoreError;
-use carepost_store::accounts::{Account, DEFAULT_ROLE, NewAccount, app_password_hash};
+use carepost_store::accounts::{Account, DEFAULT_ROLE, NewAccount, Role, app_password_hash};
+use carepost_store::staff::REQUIRE_MFA;
 use clap::Subcommand;
 
 use super::Global;
@@ -26,8 +28,10 @@ pub enum UserCommand {
         addresses: Vec<Address>,
         #[arg(long, value_name = "TENANT", default_value = "default")]
         tenant: TenantId,
-        #[arg(long, default_value = DEFAULT_ROLE)]
-        role: String,
+        /// admin, compliance (reads audit and reports, changes no settings), sender, or
+        /// api_only (API keys only: no web or SMTP sign-in).
+        #[arg(long, default_value_t = DEFAULT_ROLE)]
+        role: Role,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -42,6 +46,21 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Give an account another role: admin, compliance, sender or api_only.
+    Role { login: String, role: Role },
+    /// Require a second factor (authenticator app or security key) of every staff account,
+    /// enforced at each account's next sign-in; or stop requiring it.
+    RequireMfa {
+        #[arg(value_parser = ["on", "off"])]
+        value: String,
+        #[arg(long, value_name = "TENANT", default_value = "default")]
+        tenant: TenantId,
+    },
+    /// Lift the lock that repeated failed sign-ins put on an account.
+    Unlock { login: String },
+    /// Remove an account's authenticator app and security keys (a lost phone or key); it
+    /// enrolls again at its next sign-in if MFA is required.
+    ResetMfa { login: String },
     /// Stop an account from signing in.
     Disable { login: String },
     /// Let a disabled account sign in again.
@@ -62,7 +81,9 @@ pub enum AppPasswordCommand {
 }
 
 /// Reads a password: from stdin with `--password-stdin`, else from the terminal without echo.
-fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+/// It must pass the password policy (`[staff]`): long enough, not a common password, not
+/// containing the login name.
+fn read_password(from_stdin: bool, policy: &carepost_vault::PasswordPolicy, login: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     let password = if from_stdin {
         let mut line = String::new();
@@ -82,8 +103,8 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if password.is_empty() {
         bail!("the password is empty");
     }
-    if password.len() > carepost_vault::MAX_PASSWORD_LEN {
-        bail!("the password is longer than {} bytes", carepost_vault::MAX_PASSWORD_LEN);
+    if let Err(rejected) = policy.check(&password, login) {
+        bail!("{rejected}");
     }
     Ok(password)
 }
@@ -166,11 +187,16 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             if let Ok(address) = Address::parse(&login) {
                 addresses.insert(0, address);
             }
-            let password_hash = if no_password { None } else { Some(hash(read_password(password_stdin)?).await?) };
+            // A taken name is refused before the password is asked for.
+            if install.store.account(&install.ring, &login).await?.is_some() {
+                bail!("an account with this login name already exists");
+            }
+            let policy = install.config.staff.password_policy();
+            let password_hash = if no_password { None } else { Some(hash(read_password(password_stdin, &policy, &login)?).await?) };
             install.store.load_tenant_keys(&install.ring, &tenant).await?;
             let account = match install
                 .store
-                .create_account(&install.ring, NewAccount { tenant, login: &login, role: &role, addresses: &addresses, password_hash })
+                .create_account(&install.ring, NewAccount { tenant, login: &login, role, addresses: &addresses, password_hash })
                 .await
             {
                 Err(StoreError::Conflict(reason)) => bail!("{reason}"),
@@ -178,16 +204,46 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             };
             install
                 .audit
-                .append(audit_event("user.add", &account).detail("role", &account.role).detail("addresses", account.addresses.len()))
+                .append(audit_event("user.add", &account).detail("role", account.role.as_str()).detail("addresses", account.addresses.len()))
                 .await?;
-            println!("account {} created for {login} ({} sender addresses)", account.id, account.addresses.len());
+            println!("account {} created for {login} (role {}, {} sender addresses)", account.id, account.role, account.addresses.len());
         }
         UserCommand::Passwd { login, password_stdin } => {
             let account = find(install, &login).await?;
-            let password_hash = hash(read_password(password_stdin)?).await?;
+            let password_hash = hash(read_password(password_stdin, &install.config.staff.password_policy(), &account.login)?).await?;
             install.store.set_password_hash(&account.id, Some(password_hash)).await?;
             install.audit.append(audit_event("user.passwd", &account)).await?;
             println!("password of {login} changed");
+        }
+        UserCommand::Role { login, role } => {
+            let account = find(install, &login).await?;
+            install.store.set_account_role(&account.id, role).await?;
+            // A new role takes effect at once: sessions signed in under the old one end.
+            install.store.end_staff_sessions(None, Some(account.id.clone())).await?;
+            install.audit.append(audit_event("user.role", &account).detail("from", account.role.as_str()).detail("to", role.as_str())).await?;
+            println!("{login} is now {role}");
+        }
+        UserCommand::RequireMfa { value, tenant } => {
+            let now = Timestamp::now().as_micros();
+            install.store.set_org_setting(tenant.as_str(), REQUIRE_MFA, &value, "cli", now).await?;
+            install.audit.append(Event::new("cli", "staff.require_mfa").target(format!("tenant:{tenant}")).detail("value", &value)).await?;
+            if value == "on" {
+                println!("a second factor is now required of every staff account of tenant {tenant}, from its next sign-in");
+            } else {
+                println!("a second factor is no longer required of staff accounts of tenant {tenant}");
+            }
+        }
+        UserCommand::Unlock { login } => {
+            let account = find(install, &login).await?;
+            install.store.staff_unlock(&account.id).await?;
+            install.audit.append(audit_event("user.unlock", &account)).await?;
+            println!("{login} unlocked");
+        }
+        UserCommand::ResetMfa { login } => {
+            let account = find(install, &login).await?;
+            install.store.staff_reset_mfa(&account.id).await?;
+            install.audit.append(audit_event("user.reset_mfa", &account)).await?;
+            println!("second factors of {login} removed; its sessions ended");
         }
         UserCommand::Disable { login } => {
             let account = find(install, &login).await?;
@@ -207,11 +263,15 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
                 println!("no accounts");
             }
             for a in accounts {
+                let mfa = match install.store.staff_auth(&a.id).await? {
+                    Some(auth) if auth.has_mfa() => "mfa",
+                    _ => "no-mfa",
+                };
                 let state = if a.disabled { "disabled" } else { "active" };
                 let password = if a.has_password { "password" } else { "no-password" };
                 let addresses: Vec<&str> = a.addresses.iter().map(Address::as_str).collect();
                 println!(
-                    "{}  {}  tenant={}  role={}  {state}  {password}  created={}  sends-as={}",
+                    "{}  {}  tenant={}  role={}  {state}  {password}  {mfa}  created={}  sends-as={}",
                     a.id,
                     a.login,
                     a.tenant,

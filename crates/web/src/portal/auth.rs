@@ -15,9 +15,10 @@ use carepost_vault as password;
 use serde::Deserialize;
 
 use super::session::{self, Session};
-use super::{audit, failed_attempt, page, refuse_blocked, see_other, totp};
+use super::{audit, failed_attempt, page, refuse_blocked, see_other};
 use crate::csrf::{Csrf, CsrfField, CsrfForm};
 use crate::error::WebError;
+use crate::totp;
 use crate::{ClientIp, WebState, cookies};
 
 const MIN_PASSWORD: usize = 10;
@@ -225,12 +226,24 @@ impl CsrfField for VerifyForm {
     }
 }
 
-fn password_problem(password: &str, again: &str) -> Option<String> {
-    if password.chars().count() < MIN_PASSWORD {
-        return Some(format!("Choose a password of at least {MIN_PASSWORD} characters."));
-    }
-    if password.len() > password::MAX_PASSWORD_LEN {
-        return Some("That password is too long.".into());
+/// Recipients' passwords follow the staff rules (no common passwords, not the address),
+/// with a shorter minimum: a patient signs in rarely and from a phone.
+fn password_problem(password: &str, again: &str, address: &Address) -> Option<String> {
+    let policy = password::PasswordPolicy { min_length: MIN_PASSWORD };
+    match policy.check(password, address.as_str()) {
+        Err(password::PasswordRejected::TooShort(n)) => {
+            return Some(format!("Choose a password of at least {n} characters."));
+        }
+        Err(password::PasswordRejected::TooLong) => {
+            return Some("That password is too long.".into());
+        }
+        Err(password::PasswordRejected::Common) => {
+            return Some("That password is one of the most common ones. Choose another.".into());
+        }
+        Err(password::PasswordRejected::ContainsName) => {
+            return Some("Choose a password that does not contain your address.".into());
+        }
+        Ok(()) => {}
     }
     if password != again {
         return Some("The two passwords are not the same.".into());
@@ -243,7 +256,7 @@ fn password_problem(password: &str, again: &str) -> Option<String> {
 pub async fn verify(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, CsrfForm(form): CsrfForm<VerifyForm>) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let Some(who) = who(&state, &form.token, &form.email).await? else { return Err(WebError::NotFound) };
-    if let Some(problem) = password_problem(&form.password, &form.password2) {
+    if let Some(problem) = password_problem(&form.password, &form.password2, &who.address) {
         return code_page(&state, StatusCode::BAD_REQUEST, csrf, &form.token, &form.email, Some(problem));
     }
     let (kind, account) = code_purpose(&state, &who).await?;

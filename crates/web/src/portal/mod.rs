@@ -10,8 +10,7 @@ mod read;
 mod reply;
 mod sanitize;
 mod sender;
-mod session;
-pub mod totp;
+pub(crate) mod session;
 
 use askama::Template;
 use axum::Router;

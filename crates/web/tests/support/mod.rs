@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod softkey;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use carepost_audit::{Audit, CheckpointKey};
 use carepost_model::TenantId;
 use carepost_store::Store;
 use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
-use carepost_web::{RunningWeb, Services, WebConfig, WebContext, WebServer, WebState};
+use carepost_web::{RunningWeb, Services, StaffConfig, WebConfig, WebContext, WebServer, WebState};
 
 pub struct TestWeb {
     pub dir: tempfile::TempDir,
@@ -19,6 +21,8 @@ pub struct TestWeb {
     pub url: String,
     pub client: reqwest::Client,
     pub state: WebState,
+    /// The server's certificate, for clients of a test's own making.
+    pub cert_pem: String,
     running: Option<RunningWeb>,
 }
 
@@ -57,6 +61,10 @@ pub async fn services(dir: &std::path::Path) -> Services {
 
 impl TestWeb {
     pub async fn start(config: WebConfig) -> TestWeb {
+        TestWeb::start_with(config, StaffConfig::default()).await
+    }
+
+    pub async fn start_with(config: WebConfig, staff: StaffConfig) -> TestWeb {
         let dir = tempfile::tempdir().unwrap();
         let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
         let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
@@ -66,7 +74,7 @@ impl TestWeb {
         let server = WebServer::bind("127.0.0.1:0".parse().unwrap(), &tls).await.unwrap();
         let addr = server.local_addr().unwrap();
         let url = format!("https://localhost:{}", addr.port());
-        let state = WebContext::new(config, url.clone(), services(dir.path()).await).unwrap();
+        let state = WebContext::new(config, staff, url.clone(), services(dir.path()).await).unwrap();
         let running = server.start(carepost_web::router(state.clone())).unwrap();
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap()])
@@ -74,13 +82,25 @@ impl TestWeb {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        TestWeb { dir, addr, url, client, state, running: Some(running) }
+        TestWeb { dir, addr, url, client, state, cert_pem: certified.cert.pem(), running: Some(running) }
     }
 
     pub async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown(std::time::Duration::from_secs(2)).await;
         }
+    }
+
+    /// A client like `client` whose connections come from `local` (another loopback
+    /// address, to look like a different network).
+    pub fn client_from(&self, local: std::net::IpAddr) -> reqwest::Client {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).unwrap()])
+            .resolve("localhost", self.addr)
+            .local_address(local)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,56 @@
+-- Staff accounts sign in to the web as well as to SMTP submission: the accounts of 0003 gain
+-- what web sign-in needs. Roles (checked by the application): admin, compliance, sender,
+-- api_only. The unused "mfa" placeholder of 0003 gives way to explicit columns.
+ALTER TABLE accounts DROP COLUMN mfa;
+ALTER TABLE accounts ADD COLUMN totp BLOB;              -- sealed TOTP secret; NULL: none
+ALTER TABLE accounts ADD COLUMN totp_pending BLOB;      -- sealed TOTP secret being set up
+ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER; -- last accepted time step (no replay)
+ALTER TABLE accounts ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN first_failure_at INTEGER;
+ALTER TABLE accounts ADD COLUMN locked_until INTEGER;
+
+-- WebAuthn security keys. The credential (public key, counter) is sealed under the
+-- account's data key; the credential id is kept in clear so that one key cannot be
+-- registered to two accounts.
+CREATE TABLE staff_security_keys (
+    id            TEXT    PRIMARY KEY,
+    account_id    TEXT    NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    name          TEXT    NOT NULL,
+    credential_id BLOB    NOT NULL UNIQUE,
+    credential    BLOB    NOT NULL,   -- sealed webauthn-rs SecurityKey (JSON)
+    created_at    INTEGER NOT NULL,
+    last_used_at  INTEGER
+);
+CREATE INDEX staff_security_keys_by_account ON staff_security_keys (account_id);
+
+-- Signed-in staff browsers: only a SHA-256 of the session id is stored.
+CREATE TABLE staff_sessions (
+    id_hash      BLOB    PRIMARY KEY,
+    account_id   TEXT    NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    stage        TEXT    NOT NULL,      -- full | mfa (second factor due) | enroll (must set one up)
+    ceremony     TEXT,                  -- a WebAuthn ceremony in progress (webauthn-rs state, JSON)
+    created_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL       -- absolute end
+);
+CREATE INDEX staff_sessions_by_account ON staff_sessions (account_id);
+
+-- Client addresses each account signed in from, as keyed hashes: a sign-in from an address
+-- not in here sends the account a notice.
+CREATE TABLE staff_seen_ips (
+    account_id    TEXT    NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+    ip_hash       BLOB    NOT NULL,
+    first_seen_at INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,
+    PRIMARY KEY (account_id, ip_hash)
+);
+
+-- Organization-wide settings an administrator changes at run time (require_mfa: on | off).
+CREATE TABLE org_settings (
+    tenant     TEXT    NOT NULL,
+    name       TEXT    NOT NULL,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL,
+    updated_by TEXT    NOT NULL,
+    PRIMARY KEY (tenant, name)
+);

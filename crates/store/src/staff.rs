@@ -1,0 +1,468 @@
+//! What staff web sign-in keeps beside the accounts of [`crate::accounts`]: the second
+//! factors (a TOTP secret and WebAuthn security keys, both sealed under the account's data
+//! key by the caller), failures and lockout, sessions (only a hash of the id), the client
+//! addresses each account signed in from (keyed hashes), and organization settings.
+
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use crate::portal::FailureCount;
+use crate::{Store, StoreError};
+
+/// The organization setting that makes every staff account use a second factor.
+pub const REQUIRE_MFA: &str = "require_mfa";
+
+/// An account's sign-in state beyond its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffAuth {
+    pub totp: Option<Vec<u8>>,
+    pub totp_pending: Option<Vec<u8>>,
+    pub locked_until: Option<i64>,
+    pub security_keys: i64,
+}
+
+impl StaffAuth {
+    /// Whether the account has any second factor.
+    pub fn has_mfa(&self) -> bool {
+        self.totp.is_some() || self.security_keys > 0
+    }
+}
+
+/// A registered security key; `credential` is sealed by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityKeyRow {
+    pub id: String,
+    pub name: String,
+    pub credential_id: Vec<u8>,
+    pub credential: Vec<u8>,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+/// What [`Store::note_staff_ip`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpSeen {
+    /// The account never signed in from this address before.
+    pub new_address: bool,
+    /// The account had signed in before (from any address): the first sign-in of an account
+    /// is not news to its owner.
+    pub seen_before: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffSessionRow {
+    pub account_id: String,
+    pub stage: String,
+    pub ceremony: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub expires_at: i64,
+}
+
+fn key_from(r: &SqliteRow) -> Result<SecurityKeyRow, StoreError> {
+    Ok(SecurityKeyRow {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        credential_id: r.try_get("credential_id")?,
+        credential: r.try_get("credential")?,
+        created_at: r.try_get("created_at")?,
+        last_used_at: r.try_get("last_used_at")?,
+    })
+}
+
+impl Store {
+    pub async fn staff_auth(&self, account_id: &str) -> Result<Option<StaffAuth>, StoreError> {
+        let row = sqlx::query(
+            "SELECT totp, totp_pending, locked_until, \
+             (SELECT COUNT(*) FROM staff_security_keys k WHERE k.account_id = a.id) AS security_keys \
+             FROM accounts a WHERE id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(StaffAuth {
+                totp: r.try_get("totp")?,
+                totp_pending: r.try_get("totp_pending")?,
+                locked_until: r.try_get("locked_until")?,
+                security_keys: r.try_get("security_keys")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Counts a failed staff sign-in within `window` microseconds; reaching `threshold` locks
+    /// the account until `now + lock_for`.
+    pub async fn staff_signin_failed(&self, account_id: &str, now: i64, window: i64, threshold: i64, lock_for: i64) -> Result<FailureCount, StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let row = sqlx::query("SELECT failures, first_failure_at FROM accounts WHERE id = $1")
+                        .bind(&id)
+                        .fetch_optional(tx.conn())
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(format!("account {id}")))?;
+                    let first: Option<i64> = row.try_get("first_failure_at")?;
+                    let (failures, first) = match first {
+                        Some(f) if now - f < window => (row.try_get::<i64, _>("failures")? + 1, f),
+                        _ => (1, now),
+                    };
+                    let locked_until = (failures >= threshold).then_some(now + lock_for);
+                    let (failures, first) = if locked_until.is_some() { (0, None) } else { (failures, Some(first)) };
+                    sqlx::query("UPDATE accounts SET failures = $1, first_failure_at = $2, locked_until = COALESCE($3, locked_until) WHERE id = $4")
+                        .bind(failures)
+                        .bind(first)
+                        .bind(locked_until)
+                        .bind(&id)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(FailureCount { failures, locked_until })
+                })
+            })
+            .await
+    }
+
+    /// Forgets an account's failures after a complete sign-in.
+    pub async fn staff_signin_succeeded(&self, account_id: &str) -> Result<(), StoreError> {
+        self.simple_update("UPDATE accounts SET failures = 0, first_failure_at = NULL WHERE id = $1", account_id).await
+    }
+
+    /// Lifts a lockout (an administrator's decision, e.g. `carepost user unlock`).
+    pub async fn staff_unlock(&self, account_id: &str) -> Result<(), StoreError> {
+        self.simple_update("UPDATE accounts SET failures = 0, first_failure_at = NULL, locked_until = NULL WHERE id = $1", account_id).await
+    }
+
+    /// Removes every second factor of an account (a lost phone and key): the next sign-in
+    /// asks to enroll again when MFA is required.
+    pub async fn staff_reset_mfa(&self, account_id: &str) -> Result<(), StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE accounts SET totp = NULL, totp_pending = NULL, totp_last_step = NULL WHERE id = $1")
+                        .bind(&id)
+                        .execute(tx.conn())
+                        .await?;
+                    sqlx::query("DELETE FROM staff_security_keys WHERE account_id = $1").bind(&id).execute(tx.conn()).await?;
+                    sqlx::query("DELETE FROM staff_sessions WHERE account_id = $1").bind(&id).execute(tx.conn()).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    async fn simple_update(&self, sql: &'static str, account_id: &str) -> Result<(), StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query(sql).bind(&id).execute(tx.conn()).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Stores a TOTP secret being set up (`confirm = false`) or makes the pending one active
+    /// (`confirm = true`, `secret` ignored).
+    pub async fn set_staff_totp(&self, account_id: &str, secret: Option<Vec<u8>>, confirm: bool, now: i64) -> Result<(), StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let sql = if confirm {
+                        "UPDATE accounts SET totp = totp_pending, totp_pending = NULL, updated_at = $2 \
+                         WHERE id = $3 AND totp_pending IS NOT NULL AND $1 IS NULL"
+                    } else {
+                        "UPDATE accounts SET totp_pending = $1, updated_at = $2 WHERE id = $3"
+                    };
+                    let done = sqlx::query(sql).bind(&secret).bind(now).bind(&id).execute(tx.conn()).await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound(format!("account {id} with a TOTP secret to confirm")));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Accepts a TOTP time step once: false when it (or a later one) was used already.
+    pub async fn use_staff_totp_step(&self, account_id: &str, step: i64) -> Result<bool, StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query("UPDATE accounts SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)")
+                        .bind(step)
+                        .bind(&id)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
+    pub async fn staff_security_keys(&self, account_id: &str) -> Result<Vec<SecurityKeyRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM staff_security_keys WHERE account_id = $1 ORDER BY created_at").bind(account_id).fetch_all(self.pool()).await?;
+        rows.iter().map(key_from).collect()
+    }
+
+    /// Registers a security key. Fails with [`StoreError::Conflict`] when the credential is
+    /// registered already (to this or any other account).
+    pub async fn add_staff_security_key(&self, account_id: &str, key: SecurityKeyRow) -> Result<(), StoreError> {
+        let account = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let taken: Option<String> = sqlx::query_scalar("SELECT id FROM staff_security_keys WHERE credential_id = $1")
+                        .bind(&key.credential_id)
+                        .fetch_optional(tx.conn())
+                        .await?;
+                    if taken.is_some() {
+                        return Err(StoreError::Conflict("this security key is registered already".into()));
+                    }
+                    sqlx::query(
+                        "INSERT INTO staff_security_keys (id, account_id, name, credential_id, credential, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(&key.id)
+                    .bind(&account)
+                    .bind(&key.name)
+                    .bind(&key.credential_id)
+                    .bind(&key.credential)
+                    .bind(key.created_at)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Notes a security key's use and its updated (sealed) credential, whose signature
+    /// counter moved on.
+    pub async fn used_staff_security_key(&self, key_id: &str, credential: Vec<u8>, now: i64) -> Result<(), StoreError> {
+        let id = key_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE staff_security_keys SET credential = $1, last_used_at = $2 WHERE id = $3")
+                        .bind(&credential)
+                        .bind(now)
+                        .bind(&id)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn insert_staff_session(&self, id_hash: Vec<u8>, session: StaffSessionRow) -> Result<(), StoreError> {
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO staff_sessions (id_hash, account_id, stage, ceremony, created_at, last_seen_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&id_hash)
+                    .bind(&session.account_id)
+                    .bind(&session.stage)
+                    .bind(&session.ceremony)
+                    .bind(session.created_at)
+                    .bind(session.last_seen_at)
+                    .bind(session.expires_at)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    pub async fn staff_session(&self, id_hash: &[u8]) -> Result<Option<StaffSessionRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM staff_sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(self.pool()).await?;
+        row.map(|r| {
+            Ok(StaffSessionRow {
+                account_id: r.try_get("account_id")?,
+                stage: r.try_get("stage")?,
+                ceremony: r.try_get("ceremony")?,
+                created_at: r.try_get("created_at")?,
+                last_seen_at: r.try_get("last_seen_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records activity on a session, and optionally moves it to another stage.
+    pub async fn touch_staff_session(&self, id_hash: &[u8], now: i64, stage: Option<&str>) -> Result<(), StoreError> {
+        let (hash, stage) = (id_hash.to_vec(), stage.map(str::to_owned));
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE staff_sessions SET last_seen_at = $1, stage = COALESCE($2, stage) WHERE id_hash = $3")
+                        .bind(now)
+                        .bind(&stage)
+                        .bind(&hash)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Keeps (or with `None` clears) the WebAuthn ceremony a session is in the middle of.
+    pub async fn set_staff_ceremony(&self, id_hash: &[u8], ceremony: Option<String>) -> Result<(), StoreError> {
+        let hash = id_hash.to_vec();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE staff_sessions SET ceremony = $1 WHERE id_hash = $2").bind(&ceremony).bind(&hash).execute(tx.conn()).await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Ends one session, or (with `account_id`) every session of an account.
+    pub async fn end_staff_sessions(&self, id_hash: Option<Vec<u8>>, account_id: Option<String>) -> Result<u64, StoreError> {
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query("DELETE FROM staff_sessions WHERE id_hash = $1 OR account_id = $2")
+                        .bind(&id_hash)
+                        .bind(&account_id)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(done.rows_affected())
+                })
+            })
+            .await
+    }
+
+    /// Records a sign-in from the address with keyed hash `ip_hash`: whether the account had
+    /// never signed in from it, and whether it had signed in from anywhere before.
+    pub async fn note_staff_ip(&self, account_id: &str, ip_hash: Vec<u8>, now: i64) -> Result<IpSeen, StoreError> {
+        let id = account_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query("UPDATE staff_seen_ips SET last_seen_at = $1 WHERE account_id = $2 AND ip_hash = $3")
+                        .bind(now)
+                        .bind(&id)
+                        .bind(&ip_hash)
+                        .execute(tx.conn())
+                        .await?;
+                    if done.rows_affected() == 1 {
+                        return Ok(IpSeen { new_address: false, seen_before: true });
+                    }
+                    let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff_seen_ips WHERE account_id = $1").bind(&id).fetch_one(tx.conn()).await?;
+                    sqlx::query("INSERT INTO staff_seen_ips (account_id, ip_hash, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $3)")
+                        .bind(&id)
+                        .bind(&ip_hash)
+                        .bind(now)
+                        .execute(tx.conn())
+                        .await?;
+                    Ok(IpSeen { new_address: true, seen_before: others > 0 })
+                })
+            })
+            .await
+    }
+
+    /// An organization setting of `tenant`, if it was ever set.
+    pub async fn org_setting(&self, tenant: &str, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM org_settings WHERE tenant = $1 AND name = $2").bind(tenant).bind(name).fetch_optional(self.pool()).await?)
+    }
+
+    pub async fn set_org_setting(&self, tenant: &str, name: &str, value: &str, by: &str, now: i64) -> Result<(), StoreError> {
+        let (tenant, name, value, by) = (tenant.to_owned(), name.to_owned(), value.to_owned(), by.to_owned());
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO org_settings (tenant, name, value, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (tenant, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, \
+                         updated_by = excluded.updated_by",
+                    )
+                    .bind(&tenant)
+                    .bind(&name)
+                    .bind(&value)
+                    .bind(now)
+                    .bind(&by)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Whether `tenant` requires a second factor of every staff account.
+    pub async fn mfa_required(&self, tenant: &str) -> Result<bool, StoreError> {
+        Ok(self.org_setting(tenant, REQUIRE_MFA).await?.is_some_and(|v| v == "on"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{NewAccount, Role};
+    use crate::test_support::store;
+    use carepost_model::TenantId;
+    use carepost_vault::{KeyRing, MasterKey};
+
+    #[tokio::test]
+    async fn staff_state_lockout_ips_keys_and_settings() {
+        let (_dir, store) = store().await;
+        let ring = KeyRing::new(MasterKey::generate().unwrap());
+        store.load_system_keys(&ring).await.unwrap();
+        store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
+        let account = store
+            .create_account(
+                &ring,
+                NewAccount { tenant: TenantId::default(), login: "admin@clinic.example", role: Role::Admin, addresses: &[], password_hash: None },
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.account_by_id(&ring, &account.id).await.unwrap().unwrap().role, Role::Admin);
+        store.set_account_role(&account.id, Role::Compliance).await.unwrap();
+        assert_eq!(store.account_by_id(&ring, &account.id).await.unwrap().unwrap().role, Role::Compliance);
+
+        let auth = store.staff_auth(&account.id).await.unwrap().unwrap();
+        assert!(!auth.has_mfa());
+        for n in 1..3 {
+            assert_eq!(store.staff_signin_failed(&account.id, 1000, 1_000_000, 3, 60).await.unwrap().failures, n);
+        }
+        assert_eq!(store.staff_signin_failed(&account.id, 1000, 1_000_000, 3, 60).await.unwrap().locked_until, Some(1060));
+        store.staff_unlock(&account.id).await.unwrap();
+        assert_eq!(store.staff_auth(&account.id).await.unwrap().unwrap().locked_until, None);
+
+        store.set_staff_totp(&account.id, Some(vec![1, 2]), false, 5).await.unwrap();
+        store.set_staff_totp(&account.id, None, true, 6).await.unwrap();
+        assert!(store.staff_auth(&account.id).await.unwrap().unwrap().has_mfa());
+        assert!(store.use_staff_totp_step(&account.id, 10).await.unwrap());
+        assert!(!store.use_staff_totp_step(&account.id, 10).await.unwrap(), "a step is accepted once");
+
+        let key =
+            SecurityKeyRow { id: "K1".into(), name: "blue key".into(), credential_id: vec![9; 16], credential: vec![1], created_at: 1, last_used_at: None };
+        store.add_staff_security_key(&account.id, key.clone()).await.unwrap();
+        assert!(matches!(store.add_staff_security_key(&account.id, SecurityKeyRow { id: "K2".into(), ..key }).await, Err(StoreError::Conflict(_))));
+        assert_eq!(store.staff_auth(&account.id).await.unwrap().unwrap().security_keys, 1);
+        store.staff_reset_mfa(&account.id).await.unwrap();
+        assert!(!store.staff_auth(&account.id).await.unwrap().unwrap().has_mfa());
+
+        assert_eq!(store.note_staff_ip(&account.id, vec![1], 1).await.unwrap(), IpSeen { new_address: true, seen_before: false });
+        assert_eq!(store.note_staff_ip(&account.id, vec![1], 2).await.unwrap(), IpSeen { new_address: false, seen_before: true });
+        assert_eq!(store.note_staff_ip(&account.id, vec![2], 3).await.unwrap(), IpSeen { new_address: true, seen_before: true });
+
+        assert!(!store.mfa_required("default").await.unwrap());
+        store.set_org_setting("default", REQUIRE_MFA, "on", "cli", 1).await.unwrap();
+        assert!(store.mfa_required("default").await.unwrap());
+        assert!(!store.mfa_required("other").await.unwrap());
+    }
+}

@@ -1,0 +1,331 @@
+//! Signing in: the password, then the second factor (an authenticator code or a security
+//! key), or enrollment when the organization requires one and the account has none.
+//! Failures count towards the account's lockout (`[staff]`) and the client address's block
+//! (shared with SMTP).
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use carepost_audit::Outcome;
+use carepost_model::Timestamp;
+use carepost_store::accounts::Account;
+use carepost_vault as password;
+use serde::Deserialize;
+use serde_json::json;
+use webauthn_rs::prelude::PublicKeyCredential;
+
+use super::session::{self, StaffSession, Stage, micros};
+use super::webauthn::Ceremony;
+use super::{CodeForm, CredentialForm, CsrfOnly, actor, allow_own_script, audit, notice, target};
+use crate::csrf::{Csrf, CsrfField, CsrfForm};
+use crate::error::WebError;
+use crate::portal::{failed_attempt, refuse_blocked, see_other};
+use crate::{ClientIp, WebState, cookies, totp};
+
+const WRONG: &str = "The user name or password is not right.";
+const LOCKED: &str = "This account is locked for a while after too many failed sign-ins. Try again later, or ask an administrator to unlock it.";
+
+#[derive(Template)]
+#[template(path = "staff/signin.html")]
+struct SigninPage {
+    signed_in: bool,
+    csrf: String,
+    login: String,
+    error: Option<String>,
+}
+
+/// `GET /staff/signin`
+pub async fn page(Csrf(csrf): Csrf) -> Result<Response, WebError> {
+    page_with(StatusCode::OK, csrf, String::new(), None)
+}
+
+fn page_with(status: StatusCode, csrf: String, login: String, error: Option<&str>) -> Result<Response, WebError> {
+    crate::portal::page(status, &SigninPage { signed_in: false, csrf, login, error: error.map(str::to_owned) })
+}
+
+#[derive(Deserialize)]
+pub struct SigninForm {
+    csrf: String,
+    login: String,
+    password: String,
+}
+
+impl CsrfField for SigninForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /staff/signin`: the password step. Unknown, disabled and API-only accounts read
+/// exactly like a wrong password and take as long.
+pub async fn password(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<SigninForm>,
+) -> Result<Response, WebError> {
+    refuse_blocked(&state, ip)?;
+    let store = &state.services.store;
+    let creds =
+        if form.login.len() <= 254 { store.account_credentials(&state.services.ring, form.login.trim()).await.map_err(WebError::internal)? } else { None };
+    let usable = creds.filter(|c| !c.account.disabled && c.account.role.may_sign_in_to_web() && c.password_hash.is_some());
+    let Some(creds) = usable else {
+        let p = form.password.clone();
+        let _ = tokio::task::spawn_blocking(move || password::verify_nothing(&p)).await;
+        failed_attempt(&state, ip, "staff-password").await;
+        audit(&state, ip, "staff", "staff.signin", "", Outcome::Failure, &[("reason", "unknown, disabled or api-only account".into())]).await;
+        return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
+    };
+    let account = creds.account;
+    let (who, whom) = (actor(&account.id), target(&account.id));
+    let auth = store.staff_auth(&account.id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    if auth.locked_until.is_some_and(|t| t > Timestamp::now().as_micros()) {
+        audit(&state, ip, &who, "staff.signin", &whom, Outcome::Denied, &[("reason", "locked".into())]).await;
+        return page_with(StatusCode::FORBIDDEN, csrf, form.login, Some(LOCKED));
+    }
+    let ok = {
+        let (h, p) = (creds.password_hash.unwrap_or_default(), form.password.clone());
+        tokio::task::spawn_blocking(move || password::verify_password(&h, &p)).await.map_err(WebError::internal)?
+    };
+    if !ok {
+        let locked = count_failure(&state, ip, &account.id, "password").await?;
+        audit(&state, ip, &who, "staff.signin", &whom, Outcome::Failure, &[("reason", "password".into()), ("locked", locked.to_string())]).await;
+        let (status, text) = if locked { (StatusCode::FORBIDDEN, LOCKED) } else { (StatusCode::UNAUTHORIZED, WRONG) };
+        return page_with(status, csrf, form.login, Some(text));
+    }
+    let stage = if auth.has_mfa() {
+        Stage::Mfa
+    } else if store.mfa_required(account.tenant.as_str()).await.map_err(WebError::internal)? {
+        Stage::Enroll
+    } else {
+        Stage::Full
+    };
+    audit(&state, ip, &who, "staff.signin", &whom, Outcome::Success, &[("stage", stage.as_str().into()), ("role", account.role.to_string())]).await;
+    let to = match stage {
+        Stage::Full => "/staff/",
+        Stage::Mfa => "/staff/signin/mfa",
+        Stage::Enroll => "/staff/mfa",
+    };
+    let mut response = see_other(to);
+    session::start(&state, &account, stage, &mut response).await?;
+    if stage == Stage::Full {
+        completed(&state, ip, &account, user_agent(&headers)).await?;
+    }
+    Ok(response)
+}
+
+pub(crate) fn user_agent(headers: &HeaderMap) -> String {
+    headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+}
+
+/// Counts a failed step; true when the account is now locked (the lock is audited).
+pub(crate) async fn count_failure(state: &WebState, ip: ClientIp, account_id: &str, what: &str) -> Result<bool, WebError> {
+    failed_attempt(state, ip, &format!("staff-{what}")).await;
+    let c = &state.staff;
+    let count = state
+        .services
+        .store
+        .staff_signin_failed(
+            account_id,
+            Timestamp::now().as_micros(),
+            micros(c.failure_window.as_secs()),
+            i64::from(c.lockout_failures),
+            micros(c.lockout_duration.as_secs()),
+        )
+        .await
+        .map_err(WebError::internal)?;
+    let locked = count.locked_until.is_some();
+    if locked {
+        state.services.store.end_staff_sessions(None, Some(account_id.to_owned())).await.map_err(WebError::internal)?;
+        let minutes = c.lockout_duration.as_secs().div_ceil(60);
+        audit(
+            state,
+            ip,
+            &actor(account_id),
+            "staff.lockout",
+            &target(account_id),
+            Outcome::Success,
+            &[("after", what.into()), ("minutes", minutes.to_string())],
+        )
+        .await;
+    }
+    Ok(locked)
+}
+
+/// The end of every successful sign-in: failures forgotten, the client address noted, and
+/// the owner told when it is one the account never used.
+pub(crate) async fn completed(state: &WebState, ip: ClientIp, account: &Account, user_agent: String) -> Result<(), WebError> {
+    state.services.store.staff_signin_succeeded(&account.id).await.map_err(WebError::internal)?;
+    notice::after_signin(state, ip, account, &user_agent).await
+}
+
+#[derive(Template)]
+#[template(path = "staff/mfa_signin.html")]
+struct MfaPage {
+    signed_in: bool,
+    csrf: String,
+    totp: bool,
+    keys: bool,
+    error: Option<String>,
+}
+
+fn mfa_page_with(state: &WebState, status: StatusCode, csrf: String, s: &StaffSession, error: Option<&str>) -> Result<Response, WebError> {
+    let keys = s.auth.security_keys > 0 && state.webauthn.is_some();
+    let response = crate::portal::page(status, &MfaPage { signed_in: false, csrf, totp: s.auth.totp.is_some(), keys, error: error.map(str::to_owned) })?;
+    Ok(if keys { allow_own_script(response) } else { response })
+}
+
+/// `GET /staff/signin/mfa`: the second step.
+pub async fn mfa_page(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, headers: HeaderMap) -> Result<Response, WebError> {
+    match session::current(&state, ip, &headers).await? {
+        Some(s) if s.stage == Stage::Mfa => mfa_page_with(&state, StatusCode::OK, csrf, &s, None),
+        Some(s) if s.stage == Stage::Enroll => Ok(see_other("/staff/mfa")),
+        Some(_) => Ok(see_other("/staff/")),
+        None => Ok(see_other("/staff/signin")),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Checks a code against a sealed TOTP secret of the account; each time step counts once.
+pub(crate) async fn check_totp(state: &WebState, account: &Account, sealed: &[u8], code: &str) -> Result<bool, WebError> {
+    let key = state.services.store.account_key(&state.services.ring, account).await.map_err(WebError::internal)?;
+    let secret = key.open_field("totp", sealed).map_err(WebError::internal)?;
+    let Some(step) = totp::matching_step(&secret, code, unix_now()) else { return Ok(false) };
+    let step = i64::try_from(step).map_err(WebError::internal)?;
+    state.services.store.use_staff_totp_step(&account.id, step).await.map_err(WebError::internal)
+}
+
+/// Refuses a second step on a locked account and ends its session.
+async fn refuse_locked(state: &WebState, s: &StaffSession) -> Result<bool, WebError> {
+    if s.auth.locked_until.is_some_and(|t| t > Timestamp::now().as_micros()) {
+        state.services.store.end_staff_sessions(Some(s.id_hash.clone()), None).await.map_err(WebError::internal)?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// `POST /staff/signin/totp`: the authenticator code.
+pub async fn totp(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, WebError> {
+    refuse_blocked(&state, ip)?;
+    let Some(s) = session::current(&state, ip, &headers).await?.filter(|s| s.stage == Stage::Mfa) else { return Ok(see_other("/staff/signin")) };
+    let (who, whom) = (actor(&s.account.id), target(&s.account.id));
+    if refuse_locked(&state, &s).await? {
+        return page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED));
+    }
+    let Some(sealed) = s.auth.totp.clone() else { return mfa_page_with(&state, StatusCode::BAD_REQUEST, csrf, &s, Some("This account has no authenticator app.")) };
+    if !check_totp(&state, &s.account, &sealed, &form.code).await? {
+        let locked = count_failure(&state, ip, &s.account.id, "totp").await?;
+        audit(&state, ip, &who, "staff.signin.mfa", &whom, Outcome::Failure, &[("method", "totp".into()), ("locked", locked.to_string())]).await;
+        if locked {
+            return page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED));
+        }
+        return mfa_page_with(&state, StatusCode::UNAUTHORIZED, csrf, &s, Some("That code is not right. Enter the code your app shows now."));
+    }
+    let now = Timestamp::now().as_micros();
+    state.services.store.touch_staff_session(&s.id_hash, now, Some(Stage::Full.as_str())).await.map_err(WebError::internal)?;
+    audit(&state, ip, &who, "staff.signin.mfa", &whom, Outcome::Success, &[("method", "totp".into())]).await;
+    completed(&state, ip, &s.account, user_agent(&headers)).await?;
+    Ok(see_other("/staff/"))
+}
+
+fn no_keys() -> Response {
+    super::json(StatusCode::BAD_REQUEST, json!({ "error": "Security keys are not available here." }))
+}
+
+/// `POST /staff/signin/key/start`: the challenge for the account's security keys.
+pub async fn key_start(State(state): State<WebState>, ip: ClientIp, headers: HeaderMap, CsrfForm(_): CsrfForm<CsrfOnly>) -> Result<Response, WebError> {
+    refuse_blocked(&state, ip)?;
+    let s = session::require(&state, ip, &headers, &[Stage::Mfa]).await?;
+    let Some(webauthn) = state.webauthn.as_ref() else { return Ok(no_keys()) };
+    let key = state.services.store.account_key(&state.services.ring, &s.account).await.map_err(WebError::internal)?;
+    let rows = state.services.store.staff_security_keys(&s.account.id).await.map_err(WebError::internal)?;
+    let keys = rows.iter().map(|r| super::webauthn::open(&key, &r.credential)).collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Ok(no_keys());
+    }
+    let (challenge, ceremony) = webauthn.start_securitykey_authentication(&keys).map_err(WebError::internal)?;
+    let text = Ceremony::Authenticate(ceremony).to_json()?;
+    state.services.store.set_staff_ceremony(&s.id_hash, Some(text)).await.map_err(WebError::internal)?;
+    Ok(super::json(StatusCode::OK, serde_json::to_value(challenge).map_err(WebError::internal)?))
+}
+
+/// `POST /staff/signin/key/finish`: the key's signature over the challenge, verified by
+/// webauthn-rs against the registered public key. A ceremony is used once.
+pub async fn key_finish(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<CredentialForm>,
+) -> Result<Response, WebError> {
+    refuse_blocked(&state, ip)?;
+    let s = session::require(&state, ip, &headers, &[Stage::Mfa]).await?;
+    let Some(webauthn) = state.webauthn.as_ref() else { return Ok(no_keys()) };
+    let store = &state.services.store;
+    let (who, whom) = (actor(&s.account.id), target(&s.account.id));
+    if refuse_locked(&state, &s).await? {
+        return Ok(super::json(StatusCode::FORBIDDEN, json!({ "error": LOCKED, "next": "/staff/signin" })));
+    }
+    store.set_staff_ceremony(&s.id_hash, None).await.map_err(WebError::internal)?;
+    let ceremony = s.row.ceremony.as_deref().and_then(Ceremony::from_json);
+    let credential = serde_json::from_str::<PublicKeyCredential>(&form.credential);
+    let (Some(Ceremony::Authenticate(ceremony)), Ok(credential)) = (ceremony, credential) else { return Ok(super::json(StatusCode::BAD_REQUEST, json!({ "error": "Start again: the security key's answer did not match a request." }))) };
+    let result = match webauthn.finish_securitykey_authentication(&credential, &ceremony) {
+        Ok(r) => r,
+        Err(e) => {
+            let locked = count_failure(&state, ip, &s.account.id, "security-key").await?;
+            audit(
+                &state,
+                ip,
+                &who,
+                "staff.signin.mfa",
+                &whom,
+                Outcome::Failure,
+                &[("method", "security-key".into()), ("reason", e.to_string()), ("locked", locked.to_string())],
+            )
+            .await;
+            let next = if locked { "/staff/signin" } else { "/staff/signin/mfa" };
+            return Ok(super::json(
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": if locked { LOCKED } else { "The security key was not accepted." }, "next": next }),
+            ));
+        }
+    };
+    // Keep the key's new signature counter, so a cloned key shows up.
+    let key = store.account_key(&state.services.ring, &s.account).await.map_err(WebError::internal)?;
+    let now = Timestamp::now().as_micros();
+    let mut used = None;
+    for row in store.staff_security_keys(&s.account.id).await.map_err(WebError::internal)? {
+        let mut sk = super::webauthn::open(&key, &row.credential)?;
+        if sk.cred_id() == result.cred_id() {
+            sk.update_credential(&result);
+            store.used_staff_security_key(&row.id, super::webauthn::seal(&key, &sk)?, now).await.map_err(WebError::internal)?;
+            used = Some(row.name);
+        }
+    }
+    store.touch_staff_session(&s.id_hash, now, Some(Stage::Full.as_str())).await.map_err(WebError::internal)?;
+    audit(&state, ip, &who, "staff.signin.mfa", &whom, Outcome::Success, &[("method", "security-key".into()), ("key", used.unwrap_or_default())]).await;
+    completed(&state, ip, &s.account, user_agent(&headers)).await?;
+    Ok(super::json(StatusCode::OK, json!({ "next": "/staff/" })))
+}
+
+/// `POST /staff/signout`
+pub async fn signout(State(state): State<WebState>, ip: ClientIp, headers: HeaderMap, CsrfForm(_): CsrfForm<CsrfOnly>) -> Result<Response, WebError> {
+    if let Some(s) = session::current(&state, ip, &headers).await? {
+        state.services.store.end_staff_sessions(Some(s.id_hash), None).await.map_err(WebError::internal)?;
+        audit(&state, ip, &actor(&s.account.id), "staff.signout", &target(&s.account.id), Outcome::Success, &[("reason", "signed out".into())]).await;
+    }
+    let mut response = see_other("/staff/signin");
+    cookies::append(response.headers_mut(), cookies::clear_cookie(session::COOKIE));
+    Ok(response)
+}

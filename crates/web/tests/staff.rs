@@ -1,0 +1,404 @@
+//! Staff sign-in over real HTTPS: the password policy, TOTP enrollment and sign-in with codes
+//! this test computes itself (RFC 6238), WebAuthn registration and sign-in with a software
+//! authenticator verified by webauthn-rs, require-MFA forcing enrollment, roles enforced on
+//! the server, automatic log-off, lockout, the new-address notice, and the audit trail.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_lc_rs::hmac;
+use carepost_delivery::Interval;
+use carepost_model::{Address, TenantId};
+use carepost_store::accounts::{NewAccount, Role};
+use carepost_web::{StaffConfig, WebConfig};
+use serde_json::Value;
+use support::TestWeb;
+use support::softkey::SoftKey;
+
+const PASSWORD: &str = "violet tram ledger 93";
+
+/// A staff account made the way `carepost user add` makes it.
+async fn account(web: &TestWeb, login: &str, role: Role) -> String {
+    let s = &web.state.services;
+    let address = Address::parse(login).unwrap();
+    let new = NewAccount {
+        tenant: TenantId::default(),
+        login,
+        role,
+        addresses: std::slice::from_ref(&address),
+        password_hash: Some(carepost_vault::hash_password(PASSWORD).unwrap()),
+    };
+    s.store.create_account(&s.ring, new).await.unwrap().id
+}
+
+/// The audit records of `action`, as (outcome, details).
+async fn audited(web: &TestWeb, action: &str) -> Vec<(String, String)> {
+    let rows = web.state.services.store.audit_records_after(0, 100_000).await.unwrap();
+    rows.into_iter().filter(|r| r.action == action).map(|r| (r.outcome, format!("{} ip={:?}", r.details, r.source_ip))).collect()
+}
+
+struct Page {
+    status: u16,
+    location: String,
+    csp: String,
+    text: String,
+}
+
+impl Page {
+    fn csrf(&self) -> String {
+        let at = self.text.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.text)) + 19;
+        self.text[at..at + self.text[at..].find('"').unwrap()].to_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
+    }
+}
+
+struct Browser<'a> {
+    web: &'a TestWeb,
+    client: reqwest::Client,
+    cookies: Vec<(String, String)>,
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect::<Vec<_>>().join("&")
+}
+
+fn urlencode(v: &str) -> String {
+    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+impl<'a> Browser<'a> {
+    fn new(web: &'a TestWeb) -> Self {
+        Browser { web, client: web.client.clone(), cookies: Vec::new() }
+    }
+
+    fn from(web: &'a TestWeb, local: &str) -> Self {
+        Browser { web, client: web.client_from(local.parse().unwrap()), cookies: Vec::new() }
+    }
+
+    async fn send(&mut self, r: reqwest::RequestBuilder) -> Page {
+        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let response = r.header("cookie", cookie).header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0").send().await.unwrap();
+        for v in response.headers().get_all("set-cookie") {
+            let (k, v) = v.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != k);
+            if !v.is_empty() {
+                self.cookies.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        let status = response.status().as_u16();
+        let header = |name: &str| response.headers().get(name).map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+        let (location, csp) = (header("location"), header("content-security-policy"));
+        Page { status, location, csp, text: response.text().await.unwrap() }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let r = self.client.get(self.web.url(path));
+        self.send(r).await
+    }
+
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let r = self.client.post(self.web.url(path)).header("content-type", "application/x-www-form-urlencoded").body(form(fields));
+        self.send(r).await
+    }
+
+    async fn csrf(&mut self) -> String {
+        self.get("/staff/signin").await.csrf()
+    }
+
+    /// Posts a form with this browser's CSRF token.
+    async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.csrf().await;
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post(path, &all).await
+    }
+
+    async fn sign_in(&mut self, login: &str, password: &str) -> Page {
+        self.submit("/staff/signin", &[("login", login), ("password", password)]).await
+    }
+
+    async fn sign_out(&mut self) {
+        assert_eq!(self.submit("/staff/signout", &[]).await.status, 303);
+    }
+}
+
+/// RFC 6238 with HMAC-SHA-1, 6 digits, 30-second steps: the test's own implementation.
+fn totp(secret: &[u8], unix: u64) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
+    let mac = hmac::sign(&key, &(unix / 30).to_be_bytes());
+    let mac = mac.as_ref();
+    let offset = usize::from(mac[19] & 0x0f);
+    let value = u32::from_be_bytes([mac[offset] & 0x7f, mac[offset + 1], mac[offset + 2], mac[offset + 3]]);
+    format!("{:06}", value % 1_000_000)
+}
+
+/// RFC 4648 base32, as the enrollment page shows the secret.
+fn base32(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
+    for c in text.trim().trim_end_matches('=').bytes() {
+        acc = (acc << 5) | ALPHABET.iter().position(|&a| a == c).expect("base32") as u64;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Starts TOTP enrollment and returns the secret the page shows.
+async fn start_totp(b: &mut Browser<'_>) -> Vec<u8> {
+    let page = b.submit("/staff/mfa/totp", &[]).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let at = page.text.find("<p class=\"code\">").expect("the secret is shown") + 16;
+    let secret = base32(&page.text[at..at + page.text[at..].find('<').unwrap()]);
+    assert!(page.text.contains("otpauth://totp/"), "the otpauth URI is offered");
+    secret
+}
+
+#[tokio::test]
+async fn weak_passwords_are_refused_and_change_nothing() {
+    let web = TestWeb::start(WebConfig::default()).await;
+    account(&web, "jane.roe@clinic.example", Role::Sender).await;
+    let mut b = Browser::new(&web);
+    assert_eq!(b.sign_in("jane.roe@clinic.example", PASSWORD).await.location, "/staff/");
+    for (new, why) in [
+        ("short", "shorter than 12"),
+        ("Password123456!", "most commonly used"),
+        ("leavemealone", "most commonly used"),
+        ("jane.roe-garden-path", "contains the user name"),
+    ] {
+        let page = b.submit("/staff/password", &[("current", PASSWORD), ("new", new), ("again", new)]).await;
+        assert_eq!(page.status, 400, "{new}");
+        assert!(page.text.contains(why), "{new}: {}", page.text);
+    }
+    b.sign_out().await;
+    assert_eq!(b.sign_in("jane.roe@clinic.example", PASSWORD).await.location, "/staff/", "the old password still works");
+    let page = b.submit("/staff/password", &[("current", PASSWORD), ("new", "copper kettle orbit"), ("again", "copper kettle orbit")]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("Your password is changed."));
+    b.sign_out().await;
+    assert_eq!(b.sign_in("jane.roe@clinic.example", PASSWORD).await.status, 401);
+    assert_eq!(b.sign_in("jane.roe@clinic.example", "copper kettle orbit").await.location, "/staff/");
+    let changes = audited(&web, "staff.password.change").await;
+    assert_eq!(changes.iter().filter(|(o, _)| o == "denied").count(), 4, "{changes:?}");
+    assert_eq!(changes.iter().filter(|(o, _)| o == "success").count(), 1);
+    web.stop().await;
+}
+
+#[tokio::test]
+async fn totp_enrollment_and_sign_in_with_a_code_the_test_computes() {
+    let web = TestWeb::start(WebConfig::default()).await;
+    account(&web, "dr.smith@clinic.example", Role::Sender).await;
+    let mut b = Browser::new(&web);
+    assert_eq!(b.sign_in("dr.smith@clinic.example", PASSWORD).await.location, "/staff/");
+    let secret = start_totp(&mut b).await;
+    let wrong = format!("{:06}", (totp(&secret, now()).parse::<u32>().unwrap() + 1) % 1_000_000);
+    let page = b.submit("/staff/mfa/totp/confirm", &[("code", &wrong)]).await;
+    assert_eq!(page.status, 400);
+    assert!(page.text.contains("not right"));
+    let page = b.submit("/staff/mfa/totp/confirm", &[("code", &totp(&secret, now()))]).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Your authenticator app is set up."));
+    b.sign_out().await;
+
+    // The password alone now reaches only the second step.
+    let page = b.sign_in("dr.smith@clinic.example", PASSWORD).await;
+    assert_eq!((page.status, page.location.as_str()), (303, "/staff/signin/mfa"));
+    assert_eq!(b.get("/staff/").await.location, "/staff/signin/mfa");
+    assert_eq!(b.get("/staff/audit").await.status, 401);
+    assert!(b.get("/staff/signin/mfa").await.text.contains("authenticator app"));
+    let page = b.submit("/staff/signin/totp", &[("code", &wrong)]).await;
+    assert_eq!(page.status, 401);
+    // The step used to confirm cannot be replayed; the next step's code (one step of skew) works.
+    let page = b.submit("/staff/signin/totp", &[("code", &totp(&secret, now() + 30))]).await;
+    assert_eq!((page.status, page.location.as_str()), (303, "/staff/"), "{}", page.text);
+    let home = b.get("/staff/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.text.contains("sender") && home.text.contains("dr.smith@clinic.example"));
+
+    assert!(audited(&web, "staff.mfa.enroll").await.iter().any(|(o, d)| o == "success" && d.contains("totp")));
+    let second = audited(&web, "staff.signin.mfa").await;
+    assert!(second.iter().any(|(o, d)| o == "failure" && d.contains("127.0.0.1")), "{second:?}");
+    assert!(second.iter().any(|(o, d)| o == "success" && d.contains("totp") && d.contains("127.0.0.1")), "{second:?}");
+    web.stop().await;
+}
+
+#[tokio::test]
+async fn security_key_registration_and_sign_in_with_a_software_authenticator() {
+    let web = TestWeb::start(WebConfig::default()).await;
+    account(&web, "admin@clinic.example", Role::Admin).await;
+    let mut key = SoftKey::new(&web.url);
+    let mut b = Browser::new(&web);
+    assert_eq!(b.sign_in("admin@clinic.example", PASSWORD).await.location, "/staff/");
+    let page = b.get("/staff/mfa").await;
+    assert!(page.csp.contains("script-src 'self'") && !page.csp.contains("unsafe-inline"), "{}", page.csp);
+    assert!(page.text.contains("/static/webauthn.js"));
+    assert!(!b.get("/staff/").await.csp.contains("script-src"), "pages without security keys allow no script");
+    assert_eq!(web.client.get(web.url("/static/webauthn.js")).send().await.unwrap().status(), 200);
+
+    let options = b.submit("/staff/mfa/key/start", &[("name", "blue key")]).await;
+    assert_eq!(options.status, 200, "{}", options.text);
+    let credential = key.register(&options.json()).to_string();
+    let done = b.submit("/staff/mfa/key/finish", &[("credential", &credential)]).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.json()["next"], "/staff/mfa");
+    assert!(b.get("/staff/mfa").await.text.contains("blue key"));
+    // The same finish again: the ceremony was used up.
+    assert_eq!(b.submit("/staff/mfa/key/finish", &[("credential", &credential)]).await.status, 400);
+    b.sign_out().await;
+
+    assert_eq!(b.sign_in("admin@clinic.example", PASSWORD).await.location, "/staff/signin/mfa");
+    // A signature by another key is refused by webauthn-rs.
+    let options = b.submit("/staff/signin/key/start", &[]).await;
+    assert_eq!(options.status, 200, "{}", options.text);
+    let options = options.json();
+    let allowed = options["publicKey"]["allowCredentials"].as_array().unwrap();
+    assert_eq!(allowed.len(), 1);
+    let mut impostor = SoftKey::new(&web.url);
+    impostor.credential_id = key.credential_id.clone();
+    let refused = b.submit("/staff/signin/key/finish", &[("credential", &impostor.sign(&options).to_string())]).await;
+    assert_eq!(refused.status, 401, "{}", refused.text);
+    assert_eq!(b.get("/staff/").await.location, "/staff/signin/mfa");
+
+    let options = b.submit("/staff/signin/key/start", &[]).await.json();
+    let done = b.submit("/staff/signin/key/finish", &[("credential", &key.sign(&options).to_string())]).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.json()["next"], "/staff/");
+    assert_eq!(b.get("/staff/").await.status, 200);
+
+    assert!(audited(&web, "staff.mfa.enroll").await.iter().any(|(o, d)| o == "success" && d.contains("security-key")));
+    let second = audited(&web, "staff.signin.mfa").await;
+    assert!(second.iter().any(|(o, d)| o == "failure" && d.contains("security-key")), "{second:?}");
+    assert!(second.iter().any(|(o, d)| o == "success" && d.contains("blue key")), "{second:?}");
+    web.stop().await;
+}
+
+#[tokio::test]
+async fn require_mfa_makes_accounts_enroll_at_their_next_sign_in() {
+    let web = TestWeb::start(WebConfig::default()).await;
+    account(&web, "admin@clinic.example", Role::Admin).await;
+    account(&web, "nurse@clinic.example", Role::Sender).await;
+    let mut admin = Browser::new(&web);
+    assert_eq!(admin.sign_in("admin@clinic.example", PASSWORD).await.location, "/staff/");
+    assert!(admin.get("/staff/").await.text.contains("not required"));
+    let page = admin.submit("/staff/settings/require-mfa", &[("value", "on")]).await;
+    assert_eq!((page.status, page.location.as_str()), (303, "/staff/"));
+    assert!(web.state.services.store.mfa_required("default").await.unwrap());
+    assert!(audited(&web, "staff.require_mfa").await.iter().any(|(o, d)| o == "success" && d.contains("on")));
+
+    let mut nurse = Browser::new(&web);
+    let page = nurse.sign_in("nurse@clinic.example", PASSWORD).await;
+    assert_eq!((page.status, page.location.as_str()), (303, "/staff/mfa"));
+    // Nothing but enrollment until a second factor is set up.
+    assert_eq!(nurse.get("/staff/").await.location, "/staff/mfa");
+    assert_eq!(nurse.get("/staff/audit").await.status, 401);
+    assert_eq!(nurse.submit("/staff/password", &[("current", PASSWORD), ("new", "copper kettle orbit"), ("again", "copper kettle orbit")]).await.status, 401);
+    assert!(nurse.get("/staff/mfa").await.text.contains("Your organization requires two-step sign-in"));
+    let secret = start_totp(&mut nurse).await;
+    let page = nurse.submit("/staff/mfa/totp/confirm", &[("code", &totp(&secret, now()))]).await;
+    assert_eq!((page.status, page.location.as_str()), (303, "/staff/"), "{}", page.text);
+    assert_eq!(nurse.get("/staff/").await.status, 200);
+    web.stop().await;
+}
+
+#[tokio::test]
+async fn roles_are_enforced_on_the_server() {
+    let web = TestWeb::start(WebConfig::default()).await;
+    account(&web, "officer@clinic.example", Role::Compliance).await;
+    account(&web, "sender@clinic.example", Role::Sender).await;
+    account(&web, "lab-app@clinic.example", Role::ApiOnly).await;
+
+    let mut officer = Browser::new(&web);
+    assert_eq!(officer.sign_in("officer@clinic.example", PASSWORD).await.location, "/staff/");
+    let home = officer.get("/staff/").await;
+    assert!(home.text.contains("compliance") && home.text.contains("Change no settings.") && !home.text.contains("require-mfa"));
+    let log = officer.get("/staff/audit").await;
+    assert_eq!(log.status, 200);
+    assert!(log.text.contains("staff.signin"), "the audit view shows sign-ins");
+    // A compliance officer reads but changes no settings, whatever the form says.
+    let page = officer.submit("/staff/settings/require-mfa", &[("value", "on")]).await;
+    assert_eq!(page.status, 403);
+    assert!(!web.state.services.store.mfa_required("default").await.unwrap(), "nothing changed");
+    assert!(audited(&web, "staff.access").await.iter().any(|(o, d)| o == "denied" && d.contains("compliance")));
+
+    let mut sender = Browser::new(&web);
+    assert_eq!(sender.sign_in("sender@clinic.example", PASSWORD).await.location, "/staff/");
+    assert_eq!(sender.get("/staff/audit").await.status, 403);
+    assert_eq!(sender.submit("/staff/settings/require-mfa", &[("value", "on")]).await.status, 403);
+
+    // An API-only account has no web sign-in: its right password reads like a wrong one.
+    let mut app = Browser::new(&web);
+    let page = app.sign_in("lab-app@clinic.example", PASSWORD).await;
+    assert_eq!(page.status, 401);
+    assert!(page.text.contains("The user name or password is not right."));
+    assert!(!app.cookies.iter().any(|(k, _)| k.contains("cp_staff")));
+    web.stop().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_are_signed_out_and_audited() {
+    let staff = StaffConfig { session_idle: Interval::secs(1), ..StaffConfig::default() };
+    let web = TestWeb::start_with(WebConfig::default(), staff).await;
+    account(&web, "jane@clinic.example", Role::Sender).await;
+    let mut b = Browser::new(&web);
+    assert_eq!(b.sign_in("jane@clinic.example", PASSWORD).await.location, "/staff/");
+    assert_eq!(b.get("/staff/").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(b.get("/staff/").await.location, "/staff/signin", "signed out after a second of inactivity");
+    assert!(audited(&web, "staff.signout").await.iter().any(|(o, d)| o == "success" && d.contains("idle") && d.contains("127.0.0.1")));
+    // A portal session cookie is no staff session, and the other way round.
+    assert_eq!(b.get("/p/inbox").await.status, 401);
+    web.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_failures_lock_the_account() {
+    let staff = StaffConfig { lockout_failures: 3, ..StaffConfig::default() };
+    let web = TestWeb::start_with(WebConfig::default(), staff).await;
+    account(&web, "jane@clinic.example", Role::Sender).await;
+    let mut b = Browser::new(&web);
+    for _ in 0..2 {
+        assert_eq!(b.sign_in("jane@clinic.example", "not the password at all").await.status, 401);
+    }
+    let page = b.sign_in("jane@clinic.example", "not the password at all").await;
+    assert_eq!(page.status, 403);
+    assert!(page.text.contains("locked"));
+    assert_eq!(b.sign_in("jane@clinic.example", PASSWORD).await.status, 403, "the right password does not open a locked account");
+    let locks = audited(&web, "staff.lockout").await;
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    assert!(locks[0].1.contains("127.0.0.1"));
+    let signins = audited(&web, "staff.signin").await;
+    assert_eq!(signins.iter().filter(|(o, _)| o == "failure").count(), 3);
+    assert!(signins.iter().any(|(o, d)| o == "denied" && d.contains("locked")));
+    web.stop().await;
+}
+
+#[tokio::test]
+async fn a_sign_in_from_a_new_address_sends_a_notice() {
+    let web = TestWeb::start(WebConfig::default()).await;
+    account(&web, "jane@clinic.example", Role::Sender).await;
+    let mut here = Browser::new(&web);
+    assert_eq!(here.sign_in("jane@clinic.example", PASSWORD).await.location, "/staff/");
+    assert!(audited(&web, "staff.notice.new_ip").await.is_empty(), "an account's first sign-in is not news");
+    here.sign_out().await;
+    assert_eq!(here.sign_in("jane@clinic.example", PASSWORD).await.location, "/staff/");
+    assert!(audited(&web, "staff.notice.new_ip").await.is_empty(), "a known address sends nothing");
+
+    let mut elsewhere = Browser::from(&web, "127.0.0.2");
+    assert_eq!(elsewhere.sign_in("jane@clinic.example", PASSWORD).await.location, "/staff/");
+    let notices = audited(&web, "staff.notice.new_ip").await;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].0, "success");
+    assert!(notices[0].1.contains("127.0.0.2"));
+    web.stop().await;
+}
