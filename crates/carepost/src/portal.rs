@@ -89,6 +89,7 @@ impl PortalHandoff for Handoff {
                 recipient: &rcpt.recipient.address,
                 message: body,
                 reveal_subject,
+                passphrase_hash: message.portal_passphrase.as_deref(),
             };
             let pickup = self.portal.deliver(request).await.map_err(|e| e.to_string())?;
             let _ = self

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use bytes::Bytes;
 use carepost::install::{Access, Installation};
@@ -37,6 +36,11 @@ const SECRET_BODY: &str = "PORTALBODYMARKER the biopsy shows";
 
 /// Submits a message through intake (inspection and policy), as SMTP would.
 async fn submit(dir: &Path, subject: &str) {
+    submit_with_headers(dir, subject, "").await
+}
+
+/// [`submit`], with `headers` (whole lines, each ending in CRLF) added to the header block.
+async fn submit_with_headers(dir: &Path, subject: &str, headers: &str) {
     let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
     let install = Installation::open(config, Access::Shared).await.unwrap();
     let spool = carepost_delivery::Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
@@ -53,7 +57,7 @@ async fn submit(dir: &Path, subject: &str) {
     };
     let body = format!(
         "From: Dr Smith <dr.smith@clinic.example>\r\nTo: <jane@patient.example>\r\nCc: <nurse@clinic.example>\r\n\
-         Subject: {subject}\r\nMessage-ID: <orig-1@clinic.example>\r\nMIME-Version: 1.0\r\n\
+         Subject: {subject}\r\n{headers}Message-ID: <orig-1@clinic.example>\r\nMIME-Version: 1.0\r\n\
          Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
          --b1\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
          <p>{SECRET_BODY}</p><img src=\"https://tracker.example/pixel.gif\"><a href=\"https://evil.example/x\">https://clinic.example</a><script>alert(1)</script>\r\n\
@@ -374,14 +378,14 @@ async fn a_patient_picks_up_reads_and_replies_in_chromium() {
     chrome.screenshot("pickup").await;
 
     // Prove the address with the code the sink received, and choose a password.
-    chrome.click("form[action='/p/code'] button").await;
+    chrome.follow("form[action='/p/code'] button").await;
     assert!(chrome.text().await.contains("Enter your code"), "{}", chrome.source().await);
     chrome.screenshot("enter-code").await;
     let code = code_from(&sink.wait_for(&["Your code: "], &[]));
     chrome.fill("#code", &code).await;
     chrome.fill("#password", "a long browser passphrase").await;
     chrome.fill("#password2", "a long browser passphrase").await;
-    chrome.click("form[action='/p/verify'] button").await;
+    chrome.follow("form[action='/p/verify'] button").await;
 
     // Read: the message, its sender, and no remote image loaded.
     assert!(chrome.url().await.contains("/p/read/"), "{}", chrome.source().await);
@@ -393,14 +397,14 @@ async fn a_patient_picks_up_reads_and_replies_in_chromium() {
     assert!(chrome.downloaded("result.pdf").starts_with(b"%PDF-1.4"));
 
     // Reply to everyone, with a file chosen in the form.
-    chrome.click("a[href$='/reply?all=1']").await;
+    chrome.follow("a[href$='/reply?all=1']").await;
     assert!(chrome.text().await.contains("nurse@clinic.example"));
     chrome.screenshot("reply").await;
     let card = dir.join("insurance-card.txt");
     std::fs::write(&card, "BROWSERATTACHMENT member 12345").unwrap();
     chrome.fill("#body", "BROWSERREPLY thank you, doctor").await;
     chrome.fill("#files", &card.display().to_string()).await;
-    chrome.click("form[action$='/reply'] button[type=submit]").await;
+    chrome.follow("form[action$='/reply'] button[type=submit]").await;
     assert!(chrome.text().await.contains("Reply sent"), "{}", chrome.source().await);
     chrome.screenshot("reply-sent").await;
     // The reply is queued for the original sender, and reaches them by policy (here: the portal).
@@ -412,13 +416,58 @@ async fn a_patient_picks_up_reads_and_replies_in_chromium() {
     chrome.goto(&status_link).await;
     assert!(chrome.text().await.contains("127.0.0.1"), "the open is shown: {}", chrome.source().await);
     chrome.screenshot("sender-status").await;
-    chrome.click("form[action$='/retract'] button").await;
+    chrome.follow("form[action$='/retract'] button").await;
     assert!(chrome.text().await.contains("withdrawn"));
     chrome.screenshot("sender-status-withdrawn").await;
     chrome.goto(&link).await;
     assert!(chrome.text().await.contains("This message was withdrawn"));
     chrome.screenshot("pickup-withdrawn").await;
-    assert_eq!(std::fs::read_dir(&shots).unwrap().count(), 7);
+    assert_eq!(std::fs::read_dir(&shots).unwrap().count(), 8, "a screenshot of every page");
     drop(chrome);
+    drop(server);
+}
+
+async fn post_passphrase(b: &mut Browser, csrf: &str, token: &str, passphrase: &str) -> Page {
+    let password = "my own long password";
+    b.post("/p/passphrase", &[("csrf", csrf), ("token", token), ("passphrase", passphrase), ("password", password), ("password2", password)]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &[]);
+    let server = Server::start(Path::new(BIN), dir, &config(sink.addr));
+    let https = server.addr("https");
+    submit_with_headers(dir, SECRET_SUBJECT, "X-Carepost-Passphrase: river stone 7731\r\n").await;
+    let notice = sink.wait_for(&["jane@patient.example", "/p/m/"], &[]);
+    assert!(notice.contains("passphrase the sender gave you") && !notice.contains("river stone"), "{notice}");
+    let kept = kept_for(dir, "jane@patient.example").await;
+    assert!(kept.contains("PORTALBODYMARKER") && !kept.contains("river stone") && !kept.contains("X-Carepost-Passphrase"), "{kept}");
+    assert!(sink.all().matches("river stone").count() == 0, "the passphrase never leaves carepost");
+
+    let link = link_in(&notice, "/p/m/");
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    let mut b = Browser::new(format!("https://{https}"));
+    let landing = b.get(&link).await;
+    assert!(landing.text.contains("Or use the sender's passphrase"), "{}", landing.text);
+    let csrf = landing.csrf();
+    let wrong = post_passphrase(&mut b, &csrf, &token, "river stone 7732").await;
+    assert_eq!(wrong.status, 400);
+    assert!(wrong.text.contains("passphrase is not right"), "{}", wrong.text);
+    assert_eq!(b.get("/p/inbox").await.status, 401, "nothing changed");
+    let right = post_passphrase(&mut b, &csrf, &token, "river stone 7731").await;
+    assert_eq!(right.status, 303, "{}", right.text);
+    let read_path = right.location();
+    assert!(read_path.starts_with("/p/read/"), "{read_path}");
+    let page = b.get(&read_path).await;
+    assert!(page.status == 200 && page.text.contains("PORTALBODYMARKER"));
+    // Only the first visit: once there is a password, the passphrase proves nothing more.
+    let again = post_passphrase(&mut b, &csrf, &token, "river stone 7731").await;
+    assert_eq!(again.status, 400);
+    assert!(again.text.contains("already has a password"));
+    let (code, audit, _) = run(Path::new(BIN), dir, &["audit", "export", "--config", "carepost.toml"]);
+    assert_eq!(code, 0);
+    assert!(audit.contains("portal.passphrase.verify") && audit.contains("\"portal_passphrase\":\"set\""), "{audit}");
     drop(server);
 }

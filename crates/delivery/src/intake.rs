@@ -110,13 +110,93 @@ pub enum IntakeError {
     Spool(#[from] SpoolError),
     #[error("inspection failed: {0}")]
     Inspection(String),
+    /// The sender asked for something carepost cannot do as asked; the text is safe to show.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// What the sender asks for beyond policy; hints never weaken protection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SubmitHints {
     /// Deliver every outbound recipient through the secure portal.
     pub force_portal: bool,
+    /// A passphrase the sender tells the recipients another way (by phone, in person): a
+    /// recipient who reads in the portal may prove the address with it instead of a one-time
+    /// code. Only its argon2id hash is kept, sealed with the message.
+    pub portal_passphrase: Option<String>,
+}
+
+impl std::fmt::Debug for SubmitHints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubmitHints")
+            .field("force_portal", &self.force_portal)
+            .field("portal_passphrase", &self.portal_passphrase.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// The header an SMTP sender sets a portal passphrase with. carepost removes it from every
+/// message before anything is stored, and honours it only from its own senders (submission,
+/// relay networks): never from the Internet.
+pub const PASSPHRASE_HEADER: &str = "X-Carepost-Passphrase";
+
+/// Shortest and longest portal passphrase accepted.
+pub const PASSPHRASE_LENGTH: std::ops::RangeInclusive<usize> = 8..=256;
+
+/// Removes every `X-Carepost-Passphrase` field (with its folded lines) from the header block of
+/// `body`; returns the message without them and the last value, or `None` when there is none.
+pub fn take_passphrase_header(body: &[u8]) -> Option<(Vec<u8>, String)> {
+    let header_end = find_header_end(body);
+    let mut out = Vec::with_capacity(body.len());
+    let mut value: Option<String> = None;
+    let mut found = false;
+    let mut skipping = false;
+    let mut at = 0;
+    while at < header_end {
+        let line_end = body[at..header_end].iter().position(|&b| b == b'\n').map_or(header_end, |p| at + p + 1);
+        let line = &body[at..line_end];
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if continuation && skipping {
+            if let Some(v) = value.as_mut() {
+                v.push(' ');
+                v.push_str(String::from_utf8_lossy(line).trim());
+            }
+        } else {
+            skipping = false;
+            let name_len = PASSPHRASE_HEADER.len();
+            if !continuation
+                && line.len() > name_len
+                && line[..name_len].eq_ignore_ascii_case(PASSPHRASE_HEADER.as_bytes())
+                && line[name_len] == b':'
+            {
+                skipping = true;
+                found = true;
+                value = Some(String::from_utf8_lossy(&line[name_len + 1..]).trim().to_owned());
+            } else {
+                out.extend_from_slice(line);
+            }
+        }
+        at = line_end;
+    }
+    if !found {
+        return None;
+    }
+    out.extend_from_slice(&body[header_end..]);
+    Some((out, value.unwrap_or_default()))
+}
+
+/// Where the header block ends: just after the blank line, or the whole input if there is none.
+fn find_header_end(body: &[u8]) -> usize {
+    let mut at = 0;
+    while at < body.len() {
+        let line_end = body[at..].iter().position(|&b| b == b'\n').map_or(body.len(), |p| at + p + 1);
+        let line = &body[at..line_end];
+        if line == b"\r\n" || line == b"\n" {
+            return at;
+        }
+        at = line_end;
+    }
+    body.len()
 }
 
 /// The message was queued.
@@ -204,9 +284,31 @@ impl Intake {
         tenant: TenantId,
         envelope: Envelope,
         arrival: Arrival,
-        body: Bytes,
-        hints: SubmitHints,
+        mut body: Bytes,
+        mut hints: SubmitHints,
     ) -> Result<Accepted, IntakeError> {
+        if let Some((without, value)) = take_passphrase_header(&body) {
+            body = Bytes::from(without);
+            if matches!(arrival.source, Source::Submission | Source::Relay | Source::Api) && hints.portal_passphrase.is_none() {
+                hints.portal_passphrase = Some(value);
+            }
+        }
+        let portal_passphrase = match hints.portal_passphrase.take().map(|p| p.trim().to_owned()) {
+            Some(p) if !PASSPHRASE_LENGTH.contains(&p.chars().count()) => {
+                return Err(IntakeError::Invalid(format!(
+                    "a portal passphrase must have {} to {} characters",
+                    PASSPHRASE_LENGTH.start(),
+                    PASSPHRASE_LENGTH.end()
+                )));
+            }
+            Some(p) => Some(
+                tokio::task::spawn_blocking(move || carepost_vault::hash_password(&p))
+                    .await
+                    .map_err(|e| IntakeError::Inspection(e.to_string()))?
+                    .map_err(|e| IntakeError::Inspection(e.to_string()))?,
+            ),
+            None => None,
+        };
         let mut inspection = {
             let (body, envelope, arrival) = (body.clone(), envelope.clone(), arrival.clone());
             let (policy, settings) = (self.policy.clone(), self.settings.clone());
@@ -234,6 +336,10 @@ impl Intake {
         submission.decisions = inspection.decisions.iter().map(|d| Some(d.to_json())).collect();
         submission.quarantined = inspection.decisions.iter().map(|d| d.quarantine).collect();
         submission.audit_details = audit_details(&inspection);
+        if portal_passphrase.is_some() {
+            submission.audit_details.push(("portal_passphrase".into(), "set".into()));
+        }
+        submission.portal_passphrase = portal_passphrase;
         let id = self.spool.accept(submission).await?;
         if let (Some(sender), Some(learning), Source::Mx) = (&inspection.signed_by, &self.settings.learning, source) {
             self.learn(learning.clone(), tenant.clone(), sender.clone(), body_for_learning.clone()).await;
@@ -347,4 +453,39 @@ fn audit_details(inspection: &Inspection) -> Vec<(String, String)> {
         ("rules".into(), rules.join(",")),
         ("methods".into(), methods.join(",")),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_passphrase_header_is_taken_out_with_its_folded_lines() {
+        let body = b"From: a@x.example\r\nX-Carepost-Passphrase: blue\r\n  harbour 42\r\nSubject: hi\r\n\r\nX-Carepost-Passphrase: in the body stays\r\n";
+        let (without, value) = take_passphrase_header(body).unwrap();
+        assert_eq!(value, "blue harbour 42");
+        assert_eq!(without, b"From: a@x.example\r\nSubject: hi\r\n\r\nX-Carepost-Passphrase: in the body stays\r\n");
+        let lower = b"x-carepost-passphrase:one two three\nTo: b@y.example\n\nbody";
+        let (without, value) = take_passphrase_header(lower).unwrap();
+        assert_eq!((without.as_slice(), value.as_str()), (&b"To: b@y.example\n\nbody"[..], "one two three"));
+    }
+
+    #[test]
+    fn messages_without_the_header_are_left_alone() {
+        assert!(take_passphrase_header(b"Subject: x\r\n\r\nX-Carepost-Passphrase: body\r\n").is_none());
+        assert!(take_passphrase_header(b"X-Carepost-Passphrases: other field\r\n\r\n").is_none());
+        assert!(take_passphrase_header(b"").is_none());
+        assert!(take_passphrase_header(b"X-Carepost-Passphrase").is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_keeps_everything_but_the_field(body in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            if let Some((without, _)) = take_passphrase_header(&body) {
+                proptest::prop_assert!(without.len() < body.len());
+                let end = find_header_end(&body);
+                proptest::prop_assert!(without.ends_with(&body[end..]));
+            }
+        }
+    }
 }

@@ -43,6 +43,10 @@ pub struct Submission {
     pub quarantined: Vec<bool>,
     /// Value-free facts for the `message.accepted` audit record (verdict, rules, methods).
     pub audit_details: Vec<(String, String)>,
+    /// The argon2id hash (PHC string) of a passphrase the sender set: recipients who read in
+    /// the portal may prove their address with it instead of a one-time code. Sealed with the
+    /// envelope.
+    pub portal_passphrase: Option<String>,
 }
 
 impl Submission {
@@ -57,6 +61,7 @@ impl Submission {
             decisions: Vec::new(),
             quarantined: Vec::new(),
             audit_details: Vec::new(),
+            portal_passphrase: None,
         }
     }
 }
@@ -66,6 +71,9 @@ impl Submission {
 struct SealedEnvelope {
     #[serde(flatten)]
     envelope: Envelope,
+    /// See [`Submission::portal_passphrase`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    portal_passphrase: Option<String>,
 }
 
 /// The data-key object name of a message: body, envelope and recipients are all sealed under it.
@@ -88,6 +96,8 @@ pub struct OpenedMessage {
     pub envelope: Envelope,
     pub arrival: Arrival,
     pub recipients: Vec<OpenedRecipient>,
+    /// See [`Submission::portal_passphrase`].
+    pub portal_passphrase: Option<String>,
     key: DataKey,
 }
 
@@ -180,6 +190,7 @@ impl Spool {
         let now = Timestamp::now().as_micros();
         let envelope_json = serde_json::to_vec(&SealedEnvelope {
             envelope: Envelope { recipients: Vec::new(), ..s.envelope.clone() },
+            portal_passphrase: s.portal_passphrase.clone(),
         })
         .map_err(|e| SpoolError::Corrupt { id: id_text.clone(), reason: e.to_string() })?;
         let arrival_json = serde_json::to_vec(&s.arrival)
@@ -281,9 +292,9 @@ impl Spool {
                 .map(|b| String::from_utf8_lossy(&b).into_owned());
             recipients.push(OpenedRecipient { row: r, recipient, last_reply });
         }
-        let mut envelope = envelope.envelope;
+        let SealedEnvelope { mut envelope, portal_passphrase } = envelope;
         envelope.recipients = recipients.iter().map(|r| r.recipient.clone()).collect();
-        Ok(OpenedMessage { row, tenant, envelope, arrival, recipients, key })
+        Ok(OpenedMessage { row, tenant, envelope, arrival, recipients, portal_passphrase, key })
     }
 
     /// The message as it will be delivered.

@@ -88,6 +88,10 @@ pub struct PortalEnvelope {
     pub others: Vec<Address>,
     /// The organization as the notice named it.
     pub organization: String,
+    /// The argon2id hash of a passphrase the sender set: proof of the address on a first visit,
+    /// as good as a one-time code. Shredded with the rest of the envelope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_hash: Option<String>,
 }
 
 /// A message to hand to normal delivery.
@@ -114,6 +118,8 @@ pub struct PickupRequest<'a> {
     pub message: &'a [u8],
     /// Policy allows the real subject in the notification.
     pub reveal_subject: bool,
+    /// The argon2id hash of the sender's passphrase for this message, if one was set.
+    pub passphrase_hash: Option<&'a str>,
 }
 
 /// What [`Portal::deliver`] made.
@@ -207,6 +213,7 @@ fn envelope_of(message: &[u8], sender: Option<&Address>, recipient: &Address, or
         message_id: None,
         others: Vec::new(),
         organization,
+        passphrase_hash: None,
     };
     let Some(m) = parsed else { return env };
     env.subject = m.subject().unwrap_or("").to_owned();
@@ -284,7 +291,8 @@ impl Portal {
         let id_text = id.to_string();
         let tenant = request.tenant;
         let organization = self.organization_for(request.sender);
-        let envelope = envelope_of(request.message, request.sender, request.recipient, organization.clone());
+        let mut envelope = envelope_of(request.message, request.sender, request.recipient, organization.clone());
+        envelope.passphrase_hash = request.passphrase_hash.map(str::to_owned);
         let (content_key, content_wrapped) = self.ring.new_data_key(tenant, &content_object(&id_text))?;
         let (track_key, track_wrapped) = self.ring.new_data_key(tenant, &track_object(&id_text))?;
 
@@ -374,10 +382,15 @@ impl Portal {
             format!("Secure message from {org}")
         };
         let link = format!("{}/p/m/{token}", self.settings.public_url);
+        let first_visit = if envelope.passphrase_hash.is_some() {
+            "The first time, you confirm your e-mail address with the passphrase the sender gave you (or with a code we send you), then choose a password."
+        } else {
+            "The first time, you confirm your e-mail address with a code we send you, then choose a password."
+        };
         let text = format!(
             "{org} has sent you a secure message.\r\n\r\n\
              Read it here:\r\n{link}\r\n\r\n\
-             The first time, you confirm your e-mail address with a code we send you, then choose a password.\r\n\
+             {first_visit}\r\n\
              The message can be read until {}.\r\n\r\n\
              This link is for you alone: do not forward this e-mail. If you did not expect a message from {org}, you can ignore it.\r\n",
             notice_date(expires_at)

@@ -65,6 +65,7 @@ async fn deliver_keeps_a_sealed_copy_and_returns_notices_without_phi() {
             recipient: &recipient,
             message: MESSAGE.as_bytes(),
             reveal_subject: false,
+            passphrase_hash: None,
         })
         .await
         .unwrap();
@@ -126,6 +127,7 @@ async fn withdrawal_shreds_the_content_but_keeps_the_opens() {
             recipient: &recipient,
             message: MESSAGE.as_bytes(),
             reveal_subject: true,
+            passphrase_hash: None,
         })
         .await
         .unwrap();
@@ -165,6 +167,7 @@ async fn the_sweep_expires_messages_whose_time_ran_out() {
         recipient: &recipient,
         message: MESSAGE.as_bytes(),
         reveal_subject: false,
+        passphrase_hash: None,
     };
     let kept = live.deliver(request).await.unwrap().id.to_string();
     let due = short.deliver(request).await.unwrap().id.to_string();

@@ -81,6 +81,7 @@ impl Ingress for IntakeIngress {
             match self.intake.submit(m.tenant, m.envelope, m.arrival, m.message).await {
                 Ok(accepted) => Ok(accepted.id),
                 Err(IntakeError::Blocked(text)) => Err(Rejection::new(550, "5.7.1", text)),
+                Err(IntakeError::Invalid(text)) => Err(Rejection::new(550, "5.6.0", text)),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot queue an accepted message");
                     Err(Rejection::temporary("Error: queue file write error; try again later"))

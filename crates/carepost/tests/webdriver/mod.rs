@@ -36,6 +36,16 @@ fn find(candidates: &[&str], package: &str) -> String {
         .to_string()
 }
 
+/// Sends a WebDriver command (a JSON body, or none) and reads its JSON answer.
+async fn json_of(request: reqwest::RequestBuilder, body: Option<&Value>) -> Value {
+    let request = match body {
+        Some(body) => request.header("content-type", "application/json").body(body.to_string()),
+        None => request,
+    };
+    let bytes = request.send().await.expect("chromedriver answers").bytes().await.expect("chromedriver answers");
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("chromedriver answered {e}: {}", String::from_utf8_lossy(&bytes)))
+}
+
 impl Chrome {
     /// Starts ChromeDriver on a free loopback port and opens a headless Chromium session that
     /// accepts carepost's self-signed development certificate.
@@ -75,8 +85,7 @@ impl Chrome {
                 },
             },
         }}});
-        let response = http.post(format!("http://{addr}/session")).json(&capabilities).send().await.expect("chromedriver answers");
-        let body: Value = response.json().await.unwrap();
+        let body = json_of(http.post(format!("http://{addr}/session")), Some(&capabilities)).await;
         let session = body["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no browser session: {body}")).to_owned();
         Chrome {
             driver,
@@ -90,15 +99,16 @@ impl Chrome {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut request = self.http.request(method, format!("{}{path}", self.session));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response: Value = request.send().await.expect("chromedriver answers").json().await.unwrap();
+        let response = self.raw(method, path, body).await;
         if let Some(error) = response["value"].get("error") {
             panic!("webdriver {path}: {error} {}", response["value"]["message"]);
         }
         response["value"].clone()
+    }
+
+    /// A command's whole answer, errors included.
+    async fn raw(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        json_of(self.http.request(method, format!("{}{path}", self.session)), body.as_ref()).await
     }
 
     pub async fn goto(&self, url: &str) {
@@ -132,11 +142,35 @@ impl Chrome {
         self.call(reqwest::Method::POST, &format!("/element/{element}/value"), Some(json!({ "text": text }))).await;
     }
 
-    /// Clicks the element matching `css`. WebDriver returns once a page the click opened has
-    /// loaded.
+    /// Clicks the element matching `css`, for clicks that stay on the page (a download).
     pub async fn click(&self, css: &str) {
         let element = self.element(css).await;
         self.call(reqwest::Method::POST, &format!("/element/{element}/click"), Some(json!({}))).await;
+    }
+
+    /// Clicks the link or button matching `css` and waits (bounded) until the page it opens
+    /// has replaced this one and finished loading. A click may return before the navigation
+    /// it starts, so the old page's body going stale is the sign.
+    pub async fn follow(&self, css: &str) {
+        let old_body = self.element("body").await;
+        self.click(css).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = self.raw(reqwest::Method::GET, &format!("/element/{old_body}/name"), None).await;
+            if answer["value"].get("error").is_some() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "clicking {css} opened no new page");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        loop {
+            let state = self.raw(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": "return document.readyState", "args": [] }))).await;
+            if state["value"] == "complete" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the page opened by {css} did not finish loading");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Saves a screenshot of the page as `NN-name.png` and returns its path.

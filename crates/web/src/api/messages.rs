@@ -287,6 +287,7 @@ pub(crate) async fn submit(
         .await
         .map_err(|e| match e {
             IntakeError::Blocked(text) => ApiError::Blocked(text),
+            IntakeError::Invalid(text) => ApiError::Invalid { field: None, detail: text },
             other => ApiError::internal(other),
         })?;
     let id = accepted.id.to_string();
@@ -340,7 +341,7 @@ pub async fn send(
     }
     let draft = request.draft("")?;
     let idem = idempotency_header(&headers)?.map(|k| idempotency_hash(&caller, &k, "Idempotency-Key")).transpose()?;
-    let hints = SubmitHints { force_portal: request.force_portal };
+    let hints = SubmitHints { force_portal: request.force_portal, ..Default::default() };
     let (id, replayed) = submit(&state, &shared, &caller, &draft, hints, idem).await?;
     Ok(accepted_response(id, replayed))
 }
@@ -384,7 +385,7 @@ pub async fn send_batch(
             (None, Some(k)) => Some(idempotency_hash(&caller, &format!("{k}#{i}"), "Idempotency-Key")?),
             (None, None) => None,
         };
-        checked.push((draft, SubmitHints { force_portal: m.force_portal }, idem));
+        checked.push((draft, SubmitHints { force_portal: m.force_portal, ..Default::default() }, idem));
     }
     let mut results = Vec::with_capacity(checked.len());
     let (mut accepted, mut rejected) = (0, 0);

@@ -66,6 +66,9 @@ struct LinkPage {
     token: String,
     masked: String,
     has_password: bool,
+    /// The sender set a passphrase: offer it as the proof of address.
+    passphrase: bool,
+    error: Option<String>,
 }
 
 /// `GET /p/m/{token}`: the pick-up link.
@@ -88,7 +91,68 @@ pub async fn link(State(state): State<WebState>, Csrf(csrf): Csrf, headers: Head
     }
     let account = state.services.store.portal_account(&message.row.tenant, &message.row.recipient_index).await.map_err(WebError::internal)?;
     let has_password = account.is_some_and(|a| a.password_hash.is_some());
-    page(StatusCode::OK, &LinkPage { signed_in, csrf, token, masked: masked(&message.recipient), has_password })
+    let passphrase = message.envelope.as_ref().is_some_and(|e| e.passphrase_hash.is_some());
+    page(StatusCode::OK, &LinkPage { signed_in, csrf, token, masked: masked(&message.recipient), has_password, passphrase, error: None })
+}
+
+#[derive(Deserialize)]
+pub struct PassphraseForm {
+    csrf: String,
+    token: String,
+    passphrase: String,
+    password: String,
+    password2: String,
+}
+
+impl CsrfField for PassphraseForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `POST /p/passphrase`: a first visit that proves the address with the passphrase the sender
+/// set for this message, and chooses a password. A wrong passphrase changes nothing and
+/// counts as a failed attempt from the client's address (repeated ones block it).
+pub async fn passphrase(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, CsrfForm(form): CsrfForm<PassphraseForm>) -> Result<Response, WebError> {
+    refuse_blocked(&state, ip)?;
+    let Some((kind, message)) = state.services.portal.resolve(&form.token).await.map_err(WebError::internal)? else {
+        return Err(WebError::NotFound);
+    };
+    if kind != purpose::PICKUP {
+        return Err(WebError::NotFound);
+    }
+    if !message.is_active() || message.row.expires_at <= Timestamp::now().as_micros() {
+        return super::withdrawn(csrf, false);
+    }
+    let Some(expected) = message.envelope.as_ref().and_then(|e| e.passphrase_hash.clone()) else { return Err(WebError::NotFound) };
+    let again = |status: StatusCode, error: &str| {
+        let masked = masked(&message.recipient);
+        page(status, &LinkPage { signed_in: false, csrf: csrf.clone(), token: form.token.clone(), masked, has_password: false, passphrase: true, error: Some(error.into()) })
+    };
+    let tenant = TenantId::new(&message.row.tenant).map_err(WebError::internal)?;
+    let who = Who { tenant, address: message.recipient.clone(), index: message.row.recipient_index.clone(), next: format!("/p/read/{}", message.row.id) };
+    let (code_kind, account) = code_purpose(&state, &who).await?;
+    if code_kind != purpose::VERIFY {
+        // The passphrase stands in for the first visit's code only; a forgotten password is
+        // reset through the address itself.
+        return again(StatusCode::BAD_REQUEST, "This address already has a password. Sign in with it, or ask for a code if you forgot it.");
+    }
+    if let Some(problem) = password_problem(&form.password, &form.password2, &who.address) {
+        return again(StatusCode::BAD_REQUEST, &problem);
+    }
+    let address_tag = carepost_model::redaction_tag(who.address.canonical().as_bytes());
+    let given = form.passphrase.trim().to_owned();
+    let matched = tokio::task::spawn_blocking(move || password::verify_password(&expected, &given)).await.map_err(WebError::internal)?;
+    if !matched {
+        failed_attempt(&state, ip, "portal-passphrase").await;
+        audit(&state, ip, "portal", "portal.passphrase.verify", &format!("portal:{}", message.row.id), Outcome::Failure, &[("address", address_tag)]).await;
+        return again(StatusCode::BAD_REQUEST, "That passphrase is not right. Check it with the sender, or ask for a code instead.");
+    }
+    audit(&state, ip, "portal", "portal.passphrase.verify", &format!("portal:{}", message.row.id), Outcome::Success, &[("address", address_tag)]).await;
+    let account_id = set_password(&state, &who, account, &form.password).await?;
+    let account = state.services.store.portal_account_by_id(&account_id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    audit(&state, ip, &format!("portal:{account_id}"), "portal.password.set", &format!("portal-account:{account_id}"), Outcome::Success, &[("purpose", "passphrase".into())]).await;
+    signed_in(&state, &account, &who.next).await
 }
 
 #[derive(Deserialize)]
@@ -280,16 +344,27 @@ pub async fn verify(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
         let text = if current.is_some() { "That code is not right. Check the latest e-mail and try again." } else { "That code is no longer valid. Ask for a new one." };
         return code_page(&state, StatusCode::BAD_REQUEST, csrf, &form.token, &form.email, Some(text.into()));
     }
+    let account_id = set_password(&state, &who, account, &form.password).await?;
+    let account = store.portal_account_by_id(&account_id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    audit(&state, ip, &format!("portal:{account_id}"), "portal.password.set", &format!("portal-account:{account_id}"), Outcome::Success, &[("purpose", kind.into())]).await;
+    signed_in(&state, &account, &who.next).await
+}
+
+/// Sets the password of the address's account once the address is proven: a reset for an
+/// existing account (signing out its other browsers), else a new account. Returns its id.
+async fn set_password(state: &WebState, who: &Who, account: Option<AccountRow>, password_text: &str) -> Result<String, WebError> {
+    let store = &state.services.store;
+    let now = Timestamp::now().as_micros();
     let hash = {
-        let p = form.password.clone();
+        let p = password_text.to_owned();
         tokio::task::spawn_blocking(move || password::hash_password(&p)).await.map_err(WebError::internal)?.map_err(WebError::internal)?
     };
-    let account_id = match account {
+    match account {
         Some(a) => {
             store.set_portal_password(a.clone(), hash, now).await.map_err(WebError::internal)?;
             // A reset signs out every other browser.
             store.end_portal_sessions(None, Some(a.id.clone())).await.map_err(WebError::internal)?;
-            a.id
+            Ok(a.id)
         }
         None => {
             let id = Id::new().to_string();
@@ -303,12 +378,9 @@ pub async fn verify(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
                 .map_err(WebError::internal)?;
             let sealed = key.seal_field("address", who.address.as_str().as_bytes()).map_err(WebError::internal)?;
             let row = AccountRow::new(id.clone(), who.tenant.to_string(), who.index.clone(), sealed, now);
-            store.set_portal_password(row, hash, now).await.map_err(WebError::internal)?
+            store.set_portal_password(row, hash, now).await.map_err(WebError::internal)
         }
-    };
-    let account = store.portal_account_by_id(&account_id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
-    audit(&state, ip, &format!("portal:{account_id}"), "portal.password.set", &format!("portal-account:{account_id}"), Outcome::Success, &[("purpose", kind.into())]).await;
-    signed_in(&state, &account, &who.next).await
+    }
 }
 
 /// Starts a session and sends the browser on: to the TOTP step when the account has one.

@@ -32,6 +32,7 @@ pub fn routes() -> Router<WebState> {
         .route("/p/m/{token}", get(auth::link))
         .route("/p/code", post(auth::send_code))
         .route("/p/verify", post(auth::verify))
+        .route("/p/passphrase", post(auth::passphrase))
         .route("/p/signin", get(auth::signin_page).post(auth::signin))
         .route("/p/signin/totp", get(auth::totp_page).post(auth::totp_signin))
         .route("/p/signout", post(auth::signout))
