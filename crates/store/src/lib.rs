@@ -15,6 +15,7 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod dkim_keys;
 mod error;
+pub mod events;
 pub mod keys;
 pub mod portal;
 pub mod queue;

@@ -167,14 +167,47 @@ pub struct BatchResponse {
     pub results: Vec<BatchItem>,
 }
 
-/// One step in a recipient's delivery.
+/// One step in a recipient's delivery, as recorded when it happened.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusEvent {
+    /// queued, quarantined, held, released, deferred, delivered, bounced, opened (in the
+    /// secure portal), retracted or expired (the portal copy).
     pub status: String,
     /// RFC 3339.
     pub at: String,
+    /// How it was delivered: tls, smtp, smime, pgp or portal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// Delivery attempts so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i64>,
+    /// For deferred: when the next attempt is due (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// The enhanced status code (RFC 3463), e.g. 2.0.0, 4.4.1, 5.1.1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The event id, as webhooks carry it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+impl StatusEvent {
+    fn from_row(e: &carepost_store::events::EventRow) -> Self {
+        StatusEvent {
+            status: e.kind.clone(),
+            at: Timestamp::from_micros(e.at).to_rfc3339(),
+            method: e.method.clone(),
+            attempt: e.attempt,
+            next_attempt_at: e.next_attempt_at.map(|t| Timestamp::from_micros(t).to_rfc3339()),
+            code: e.status.clone(),
+            event_id: Some(e.id.clone()),
+        }
+    }
+
+    fn synthesized(status: &str, at: String, method: Option<String>) -> Self {
+        StatusEvent { status: status.to_owned(), at, method, attempt: None, next_attempt_at: None, code: None, event_id: None }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -190,6 +223,7 @@ pub struct RecipientStatus {
     /// The receiving server's last reply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reply: Option<String>,
+    /// Every recorded step, oldest first.
     pub history: Vec<StatusEvent>,
 }
 
@@ -447,6 +481,7 @@ pub async fn status(
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
+    let events = state.services.store.message_events(&id).await?;
     append(&state, Event::new(caller.actor(), "api.message.status").target(format!("msg:{id}")).ip(Some(caller.ip))).await;
     let received = Timestamp::from_micros(opened.row.received_at).to_rfc3339();
     let recipients = opened
@@ -454,13 +489,15 @@ pub async fn status(
         .iter()
         .map(|r| {
             let status = public_status(&r.row.state).to_owned();
-            let mut history = vec![StatusEvent { status: "queued".into(), at: received.clone(), method: None }];
-            if status != "queued" {
-                history.push(StatusEvent {
-                    status: status.clone(),
-                    at: Timestamp::from_micros(r.row.updated_at).to_rfc3339(),
-                    method: r.row.method.clone(),
-                });
+            let mut history: Vec<StatusEvent> =
+                events.iter().filter(|e| e.recipient == r.row.idx).map(StatusEvent::from_row).collect();
+            if history.is_empty() {
+                // Accepted before carepost kept events: the arrival and the latest state.
+                history.push(StatusEvent::synthesized("queued", received.clone(), None));
+                if status != "queued" {
+                    let at = Timestamp::from_micros(r.row.updated_at).to_rfc3339();
+                    history.push(StatusEvent::synthesized(&status, at, r.row.method.clone()));
+                }
             }
             RecipientStatus {
                 index: r.row.idx,
