@@ -20,6 +20,7 @@ pub mod keys;
 pub mod portal;
 pub mod queue;
 pub mod suppression;
+pub mod webhooks;
 pub mod recipient_keys;
 mod writer;
 
