@@ -154,9 +154,9 @@ impl Store {
         row.as_ref().map(endpoint_from).transpose()
     }
 
-    /// Moves an active endpoint's cursor over up to `limit` newer events of its tenant and
-    /// owes it those of the kinds it receives, in one transaction. Returns how many events
-    /// it owes now.
+    /// Moves an active endpoint's cursor over up to `limit` newer events of its tenant (and
+    /// past other tenants' events) and owes it those of the kinds it receives, in one
+    /// transaction. Returns how many events it owes now.
     pub async fn fan_out_webhook_events(&self, endpoint_id: &str, now: i64, limit: i64) -> Result<u64, StoreError> {
         let id = endpoint_id.to_owned();
         self.writer()
@@ -170,14 +170,25 @@ impl Store {
                         return Ok(0);
                     };
                     let endpoint = endpoint_from(&row)?;
-                    let events = sqlx::query("SELECT seq, kind FROM message_events WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3")
-                        .bind(&endpoint.tenant)
-                        .bind(endpoint.cursor)
-                        .bind(limit)
-                        .fetch_all(tx.conn())
-                        .await?;
-                    let Some(last) = events.last() else { return Ok(0) };
-                    let last: i64 = last.try_get("seq")?;
+                    // Writes go through this one writer, so every event up to the newest is
+                    // committed: the cursor may pass other tenants' events up to it.
+                    let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn()).await?;
+                    let events = sqlx::query(
+                        "SELECT seq, kind FROM message_events WHERE tenant = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+                    )
+                    .bind(&endpoint.tenant)
+                    .bind(endpoint.cursor)
+                    .bind(newest)
+                    .bind(limit)
+                    .fetch_all(tx.conn())
+                    .await?;
+                    let last = match events.last() {
+                        Some(e) if events.len() as i64 >= limit => e.try_get("seq")?,
+                        _ => newest,
+                    };
+                    if last <= endpoint.cursor {
+                        return Ok(0);
+                    }
                     let mut owed = 0;
                     for event in &events {
                         let kind: String = event.try_get("kind")?;
@@ -365,5 +376,25 @@ mod tests {
         assert_eq!(store.fan_out_webhook_events("W1", 300, 10).await.unwrap(), 0);
         assert!(store.webhook_endpoints(false).await.unwrap().is_empty());
         assert_eq!(store.webhook_endpoints(true).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_cursor_passes_other_tenants_events() {
+        let (_dir, store) = crate::test_support::store().await;
+        let endpoint = EndpointRow {
+            id: "W2".into(),
+            tenant: "other".into(),
+            url: "https://hooks.example/other".into(),
+            events: vec![kind::DELIVERED.into()],
+            secret: vec![9; 40],
+            cursor: 0,
+            created_at: 10,
+            removed_at: None,
+        };
+        store.writer().run(move |tx| Box::pin(async move { insert_endpoint(tx, &endpoint).await })).await.unwrap();
+        message_with_events(&store, "DEFAULTS", &[kind::DELIVERED, kind::BOUNCED]).await;
+        assert_eq!(store.fan_out_webhook_events("W2", 100, 10).await.unwrap(), 0, "another tenant's events are not owed");
+        let cursor = store.webhook_endpoint("W2").await.unwrap().unwrap().cursor;
+        assert_eq!(cursor, store.last_event_seq().await.unwrap(), "and are not scanned again");
     }
 }

@@ -76,8 +76,10 @@ impl Dispatcher {
         let store = self.spool.store();
         let now = Timestamp::now().as_micros();
         let endpoints: HashMap<String, EndpointRow> = store.webhook_endpoints(false).await?.into_iter().map(|e| (e.id.clone(), e)).collect();
-        for id in endpoints.keys() {
-            store.fan_out_webhook_events(id, now, BATCH).await?;
+        // Only endpoints behind the newest event take the write lock the queue also needs.
+        let newest = store.last_event_seq().await?;
+        for endpoint in endpoints.values().filter(|e| e.cursor < newest) {
+            store.fan_out_webhook_events(&endpoint.id, now, BATCH).await?;
         }
         let due = store.due_webhook_deliveries(now, BATCH).await?;
         let count = due.len();
