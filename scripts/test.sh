@@ -46,6 +46,8 @@ cargo test --workspace --all-targets
 
 # Fuzz smoke: 30 seconds per cargo-fuzz target when a nightly toolchain is present (the
 # long runs are in bench/RESULTS.md). New inputs go to a scratch directory, not fuzz/corpus.
+# The targets are those of fuzz/Cargo.toml: dlp_scan, smtp_session, policy_rules and
+# api_request (the REST API's request parsing).
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
   scratch=$(mktemp -d)

@@ -30,6 +30,7 @@ pub struct Config {
     pub delivery: carepost_delivery::DeliveryConfig,
     pub policy: carepost_policy::PolicyConfig,
     pub secure: carepost_secure::config::SecureConfig,
+    pub webhooks: carepost_delivery::webhooks::WebhooksConfig,
 }
 
 impl Default for Config {
@@ -48,6 +49,7 @@ impl Default for Config {
             delivery: carepost_delivery::DeliveryConfig::default(),
             policy: carepost_policy::PolicyConfig::default(),
             secure: carepost_secure::config::SecureConfig::default(),
+            webhooks: carepost_delivery::webhooks::WebhooksConfig::default(),
         }
     }
 }

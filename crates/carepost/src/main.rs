@@ -77,6 +77,9 @@ enum Command {
     /// The per-tenant list of addresses carepost does not send to.
     #[command(subcommand)]
     Suppress(cli::suppress::SuppressCommand),
+    /// Endpoints that receive signed delivery events (webhooks).
+    #[command(subcommand)]
+    Webhook(cli::webhook::WebhookCommand),
 }
 
 fn main() -> ExitCode {
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
             Command::Dkim(c) => cli::dkim::run(&global, c).await,
             Command::Dns(c) => cli::dns::run(&global, c).await,
             Command::Suppress(c) => cli::suppress::run(&global, c).await,
+            Command::Webhook(c) => cli::webhook::run(&global, c).await,
         }
     });
     match result {

@@ -85,6 +85,7 @@ impl PortalHandoff for Handoff {
             let request = PickupRequest {
                 tenant: &message.tenant,
                 source_message: &source,
+                source_recipient: Some(rcpt.row.idx),
                 sender: message.envelope.mail_from.as_ref(),
                 recipient: &rcpt.recipient.address,
                 message: body,

@@ -237,6 +237,9 @@ async fn keys_sending_status_idempotency_and_problems() {
     let portal_marker = format!("PORTAL-{}", std::process::id());
     let mut portal = message("patient@example.net", &portal_marker);
     portal["force_portal"] = json!(true);
+    portal["portal_passphrase"] = json!("short");
+    assert_problem(&api.post("/api/v1/messages", Some(&key), &[], &portal).await, 400, "portal_passphrase");
+    portal["portal_passphrase"] = json!("told you on the phone");
     let r = api.post("/api/v1/messages", Some(&key), &[], &portal).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
     let portal_path = format!("/api/v1/messages/{}", r.body["id"].as_str().unwrap());
@@ -270,7 +273,8 @@ async fn keys_sending_status_idempotency_and_problems() {
     for action in ["apikey.create", "apikey.revoke", "api.auth", "api.message.status"] {
         assert!(audit.contains(&format!("\"action\":\"{action}\"")), "{action} audited");
     }
-    for m in [&marker, &portal_marker] {
+    assert!(audit.contains("\"portal_passphrase\":\"set\"") && !audit.contains("told you on the phone"), "the passphrase is noted, never written");
+    for m in [marker.as_str(), portal_marker.as_str(), "told you on the phone"] {
         assert!(files_containing(&dir.join("data"), m.as_bytes()).is_empty(), "{m} readable at rest");
     }
 }
@@ -307,6 +311,54 @@ async fn openapi_document_describes_the_api() {
     let r = api.get("/api/v1/nothing", None).await;
     assert_problem(&r, 404, "");
     assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_limited_to_senders_refuse_other_from_addresses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Nothing listens on the smart host's port: accepted messages wait in the queue.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = Server::start(Path::new(BIN), dir, &config(closed));
+    let api = Api::new(&server);
+    let (code, _, err) = carepost(dir, &["apikey", "create", "--name", "x", "--scope", "send", "--from", "not an address"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--from 'not an address'"), "{err}");
+    let key = create_key(dir, &["--name", "lab", "--scope", "send", "--from", "Lab@clinic.example,@results.clinic.example"]);
+    let (_, list, _) = carepost(dir, &["apikey", "list"]);
+    assert!(list.contains("from=lab@clinic.example,@results.clinic.example"), "{list}");
+
+    let mut msg = message("pat@clinic.example", "FROM-CHECK");
+    msg["from"] = json!("billing@clinic.example");
+    let r = api.post("/api/v1/messages", Some(&key), &[], &msg).await;
+    assert_problem(&r, 403, "from: this API key may not send from billing@clinic.example");
+    msg["from"] = json!({"email": "someone@clinic.example.evil", "name": "x"});
+    assert_problem(&api.post("/api/v1/messages", Some(&key), &[], &msg).await, 403, "may not send from");
+
+    let mut ok_domain = message("pat@clinic.example", "FROM-OK-1");
+    ok_domain["from"] = json!("anyone@results.clinic.example");
+    let batch = json!({"messages": [message("pat@clinic.example", "FROM-OK-0"), ok_domain.clone(), msg]});
+    let r = api.post("/api/v1/messages/batch", Some(&key), &[], &batch).await;
+    assert_problem(&r, 403, "messages[2].from");
+    let sendgrid = json!({"personalizations": [{"to": [{"email": "pat@clinic.example"}]}], "from": {"email": "billing@clinic.example"},
+                          "subject": "x", "content": [{"type": "text/plain", "value": "x"}]});
+    let r = api.post("/v3/mail/send", Some(&key), &[], &sendgrid).await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("may not send from"), "{:?}", r.body);
+    let (_, queue, _) = carepost(dir, &["queue", "list"]);
+    assert!(queue.contains("the queue is empty"), "refused requests queue nothing: {queue}");
+
+    // Allowed senders: the address (in any case) and any address of the domain.
+    assert_eq!(api.post("/api/v1/messages", Some(&key), &[], &message("pat@clinic.example", "FROM-OK-A")).await.status, 202);
+    assert_eq!(api.post("/api/v1/messages", Some(&key), &[], &ok_domain).await.status, 202);
+    let mut sendgrid_ok = sendgrid.clone();
+    sendgrid_ok["from"]["email"] = json!("LAB@clinic.example");
+    assert_eq!(api.post("/v3/mail/send", Some(&key), &[], &sendgrid_ok).await.status, 202);
+
+    assert!(server.stop().success());
+    let (_, audit, _) = carepost(dir, &["audit", "export"]);
+    assert!(audit.contains("\"action\":\"api.sender\""), "refused senders are audited");
+    assert!(!audit.contains("billing@clinic.example"), "the refused address is hashed in the audit log");
 }
 
 /// The Python interpreter of the virtual environment scripts/test.sh prepares with the

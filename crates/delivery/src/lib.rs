@@ -32,6 +32,7 @@ mod spool;
 pub mod suppression;
 pub mod tls_policy;
 pub mod tls_rpt;
+pub mod webhooks;
 
 pub use config::{DeliveryConfig, Interval, SmartHostTls};
 pub use intake::{Accepted, CertificateLearning, Inspection, Intake, IntakeError, IntakeSettings, SubmitHints, inspect};

@@ -249,6 +249,7 @@ pub(crate) async fn end_recipients(spool: &Spool, actor: &str, id: &str, ending:
                 last_reply: Some(opened.seal_reply(r.row.idx, &text)?),
                 method: None,
                 delay_notified: r.row.delay_notified,
+                status: Some(ending.status.to_owned()),
             },
         ));
     }

@@ -1094,6 +1094,15 @@ impl Inner {
                     None => event = event.detail("tls", "none").detail("verified", "none"),
                 }
             }
+            // The enhanced status code of the outcome, for the recipient's history (the reply
+            // text is sealed; the code says what happened without quoting anyone).
+            let status_code = match &outcome {
+                Outcome::Delivered { reply, .. } => reply.status(),
+                Outcome::Deferred { status, .. } | Outcome::Failed { status, .. } => status.clone(),
+                Outcome::NeedsProtectedFallback { .. } | Outcome::ToPortal { .. } | Outcome::Held { .. } => "4.7.10".to_owned(),
+                Outcome::ViaPortal => "2.0.0".to_owned(),
+                Outcome::Suppressed => "5.7.1".to_owned(),
+            };
             let (state, next, reply_text, method, audit_outcome, delay_notified) = match &outcome {
                 Outcome::Delivered { reply, remote, protection } => {
                     let method = protection.unwrap_or(if remote.tls.is_some() { "tls" } else { "smtp" });
@@ -1174,7 +1183,7 @@ impl Inner {
             };
             updates.push((
                 idx,
-                RecipientUpdate { state, attempts, next_attempt_at: next, last_reply: sealed, method, delay_notified },
+                RecipientUpdate { state, attempts, next_attempt_at: next, last_reply: sealed, method, delay_notified, status: Some(status_code) },
             ));
         }
 

@@ -110,6 +110,9 @@ pub struct PickupRequest<'a> {
     pub tenant: &'a TenantId,
     /// The queue message it comes from.
     pub source_message: &'a str,
+    /// The queue recipient (idx) the copy is for: opens, retraction and expiry are recorded
+    /// in that recipient's history.
+    pub source_recipient: Option<i64>,
     /// The envelope sender: gets the receipt.
     pub sender: Option<&'a Address>,
     /// The recipient who picks it up.
@@ -306,6 +309,7 @@ impl Portal {
             id: id_text.clone(),
             tenant: tenant.to_string(),
             source_message: request.source_message.to_owned(),
+            source_recipient: request.source_recipient,
             recipient_index: self.recipient_index(tenant, request.recipient)?,
             recipient: track_key.seal_field("recipient", request.recipient.as_str().as_bytes())?,
             envelope: content_key.seal_field("envelope", &envelope_json)?,

@@ -61,6 +61,7 @@ async fn deliver_keeps_a_sealed_copy_and_returns_notices_without_phi() {
         .deliver(PickupRequest {
             tenant: &tenant,
             source_message: "Q1",
+            source_recipient: None,
             sender: Some(&sender),
             recipient: &recipient,
             message: MESSAGE.as_bytes(),
@@ -123,6 +124,7 @@ async fn withdrawal_shreds_the_content_but_keeps_the_opens() {
         .deliver(PickupRequest {
             tenant: &tenant,
             source_message: "Q2",
+            source_recipient: None,
             sender: None,
             recipient: &recipient,
             message: MESSAGE.as_bytes(),
@@ -163,6 +165,7 @@ async fn the_sweep_expires_messages_whose_time_ran_out() {
     let request = PickupRequest {
         tenant: &tenant,
         source_message: "Q3",
+        source_recipient: None,
         sender: None,
         recipient: &recipient,
         message: MESSAGE.as_bytes(),

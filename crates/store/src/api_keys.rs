@@ -21,6 +21,8 @@ pub struct ApiKey {
     pub networks: Vec<String>,
     /// Requests the key may make per minute.
     pub rate_per_minute: u32,
+    /// Senders the key may use in From: addresses and `@domain`s, lowercased; empty: any.
+    pub allowed_from: Vec<String>,
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
@@ -47,6 +49,7 @@ pub struct NewApiKey {
     pub scopes: Vec<String>,
     pub networks: Vec<String>,
     pub rate_per_minute: u32,
+    pub allowed_from: Vec<String>,
     pub expires_at: Option<i64>,
 }
 
@@ -64,6 +67,7 @@ fn key_from(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, StoreError> {
         scopes: split(&r.try_get::<String, _>("scopes")?),
         networks: split(&r.try_get::<String, _>("networks")?),
         rate_per_minute: u32::try_from(r.try_get::<i64, _>("rate_per_minute")?).unwrap_or(u32::MAX),
+        allowed_from: split(&r.try_get::<String, _>("allowed_from")?),
         expires_at: r.try_get("expires_at")?,
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
@@ -81,6 +85,7 @@ impl Store {
             scopes: new.scopes,
             networks: new.networks,
             rate_per_minute: new.rate_per_minute,
+            allowed_from: new.allowed_from,
             expires_at: new.expires_at,
             created_at: Timestamp::now().as_micros(),
             revoked_at: None,
@@ -99,8 +104,8 @@ impl Store {
                         return Err(StoreError::Conflict(format!("an API key named '{}' already exists", k.name)));
                     }
                     sqlx::query(
-                        "INSERT INTO api_keys (id, tenant, name, prefix, secret_hash, scopes, networks, rate_per_minute, expires_at, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                        "INSERT INTO api_keys (id, tenant, name, prefix, secret_hash, scopes, networks, rate_per_minute, expires_at, created_at, allowed_from) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                     )
                     .bind(&k.id)
                     .bind(k.tenant.as_str())
@@ -112,6 +117,7 @@ impl Store {
                     .bind(i64::from(k.rate_per_minute))
                     .bind(k.expires_at)
                     .bind(k.created_at)
+                    .bind(k.allowed_from.join(","))
                     .execute(tx.conn())
                     .await?;
                     Ok(())
@@ -228,6 +234,7 @@ mod tests {
             scopes: vec!["send".into(), "status".into()],
             networks: vec!["10.0.0.0/8".into()],
             rate_per_minute: 60,
+            allowed_from: vec!["lab@clinic.example".into(), "@results.example".into()],
             expires_at: None,
         };
         let key = store.create_api_key(new.clone()).await.unwrap();
@@ -235,6 +242,7 @@ mod tests {
         let found = store.api_key_by_hash(&[7; 32]).await.unwrap().unwrap();
         assert_eq!(found, key);
         assert!(found.has_scope("send") && !found.has_scope("admin"));
+        assert_eq!(found.allowed_from, ["lab@clinic.example", "@results.example"]);
         assert!(found.is_usable(Timestamp::now().as_micros()));
         assert!(store.revoke_api_key(&key.id).await.unwrap());
         assert!(!store.revoke_api_key(&key.id).await.unwrap());

@@ -15,11 +15,13 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod dkim_keys;
 mod error;
+pub mod events;
 pub mod keys;
 pub mod portal;
 pub mod queue;
 pub mod staff;
 pub mod suppression;
+pub mod webhooks;
 pub mod recipient_keys;
 mod writer;
 

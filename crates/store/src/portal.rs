@@ -5,6 +5,7 @@
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use crate::events::{self, NewEvent, kind};
 use crate::{Store, StoreError, Tx};
 
 /// States of a portal message.
@@ -30,6 +31,9 @@ pub struct PortalMessageRow {
     pub id: String,
     pub tenant: String,
     pub source_message: String,
+    /// The queue recipient (idx) the copy was made for; `None` for copies made before
+    /// carepost recorded it.
+    pub source_recipient: Option<i64>,
     pub recipient_index: Vec<u8>,
     pub recipient: Vec<u8>,
     pub envelope: Vec<u8>,
@@ -47,6 +51,7 @@ fn message_from(r: &SqliteRow) -> Result<PortalMessageRow, StoreError> {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
         source_message: r.try_get("source_message")?,
+        source_recipient: r.try_get("source_recipient")?,
         recipient_index: r.try_get("recipient_index")?,
         recipient: r.try_get("recipient")?,
         envelope: r.try_get("envelope")?,
@@ -64,7 +69,7 @@ fn message_from(r: &SqliteRow) -> Result<PortalMessageRow, StoreError> {
 pub async fn insert_message(tx: &mut Tx, m: &PortalMessageRow, tokens: &[(Vec<u8>, &str)]) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO portal_messages (id, tenant, source_message, recipient_index, recipient, envelope, body_blob, size, \
-         created_at, expires_at, state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         created_at, expires_at, state, source_recipient) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&m.id)
     .bind(&m.tenant)
@@ -77,6 +82,7 @@ pub async fn insert_message(tx: &mut Tx, m: &PortalMessageRow, tokens: &[(Vec<u8
     .bind(m.created_at)
     .bind(m.expires_at)
     .bind(&m.state)
+    .bind(m.source_recipient)
     .execute(tx.conn())
     .await?;
     for (hash, purpose) in tokens {
@@ -91,8 +97,9 @@ pub async fn insert_message(tx: &mut Tx, m: &PortalMessageRow, tokens: &[(Vec<u8
     Ok(())
 }
 
-/// Marks an active message withdrawn (`retracted` or `expired`). Returns false when it was
-/// not active (already withdrawn, or unknown), changing nothing.
+/// Marks an active message withdrawn (`retracted` or `expired`) and records the event in the
+/// history of the queue recipient it was made for. Returns false when it was not active
+/// (already withdrawn, or unknown), changing nothing.
 pub async fn withdraw(tx: &mut Tx, id: &str, new_state: &str, at: i64, by: &str) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE portal_messages SET state = $1, withdrawn_at = $2, withdrawn_by = $3 WHERE id = $4 AND state = 'active'",
@@ -103,7 +110,27 @@ pub async fn withdraw(tx: &mut Tx, id: &str, new_state: &str, at: i64, by: &str)
     .bind(id)
     .execute(tx.conn())
     .await?;
-    Ok(done.rows_affected() == 1)
+    let changed = done.rows_affected() == 1;
+    if changed {
+        let event_kind = if new_state == state::EXPIRED { kind::EXPIRED } else { kind::RETRACTED };
+        record_for_source(tx, id, event_kind, at).await?;
+    }
+    Ok(changed)
+}
+
+/// Records an event of a portal copy in its queue recipient's history, when the copy knows
+/// which recipient that is.
+async fn record_for_source(tx: &mut Tx, portal_id: &str, event_kind: &'static str, at: i64) -> Result<(), StoreError> {
+    let source = sqlx::query("SELECT source_message, source_recipient FROM portal_messages WHERE id = $1")
+        .bind(portal_id)
+        .fetch_optional(tx.conn())
+        .await?;
+    let Some(source) = source else { return Ok(()) };
+    let (message, recipient): (String, Option<i64>) = (source.try_get("source_message")?, source.try_get("source_recipient")?);
+    if let Some(recipient) = recipient {
+        events::record(tx, &NewEvent { method: Some("portal".into()), ..NewEvent::new(&message, recipient, event_kind, at) }).await?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +283,7 @@ impl Store {
                         .bind(&detail)
                         .execute(tx.conn())
                         .await?;
+                    record_for_source(tx, &id, kind::OPENED, at).await?;
                     Ok(seq)
                 })
             })
@@ -596,6 +624,7 @@ mod tests {
             id: id.into(),
             tenant: "default".into(),
             source_message: "Q1".into(),
+            source_recipient: None,
             recipient_index: b"r".to_vec(),
             recipient: b"sealed".to_vec(),
             envelope: b"sealed".to_vec(),

@@ -4,6 +4,7 @@
 use carepost_model::Timestamp;
 use sqlx::Row;
 
+use crate::events::{self, NewEvent, kind};
 use crate::{Store, StoreError, Tx};
 
 /// A message as stored; sealed columns are opaque bytes here.
@@ -134,6 +135,8 @@ pub async fn insert_message(tx: &mut Tx, m: &MessageRow, recipients: &[Recipient
         .bind(r.updated_at)
         .execute(tx.conn())
         .await?;
+        let first = if r.state == state::QUARANTINED { kind::QUARANTINED } else { kind::QUEUED };
+        events::record(tx, &NewEvent::new(&r.message_id, r.idx, first, m.received_at)).await?;
     }
     Ok(())
 }
@@ -207,9 +210,33 @@ pub struct RecipientUpdate {
     pub last_reply: Option<Vec<u8>>,
     pub method: Option<String>,
     pub delay_notified: bool,
+    /// The enhanced status code (RFC 3463) of the outcome, for the recipient's history.
+    pub status: Option<String>,
 }
 
+impl RecipientUpdate {
+    /// The event this outcome is: an attempt that leaves the recipient queued was deferred.
+    fn event(&self, message_id: &str, idx: i64, at: i64) -> NewEvent {
+        let event_kind = match self.state {
+            state::DELIVERED => kind::DELIVERED,
+            state::BOUNCED => kind::BOUNCED,
+            state::HELD => kind::HELD,
+            state::QUARANTINED => kind::QUARANTINED,
+            _ => kind::DEFERRED,
+        };
+        NewEvent {
+            method: if event_kind == kind::DELIVERED { self.method.clone() } else { None },
+            attempt: Some(self.attempts),
+            next_attempt_at: (event_kind == kind::DEFERRED).then_some(self.next_attempt_at),
+            status: self.status.clone(),
+            ..NewEvent::new(message_id, idx, event_kind, at)
+        }
+    }
+}
+
+/// Records the outcome of an attempt (or an operator's ending) and its event.
 pub async fn update_recipient(tx: &mut Tx, message_id: &str, idx: i64, u: &RecipientUpdate) -> Result<(), StoreError> {
+    let now = Timestamp::now().as_micros();
     sqlx::query(
         "UPDATE recipients SET state = $1, attempts = $2, next_attempt_at = $3, last_reply = $4, method = $5, \
          delay_notified = $6, lease_until = NULL, updated_at = $7 WHERE message_id = $8 AND idx = $9",
@@ -220,15 +247,18 @@ pub async fn update_recipient(tx: &mut Tx, message_id: &str, idx: i64, u: &Recip
     .bind(&u.last_reply)
     .bind(&u.method)
     .bind(i64::from(u.delay_notified))
-    .bind(Timestamp::now().as_micros())
+    .bind(now)
     .bind(message_id)
     .bind(idx)
     .execute(tx.conn())
     .await?;
+    events::record(tx, &u.event(message_id, idx, now)).await?;
     Ok(())
 }
 
-/// Sets a recipient's state alone (hold, release, retry now). Returns whether it matched.
+/// Sets a recipient's state alone (hold, release, retry now) and records the change as an
+/// event (a retry of a queued recipient changes no state and records none). Returns how many
+/// recipients matched.
 pub async fn set_recipient_state(
     tx: &mut Tx,
     message_id: &str,
@@ -249,14 +279,24 @@ pub async fn set_recipient_state(
             continue;
         }
         let at: i64 = next_attempt_at.unwrap_or(row.try_get("next_attempt_at")?);
+        let now = Timestamp::now().as_micros();
         sqlx::query("UPDATE recipients SET state = $1, next_attempt_at = $2, lease_until = NULL, updated_at = $3 WHERE message_id = $4 AND idx = $5")
             .bind(to_state)
             .bind(at)
-            .bind(Timestamp::now().as_micros())
+            .bind(now)
             .bind(message_id)
             .bind(i)
             .execute(tx.conn())
             .await?;
+        let event_kind = match (s.as_str(), to_state) {
+            (_, state::HELD) => Some(kind::HELD),
+            (_, state::QUARANTINED) => Some(kind::QUARANTINED),
+            (state::HELD | state::QUARANTINED, state::QUEUED) => Some(kind::RELEASED),
+            _ => None,
+        };
+        if let Some(k) = event_kind {
+            events::record(tx, &NewEvent::new(message_id, i, k, now)).await?;
+        }
         changed += 1;
     }
     Ok(changed)
@@ -282,6 +322,7 @@ pub async fn finish_if_done(tx: &mut Tx, message_id: &str) -> Result<bool, Store
 }
 
 pub async fn delete_message(tx: &mut Tx, message_id: &str) -> Result<bool, StoreError> {
+    events::delete_for_message(tx, message_id).await?;
     sqlx::query("DELETE FROM recipients WHERE message_id = $1").bind(message_id).execute(tx.conn()).await?;
     let done = sqlx::query("DELETE FROM messages WHERE id = $1").bind(message_id).execute(tx.conn()).await?;
     Ok(done.rows_affected() == 1)

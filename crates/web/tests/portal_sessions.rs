@@ -172,7 +172,7 @@ async fn a_withdrawn_message_shows_as_withdrawn_and_others_messages_are_not_foun
     let sender = Address::parse("dr@clinic.example").unwrap();
     let me = Address::parse(ADDRESS).unwrap();
     let body = b"From: dr@clinic.example\r\nTo: pat@patient.example\r\nSubject: lab results\r\n\r\nHBA1C 6.1 SECRETMARK\r\n";
-    let request = PickupRequest { tenant: &tenant, source_message: "Q1", sender: Some(&sender), recipient: &me, message: body, reveal_subject: false, passphrase_hash: None };
+    let request = PickupRequest { tenant: &tenant, source_message: "Q1", source_recipient: None, sender: Some(&sender), recipient: &me, message: body, reveal_subject: false, passphrase_hash: None };
     let mine = s.portal.deliver(request).await.unwrap();
     let someone = Address::parse("other@patient.example").unwrap();
     let theirs = s.portal.deliver(PickupRequest { recipient: &someone, ..request }).await.unwrap();

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use carepost::install::{Access, Installation};
 use carepost_audit::Event;
-use carepost_model::{TenantId, Timestamp};
+use carepost_model::{Address, TenantId, Timestamp};
 use carepost_smtp::network::Network;
 use carepost_store::StoreError;
 use carepost_store::api_keys::{ApiKey, NewApiKey};
@@ -34,6 +34,10 @@ pub enum ApikeyCommand {
         /// Requests the key may make per minute.
         #[arg(long, default_value_t = 600)]
         rate: u32,
+        /// A From address the key may send with, or `@domain` for any address of a domain;
+        /// repeatable or comma-separated. Default: any sender.
+        #[arg(long = "from", value_name = "ADDRESS|@DOMAIN", value_delimiter = ',')]
+        allowed_from: Vec<String>,
         #[arg(long, default_value = "default")]
         tenant: TenantId,
     },
@@ -64,22 +68,42 @@ fn describe(k: &ApiKey, now: i64) -> String {
         "active"
     };
     format!(
-        "{}  {}...  {}  tenant={}  scopes={}  ip={}  rate={}/min  expires={}  created={}  {state}",
+        "{}  {}...  {}  tenant={}  scopes={}  ip={}  from={}  rate={}/min  expires={}  created={}  {state}",
         k.id,
         k.prefix,
         k.name,
         k.tenant,
         k.scopes.join(","),
         if k.networks.is_empty() { "any".to_owned() } else { k.networks.join(",") },
+        if k.allowed_from.is_empty() { "any".to_owned() } else { k.allowed_from.join(",") },
         k.rate_per_minute,
         k.expires_at.map_or_else(|| "never".to_owned(), |e| Timestamp::from_micros(e).to_rfc3339()),
         Timestamp::from_micros(k.created_at).to_rfc3339(),
     )
 }
 
+/// `--from` values checked and lowercased: an address, or `@` and a domain.
+fn allowed_senders(values: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for value in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        let ok = match value.strip_prefix('@') {
+            Some(domain) => !domain.is_empty() && Address::parse(&format!("postmaster@{domain}")).is_ok(),
+            None => Address::parse(value).is_ok(),
+        };
+        if !ok || value.contains(',') {
+            bail!("--from '{value}' is neither an address nor @domain");
+        }
+        let value = value.to_ascii_lowercase();
+        if !out.contains(&value) {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}
+
 async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ApikeyCommand::Create { name, scope, networks, expires, rate, tenant } => {
+        ApikeyCommand::Create { name, scope, networks, expires, rate, allowed_from, tenant } => {
             let name = name.trim().to_owned();
             if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
                 bail!("a key name has 1 to 100 printable characters");
@@ -112,6 +136,7 @@ async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Res
             if rate == 0 {
                 bail!("--rate must be more than zero");
             }
+            let allowed_from = allowed_senders(&allowed_from)?;
             let (secret, prefix) = keys::generate().map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
             let new = NewApiKey {
                 tenant,
@@ -121,6 +146,7 @@ async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Res
                 scopes,
                 networks,
                 rate_per_minute: rate,
+                allowed_from,
                 expires_at,
             };
             let key = match install.store.create_api_key(new).await {
@@ -129,7 +155,7 @@ async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Res
             };
             install
                 .audit
-                .append(audit_event("apikey.create", &key).detail("scopes", key.scopes.join(",")).detail("networks", key.networks.len()))
+                .append(audit_event("apikey.create", &key).detail("scopes", key.scopes.join(",")).detail("networks", key.networks.len()).detail("senders", key.allowed_from.len()))
                 .await?;
             eprintln!("API key {} '{}' created (shown once; only its hash is kept):", key.id, key.name);
             println!("{secret}");

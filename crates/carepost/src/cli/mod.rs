@@ -16,6 +16,7 @@ pub mod queue;
 pub mod serve;
 pub mod suppress;
 pub mod user;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 

@@ -25,6 +25,7 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     // The web listener binds first: the portal's links name its address.
     let carepost::web::Web { running: web, portal } = carepost::web::start(&install, &tls, &spool).await?;
     let delivery = start_delivery(&install, &spool, portal.clone())?;
+    let webhooks = start_webhooks(&install, &spool)?;
     let sweep = portal.map(|p| carepost::portal::start_sweep(p, install.audit.clone(), std::time::Duration::from_secs(60)));
     let smtp = carepost::smtp::start(&install, &spool, &tls).await?;
     for (kind, addr) in smtp.local_addrs() {
@@ -63,6 +64,10 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         // period and puts back what it had not started.
         let _ = stop.send(true);
         let _ = runner.await;
+    }
+    if let Some((stop, dispatcher)) = webhooks {
+        let _ = stop.send(true);
+        let _ = dispatcher.await;
     }
     anchors.abort();
     if let Some(sweep) = sweep {
@@ -126,5 +131,21 @@ fn start_delivery(
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(async move { runner.run(stopped).await });
+    Ok(Some((stop, handle)))
+}
+
+/// Starts the webhook dispatcher unless `webhooks.enabled` is off.
+fn start_webhooks(
+    install: &Installation,
+    spool: &carepost_delivery::Spool,
+) -> anyhow::Result<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>> {
+    let config = &install.config.webhooks;
+    if !config.enabled {
+        println!("  webhooks    off (webhooks.enabled = false)");
+        return Ok(None);
+    }
+    let dispatcher = carepost_delivery::webhooks::Dispatcher::new(spool.clone(), config.clone()).map_err(anyhow::Error::msg)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let handle = tokio::spawn(async move { dispatcher.run(stopped).await });
     Ok(Some((stop, handle)))
 }

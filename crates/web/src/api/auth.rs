@@ -6,7 +6,7 @@ use std::str::FromStr;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use carepost_audit::{Event, Outcome};
-use carepost_model::Timestamp;
+use carepost_model::{Address, Timestamp};
 use carepost_smtp::network::Network;
 use carepost_store::api_keys::ApiKey;
 
@@ -33,6 +33,31 @@ impl Caller {
             Err(ApiError::Forbidden(format!("this API key does not have the '{scope}' scope")))
         }
     }
+
+    /// Refuses a From address the key may not use (`carepost apikey create --from`); the
+    /// refusal is audited. `field` names the member of the request.
+    pub(crate) async fn require_sender(&self, state: &WebState, from: &Address, field: &str) -> Result<(), ApiError> {
+        if super::request::sender_allowed(&self.key.allowed_from, from) {
+            return Ok(());
+        }
+        let event = Event::new(self.actor(), "api.sender")
+            .target(format!("apikey:{}", self.key.id))
+            .ip(Some(self.ip))
+            .outcome(Outcome::Denied)
+            .detail_hashed("from", from.as_str().as_bytes());
+        append(state, event).await;
+        Err(ApiError::Forbidden(format!(
+            "{field}: this API key may not send from {from}; it may send from {}",
+            self.key.allowed_from.join(", ")
+        )))
+    }
+}
+
+/// The caller of a sending endpoint: authenticated, with the `send` scope.
+pub(crate) async fn sending_caller(state: &WebState, shared: &ApiShared, headers: &HeaderMap, ip: IpAddr) -> Result<Caller, ApiError> {
+    let caller = authenticate(state, shared, headers, ip).await?;
+    caller.require("send")?;
+    Ok(caller)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

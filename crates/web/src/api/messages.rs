@@ -16,11 +16,13 @@ use carepost_model::{Arrival, Id, Source, Timestamp};
 use carepost_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
-use super::auth::{Caller, append, authenticate};
+use super::auth::{Caller, append, authenticate, sending_caller};
 use super::compose::{Attachment, Draft, Mailbox, check_header};
 use super::error::ProblemDoc;
-use super::{ApiError, ApiShared, MAX_BATCH};
+use super::request::{self, CheckedMessage};
+use super::{ApiError, ApiShared};
 use crate::{ClientIp, WebState};
 
 /// An address, either `"a@example.org"` or `{"email": "a@example.org", "name": "A"}`.
@@ -89,6 +91,11 @@ pub struct SendRequest {
     /// choose.
     #[serde(default)]
     pub force_portal: bool,
+    /// A passphrase you tell the recipients another way (by phone, in person): a recipient
+    /// who reads in the secure portal may prove the address with it on the first visit instead
+    /// of a one-time code. 8 to 256 characters; carepost keeps only its hash.
+    #[serde(default)]
+    pub portal_passphrase: Option<String>,
     /// In a batch: this message's idempotency key (the `Idempotency-Key` header applies to
     /// single sends).
     #[serde(default)]
@@ -167,14 +174,47 @@ pub struct BatchResponse {
     pub results: Vec<BatchItem>,
 }
 
-/// One step in a recipient's delivery.
+/// One step in a recipient's delivery, as recorded when it happened.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusEvent {
+    /// queued, quarantined, held, released, deferred, delivered, bounced, opened (in the
+    /// secure portal), retracted or expired (the portal copy).
     pub status: String,
     /// RFC 3339.
     pub at: String,
+    /// How it was delivered: tls, smtp, smime, pgp or portal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// Delivery attempts so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i64>,
+    /// For deferred: when the next attempt is due (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// The enhanced status code (RFC 3463), e.g. 2.0.0, 4.4.1, 5.1.1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The event id, as webhooks carry it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+}
+
+impl StatusEvent {
+    fn from_row(e: &carepost_store::events::EventRow) -> Self {
+        StatusEvent {
+            status: e.kind.clone(),
+            at: Timestamp::from_micros(e.at).to_rfc3339(),
+            method: e.method.clone(),
+            attempt: e.attempt,
+            next_attempt_at: e.next_attempt_at.map(|t| Timestamp::from_micros(t).to_rfc3339()),
+            code: e.status.clone(),
+            event_id: Some(e.id.clone()),
+        }
+    }
+
+    fn synthesized(status: &str, at: String, method: Option<String>) -> Self {
+        StatusEvent { status: status.to_owned(), at, method, attempt: None, next_attempt_at: None, code: None, event_id: None }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -190,6 +230,7 @@ pub struct RecipientStatus {
     /// The receiving server's last reply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reply: Option<String>,
+    /// Every recorded step, oldest first.
     pub history: Vec<StatusEvent>,
 }
 
@@ -203,12 +244,8 @@ pub struct MessageStatus {
     pub recipients: Vec<RecipientStatus>,
 }
 
-/// The body of a JSON request, with size and media type checked.
-pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
-    state: &WebState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<T, ApiError> {
+/// The bytes of a JSON request body, with size and media type checked.
+pub(crate) fn json_bytes(state: &WebState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(state.config.max_upload_bytes)
@@ -224,7 +261,7 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::Invalid { field: None, detail: format!("the JSON is not a valid request: {e}") })
+    Ok(body)
 }
 
 fn idempotency_header(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -242,6 +279,31 @@ fn idempotency_hash(caller: &Caller, key: &str, field: &str) -> Result<Vec<u8>, 
         return Err(ApiError::invalid(field, "an idempotency key is 1 to 255 printable ASCII characters"));
     }
     Ok(super::keys::hash(&format!("{}\0{key}", caller.key.id)))
+}
+
+/// A message that passed every check, ready for intake.
+struct Ready {
+    draft: Draft,
+    hints: SubmitHints,
+    idempotency: Option<Vec<u8>>,
+}
+
+/// What single and batch sends check after parsing, before anything is sent: each
+/// message's From against the key's allowed senders, and its idempotency key (its own, else
+/// the header's; in a batch the header's as `<key>#<index>`).
+async fn ready(state: &WebState, caller: &Caller, messages: Vec<CheckedMessage>, header_key: Option<String>, batch: bool) -> Result<Vec<Ready>, ApiError> {
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, m) in messages.into_iter().enumerate() {
+        caller.require_sender(state, &m.draft.from.email, &format!("{}from", m.prefix)).await?;
+        let idempotency = match (&m.idempotency_key, &header_key) {
+            (Some(k), _) => Some(idempotency_hash(caller, k, &format!("{}idempotency_key", m.prefix))?),
+            (None, Some(k)) if batch => Some(idempotency_hash(caller, &format!("{k}#{i}"), "Idempotency-Key")?),
+            (None, Some(k)) => Some(idempotency_hash(caller, k, "Idempotency-Key")?),
+            (None, None) => None,
+        };
+        out.push(Ready { draft: m.draft, hints: m.hints, idempotency });
+    }
+    Ok(out)
 }
 
 /// Sends one checked draft: builds it, hands it to intake (DLP, policy, sealing, fsync) and
@@ -266,10 +328,10 @@ pub(crate) async fn submit(
         None => None,
     };
     // A request that finished while this one waited for the guard.
-    if let Some(hash) = &idempotency {
-        if let Some(id) = state.services.store.api_message_by_idempotency(&caller.key.id, hash).await? {
-            return Ok((id, true));
-        }
+    if let Some(hash) = &idempotency
+        && let Some(id) = state.services.store.api_message_by_idempotency(&caller.key.id, hash).await?
+    {
+        return Ok((id, true));
     }
     let intake = &state.services.intake;
     let header_id = format!("{}@{}", Id::new(), intake.settings().notices_from.domain());
@@ -308,6 +370,29 @@ fn accepted_response(id: String, replayed: bool) -> Response {
     r
 }
 
+/// The problems both send endpoints answer with, for the OpenAPI document.
+pub struct SendProblems;
+
+impl utoipa::IntoResponses for SendProblems {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        [
+            (400, "Invalid request; nothing was sent"),
+            (401, "No valid API key"),
+            (403, "The key lacks the send scope, is used from a network it may not be, or may not send from this From address"),
+            (413, "Too large"),
+            (415, "Not JSON"),
+            (429, "Rate limit of the key; see Retry-After"),
+        ]
+        .into_iter()
+        .map(|(status, description)| {
+            let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+            let response = ResponseBuilder::new().description(description).content("application/problem+json", content).build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+    }
+}
+
 /// Send a message.
 #[utoipa::path(
     post, path = "/api/v1/messages", tag = "messages",
@@ -315,14 +400,9 @@ fn accepted_response(id: String, replayed: bool) -> Response {
     params(("Idempotency-Key" = Option<String>, Header, description = "A retried request with the same key returns the first message instead of sending again")),
     responses(
         (status = 202, description = "Accepted: the message is durable and queued", body = Accepted),
-        (status = 400, description = "Invalid request", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the send scope or is used from a network it may not be", body = ProblemDoc, content_type = "application/problem+json"),
+        SendProblems,
         (status = 409, description = "The same idempotency key is in progress", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Too large", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Refused by policy", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limit of the key; see Retry-After", body = ProblemDoc, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -333,16 +413,11 @@ pub async fn send(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&state, &shared, &headers, ip).await?;
-    caller.require("send")?;
-    let request: SendRequest = json_body(&state, &headers, body)?;
-    if request.idempotency_key.is_some() {
-        return Err(ApiError::invalid("idempotency_key", "for single sends, give the Idempotency-Key header instead"));
-    }
-    let draft = request.draft("")?;
-    let idem = idempotency_header(&headers)?.map(|k| idempotency_hash(&caller, &k, "Idempotency-Key")).transpose()?;
-    let hints = SubmitHints { force_portal: request.force_portal, ..Default::default() };
-    let (id, replayed) = submit(&state, &shared, &caller, &draft, hints, idem).await?;
+    let caller = sending_caller(&state, &shared, &headers, ip).await?;
+    let message = request::parse_message(&json_bytes(&state, &headers, body)?)?;
+    let checked = ready(&state, &caller, vec![message], idempotency_header(&headers)?, false).await?;
+    let Some(m) = checked.into_iter().next() else { return Err(ApiError::internal("a single send checked no message")) };
+    let (id, replayed) = submit(&state, &shared, &caller, &m.draft, m.hints, m.idempotency).await?;
     Ok(accepted_response(id, replayed))
 }
 
@@ -354,12 +429,7 @@ pub async fn send(
     params(("Idempotency-Key" = Option<String>, Header, description = "Applies to each message as `<key>#<index>` unless the message has its own idempotency_key")),
     responses(
         (status = 202, description = "Each message accepted or refused by policy", body = BatchResponse),
-        (status = 400, description = "Invalid request; nothing was sent", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "No valid API key", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks the send scope", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Too large", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limit of the key", body = ProblemDoc, content_type = "application/problem+json"),
+        SendProblems,
     ),
     security(("bearer" = []))
 )]
@@ -370,27 +440,13 @@ pub async fn send_batch(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&state, &shared, &headers, ip).await?;
-    caller.require("send")?;
-    let request: BatchRequest = json_body(&state, &headers, body)?;
-    if request.messages.is_empty() || request.messages.len() > MAX_BATCH {
-        return Err(ApiError::invalid("messages", format!("a batch has 1 to {MAX_BATCH} messages")));
-    }
-    let header_key = idempotency_header(&headers)?;
-    let mut checked = Vec::with_capacity(request.messages.len());
-    for (i, m) in request.messages.iter().enumerate() {
-        let draft = m.draft(&format!("messages[{i}]."))?;
-        let idem = match (&m.idempotency_key, &header_key) {
-            (Some(k), _) => Some(idempotency_hash(&caller, k, &format!("messages[{i}].idempotency_key"))?),
-            (None, Some(k)) => Some(idempotency_hash(&caller, &format!("{k}#{i}"), "Idempotency-Key")?),
-            (None, None) => None,
-        };
-        checked.push((draft, SubmitHints { force_portal: m.force_portal, ..Default::default() }, idem));
-    }
+    let caller = sending_caller(&state, &shared, &headers, ip).await?;
+    let messages = request::parse_batch(&json_bytes(&state, &headers, body)?)?;
+    let checked = ready(&state, &caller, messages, idempotency_header(&headers)?, true).await?;
     let mut results = Vec::with_capacity(checked.len());
     let (mut accepted, mut rejected) = (0, 0);
-    for (index, (draft, hints, idem)) in checked.into_iter().enumerate() {
-        match submit(&state, &shared, &caller, &draft, hints, idem).await {
+    for (index, m) in checked.into_iter().enumerate() {
+        match submit(&state, &shared, &caller, &m.draft, m.hints, m.idempotency).await {
             Ok((id, replayed)) => {
                 accepted += 1;
                 results.push(BatchItem { index, id: Some(id), replayed: Some(replayed), error: None });
@@ -448,6 +504,7 @@ pub async fn status(
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
+    let events = state.services.store.message_events(&id).await?;
     append(&state, Event::new(caller.actor(), "api.message.status").target(format!("msg:{id}")).ip(Some(caller.ip))).await;
     let received = Timestamp::from_micros(opened.row.received_at).to_rfc3339();
     let recipients = opened
@@ -455,13 +512,15 @@ pub async fn status(
         .iter()
         .map(|r| {
             let status = public_status(&r.row.state).to_owned();
-            let mut history = vec![StatusEvent { status: "queued".into(), at: received.clone(), method: None }];
-            if status != "queued" {
-                history.push(StatusEvent {
-                    status: status.clone(),
-                    at: Timestamp::from_micros(r.row.updated_at).to_rfc3339(),
-                    method: r.row.method.clone(),
-                });
+            let mut history: Vec<StatusEvent> =
+                events.iter().filter(|e| e.recipient == r.row.idx).map(StatusEvent::from_row).collect();
+            if history.is_empty() {
+                // Accepted before carepost kept events: the arrival and the latest state.
+                history.push(StatusEvent::synthesized("queued", received.clone(), None));
+                if status != "queued" {
+                    let at = Timestamp::from_micros(r.row.updated_at).to_rfc3339();
+                    history.push(StatusEvent::synthesized(&status, at, r.row.method.clone()));
+                }
             }
             RecipientStatus {
                 index: r.row.idx,

@@ -9,11 +9,12 @@
 //! only once it is durable.
 
 mod auth;
-mod compose;
+pub mod compose;
 mod error;
 pub mod keys;
 mod messages;
 mod openapi;
+pub mod request;
 mod sendgrid;
 
 use std::collections::{HashMap, HashSet};

@@ -17,10 +17,10 @@ use carepost_delivery::SubmitHints;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::auth::authenticate;
+use super::auth::sending_caller;
 use super::compose::{Attachment, Draft, Mailbox, check_header};
-use super::messages::{json_body, submit};
-use super::{ApiError, ApiShared};
+use super::messages::{json_bytes, submit};
+use super::{ApiError, ApiShared, request};
 use crate::{ClientIp, WebState};
 
 #[derive(Debug, Deserialize)]
@@ -76,7 +76,7 @@ struct SgAttachment {
 }
 
 #[derive(Debug, Deserialize)]
-struct MailSend {
+pub(crate) struct MailSend {
     #[serde(default)]
     personalizations: Vec<Personalization>,
     from: Option<Email>,
@@ -108,6 +108,11 @@ fn unsupported(field: &str, what: &str) -> ApiError {
 
 fn present(v: &Option<Value>) -> bool {
     v.as_ref().is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()))
+}
+
+/// One draft per personalization of a parsed request, or what is wrong with it.
+pub(crate) fn drafts(request: MailSend) -> Result<Vec<Draft>, ApiError> {
+    request.drafts()
 }
 
 impl MailSend {
@@ -227,10 +232,11 @@ async fn send_inner(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Option<String>, ApiError> {
-    let caller = authenticate(state, shared, headers, ip).await?;
-    caller.require("send")?;
-    let request: MailSend = json_body(state, headers, body)?;
-    let drafts = request.drafts()?;
+    let caller = sending_caller(state, shared, headers, ip).await?;
+    let drafts = request::parse_sendgrid(&json_bytes(state, headers, body)?)?;
+    for draft in &drafts {
+        caller.require_sender(state, &draft.from.email, "from.email").await?;
+    }
     let mut first = None;
     for draft in &drafts {
         let (id, _) = submit(state, shared, &caller, draft, SubmitHints::default(), None).await?;
