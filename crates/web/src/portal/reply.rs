@@ -181,6 +181,7 @@ mod tests {
             message_id: None,
             others: vec![a("b@clinic.example"), a("A@clinic.example")],
             organization: "Clinic".into(),
+            passphrase_hash: None,
         };
         assert_eq!(participants(&env, false), vec![a("a@clinic.example")]);
         assert_eq!(participants(&env, true), vec![a("a@clinic.example"), a("b@clinic.example")]);
