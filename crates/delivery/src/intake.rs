@@ -164,14 +164,14 @@ pub fn take_passphrase_header(body: &[u8]) -> Option<(Vec<u8>, String)> {
         } else {
             skipping = false;
             let name_len = PASSPHRASE_HEADER.len();
-            if !continuation
-                && line.len() > name_len
-                && line[..name_len].eq_ignore_ascii_case(PASSPHRASE_HEADER.as_bytes())
-                && line[name_len] == b':'
-            {
+            // RFC 5322's obsolete syntax allows blanks between the name and the colon.
+            let colon = line.get(name_len..).map(|rest| rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count() + name_len);
+            if let Some(colon) = colon.filter(|&c| {
+                !continuation && line[..name_len].eq_ignore_ascii_case(PASSPHRASE_HEADER.as_bytes()) && line.get(c) == Some(&b':')
+            }) {
                 skipping = true;
                 found = true;
-                value = Some(String::from_utf8_lossy(&line[name_len + 1..]).trim().to_owned());
+                value = Some(String::from_utf8_lossy(&line[colon + 1..]).trim().to_owned());
             } else {
                 out.extend_from_slice(line);
             }
@@ -465,6 +465,8 @@ mod tests {
         let (without, value) = take_passphrase_header(body).unwrap();
         assert_eq!(value, "blue harbour 42");
         assert_eq!(without, b"From: a@x.example\r\nSubject: hi\r\n\r\nX-Carepost-Passphrase: in the body stays\r\n");
+        let (without, value) = take_passphrase_header(b"X-Carepost-Passphrase \t: spaced out\r\n\r\nbody").unwrap();
+        assert_eq!((without.as_slice(), value.as_str()), (&b"\r\nbody"[..], "spaced out"));
         let lower = b"x-carepost-passphrase:one two three\nTo: b@y.example\n\nbody";
         let (without, value) = take_passphrase_header(lower).unwrap();
         assert_eq!((without.as_slice(), value.as_str()), (&b"To: b@y.example\n\nbody"[..], "one two three"));

@@ -387,7 +387,7 @@ impl Portal {
         };
         let link = format!("{}/p/m/{token}", self.settings.public_url);
         let first_visit = if envelope.passphrase_hash.is_some() {
-            "The first time, you confirm your e-mail address with the passphrase the sender gave you (or with a code we send you), then choose a password."
+            "You can open it with the passphrase the sender gave you, or confirm your e-mail address with a code we send you and choose a password for all your secure messages."
         } else {
             "The first time, you confirm your e-mail address with a code we send you, then choose a password."
         };

@@ -317,6 +317,13 @@ impl Store {
     /// Sets an account's password, creating the account (with `new_row`'s sealed address)
     /// when it has none yet. Clears failures and any lock. Returns the account id.
     pub async fn set_portal_password(&self, new_row: AccountRow, password_hash: String, now: i64) -> Result<String, StoreError> {
+        self.insert_portal_account(new_row, Some(password_hash), now).await
+    }
+
+    /// The address's account: `new_row` is inserted when the address has none; an existing
+    /// one keeps its id and, when `password_hash` is given, takes it (and forgets failures).
+    /// Returns the account's id.
+    pub async fn insert_portal_account(&self, new_row: AccountRow, password_hash: Option<String>, now: i64) -> Result<String, StoreError> {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
@@ -327,6 +334,7 @@ impl Store {
                             .fetch_optional(tx.conn())
                             .await?;
                     if let Some(id) = existing {
+                        let Some(password_hash) = password_hash else { return Ok(id) };
                         sqlx::query(
                             "UPDATE portal_accounts SET password_hash = $1, failures = 0, first_failure_at = NULL, \
                              locked_until = NULL, updated_at = $2 WHERE id = $3",

@@ -192,6 +192,15 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
         return;
     }
     let size = batch.len();
+    if size == 1 {
+        // Alone in its transaction, an operation needs no savepoint: if it fails, rolling
+        // the transaction back undoes exactly its changes. Two statements fewer per commit
+        // whenever the writer is not busy.
+        if let Some(job) = batch.into_iter().next() {
+            run_alone(tx, job).await;
+        }
+        return;
+    }
     let mut outcomes = Vec::with_capacity(size);
     let mut jobs = batch.into_iter();
     let mut failure: Option<String> = None;
@@ -233,6 +242,23 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
     }
 }
 
+/// One operation in its own transaction (begun by the caller): committed when it succeeds,
+/// rolled back when it fails.
+async fn run_alone(tx: &mut Tx, job: Box<dyn Job>) {
+    let outcome = job.run(tx).await;
+    let end = if outcome.succeeded() {
+        tx.execute("COMMIT").await.map_err(|e| e.to_string())
+    } else {
+        // The operation's own error is its answer; nothing of it stays.
+        tx.execute("ROLLBACK").await.map_err(|e| e.to_string())
+    };
+    if let Err(reason) = &end {
+        let _ = tx.execute("ROLLBACK").await;
+        tracing::error!(batch = 1, %reason, "ending a transaction failed");
+    }
+    outcome.deliver(end);
+}
+
 #[cfg(test)]
 mod tests {
     use crate::test_support::store;
@@ -272,5 +298,20 @@ mod tests {
         assert_eq!(count(&store).await, 200);
         store.close().await;
         assert!(matches!(store.writer().run(|tx| Box::pin(insert(tx, "late".into()))).await, Err(StoreError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn an_operation_alone_in_its_transaction_commits_or_changes_nothing() {
+        let (_dir, store) = store().await;
+        let w = store.writer();
+        let failed = w.run(|tx| Box::pin(async move {
+            insert(tx, "a".into()).await?;
+            insert(tx, "a".into()).await
+        }));
+        assert!(failed.await.is_err());
+        assert_eq!(count(&store).await, 0, "the failed operation's first insert is undone");
+        w.run(|tx| Box::pin(insert(tx, "a".into()))).await.unwrap();
+        assert_eq!(count(&store).await, 1, "the writer goes on after a failure");
+        store.close().await;
     }
 }

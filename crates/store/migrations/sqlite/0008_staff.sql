@@ -2,6 +2,9 @@
 -- what web sign-in needs. Roles (checked by the application): admin, compliance, sender,
 -- api_only. The unused "mfa" placeholder of 0003 gives way to explicit columns.
 ALTER TABLE accounts DROP COLUMN mfa;
+-- 0003 took any role text; what is not one of the four roles becomes a sender (the least
+-- privilege that keeps SMTP submission working) rather than an account that cannot be read.
+UPDATE accounts SET role = 'sender' WHERE role NOT IN ('admin', 'compliance', 'sender', 'api_only');
 ALTER TABLE accounts ADD COLUMN totp BLOB;              -- sealed TOTP secret; NULL: none
 ALTER TABLE accounts ADD COLUMN totp_pending BLOB;      -- sealed TOTP secret being set up
 ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER; -- last accepted time step (no replay)

@@ -23,6 +23,8 @@ const RESERVED_HEADERS: &[&str] = &[
     "from", "to", "cc", "bcc", "reply-to", "sender", "subject", "date", "message-id", "mime-version", "content-type",
     "content-transfer-encoding", "content-disposition", "received", "return-path", "dkim-signature", "arc-seal",
     "arc-message-signature", "arc-authentication-results", "authentication-results",
+    // The sender's portal passphrase is the request's `portal_passphrase`, never a header.
+    "x-carepost-passphrase",
 ];
 
 #[derive(Debug, Clone)]

@@ -100,8 +100,6 @@ pub struct PassphraseForm {
     csrf: String,
     token: String,
     passphrase: String,
-    password: String,
-    password2: String,
 }
 
 impl CsrfField for PassphraseForm {
@@ -110,9 +108,12 @@ impl CsrfField for PassphraseForm {
     }
 }
 
-/// `POST /p/passphrase`: a first visit that proves the address with the passphrase the sender
-/// set for this message, and chooses a password. A wrong passphrase changes nothing and
-/// counts as a failed attempt from the client's address (repeated ones block it).
+/// `POST /p/passphrase`: proves the address with the passphrase the sender set for this
+/// message. It opens this one message only: a passphrase is the sender's secret, weaker than
+/// control of the address, so the inbox, other senders' messages and a password still need
+/// the one-time code. Wrong passphrases change nothing; they count against the client's
+/// address and the message (after `web.code_attempts` of them the passphrase no longer works
+/// for it).
 pub async fn passphrase(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, CsrfForm(form): CsrfForm<PassphraseForm>) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let Some((kind, message)) = state.services.portal.resolve(&form.token).await.map_err(WebError::internal)? else {
@@ -125,34 +126,43 @@ pub async fn passphrase(State(state): State<WebState>, ip: ClientIp, Csrf(csrf):
         return super::withdrawn(csrf, false);
     }
     let Some(expected) = message.envelope.as_ref().and_then(|e| e.passphrase_hash.clone()) else { return Err(WebError::NotFound) };
+    let id = message.row.id.clone();
     let again = |status: StatusCode, error: &str| {
         let masked = masked(&message.recipient);
         page(status, &LinkPage { signed_in: false, csrf: csrf.clone(), token: form.token.clone(), masked, has_password: false, passphrase: true, error: Some(error.into()) })
     };
-    let tenant = TenantId::new(&message.row.tenant).map_err(WebError::internal)?;
-    let who = Who { tenant, address: message.recipient.clone(), index: message.row.recipient_index.clone(), next: format!("/p/read/{}", message.row.id) };
-    let (code_kind, account) = code_purpose(&state, &who).await?;
-    if code_kind != purpose::VERIFY {
-        // The passphrase stands in for the first visit's code only; a forgotten password is
-        // reset through the address itself.
+    let store = &state.services.store;
+    let account = store.portal_account(&message.row.tenant, &message.row.recipient_index).await.map_err(WebError::internal)?;
+    if account.as_ref().is_some_and(|a| a.password_hash.is_some()) {
         return again(StatusCode::BAD_REQUEST, "This address already has a password. Sign in with it, or ask for a code if you forgot it.");
     }
-    if let Some(problem) = password_problem(&form.password, &form.password2, &who.address) {
-        return again(StatusCode::BAD_REQUEST, &problem);
+    let address_tag = carepost_model::redaction_tag(message.recipient.canonical().as_bytes());
+    let target = format!("portal:{id}");
+    if state.passphrase_failures.count(&id) >= state.config.code_attempts as usize {
+        audit(&state, ip, "portal", "portal.passphrase.verify", &target, Outcome::Denied, &[("address", address_tag), ("reason", "attempts".into())]).await;
+        return again(StatusCode::TOO_MANY_REQUESTS, "Too many wrong passphrases were tried for this message. Ask for a code instead.");
     }
-    let address_tag = carepost_model::redaction_tag(who.address.canonical().as_bytes());
     let given = form.passphrase.trim().to_owned();
     let matched = tokio::task::spawn_blocking(move || password::verify_password(&expected, &given)).await.map_err(WebError::internal)?;
     if !matched {
+        let _ = state.passphrase_failures.check(&id);
         failed_attempt(&state, ip, "portal-passphrase").await;
-        audit(&state, ip, "portal", "portal.passphrase.verify", &format!("portal:{}", message.row.id), Outcome::Failure, &[("address", address_tag)]).await;
+        audit(&state, ip, "portal", "portal.passphrase.verify", &target, Outcome::Failure, &[("address", address_tag)]).await;
         return again(StatusCode::BAD_REQUEST, "That passphrase is not right. Check it with the sender, or ask for a code instead.");
     }
-    audit(&state, ip, "portal", "portal.passphrase.verify", &format!("portal:{}", message.row.id), Outcome::Success, &[("address", address_tag)]).await;
-    let account_id = set_password(&state, &who, account, &form.password).await?;
-    let account = state.services.store.portal_account_by_id(&account_id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
-    audit(&state, ip, &format!("portal:{account_id}"), "portal.password.set", &format!("portal-account:{account_id}"), Outcome::Success, &[("purpose", "passphrase".into())]).await;
-    signed_in(&state, &account, &who.next).await
+    let account = match account {
+        Some(a) => a,
+        None => {
+            let tenant = TenantId::new(&message.row.tenant).map_err(WebError::internal)?;
+            let who = Who { tenant, address: message.recipient.clone(), index: message.row.recipient_index.clone(), next: String::new() };
+            let id = new_account(&state, &who, None).await?;
+            store.portal_account_by_id(&id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?
+        }
+    };
+    audit(&state, ip, &format!("portal:{}", account.id), "portal.passphrase.verify", &target, Outcome::Success, &[("address", address_tag)]).await;
+    let mut response = see_other(&format!("/p/read/{id}"));
+    session::start_for_message(&state, &account, &id, &mut response).await?;
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -366,21 +376,27 @@ async fn set_password(state: &WebState, who: &Who, account: Option<AccountRow>, 
             store.end_portal_sessions(None, Some(a.id.clone())).await.map_err(WebError::internal)?;
             Ok(a.id)
         }
-        None => {
-            let id = Id::new().to_string();
-            let object = format!("portal-account/{id}");
-            let (key, wrapped) = state.services.ring.new_data_key(&who.tenant, &object).map_err(WebError::internal)?;
-            let tenant = who.tenant.clone();
-            store
-                .writer()
-                .run(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &tenant, &object, &wrapped).await }))
-                .await
-                .map_err(WebError::internal)?;
-            let sealed = key.seal_field("address", who.address.as_str().as_bytes()).map_err(WebError::internal)?;
-            let row = AccountRow::new(id.clone(), who.tenant.to_string(), who.index.clone(), sealed, now);
-            store.set_portal_password(row, hash, now).await.map_err(WebError::internal)
-        }
+        None => new_account(state, who, Some(hash)).await,
     }
+}
+
+/// Creates the address's account (its own data key seals the address), with a password hash
+/// or, for a passphrase visit, none yet. Returns its id.
+async fn new_account(state: &WebState, who: &Who, password_hash: Option<String>) -> Result<String, WebError> {
+    let store = &state.services.store;
+    let now = Timestamp::now().as_micros();
+    let id = Id::new().to_string();
+    let object = format!("portal-account/{id}");
+    let (key, wrapped) = state.services.ring.new_data_key(&who.tenant, &object).map_err(WebError::internal)?;
+    let tenant = who.tenant.clone();
+    store
+        .writer()
+        .run(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &tenant, &object, &wrapped).await }))
+        .await
+        .map_err(WebError::internal)?;
+    let sealed = key.seal_field("address", who.address.as_str().as_bytes()).map_err(WebError::internal)?;
+    let row = AccountRow::new(id, who.tenant.to_string(), who.index.clone(), sealed, now);
+    store.insert_portal_account(row, password_hash, now).await.map_err(WebError::internal)
 }
 
 /// Starts a session and sends the browser on: to the TOTP step when the account has one.
@@ -502,7 +518,7 @@ pub struct NextQuery {
 /// `GET /p/signin/totp`
 pub async fn totp_page(State(state): State<WebState>, Csrf(csrf): Csrf, headers: HeaderMap) -> Result<Response, WebError> {
     match session::current(&state, &headers).await? {
-        Some(s) if !s.is_full() => page(StatusCode::OK, &TotpSigninPage { signed_in: false, csrf, error: None }),
+        Some(s) if s.row.stage == session::TOTP => page(StatusCode::OK, &TotpSigninPage { signed_in: false, csrf, error: None }),
         Some(_) => Ok(see_other("/p/inbox")),
         None => Ok(see_other("/p/signin")),
     }
@@ -544,7 +560,7 @@ pub async fn totp_signin(
     CsrfForm(form): CsrfForm<CodeOnlyForm>,
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
-    let Some(s) = session::current(&state, &headers).await?.filter(|s| !s.is_full()) else { return Ok(see_other("/p/signin")) };
+    let Some(s) = session::current(&state, &headers).await?.filter(|s| s.row.stage == session::TOTP) else { return Ok(see_other("/p/signin")) };
     let actor = format!("portal:{}", s.account.id);
     let target = format!("portal-account:{}", s.account.id);
     let Some(sealed) = s.account.totp.clone() else { return Ok(see_other("/p/signin")) };

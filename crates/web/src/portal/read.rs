@@ -162,7 +162,7 @@ pub async fn message(
     Path(id): Path<String>,
     Query(q): Query<ViewQuery>,
 ) -> Result<Response, WebError> {
-    let s = session::require(&state, &headers).await?;
+    let s = session::require_for(&state, &headers, &id).await?;
     let m = owned(&state, &s, &id).await?;
     let Some(bytes) = body(&state, &m).await? else { return super::withdrawn(csrf, true) };
     let Some(envelope) = m.envelope.clone() else { return super::withdrawn(csrf, true) };
@@ -219,7 +219,7 @@ pub async fn message(
 
 /// `GET /p/read/{id}/part/{n}`: one attachment, always as a download.
 pub async fn attachment(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, headers: HeaderMap, Path((id, n)): Path<(String, usize)>) -> Result<Response, WebError> {
-    let s = session::require(&state, &headers).await?;
+    let s = session::require_for(&state, &headers, &id).await?;
     let m = owned(&state, &s, &id).await?;
     let Some(bytes) = body(&state, &m).await? else { return super::withdrawn(csrf, true) };
     let parsed = parse(&bytes).ok_or(WebError::NotFound)?;

@@ -72,7 +72,7 @@ async fn active(state: &WebState, s: &session::Session, id: &str) -> Result<Opti
 
 /// `GET /p/read/{id}/reply[?all=1]`
 pub async fn form(State(state): State<WebState>, Csrf(csrf): Csrf, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<AllQuery>) -> Result<Response, WebError> {
-    let s = session::require(&state, &headers).await?;
+    let s = session::require_for(&state, &headers, &id).await?;
     let Some((m, envelope)) = active(&state, &s, &id).await? else { return super::withdrawn(csrf, true) };
     let all = q.all == "1";
     let to = participants(&envelope, all).iter().map(Address::as_str).collect::<Vec<_>>().join(", ");
@@ -91,7 +91,7 @@ struct Upload {
 /// `POST /p/read/{id}/reply` (multipart: csrf, body, all, files).
 pub async fn send(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, Path(id): Path<String>, request: Request) -> Result<Response, WebError> {
     let (parts, body) = request.into_parts();
-    let s = session::require(&state, &parts.headers).await?;
+    let s = session::require_for(&state, &parts.headers, &id).await?;
     let mut multipart = Multipart::from_request(Request::from_parts(parts.clone(), body), &state)
         .await
         .map_err(|_| WebError::BadRequest("The form was incomplete. Go back and try again.".into()))?;

@@ -14,6 +14,8 @@ use crate::{WebState, cookies, csrf};
 pub const COOKIE: &str = "cp_session";
 pub const FULL: &str = "full";
 pub const TOTP: &str = "totp";
+/// `message:<portal id>`: signed in with the sender's passphrase, for that one message only.
+pub const ONE_MESSAGE: &str = "message:";
 
 /// A signed-in recipient.
 #[derive(Debug, Clone)]
@@ -27,6 +29,12 @@ pub struct Session {
 impl Session {
     pub fn is_full(&self) -> bool {
         self.row.stage == FULL
+    }
+
+    /// Whether this session may read and answer portal message `id`: a full sign-in, or a
+    /// passphrase sign-in for that message.
+    pub fn allows(&self, id: &str) -> bool {
+        self.is_full() || self.row.stage.strip_prefix(ONE_MESSAGE) == Some(id)
     }
 }
 
@@ -64,15 +72,34 @@ pub async fn require(state: &WebState, headers: &HeaderMap) -> Result<Session, W
     }
 }
 
+/// A session that may read and answer portal message `id` (see [`Session::allows`]), or
+/// `Unauthorized`.
+pub async fn require_for(state: &WebState, headers: &HeaderMap, id: &str) -> Result<Session, WebError> {
+    match current(state, headers).await? {
+        Some(s) if s.allows(id) => Ok(s),
+        _ => Err(WebError::Unauthorized),
+    }
+}
+
 /// Starts a session for `account` and sets its cookie on `response`. Stage `totp` when the
 /// account has a second factor.
 pub async fn start(state: &WebState, account: &AccountRow, response: &mut Response) -> Result<(), WebError> {
+    let stage = if account.totp.is_some() { TOTP } else { FULL };
+    start_stage(state, account, stage.into(), response).await
+}
+
+/// Starts a session limited to portal message `id`, for a recipient who proved the address
+/// with the sender's passphrase.
+pub async fn start_for_message(state: &WebState, account: &AccountRow, id: &str, response: &mut Response) -> Result<(), WebError> {
+    start_stage(state, account, format!("{ONE_MESSAGE}{id}"), response).await
+}
+
+async fn start_stage(state: &WebState, account: &AccountRow, stage: String, response: &mut Response) -> Result<(), WebError> {
     let id = csrf::random_token()?;
     let now = Timestamp::now().as_micros();
-    let stage = if account.totp.is_some() { TOTP } else { FULL };
     let row = SessionRow {
         account_id: account.id.clone(),
-        stage: stage.into(),
+        stage,
         created_at: now,
         last_seen_at: now,
         expires_at: now.saturating_add(micros(state.config.session_lifetime.as_secs())),
