@@ -20,10 +20,15 @@ const PASSWORD: &str = "violet tram ledger 93";
 
 /// A staff account made the way `carepost user add` makes it.
 async fn account(web: &TestWeb, login: &str, role: Role) -> String {
+    account_in(web, TenantId::default(), login, role).await
+}
+
+async fn account_in(web: &TestWeb, tenant: TenantId, login: &str, role: Role) -> String {
     let s = &web.state.services;
+    s.store.load_tenant_keys(&s.ring, &tenant).await.unwrap();
     let address = Address::parse(login).unwrap();
     let new = NewAccount {
-        tenant: TenantId::default(),
+        tenant,
         login,
         role,
         addresses: std::slice::from_ref(&address),
@@ -330,6 +335,12 @@ async fn roles_are_enforced_on_the_server() {
     assert_eq!(page.status, 403);
     assert!(!web.state.services.store.mfa_required("default").await.unwrap(), "nothing changed");
     assert!(audited(&web, "staff.access").await.iter().any(|(o, d)| o == "denied" && d.contains("compliance")));
+
+    // The audit log is the whole installation's: another tenant's officer may not read it.
+    account_in(&web, TenantId::new("partner").unwrap(), "officer@partner.example", Role::Compliance).await;
+    let mut partner = Browser::new(&web);
+    assert_eq!(partner.sign_in("officer@partner.example", PASSWORD).await.location, "/staff/");
+    assert_eq!(partner.get("/staff/audit").await.status, 403);
 
     let mut sender = Browser::new(&web);
     assert_eq!(sender.sign_in("sender@clinic.example", PASSWORD).await.location, "/staff/");

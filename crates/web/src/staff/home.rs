@@ -197,6 +197,12 @@ struct AuditLine {
 /// read-only. Records hold no PHI (addresses appear as keyed hashes).
 pub async fn audit_view(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, headers: HeaderMap) -> Result<Response, WebError> {
     let s = session::require_role(&state, ip, &headers, Role::may_read_audit).await?;
+    // The audit log is the installation's, every tenant's records in one chain: only the
+    // operator's own organization (the default tenant) may read it here.
+    if s.account.tenant != carepost_model::TenantId::default() {
+        audit(&state, ip, &actor(&s.account.id), "staff.audit.view", "audit", Outcome::Denied, &[("reason", "tenant".into())]).await;
+        return Err(WebError::Forbidden("The audit log covers the whole installation; ask its operator for your organization's records.".into()));
+    }
     let records = state.services.store.audit_records_latest(200).await.map_err(WebError::internal)?;
     audit(&state, ip, &actor(&s.account.id), "staff.audit.view", "audit", Outcome::Success, &[("records", records.len().to_string())]).await;
     let rows = records
