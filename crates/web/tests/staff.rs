@@ -188,9 +188,13 @@ async fn weak_passwords_are_refused_and_change_nothing() {
     }
     b.sign_out().await;
     assert_eq!(b.sign_in("jane.roe@clinic.example", PASSWORD).await.location, "/staff/", "the old password still works");
+    let mut elsewhere = Browser::new(&web);
+    assert_eq!(elsewhere.sign_in("jane.roe@clinic.example", PASSWORD).await.location, "/staff/");
     let page = b.submit("/staff/password", &[("current", PASSWORD), ("new", "copper kettle orbit"), ("again", "copper kettle orbit")]).await;
     assert_eq!(page.status, 200);
     assert!(page.text.contains("Your password is changed."));
+    assert_eq!(b.get("/staff/").await.status, 200, "this browser goes on");
+    assert_ne!(elsewhere.get("/staff/").await.status, 200, "the other session is signed out");
     b.sign_out().await;
     assert_eq!(b.sign_in("jane.roe@clinic.example", PASSWORD).await.status, 401);
     assert_eq!(b.sign_in("jane.roe@clinic.example", "copper kettle orbit").await.location, "/staff/");

@@ -146,8 +146,13 @@ pub async fn change_password(
         tokio::task::spawn_blocking(move || password::hash_password(&p)).await.map_err(WebError::internal)?.map_err(WebError::internal)?
     };
     store.set_password_hash(&s.account.id, Some(hash)).await.map_err(WebError::internal)?;
+    // Whoever else holds a session of this account (a stolen one, say) is signed out; this
+    // browser goes on in a new session.
+    store.end_staff_sessions(None, Some(s.account.id.clone())).await.map_err(WebError::internal)?;
     audit(&state, ip, &who, "staff.password.change", &whom, Outcome::Success, &[]).await;
-    render(&state, &s, csrf, StatusCode::OK, Some("Your password is changed."), None).await
+    let mut response = render(&state, &s, csrf, StatusCode::OK, Some("Your password is changed."), None).await?;
+    session::start(&state, &s.account, Stage::Full, &mut response).await?;
+    Ok(response)
 }
 
 #[derive(Deserialize)]
