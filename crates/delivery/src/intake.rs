@@ -144,45 +144,48 @@ pub const PASSPHRASE_HEADER: &str = "X-Carepost-Passphrase";
 pub const PASSPHRASE_LENGTH: std::ops::RangeInclusive<usize> = 8..=256;
 
 /// Removes every `X-Carepost-Passphrase` field (with its folded lines) from the header block of
-/// `body`; returns the message without them and the last value, or `None` when there is none.
+/// `body`; returns the message without them and the last value, or `None` when there is none
+/// (the common case, which copies nothing).
 pub fn take_passphrase_header(body: &[u8]) -> Option<(Vec<u8>, String)> {
     let header_end = find_header_end(body);
-    let mut out = Vec::with_capacity(body.len());
-    let mut value: Option<String> = None;
-    let mut found = false;
-    let mut skipping = false;
-    let mut at = 0;
-    while at < header_end {
-        let line_end = body[at..header_end].iter().position(|&b| b == b'\n').map_or(header_end, |p| at + p + 1);
-        let line = &body[at..line_end];
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if continuation && skipping {
-            if let Some(v) = value.as_mut() {
-                v.push(' ');
-                v.push_str(String::from_utf8_lossy(line).trim());
-            }
-        } else {
-            skipping = false;
-            let name_len = PASSPHRASE_HEADER.len();
-            // RFC 5322's obsolete syntax allows blanks between the name and the colon.
-            let colon = line.get(name_len..).map(|rest| rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count() + name_len);
-            if let Some(colon) = colon.filter(|&c| {
-                !continuation && line[..name_len].eq_ignore_ascii_case(PASSPHRASE_HEADER.as_bytes()) && line.get(c) == Some(&b':')
-            }) {
-                skipping = true;
-                found = true;
-                value = Some(String::from_utf8_lossy(&line[colon + 1..]).trim().to_owned());
-            } else {
-                out.extend_from_slice(line);
-            }
-        }
-        at = line_end;
-    }
-    if !found {
+    if !lines(&body[..header_end]).any(|line| passphrase_colon(line).is_some()) {
         return None;
     }
+    let mut out = Vec::with_capacity(body.len());
+    let mut value = String::new();
+    let mut skipping = false;
+    for line in lines(&body[..header_end]) {
+        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
+        if continuation && skipping {
+            value.push(' ');
+            value.push_str(String::from_utf8_lossy(line).trim());
+        } else if let Some(colon) = passphrase_colon(line) {
+            skipping = true;
+            value = String::from_utf8_lossy(&line[colon + 1..]).trim().to_owned();
+        } else {
+            skipping = false;
+            out.extend_from_slice(line);
+        }
+    }
     out.extend_from_slice(&body[header_end..]);
-    Some((out, value.unwrap_or_default()))
+    Some((out, value))
+}
+
+/// The lines of `text`, each with its line ending.
+fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split_inclusive(|&b| b == b'\n')
+}
+
+/// Where the colon is when `line` starts an `X-Carepost-Passphrase` field. RFC 5322's obsolete
+/// syntax allows blanks between the name and the colon.
+fn passphrase_colon(line: &[u8]) -> Option<usize> {
+    let name = PASSPHRASE_HEADER.as_bytes();
+    let rest = line.get(name.len()..)?;
+    if !line[..name.len()].eq_ignore_ascii_case(name) {
+        return None;
+    }
+    let colon = name.len() + rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+    (line.get(colon) == Some(&b':')).then_some(colon)
 }
 
 /// Where the header block ends: just after the blank line, or the whole input if there is none.
