@@ -462,7 +462,9 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     let page = b.get(&read_path).await;
     assert!(page.status == 200 && page.text.contains("PORTALBODYMARKER"));
     assert_eq!(b.get(&format!("{read_path}/part/0")).await.status, 200);
-    // The passphrase opens this message only: no inbox, no account settings.
+    // The passphrase opens this message only: its link leads straight to it, but there is no
+    // inbox and no account settings.
+    assert_eq!(b.get(&link).await.location(), read_path);
     assert_eq!(b.get("/p/inbox").await.status, 401);
     assert_eq!(b.get("/p/account").await.status, 401);
     // Wrong guesses are limited per message, from any address: after web.code_attempts

@@ -84,7 +84,7 @@ pub async fn link(State(state): State<WebState>, Csrf(csrf): Csrf, headers: Head
     if !message.is_active() || message.row.expires_at <= Timestamp::now().as_micros() {
         return super::withdrawn(csrf, signed_in);
     }
-    if let Some(s) = current.filter(Session::is_full) {
+    if let Some(s) = current.filter(|s| s.allows(&message.row.id)) {
         if s.account.address_index == message.row.recipient_index && s.account.tenant == message.row.tenant {
             return Ok(see_other(&format!("/p/read/{}", message.row.id)));
         }
