@@ -143,6 +143,13 @@ pub const PASSPHRASE_HEADER: &str = "X-Carepost-Passphrase";
 /// Shortest and longest portal passphrase accepted.
 pub const PASSPHRASE_LENGTH: std::ops::RangeInclusive<usize> = 8..=256;
 
+/// What is wrong with a portal passphrase (compared trimmed, as it is kept), if anything.
+pub fn passphrase_problem(passphrase: &str) -> Option<String> {
+    (!PASSPHRASE_LENGTH.contains(&passphrase.trim().chars().count())).then(|| {
+        format!("a portal passphrase has {} to {} characters", PASSPHRASE_LENGTH.start(), PASSPHRASE_LENGTH.end())
+    })
+}
+
 /// Removes every `X-Carepost-Passphrase` field (with its folded lines) from the header block of
 /// `body`; returns the message without them and the last value, or `None` when there is none
 /// (the common case, which copies nothing).
@@ -297,13 +304,7 @@ impl Intake {
             }
         }
         let portal_passphrase = match hints.portal_passphrase.take().map(|p| p.trim().to_owned()) {
-            Some(p) if !PASSPHRASE_LENGTH.contains(&p.chars().count()) => {
-                return Err(IntakeError::Invalid(format!(
-                    "a portal passphrase must have {} to {} characters",
-                    PASSPHRASE_LENGTH.start(),
-                    PASSPHRASE_LENGTH.end()
-                )));
-            }
+            Some(p) if let Some(problem) = passphrase_problem(&p) => return Err(IntakeError::Invalid(problem)),
             Some(p) => Some(
                 tokio::task::spawn_blocking(move || carepost_vault::hash_password(&p))
                     .await

@@ -55,3 +55,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .ok_or_else(|| WebError::internal("request without a client address"))
     }
 }
+
+/// Seconds of a configured interval as microseconds, carepost's stored time unit; saturating,
+/// so that an absurd setting cannot overflow a deadline.
+pub(crate) fn micros(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX / 2_000_000).saturating_mul(1_000_000)
+}

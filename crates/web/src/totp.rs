@@ -30,6 +30,12 @@ pub fn uri(secret: &[u8], issuer: &str, account: &str) -> String {
     format!("otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits=6&period=30", enc(issuer), enc(account), encoded(secret), enc(issuer))
 }
 
+/// The time step `code` is valid for now, if any.
+pub fn matching_step_now(secret: &[u8], code: &str) -> Option<u64> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    matching_step(secret, code, now)
+}
+
 /// The time step `code` is valid for at `unix_secs`, if any.
 pub fn matching_step(secret: &[u8], code: &str, unix_secs: u64) -> Option<u64> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();

@@ -27,12 +27,8 @@ fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 fn checked(m: &SendRequest, prefix: String) -> Result<CheckedMessage, ApiError> {
-    if let Some(p) = &m.portal_passphrase {
-        let range = carepost_delivery::intake::PASSPHRASE_LENGTH;
-        if !range.contains(&p.trim().chars().count()) {
-            let detail = format!("a portal passphrase has {} to {} characters", range.start(), range.end());
-            return Err(ApiError::invalid(format!("{prefix}portal_passphrase"), detail));
-        }
+    if let Some(problem) = m.portal_passphrase.as_deref().and_then(carepost_delivery::intake::passphrase_problem) {
+        return Err(ApiError::invalid(format!("{prefix}portal_passphrase"), problem));
     }
     Ok(CheckedMessage {
         draft: m.draft(&prefix)?,

@@ -19,13 +19,10 @@ use super::{audit, failed_attempt, page, refuse_blocked, see_other};
 use crate::csrf::{Csrf, CsrfField, CsrfForm};
 use crate::error::WebError;
 use crate::totp;
-use crate::{ClientIp, WebState, cookies};
+use crate::{ClientIp, WebState, cookies, micros};
 
 const MIN_PASSWORD: usize = 10;
 
-fn micros(secs: u64) -> i64 {
-    i64::try_from(secs).unwrap_or(i64::MAX / 2_000_000).saturating_mul(1_000_000)
-}
 
 /// Whose address a form is about: from a pick-up link's token, or typed in.
 struct Who {
@@ -536,16 +533,13 @@ impl CsrfField for CodeOnlyForm {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 /// Checks a TOTP code against a sealed secret; a code's time step is accepted once.
 async fn check_totp(state: &WebState, account: &AccountRow, sealed: &[u8], code: &str) -> Result<bool, WebError> {
     let tenant = TenantId::new(&account.tenant).map_err(WebError::internal)?;
     let key = session::account_key(state, &tenant, &account.id).await?;
     let secret = key.open_field("totp", sealed).map_err(WebError::internal)?;
-    let Some(step) = totp::matching_step(&secret, code, unix_now()) else { return Ok(false) };
+    let Some(step) = totp::matching_step_now(&secret, code) else { return Ok(false) };
     let step = i64::try_from(step).map_err(WebError::internal)?;
     state.services.store.use_portal_totp_step(&account.id, step).await.map_err(WebError::internal)
 }

@@ -9,7 +9,7 @@ use carepost_store::portal::{AccountRow, SessionRow};
 use carepost_vault::DataKey;
 
 use crate::error::WebError;
-use crate::{WebState, cookies, csrf};
+use crate::{WebState, cookies, csrf, micros};
 
 pub const COOKIE: &str = "cp_session";
 pub const FULL: &str = "full";
@@ -42,9 +42,6 @@ pub fn hash(id: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, id.as_bytes()).as_ref().to_vec()
 }
 
-fn micros(secs: u64) -> i64 {
-    i64::try_from(secs).unwrap_or(i64::MAX / 2_000_000).saturating_mul(1_000_000)
-}
 
 /// The request's session, if it is still valid (an idle or over-age one is ended). Marks
 /// activity on it.

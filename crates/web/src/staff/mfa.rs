@@ -140,14 +140,10 @@ pub async fn totp_confirm(
     render(&state, &s, csrf, StatusCode::OK, Some("Your authenticator app is set up."), None).await
 }
 
-fn unavailable() -> Response {
-    super::json(StatusCode::BAD_REQUEST, json!({ "error": "Security keys are not available here." }))
-}
-
 /// `POST /staff/mfa/key/start`: the options for registering a new security key.
 pub async fn key_start(State(state): State<WebState>, ip: ClientIp, headers: HeaderMap, CsrfForm(form): CsrfForm<KeyNameForm>) -> Result<Response, WebError> {
     let s = session::require(&state, ip, &headers, STAGES).await?;
-    let Some(relying_party) = state.webauthn.as_ref() else { return Ok(unavailable()) };
+    let Some(relying_party) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
     let name: String = form.name.trim().chars().filter(|c| !c.is_control()).take(60).collect();
     let name = if name.is_empty() { "Security key".to_owned() } else { name };
     let existing = state.services.store.staff_security_keys(&s.account.id).await.map_err(WebError::internal)?;
@@ -169,7 +165,7 @@ pub async fn key_finish(
     CsrfForm(form): CsrfForm<CredentialForm>,
 ) -> Result<Response, WebError> {
     let s = session::require(&state, ip, &headers, STAGES).await?;
-    let Some(relying_party) = state.webauthn.as_ref() else { return Ok(unavailable()) };
+    let Some(relying_party) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
     let store = &state.services.store;
     let (who, whom) = (actor(&s.account.id), target(&s.account.id));
     store.set_staff_ceremony(&s.id_hash, None).await.map_err(WebError::internal)?;

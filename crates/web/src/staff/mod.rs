@@ -79,6 +79,12 @@ pub(crate) fn json(status: axum::http::StatusCode, value: serde_json::Value) -> 
     response
 }
 
+/// The answer to a security-key request where WebAuthn cannot work (the public URL's host is
+/// an IP address), or the account has no key.
+pub(crate) fn keys_unavailable() -> Response {
+    json(axum::http::StatusCode::BAD_REQUEST, serde_json::json!({ "error": "Security keys are not available here." }))
+}
+
 #[derive(Deserialize)]
 pub struct CsrfOnly {
     csrf: String,

@@ -13,7 +13,7 @@ use carepost_store::staff::{StaffAuth, StaffSessionRow};
 use super::{actor, audit, target};
 use crate::error::WebError;
 use crate::portal::session::hash;
-use crate::{ClientIp, WebState, cookies, csrf};
+use crate::{ClientIp, WebState, cookies, csrf, micros};
 
 pub const COOKIE: &str = "cp_staff";
 
@@ -59,9 +59,6 @@ impl StaffSession {
     }
 }
 
-pub(crate) fn micros(secs: u64) -> i64 {
-    i64::try_from(secs).unwrap_or(i64::MAX / 2_000_000).saturating_mul(1_000_000)
-}
 
 /// The request's session, if still valid. An idle or over-age session is ended (and the
 /// automatic log-off audited); so is one whose account was disabled or lost web access since.

@@ -15,13 +15,13 @@ use serde::Deserialize;
 use serde_json::json;
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::session::{self, StaffSession, Stage, micros};
+use super::session::{self, StaffSession, Stage};
 use super::webauthn::Ceremony;
 use super::{CodeForm, CredentialForm, CsrfOnly, actor, allow_own_script, audit, notice, target};
 use crate::csrf::{Csrf, CsrfField, CsrfForm};
 use crate::error::WebError;
 use crate::portal::{failed_attempt, refuse_blocked, see_other};
-use crate::{ClientIp, WebState, cookies, totp};
+use crate::{ClientIp, WebState, cookies, micros, totp};
 
 const WRONG: &str = "The user name or password is not right.";
 const LOCKED: &str = "This account is locked for a while after too many failed sign-ins. Try again later, or ask an administrator to unlock it.";
@@ -187,15 +187,12 @@ pub async fn mfa_page(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): C
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 /// Checks a code against a sealed TOTP secret of the account; each time step counts once.
 pub(crate) async fn check_totp(state: &WebState, account: &Account, sealed: &[u8], code: &str) -> Result<bool, WebError> {
     let key = state.services.store.account_key(&state.services.ring, account).await.map_err(WebError::internal)?;
     let secret = key.open_field("totp", sealed).map_err(WebError::internal)?;
-    let Some(step) = totp::matching_step(&secret, code, unix_now()) else { return Ok(false) };
+    let Some(step) = totp::matching_step_now(&secret, code) else { return Ok(false) };
     let step = i64::try_from(step).map_err(WebError::internal)?;
     state.services.store.use_staff_totp_step(&account.id, step).await.map_err(WebError::internal)
 }
@@ -239,20 +236,16 @@ pub async fn totp(
     Ok(see_other("/staff/"))
 }
 
-fn no_keys() -> Response {
-    super::json(StatusCode::BAD_REQUEST, json!({ "error": "Security keys are not available here." }))
-}
-
 /// `POST /staff/signin/key/start`: the challenge for the account's security keys.
 pub async fn key_start(State(state): State<WebState>, ip: ClientIp, headers: HeaderMap, CsrfForm(_): CsrfForm<CsrfOnly>) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let s = session::require(&state, ip, &headers, &[Stage::Mfa]).await?;
-    let Some(webauthn) = state.webauthn.as_ref() else { return Ok(no_keys()) };
+    let Some(webauthn) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
     let key = state.services.store.account_key(&state.services.ring, &s.account).await.map_err(WebError::internal)?;
     let rows = state.services.store.staff_security_keys(&s.account.id).await.map_err(WebError::internal)?;
     let keys = rows.iter().map(|r| super::webauthn::open(&key, &r.credential)).collect::<Result<Vec<_>, _>>()?;
     if keys.is_empty() {
-        return Ok(no_keys());
+        return Ok(super::keys_unavailable());
     }
     let (challenge, ceremony) = webauthn.start_securitykey_authentication(&keys).map_err(WebError::internal)?;
     let text = Ceremony::Authenticate(ceremony).to_json()?;
@@ -270,7 +263,7 @@ pub async fn key_finish(
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let s = session::require(&state, ip, &headers, &[Stage::Mfa]).await?;
-    let Some(webauthn) = state.webauthn.as_ref() else { return Ok(no_keys()) };
+    let Some(webauthn) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
     let store = &state.services.store;
     let (who, whom) = (actor(&s.account.id), target(&s.account.id));
     if refuse_locked(&state, &s).await? {
