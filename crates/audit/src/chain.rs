@@ -12,9 +12,18 @@ use carepost_store::keys::SYSTEM_SCOPE;
 use carepost_store::{Store, StoreError, Tx};
 use carepost_vault::{KeyRing, SecretPurpose, VaultError};
 
-use crate::Event;
+use crate::{Event, Outcome};
 
 pub(crate) const GENESIS: [u8; 32] = [0u8; 32];
+
+/// How far the signed head may fall behind the newest record while carepost serves. The
+/// server signs on this tick (see [`Audit::sign_head`]) and at shutdown; docs/audit.md
+/// promises this bound.
+pub const HEAD_SIGN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The action of the record a starting server writes when it finds records no signed head
+/// covers (the previous process stopped without signing: a crash or a kill).
+pub const UNANCHORED_ACTION: &str = "audit.unanchored";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -103,7 +112,40 @@ pub(crate) struct Inner {
     pub(crate) key: CheckpointKey,
     checkpoint_every: i64,
     pub(crate) anchor_path: Option<PathBuf>,
-    anchor_lock: tokio::sync::Mutex<()>,
+    /// Held while appending to the anchor file; holds the newest checkpoint known to be in
+    /// it (read from the file once, then kept here so the file is not re-read every tick).
+    anchored: tokio::sync::Mutex<Option<i64>>,
+    head: std::sync::Mutex<Head>,
+}
+
+/// What this process knows about the head of the chain, kept outside the database. The
+/// records a process committed are the ones it can vouch for: it signs exactly those, and
+/// never a head it merely read, so a tail deleted or rewritten in the database between two
+/// signatures is named by the next one instead of being signed over.
+#[derive(Default)]
+struct Head {
+    /// The newest record this process committed: sequence number and hash.
+    written: Option<(i64, Vec<u8>)>,
+    /// The newest sequence number this process has signed.
+    signed: i64,
+}
+
+impl Inner {
+    fn head(&self) -> std::sync::MutexGuard<'_, Head> {
+        self.head.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn note_written(&self, seq: i64, hash: Vec<u8>) {
+        let mut head = self.head();
+        if head.written.as_ref().is_none_or(|(w, _)| seq > *w) {
+            head.written = Some((seq, hash));
+        }
+    }
+
+    fn note_signed(&self, seq: i64) {
+        let mut head = self.head();
+        head.signed = head.signed.max(seq);
+    }
 }
 
 /// The audit log of one installation. Cheap to clone.
@@ -127,7 +169,8 @@ impl Audit {
                 key,
                 checkpoint_every: i64::from(checkpoint_every.max(1)),
                 anchor_path,
-                anchor_lock: tokio::sync::Mutex::new(()),
+                anchored: tokio::sync::Mutex::new(None),
+                head: std::sync::Mutex::new(Head::default()),
             }),
         }
     }
@@ -143,7 +186,14 @@ impl Audit {
             .inner
             .store
             .writer()
-            .run(move |tx| Box::pin(async move { this.append_in(tx, &event).await.map_err(into_store_error) }))
+            .run(move |tx| {
+                Box::pin(async move {
+                    this.append_in(tx, &event).await.map_err(|e| match e {
+                        AuditError::Store(s) => s,
+                        other => StoreError::Corrupt(other.to_string()),
+                    })
+                })
+            })
             .await?;
         Ok(seq)
     }
@@ -151,7 +201,28 @@ impl Audit {
     /// Appends inside the caller's transaction, for steps that must be durable together with
     /// their audit record (a message accepted and its `accepted` record).
     pub async fn append_in(&self, tx: &mut Tx, event: &Event) -> Result<i64, AuditError> {
-        let (prev_seq, prev_hash) = audit_log::head(tx).await?.unwrap_or((0, GENESIS.to_vec()));
+        let stored = audit_log::head(tx).await?;
+        let known = self.inner.head().written.clone();
+        // Chain onto the newest record this process committed unless the database holds a
+        // newer one (another process, such as a CLI command, appended since). A stored head
+        // behind or different from the known one means records were deleted or rewritten:
+        // chaining onto the known record leaves that gap visible to `audit verify` instead
+        // of reusing the lost sequence numbers.
+        let (prev_seq, prev_hash) = match (stored, known) {
+            (Some(s), Some(k)) if s.0 > k.0 => s,
+            (stored, Some(k)) => {
+                if stored.as_ref() != Some(&k) {
+                    tracing::error!(
+                        seq = k.0,
+                        stored = stored.as_ref().map(|s| s.0),
+                        "audit records this process wrote were deleted or rewritten in the database"
+                    );
+                }
+                k
+            }
+            (Some(s), None) => s,
+            (None, None) => (0, GENESIS.to_vec()),
+        };
         let mut row = AuditRow {
             seq: prev_seq + 1,
             at: Timestamp::now().as_micros(),
@@ -166,64 +237,130 @@ impl Audit {
         };
         row.hash = record_hash(&row).to_vec();
         audit_log::insert(tx, &row).await?;
-        if row.seq % self.inner.checkpoint_every == 0 {
-            self.sign_in(tx, row.seq, &row.hash).await?;
+        let signed = row.seq % self.inner.checkpoint_every == 0;
+        if signed {
+            audit_log::insert_checkpoint(tx, &self.checkpoint_row(row.seq, &row.hash)).await?;
         }
+        let (inner, seq, hash) = (self.inner.clone(), row.seq, row.hash.clone());
+        tx.on_commit(move || {
+            inner.note_written(seq, hash);
+            if signed {
+                inner.note_signed(seq);
+            }
+        });
         Ok(row.seq)
     }
 
-    async fn sign_in(&self, tx: &mut Tx, seq: i64, hash: &[u8]) -> Result<(), AuditError> {
+    fn checkpoint_row(&self, seq: i64, hash: &[u8]) -> CheckpointRow {
         let at = Timestamp::now().as_micros();
-        let c = CheckpointRow {
+        CheckpointRow {
             seq,
             hash: hash.to_vec(),
             at,
             key_id: self.inner.key.key_id.clone(),
             signature: self.inner.key.sign(seq, hash, at),
-        };
-        audit_log::insert_checkpoint(tx, &c).await?;
-        Ok(())
+        }
     }
 
-    /// Signs the head of the chain if it is not signed yet (at shutdown), and brings the
-    /// anchor file up to date. Returns the sequence number signed.
-    pub async fn checkpoint(&self) -> Result<Option<i64>, AuditError> {
-        let this = self.clone();
-        let signed = self
+    /// Signs the newest record this process committed, unless it is signed already, and
+    /// brings the anchor file up to date. The server calls this every
+    /// [`HEAD_SIGN_INTERVAL`]; [`Audit::checkpoint`] at shutdown.
+    ///
+    /// The signature names the record as this process wrote it, whatever the database holds
+    /// now: if the record is gone or different, `audit verify` reports the truncation or the
+    /// rewrite by sequence number, and an `audit.tamper` record says when it was noticed.
+    /// Returns the sequence number of the newest head this process signed.
+    pub async fn sign_head(&self) -> Result<Option<i64>, AuditError> {
+        if let Some((seq, how)) = self.sign_written().await? {
+            tracing::error!(seq, how, "audit record {seq} was {how} in the database after carepost wrote it");
+            self.append(
+                Event::new("system", "audit.tamper")
+                    .target(format!("audit:{seq}"))
+                    .outcome(Outcome::Failure)
+                    .detail("seq", seq)
+                    .detail("found", how),
+            )
+            .await?;
+            // The record saying so is signed at once too: this may be the last tick.
+            self.sign_written().await?;
+        }
+        let signed = self.inner.head().signed;
+        Ok((signed > 0).then_some(signed))
+    }
+
+    /// Signs the written head if it is not signed yet and updates the anchor file. Returns
+    /// the signed record's sequence number and what happened to it when the database no
+    /// longer holds it as written.
+    async fn sign_written(&self) -> Result<Option<(i64, &'static str)>, AuditError> {
+        let pending = {
+            let head = self.inner.head();
+            match &head.written {
+                // A process that wrote nothing has nothing to vouch for (and a CLI command
+                // that only reads leaves the anchor file alone).
+                None => return Ok(None),
+                Some((seq, hash)) if *seq > head.signed => Some((*seq, hash.clone())),
+                Some(_) => None,
+            }
+        };
+        let Some((seq, hash)) = pending else {
+            self.write_anchors(None).await?;
+            return Ok(None);
+        };
+        let c = self.checkpoint_row(seq, &hash);
+        let row = c.clone();
+        let stored = self
             .inner
             .store
             .writer()
             .run(move |tx| {
                 Box::pin(async move {
-                    let Some((seq, hash)) = audit_log::head(tx).await? else { return Ok(None) };
-                    if audit_log::last_checkpoint(tx).await? == Some(seq) {
-                        return Ok(Some(seq));
-                    }
-                    this.sign_in(tx, seq, &hash).await.map_err(into_store_error)?;
-                    Ok(Some(seq))
+                    let stored = audit_log::hash_at(tx, seq).await?;
+                    audit_log::insert_checkpoint(tx, &row).await?;
+                    Ok(stored)
                 })
             })
             .await?;
-        self.sync_anchors().await?;
-        Ok(signed)
+        self.inner.note_signed(seq);
+        self.write_anchors(Some(c)).await?;
+        Ok(match stored {
+            Some(h) if h == hash => None,
+            Some(_) => Some((seq, "rewritten")),
+            None => Some((seq, "deleted")),
+        })
+    }
+
+    /// Signs the head this process wrote, if it is not signed yet, and brings the anchor
+    /// file up to date: at shutdown, and at the end of every CLI command that appends.
+    /// Returns the sequence number of the newest head this process signed.
+    pub async fn checkpoint(&self) -> Result<Option<i64>, AuditError> {
+        self.sign_head().await
     }
 
     /// Appends to the anchor file every checkpoint the database has that the file lacks.
     pub async fn sync_anchors(&self) -> Result<(), AuditError> {
+        self.write_anchors(None).await
+    }
+
+    /// Appends to the anchor file the checkpoints newer than its last line: those in the
+    /// database, and `own` (just signed) as this process made it, even if the database no
+    /// longer holds it by the time the file is written.
+    async fn write_anchors(&self, own: Option<CheckpointRow>) -> Result<(), AuditError> {
         let Some(path) = self.inner.anchor_path.clone() else { return Ok(()) };
-        let _guard = self.inner.anchor_lock.lock().await;
-        let anchored = crate::verify::read_anchors(&path)?.last().map(|a| a.seq).unwrap_or(0);
-        let fresh: Vec<_> = self
-            .inner
-            .store
-            .audit_checkpoints()
-            .await?
-            .into_iter()
-            .filter(|c| c.seq > anchored)
-            .collect();
-        if fresh.is_empty() {
-            return Ok(());
+        let mut anchored = self.inner.anchored.lock().await;
+        let last = match *anchored {
+            Some(seq) => seq,
+            None => crate::verify::read_anchors(&path)?.last().map(|a| a.seq).unwrap_or(0),
+        };
+        let mut fresh = self.inner.store.audit_checkpoints_after(last).await?;
+        if let Some(own) = own.filter(|c| c.seq > last) {
+            fresh.retain(|c| c.seq != own.seq);
+            fresh.push(own);
+            fresh.sort_by_key(|c| c.seq);
         }
+        let Some(newest) = fresh.last().map(|c| c.seq) else {
+            *anchored = Some(last);
+            return Ok(());
+        };
         let err = |source| AuditError::Anchor { path: path.clone(), source };
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(err)?;
         let mut text = String::new();
@@ -233,13 +370,35 @@ impl Audit {
         }
         file.write_all(text.as_bytes()).map_err(err)?;
         file.sync_all().map_err(err)?;
+        *anchored = Some(newest);
         Ok(())
+    }
+
+    /// At start: names the records no signed head covers, which a previous process wrote
+    /// and could not sign because it stopped without shutting down. Nobody can vouch for
+    /// them (a record deleted from their end before this start leaves no trace), so an
+    /// `audit.unanchored` record names their range before this process signs over them, and
+    /// `audit verify` keeps reporting it. Returns the range, if any.
+    pub async fn recover(&self) -> Result<Option<(i64, i64)>, AuditError> {
+        let Some(head) = self.inner.store.audit_head_seq().await? else { return Ok(None) };
+        let mut covered = self.inner.store.audit_last_checkpoint().await?.unwrap_or(0);
+        if let Some(path) = &self.inner.anchor_path {
+            covered = covered.max(crate::verify::read_anchors(path)?.iter().map(|a| a.seq).max().unwrap_or(0));
+        }
+        if head <= covered {
+            return Ok(None);
+        }
+        let from = covered + 1;
+        tracing::warn!(from, to = head, "audit records {from} to {head} were never signed: carepost stopped without shutting down");
+        self.append(
+            Event::new("system", UNANCHORED_ACTION)
+                .target(format!("audit:{from}-{head}"))
+                .outcome(Outcome::Failure)
+                .detail("from", from)
+                .detail("to", head),
+        )
+        .await?;
+        Ok(Some((from, head)))
     }
 }
 
-fn into_store_error(e: AuditError) -> StoreError {
-    match e {
-        AuditError::Store(s) => s,
-        other => StoreError::Corrupt(other.to_string()),
-    }
-}

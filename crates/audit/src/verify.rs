@@ -1,12 +1,12 @@
 //! Walking the chain and its checkpoints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
 use carepost_store::audit_log::{AuditRow, CheckpointRow};
 
-use crate::chain::{GENESIS, record_hash};
+use crate::chain::{GENESIS, UNANCHORED_ACTION, record_hash};
 use crate::{Audit, AuditError};
 
 const PAGE: i64 = 5_000;
@@ -26,6 +26,8 @@ pub enum Problem {
     /// The log ends at `last` but a checkpoint says it reached `covered`.
     Truncated { last: i64, covered: i64 },
     BadSignature { seq: i64 },
+    /// Record `seq` is intact and linked, but not the record a signed checkpoint names: it,
+    /// or a record before it, was rewritten and the hashes recomputed.
     CheckpointMismatch { seq: i64 },
     /// The anchor file holds a checkpoint the database no longer has.
     AnchorMissing { seq: i64 },
@@ -63,7 +65,10 @@ impl fmt::Display for Problem {
                 last + 1
             ),
             Problem::BadSignature { seq } => write!(f, "checkpoint at record {seq} has an invalid signature: forged"),
-            Problem::CheckpointMismatch { seq } => write!(f, "checkpoint at record {seq} does not match record {seq}"),
+            Problem::CheckpointMismatch { seq } => write!(
+                f,
+                "record {seq} does not match the checkpoint signed for it: it, or a record before it, was rewritten"
+            ),
             Problem::AnchorMissing { seq } => {
                 write!(f, "checkpoint at record {seq} is in the anchor file but missing from the database")
             }
@@ -79,6 +84,13 @@ pub struct Verification {
     pub last_checkpoint: Option<i64>,
     /// Sorted by sequence number; empty when the log is intact.
     pub problems: Vec<Problem>,
+    /// Records after the newest signed head, first and last: written in the last few
+    /// seconds while carepost serves, or by a process that stopped without shutting down.
+    /// Nothing vouches for them yet: deleting them would go unnoticed.
+    pub unanchored: Option<(i64, i64)>,
+    /// Ranges that a starting server found unsigned (its predecessor crashed) and named in
+    /// an `audit.unanchored` record: first, last, and that record's sequence number.
+    pub recovered: Vec<(i64, i64, i64)>,
 }
 
 impl Verification {
@@ -91,9 +103,12 @@ impl Verification {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Anchor {
     pub seq: i64,
     pub hash: Vec<u8>,
+    /// The whole checkpoint, when the line carries one that parses.
+    pub signed: Option<CheckpointRow>,
 }
 
 pub(crate) fn anchor_line(c: &CheckpointRow) -> String {
@@ -112,7 +127,16 @@ pub(crate) fn read_anchors(path: &Path) -> Result<Vec<Anchor>, AuditError> {
             let mut parts = line.split(' ');
             let seq = parts.next()?.parse().ok()?;
             let hash = hex::decode(parts.next()?).ok()?;
-            Some(Anchor { seq, hash })
+            let signed = (|| {
+                Some(CheckpointRow {
+                    seq,
+                    hash: hash.clone(),
+                    at: parts.next()?.parse().ok()?,
+                    key_id: parts.next()?.to_owned(),
+                    signature: hex::decode(parts.next()?).ok()?,
+                })
+            })();
+            Some(Anchor { seq, hash, signed })
         })
         .collect())
 }
@@ -132,17 +156,23 @@ impl Audit {
         let store = &self.inner.store;
         let checkpoints: BTreeMap<i64, CheckpointRow> =
             store.audit_checkpoints().await?.into_iter().map(|c| (c.seq, c)).collect();
+        let anchors = match &self.inner.anchor_path {
+            Some(path) => read_anchors(path)?,
+            None => Vec::new(),
+        };
         let mut problems = Vec::new();
         for c in checkpoints.values() {
             if !self.inner.key.verifies(c) {
                 problems.push(Problem::BadSignature { seq: c.seq });
             }
         }
+        let wanted: BTreeSet<i64> = checkpoints.keys().copied().chain(anchors.iter().map(|a| a.seq)).collect();
 
         let mut expected = 1i64;
         let mut prev_hash = GENESIS.to_vec();
         let mut records = 0u64;
-        let mut hashes_at_checkpoints = BTreeMap::new();
+        let mut stored_hashes = BTreeMap::new();
+        let mut recovered = Vec::new();
         loop {
             let page = store.audit_records_after(expected - 1, PAGE).await?;
             let Some(last) = page.last().map(|r| r.seq) else { break };
@@ -158,8 +188,13 @@ impl Audit {
                 } else if row.prev_hash != prev_hash {
                     problems.push(Problem::Unlinked { seq: row.seq });
                 }
-                if checkpoints.contains_key(&row.seq) {
-                    hashes_at_checkpoints.insert(row.seq, row.hash.clone());
+                if wanted.contains(&row.seq) {
+                    stored_hashes.insert(row.seq, row.hash.clone());
+                }
+                if row.action == UNANCHORED_ACTION {
+                    if let Some(range) = unanchored_range(&row.details) {
+                        recovered.push((range.0, range.1, row.seq));
+                    }
                 }
                 prev_hash = row.hash.clone();
                 expected = row.seq + 1;
@@ -171,24 +206,38 @@ impl Audit {
         }
         let last_seq = expected - 1;
 
-        for c in checkpoints.values() {
-            match hashes_at_checkpoints.get(&c.seq) {
-                Some(h) if *h == c.hash => {}
-                Some(_) => problems.push(Problem::CheckpointMismatch { seq: c.seq }),
-                None if c.seq > last_seq => problems.push(Problem::Truncated { last: last_seq, covered: c.seq }),
-                None => problems.push(Problem::Missing { seq: c.seq }),
-            }
-        }
-        if let Some(path) = &self.inner.anchor_path {
-            for anchor in read_anchors(path)? {
-                match checkpoints.get(&anchor.seq) {
-                    Some(c) if c.hash == anchor.hash => {}
-                    Some(_) => problems.push(Problem::CheckpointMismatch { seq: anchor.seq }),
-                    None if anchor.seq > last_seq => {
-                        problems.push(Problem::Truncated { last: last_seq, covered: anchor.seq })
-                    }
-                    None => problems.push(Problem::AnchorMissing { seq: anchor.seq }),
+        // Every signed head, from the database or the anchor file, names a record and its
+        // hash: the log must still hold exactly that record.
+        // Only a head with a valid signature vouches for the records up to it.
+        let mut covered = 0i64;
+        let mut claim = |seq: i64, hash: &[u8], valid: bool, problems: &mut Vec<Problem>| match stored_hashes.get(&seq) {
+            Some(h) if h.as_slice() == hash => {
+                if valid {
+                    covered = covered.max(seq);
                 }
+            }
+            Some(_) => problems.push(Problem::CheckpointMismatch { seq }),
+            None if seq > last_seq => problems.push(Problem::Truncated { last: last_seq, covered: seq }),
+            None => problems.push(Problem::Missing { seq }),
+        };
+        for c in checkpoints.values() {
+            claim(c.seq, &c.hash, self.inner.key.verifies(c), &mut problems);
+        }
+        for anchor in &anchors {
+            let valid = anchor.signed.as_ref().is_some_and(|c| self.inner.key.verifies(c));
+            match checkpoints.get(&anchor.seq) {
+                Some(c) if c.hash == anchor.hash => {}
+                Some(_) => problems.push(Problem::CheckpointMismatch { seq: anchor.seq }),
+                None if stored_hashes.contains_key(&anchor.seq) => {
+                    // The record is there but its checkpoint was deleted: compare with the
+                    // record itself first, so that a rewrite is named as one.
+                    let before = problems.len();
+                    claim(anchor.seq, &anchor.hash, valid, &mut problems);
+                    if problems.len() == before {
+                        problems.push(Problem::AnchorMissing { seq: anchor.seq });
+                    }
+                }
+                None => claim(anchor.seq, &anchor.hash, valid, &mut problems),
             }
         }
         problems.sort_by_key(Problem::seq);
@@ -198,6 +247,14 @@ impl Audit {
             last_seq,
             last_checkpoint: checkpoints.keys().next_back().copied(),
             problems,
+            unanchored: (last_seq > covered).then_some((covered + 1, last_seq)),
+            recovered,
         })
     }
+}
+
+/// The range an `audit.unanchored` record names.
+fn unanchored_range(details: &str) -> Option<(i64, i64)> {
+    let details: BTreeMap<String, String> = serde_json::from_str(details).ok()?;
+    Some((details.get("from")?.parse().ok()?, details.get("to")?.parse().ok()?))
 }

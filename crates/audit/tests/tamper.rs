@@ -191,3 +191,204 @@ async fn export_writes_every_record_in_both_formats() {
     f.audit.export(None, carepost_audit::ExportFormat::Syslog, "mx", &mut syslog).await.unwrap();
     assert!(String::from_utf8(syslog).unwrap().lines().all(|l| (l.starts_with("<110>1 ") || l.starts_with("<108>1 ")) && l.contains(" carepost - smtp.auth [audit@32473 seq=")));
 }
+
+// The tail: records after the newest signed head. Each attack is tried right after the head
+// was signed, between two signatures while the writer runs, and after a restart.
+
+#[derive(Clone, Copy, Debug)]
+enum Moment {
+    /// The head was just signed (the server's tick, or a shutdown) and nothing came since.
+    AfterCheckpoint,
+    /// Records 8 to 10 came after the head at 7 was signed; the next tick has not run yet.
+    BetweenSignatures,
+    /// As between signatures, but in a second process after a clean restart.
+    AfterRestart,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Attack {
+    DeleteLastTwo,
+    RewriteLast,
+}
+
+struct Tail {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    store: Store,
+    audit: Audit,
+    last: i64,
+}
+
+/// One process's view of the log: checkpoints every 1000 records, as by default.
+async fn open_audit(db: &Path, anchors: &Path, master: &[u8; 32]) -> (Store, Audit) {
+    let store = Store::open(db).await.unwrap();
+    let ring = KeyRing::new(MasterKey::from_bytes(master).unwrap());
+    store.load_system_keys(&ring).await.unwrap();
+    let audit = Audit::new(store.clone(), CheckpointKey::from_ring(&ring).unwrap(), 1000, Some(anchors.to_owned()));
+    (store, audit)
+}
+
+async fn append(audit: &Audit, n: i64) {
+    audit.append(Event::new("smtp", "smtp.auth").outcome(Outcome::Failure).detail("n", n)).await.unwrap();
+}
+
+async fn tail_at(moment: Moment) -> Tail {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let anchors = dir.path().join("audit-anchors.log");
+    let master = [7u8; 32];
+    let (mut store, mut audit) = open_audit(&db, &anchors, &master).await;
+    let mut next = 1;
+    if let Moment::AfterRestart = moment {
+        for _ in 0..4 {
+            append(&audit, next).await;
+            next += 1;
+        }
+        // A clean stop signs the head; the next process knows nothing of the last one.
+        assert_eq!(audit.checkpoint().await.unwrap(), Some(4));
+        store.close().await;
+        (store, audit) = open_audit(&db, &anchors, &master).await;
+        assert_eq!(audit.recover().await.unwrap(), None);
+    }
+    while next <= 7 {
+        append(&audit, next).await;
+        next += 1;
+    }
+    assert_eq!(audit.sign_head().await.unwrap(), Some(7));
+    if !matches!(moment, Moment::AfterCheckpoint) {
+        while next <= 10 {
+            append(&audit, next).await;
+            next += 1;
+        }
+        let v = audit.verify().await.unwrap();
+        assert!(v.is_ok(), "{:?}", v.problems);
+        assert_eq!(v.unanchored, Some((8, 10)), "records after the signed head are named");
+    }
+    Tail { _dir: dir, db, store, audit, last: next - 1 }
+}
+
+/// Rewrites record `seq` consistently: a changed field and its unkeyed hash recomputed, as
+/// anyone with write access to the database can, and the records up to `last` relinked.
+async fn rewrite(db: &Path, seq: i64, last: i64) {
+    let mut prev = None;
+    for s in seq..=last {
+        let mut r = row(db, s).await;
+        if s == seq {
+            r.target = "someone-else".into();
+        }
+        if let Some(p) = prev {
+            r.prev_hash = p;
+        }
+        r.hash = record_hash(&r).to_vec();
+        prev = Some(r.hash.clone());
+        write_row(db, &r).await;
+    }
+}
+
+/// Tampers with the tail at `moment`, lets the writer's next tick run, and returns the first
+/// problem `verify` names.
+async fn attack_tail(moment: Moment, attack: Attack) -> (Tail, Problem) {
+    let t = tail_at(moment).await;
+    match attack {
+        Attack::DeleteLastTwo => sql(&t.db, &[&format!("DELETE FROM audit_records WHERE seq >= {}", t.last - 1)]).await,
+        Attack::RewriteLast => rewrite(&t.db, t.last, t.last).await,
+    }
+    // The server's tick: signs the head as this process wrote it.
+    t.audit.sign_head().await.unwrap();
+    let v = t.audit.verify().await.unwrap();
+    assert!(!v.is_ok(), "{attack:?} at {moment:?} went unnoticed");
+    let problem = v.first_problem().unwrap().clone();
+    (t, problem)
+}
+
+async fn last_action(t: &Tail) -> (String, String) {
+    let r = t.store.audit_records_latest(1).await.unwrap().remove(0);
+    (r.action, r.details)
+}
+
+#[tokio::test]
+async fn deleting_the_tail_right_after_a_checkpoint_is_named() {
+    let (_, p) = attack_tail(Moment::AfterCheckpoint, Attack::DeleteLastTwo).await;
+    assert_eq!(p, Problem::Truncated { last: 5, covered: 7 });
+    assert!(p.to_string().starts_with("record 6 is missing"), "{p}");
+}
+
+#[tokio::test]
+async fn rewriting_the_last_record_right_after_a_checkpoint_is_named() {
+    let (_, p) = attack_tail(Moment::AfterCheckpoint, Attack::RewriteLast).await;
+    assert_eq!(p, Problem::CheckpointMismatch { seq: 7 });
+    assert!(p.to_string().starts_with("record 7 does not match"), "{p}");
+}
+
+#[tokio::test]
+async fn deleting_the_tail_between_signatures_is_named_by_the_next_one() {
+    for moment in [Moment::BetweenSignatures, Moment::AfterRestart] {
+        let (t, p) = attack_tail(moment, Attack::DeleteLastTwo).await;
+        assert_eq!(p, Problem::Missing { seq: 9 }, "{moment:?}");
+        assert!(p.to_string().starts_with("record 9 is missing"), "{p}");
+        // The writer noticed, and said so in the log itself, after the gap.
+        let (action, details) = last_action(&t).await;
+        assert_eq!(action, "audit.tamper");
+        assert!(details.contains("\"seq\":\"10\"") && details.contains("deleted"), "{details}");
+    }
+}
+
+#[tokio::test]
+async fn rewriting_the_last_record_between_signatures_is_named_by_the_next_one() {
+    for moment in [Moment::BetweenSignatures, Moment::AfterRestart] {
+        let (t, p) = attack_tail(moment, Attack::RewriteLast).await;
+        assert_eq!(p, Problem::CheckpointMismatch { seq: 10 }, "{moment:?}");
+        assert!(p.to_string().starts_with("record 10 does not match"), "{p}");
+        let (action, details) = last_action(&t).await;
+        assert_eq!(action, "audit.tamper");
+        assert!(details.contains("\"seq\":\"10\"") && details.contains("rewritten"), "{details}");
+    }
+}
+
+#[tokio::test]
+async fn records_appended_after_a_deleted_tail_leave_the_gap_visible() {
+    let t = tail_at(Moment::BetweenSignatures).await;
+    sql(&t.db, &["DELETE FROM audit_records WHERE seq >= 9"]).await;
+    // The writer goes on before its next tick: it never reuses the numbers it wrote.
+    append(&t.audit, 11).await;
+    let v = t.audit.verify().await.unwrap();
+    assert_eq!(v.first_problem(), Some(&Problem::Missing { seq: 9 }));
+    assert_eq!(v.last_seq, 11);
+}
+
+#[tokio::test]
+async fn deleting_the_tail_with_its_checkpoints_is_named_by_the_anchor_file() {
+    let t = tail_at(Moment::BetweenSignatures).await;
+    t.audit.sign_head().await.unwrap();
+    sql(&t.db, &["DELETE FROM audit_records WHERE seq >= 9", "DELETE FROM audit_checkpoints WHERE seq >= 8"]).await;
+    let v = t.audit.verify().await.unwrap();
+    assert_eq!(v.first_problem(), Some(&Problem::Truncated { last: 8, covered: 10 }));
+}
+
+#[tokio::test]
+async fn records_a_crashed_process_never_signed_are_named_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("audit.db");
+    let anchors = dir.path().join("audit-anchors.log");
+    let master = [9u8; 32];
+    let (store, audit) = open_audit(&db, &anchors, &master).await;
+    for n in 1..=5 {
+        append(&audit, n).await;
+    }
+    assert_eq!(audit.sign_head().await.unwrap(), Some(5));
+    for n in 6..=8 {
+        append(&audit, n).await;
+    }
+    // A crash: no tick, no shutdown.
+    store.close().await;
+    let (_store, audit) = open_audit(&db, &anchors, &master).await;
+    assert_eq!(audit.verify().await.unwrap().unanchored, Some((6, 8)));
+    assert_eq!(audit.recover().await.unwrap(), Some((6, 8)));
+    assert_eq!(audit.checkpoint().await.unwrap(), Some(9));
+    let v = audit.verify().await.unwrap();
+    assert!(v.is_ok(), "{:?}", v.problems);
+    assert_eq!((v.unanchored, v.recovered.clone()), (None, vec![(6, 8, 9)]));
+    // And a rewrite of them after that start is caught by the head signed over them.
+    rewrite(&db, 8, 9).await;
+    assert_eq!(audit.verify().await.unwrap().first_problem(), Some(&Problem::CheckpointMismatch { seq: 9 }));
+}

@@ -152,7 +152,7 @@ impl Installation {
         Ok(Installation { config, store, ring, audit, blobs, _lock: lock })
     }
 
-    /// Signs the audit head and closes the database.
+    /// Signs the audit head this process wrote (if any) and closes the database.
     pub async fn close(self) -> anyhow::Result<()> {
         self.audit.checkpoint().await?;
         self.store.close().await;

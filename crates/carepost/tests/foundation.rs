@@ -181,3 +181,161 @@ fn master_key_from_environment_and_a_wrong_key_is_refused() {
     assert_eq!(code, Some(1));
     assert!(err.contains("is not the one this data was sealed under"), "{err}");
 }
+
+/// Runs sqlite3 on the database, waiting for the server's write lock if need be.
+fn sqlite(db: &Path, sql: &str) -> String {
+    let out = std::process::Command::new("sqlite3").args(["-cmd", ".timeout 10000"]).arg(db).arg(sql).output().unwrap();
+    assert!(out.status.success(), "sqlite3 {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn last_seq(db: &Path) -> i64 {
+    sqlite(db, "SELECT MAX(seq) FROM audit_records").trim().parse().unwrap()
+}
+
+/// Rewrites the last audit record the way anyone with write access to the database can: a
+/// field changed and its (unkeyed) hash recomputed, written back with sqlite3. Returns its
+/// sequence number.
+fn rewrite_last(db: &Path) -> i64 {
+    let seq = last_seq(db);
+    let out = std::process::Command::new("sqlite3")
+        .arg("-json")
+        .arg(db)
+        .arg(format!("SELECT seq, at, actor, action, target, source_ip, outcome, details, hex(prev_hash) AS prev FROM audit_records WHERE seq = {seq}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &rows[0];
+    let text = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    let mut row = carepost_store::audit_log::AuditRow {
+        seq,
+        at: r["at"].as_i64().unwrap(),
+        actor: text("actor"),
+        action: text("action"),
+        target: "someone-else".into(),
+        source_ip: r["source_ip"].as_str().map(str::to_owned),
+        outcome: text("outcome"),
+        details: text("details"),
+        prev_hash: (0..32).map(|i| u8::from_str_radix(&text("prev")[2 * i..2 * i + 2], 16).unwrap()).collect(),
+        hash: Vec::new(),
+    };
+    row.hash = carepost_audit::record_hash(&row).to_vec();
+    let hex: String = row.hash.iter().map(|b| format!("{b:02X}")).collect();
+    sqlite(db, &format!("UPDATE audit_records SET target = 'someone-else', hash = X'{hex}' WHERE seq = {seq}"));
+    seq
+}
+
+/// Requests with an unknown API key: each one is refused and audited by the server.
+fn refused_api_requests(server: &Server, n: usize) {
+    let url = format!("https://127.0.0.1:{}/v3/mail/send", server.addr("https").port());
+    for _ in 0..n {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-X", "POST"])
+            .args(["-H", "Authorization: Bearer not-a-key", "-H", "Content-Type: application/json", "-d", "{}"])
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+    }
+}
+
+fn verify(dir: &Path) -> (i32, String) {
+    let (code, out, err) = run(Path::new(BIN), dir, &["audit", "verify", "--config", "carepost.toml"]);
+    (code, format!("{out}{err}"))
+}
+
+/// `audit verify` on a copy of `dir`'s data directory after `tamper` ran on the copy.
+fn verify_tampered_copy(dir: &Path, name: &str, tamper: impl FnOnce(&Path)) -> (i32, String) {
+    let copy = dir.join(name);
+    std::fs::create_dir(&copy).unwrap();
+    assert!(std::process::Command::new("cp").arg("-a").arg(dir.join("data")).arg(&copy).status().unwrap().success());
+    std::fs::write(copy.join("carepost.toml"), carepost_testkit::test_config(&copy.join("data"), "")).unwrap();
+    tamper(&copy.join("data/carepost.db"));
+    verify(&copy)
+}
+
+/// Polls `audit verify` while the server runs until it fails: the server signs its head at
+/// most ten seconds after the damage.
+fn verify_until_failed(dir: &Path) -> String {
+    for _ in 0..60 {
+        let (code, out) = verify(dir);
+        if code == 1 {
+            return out;
+        }
+        assert_eq!(code, 0, "{out}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("tampering with the tail went unnoticed for 30 s");
+}
+
+#[test]
+fn audit_verify_names_a_deleted_or_rewritten_tail() {
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Right after a checkpoint: a clean stop signed the head.
+    let dir = tmp.path().join("stopped");
+    std::fs::create_dir(&dir).unwrap();
+    let server = Server::start(Path::new(BIN), &dir, "");
+    refused_api_requests(&server, 3);
+    assert!(server.stop().success());
+    let db = dir.join("data/carepost.db");
+    let last = last_seq(&db);
+    assert_eq!(verify(&dir).0, 0);
+    let (code, out) = verify_tampered_copy(&dir, "deleted", |db| {
+        sqlite(db, &format!("DELETE FROM audit_records WHERE seq >= {}", last - 1));
+    });
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with(&format!("FAILED: record {} is missing", last - 1)), "{out}");
+    let (code, out) = verify_tampered_copy(&dir, "rewritten", |db| assert_eq!(rewrite_last(db), last));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with(&format!("FAILED: record {last} does not match the checkpoint signed for it")), "{out}");
+
+    // Between two signatures, after a restart: the running server names what it wrote.
+    for attack in ["delete", "rewrite"] {
+        let dir = tmp.path().join(attack);
+        std::fs::create_dir(&dir).unwrap();
+        assert!(Server::start(Path::new(BIN), &dir, "").stop().success());
+        let server = Server::start(Path::new(BIN), &dir, "");
+        refused_api_requests(&server, 3);
+        let db = dir.join("data/carepost.db");
+        let last = last_seq(&db);
+        let expected = if attack == "delete" {
+            sqlite(&db, &format!("DELETE FROM audit_records WHERE seq >= {}", last - 1));
+            format!("FAILED: record {} is missing", last - 1)
+        } else {
+            assert_eq!(rewrite_last(&db), last);
+            format!("FAILED: record {last} does not match the checkpoint signed for it")
+        };
+        let out = verify_until_failed(&dir);
+        assert!(out.starts_with(&expected), "{attack}: {out}");
+        assert!(server.stop().success());
+        let (code, out) = verify(&dir);
+        assert_eq!(code, 1);
+        assert!(out.starts_with(&expected), "{attack} after the stop: {out}");
+        let (_, export, _) = run(Path::new(BIN), &dir, &["audit", "export", "--config", "carepost.toml"]);
+        assert!(export.contains("\"action\":\"audit.tamper\""), "the server audited what it found: {export}");
+    }
+}
+
+#[test]
+fn records_a_crash_left_unsigned_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::start(Path::new(BIN), dir, "");
+    let first = last_seq(&dir.join("data/carepost.db")) + 1;
+    refused_api_requests(&server, 2);
+    let last = last_seq(&dir.join("data/carepost.db"));
+    // Killed before its next tick (ten seconds away) could sign the two records.
+    server.kill9();
+    let (code, out) = verify(dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("note: records {first} to {last} are not covered by a signed head yet")), "{out}");
+    let server = Server::start(Path::new(BIN), dir, "");
+    assert!(server.banner.iter().any(|l| l.contains(&format!("records {first} to {last} were never signed"))), "{:?}", server.banner);
+    assert!(server.stop().success());
+    let (code, out) = verify(dir);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("note: records {first} to {last} were never signed: carepost stopped without shutting down")), "{out}");
+    assert!(!out.contains("not covered"), "{out}");
+}

@@ -54,6 +54,11 @@ pub async fn head(tx: &mut Tx) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
     row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?))).transpose()
 }
 
+/// The stored hash of record `seq`, if there is one.
+pub async fn hash_at(tx: &mut Tx, seq: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT hash FROM audit_records WHERE seq = $1").bind(seq).fetch_optional(tx.conn()).await?)
+}
+
 pub async fn insert(tx: &mut Tx, r: &AuditRow) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_records (seq, at, actor, action, target, source_ip, outcome, details, prev_hash, hash) \
@@ -91,6 +96,16 @@ pub async fn last_checkpoint(tx: &mut Tx) -> Result<Option<i64>, StoreError> {
 }
 
 impl Store {
+    /// The last record's sequence number, outside any transaction.
+    pub async fn audit_head_seq(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MAX(seq) FROM audit_records").fetch_one(self.pool()).await?)
+    }
+
+    /// The newest checkpoint's sequence number, outside any transaction.
+    pub async fn audit_last_checkpoint(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(self.pool()).await?)
+    }
+
     /// Records with `seq > after`, in order, at most `limit` of them.
     pub async fn audit_records_after(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query("SELECT * FROM audit_records WHERE seq > $1 ORDER BY seq LIMIT $2")
@@ -119,7 +134,12 @@ impl Store {
     }
 
     pub async fn audit_checkpoints(&self) -> Result<Vec<CheckpointRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit_checkpoints ORDER BY seq").fetch_all(self.pool()).await?;
+        self.audit_checkpoints_after(i64::MIN).await
+    }
+
+    /// Checkpoints with `seq > after`, in order.
+    pub async fn audit_checkpoints_after(&self, after: i64) -> Result<Vec<CheckpointRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM audit_checkpoints WHERE seq > $1 ORDER BY seq").bind(after).fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| {
                 Ok(CheckpointRow {

@@ -19,6 +19,8 @@ const MAX_BATCH: usize = 512;
 /// store compose those functions without writing SQL themselves.
 pub struct Tx {
     conn: TxConn,
+    /// Run once this operation's changes are durable; dropped if they are rolled back.
+    on_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 enum TxConn {
@@ -35,7 +37,19 @@ impl Tx {
     }
 
     pub(crate) fn pooled(conn: PoolConnection<Sqlite>) -> Tx {
-        Tx { conn: TxConn::Pooled(conn) }
+        Tx { conn: TxConn::Pooled(conn), on_commit: Vec::new() }
+    }
+
+    /// Runs `f` once the current operation's changes are durable (after the group commit),
+    /// never if they are rolled back. For state outside the database that must only ever
+    /// describe committed rows, such as the audit log's knowledge of its own head. Only the
+    /// group writer's transactions run these.
+    pub fn on_commit(&mut self, f: impl FnOnce() + Send + 'static) {
+        self.on_commit.push(Box::new(f));
+    }
+
+    fn take_on_commit(&mut self) -> Vec<Box<dyn FnOnce() + Send>> {
+        std::mem::take(&mut self.on_commit)
     }
 
     pub(crate) async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
@@ -122,7 +136,7 @@ impl std::fmt::Debug for Msg {
 impl GroupWriter {
     pub(crate) fn start(conn: SqliteConnection) -> GroupWriter {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer_loop(Tx { conn: TxConn::Owned(conn) }, rx));
+        tokio::spawn(writer_loop(Tx { conn: TxConn::Owned(conn), on_commit: Vec::new() }, rx));
         GroupWriter { tx }
     }
 
@@ -202,6 +216,7 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
         return;
     }
     let mut outcomes = Vec::with_capacity(size);
+    let mut committed = Vec::new();
     let mut jobs = batch.into_iter();
     let mut failure: Option<String> = None;
     for job in jobs.by_ref() {
@@ -211,10 +226,14 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
             break;
         }
         let outcome = job.run(tx).await;
+        let hooks = tx.take_on_commit();
         let undo = if outcome.succeeded() { "RELEASE op" } else { "ROLLBACK TO op" };
         let mut closed = tx.execute(undo).await;
         if closed.is_ok() && !outcome.succeeded() {
             closed = tx.execute("RELEASE op").await;
+        }
+        if outcome.succeeded() {
+            committed.extend(hooks);
         }
         outcomes.push(outcome);
         if let Err(e) = closed {
@@ -236,6 +255,9 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
         }
     } else {
         tracing::trace!(batch = size, "group commit");
+        for hook in committed {
+            hook();
+        }
     }
     for outcome in outcomes {
         outcome.deliver(commit.clone());
@@ -246,6 +268,7 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
 /// rolled back when it fails.
 async fn run_alone(tx: &mut Tx, job: Box<dyn Job>) {
     let outcome = job.run(tx).await;
+    let hooks = tx.take_on_commit();
     let end = if outcome.succeeded() {
         tx.execute("COMMIT").await.map_err(|e| e.to_string())
     } else {
@@ -255,6 +278,10 @@ async fn run_alone(tx: &mut Tx, job: Box<dyn Job>) {
     if let Err(reason) = &end {
         let _ = tx.execute("ROLLBACK").await;
         tracing::error!(batch = 1, %reason, "ending a transaction failed");
+    } else if outcome.succeeded() {
+        for hook in hooks {
+            hook();
+        }
     }
     outcome.deliver(end);
 }
@@ -298,6 +325,28 @@ mod tests {
         assert_eq!(count(&store).await, 200);
         store.close().await;
         assert!(matches!(store.writer().run(|tx| Box::pin(insert(tx, "late".into()))).await, Err(StoreError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn on_commit_runs_for_committed_operations_only() {
+        let (_dir, store) = store().await;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let op = |name: &'static str, fail: bool| {
+            let seen = seen.clone();
+            store.writer().run(move |tx| Box::pin(async move {
+                insert(tx, name.into()).await?;
+                tx.on_commit(move || seen.lock().unwrap().push(name));
+                if fail { insert(tx, name.into()).await } else { Ok(()) }
+            }))
+        };
+        // Alone in a transaction, then several sharing one, with a failing one among them.
+        op("alone", false).await.unwrap();
+        assert!(op("alone-failing", true).await.is_err());
+        let (a, b, c) = tokio::join!(op("a", false), op("b", true), op("c", false));
+        assert!(a.is_ok() && b.is_err() && c.is_ok());
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(seen, ["a", "alone", "c"]);
     }
 
     #[tokio::test]

@@ -51,8 +51,9 @@ pub async fn run(global: &Global, command: ApikeyCommand) -> anyhow::Result<Exit
     let (config, _) = global.load_config()?;
     let install = Installation::open(config, Access::Shared).await?;
     let result = run_with(&install, command).await;
-    install.store.close().await;
-    result
+    // Signs the audit head this command wrote.
+    let closed = install.close().await;
+    result.and_then(|code| closed.map(|()| code))
 }
 
 fn audit_event(action: &str, key: &ApiKey) -> Event {

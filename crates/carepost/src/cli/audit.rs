@@ -38,7 +38,7 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
     let code = match command {
         AuditCommand::Verify => {
             let v = install.audit.verify().await?;
-            if let Some(problem) = v.first_problem() {
+            let code = if let Some(problem) = v.first_problem() {
                 println!("FAILED: {problem}");
                 for other in v.problems.iter().skip(1).take(9) {
                     println!("  also: {other}");
@@ -50,7 +50,22 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
                     None => println!("ok: {} records, no checkpoint yet", v.records),
                 }
                 ExitCode::SUCCESS
+            };
+            // Not failures, but an auditor must know which records nothing vouches for.
+            for (from, to, at) in &v.recovered {
+                println!(
+                    "note: {} never signed: carepost stopped without shutting down (named by record {at} when it started again)",
+                    span(*from, *to, true)
+                );
             }
+            if let Some((from, to)) = v.unanchored {
+                println!(
+                    "note: {} not covered by a signed head yet: carepost signs within {} s while it serves, and names them at its next start if it stopped without shutting down",
+                    span(from, to, false),
+                    carepost_audit::HEAD_SIGN_INTERVAL.as_secs()
+                );
+            }
+            code
         }
         AuditCommand::Export { since, format } => {
             let since = since
@@ -67,4 +82,14 @@ pub async fn run(global: &Global, command: AuditCommand) -> anyhow::Result<ExitC
     };
     install.store.close().await;
     Ok(code)
+}
+
+/// "record 5 was", "records 5 to 7 are".
+fn span(from: i64, to: i64, past: bool) -> String {
+    match (from == to, past) {
+        (true, true) => format!("record {from} was"),
+        (true, false) => format!("record {from} is"),
+        (false, true) => format!("records {from} to {to} were"),
+        (false, false) => format!("records {from} to {to} are"),
+    }
 }

@@ -56,8 +56,9 @@ pub async fn run(global: &Global, command: BlockCommand) -> anyhow::Result<ExitC
     let (config, _) = global.load_config()?;
     let install = Installation::open(config, Access::Shared).await?;
     let result = run_with(&install, command).await;
-    install.store.close().await;
-    result
+    // Signs the audit head this command wrote.
+    let closed = install.close().await;
+    result.and_then(|code| closed.map(|()| code))
 }
 
 async fn run_with(install: &Installation, command: BlockCommand) -> anyhow::Result<ExitCode> {

@@ -100,6 +100,7 @@ pub async fn run(global: &Global, command: DkimCommand) -> anyhow::Result<ExitCo
             }
         }
     }
-    install.store.close().await;
+    // Signs the audit head this command wrote.
+    install.close().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -99,6 +99,7 @@ pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCo
             }
         }
     }
-    install.store.close().await;
+    // Signs the audit head this command wrote.
+    install.close().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -89,7 +89,8 @@ pub async fn run(global: &Global, command: QuarantineCommand) -> anyhow::Result<
             println!("{n} recipients refused; the sender is told");
         }
     }
-    install.store.close().await;
+    // Signs the audit head this command wrote.
+    install.close().await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -89,7 +89,8 @@ pub async fn run(global: &Global, command: QueueCommand) -> anyhow::Result<ExitC
             report(queue_admin::delete(&spool, "cli", &id, &reason, &hostname).await?, "recipients returned to the sender")
         }
     };
-    install.store.close().await;
+    // Signs the audit head this command wrote.
+    install.close().await?;
     Ok(code)
 }
 

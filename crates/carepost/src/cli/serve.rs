@@ -9,6 +9,8 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     let (config, origin) = global.load_config()?;
     let install = Installation::open(config, Access::Exclusive).await?;
     let tls = carepost::tls::ensure_identity(&install.config)?;
+    // Before this process signs anything, name what the last one left unsigned.
+    let unsigned = install.audit.recover().await?;
     install.audit.append(Event::new("system", "system.start").detail("version", env!("CARGO_PKG_VERSION"))).await?;
 
     let data_dir = std::fs::canonicalize(&install.config.data_dir).unwrap_or_else(|_| install.config.data_dir.clone());
@@ -20,6 +22,11 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         tls.cert_file.display(),
         if tls.generated { " (self-signed, for localhost only)" } else { "" }
     );
+    match unsigned {
+        Some((from, to)) if from == to => println!("  audit       record {from} was never signed: carepost stopped without shutting down"),
+        Some((from, to)) => println!("  audit       records {from} to {to} were never signed: carepost stopped without shutting down"),
+        None => {}
+    }
     // One spool for ingress and delivery, so that accepting a message wakes the runner.
     let spool = super::spool_of(&install);
     // The web listener binds first: the portal's links name its address.
@@ -39,14 +46,16 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown_signal();
     println!("ready; Ctrl-C or SIGTERM stops carepost");
 
+    // The head of the audit chain is signed at most this far behind the newest record, so
+    // that a tail deleted or rewritten in the database is named by sequence number.
     let anchors = {
         let audit = install.audit.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            let mut tick = tokio::time::interval(carepost_audit::HEAD_SIGN_INTERVAL);
             loop {
                 tick.tick().await;
-                if let Err(e) = audit.sync_anchors().await {
-                    tracing::warn!(error = %e, "cannot update the audit anchor file");
+                if let Err(e) = audit.sign_head().await {
+                    tracing::warn!(error = %e, "cannot sign the audit head");
                 }
             }
         })

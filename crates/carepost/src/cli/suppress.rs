@@ -88,6 +88,7 @@ pub async fn run(global: &Global, command: SuppressCommand) -> anyhow::Result<Ex
             }
         }
     };
-    install.store.close().await;
+    // Signs the audit head this command wrote.
+    install.close().await?;
     Ok(code)
 }

@@ -38,8 +38,9 @@ pub async fn run(global: &Global, command: WebhookCommand) -> anyhow::Result<Exi
     let (config, _) = global.load_config()?;
     let install = Installation::open(config, Access::Shared).await?;
     let result = run_with(&install, command).await;
-    install.store.close().await;
-    result
+    // Signs the audit head this command wrote.
+    let closed = install.close().await;
+    result.and_then(|code| closed.map(|()| code))
 }
 
 fn describe(e: &EndpointRow, counts: &[(String, i64)]) -> String {
