@@ -38,10 +38,13 @@ pub async fn start(install: &Installation, tls: &TlsIdentity, spool: &Spool) -> 
     let portal = crate::portal::portal(install, public_url.clone());
     let guard_settings = GuardSettings {
         failures_per_ip: config.ip_failures,
-        // Accounts lock in the store (web.lockout_failures); the guard blocks addresses.
+        // An account's own failures lock it in the store ([staff]); beyond that many from one
+        // client they stop counting toward the client, as in SMTP.
+        failures_per_login: install.config.staff.lockout_failures.max(1),
         failures_per_account: u32::MAX,
         window: Duration::from_secs(config.failure_window.as_secs()),
         block_for: Duration::from_secs(config.block_duration.as_secs()),
+        trusted: install.config.smtp.trusted_networks.clone(),
     };
     let guard = Arc::new(Guard::load(guard_settings, install.store.clone(), install.audit.clone()).await?);
     {

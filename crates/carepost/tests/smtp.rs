@@ -386,3 +386,136 @@ fn user_commands_manage_accounts_and_app_passwords() {
     assert!(out.contains("jane@clinic.example") && out.contains("disabled") && out.contains("sends-as=jane@clinic.example"), "{out}");
     assert!(server.stop().success());
 }
+
+/// Submission with AUTH PLAIN over STARTTLS from `local` (a loopback address).
+fn submit_from(addr: SocketAddr, local: &str, login: &str, password: &str) -> (i32, String) {
+    let from = if login.contains('@') { login } else { "nobody@clinic.example" };
+    swaks(addr, &["-tls", "--local-interface", local, "--from", from, "--to", "p@example.org", "--auth", "PLAIN", "--auth-user", login, "--auth-password", password])
+}
+
+/// The AUTH answer in a swaks transcript (`535 5.7.8 ...` or `235 ...`), without the arrow.
+fn auth_reply(transcript: &str) -> String {
+    transcript
+        .lines()
+        .map(|l| l.trim_start_matches(['<', '~', '*', ' ']))
+        .find(|l| l.starts_with("535") || l.starts_with("235"))
+        .unwrap_or_else(|| panic!("no AUTH answer in {transcript}"))
+        .to_owned()
+}
+
+#[test]
+fn smtp_auth_failures_lock_the_account_persistently_and_a_locked_account_reads_as_unknown() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = TestDns::start(&[]);
+    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, ""));
+    add_user(tmp.path(), "jane@clinic.example");
+    let sub = server.addr("submission");
+    let unknown = auth_reply(&submit_from(sub, "127.0.0.1", "nobody@clinic.example", PASSWORD).1);
+    for _ in 0..5 {
+        let (code, out) = submit_from(sub, "127.0.0.1", "jane@clinic.example", "guess");
+        assert_ne!(code, 0);
+        assert_eq!(auth_reply(&out), unknown, "a wrong password reads as an unknown account: {out}");
+        assert!(!out.contains("421"), "one account failing does not block the address: {out}");
+    }
+    let (_, out, _) = carepost(tmp.path(), &["user", "list"]);
+    assert!(out.contains("locked-until="), "{out}");
+    // The lock is the account's, kept in the store: a restart forgets the guard's counters
+    // but not the lock.
+    assert!(server.stop().success());
+    let server = Server::start_with(Path::new(BIN), tmp.path(), &tmp.path().join("carepost.toml"), &tmp.path().join("data"));
+    let sub = server.addr("submission");
+    let (code, right) = submit_from(sub, "127.0.0.1", "jane@clinic.example", PASSWORD);
+    assert_ne!(code, 0, "the right password does not open a locked account: {right}");
+    let (_, wrong) = submit_from(sub, "127.0.0.1", "jane@clinic.example", "guess again");
+    assert_eq!(auth_reply(&right), auth_reply(&wrong), "right and wrong passwords of a locked account read alike");
+    assert_eq!(auth_reply(&right), unknown, "a locked account reads as an unknown one");
+    // From another address too: the lock is not tied to where the failures came from.
+    assert_ne!(submit_from(sub, "127.0.0.3", "jane@clinic.example", PASSWORD).0, 0);
+    let (code, _, err) = carepost(tmp.path(), &["user", "unlock", "jane@clinic.example"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = carepost(tmp.path(), &["user", "list"]);
+    assert!(!out.contains("locked-until=") && out.contains("active"), "{out}");
+    let (code, out) = submit_from(sub, "127.0.0.3", "jane@clinic.example", PASSWORD);
+    assert_eq!(code, 0, "{out}");
+    assert!(server.stop().success());
+    let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
+    let has = |action: &str, outcome: &str, detail: &str| {
+        export.lines().any(|l| l.contains(&format!("\"action\":\"{action}\"")) && l.contains(&format!("\"outcome\":\"{outcome}\"")) && l.contains(detail))
+    };
+    assert!(has("staff.lockout", "success", "smtp-password"), "the lock is audited: {export}");
+    assert!(has("smtp.auth", "denied", "account locked"), "attempts on the locked account are audited: {export}");
+    assert!(!export.contains("jane@clinic.example"), "no login names in the audit log");
+}
+
+#[test]
+fn accounts_with_a_second_factor_submit_with_app_passwords_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = TestDns::start(&[]);
+    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, ""));
+    add_user(tmp.path(), "jane@clinic.example");
+    let sub = server.addr("submission");
+    assert_eq!(submit_from(sub, "127.0.0.1", "jane@clinic.example", PASSWORD).0, 0, "no second factor yet: the password works");
+    let (code, _, err) = carepost(tmp.path(), &["user", "require-mfa", "on"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out) = submit_from(sub, "127.0.0.1", "jane@clinic.example", PASSWORD);
+    assert_ne!(code, 0, "the main password of an account that needs a second factor is refused: {out}");
+    let (_, wrong) = submit_from(sub, "127.0.0.1", "jane@clinic.example", "guess");
+    assert_eq!(auth_reply(&out), auth_reply(&wrong), "and reads like a wrong one");
+    let (code, out, err) = carepost(tmp.path(), &["user", "app-password", "add", "jane@clinic.example", "phone"]);
+    assert_eq!(code, 0, "{err}");
+    let app = out.lines().last().unwrap().trim().to_owned();
+    let (code, out) = submit_from(sub, "127.0.0.1", "jane@clinic.example", &app);
+    assert_eq!(code, 0, "the app password signs in: {out}");
+    let (code, out, _) = carepost(tmp.path(), &["user", "app-password", "list", "jane@clinic.example"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("phone  created=") && !out.contains("last-used=never"), "{out}");
+    let (code, _, err) = carepost(tmp.path(), &["user", "app-password", "remove", "jane@clinic.example", "phone"]);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(submit_from(sub, "127.0.0.1", "jane@clinic.example", &app).0, 0, "a removed app password no longer works");
+    assert!(server.stop().success());
+    let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
+    assert!(export.lines().any(|l| l.contains("\"action\":\"smtp.auth\"") && l.contains("\"outcome\":\"denied\"") && l.contains("app passwords only")), "{export}");
+}
+
+#[test]
+fn one_mistyping_device_behind_nat_blocks_neither_the_address_nor_other_accounts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dns = TestDns::start(&[]);
+    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, "auth_failures_per_ip = 8\ntrusted_networks = [\"127.0.0.2\"]"));
+    add_user(tmp.path(), "a@clinic.example");
+    add_user(tmp.path(), "b@clinic.example");
+    let sub = server.addr("submission");
+    // One device behind the clinic's address keeps a wrong password for account A.
+    for _ in 0..5 {
+        let (code, out) = submit_from(sub, "127.0.0.1", "a@clinic.example", "last year's password");
+        assert_ne!(code, 0);
+        assert!(out.contains("535 5.7.8") && !out.contains("421"), "{out}");
+    }
+    // Everyone else at the clinic still signs in from the same address.
+    let (code, out) = submit_from(sub, "127.0.0.1", "b@clinic.example", PASSWORD);
+    assert_eq!(code, 0, "account B signs in from the address where A failed five times: {out}");
+    let (_, greeting) = Raw::connect(server.addr("mx"));
+    assert!(greeting.starts_with("220"), "{greeting}");
+    // Failures across many logins (password spraying) still block the address.
+    let mut blocked = false;
+    for i in 0..3 {
+        let (_, out) = submit_from(sub, "127.0.0.1", &format!("guess{i}@clinic.example"), "password1");
+        blocked |= out.contains("421 4.7.0");
+    }
+    assert!(blocked, "the eighth failure from the address blocks it");
+    let (_, greeting) = Raw::connect(server.addr("mx"));
+    assert!(greeting.starts_with("554 5.7.1"), "{greeting}");
+    // A trusted network is never blocked automatically.
+    for i in 0..10 {
+        let (_, out) = submit_from(sub, "127.0.0.2", &format!("typo{i}@clinic.example"), "password1");
+        assert!(out.contains("535 5.7.8") && !out.contains("421") && !out.contains("554"), "{out}");
+    }
+    let (code, out) = submit_from(sub, "127.0.0.2", "b@clinic.example", PASSWORD);
+    assert_eq!(code, 0, "{out}");
+    assert!(server.stop().success());
+    let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
+    assert!(export.lines().any(|l| l.contains("\"action\":\"smtp.blocked\"") && l.contains("\"outcome\":\"denied\"")), "refused connections are audited: {export}");
+    let (code, out, _) = carepost(tmp.path(), &["block", "list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("127.0.0.1  until=") && !out.contains("127.0.0.2"), "{out}");
+}

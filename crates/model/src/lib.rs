@@ -6,6 +6,7 @@
 //! the audit log and the portal.
 
 mod address;
+mod client;
 mod envelope;
 mod id;
 mod listen;
@@ -16,6 +17,7 @@ pub use address::{Address, AddressError};
 pub use envelope::{
     Arrival, BodyType, DsnNotify, DsnReturn, Envelope, Recipient, SenderAuthentication, Source, TlsInfo,
 };
+pub use client::{ClientKey, IPV6_CLIENT_PREFIX, canonical_ip};
 pub use listen::Listen;
 pub use id::{Id, IdError, MessageId, TenantId, TenantIdError};
 pub use sensitive::{Sensitive, install_redaction_key, redaction_tag};

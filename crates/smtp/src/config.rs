@@ -49,15 +49,23 @@ pub struct SmtpConfig {
     pub command_timeout_secs: u64,
     /// Seconds a client has to send one whole message (DATA, or each BDAT chunk).
     pub data_timeout_secs: u64,
-    /// Failed sign-ins from one address, within `auth_failure_window_secs`, before that
-    /// address is blocked.
+    /// Failed sign-ins from one client (an address, or an IPv6 /64), across logins, within
+    /// `auth_failure_window_secs`, before that client is blocked for `block_secs`.
     pub auth_failures_per_ip: u32,
-    /// Failed sign-ins for one account, from any address, within the window, after which
-    /// every further failing address is blocked at once.
+    /// Failed sign-ins of one login from one client within the window, after which that
+    /// login alone is refused from that client (until its failures age out of the window);
+    /// its further failures do not count toward the client.
+    pub auth_failures_per_login: u32,
+    /// Failed sign-ins of one login from all clients within the window, after which each
+    /// client that fails for it again is refused for that login at once.
     pub auth_failures_per_account: u32,
     pub auth_failure_window_secs: u64,
     /// How long an automatic block lasts.
     pub block_secs: u64,
+    /// Client networks never blocked or refused automatically after failed sign-ins, by
+    /// SMTP or the web (an administrator's `carepost block` still applies). Their failures
+    /// still count toward the account's lockout.
+    pub trusted_networks: Vec<Network>,
     /// Verify SPF, DKIM, DMARC and ARC of mail arriving on the MX.
     pub verify_senders: bool,
     pub dmarc_enforcement: DmarcEnforcement,
@@ -82,10 +90,12 @@ impl Default for SmtpConfig {
             max_connections_per_ip: 50,
             command_timeout_secs: 300,
             data_timeout_secs: 600,
-            auth_failures_per_ip: 5,
+            auth_failures_per_ip: 20,
+            auth_failures_per_login: 5,
             auth_failures_per_account: 10,
             auth_failure_window_secs: 600,
             block_secs: 3600,
+            trusted_networks: Vec::new(),
             verify_senders: true,
             dmarc_enforcement: DmarcEnforcement::Enforce,
             dns_servers: Vec::new(),
@@ -118,6 +128,9 @@ mod tests {
         assert!(toml::from_str::<SmtpConfig>("relay_networks = [\"10.0.0.0/33\"]").is_err());
         assert!(toml::from_str::<SmtpConfig>("max_mesage_size = 1").is_err());
         assert!(toml::from_str::<SmtpConfig>("dmarc_enforcement = \"monitor\"").is_ok());
+        let c: SmtpConfig = toml::from_str("trusted_networks = [\"192.0.2.0/24\", \"2001:db8::/48\"]").unwrap();
+        assert_eq!(c.guard_settings().trusted.len(), 2);
+        assert!(toml::from_str::<SmtpConfig>("trusted_networks = [\"192.0.2.0/40\"]").is_err());
         assert_eq!(toml::from_str::<SmtpConfig>("").unwrap(), SmtpConfig::default());
     }
 }

@@ -27,7 +27,7 @@ pub mod session;
 pub mod stream;
 pub mod tls;
 
-pub use accounts::{AuthError, Authenticator, SignedIn, StoreAuthenticator};
+pub use accounts::{AuthError, Authenticator, Refused, RefusedBecause, SignedIn, StoreAuthenticator};
 pub use config::{DmarcEnforcement, SmtpConfig};
 pub use guard::{ActiveBlock, Guard, GuardSettings};
 pub use inbound::{DnsCaches, SenderVerifier, Verdict};
@@ -42,9 +42,11 @@ impl SmtpConfig {
     pub fn guard_settings(&self) -> GuardSettings {
         GuardSettings {
             failures_per_ip: self.auth_failures_per_ip.max(1),
+            failures_per_login: self.auth_failures_per_login.max(1),
             failures_per_account: self.auth_failures_per_account.max(1),
             window: std::time::Duration::from_secs(self.auth_failure_window_secs),
             block_for: std::time::Duration::from_secs(self.block_secs),
+            trusted: self.trusted_networks.clone(),
         }
     }
 }

@@ -1,13 +1,15 @@
-//! Connection limits: overall and per client address.
+//! Connection limits: overall and per client (an address, or an IPv6 /64).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use carepost_model::ClientKey;
+
 #[derive(Debug)]
 struct Counts {
     total: usize,
-    by_ip: HashMap<IpAddr, usize>,
+    by_ip: HashMap<ClientKey, usize>,
 }
 
 /// Counts open sessions. A [`Permit`] is one session; dropping it frees the slot.
@@ -26,7 +28,7 @@ pub enum LimitExceeded {
 
 #[derive(Debug)]
 pub struct Permit {
-    ip: IpAddr,
+    ip: ClientKey,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -38,6 +40,7 @@ impl ConnectionLimiter {
     /// Takes a slot for a session from `ip`; `exempt` clients (relay networks) skip the
     /// per-address limit but still count towards the total.
     pub fn acquire(&self, ip: IpAddr, exempt: bool) -> Result<Permit, LimitExceeded> {
+        let ip = ClientKey::of(ip);
         let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if c.total >= self.max_total {
             return Err(LimitExceeded::Total);
@@ -86,5 +89,14 @@ mod tests {
         drop(p1);
         assert_eq!(l.open(), 2);
         let _p4 = l.acquire(a, false).unwrap();
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_slash_64() {
+        let l = ConnectionLimiter::new(10, 2);
+        let _p1 = l.acquire("2001:db8:1:2::1".parse().unwrap(), false).unwrap();
+        let _p2 = l.acquire("2001:db8:1:2::2".parse().unwrap(), false).unwrap();
+        assert_eq!(l.acquire("2001:db8:1:2:ffff::9".parse().unwrap(), false).unwrap_err(), LimitExceeded::PerIp);
+        let _p3 = l.acquire("2001:db8:1:3::1".parse().unwrap(), false).unwrap();
     }
 }

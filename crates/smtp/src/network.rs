@@ -33,14 +33,7 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-/// The address as the client's connection shows it: IPv4-mapped IPv6 (`::ffff:192.0.2.1`)
-/// is the IPv4 address, so that IPv4 networks match clients of a dual-stack listener.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
-}
+pub use carepost_model::canonical_ip;
 
 impl Network {
     pub fn host(ip: IpAddr) -> Self {
@@ -55,6 +48,13 @@ impl Network {
 
     pub fn prefix(&self) -> u8 {
         self.prefix
+    }
+}
+
+/// The block that covers one client: an IPv4 address, or an IPv6 /64.
+impl From<carepost_model::ClientKey> for Network {
+    fn from(key: carepost_model::ClientKey) -> Self {
+        Network { base: key.base(), prefix: key.prefix() }
     }
 }
 
@@ -127,6 +127,10 @@ mod tests {
         let v6: Network = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
         assert_eq!("127.0.0.1".parse::<Network>().unwrap().to_string(), "127.0.0.1");
+        let client = Network::from(carepost_model::ClientKey::of("2001:db8:1:2::7".parse().unwrap()));
+        assert_eq!(client.to_string(), "2001:db8:1:2::/64");
+        assert_eq!(client.to_string().parse::<Network>().unwrap(), client);
+        assert!(client.contains("2001:db8:1:2:ffff::1".parse().unwrap()) && !client.contains("2001:db8:1:3::1".parse().unwrap()));
         for bad in ["", "10.0.0.0/33", "10.0.0.0/", "10.0.0/8", "::/129", "x", "10.0.0.0/+8", "1.2.3.4/8/8"] {
             assert!(bad.parse::<Network>().is_err(), "{bad}");
         }

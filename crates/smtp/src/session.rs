@@ -169,6 +169,7 @@ impl Session {
             return;
         }
         if let Some(block) = self.shared.guard.blocked(self.peer) {
+            self.shared.guard.refused_blocked(self.peer, &block, "smtp").await;
             self.refuse(block.until.map(|u| u.to_rfc3339()), &block.reason).await;
             return;
         }
@@ -426,29 +427,58 @@ impl Session {
             Ok(None) => (String::new(), String::new()),
             Err(flow) => return flow,
         };
-        let outcome = if login.is_empty() { Ok(None) } else { self.shared.authenticator.authenticate(&login, &password).await };
-        match outcome {
-            Ok(Some(signed)) => {
-                self.shared.guard.signed_in(self.peer, &signed.account.id, mech_name, signed.app_password.as_deref()).await;
+        // Every refusal reads the same, whatever its reason (unknown, locked, wrong, a
+        // password that needs a second factor, a login refused from this client).
+        let failed = Reply::new(535, "5.7.8", "Error: authentication failed");
+        if login.is_empty() {
+            return self.auth_failed(&login, mech_name, None).await;
+        }
+        let guard = self.shared.guard.clone();
+        if guard.login_refused(self.peer, &login) {
+            guard.refused_login(self.peer, &login, mech_name).await;
+            return self.respond(failed);
+        }
+        match self.shared.authenticator.authenticate(&login, &password).await {
+            Ok(Ok(signed)) => {
+                guard.signed_in(self.peer, &login, &signed.account.id, mech_name, signed.app_password.as_deref()).await;
                 tracing::info!(listener = self.kind.name(), account = %signed.account.id, "signed in");
                 self.account = Some(signed.account);
                 self.respond(Reply::new(235, "2.7.0", "Authentication successful"))
             }
-            Ok(None) => {
-                let blocked = self.shared.guard.failed(self.peer, &login, mech_name).await;
-                let flow = self.respond(Reply::new(535, "5.7.8", "Error: authentication failed"));
-                if blocked.is_some() {
-                    let reply = Reply::new(421, "4.7.0", format!("{} Error: too many failed authentications; try again later", self.hostname()));
-                    self.conn.reply(&reply);
-                    return Flow::Close;
-                }
-                flow
-            }
+            Ok(Err(refused)) => self.auth_failed(&login, mech_name, Some(refused)).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot check credentials");
                 self.respond(Reply::new(454, "4.7.0", "Temporary authentication failure"))
             }
         }
+    }
+
+    /// A refused AUTH: counted and audited by the guard, answered 535, and the session closed
+    /// when this failure blocked the client.
+    async fn auth_failed(&mut self, login: &str, mech_name: &str, refused: Option<crate::accounts::Refused>) -> Flow {
+        let guard = self.shared.guard.clone();
+        let blocked = match &refused {
+            Some(r) => {
+                let outcome = if r.because.denied() { carepost_audit::Outcome::Denied } else { carepost_audit::Outcome::Failure };
+                let locked = if r.locked_now { "true" } else { "false" };
+                let details = [("reason", r.because.as_str()), ("locked_now", locked)];
+                let blocked = guard.failed_with(self.peer, login, mech_name, r.account_id.as_deref(), outcome, &details).await;
+                if r.locked_now
+                    && let Some(id) = &r.account_id
+                {
+                    guard.account_locked(self.peer, id).await;
+                }
+                blocked
+            }
+            None => guard.failed(self.peer, login, mech_name).await,
+        };
+        let flow = self.respond(Reply::new(535, "5.7.8", "Error: authentication failed"));
+        if blocked.is_some() {
+            let reply = Reply::new(421, "4.7.0", format!("{} Error: too many failed authentications; try again later", self.hostname()));
+            self.conn.reply(&reply);
+            return Flow::Close;
+        }
+        flow
     }
 
     fn mail(&mut self, params: MailParams) -> Reply {

@@ -67,7 +67,7 @@ impl Harness {
                     learning: None,
                 },
             ))),
-            authenticator: Arc::new(StoreAuthenticator::new(store, ring)),
+            authenticator: Arc::new(StoreAuthenticator::new(store, ring, Default::default())),
             guard: Arc::new(guard),
             verifier: Some(verifier.clone()),
             tls: None,

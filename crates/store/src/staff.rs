@@ -1,7 +1,8 @@
-//! What staff web sign-in keeps beside the accounts of [`crate::accounts`]: the second
-//! factors (a TOTP secret and WebAuthn security keys, both sealed under the account's data
-//! key by the caller), failures and lockout, sessions (only a hash of the id), the client
-//! addresses each account signed in from (keyed hashes), and organization settings.
+//! What staff sign-in keeps beside the accounts of [`crate::accounts`]: the second factors (a
+//! TOTP secret and WebAuthn security keys, both sealed under the account's data key by the
+//! caller), failures and lockout (one lock per account, counted by the staff pages and SMTP
+//! AUTH alike), sessions (only a hash of the id), the client addresses each account signed in
+//! from (keyed hashes), and organization settings.
 
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -13,18 +14,41 @@ use crate::{Store, StoreError};
 pub const REQUIRE_MFA: &str = "require_mfa";
 
 /// An account's sign-in state beyond its password.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StaffAuth {
     pub totp: Option<Vec<u8>>,
     pub totp_pending: Option<Vec<u8>>,
     pub locked_until: Option<i64>,
     pub security_keys: i64,
+    /// Failed sign-ins counted in the current window.
+    pub failures: i64,
 }
 
 impl StaffAuth {
     /// Whether the account has any second factor.
     pub fn has_mfa(&self) -> bool {
         self.totp.is_some() || self.security_keys > 0
+    }
+
+    /// Whether the account is locked at `now` (microseconds).
+    pub fn locked_at(&self, now: i64) -> bool {
+        self.locked_until.is_some_and(|t| t > now)
+    }
+}
+
+/// When failed sign-ins lock an account, in microseconds: `failures` within `window` lock it
+/// for `lock_for`. One policy for every way in (the staff pages and SMTP AUTH).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    pub failures: i64,
+    pub window: i64,
+    pub lock_for: i64,
+}
+
+impl Default for Lockout {
+    /// Five failures within 15 minutes lock for 15 minutes (`[staff]`'s defaults).
+    fn default() -> Self {
+        Lockout { failures: 5, window: 15 * 60 * 1_000_000, lock_for: 15 * 60 * 1_000_000 }
     }
 }
 
@@ -73,7 +97,7 @@ fn key_from(r: &SqliteRow) -> Result<SecurityKeyRow, StoreError> {
 impl Store {
     pub async fn staff_auth(&self, account_id: &str) -> Result<Option<StaffAuth>, StoreError> {
         let row = sqlx::query(
-            "SELECT totp, totp_pending, locked_until, \
+            "SELECT totp, totp_pending, locked_until, failures, \
              (SELECT COUNT(*) FROM staff_security_keys k WHERE k.account_id = a.id) AS security_keys \
              FROM accounts a WHERE id = $1",
         )
@@ -86,15 +110,18 @@ impl Store {
                 totp_pending: r.try_get("totp_pending")?,
                 locked_until: r.try_get("locked_until")?,
                 security_keys: r.try_get("security_keys")?,
+                failures: r.try_get("failures")?,
             })
         })
         .transpose()
     }
 
-    /// Counts a failed staff sign-in within `window` microseconds; reaching `threshold` locks
-    /// the account until `now + lock_for`.
-    pub async fn staff_signin_failed(&self, account_id: &str, now: i64, window: i64, threshold: i64, lock_for: i64) -> Result<FailureCount, StoreError> {
+    /// Counts a failed sign-in (staff pages or SMTP AUTH) under `policy`. The failure that
+    /// reaches the threshold locks the account and ends its staff sessions: someone is
+    /// guessing, and a session they may already hold must not outlive the lock.
+    pub async fn staff_signin_failed(&self, account_id: &str, now: i64, policy: Lockout) -> Result<FailureCount, StoreError> {
         let id = account_id.to_owned();
+        let Lockout { failures: threshold, window, lock_for } = policy;
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
@@ -108,7 +135,7 @@ impl Store {
                         Some(f) if now - f < window => (row.try_get::<i64, _>("failures")? + 1, f),
                         _ => (1, now),
                     };
-                    let locked_until = (failures >= threshold).then_some(now + lock_for);
+                    let locked_until = (failures >= threshold).then_some(now.saturating_add(lock_for));
                     let (failures, first) = if locked_until.is_some() { (0, None) } else { (failures, Some(first)) };
                     sqlx::query("UPDATE accounts SET failures = $1, first_failure_at = $2, locked_until = COALESCE($3, locked_until) WHERE id = $4")
                         .bind(failures)
@@ -117,6 +144,9 @@ impl Store {
                         .bind(&id)
                         .execute(tx.conn())
                         .await?;
+                    if locked_until.is_some() {
+                        sqlx::query("DELETE FROM staff_sessions WHERE account_id = $1").bind(&id).execute(tx.conn()).await?;
+                    }
                     Ok(FailureCount { failures, locked_until })
                 })
             })
@@ -435,10 +465,19 @@ mod tests {
 
         let auth = store.staff_auth(&account.id).await.unwrap().unwrap();
         assert!(!auth.has_mfa());
+        let policy = Lockout { failures: 3, window: 1_000_000, lock_for: 60 };
         for n in 1..3 {
-            assert_eq!(store.staff_signin_failed(&account.id, 1000, 1_000_000, 3, 60).await.unwrap().failures, n);
+            assert_eq!(store.staff_signin_failed(&account.id, 1000, policy).await.unwrap().failures, n);
         }
-        assert_eq!(store.staff_signin_failed(&account.id, 1000, 1_000_000, 3, 60).await.unwrap().locked_until, Some(1060));
+        assert_eq!(store.staff_auth(&account.id).await.unwrap().unwrap().failures, 2);
+        store
+            .insert_staff_session(vec![7], StaffSessionRow { account_id: account.id.clone(), stage: "full".into(), ceremony: None, created_at: 1, last_seen_at: 1, expires_at: i64::MAX })
+            .await
+            .unwrap();
+        assert_eq!(store.staff_signin_failed(&account.id, 1000, policy).await.unwrap().locked_until, Some(1060));
+        let auth = store.staff_auth(&account.id).await.unwrap().unwrap();
+        assert!(auth.locked_at(1059) && !auth.locked_at(1060));
+        assert!(store.staff_session(&[7]).await.unwrap().is_none(), "the lock ends the account's sessions");
         store.staff_unlock(&account.id).await.unwrap();
         assert_eq!(store.staff_auth(&account.id).await.unwrap().unwrap().locked_until, None);
 

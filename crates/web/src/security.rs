@@ -61,7 +61,7 @@ fn wants_json(path: &str, headers: &HeaderMap) -> bool {
 /// The middleware: rate limit, run the handler, replace bare error bodies, add headers.
 pub async fn layer(State(state): State<WebState>, ClientIp(ip): ClientIp, request: Request, next: Next) -> Response {
     let json = wants_json(request.uri().path(), request.headers());
-    let mut response = match state.requests.check(&ip) {
+    let mut response = match state.requests.check(&carepost_model::ClientKey::of(ip)) {
         Err(wait) => limited(json, wait),
         Ok(()) => next.run(request).await,
     };

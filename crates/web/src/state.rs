@@ -1,11 +1,10 @@
 //! What every handler can reach: the configuration and carepost's services.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use carepost_audit::Audit;
-use carepost_model::TenantId;
+use carepost_model::{ClientKey, TenantId};
 use carepost_store::Store;
 use carepost_vault::{BlobStore, KeyRing, VaultError};
 
@@ -40,8 +39,8 @@ pub struct WebContext {
     pub public_url: String,
     pub services: Services,
     pub(crate) csrf: CsrfKey,
-    /// Requests per client address and minute.
-    pub(crate) requests: RateLimiter<IpAddr>,
+    /// Requests per client (address, or IPv6 /64) and minute.
+    pub(crate) requests: RateLimiter<ClientKey>,
     /// Wrong sender passphrases per portal message and day.
     pub(crate) passphrase_failures: RateLimiter<String>,
     /// WebAuthn for staff security keys; `None` when the public URL's host cannot be a

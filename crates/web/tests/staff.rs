@@ -228,9 +228,15 @@ async fn totp_enrollment_and_sign_in_with_a_code_the_test_computes() {
     assert!(b.get("/staff/signin/mfa").await.text.contains("authenticator app"));
     let page = b.submit("/staff/signin/totp", &[("code", &wrong)]).await;
     assert_eq!(page.status, 401);
+    let password_only = b.cookies.clone();
     // The step used to confirm cannot be replayed; the next step's code (one step of skew) works.
     let page = b.submit("/staff/signin/totp", &[("code", &totp(&secret, now() + 30))]).await;
     assert_eq!((page.status, page.location.as_str()), (303, "/staff/"), "{}", page.text);
+    // The second factor starts a new session id; the one the password earned is void.
+    let session = |cookies: &[(String, String)]| cookies.iter().find(|(k, _)| k.contains("cp_staff")).map(|(_, v)| v.clone()).unwrap();
+    assert_ne!(session(&b.cookies), session(&password_only), "the session id is renewed");
+    let mut stale = Browser { web: &web, client: web.client.clone(), cookies: password_only };
+    assert_eq!(stale.get("/staff/").await.location, "/staff/signin", "the old id signs nobody in");
     let home = b.get("/staff/").await;
     assert_eq!(home.status, 200);
     assert!(home.text.contains("sender") && home.text.contains("dr.smith@clinic.example"));
@@ -381,20 +387,28 @@ async fn repeated_failures_lock_the_account() {
     let staff = StaffConfig { lockout_failures: 3, ..StaffConfig::default() };
     let web = TestWeb::start_with(WebConfig::default(), staff).await;
     account(&web, "jane@clinic.example", Role::Sender).await;
+    account(&web, "sam@clinic.example", Role::Sender).await;
     let mut b = Browser::new(&web);
-    for _ in 0..2 {
-        assert_eq!(b.sign_in("jane@clinic.example", "not the password at all").await.status, 401);
+    let unknown = b.sign_in("nobody@clinic.example", PASSWORD).await;
+    assert_eq!(unknown.status, 401);
+    let answer = |p: &Page| p.text.replace(&p.csrf(), "").replace("nobody@clinic.example", "").replace("jane@clinic.example", "");
+    for _ in 0..3 {
+        let page = b.sign_in("jane@clinic.example", "not the password at all").await;
+        assert_eq!(page.status, 401);
+        assert_eq!(answer(&page), answer(&unknown), "a wrong password reads as an unknown account");
     }
-    let page = b.sign_in("jane@clinic.example", "not the password at all").await;
-    assert_eq!(page.status, 403);
-    assert!(page.text.contains("locked"));
-    assert_eq!(b.sign_in("jane@clinic.example", PASSWORD).await.status, 403, "the right password does not open a locked account");
+    // Locked now: the right password reads exactly like a wrong one and an unknown account.
+    let right = b.sign_in("jane@clinic.example", PASSWORD).await;
+    assert_eq!(right.status, 401, "the right password does not open a locked account");
+    assert_eq!(answer(&right), answer(&unknown), "no 'locked' before the password is checked");
+    // The same address still serves another account.
+    assert_eq!(b.sign_in("sam@clinic.example", PASSWORD).await.location, "/staff/");
     let locks = audited(&web, "staff.lockout").await;
     assert_eq!(locks.len(), 1, "{locks:?}");
     assert!(locks[0].1.contains("127.0.0.1"));
     let signins = audited(&web, "staff.signin").await;
-    assert_eq!(signins.iter().filter(|(o, _)| o == "failure").count(), 3);
-    assert!(signins.iter().any(|(o, d)| o == "denied" && d.contains("locked")));
+    assert_eq!(signins.iter().filter(|(o, _)| o == "failure").count(), 4, "{signins:?}");
+    assert!(signins.iter().any(|(o, d)| o == "denied" && d.contains("locked") && d.contains("password_right")), "{signins:?}");
     web.stop().await;
 }
 

@@ -67,7 +67,9 @@ pub enum UserCommand {
     Enable { login: String },
     /// List accounts.
     List,
-    /// Per-application passwords: random, named, revocable.
+    /// Per-application passwords for SMTP submission: random, named, revocable. An account
+    /// with a second factor (or whose organization requires one) signs in to SMTP with these
+    /// only; they never open the staff pages.
     #[command(subcommand)]
     AppPassword(AppPasswordCommand),
 }
@@ -76,7 +78,10 @@ pub enum UserCommand {
 pub enum AppPasswordCommand {
     /// Create an app password and print it once.
     Add { login: String, name: String },
+    /// List an account's app passwords (names and dates; the secrets are never shown again).
+    List { login: String },
     /// Revoke an app password by name.
+    #[command(alias = "remove")]
     Revoke { login: String, name: String },
 }
 
@@ -263,12 +268,15 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             if accounts.is_empty() {
                 println!("no accounts");
             }
+            let now = Timestamp::now().as_micros();
             for a in accounts {
-                let mfa = match install.store.staff_auth(&a.id).await? {
-                    Some(auth) if auth.has_mfa() => "mfa",
-                    _ => "no-mfa",
+                let auth = install.store.staff_auth(&a.id).await?.unwrap_or_default();
+                let mfa = if auth.has_mfa() { "mfa" } else { "no-mfa" };
+                let state = match auth.locked_until {
+                    _ if a.disabled => "disabled".to_owned(),
+                    Some(until) if until > now => format!("locked-until={}", Timestamp::from_micros(until).to_rfc3339()),
+                    _ => "active".to_owned(),
                 };
-                let state = if a.disabled { "disabled" } else { "active" };
                 let password = if a.has_password { "password" } else { "no-password" };
                 let addresses: Vec<&str> = a.addresses.iter().map(Address::as_str).collect();
                 println!(
@@ -293,6 +301,16 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             install.audit.append(audit_event("user.app_password.add", &account).detail("name", &name)).await?;
             println!("app password '{name}' for {login} (shown once; spaces and dashes are optional):");
             println!("{secret}");
+        }
+        UserCommand::AppPassword(AppPasswordCommand::List { login }) => {
+            let creds = install.store.account_credentials(&install.ring, &login).await?.with_context(|| format!("no account with the login name '{login}'"))?;
+            if creds.app_passwords.is_empty() {
+                println!("{login} has no app passwords");
+            }
+            for app in creds.app_passwords {
+                let used = app.last_used_at.map_or_else(|| "never".to_owned(), |t| Timestamp::from_micros(t).to_rfc3339());
+                println!("{}  created={}  last-used={used}", app.name, Timestamp::from_micros(app.created_at).to_rfc3339());
+            }
         }
         UserCommand::AppPassword(AppPasswordCommand::Revoke { login, name }) => {
             let account = find(install, &login).await?;

@@ -111,7 +111,9 @@ pub(crate) async fn audit(state: &WebState, ip: ClientIp, actor: &str, action: &
 
 /// Refuses a blocked client address before any sign-in work.
 pub(crate) fn refuse_blocked(state: &WebState, ip: ClientIp) -> Result<(), WebError> {
-    if state.services.guard.blocked(ip.0).is_some() {
+    if let Some(block) = state.services.guard.blocked(ip.0) {
+        let guard = state.services.guard.clone();
+        tokio::spawn(async move { guard.refused_blocked(ip.0, &block, "web").await });
         return Err(WebError::Forbidden("Too many failed attempts came from your network. Try again later.".into()));
     }
     Ok(())
@@ -120,6 +122,12 @@ pub(crate) fn refuse_blocked(state: &WebState, ip: ClientIp) -> Result<(), WebEr
 /// Counts a failed attempt (wrong password, code or TOTP) against the client address.
 pub(crate) async fn failed_attempt(state: &WebState, ip: ClientIp, what: &str) {
     let _ = state.services.guard.failed(ip.0, "", what).await;
+}
+
+/// Counts a failed sign-in of `login` against the client: per login and client first, so
+/// that one person mistyping cannot block everyone behind the same address.
+pub(crate) async fn failed_login(state: &WebState, ip: ClientIp, login: &str, what: &str) {
+    let _ = state.services.guard.failed(ip.0, login, what).await;
 }
 
 fn portal_error(e: carepost_secure::portal::PortalError) -> WebError {

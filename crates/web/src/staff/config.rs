@@ -12,10 +12,11 @@ pub struct StaffConfig {
     pub session_idle: Interval,
     /// A staff session ends this long after sign-in, however active.
     pub session_lifetime: Interval,
-    /// Failed sign-ins (passwords, codes, security keys) within `failure_window` that lock
-    /// the account.
+    /// Failed sign-ins (passwords, codes, security keys, SMTP AUTH passwords) within
+    /// `failure_window` that lock the account.
     pub lockout_failures: u32,
-    /// How long a locked account refuses every sign-in (`carepost user unlock` ends it early).
+    /// How long a locked account refuses every sign-in, on the staff pages and over SMTP
+    /// (app passwords excepted); `carepost user unlock` ends it early.
     pub lockout_duration: Interval,
     /// The window over which failures are counted.
     pub failure_window: Interval,
@@ -65,6 +66,15 @@ impl StaffConfig {
             return Err(StaffConfigError::ShortPasswords(self.password_min_length));
         }
         Ok(())
+    }
+
+    /// The account lockout, as the store counts it for the staff pages and SMTP AUTH alike.
+    pub fn lockout(&self) -> carepost_store::staff::Lockout {
+        carepost_store::staff::Lockout {
+            failures: i64::from(self.lockout_failures.max(1)),
+            window: crate::micros(self.failure_window.as_secs()),
+            lock_for: crate::micros(self.lockout_duration.as_secs()),
+        }
     }
 
     /// The rules new staff passwords are held to (web and CLI alike). Commands that do not

@@ -106,13 +106,13 @@ pub async fn totp_setup(
     render(&state, &s, csrf, StatusCode::OK, None, None).await
 }
 
-/// After a factor is enrolled: an `enroll` session becomes a complete sign-in.
-async fn enrolled(state: &WebState, ip: ClientIp, s: &StaffSession, headers: &HeaderMap) -> Result<bool, WebError> {
+/// After a factor is enrolled: an `enroll` session becomes a complete sign-in, under a new
+/// session id set on `response`.
+async fn enrolled(state: &WebState, ip: ClientIp, s: &StaffSession, headers: &HeaderMap, response: &mut Response) -> Result<bool, WebError> {
     if s.stage != Stage::Enroll {
         return Ok(false);
     }
-    let now = Timestamp::now().as_micros();
-    state.services.store.touch_staff_session(&s.id_hash, now, Some(Stage::Full.as_str())).await.map_err(WebError::internal)?;
+    session::renew(state, s, Stage::Full, response).await?;
     completed(state, ip, &s.account, user_agent(headers)).await?;
     Ok(true)
 }
@@ -134,8 +134,9 @@ pub async fn totp_confirm(
     }
     state.services.store.set_staff_totp(&s.account.id, None, true, Timestamp::now().as_micros()).await.map_err(WebError::internal)?;
     audit(&state, ip, &who, "staff.mfa.enroll", &whom, Outcome::Success, &[("method", "totp".into())]).await;
-    if enrolled(&state, ip, &s, &headers).await? {
-        return Ok(see_other("/staff/"));
+    let mut response = see_other("/staff/");
+    if enrolled(&state, ip, &s, &headers, &mut response).await? {
+        return Ok(response);
     }
     render(&state, &s, csrf, StatusCode::OK, Some("Your authenticator app is set up."), None).await
 }
@@ -197,6 +198,9 @@ pub async fn key_finish(
         other => other.map_err(WebError::internal)?,
     }
     audit(&state, ip, &who, "staff.mfa.enroll", &whom, Outcome::Success, &[("method", "security-key".into()), ("key", name)]).await;
-    let next = if enrolled(&state, ip, &s, &headers).await? { "/staff/" } else { "/staff/mfa" };
-    Ok(super::json(StatusCode::OK, json!({ "next": next })))
+    let mut response = super::json(StatusCode::OK, json!({ "next": "/staff/" }));
+    if enrolled(&state, ip, &s, &headers, &mut response).await? {
+        return Ok(response);
+    }
+    Ok(super::json(StatusCode::OK, json!({ "next": "/staff/mfa" })))
 }

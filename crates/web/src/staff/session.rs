@@ -121,3 +121,18 @@ pub async fn start(state: &WebState, account: &Account, stage: Stage, response: 
     cookies::append(response.headers_mut(), cookies::set_cookie(COOKIE, &id, None));
     Ok(())
 }
+
+/// Moves `s` to `stage` under a new id (a new cookie on `response`) and ends the old id.
+/// Used when the second factor completes: an id seen while only the password was proven
+/// (fixed by an attacker, or read off a shared screen) must not become a full session. The
+/// new session keeps the old one's start and absolute lifetime.
+pub async fn renew(state: &WebState, s: &StaffSession, stage: Stage, response: &mut Response) -> Result<(), WebError> {
+    let id = csrf::random_token()?;
+    let now = Timestamp::now().as_micros();
+    let row = StaffSessionRow { stage: stage.as_str().into(), ceremony: None, last_seen_at: now, ..s.row.clone() };
+    let store = &state.services.store;
+    store.insert_staff_session(hash(&id), row).await.map_err(WebError::internal)?;
+    store.end_staff_sessions(Some(s.id_hash.clone()), None).await.map_err(WebError::internal)?;
+    cookies::append(response.headers_mut(), cookies::set_cookie(COOKIE, &id, None));
+    Ok(())
+}

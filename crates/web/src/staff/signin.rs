@@ -1,7 +1,8 @@
 //! Signing in: the password, then the second factor (an authenticator code or a security
 //! key), or enrollment when the organization requires one and the account has none.
-//! Failures count towards the account's lockout (`[staff]`) and the client address's block
-//! (shared with SMTP).
+//! Failures count towards the account's lockout (`[staff]`, shared with SMTP AUTH) and the
+//! client's block. Completing the second factor starts a new session id: the id a password
+//! alone earned never becomes a full session.
 
 use askama::Template;
 use axum::extract::State;
@@ -20,10 +21,12 @@ use super::webauthn::Ceremony;
 use super::{CodeForm, CredentialForm, CsrfOnly, actor, allow_own_script, audit, notice, target};
 use crate::csrf::{Csrf, CsrfField, CsrfForm};
 use crate::error::WebError;
-use crate::portal::{failed_attempt, refuse_blocked, see_other};
+use crate::portal::{failed_login, refuse_blocked, see_other};
 use crate::{ClientIp, WebState, cookies, micros, totp};
 
-const WRONG: &str = "The user name or password is not right.";
+/// The one answer to every refused password step: unknown account, wrong password, locked
+/// account (even with the right password) read alike.
+const WRONG: &str = "The user name or password is not right, or the account is locked for a while after too many failed sign-ins.";
 const LOCKED: &str = "This account is locked for a while after too many failed sign-ins. Try again later, or ask an administrator to unlock it.";
 
 #[derive(Template)]
@@ -57,8 +60,9 @@ impl CsrfField for SigninForm {
     }
 }
 
-/// `POST /staff/signin`: the password step. Unknown, disabled and API-only accounts read
-/// exactly like a wrong password and take as long.
+/// `POST /staff/signin`: the password step. Unknown, disabled, API-only and locked accounts
+/// read exactly like a wrong password and take as long: the password is verified (against a
+/// dummy hash when there is no account) before the lock is looked at.
 pub async fn password(
     State(state): State<WebState>,
     ip: ClientIp,
@@ -68,33 +72,40 @@ pub async fn password(
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let store = &state.services.store;
-    let creds =
-        if form.login.len() <= 254 { store.account_credentials(&state.services.ring, form.login.trim()).await.map_err(WebError::internal)? } else { None };
+    let login = form.login.trim();
+    if state.services.guard.login_refused(ip.0, login) {
+        audit(&state, ip, "staff", "staff.signin", "", Outcome::Denied, &[("reason", "too many failures for this login from this client".into())]).await;
+        return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
+    }
+    let creds = if login.len() <= 254 { store.account_credentials(&state.services.ring, login).await.map_err(WebError::internal)? } else { None };
     let usable = creds.filter(|c| !c.account.disabled && c.account.role.may_sign_in_to_web() && c.password_hash.is_some());
     let Some(creds) = usable else {
         let p = form.password.clone();
         let _ = tokio::task::spawn_blocking(move || password::verify_nothing(&p)).await;
-        failed_attempt(&state, ip, "staff-password").await;
+        failed_login(&state, ip, login, "staff-password").await;
         audit(&state, ip, "staff", "staff.signin", "", Outcome::Failure, &[("reason", "unknown, disabled or api-only account".into())]).await;
         return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
     };
     let account = creds.account;
     let (who, whom) = (actor(&account.id), target(&account.id));
     let auth = store.staff_auth(&account.id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
-    if auth.locked_until.is_some_and(|t| t > Timestamp::now().as_micros()) {
-        audit(&state, ip, &who, "staff.signin", &whom, Outcome::Denied, &[("reason", "locked".into())]).await;
-        return page_with(StatusCode::FORBIDDEN, csrf, form.login, Some(LOCKED));
-    }
     let ok = {
         let (h, p) = (creds.password_hash.unwrap_or_default(), form.password.clone());
         tokio::task::spawn_blocking(move || password::verify_password(&h, &p)).await.map_err(WebError::internal)?
     };
-    if !ok {
-        let locked = count_failure(&state, ip, &account.id, "password").await?;
-        audit(&state, ip, &who, "staff.signin", &whom, Outcome::Failure, &[("reason", "password".into()), ("locked", locked.to_string())]).await;
-        let (status, text) = if locked { (StatusCode::FORBIDDEN, LOCKED) } else { (StatusCode::UNAUTHORIZED, WRONG) };
-        return page_with(status, csrf, form.login, Some(text));
+    if auth.locked_at(Timestamp::now().as_micros()) {
+        // Not counted toward the lock, which already holds (a right password must not
+        // extend it); counted toward the client like any other refused attempt.
+        failed_login(&state, ip, login, "staff-password").await;
+        audit(&state, ip, &who, "staff.signin", &whom, Outcome::Denied, &[("reason", "locked".into()), ("password_right", ok.to_string())]).await;
+        return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
     }
+    if !ok {
+        let locked = count_failure(&state, ip, &account, "password").await?;
+        audit(&state, ip, &who, "staff.signin", &whom, Outcome::Failure, &[("reason", "password".into()), ("locked", locked.to_string())]).await;
+        return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
+    }
+    state.services.guard.forgive(ip.0, login);
     let stage = if auth.has_mfa() {
         Stage::Mfa
     } else if store.mfa_required(account.tenant.as_str()).await.map_err(WebError::internal)? {
@@ -120,32 +131,21 @@ pub(crate) fn user_agent(headers: &HeaderMap) -> String {
     headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
 }
 
-/// Counts a failed step; true when the account is now locked (the lock is audited).
-pub(crate) async fn count_failure(state: &WebState, ip: ClientIp, account_id: &str, what: &str) -> Result<bool, WebError> {
-    failed_attempt(state, ip, &format!("staff-{what}")).await;
+/// Counts a failed step; true when the account is now locked (the lock is audited; the
+/// store ends the account's sessions with it).
+pub(crate) async fn count_failure(state: &WebState, ip: ClientIp, account: &Account, what: &str) -> Result<bool, WebError> {
+    failed_login(state, ip, &account.login, &format!("staff-{what}")).await;
     let c = &state.staff;
-    let count = state
-        .services
-        .store
-        .staff_signin_failed(
-            account_id,
-            Timestamp::now().as_micros(),
-            micros(c.failure_window.as_secs()),
-            i64::from(c.lockout_failures),
-            micros(c.lockout_duration.as_secs()),
-        )
-        .await
-        .map_err(WebError::internal)?;
+    let count = state.services.store.staff_signin_failed(&account.id, Timestamp::now().as_micros(), c.lockout()).await.map_err(WebError::internal)?;
     let locked = count.locked_until.is_some();
     if locked {
-        state.services.store.end_staff_sessions(None, Some(account_id.to_owned())).await.map_err(WebError::internal)?;
         let minutes = c.lockout_duration.as_secs().div_ceil(60);
         audit(
             state,
             ip,
-            &actor(account_id),
+            &actor(&account.id),
             "staff.lockout",
-            &target(account_id),
+            &target(&account.id),
             Outcome::Success,
             &[("after", what.into()), ("minutes", minutes.to_string())],
         )
@@ -222,18 +222,18 @@ pub async fn totp(
     }
     let Some(sealed) = s.auth.totp.clone() else { return mfa_page_with(&state, StatusCode::BAD_REQUEST, csrf, &s, Some("This account has no authenticator app.")) };
     if !check_totp(&state, &s.account, &sealed, &form.code).await? {
-        let locked = count_failure(&state, ip, &s.account.id, "totp").await?;
+        let locked = count_failure(&state, ip, &s.account, "totp").await?;
         audit(&state, ip, &who, "staff.signin.mfa", &whom, Outcome::Failure, &[("method", "totp".into()), ("locked", locked.to_string())]).await;
         if locked {
             return page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED));
         }
         return mfa_page_with(&state, StatusCode::UNAUTHORIZED, csrf, &s, Some("That code is not right. Enter the code your app shows now."));
     }
-    let now = Timestamp::now().as_micros();
-    state.services.store.touch_staff_session(&s.id_hash, now, Some(Stage::Full.as_str())).await.map_err(WebError::internal)?;
+    let mut response = see_other("/staff/");
+    session::renew(&state, &s, Stage::Full, &mut response).await?;
     audit(&state, ip, &who, "staff.signin.mfa", &whom, Outcome::Success, &[("method", "totp".into())]).await;
     completed(&state, ip, &s.account, user_agent(&headers)).await?;
-    Ok(see_other("/staff/"))
+    Ok(response)
 }
 
 /// `POST /staff/signin/key/start`: the challenge for the account's security keys.
@@ -276,7 +276,7 @@ pub async fn key_finish(
     let result = match webauthn.finish_securitykey_authentication(&credential, &ceremony) {
         Ok(r) => r,
         Err(e) => {
-            let locked = count_failure(&state, ip, &s.account.id, "security-key").await?;
+            let locked = count_failure(&state, ip, &s.account, "security-key").await?;
             audit(
                 &state,
                 ip,
@@ -306,10 +306,11 @@ pub async fn key_finish(
             used = Some(row.name);
         }
     }
-    store.touch_staff_session(&s.id_hash, now, Some(Stage::Full.as_str())).await.map_err(WebError::internal)?;
+    let mut response = super::json(StatusCode::OK, json!({ "next": "/staff/" }));
+    session::renew(&state, &s, Stage::Full, &mut response).await?;
     audit(&state, ip, &who, "staff.signin.mfa", &whom, Outcome::Success, &[("method", "security-key".into()), ("key", used.unwrap_or_default())]).await;
     completed(&state, ip, &s.account, user_agent(&headers)).await?;
-    Ok(super::json(StatusCode::OK, json!({ "next": "/staff/" })))
+    Ok(response)
 }
 
 /// `POST /staff/signout`

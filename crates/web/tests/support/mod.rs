@@ -54,6 +54,7 @@ pub async fn services(dir: &std::path::Path) -> Services {
         failures_per_account: 1000,
         window: std::time::Duration::from_secs(900),
         block_for: std::time::Duration::from_secs(3600),
+        ..Default::default()
     };
     let guard = Arc::new(carepost_smtp::Guard::load(guard_settings, store.clone(), audit.clone()).await.unwrap());
     Services { store, ring, blobs, audit, intake, portal, guard }
