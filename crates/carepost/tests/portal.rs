@@ -436,7 +436,8 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let sink = Sink::start(dir, &[]);
-    let server = Server::start(Path::new(BIN), dir, &config(sink.addr));
+    // Many guesses from one address in this test: the per-address block is not what it checks.
+    let server = Server::start(Path::new(BIN), dir, &config(sink.addr).replace("lockout_failures = 3\n", "lockout_failures = 3\nip_failures = 1000\n"));
     let https = server.addr("https");
     submit_with_headers(dir, SECRET_SUBJECT, "X-Carepost-Passphrase: river stone 7731\r\n").await;
     let notice = sink.wait_for(&["jane@patient.example", "/p/m/"], &[]);
@@ -477,8 +478,42 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     let refused = post_passphrase(&mut guesser, &csrf2, &token, "river stone 7731").await;
     assert_eq!(refused.status, 429, "{}", refused.text);
     assert!(refused.text.contains("Ask for a code"));
+
+    // One-time codes: many wrong guesses at once get no more than web.code_attempts (5)
+    // comparisons between them, and the right code is refused after them.
+    let sent = guesser.post("/p/code", &[("csrf", csrf2.as_str()), ("email", "jane@patient.example")]).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    let right_code = code_from(&sink.wait_for(&["jane@patient.example", "Your code: "], &[]));
+    let wrong_code: String = right_code.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect();
+    let verify = |code: String| {
+        let (client, url, cookie, csrf) = (guesser.client.clone(), guesser.url("/p/verify"), guesser.cookie_header(), csrf2.clone());
+        tokio::spawn(async move {
+            let form = [("csrf", csrf.as_str()), ("email", "jane@patient.example"), ("code", code.as_str()), ("password", "a long enough password 42"), ("password2", "a long enough password 42")];
+            let body = form.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
+            let r = client.post(url).header("cookie", cookie).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap();
+            r.status().as_u16()
+        })
+    };
+    let guesses: Vec<_> = (0..16).map(|_| verify(wrong_code.clone())).collect();
+    for g in guesses {
+        assert_eq!(g.await.unwrap(), 400);
+    }
+    assert_eq!(verify(right_code).await.unwrap(), 400, "the code is void after five wrong entries");
     let (code, audit, _) = run(Path::new(BIN), dir, &["audit", "export", "--config", "carepost.toml"]);
     assert_eq!(code, 0);
     assert!(audit.contains("portal.passphrase.verify") && audit.contains("\"portal_passphrase\":\"set\""), "{audit}");
+    let compared = audit.lines().filter(|l| l.contains("\"action\":\"portal.code.verify\"") && l.contains("\"outcome\":\"failure\"")).count();
+    assert_eq!(compared, 5, "only five guesses were compared with the code: {audit}");
+    let refused = audit.lines().filter(|l| l.contains("\"action\":\"portal.code.verify\"") && l.contains("\"outcome\":\"denied\"")).count();
+    assert_eq!(refused, 12, "the other guesses and the late right code were refused unseen");
+
+    // The passphrase count is kept in the database: a restart does not give the guesser new tries.
+    let (config_path, data_dir) = (server.config.clone(), server.data_dir.clone());
+    assert!(server.stop().success());
+    let server = Server::start_with(Path::new(BIN), dir, &config_path, &data_dir);
+    let mut after = Browser::new(format!("https://{}", server.addr("https")));
+    let csrf3 = after.get(&link).await.csrf();
+    let refused = post_passphrase(&mut after, &csrf3, &token, "river stone 7731").await;
+    assert_eq!(refused.status, 429, "{}", refused.text);
     drop(server);
 }

@@ -163,6 +163,12 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
     let (code, _, err) = carepost(dir, &["webhook", "add", "http://192.0.2.1/hook"]);
     assert_eq!(code, 1, "plain http elsewhere than loopback is refused");
     assert!(err.contains("https"), "{err}");
+    // Nor may an endpoint reach the cloud metadata service or the internal network.
+    for (url, kind) in [("https://169.254.169.254/latest/meta-data/", "cloud metadata"), ("https://[fd00:ec2::254]/", "cloud metadata"), ("https://192.168.1.20/hook", "private")] {
+        let (code, _, err) = carepost(dir, &["webhook", "add", url]);
+        assert_eq!(code, 1, "{url}");
+        assert!(err.contains(kind) && err.contains("webhooks.allowed_networks"), "{err}");
+    }
     let (code, _, err) = carepost(dir, &["webhook", "add", "https://hooks.example/x", "--events", "delivered,exploded"]);
     assert_eq!(code, 1);
     assert!(err.contains("unknown event type 'exploded'"), "{err}");
@@ -247,5 +253,7 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
     for action in ["webhook.add", "webhook.test", "webhook.remove"] {
         assert!(audit.contains(&format!("\"action\":\"{action}\"")), "{action} audited");
     }
+    let refused = audit.lines().filter(|l| l.contains("\"action\":\"webhook.add\"") && l.contains("\"outcome\":\"denied\"")).count();
+    assert_eq!(refused, 3, "each refused target is audited");
     assert!(!audit.contains(&secret));
 }

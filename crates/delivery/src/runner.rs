@@ -290,7 +290,7 @@ impl QueueRunner {
         let tls = TlsContext::new(&env.extra_roots)?;
         let mut sts_fetch = env.sts_fetch.clone();
         sts_fetch.extra_roots_der.extend(env.extra_roots.iter().map(|c| c.as_ref().to_vec()));
-        let sts = MtaSts::new(config.mta_sts_timeout.duration(), &sts_fetch)?;
+        let sts = MtaSts::new(config.mta_sts_timeout.duration(), &sts_fetch)?.persist_in(spool.store().clone(), spool.ring().clone());
         let auth = if config.smart_host_username.is_empty() {
             None
         } else {

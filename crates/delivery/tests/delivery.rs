@@ -370,6 +370,44 @@ async fn mta_sts_enforce_delivers_to_a_verified_server() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_mta_sts_policy_outlives_a_restart_and_its_policy_host() {
+    let (_dir, spool, _server, https, runner, ca) = sts_setup(&["mx.sts.test"]).await;
+    let first = submit(&spool, Some("clinic@clinic.test"), &["patient@sts.test"], "STS-FIRST", vec![]).await;
+    let handle = start(&runner);
+    wait_states(&spool, &first, &["delivered"]).await;
+    stop(handle).await;
+    assert_eq!(attempts_of(&spool, &first).await[0]["verified"], "mta-sts");
+    assert_eq!(https.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A restart, and the policy host is gone (an attacker blocking it, say); the MX now
+    // shows a certificate for another name. Only the remembered policy (max_age one day)
+    // stands between the next message and a downgrade to opportunistic TLS.
+    let dead = https.addr;
+    drop((runner, https));
+    let impostor = TestSmtp::start(Behaviour { tls: Some(ca.server_config(&["wrong.example"])), ..Behaviour::default() }).await;
+    let dns = partner_dns("sts.test", "mx.sts.test");
+    dns.set_insecure("sts.test").set_insecure("mx.sts.test");
+    dns.add_txt("_mta-sts.sts.test", "v=STSv1; id=20261123T000000;");
+    let mut e = env(dns, impostor.addr.port());
+    e.extra_roots = vec![ca.cert.clone()];
+    e.sts_fetch = StsFetchOptions { extra_roots_der: Vec::new(), resolve: vec![("mta-sts.sts.test".into(), dead)], port: Some(dead.port()) };
+    let restarted = QueueRunner::new(spool.clone(), config(), e).unwrap();
+    let id = submit(&spool, Some("clinic@clinic.test"), &["patient@sts.test"], "STS-SECRET-2", vec![]).await;
+    let handle = start(&restarted);
+    let deadline = std::time::Instant::now() + WAIT;
+    while spool.store().recipients(&id).await.unwrap()[0].attempts < 1 {
+        assert!(std::time::Instant::now() < deadline, "no attempt");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop(handle).await;
+    assert!(!impostor.saw_command("MAIL FROM"), "nothing was sent to the host the policy does not vouch for");
+    assert!(impostor.received().is_empty());
+    let opened = spool.open(&id).await.unwrap();
+    assert_eq!(opened.recipients[0].row.state, "queued");
+    let reason = opened.recipients[0].last_reply.clone().unwrap();
+    assert!(reason.contains("MTA-STS"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dane_matches_the_tlsa_record_or_nothing_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, tls) = support::self_signed(&["mx.dane.test"]);

@@ -17,6 +17,7 @@ pub mod dkim_keys;
 mod error;
 pub mod events;
 pub mod keys;
+pub mod mta_sts;
 pub mod portal;
 pub mod queue;
 pub mod staff;

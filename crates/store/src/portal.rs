@@ -601,20 +601,82 @@ impl Store {
         .transpose()
     }
 
-    /// Records the outcome of entering a code: a match uses it up; a miss counts an attempt
-    /// and voids the code at `max_attempts`.
-    pub async fn portal_code_entered(&self, id: &str, matched: bool, max_attempts: i64, now: i64) -> Result<(), StoreError> {
+    /// Reserves one attempt at a code before it is compared: true when the code is current
+    /// (unused, unexpired) and fewer than `max_attempts` entries were reserved for it. The
+    /// check and the count are one statement, so parallel guesses cannot compare more than
+    /// `max_attempts` times between them.
+    pub async fn reserve_portal_code_attempt(&self, id: &str, max_attempts: i64, now: i64) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE portal_codes SET attempts = attempts + 1 \
+                         WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3",
+                    )
+                    .bind(&id)
+                    .bind(now)
+                    .bind(max_attempts)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
+    /// Records the outcome of a reserved attempt: a match uses the code up (true when it was
+    /// still unused: two right entries at once sign in one of them); a miss voids it once
+    /// `max_attempts` were reserved.
+    pub async fn portal_code_entered(&self, id: &str, matched: bool, max_attempts: i64, now: i64) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
                     let sql = if matched {
-                        "UPDATE portal_codes SET used_at = $1 WHERE id = $2 AND $3 > 0"
+                        "UPDATE portal_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND $3 > 0"
                     } else {
-                        "UPDATE portal_codes SET attempts = attempts + 1, \
-                         used_at = CASE WHEN attempts + 1 >= $3 THEN $1 ELSE used_at END WHERE id = $2"
+                        "UPDATE portal_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND attempts >= $3"
                     };
-                    sqlx::query(sql).bind(now).bind(&id).bind(max_attempts).execute(tx.conn()).await?;
+                    let done = sqlx::query(sql).bind(now).bind(&id).bind(max_attempts).execute(tx.conn()).await?;
+                    Ok(matched && done.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
+    /// Reserves one wrong-passphrase slot of a portal message before its passphrase is
+    /// compared: false when `max_failures` are used up. Give it back with
+    /// [`Store::release_portal_passphrase_attempt`] when the passphrase was right.
+    pub async fn reserve_portal_passphrase_attempt(&self, message_id: &str, max_failures: i64) -> Result<bool, StoreError> {
+        let id = message_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE portal_messages SET passphrase_failures = passphrase_failures + 1 \
+                         WHERE id = $1 AND passphrase_failures < $2",
+                    )
+                    .bind(&id)
+                    .bind(max_failures)
+                    .execute(tx.conn())
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            })
+            .await
+    }
+
+    /// Gives back a slot reserved for a passphrase that turned out right.
+    pub async fn release_portal_passphrase_attempt(&self, message_id: &str) -> Result<(), StoreError> {
+        let id = message_id.to_owned();
+        self.writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE portal_messages SET passphrase_failures = passphrase_failures - 1 WHERE id = $1 AND passphrase_failures > 0")
+                        .bind(&id)
+                        .execute(tx.conn())
+                        .await?;
                     Ok(())
                 })
             })
@@ -704,9 +766,33 @@ mod tests {
         let current = store.current_portal_code("default", b"r", purpose::VERIFY, 3).await.unwrap().unwrap();
         assert_eq!(current.id, "C2", "the newer code voids the older");
         assert!(store.current_portal_code("default", b"r", purpose::VERIFY, 102).await.unwrap().is_none(), "expired");
-        store.portal_code_entered("C2", false, 2, 4).await.unwrap();
+        assert!(store.reserve_portal_code_attempt("C2", 2, 4).await.unwrap());
+        assert!(!store.portal_code_entered("C2", false, 2, 4).await.unwrap());
         assert_eq!(store.current_portal_code("default", b"r", purpose::VERIFY, 5).await.unwrap().unwrap().attempts, 1);
+        assert!(store.reserve_portal_code_attempt("C2", 2, 5).await.unwrap());
         store.portal_code_entered("C2", false, 2, 5).await.unwrap();
         assert!(store.current_portal_code("default", b"r", purpose::VERIFY, 6).await.unwrap().is_none(), "void after 2 misses");
+        assert!(!store.reserve_portal_code_attempt("C2", 2, 6).await.unwrap(), "no attempt at a void code");
+        add("C3", 10).await.unwrap();
+        assert!(!store.reserve_portal_code_attempt("C3", 2, 110).await.unwrap(), "nor at an expired one");
+        assert!(store.reserve_portal_code_attempt("C3", 2, 11).await.unwrap());
+        assert!(store.portal_code_entered("C3", true, 2, 11).await.unwrap());
+        assert!(!store.portal_code_entered("C3", true, 2, 11).await.unwrap(), "a code is used once");
+    }
+
+    #[tokio::test]
+    async fn parallel_guesses_reserve_no_more_attempts_than_allowed() {
+        let (_dir, store) = store().await;
+        store.insert_portal_code("C1".into(), "default".into(), b"r".to_vec(), purpose::VERIFY, b"h".to_vec(), 1, 1000).await.unwrap();
+        let w = store.writer();
+        w.run(|tx| Box::pin(async move { insert_message(tx, &message("M1"), &[]).await })).await.unwrap();
+        let codes = futures::future::join_all((0..40).map(|_| store.reserve_portal_code_attempt("C1", 5, 2))).await;
+        assert_eq!(codes.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 5);
+        let phrases = futures::future::join_all((0..40).map(|_| store.reserve_portal_passphrase_attempt("M1", 5))).await;
+        assert_eq!(phrases.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 5);
+        // A right passphrase gives its slot back; the count is in the database, not the process.
+        store.release_portal_passphrase_attempt("M1").await.unwrap();
+        assert!(store.reserve_portal_passphrase_attempt("M1", 5).await.unwrap());
+        assert!(!store.reserve_portal_passphrase_attempt("M1", 5).await.unwrap());
     }
 }

@@ -228,6 +228,33 @@ impl Store {
         rows.iter().map(delivery_from).collect()
     }
 
+    /// Active endpoints with a pending delivery due at `now`, the longest waiting first: the
+    /// dispatcher gives each its own worker, so one slow endpoint holds up only itself.
+    pub async fn webhook_endpoints_due(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT d.endpoint_id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+             WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND e.removed_at IS NULL \
+             GROUP BY d.endpoint_id ORDER BY MIN(d.next_attempt_at)",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// One endpoint's pending deliveries due at `now`, oldest event first.
+    pub async fn due_webhook_deliveries_for(&self, endpoint_id: &str, now: i64, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
+             ORDER BY next_attempt_at, event_seq LIMIT $3",
+        )
+        .bind(endpoint_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(delivery_from).collect()
+    }
+
     /// When the next pending delivery is due, to sleep until then.
     pub async fn next_webhook_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar("SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE state = 'pending'")
@@ -363,6 +390,10 @@ mod tests {
         let retry = AttemptResult { state: state::PENDING, next_attempt_at: 200, status: Some(500), error: Some("HTTP 500".into()), at: 100 };
         store.record_webhook_attempt("W1", due[0].event_seq, retry).await.unwrap();
         assert!(store.due_webhook_deliveries(150, 10).await.unwrap().is_empty(), "not due before its retry time");
+        assert!(store.webhook_endpoints_due(150).await.unwrap().is_empty());
+        assert_eq!(store.webhook_endpoints_due(200).await.unwrap(), vec!["W1".to_owned()]);
+        assert_eq!(store.due_webhook_deliveries_for("W1", 200, 10).await.unwrap()[0].event_seq, due[0].event_seq);
+        assert!(store.due_webhook_deliveries_for("W2", 200, 10).await.unwrap().is_empty());
         assert_eq!(store.next_webhook_due().await.unwrap(), Some(200));
         let done = AttemptResult { state: state::DELIVERED, next_attempt_at: 200, status: Some(204), error: None, at: 200 };
         store.record_webhook_attempt("W1", due[0].event_seq, done).await.unwrap();

@@ -45,6 +45,11 @@ pub struct WebConfig {
     pub portal_expiry: Interval,
     /// The largest request body (a reply with its attachments), in bytes.
     pub max_upload_bytes: u64,
+    /// How long browsers that once reached carepost insist on HTTPS for its host
+    /// (`Strict-Transport-Security: max-age`); zero tells them to forget it.
+    pub hsts_max_age: Interval,
+    /// Whether that also covers every subdomain of carepost's host (`includeSubDomains`).
+    pub hsts_include_subdomains: bool,
 }
 
 impl Default for WebConfig {
@@ -66,6 +71,8 @@ impl Default for WebConfig {
             code_attempts: 5,
             portal_expiry: Interval::secs(30 * 86400),
             max_upload_bytes: 25 * 1024 * 1024,
+            hsts_max_age: Interval::secs(365 * 86400),
+            hsts_include_subdomains: true,
         }
     }
 }
@@ -108,6 +115,12 @@ impl WebConfig {
         Ok(())
     }
 
+    /// The `Strict-Transport-Security` header value every response carries.
+    pub fn hsts(&self) -> String {
+        let subdomains = if self.hsts_include_subdomains { "; includeSubDomains" } else { "" };
+        format!("max-age={}{subdomains}", self.hsts_max_age.as_secs())
+    }
+
     /// The URL links point at: `public_url`, or `https://` and the bound address.
     pub fn public_url_for(&self, bound: std::net::SocketAddr) -> String {
         if self.public_url.is_empty() { format!("https://{bound}") } else { self.public_url.clone() }
@@ -125,6 +138,9 @@ mod tests {
         let text = toml::to_string(&c).unwrap();
         assert_eq!(toml::from_str::<WebConfig>(&text).unwrap(), c);
         assert_eq!(c.public_url_for("127.0.0.1:8443".parse().unwrap()), "https://127.0.0.1:8443");
+        assert_eq!(c.hsts(), "max-age=31536000; includeSubDomains");
+        let c = WebConfig { hsts_include_subdomains: false, hsts_max_age: Interval::secs(600), ..c };
+        assert_eq!(c.hsts(), "max-age=600");
     }
 
     #[test]

@@ -25,7 +25,6 @@ pub fn csp_allowing_remote_images() -> HeaderValue {
 }
 
 const FIXED_HEADERS: &[(&str, &str)] = &[
-    ("strict-transport-security", "max-age=31536000"),
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "no-referrer"),
@@ -35,10 +34,13 @@ const FIXED_HEADERS: &[(&str, &str)] = &[
 ];
 
 /// Adds the security headers to a response, keeping a CSP or Cache-Control the handler set.
-pub fn add_security_headers(headers: &mut HeaderMap) {
+/// `hsts` is the `Strict-Transport-Security` value (`web.hsts_max_age`,
+/// `web.hsts_include_subdomains`).
+pub fn add_security_headers(headers: &mut HeaderMap, hsts: &HeaderValue) {
     for (name, value) in FIXED_HEADERS {
         headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
     }
+    headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     }
@@ -80,7 +82,7 @@ pub async fn layer(State(state): State<WebState>, ClientIp(ip): ClientIp, reques
         }
         response = replaced;
     }
-    add_security_headers(response.headers_mut());
+    add_security_headers(response.headers_mut(), &state.hsts);
     response
 }
 

@@ -41,8 +41,8 @@ pub struct WebContext {
     pub(crate) csrf: CsrfKey,
     /// Requests per client (address, or IPv6 /64) and minute.
     pub(crate) requests: RateLimiter<ClientKey>,
-    /// Wrong sender passphrases per portal message and day.
-    pub(crate) passphrase_failures: RateLimiter<String>,
+    /// The `Strict-Transport-Security` value of every response.
+    pub(crate) hsts: axum::http::HeaderValue,
     /// WebAuthn for staff security keys; `None` when the public URL's host cannot be a
     /// WebAuthn relying party (an IP address).
     pub(crate) webauthn: Option<webauthn_rs::Webauthn>,
@@ -60,8 +60,9 @@ impl WebContext {
     pub fn new(config: WebConfig, staff: StaffConfig, public_url: String, services: Services) -> Result<WebState, VaultError> {
         let csrf_secret = services.ring.blind_index(&TenantId::default(), "web-csrf-key", b"carepost")?;
         let requests = RateLimiter::new(config.requests_per_minute, Duration::from_secs(60));
-        let passphrase_failures = RateLimiter::new(config.code_attempts, Duration::from_secs(24 * 3600));
+        let hsts = axum::http::HeaderValue::from_str(&config.hsts())
+            .unwrap_or_else(|_| axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains"));
         let webauthn = crate::staff::webauthn::relying_party(&public_url, &config.organization);
-        Ok(Arc::new(WebContext { csrf: CsrfKey::new(&csrf_secret), requests, passphrase_failures, webauthn, config, staff, public_url, services }))
+        Ok(Arc::new(WebContext { csrf: CsrfKey::new(&csrf_secret), requests, hsts, webauthn, config, staff, public_url, services }))
     }
 }

@@ -12,7 +12,7 @@ fn assert_security_headers(r: &reqwest::Response) {
         h["content-security-policy"],
         "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     );
-    assert!(h["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+    assert_eq!(h["strict-transport-security"], "max-age=31536000; includeSubDomains");
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "no-referrer");
@@ -30,6 +30,17 @@ async fn every_response_carries_the_security_headers() {
     assert_eq!(missing.status(), 404);
     assert_security_headers(&missing);
     assert_eq!(missing.headers()["cache-control"], "no-store");
+    web.stop().await;
+}
+
+#[tokio::test]
+async fn hsts_follows_the_configuration() {
+    let config = WebConfig { hsts_include_subdomains: false, hsts_max_age: carepost_delivery::Interval::secs(86400), ..WebConfig::default() };
+    let web = TestWeb::start(config).await;
+    for path in ["/static/style.css", "/nothing/here", "/api/v3/nothing"] {
+        let r = web.client.get(web.url(path)).send().await.unwrap();
+        assert_eq!(r.headers()["strict-transport-security"], "max-age=86400", "{path}");
+    }
     web.stop().await;
 }
 

@@ -18,7 +18,8 @@ pub enum WebhookCommand {
     /// Register an endpoint and print its signing secret once.
     Add {
         /// Where events are POSTed: https:// (http:// to loopback only with
-        /// webhooks.allow_http_loopback).
+        /// webhooks.allow_http_loopback); never a loopback, private, link-local or metadata
+        /// address unless webhooks.allowed_networks lists it.
         url: String,
         /// Comma-separated event types. Default: delivered,deferred,bounced,opened,retracted.
         #[arg(long, value_delimiter = ',')]
@@ -72,7 +73,7 @@ async fn run_with(install: &Installation, command: WebhookCommand) -> anyhow::Re
     let config = &install.config.webhooks;
     match command {
         WebhookCommand::Add { url, events, tenant } => {
-            let (endpoint, secret) = match endpoints::add(&spool, "cli", &tenant, &url, &events, config.allow_http_loopback).await {
+            let (endpoint, secret) = match endpoints::add(&spool, "cli", &tenant, &url, &events, config).await {
                 Err(e @ (EndpointError::Url(_) | EndpointError::UnknownEvent(..))) => bail!("{e}"),
                 other => other?,
             };

@@ -1,11 +1,18 @@
 //! MTA-STS (RFC 8461): the `_mta-sts` TXT record, the policy file fetched over HTTPS from
-//! `mta-sts.DOMAIN`, and a cache that keeps a policy for its `max_age`.
+//! `mta-sts.DOMAIN`, and a cache that keeps a policy for its `max_age`, in memory and (with
+//! [`MtaSts::persist_in`]) in the store, so a restart neither forgets a policy nor lets an
+//! attacker who blocks the policy host (or the TXT look-up) downgrade the domain to
+//! opportunistic TLS (RFC 8461 section 5.1).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use carepost_model::{TenantId, Timestamp};
+use carepost_store::Store;
+use carepost_store::mta_sts::StsPolicyRow;
+use carepost_vault::KeyRing;
 use mail_auth::common::parse::TxtRecordParser;
 
 use crate::dns::Dns;
@@ -83,6 +90,21 @@ pub fn parse_policy(text: &str) -> Result<StsPolicy, StsError> {
 }
 
 impl StsPolicy {
+    /// The policy as a policy file, which [`parse_policy`] reads back.
+    pub fn to_text(&self) -> String {
+        let mode = match self.mode {
+            StsMode::Enforce => "enforce",
+            StsMode::Testing => "testing",
+            StsMode::None => "none",
+        };
+        let mut text = format!("version: STSv1\r\nmode: {mode}\r\n");
+        for mx in &self.mx {
+            text.push_str(&format!("mx: {mx}\r\n"));
+        }
+        text.push_str(&format!("max_age: {}\r\n", self.max_age));
+        text
+    }
+
     /// Whether an MX host name is allowed by the policy (RFC 8461 section 4.1).
     pub fn mx_matches(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -117,10 +139,28 @@ pub struct StsFetchOptions {
     pub port: Option<u16>,
 }
 
+#[derive(Clone)]
 struct Cached {
     id: String,
     policy: Arc<StsPolicy>,
-    expires: Instant,
+    /// Unix microseconds.
+    expires: i64,
+}
+
+/// The store a cache persists in, and the key ring that seals its rows.
+struct Persisted {
+    store: Store,
+    ring: Arc<KeyRing>,
+}
+
+/// The blind-index field of stored policies' domains.
+const DOMAIN_FIELD: &str = "mta-sts-domain";
+
+/// What a stored row seals.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sealed {
+    id: String,
+    policy: String,
 }
 
 /// Fetches and caches MTA-STS policies.
@@ -128,6 +168,7 @@ pub struct MtaSts {
     client: reqwest::Client,
     port: Option<u16>,
     cache: Mutex<HashMap<String, Cached>>,
+    persisted: Option<Persisted>,
 }
 
 impl MtaSts {
@@ -149,43 +190,102 @@ impl MtaSts {
             builder = builder.resolve(host, *addr);
         }
         let client = builder.build().map_err(|e| StsError::Fetch(e.to_string()))?;
-        Ok(MtaSts { client, port: options.port, cache: Mutex::new(HashMap::new()) })
+        Ok(MtaSts { client, port: options.port, cache: Mutex::new(HashMap::new()), persisted: None })
     }
 
-    fn cached(&self, domain: &str) -> Option<(String, Arc<StsPolicy>)> {
+    /// Keeps learned policies in `store` too (the domain blind-indexed and the policy sealed
+    /// under the default tenant's keys), so they outlive the process.
+    pub fn persist_in(mut self, store: Store, ring: Arc<KeyRing>) -> Self {
+        self.persisted = Some(Persisted { store, ring });
+        self
+    }
+
+    fn cached(&self, domain: &str, now: i64) -> Option<Cached> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(domain).filter(|c| c.expires > Instant::now()).map(|c| (c.id.clone(), c.policy.clone()))
+        cache.get(domain).filter(|c| c.expires > now).cloned()
     }
 
-    /// The policy in force for `domain`, or `None`. Failures to fetch a changed policy keep
-    /// the cached one (RFC 8461 section 5.1); with nothing cached they mean "no policy".
+    fn remember(&self, domain: &str, cached: Cached) {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(domain.to_owned(), cached);
+    }
+
+    /// The unexpired policy stored for `domain`, if any. A row that cannot be read counts
+    /// as none (and is replaced by the next fetch).
+    async fn load(&self, domain: &str, now: i64) -> Option<Cached> {
+        let p = self.persisted.as_ref()?;
+        let tenant = TenantId::default();
+        let read = async {
+            let index = p.ring.blind_index(&tenant, DOMAIN_FIELD, domain.as_bytes()).map_err(|e| e.to_string())?;
+            let Some(row) = p.store.mta_sts_policy(&index, now).await.map_err(|e| e.to_string())? else { return Ok(None) };
+            let key = p.store.data_key(&p.ring, &tenant, &object(&index)).await.map_err(|e| e.to_string())?;
+            let sealed: Sealed = serde_json::from_slice(&key.open_field("policy", &row.policy).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let policy = parse_policy(&sealed.policy).map_err(|e| e.to_string())?;
+            Ok::<_, String>(Some(Cached { id: sealed.id, policy: Arc::new(policy), expires: row.expires_at }))
+        };
+        match read.await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(domain = %carepost_model::Sensitive::new(domain), error = %e, "cannot read a stored MTA-STS policy");
+                None
+            }
+        }
+    }
+
+    async fn save(&self, domain: &str, cached: &Cached, now: i64) {
+        let Some(p) = self.persisted.as_ref() else { return };
+        let tenant = TenantId::default();
+        let write = async {
+            let index = p.ring.blind_index(&tenant, DOMAIN_FIELD, domain.as_bytes()).map_err(|e| e.to_string())?;
+            let object = object(&index);
+            let (key, wrapped) = p.ring.new_data_key(&tenant, &object).map_err(|e| e.to_string())?;
+            let plain = serde_json::to_vec(&Sealed { id: cached.id.clone(), policy: cached.policy.to_text() }).map_err(|e| e.to_string())?;
+            let row = StsPolicyRow { domain_index: index, policy: key.seal_field("policy", &plain).map_err(|e| e.to_string())?, fetched_at: now, expires_at: cached.expires };
+            p.store.put_mta_sts_policy(row, tenant.clone(), object, wrapped).await.map_err(|e| e.to_string())
+        };
+        if let Err(e) = write.await {
+            tracing::warn!(domain = %carepost_model::Sensitive::new(domain), error = %e, "cannot store an MTA-STS policy; it is kept in memory only");
+        }
+    }
+
+    /// The policy in force for `domain`, or `None`. A policy stays in force until its
+    /// max_age runs out, across restarts: a missing or failing TXT look-up, or a failure to
+    /// fetch a changed policy, keeps the cached one (RFC 8461 section 5.1); with nothing
+    /// cached they mean "no policy".
     pub async fn policy(&self, dns: &dyn Dns, domain: &str) -> Option<Arc<StsPolicy>> {
         let domain = domain.to_ascii_lowercase();
-        let cached = self.cached(&domain);
+        let now = Timestamp::now().as_micros();
+        let cached = match self.cached(&domain, now) {
+            Some(c) => Some(c),
+            None => {
+                let stored = self.load(&domain, now).await;
+                if let Some(c) = &stored {
+                    self.remember(&domain, c.clone());
+                }
+                stored
+            }
+        };
         let id = match dns.txt(&format!("_mta-sts.{domain}")).await {
             Ok(answer) => policy_id(&answer.records),
             Err(_) => None,
         };
         let Some(id) = id else {
-            return cached.map(|(_, p)| p);
+            return cached.map(|c| c.policy);
         };
-        if let Some((cached_id, policy)) = &cached
-            && *cached_id == id {
-                return Some(policy.clone());
+        if let Some(c) = &cached
+            && c.id == id {
+                return Some(c.policy.clone());
             }
         match self.fetch(&domain).await {
             Ok(policy) => {
-                let policy = Arc::new(policy);
-                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-                cache.insert(
-                    domain,
-                    Cached { id, policy: policy.clone(), expires: Instant::now() + Duration::from_secs(policy.max_age) },
-                );
-                Some(policy)
+                let max_age = i64::try_from(policy.max_age).unwrap_or(i64::MAX / 2_000_000);
+                let fresh = Cached { id, policy: Arc::new(policy), expires: now.saturating_add(max_age.saturating_mul(1_000_000)) };
+                self.remember(&domain, fresh.clone());
+                self.save(&domain, &fresh, now).await;
+                Some(fresh.policy)
             }
             Err(e) => {
                 tracing::info!(domain = %carepost_model::Sensitive::new(domain.as_str()), error = %e, "MTA-STS policy fetch failed");
-                cached.map(|(_, p)| p)
+                cached.map(|c| c.policy)
             }
         }
     }
@@ -220,6 +320,11 @@ impl MtaSts {
     }
 }
 
+/// The data-key object a stored policy is sealed under.
+fn object(domain_index: &[u8]) -> String {
+    format!("mta-sts/{}", hex::encode(domain_index))
+}
+
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -245,6 +350,7 @@ mod tests {
         assert!(!p.mx_matches("a.b.example.net"), "a wildcard covers one label only");
         assert!(!p.mx_matches("example.net"));
         assert!(!p.mx_matches("evil.example.com"));
+        assert_eq!(parse_policy(&p.to_text()).unwrap(), p, "the stored form reads back");
     }
 
     #[test]

@@ -10,9 +10,12 @@ pub struct WebhooksConfig {
     /// Run the webhook dispatcher in `carepost serve`.
     pub enabled: bool,
     /// Allow `http://` URLs on loopback addresses (tests, a local relay); everything else
-    /// must be `https://`.
+    /// must be `https://`. It also lets endpoints be on loopback addresses at all.
     pub allow_http_loopback: bool,
-    /// How long one POST may take.
+    /// Networks (CIDR) endpoints may be in although they are not public: loopback, private,
+    /// link-local, CGNAT, unique-local and metadata addresses are refused otherwise.
+    pub allowed_networks: Vec<String>,
+    /// How long one attempt (one POST) may take, whatever the endpoint does.
     pub timeout: Interval,
     /// First retry after a failed attempt; each later one waits twice as long.
     pub retry_first: Interval,
@@ -29,6 +32,7 @@ impl Default for WebhooksConfig {
         WebhooksConfig {
             enabled: true,
             allow_http_loopback: false,
+            allowed_networks: Vec::new(),
             timeout: Interval::secs(10),
             retry_first: Interval::secs(30),
             retry_max: Interval::secs(3600),
@@ -48,6 +52,10 @@ pub enum UrlError {
     Credentials,
     #[error("a webhook URL is at most 2000 characters")]
     TooLong,
+    #[error("the webhook host '{host}' is refused: {reason}")]
+    Private { host: String, reason: String },
+    #[error("webhooks.allowed_networks: '{0}' is not a network (CIDR, e.g. 10.20.0.0/16 or fd00::/8)")]
+    Network(String),
 }
 
 /// Checks a webhook URL: https, or http to a loopback address when allowed. Returns it

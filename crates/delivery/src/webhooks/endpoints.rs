@@ -2,13 +2,14 @@
 //! is shown once and kept sealed under the endpoint's own data key; removing the endpoint
 //! shreds that key. Every change is audited.
 
-use carepost_audit::Event;
+use carepost_audit::{Event, Outcome};
 use carepost_model::{Id, TenantId, Timestamp};
 use carepost_store::events::kind;
 use carepost_store::webhooks::{self as rows, EndpointRow};
 use carepost_store::{StoreError, keys};
 
-use super::{UrlError, check_url, signature};
+use super::target::TargetPolicy;
+use super::{UrlError, WebhooksConfig, check_url, signature};
 use crate::{Spool, SpoolError};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,17 +58,27 @@ pub fn check_events(requested: &[String]) -> Result<Vec<String>, EndpointError> 
     Ok(out)
 }
 
-/// Registers an endpoint and returns it with its secret (to show once).
+/// Registers an endpoint and returns it with its secret (to show once). A URL whose host is
+/// (or resolves to) an address `config` does not permit is refused and the refusal audited.
 pub async fn add(
     spool: &Spool,
     actor: &str,
     tenant: &TenantId,
     url: &str,
     events: &[String],
-    allow_http_loopback: bool,
+    config: &WebhooksConfig,
 ) -> Result<(EndpointRow, String), EndpointError> {
-    let url = check_url(url, allow_http_loopback)?;
+    let url = check_url(url, config.allow_http_loopback)?;
     let events = check_events(events)?;
+    if let Err(e) = TargetPolicy::from_config(config)?.check_url_host(&url).await {
+        let event = Event::new(actor, "webhook.add")
+            .outcome(Outcome::Denied)
+            .detail("tenant", tenant.as_str())
+            .detail("host", url.host_str().unwrap_or(""))
+            .detail("reason", e.to_string());
+        spool.audit().append(event).await.map_err(|a| SpoolError::Corrupt { id: "webhook".into(), reason: a.to_string() })?;
+        return Err(e.into());
+    }
     let secret = signature::generate_secret().map_err(|_| SpoolError::Corrupt { id: "webhook".into(), reason: "the system random number generator failed".into() })?;
     let id = Id::new().to_string();
     let object = secret_object(&id);

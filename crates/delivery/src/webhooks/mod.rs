@@ -17,6 +17,7 @@ mod dispatcher;
 pub mod endpoints;
 mod payload;
 pub mod signature;
+pub mod target;
 
 pub use config::{UrlError, WebhooksConfig, check_url};
 pub use dispatcher::Dispatcher;

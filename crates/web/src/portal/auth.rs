@@ -135,14 +135,18 @@ pub async fn passphrase(State(state): State<WebState>, ip: ClientIp, Csrf(csrf):
     }
     let address_tag = carepost_model::redaction_tag(message.recipient.canonical().as_bytes());
     let target = format!("portal:{id}");
-    if state.passphrase_failures.count(&id) >= state.config.code_attempts as usize {
+    // A slot is reserved in the store before the comparison (and given back when right), so
+    // parallel guesses and restarts cannot stretch the limit.
+    if !store.reserve_portal_passphrase_attempt(&id, i64::from(state.config.code_attempts)).await.map_err(WebError::internal)? {
+        failed_attempt(&state, ip, "portal-passphrase").await;
         audit(&state, ip, "portal", "portal.passphrase.verify", &target, Outcome::Denied, &[("address", address_tag), ("reason", "attempts".into())]).await;
         return again(StatusCode::TOO_MANY_REQUESTS, "Too many wrong passphrases were tried for this message. Ask for a code instead.");
     }
     let given = form.passphrase.trim().to_owned();
     let matched = tokio::task::spawn_blocking(move || password::verify_password(&expected, &given)).await.map_err(WebError::internal)?;
-    if !matched {
-        let _ = state.passphrase_failures.check(&id);
+    if matched {
+        store.release_portal_passphrase_attempt(&id).await.map_err(WebError::internal)?;
+    } else {
         failed_attempt(&state, ip, "portal-passphrase").await;
         audit(&state, ip, "portal", "portal.passphrase.verify", &target, Outcome::Failure, &[("address", address_tag)]).await;
         return again(StatusCode::BAD_REQUEST, "That passphrase is not right. Check it with the sender, or ask for a code instead.");
@@ -336,15 +340,27 @@ pub async fn verify(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
     let address_tag = carepost_model::redaction_tag(who.address.canonical().as_bytes());
     let current = store.current_portal_code(who.tenant.as_str(), &who.index, kind, now).await.map_err(WebError::internal)?;
     let code: String = form.code.chars().filter(|c| c.is_ascii_digit()).collect();
-    let matched = match &current {
+    let max = i64::from(state.config.code_attempts);
+    // The attempt is counted before the comparison, in one statement with the check, so
+    // parallel guesses get no more than `code_attempts` comparisons between them.
+    let reserved = match &current {
+        Some(row) => store.reserve_portal_code_attempt(&row.id, max, now).await.map_err(WebError::internal)?,
+        None => false,
+    };
+    let matched = match current.as_ref().filter(|_| reserved) {
         Some(row) => {
             let expected = code_hash(&state, &who.tenant, &row.id, &code)?;
             let ok = constant_time::verify_slices_are_equal(&expected, &row.code_hash).is_ok();
-            store.portal_code_entered(&row.id, ok, i64::from(state.config.code_attempts), now).await.map_err(WebError::internal)?;
-            ok
+            store.portal_code_entered(&row.id, ok, max, now).await.map_err(WebError::internal)?
         }
         None => false,
     };
+    if !reserved {
+        failed_attempt(&state, ip, "portal-code").await;
+        let reason = if current.is_some() { "attempts" } else { "no code" };
+        audit(&state, ip, "portal", "portal.code.verify", "", Outcome::Denied, &[("address", address_tag), ("purpose", kind.into()), ("reason", reason.into())]).await;
+        return code_page(&state, StatusCode::BAD_REQUEST, csrf, &form.token, &form.email, Some("That code is no longer valid. Ask for a new one.".into()));
+    }
     if !matched {
         failed_attempt(&state, ip, "portal-code").await;
         audit(&state, ip, "portal", "portal.code.verify", "", Outcome::Failure, &[("address", address_tag), ("purpose", kind.into())]).await;
