@@ -163,14 +163,27 @@ impl KeyState {
 /// What learning from a signed message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LearnOutcome {
-    /// The certificate is stored as a new entry in this state (unconfirmed or trusted: it is
-    /// the address's first key).
-    Learned { id: String, state: KeyState },
+    /// The certificate is stored as the address's first key, in `state` (unconfirmed, or
+    /// trusted when it chains to a configured anchor).
+    Learned {
+        /// The new entry.
+        id: String,
+        /// Unconfirmed or trusted.
+        state: KeyState,
+    },
     /// The same certificate was already stored (its capabilities are refreshed).
-    Known { id: String },
+    Known {
+        /// The existing entry.
+        id: String,
+    },
     /// The address already has a different key: the certificate is stored but never used,
     /// for an operator to confirm or remove.
-    Held { id: String, fingerprint: String },
+    Held {
+        /// The held entry.
+        id: String,
+        /// Its SHA-256 fingerprint, for the operator to check with the holder.
+        fingerprint: String,
+    },
     /// The certificate may not be used for encryption now; nothing stored.
     Unusable,
 }
@@ -179,7 +192,10 @@ pub enum LearnOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Confirmation {
     /// The key was unconfirmed or held, and is now confirmed.
-    Confirmed { was: KeyState },
+    Confirmed {
+        /// Its state before.
+        was: KeyState,
+    },
     /// The key was already in use; nothing changed.
     AlreadyUsable(KeyState),
     /// The tenant has no such key.
