@@ -44,9 +44,16 @@ pub fn intake(install: &Installation, spool: &Spool) -> anyhow::Result<Intake> {
     let notices_from = Address::parse(&format!("postmaster@{}", config.hostname))
         .with_context(|| format!("hostname '{}' does not make a valid postmaster address", config.hostname))?;
     let learning = if config.secure.learn_certificates {
+        let review_notices_to = config
+            .secure
+            .key_review_address
+            .clone()
+            .or_else(|| config.policy.compliance_address.clone())
+            .unwrap_or_else(|| notices_from.clone());
         Some(CertificateLearning {
             directory: KeyDirectory::new(install.store.clone(), install.ring.clone(), None),
             anchors: Arc::new(config.secure.anchors(|p| config.in_data_dir(p))?),
+            review_notices_to,
         })
     } else {
         None

@@ -3,12 +3,21 @@
 //! that GnuPG decrypts; one whose S/MIME certificate is known gets S/MIME that `openssl cms`
 //! decrypts; one with neither, whose server offers no verified TLS, never gets the message
 //! in clear. Nothing at the sink carries the PHI or the subject in clear.
+//!
+//! Certificates learned from signed mail at the MX: a self-signed certificate planted by
+//! anyone on port 25 is never learned, a correspondent's certificate from DKIM- and
+//! DMARC-authenticated mail is learned but not used until an operator confirms it, and a
+//! different certificate for a known address is held for review.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use carepost_testkit::{Server, Sink, run, send_with_smtplib};
+use carepost_testkit::dns::TestDns;
+use carepost_testkit::{Server, Sink, run, send_with_smtplib, wait_output};
+use mail_auth::common::crypto::Ed25519Key;
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::{DkimSigner, Done};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 const SSN: &str = "512-48-3391";
@@ -43,8 +52,15 @@ fn gpg_key(dir: &Path, address: &str) -> (PathBuf, PathBuf) {
 
 /// A self-signed S/MIME certificate for `address` made by openssl; returns (cert, key).
 fn smime_certificate(dir: &Path, address: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.join("sam.pem");
-    let key = dir.join("sam.key");
+    named_certificate(dir, "sam", address)
+}
+
+/// A self-signed S/MIME certificate for `address` made by `openssl req`, in NAME.pem and
+/// NAME.key; returns (cert, key).
+fn named_certificate(dir: &Path, name: &str, address: &str) -> (PathBuf, PathBuf) {
+    let (cert_file, key_file) = (format!("{name}.pem"), format!("{name}.key"));
+    let cert = dir.join(&cert_file);
+    let key = dir.join(&key_file);
     run_ok(Command::new("openssl").current_dir(dir).args([
         "req",
         "-x509",
@@ -52,9 +68,9 @@ fn smime_certificate(dir: &Path, address: &str) -> (PathBuf, PathBuf) {
         "rsa:2048",
         "-nodes",
         "-keyout",
-        "sam.key",
+        &key_file,
         "-out",
-        "sam.pem",
+        &cert_file,
         "-days",
         "30",
         "-subj",
@@ -184,4 +200,199 @@ retry_max = "2s"
     let export = cli(dir, &["audit", "export"]);
     assert!(export.contains("\"method\":\"pgp\"") && export.contains("\"method\":\"smime\""), "delivery methods audited");
     assert!(!export.contains(SSN), "no PHI in the audit log");
+}
+
+/// The DKIM key of a correspondent's domain, as its own mail server signs with it; returns
+/// the signer and the TXT record to publish at `SELECTOR._domainkey.DOMAIN`.
+fn dkim_domain(domain: &str, selector: &str) -> (DkimSigner<Ed25519Key, Done>, String) {
+    let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
+    let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
+    let txt = format!("v=DKIM1; k=ed25519; p={}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.public_key()));
+    let signer = DkimSigner::from_key(key).domain(domain).selector(selector).headers(["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"]);
+    (signer, txt)
+}
+
+/// A message signed with `openssl cms -sign` by (cert, key), from `from` to `to`, with CRLF
+/// line ends as it travels; DKIM-signed on top when `dkim` is given.
+fn signed_message(dir: &Path, name: &str, (cert, key): (&Path, &Path), from: &str, to: &str, dkim: Option<&DkimSigner<Ed25519Key, Done>>) -> PathBuf {
+    let text = dir.join(format!("{name}.txt"));
+    std::fs::write(&text, "Content-Type: text/plain\r\n\r\nPlease use this certificate for our correspondence.\r\n").unwrap();
+    let out = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-sign", "-in"])
+            .arg(&text)
+            .arg("-signer")
+            .arg(cert)
+            .arg("-inkey")
+            .arg(key)
+            .args(["-from", from, "-to", to, "-subject", "My certificate"]),
+    );
+    let mut message = String::from_utf8(out.stdout).unwrap().replace("\r\n", "\n").replace('\n', "\r\n");
+    message.insert_str(0, &format!("Date: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{name}@{}>\r\n", from.rsplit('@').next().unwrap()));
+    if let Some(signer) = dkim {
+        let signature = signer.sign(message.as_bytes()).unwrap();
+        message.insert_str(0, &signature.to_header());
+    }
+    let path = dir.join(format!("{name}.eml"));
+    std::fs::write(&path, message).unwrap();
+    path
+}
+
+/// Runs swaks against `addr` with `args`; panics unless it succeeds (250 to the data).
+fn swaks_ok(addr: std::net::SocketAddr, args: &[&str]) -> String {
+    let port = addr.port().to_string();
+    let child = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port, "--timeout", "30"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("swaks is needed for this test (scripts/test.sh installs it)");
+    let out = wait_output(child, Duration::from_secs(120));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("250 2.0.0"), "swaks {args:?}: {text}");
+    text
+}
+
+/// The line of `carepost keys list` for `address`, waiting (bounded) until one contains `state`.
+fn key_line(dir: &Path, address: &str, state: &str, not_id: Option<&str>) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = cli(dir, &["keys", "list"]);
+        let found = list.lines().find(|l| {
+            l.contains(address) && l.split_whitespace().nth(3) == Some(state) && not_id.is_none_or(|id| !l.starts_with(id))
+        });
+        if let Some(line) = found {
+            return (line.split_whitespace().next().unwrap().to_owned(), line.to_owned());
+        }
+        assert!(Instant::now() < deadline, "no {state} key for {address}: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn certificates_are_learned_only_from_authenticated_mail_and_never_replace_a_known_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let sink = Sink::start(dir, &[]);
+    let (partner_dkim, partner_txt) = dkim_domain("partner.example", "s1");
+    let dns = TestDns::start(&[
+        ("s1._domainkey.partner.example", &partner_txt),
+        ("_dmarc.partner.example", "v=DMARC1; p=reject"),
+        // The usual state of a big mailbox provider: DMARC, but no rejection.
+        ("_dmarc.gmail.com", "v=DMARC1; p=none"),
+        // A domain whose SPF covers a shared sender: SPF alone makes DMARC pass.
+        ("shared.example", "v=spf1 ip4:127.0.0.1 -all"),
+        ("_dmarc.shared.example", "v=DMARC1; p=reject"),
+    ]);
+    let config = format!(
+        r#"[smtp]
+mx_listen = "127.0.0.1:0"
+submission_listen = "127.0.0.1:0"
+submissions_listen = ""
+local_domains = ["clinic.example.org"]
+dns_servers = ["{}"]
+
+[web]
+listen = "127.0.0.1:0"
+
+[secure]
+wkd = false
+key_review_address = "keys@admin.example"
+
+[delivery]
+smart_host = "{}"
+smart_host_tls = "none"
+retry_first = "1s"
+retry_max = "2s"
+"#,
+        dns.addr(),
+        sink.addr
+    );
+    let server = Server::start(Path::new(BIN), dir, &config);
+    let mut add = Command::new(BIN);
+    add.args(["user", "add", "nurse@clinic.example.org", "--password-stdin", "--config", "carepost.toml"])
+        .current_dir(dir)
+        .env_remove("CAREPOST_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"correct horse battery staple\n").unwrap();
+    assert!(wait_output(child, Duration::from_secs(60)).status.success());
+    let (mx, submission) = (server.addr("mx"), server.addr("submission"));
+    let mut seen: Vec<String> = Vec::new();
+    // Staff send PHI to `rcpt`; returns what reaches the sink for them.
+    let phi = dir.join("phi.eml");
+    let send_phi = |rcpt: &str, seen: &mut Vec<String>| {
+        let message = format!(
+            "From: nurse@clinic.example.org\r\nTo: {rcpt}\r\nSubject: {SUBJECT}\r\n\r\nJane Roe, SSN {SSN}, DOB 04/12/1961: type 2 diabetes.\r\n"
+        );
+        std::fs::write(&phi, message).unwrap();
+        swaks_ok(submission, &[
+            "-tls", "--auth", "PLAIN", "--auth-user", "nurse@clinic.example.org", "--auth-password", "correct horse battery staple",
+            "--from", "nurse@clinic.example.org", "--to", rcpt, "--data", phi.to_str().unwrap(),
+        ]);
+        let got = sink.wait_for(&[&format!("X-Rcpt-Args: <{rcpt}>")], seen);
+        seen.push(got.clone());
+        assert!(!got.contains(SSN), "PHI in clear: {got}");
+        got
+    };
+
+    // The attack: anyone on port 25 signs with a self-signed certificate made by `openssl req`.
+    let attacker = named_certificate(dir, "attacker", "patient@gmail.com");
+    let forged = signed_message(dir, "forged", (&attacker.0, &attacker.1), "patient@gmail.com", "dr.jones@clinic.example.org", None);
+    swaks_ok(mx, &["--ehlo", "mail.attacker.example", "--from", "patient@gmail.com", "--to", "dr.jones@clinic.example.org", "--data", forged.to_str().unwrap()]);
+    // Even with DMARC passing on SPF alone (a shared sender), no DKIM from the author: nothing.
+    let shared = named_certificate(dir, "shared", "pat@shared.example");
+    let spf_only = signed_message(dir, "spf-only", (&shared.0, &shared.1), "pat@shared.example", "dr.jones@clinic.example.org", None);
+    swaks_ok(mx, &["--ehlo", "relay.shared.example", "--from", "pat@shared.example", "--to", "dr.jones@clinic.example.org", "--data", spf_only.to_str().unwrap()]);
+    let audit = cli(dir, &["audit", "export"]);
+    assert_eq!(audit.matches("keys.learn_refused").count(), 2, "{audit}");
+    let keys = cli(dir, &["keys", "list"]);
+    assert!(!keys.contains("patient@gmail.com") && !keys.contains("pat@shared.example"), "planted: {keys}");
+    // The patient's PHI goes through the portal (no verified TLS at the sink), never to the
+    // attacker's key.
+    let to_patient = send_phi("patient@gmail.com", &mut seen);
+    assert!(to_patient.contains("Secure message from") && !to_patient.contains("pkcs7-mime"), "{to_patient}");
+    assert!(!cli(dir, &["keys", "list"]).contains("patient@gmail.com"));
+
+    // A correspondent's own signed mail, DKIM-signed by their domain and passing DMARC: the
+    // certificate is learned, but ranks below verified TLS and the portal until confirmed.
+    let doctor = named_certificate(dir, "doctor", "dr@partner.example");
+    let genuine = signed_message(dir, "genuine", (&doctor.0, &doctor.1), "dr@partner.example", "dr.jones@clinic.example.org", Some(&partner_dkim));
+    swaks_ok(mx, &["--ehlo", "mail.partner.example", "--from", "dr@partner.example", "--to", "dr.jones@clinic.example.org", "--data", genuine.to_str().unwrap()]);
+    let (doctor_id, line) = key_line(dir, "dr@partner.example", "unconfirmed", None);
+    assert!(line.contains("learned") && line.contains("keys confirm"), "{line}");
+    let unconfirmed = send_phi("dr@partner.example", &mut seen);
+    assert!(unconfirmed.contains("Secure message from") && !unconfirmed.contains("pkcs7-mime"), "{unconfirmed}");
+    cli(dir, &["keys", "confirm", &doctor_id]);
+    key_line(dir, "dr@partner.example", "confirmed", None);
+    let confirmed = send_phi("dr@partner.example", &mut seen);
+    assert!(confirmed.contains("application/pkcs7-mime"), "{confirmed}");
+    let file = as_eml(dir, "confirmed.eml", &confirmed);
+    let decrypted = run_ok(Command::new("openssl").args(["cms", "-decrypt", "-recip"]).arg(&doctor.0).arg("-inkey").arg(&doctor.1).arg("-in").arg(&file));
+    assert!(String::from_utf8_lossy(&decrypted.stdout).contains(SSN));
+
+    // A different certificate for the now known address, even from authenticated mail: held,
+    // audited, an operator told (without the address), and the known key stays in use.
+    let other = named_certificate(dir, "other", "dr@partner.example");
+    let conflicting = signed_message(dir, "conflicting", (&other.0, &other.1), "dr@partner.example", "dr.jones@clinic.example.org", Some(&partner_dkim));
+    swaks_ok(mx, &["--ehlo", "mail.partner.example", "--from", "dr@partner.example", "--to", "dr.jones@clinic.example.org", "--data", conflicting.to_str().unwrap()]);
+    let (held_id, line) = key_line(dir, "dr@partner.example", "held", Some(&doctor_id));
+    assert!(line.contains("held for review"), "{line}");
+    let notice = sink.wait_for(&["X-Rcpt-Args: <keys@admin.example>", "carepost key review"], &seen);
+    assert!(notice.contains(&held_id) && notice.contains("carepost keys confirm"), "{notice}");
+    assert!(!notice.contains("dr@partner.example") && !notice.contains("dr.jones"), "the notice names no address: {notice}");
+    let audit = cli(dir, &["audit", "export"]);
+    assert!(audit.lines().any(|l| l.contains("keys.held") && l.contains(&held_id)), "{audit}");
+    assert!(audit.contains("keys.confirm") && audit.contains("keys.learned"), "{audit}");
+    let after = send_phi("dr@partner.example", &mut seen);
+    assert!(after.contains("application/pkcs7-mime"), "{after}");
+    let file = as_eml(dir, "after.eml", &after);
+    let decrypted = run_ok(Command::new("openssl").args(["cms", "-decrypt", "-recip"]).arg(&doctor.0).arg("-inkey").arg(&doctor.1).arg("-in").arg(&file));
+    assert!(String::from_utf8_lossy(&decrypted.stdout).contains(SSN), "still encrypted to the known key");
+
+    assert!(server.stop().success());
 }

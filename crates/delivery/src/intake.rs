@@ -13,7 +13,7 @@ use bytes::Bytes;
 use carepost_dlp::{Limits, Summary};
 use carepost_model::{Address, Arrival, Envelope, MessageId, Recipient, Source, TenantId};
 use carepost_policy::{Decision, Direction, MessageFacts, Policy};
-use carepost_secure::directory::KeyDirectory;
+use carepost_secure::directory::{KeyDirectory, LearnOutcome};
 use carepost_secure::smime::TrustAnchor;
 use mail_parser::{MessageParser, MimeHeaders};
 
@@ -27,7 +27,8 @@ pub struct Inspection {
     pub message_id: Option<String>,
     /// One decision per envelope recipient, in order.
     pub decisions: Vec<Decision>,
-    /// The From address of an S/MIME-signed message, whose certificate may be learned.
+    /// The From address of an S/MIME-signed message with a single author, whose certificate
+    /// may be learned.
     pub signed_by: Option<Address>,
 }
 
@@ -85,7 +86,8 @@ pub fn inspect(body: &[u8], envelope: &Envelope, arrival: &Arrival, policy: &Pol
     Inspection { summary, message_id, decisions, signed_by }
 }
 
-/// The From address of a message that is S/MIME-signed at its top level.
+/// The From address of a message that is S/MIME-signed at its top level. A From with several
+/// addresses names no single author (and DMARC does not judge it): no signer.
 fn smime_signer(message: &mail_parser::Message<'_>) -> Option<Address> {
     let ct = message.content_type()?;
     let kind = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or("")).to_ascii_lowercase();
@@ -96,8 +98,11 @@ fn smime_signer(message: &mail_parser::Message<'_>) -> Option<Address> {
     if !signed {
         return None;
     }
-    let from = message.from()?.first()?.address()?;
-    Address::parse(from).ok()
+    let from = message.from()?;
+    if from.len() != 1 {
+        return None;
+    }
+    Address::parse(from.first()?.address()?).ok()
 }
 
 /// Why intake did not queue a message.
@@ -228,12 +233,16 @@ pub struct IntakeSettings {
     pub learning: Option<CertificateLearning>,
 }
 
-/// Learning S/MIME certificates from signed mail arriving at the MX.
+/// Learning S/MIME certificates from signed mail arriving at the MX, when the MX proved the
+/// author's domain (DKIM aligned with From, DMARC pass).
 #[derive(Clone)]
 pub struct CertificateLearning {
     pub directory: KeyDirectory,
-    /// Roots a learned certificate must chain to; empty: trust on first use.
+    /// Roots a learned certificate must chain to; empty: learned certificates wait for an
+    /// operator's confirmation before they are used.
     pub anchors: Arc<Vec<TrustAnchor>>,
+    /// Who is told when a certificate that differs from an address's known key is held.
+    pub review_notices_to: Address,
 }
 
 impl std::fmt::Debug for CertificateLearning {
@@ -333,7 +342,14 @@ impl Intake {
             return Err(IntakeError::Blocked(text.to_owned()));
         }
 
-        let (source, body_for_learning) = (arrival.source, body.clone());
+        let (source, client_ip, body_for_learning) = (arrival.source, arrival.client_ip, body.clone());
+        // Only the MX's own verification counts: a certificate is learned from mail whose
+        // author domain signed it (DKIM aligned with From) and passes DMARC.
+        let author_proven = inspection
+            .signed_by
+            .as_ref()
+            .zip(arrival.sender_auth.as_ref())
+            .is_some_and(|(sender, auth)| auth.authenticates_author_domain(sender.domain()));
         let mut submission = Submission::new(tenant.clone(), envelope, arrival, body);
         submission.message_id_header = inspection.message_id.clone();
         submission.inspection = Some(summary_json(&inspection.summary));
@@ -346,28 +362,75 @@ impl Intake {
         submission.portal_passphrase = portal_passphrase;
         let id = self.spool.accept(submission).await?;
         if let (Some(sender), Some(learning), Source::Mx) = (&inspection.signed_by, &self.settings.learning, source) {
-            self.learn(learning.clone(), tenant.clone(), sender.clone(), body_for_learning.clone()).await;
+            if author_proven {
+                self.learn(learning.clone(), tenant.clone(), sender.clone(), body_for_learning.clone());
+            } else {
+                self.audit_unproven_signer(&tenant, &id, client_ip).await;
+            }
         }
         self.send_notices(&tenant, &id, &inspection).await;
         Ok(Accepted { id, inspection })
     }
 
     /// Learns the signer's certificate in the background: the sender's 250 does not wait for
-    /// signature verification, and a bad signature only means nothing is learned.
-    async fn learn(&self, learning: CertificateLearning, tenant: TenantId, sender: Address, body: Bytes) {
-        let audit = self.spool.audit().clone();
+    /// signature verification, and a bad signature only means nothing is learned. A
+    /// certificate that differs from the address's known key is held, audited, and an
+    /// operator is told.
+    fn learn(&self, learning: CertificateLearning, tenant: TenantId, sender: Address, body: Bytes) {
+        let intake = self.clone();
         tokio::spawn(async move {
+            let audit = intake.spool.audit();
             match learning.directory.learn_from_signed(&tenant, &body, &sender, &learning.anchors).await {
-                Ok(Some(id)) => {
-                    let event = carepost_audit::Event::new("mx", "keys.learned").target(format!("key:{id}")).detail("tenant", &tenant);
+                Ok(LearnOutcome::Learned { id, state }) => {
+                    let event = carepost_audit::Event::new("mx", "keys.learned")
+                        .target(format!("key:{id}"))
+                        .detail("tenant", &tenant)
+                        .detail("state", state.as_str());
                     if let Err(e) = audit.append(event).await {
                         tracing::error!(error = %e, "cannot audit a learned certificate");
                     }
                 }
-                Ok(None) => {}
+                Ok(LearnOutcome::Held { id, fingerprint }) => {
+                    let event = carepost_audit::Event::new("mx", "keys.held")
+                        .target(format!("key:{id}"))
+                        .outcome(carepost_audit::Outcome::Denied)
+                        .detail("tenant", &tenant)
+                        .detail("fingerprint", &fingerprint)
+                        .detail("reason", "the address already has a different key");
+                    if let Err(e) = audit.append(event).await {
+                        tracing::error!(error = %e, "cannot audit a held certificate");
+                    }
+                    let text = format!(
+                        "A signed message arrived with an S/MIME certificate that differs from the key already known for its sender.\r\n\r\n\
+                         The certificate is held: it is not used for encryption, and the known key stays in use.\r\n\r\n\
+                         Key:         {id}\r\nTenant:      {tenant}\r\nFingerprint: {fingerprint} (SHA-256)\r\n\r\n\
+                         A correspondent who renewed a certificate looks like this; so does someone trying to read their mail.\r\n\
+                         Check the fingerprint with the correspondent another way, then either:\r\n\
+                         \x20 carepost keys confirm {id}\r\n\
+                         \x20 carepost keys remove {id}\r\n\
+                         See all keys with: carepost keys list\r\n\r\nThis notice carries no message content.\r\n"
+                    );
+                    let subject = format!("carepost key review: certificate {id} held");
+                    intake.queue_notice(&tenant, &learning.review_notices_to, &subject, text).await;
+                }
+                Ok(LearnOutcome::Known { .. } | LearnOutcome::Unusable) => {}
                 Err(e) => tracing::debug!(error = %e, "no certificate learned from a signed message"),
             }
         });
+    }
+
+    /// A signed message whose author domain the MX could not prove teaches nothing: anyone can
+    /// sign with a self-made certificate for any address.
+    async fn audit_unproven_signer(&self, tenant: &TenantId, id: &MessageId, client_ip: Option<std::net::IpAddr>) {
+        let event = carepost_audit::Event::new("mx", "keys.learn_refused")
+            .target(format!("message:{id}"))
+            .ip(client_ip)
+            .outcome(carepost_audit::Outcome::Denied)
+            .detail("tenant", tenant)
+            .detail("reason", "the sender's domain is not proven (DKIM aligned with From and DMARC pass are required)");
+        if let Err(e) = self.spool.audit().append(event).await {
+            tracing::error!(error = %e, "cannot audit a certificate not learned");
+        }
     }
 
     async fn audit_block(&self, arrival: &Arrival, inspection: &Inspection) {
@@ -408,27 +471,33 @@ impl Intake {
                 entity_counts(&inspection.summary),
                 if quarantined > 0 { format!("{quarantined} recipient(s) held in quarantine") } else { "delivered as policy requires".into() },
             );
-            let notice = mail_builder::MessageBuilder::new()
-                .from(("carepost", self.settings.notices_from.as_str()))
-                .to(to.as_str())
-                .subject(format!("carepost policy notice: message {id}"))
-                .text_body(text)
-                .write_to_vec();
-            let Ok(notice) = notice else { continue };
-            let envelope = Envelope {
-                mail_from: Some(self.settings.notices_from.clone()),
-                recipients: vec![Recipient::new(to)],
-                dsn_ret: None,
-                dsn_envid: None,
-                require_tls: false,
-                smtputf8: false,
-                body: Default::default(),
-            };
-            let arrival = Arrival { source: Source::System, client_ip: None, helo: None, authenticated_as: None, tls: None, sender_auth: None };
-            let submission = Submission::new(tenant.clone(), envelope, arrival, Bytes::from(notice));
-            if let Err(e) = self.spool.accept(submission).await {
-                tracing::error!(message = %id, error = %e, "cannot queue a policy notice");
-            }
+            self.queue_notice(tenant, &to, &format!("carepost policy notice: message {id}"), text).await;
+        }
+    }
+
+    /// Queues one of carepost's own notices (policy notices, key reviews) to `to`. It goes as
+    /// the transport says: it carries no message content.
+    async fn queue_notice(&self, tenant: &TenantId, to: &Address, subject: &str, text: String) {
+        let notice = mail_builder::MessageBuilder::new()
+            .from(("carepost", self.settings.notices_from.as_str()))
+            .to(to.as_str())
+            .subject(subject)
+            .text_body(text)
+            .write_to_vec();
+        let Ok(notice) = notice else { return };
+        let envelope = Envelope {
+            mail_from: Some(self.settings.notices_from.clone()),
+            recipients: vec![Recipient::new(to.clone())],
+            dsn_ret: None,
+            dsn_envid: None,
+            require_tls: false,
+            smtputf8: false,
+            body: Default::default(),
+        };
+        let arrival = Arrival { source: Source::System, client_ip: None, helo: None, authenticated_as: None, tls: None, sender_auth: None };
+        let submission = Submission::new(tenant.clone(), envelope, arrival, Bytes::from(notice));
+        if let Err(e) = self.spool.accept(submission).await {
+            tracing::error!(error = %e, "cannot queue a notice");
         }
     }
 }

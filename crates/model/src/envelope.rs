@@ -161,4 +161,53 @@ pub struct SenderAuthentication {
     /// What carepost did about a DMARC failure: `accept`, `quarantine` or `reject`.
     #[serde(default)]
     pub action: String,
+    /// A passing DKIM signature's domain aligns with the header From domain, as DMARC judges
+    /// alignment: the author's domain vouched for this very message, which SPF cannot say.
+    #[serde(default)]
+    pub dkim_aligned: bool,
+    /// The header From domain DMARC evaluated, lowercased; empty when there was none (or
+    /// several, which DMARC does not check).
+    #[serde(default)]
+    pub from_domain: String,
+}
+
+impl SenderAuthentication {
+    /// The message's author domain `domain` is proven: DMARC passes, and does so through a
+    /// DKIM signature aligned with that From domain (an SPF pass alone says only where the
+    /// message came from, not that its content is the author's).
+    pub fn authenticates_author_domain(&self, domain: &str) -> bool {
+        self.dmarc == "pass" && self.dkim == "pass" && self.dkim_aligned && !self.from_domain.is_empty() && self.from_domain.eq_ignore_ascii_case(domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_aligned_dkim_with_dmarc_pass_proves_the_author_domain() {
+        let proven = SenderAuthentication {
+            spf: "fail".into(),
+            dkim: "pass".into(),
+            dmarc: "pass".into(),
+            dmarc_policy: "reject".into(),
+            arc: "none".into(),
+            action: "accept".into(),
+            dkim_aligned: true,
+            from_domain: "partner.example".into(),
+        };
+        assert!(proven.authenticates_author_domain("Partner.Example"));
+        assert!(!proven.authenticates_author_domain("gmail.com"));
+        // DMARC passing on SPF alone, a DKIM signature of another domain, or no DMARC pass.
+        let spf_only = SenderAuthentication { spf: "pass".into(), dkim: "none".into(), dkim_aligned: false, ..proven.clone() };
+        let unaligned = SenderAuthentication { dkim_aligned: false, ..proven.clone() };
+        let no_dmarc = SenderAuthentication { dmarc: "none".into(), ..proven.clone() };
+        for auth in [spf_only, unaligned, no_dmarc, SenderAuthentication::default()] {
+            assert!(!auth.authenticates_author_domain("partner.example"), "{auth:?}");
+        }
+        // Results recorded before these fields existed read as not proven.
+        let old: SenderAuthentication =
+            serde_json::from_str(r#"{"spf":"pass","dkim":"pass","dmarc":"pass","dmarc_policy":"reject","arc":"none"}"#).unwrap();
+        assert!(!old.authenticates_author_domain("partner.example"));
+    }
 }

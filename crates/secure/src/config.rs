@@ -21,11 +21,16 @@ pub struct SecureConfig {
     pub pgp_signing_key: PathBuf,
     /// Look OpenPGP keys of recipients up through WKD (cached for a day).
     pub wkd: bool,
-    /// Learn S/MIME certificates from validly signed inbound mail.
+    /// Learn S/MIME certificates from validly signed inbound mail whose author domain the MX
+    /// proved (DKIM aligned with From, DMARC pass).
     pub learn_certificates: bool,
-    /// PEM roots a learned certificate must chain to; empty: trust on first use (the
-    /// signature must verify and the certificate must be for the sender's address).
+    /// PEM roots a learned certificate must chain to; empty: a learned certificate is not
+    /// used until an operator confirms it (`carepost keys confirm`).
     pub trust_anchors: PathBuf,
+    /// Who is told when a learned certificate differs from the key known for its address and
+    /// is held for review; unset: `policy.compliance_address`, else postmaster at `hostname`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_review_address: Option<carepost_model::Address>,
 }
 
 impl Default for SecureConfig {
@@ -37,6 +42,7 @@ impl Default for SecureConfig {
             wkd: true,
             learn_certificates: true,
             trust_anchors: PathBuf::new(),
+            key_review_address: None,
         }
     }
 }

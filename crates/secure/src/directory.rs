@@ -5,13 +5,20 @@
 //! through WKD and cached. A stored key names its holder, so its address and the key itself
 //! are sealed; look-ups go through the blind index of the address.
 //!
+//! Anyone can sign a message with a self-made certificate for any address, so a learned key
+//! is not trusted on its own word: it must come from mail whose author domain is proven
+//! (checked by intake), it never replaces or outranks a key already known for the address
+//! (a different one is held for review), and without a configured trust anchor it is not used
+//! until an operator confirms it (`carepost keys confirm`).
+//!
 //! [`KeyDirectory::lookup`] returns only keys usable now: expired, not yet valid and revoked
-//! keys, and keys without an encryption capability, are never offered to delivery.
+//! keys, keys without an encryption capability, and learned keys awaiting review, are never
+//! offered to delivery.
 
 use std::sync::Arc;
 
 use carepost_model::{Address, Id, TenantId, Timestamp};
-use carepost_store::recipient_keys::{self, LookupResult, RecipientKeyRow};
+use carepost_store::recipient_keys::{self, Learned, LookupResult, RecipientKeyRow, state};
 use carepost_store::{Store, StoreError, keys};
 use carepost_vault::{KeyRing, VaultError};
 use time::OffsetDateTime;
@@ -113,6 +120,88 @@ impl KeySource {
     }
 }
 
+/// How far a stored key may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Imported, found through WKD, or learned with a chain to a configured trust anchor.
+    Trusted,
+    /// Learned without a trust anchor: not used until an operator confirms it.
+    Unconfirmed,
+    /// Confirmed by an operator.
+    Confirmed,
+    /// Learned for an address that already had another key: never used; for review.
+    Held,
+}
+
+impl KeyState {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Trusted => state::TRUSTED,
+            KeyState::Unconfirmed => state::UNCONFIRMED,
+            KeyState::Confirmed => state::CONFIRMED,
+            KeyState::Held => state::HELD,
+        }
+    }
+
+    /// The state stored as `text`; anything unknown reads as held (never used).
+    pub fn parse(text: &str) -> KeyState {
+        match text {
+            state::TRUSTED => KeyState::Trusted,
+            state::UNCONFIRMED => KeyState::Unconfirmed,
+            state::CONFIRMED => KeyState::Confirmed,
+            _ => KeyState::Held,
+        }
+    }
+
+    /// Whether delivery may encrypt to the key.
+    pub fn usable(self) -> bool {
+        matches!(self, KeyState::Trusted | KeyState::Confirmed)
+    }
+}
+
+/// What learning from a signed message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LearnOutcome {
+    /// The certificate is stored as the address's first key, in `state` (unconfirmed, or
+    /// trusted when it chains to a configured anchor).
+    Learned {
+        /// The new entry.
+        id: String,
+        /// Unconfirmed or trusted.
+        state: KeyState,
+    },
+    /// The same certificate was already stored (its capabilities are refreshed).
+    Known {
+        /// The existing entry.
+        id: String,
+    },
+    /// The address already has a different key: the certificate is stored but never used,
+    /// for an operator to confirm or remove.
+    Held {
+        /// The held entry.
+        id: String,
+        /// Its SHA-256 fingerprint, for the operator to check with the holder.
+        fingerprint: String,
+    },
+    /// The certificate may not be used for encryption now; nothing stored.
+    Unusable,
+}
+
+/// What [`KeyDirectory::confirm`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The key was unconfirmed or held, and is now confirmed.
+    Confirmed {
+        /// Its state before.
+        was: KeyState,
+    },
+    /// The key was already in use; nothing changed.
+    AlreadyUsable(KeyState),
+    /// The tenant has no such key.
+    NotFound,
+}
+
 /// A key as listed to an operator.
 #[derive(Debug, Clone)]
 pub struct ListedKey {
@@ -126,6 +215,8 @@ pub struct ListedKey {
     pub fingerprint: String,
     /// import, learned or wkd.
     pub source: String,
+    /// Whether it is trusted, awaits confirmation, was confirmed or is held for review.
+    pub state: KeyState,
     /// When it expires, if it does.
     pub not_after: Option<Timestamp>,
     /// Why the key would not be used now, if it would not.
@@ -234,6 +325,32 @@ impl KeyDirectory {
         self.ring.blind_index(tenant, "key-address", address.to_lowercase().as_bytes())
     }
 
+    fn row(&self, tenant: &TenantId, parsed: &Parsed, email: &str, source: KeySource, key_state: KeyState) -> Result<(RecipientKeyRow, carepost_vault::WrappedDataKey, String), DirectoryError> {
+        let material = parsed.material()?;
+        let capabilities = match parsed {
+            Parsed::Smime(_, Some(caps)) => Some(serde_json::to_string(&caps.algorithms).unwrap_or_default()),
+            _ => None,
+        };
+        let id = Id::new().to_string();
+        let object = key_object(&id);
+        let (data_key, wrapped) = self.ring.new_data_key(tenant, &object)?;
+        let row = RecipientKeyRow {
+            id,
+            tenant: tenant.to_string(),
+            kind: parsed.kind().as_str().to_owned(),
+            address_index: self.address_index(tenant, email)?,
+            address: data_key.seal_field("address", email.as_bytes())?,
+            fingerprint: parsed.fingerprint(),
+            material: data_key.seal_field("material", &material)?,
+            source: source.as_str().to_owned(),
+            capabilities,
+            not_after: parsed.not_after().map(|t| Timestamp::from_datetime(t).as_micros()),
+            created_at: Timestamp::now().as_micros(),
+            state: key_state.as_str().to_owned(),
+        };
+        Ok((row, wrapped, object))
+    }
+
     async fn save(
         &self,
         tenant: &TenantId,
@@ -241,32 +358,12 @@ impl KeyDirectory {
         source: KeySource,
         only_address: Option<&str>,
     ) -> Result<Vec<String>, DirectoryError> {
-        let material = parsed.material()?;
-        let capabilities = match parsed {
-            Parsed::Smime(_, Some(caps)) => Some(serde_json::to_string(&caps.algorithms).unwrap_or_default()),
-            _ => None,
-        };
         let mut ids = Vec::new();
         for email in parsed.emails() {
             if only_address.is_some_and(|a| !a.eq_ignore_ascii_case(email)) {
                 continue;
             }
-            let id = Id::new().to_string();
-            let object = key_object(&id);
-            let (data_key, wrapped) = self.ring.new_data_key(tenant, &object)?;
-            let row = RecipientKeyRow {
-                id: id.clone(),
-                tenant: tenant.to_string(),
-                kind: parsed.kind().as_str().to_owned(),
-                address_index: self.address_index(tenant, email)?,
-                address: data_key.seal_field("address", email.as_bytes())?,
-                fingerprint: parsed.fingerprint(),
-                material: data_key.seal_field("material", &material)?,
-                source: source.as_str().to_owned(),
-                capabilities: capabilities.clone(),
-                not_after: parsed.not_after().map(|t| Timestamp::from_datetime(t).as_micros()),
-                created_at: Timestamp::now().as_micros(),
-            };
+            let (row, wrapped, object) = self.row(tenant, parsed, email, source, KeyState::Trusted)?;
             let t = tenant.clone();
             let stored = self
                 .store
@@ -341,6 +438,7 @@ impl KeyDirectory {
                 address,
                 fingerprint: row.fingerprint.clone(),
                 source: row.source.clone(),
+                state: KeyState::parse(&row.state),
                 not_after: row.not_after.map(Timestamp::from_micros),
                 unusable: parsed.usable(now).err(),
             });
@@ -389,6 +487,11 @@ impl KeyDirectory {
         let mut smime: Vec<(OffsetDateTime, RecipientCert)> = Vec::new();
         let mut pgp: Vec<(Option<OffsetDateTime>, OpenPgpKey)> = Vec::new();
         for row in self.store.recipient_keys_for(tenant.as_str(), index).await? {
+            // A learned key awaiting review ranks below verified TLS and the portal, which every
+            // plan ends in: it is simply not offered.
+            if !state::usable(&row.state) {
+                continue;
+            }
             let (stored_for, parsed) = self.open_row(tenant, &row).await?;
             if !stored_for.eq_ignore_ascii_case(canonical) || parsed.usable(now).is_err() {
                 continue;
@@ -453,15 +556,21 @@ impl KeyDirectory {
 
     /// Learns the signer's S/MIME certificate from a signed inbound message, when the
     /// signature verifies, the certificate is for the message's sender and it may be used
-    /// for encryption. With `anchors` empty the certificate is trusted on first use (its
-    /// signature is checked, its chain is not).
+    /// for encryption. The caller has established that the sender's domain authored the
+    /// message (DKIM aligned with From, DMARC pass); a signature alone proves nothing, since
+    /// anyone can make a certificate for any address.
+    ///
+    /// The address's first key is stored trusted when it chains to one of `anchors`, and
+    /// unconfirmed otherwise (with `anchors` empty, its chain is not checked, and it is not
+    /// used until an operator confirms it). A different key for an address that already has
+    /// one is held: stored for review, never used.
     pub async fn learn_from_signed(
         &self,
         tenant: &TenantId,
         message: &[u8],
         sender: &Address,
         anchors: &[TrustAnchor],
-    ) -> Result<Option<String>, DirectoryError> {
+    ) -> Result<LearnOutcome, DirectoryError> {
         let signer = crate::smime::verify(message, anchors).map_err(|e| DirectoryError::BadSignature(e.to_string()))?;
         if !anchors.is_empty() && signer.chain != ChainStatus::Trusted {
             return Err(DirectoryError::BadSignature("the certificate does not chain to a trusted root".into()));
@@ -471,11 +580,48 @@ impl KeyDirectory {
         }
         let now = OffsetDateTime::now_utc();
         if signer.certificate.usable_for_encryption(now).is_err() {
-            return Ok(None);
+            return Ok(LearnOutcome::Unusable);
         }
+        let first_state = if anchors.is_empty() { KeyState::Unconfirmed } else { KeyState::Trusted };
         let parsed = Parsed::Smime(signer.certificate, Some(signer.capabilities));
-        let ids = self.save(tenant, &parsed, KeySource::Learned, Some(&sender.canonical())).await?;
-        Ok(ids.into_iter().next())
+        let canonical = sender.canonical();
+        let (row, wrapped, object) = self.row(tenant, &parsed, &canonical, KeySource::Learned, first_state)?;
+        let fingerprint = row.fingerprint.clone();
+        let t = tenant.clone();
+        let learned = self
+            .store
+            .writer()
+            .run(move |tx| {
+                Box::pin(async move {
+                    let learned = recipient_keys::insert_learned(tx, &row).await?;
+                    if matches!(learned, Learned::Added { .. }) {
+                        keys::put_data_key(tx, &t, &object, &wrapped).await?;
+                    }
+                    Ok(learned)
+                })
+            })
+            .await?;
+        Ok(match learned {
+            Learned::Known { id, .. } => LearnOutcome::Known { id },
+            Learned::Added { id, state } if state == state::HELD => LearnOutcome::Held { id, fingerprint },
+            Learned::Added { id, state } => LearnOutcome::Learned { id, state: KeyState::parse(&state) },
+        })
+    }
+
+    /// An operator confirms a learned key (unconfirmed or held): from now on it is used like
+    /// an imported one.
+    pub async fn confirm(&self, tenant: &TenantId, id: &str) -> Result<Confirmation, DirectoryError> {
+        let (t, id) = (tenant.to_string(), id.to_owned());
+        let was = self
+            .store
+            .writer()
+            .run(move |tx| Box::pin(async move { recipient_keys::confirm(tx, &t, &id).await }))
+            .await?;
+        Ok(match was.map(|s| KeyState::parse(&s)) {
+            None => Confirmation::NotFound,
+            Some(s) if s.usable() => Confirmation::AlreadyUsable(s),
+            Some(s) => Confirmation::Confirmed { was: s },
+        })
     }
 }
 

@@ -8,7 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use carepost_model::{Address, TenantId};
-use carepost_secure::directory::{DirectoryError, KeyDirectory, KeyKind};
+use carepost_secure::directory::{Confirmation, DirectoryError, KeyDirectory, KeyKind, KeyState, LearnOutcome};
+use carepost_secure::smime::TrustAnchor;
 use carepost_store::Store;
 use carepost_vault::{KeyRing, MasterKey};
 use common::{GpgHome, LeafKey, Pki, openssl, run_ok};
@@ -88,6 +89,20 @@ async fn expired_revoked_and_unsuitable_keys_are_refused() {
     assert!(dir.lookup_at(&t, &addr("soon@example.net"), later).await.unwrap().pgp.is_empty());
 }
 
+/// `openssl cms -sign` of a small message with `leaf`; returns the signed message.
+fn cms_signed(pki: &Pki, leaf: &common::Leaf, name: &str) -> Vec<u8> {
+    let input = pki.path("msg.txt");
+    std::fs::write(&input, "Content-Type: text/plain\r\n\r\nsigned hello\r\n").unwrap();
+    run_ok(
+        openssl(pki.dir.path())
+            .args(["cms", "-sign", "-in", "msg.txt", "-out", name, "-signer"])
+            .arg(&leaf.cert)
+            .arg("-inkey")
+            .arg(&leaf.key),
+    );
+    std::fs::read(pki.path(name)).unwrap()
+}
+
 #[tokio::test]
 async fn certificates_are_learned_from_validly_signed_mail_from_their_owner() {
     let tmp = tempfile::tempdir().unwrap();
@@ -95,16 +110,7 @@ async fn certificates_are_learned_from_validly_signed_mail_from_their_owner() {
     let t = TenantId::default();
     let pki = Pki::new();
     let leaf = pki.issue("dr", "dr.who@partner.example", LeafKey::Rsa, "digitalSignature,keyEncipherment");
-    let input = pki.path("msg.txt");
-    std::fs::write(&input, "Content-Type: text/plain\r\n\r\nsigned hello\r\n").unwrap();
-    run_ok(
-        openssl(pki.dir.path())
-            .args(["cms", "-sign", "-in", "msg.txt", "-out", "signed.eml", "-signer"])
-            .arg(&leaf.cert)
-            .arg("-inkey")
-            .arg(&leaf.key),
-    );
-    let signed = std::fs::read(pki.path("signed.eml")).unwrap();
+    let signed = cms_signed(&pki, &leaf, "signed.eml");
 
     // Signed by someone else than the sender: not learned.
     let e = dir.learn_from_signed(&t, &signed, &addr("mallory@partner.example"), &[]).await.unwrap_err();
@@ -115,10 +121,62 @@ async fn certificates_are_learned_from_validly_signed_mail_from_their_owner() {
     altered[pos] = b'j';
     assert!(dir.learn_from_signed(&t, &altered, &addr("dr.who@partner.example"), &[]).await.is_err());
 
+    // Without trust anchors the first certificate is stored, but not used until confirmed.
     let learned = dir.learn_from_signed(&t, &signed, &addr("dr.who@partner.example"), &[]).await.unwrap();
-    assert!(learned.is_some());
+    let LearnOutcome::Learned { id, state: KeyState::Unconfirmed } = learned.clone() else { panic!("{learned:?}") };
+    assert!(dir.lookup(&t, &addr("dr.who@partner.example")).await.unwrap().smime.is_empty());
+    let listed = dir.list(&t).await.unwrap();
+    assert_eq!((listed[0].source.as_str(), listed[0].state), ("learned", KeyState::Unconfirmed));
+    // The same certificate again is already known.
+    let again = dir.learn_from_signed(&t, &signed, &addr("dr.who@partner.example"), &[]).await.unwrap();
+    assert_eq!(again, LearnOutcome::Known { id: id.clone() });
+
+    assert_eq!(dir.confirm(&t, &id).await.unwrap(), Confirmation::Confirmed { was: KeyState::Unconfirmed });
+    assert_eq!(dir.confirm(&t, &id).await.unwrap(), Confirmation::AlreadyUsable(KeyState::Confirmed));
+    assert_eq!(dir.confirm(&t, "no-such-key").await.unwrap(), Confirmation::NotFound);
+    assert_eq!(dir.confirm(&TenantId::new("other").unwrap(), &id).await.unwrap(), Confirmation::NotFound);
     let found = dir.lookup(&t, &addr("dr.who@partner.example")).await.unwrap();
     assert_eq!(found.smime.len(), 1);
+    assert_eq!(dir.list(&t).await.unwrap()[0].state, KeyState::Confirmed);
+}
+
+#[tokio::test]
+async fn a_different_certificate_for_a_known_address_is_held_and_never_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = directory(tmp.path()).await;
+    let t = TenantId::default();
+    let pki = Pki::new();
+    let known = pki.issue("known", "pat@partner.example", LeafKey::Rsa, "digitalSignature,keyEncipherment");
+    let imported = dir.import(&t, &known.cert_pem()).await.unwrap();
+
+    // Someone else's certificate for the same address, even one chaining to the anchors.
+    let other = pki.issue("other", "pat@partner.example", LeafKey::Rsa, "digitalSignature,keyEncipherment");
+    let signed = cms_signed(&pki, &other, "other.eml");
+    let anchors = TrustAnchor::parse_pem_bundle(&pki.ca_pem()).unwrap();
+    for anchors in [&[][..], &anchors[..]] {
+        let outcome = dir.learn_from_signed(&t, &signed, &addr("pat@partner.example"), anchors).await.unwrap();
+        match outcome {
+            LearnOutcome::Held { .. } | LearnOutcome::Known { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
     let listed = dir.list(&t).await.unwrap();
-    assert_eq!(listed[0].source, "learned");
+    let held: Vec<_> = listed.iter().filter(|k| k.state == KeyState::Held).collect();
+    assert_eq!((listed.len(), held.len()), (2, 1), "{listed:?}");
+    // Only the known key is offered to delivery.
+    let found = dir.lookup(&t, &addr("pat@partner.example")).await.unwrap();
+    assert_eq!(found.smime.len(), 1);
+    let known_fp = listed.iter().find(|k| k.id == imported[0]).unwrap().fingerprint.clone();
+    assert_eq!(found.smime[0].info().fingerprint_sha256, known_fp);
+
+    // An operator's confirmation makes the held key usable beside the known one.
+    assert_eq!(dir.confirm(&t, &held[0].id).await.unwrap(), Confirmation::Confirmed { was: KeyState::Held });
+    assert_eq!(dir.lookup(&t, &addr("pat@partner.example")).await.unwrap().smime.len(), 2);
+
+    // The first certificate of an address that chains to the anchors is trusted at once.
+    let anchored = pki.issue("new", "new@partner.example", LeafKey::Rsa, "digitalSignature,keyEncipherment");
+    let signed = cms_signed(&pki, &anchored, "new.eml");
+    let outcome = dir.learn_from_signed(&t, &signed, &addr("new@partner.example"), &anchors).await.unwrap();
+    assert!(matches!(outcome, LearnOutcome::Learned { state: KeyState::Trusted, .. }), "{outcome:?}");
+    assert_eq!(dir.lookup(&t, &addr("new@partner.example")).await.unwrap().smime.len(), 1);
 }

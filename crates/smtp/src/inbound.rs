@@ -230,6 +230,8 @@ impl SenderVerifier {
             dmarc_policy: "unspecified".into(),
             arc: "none".into(),
             action: "accept".into(),
+            dkim_aligned: false,
+            from_domain: String::new(),
         };
         let Some(parsed) = AuthenticatedMessage::parse(message) else {
             let header = AuthenticationResults::new(&self.hostname)
@@ -251,6 +253,8 @@ impl SenderVerifier {
         result.arc = dkim_word(arc.result()).into();
         result.dmarc = dmarc_word(&dmarc.result()).into();
         result.dmarc_policy = policy_word(dmarc.policy()).into();
+        result.dkim_aligned = matches!(dmarc.dkim_result(), DmarcResult::Pass);
+        result.from_domain = dmarc.domain().to_ascii_lowercase();
         let failed = matches!(dmarc.result(), DmarcResult::Fail(_));
         let mut reject = None;
         if failed {

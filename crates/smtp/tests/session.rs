@@ -342,6 +342,9 @@ async fn dmarc_reject_is_honoured_and_passing_mail_says_so() {
     let opened = h.spool.open(&id).await.unwrap();
     let auth = opened.arrival.sender_auth.clone().unwrap();
     assert_eq!((auth.spf.as_str(), auth.dmarc.as_str(), auth.dmarc_policy.as_str()), ("pass", "pass", "reject"));
+    // DMARC passed on SPF: the author domain is known, but no DKIM signature vouches for it.
+    assert_eq!((auth.from_domain.as_str(), auth.dkim_aligned), ("good.example", false));
+    assert!(!auth.authenticates_author_domain("good.example"));
     let body = String::from_utf8(h.spool.body(&opened).await.unwrap().to_vec()).unwrap();
     assert!(body.contains("spf=pass") && body.contains("dmarc=pass"), "{body}");
     assert_eq!(h.queued().await, 1);

@@ -8,7 +8,7 @@ use carepost::install::{Access, Installation};
 use carepost::Config;
 use carepost_audit::Event;
 use carepost_model::{Address, TenantId};
-use carepost_secure::directory::KeyDirectory;
+use carepost_secure::directory::{Confirmation, KeyDirectory, KeyState};
 use clap::Subcommand;
 
 use super::Global;
@@ -23,6 +23,13 @@ pub enum KeysCommand {
     },
     /// List stored keys and whether each would be used now.
     List {
+        #[arg(long, default_value = "default")]
+        tenant: TenantId,
+    },
+    /// Confirm a learned key (unconfirmed, or held because the address had another key) after
+    /// checking its fingerprint with its holder: from then on it is used like an imported one.
+    Confirm {
+        id: String,
         #[arg(long, default_value = "default")]
         tenant: TenantId,
     },
@@ -68,16 +75,36 @@ pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCo
             println!("imported {} entr{}: {}", ids.len(), if ids.len() == 1 { "y" } else { "ies" }, ids.join(", "));
         }
         KeysCommand::List { tenant } => {
-            println!("{:<26}  {:<5}  {:<8}  {:<20}  {:<40}  address", "id", "kind", "source", "expires", "fingerprint");
+            println!("{:<26}  {:<5}  {:<8}  {:<11}  {:<20}  {:<64}  address", "id", "kind", "source", "state", "expires", "fingerprint");
             for k in dir.list(&tenant).await? {
                 let expires = k.not_after.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
-                let state = match &k.unusable {
-                    Some(why) => format!("  (not used: {why})"),
-                    None => String::new(),
+                let note = match (&k.unusable, k.state) {
+                    (Some(why), _) => format!("  (not used: {why})"),
+                    (None, KeyState::Unconfirmed) => format!("  (not used until confirmed: carepost keys confirm {})", k.id),
+                    (None, KeyState::Held) => "  (held for review: the address has another key; not used)".to_owned(),
+                    (None, _) => String::new(),
                 };
-                println!("{:<26}  {:<5}  {:<8}  {:<20}  {:<40}  {}{state}", k.id, k.kind.as_str(), k.source, &expires[..expires.len().min(20)], k.fingerprint, k.address);
+                println!(
+                    "{:<26}  {:<5}  {:<8}  {:<11}  {:<20}  {:<64}  {}{note}",
+                    k.id,
+                    k.kind.as_str(),
+                    k.source,
+                    k.state.as_str(),
+                    &expires[..expires.len().min(20)],
+                    k.fingerprint,
+                    k.address
+                );
             }
         }
+        KeysCommand::Confirm { id, tenant } => match dir.confirm(&tenant, &id).await? {
+            Confirmation::Confirmed { was } => {
+                let event = Event::new("cli", "keys.confirm").target(format!("key:{id}")).detail("tenant", &tenant).detail("was", was.as_str());
+                install.audit.append(event).await?;
+                println!("confirmed {id} (was {}); it is used from now on", was.as_str());
+            }
+            Confirmation::AlreadyUsable(state) => println!("{id} is already in use ({}); nothing changed", state.as_str()),
+            Confirmation::NotFound => anyhow::bail!("no key {id} in tenant {tenant}"),
+        },
         KeysCommand::Remove { id, tenant } => {
             if dir.remove(&tenant, &id).await? {
                 install.audit.append(Event::new("cli", "keys.remove").target(format!("key:{id}")).detail("tenant", &tenant)).await?;
