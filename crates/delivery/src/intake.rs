@@ -99,7 +99,7 @@ fn smime_signer(message: &mail_parser::Message<'_>) -> Option<Address> {
         return None;
     }
     let from = message.from()?;
-    if from.len() != 1 {
+    if from.iter().count() != 1 {
         return None;
     }
     Address::parse(from.first()?.address()?).ok()
