@@ -313,8 +313,11 @@ fn audit_verify_names_a_deleted_or_rewritten_tail() {
         let (code, out) = verify(&dir);
         assert_eq!(code, 1);
         assert!(out.starts_with(&expected), "{attack} after the stop: {out}");
-        let (_, export, _) = run(Path::new(BIN), &dir, &["audit", "export", "--config", "carepost.toml"]);
-        assert!(export.contains("\"action\":\"audit.tamper\""), "the server audited what it found: {export}");
+        if out.contains("is missing: deleted") {
+            // The damage came before the server's next signature, which found it.
+            let (_, export, _) = run(Path::new(BIN), &dir, &["audit", "export", "--config", "carepost.toml"]);
+            assert!(export.contains("\"action\":\"audit.tamper\""), "the server audited what it found: {export}");
+        }
     }
 }
 
