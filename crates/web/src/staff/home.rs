@@ -126,7 +126,7 @@ pub async fn change_password(
         tokio::task::spawn_blocking(move || password::verify_password(&h, &p)).await.map_err(WebError::internal)?
     };
     if !ok {
-        let locked = count_failure(&state, ip, &s.account.id, "password").await?;
+        let locked = count_failure(&state, ip, &s.account, "password").await?;
         audit(&state, ip, &who, "staff.password.change", &whom, Outcome::Failure, &[("reason", "current password".into()), ("locked", locked.to_string())])
             .await;
         if locked {

@@ -22,7 +22,7 @@ use super::{CodeForm, CredentialForm, CsrfOnly, actor, allow_own_script, audit, 
 use crate::csrf::{Csrf, CsrfField, CsrfForm};
 use crate::error::WebError;
 use crate::portal::{failed_login, refuse_blocked, see_other};
-use crate::{ClientIp, WebState, cookies, micros, totp};
+use crate::{ClientIp, WebState, cookies, totp};
 
 /// The one answer to every refused password step: unknown account, wrong password, locked
 /// account (even with the right password) read alike.
