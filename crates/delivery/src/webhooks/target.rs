@@ -181,6 +181,8 @@ impl TargetPolicy {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The webhook client's resolver: the system's answer, less every address the policy
 /// refuses. With nothing left the connection fails with [`Refused`].
 pub struct CheckedResolver {
@@ -198,7 +200,10 @@ impl reqwest::dns::Resolve for CheckedResolver {
         let policy = self.policy.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = match tokio::net::lookup_host((host.as_str(), 0)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(e) => return Err(Box::new(e) as BoxError),
+            };
             let mut refused = None;
             let permitted: Vec<SocketAddr> = found
                 .into_iter()
@@ -211,7 +216,7 @@ impl reqwest::dns::Resolve for CheckedResolver {
                 })
                 .collect();
             match refused {
-                Some(r) if permitted.is_empty() => Err(Box::new(r) as Box<dyn std::error::Error + Send + Sync>),
+                Some(r) if permitted.is_empty() => Err(Box::new(r) as BoxError),
                 _ => Ok(Box::new(permitted.into_iter()) as reqwest::dns::Addrs),
             }
         })
@@ -220,10 +225,19 @@ impl reqwest::dns::Resolve for CheckedResolver {
 
 /// The [`Refused`] somewhere in an error's chain of causes, if the error is a refusal.
 pub fn refusal_in(error: &(dyn std::error::Error + 'static)) -> Option<Refused> {
+    const KINDS: &[&str] = &["loopback", "cloud metadata", "link-local", "private", "shared (CGNAT)", "reserved", "multicast", "unique-local"];
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(r) = e.downcast_ref::<Refused>() {
             return Some(r.clone());
+        }
+        // A cause boxed along the way may no longer downcast; its words still say it.
+        let text = e.to_string();
+        if let Some((address, rest)) = text.split_once(" is a ")
+            && let Some((kind, _)) = rest.split_once(" address; webhooks are not sent")
+            && let (Ok(address), Some(kind)) = (address.trim().parse::<IpAddr>(), KINDS.iter().find(|k| **k == kind))
+        {
+            return Some(Refused { address, kind });
         }
         current = e.source();
     }
