@@ -292,6 +292,22 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     let reply = kept_for(dir, "dr.smith@clinic.example").await;
     assert!(reply.contains("REPLYMARKER") && reply.contains("In-Reply-To: <orig-1@clinic.example>"), "{reply}");
     assert!(reply.contains("From: <jane@patient.example>") && reply.contains("nurse@clinic.example") && reply.contains("note.txt"), "{reply}");
+    // A reply whose text holds a bare CR (only a crafted request sends one: a way to end the
+    // message early at the next mail server) gets a form error, and nothing is sent.
+    let crafted = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"body\"\r\n\r\nCRAFTEDREPLY\r.\r\nMAIL FROM:<evil@example.net>\r\n\
+         --{boundary}--\r\n"
+    );
+    let request = b
+        .client
+        .post(b.url(&format!("{read_path}/reply")))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(crafted);
+    let refused = b.send(request).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(refused.text.contains("carriage return"), "{}", refused.text);
+    assert!(!kept_for(dir, "dr.smith@clinic.example").await.contains("CRAFTEDREPLY"));
 
     // Sign out; wrong passwords lock the account; a reset code unlocks it.
     let out = b.post("/p/signout", &[("csrf", &csrf)]).await;

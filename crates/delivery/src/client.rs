@@ -666,24 +666,36 @@ fn fill(replies: Vec<Option<Reply>>, default: &Reply) -> Vec<Reply> {
     replies.into_iter().map(|r| r.unwrap_or_else(|| default.clone())).collect()
 }
 
-/// The message as DATA sends it: lines starting with "." doubled, bare LF made CRLF, and
-/// the terminating ".".
+/// The message as DATA sends it: every line ending made CRLF, lines starting with "."
+/// doubled, and the terminating ".".
+///
+/// A bare CR counts as a line ending as much as a bare LF: some receivers end a line at
+/// either, so a body holding `\r.\r\n` or `\n.\n` would end the data there and let what
+/// follows pass as new commands (SMTP smuggling). Making every CR, LF and CRLF one CRLF
+/// before stuffing means the next hop sees exactly one message, whatever the body held.
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
     let mut at_line_start = true;
-    let mut prev = 0u8;
-    for &b in message {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
+    let mut bytes = message.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' | b'\n' => {
+                if b == b'\r' && bytes.peek() == Some(&b'\n') {
+                    bytes.next();
+                }
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+            }
+            _ => {
+                if at_line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                at_line_start = false;
+            }
         }
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-        prev = b;
     }
-    if !message.is_empty() && !at_line_start {
+    if !at_line_start {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
@@ -730,6 +742,65 @@ mod tests {
         assert_eq!(dot_stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
         assert_eq!(dot_stuff(b".x\nno end"), b"..x\r\nno end\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
+    #[test]
+    fn bare_carriage_returns_become_line_ends() {
+        // The published smuggling payloads: each reaches the next hop as plain lines, the
+        // dot stuffed, so only the final CRLF.CRLF ends the data.
+        assert_eq!(dot_stuff(b"a\r.\r\nMAIL FROM:<x@y>\r\n"), b"a\r\n..\r\nMAIL FROM:<x@y>\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\n.\nb"), b"a\r\n..\r\nb\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\r\n.\rb"), b"a\r\n..\r\nb\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\r"), b"a\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\n\r.\r"), b"a\r\n\r\n..\r\n.\r\n");
+    }
+
+    /// Undoes DATA's dot-stuffing the way a strict receiver does; `None` when the data has a
+    /// bare CR or LF or does not end with the end marker.
+    fn strict_receive(data: &[u8]) -> Option<Vec<u8>> {
+        let mut body = Vec::new();
+        let mut rest = data;
+        loop {
+            let end = rest.windows(2).position(|w| w == b"\r\n")?;
+            let line = &rest[..end];
+            if line.contains(&b'\r') || line.contains(&b'\n') {
+                return None;
+            }
+            rest = &rest[end + 2..];
+            if line == b"." {
+                return rest.is_empty().then_some(body);
+            }
+            body.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
+            body.extend_from_slice(b"\r\n");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the message holds, DATA carries it as CRLF lines with one end marker at
+        /// the very end, and a strict receiver gets the message back with its line endings
+        /// made CRLF.
+        #[test]
+        fn stuffed_data_has_only_crlf_and_one_end(input in proptest::collection::vec(proptest::prop_oneof![proptest::strategy::Just(b'\r'), proptest::strategy::Just(b'\n'), proptest::strategy::Just(b'.'), proptest::prelude::any::<u8>()], 0..300)) {
+            let data = dot_stuff(&input);
+            for (i, &b) in data.iter().enumerate() {
+                if b == b'\r' { proptest::prop_assert_eq!(data.get(i + 1), Some(&b'\n')); }
+                if b == b'\n' { proptest::prop_assert!(i > 0 && data[i - 1] == b'\r'); }
+            }
+            let received = strict_receive(&data);
+            proptest::prop_assert!(received.is_some(), "{:?}", data);
+            let mut expected = Vec::new();
+            let mut bytes = input.iter().copied().peekable();
+            while let Some(b) = bytes.next() {
+                if b == b'\r' || b == b'\n' {
+                    if b == b'\r' && bytes.peek() == Some(&b'\n') { bytes.next(); }
+                    expected.extend_from_slice(b"\r\n");
+                } else {
+                    expected.push(b);
+                }
+            }
+            if !expected.is_empty() && !expected.ends_with(b"\r\n") { expected.extend_from_slice(b"\r\n"); }
+            proptest::prop_assert_eq!(received.unwrap(), expected);
+        }
     }
 
     #[test]

@@ -199,7 +199,8 @@ enum LoadedKey {
 
 struct DomainKeys {
     loaded_at: Instant,
-    keys: Vec<(String, Arc<LoadedKey>)>,
+    /// `(selector, tenant, key)`.
+    keys: Vec<(String, String, Arc<LoadedKey>)>,
 }
 
 /// Signs outgoing messages with the keys of their From domain; caches opened keys briefly.
@@ -246,7 +247,7 @@ impl Signer {
                     .headers(SIGNED_HEADERS.iter().copied()),
                 ),
             };
-            keys.push((row.selector.clone(), Arc::new(key)));
+            keys.push((row.selector.clone(), row.tenant.clone(), Arc::new(key)));
         }
         let entry = Arc::new(DomainKeys { loaded_at: Instant::now(), keys });
         self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(domain.to_owned(), entry.clone());
@@ -254,16 +255,18 @@ impl Signer {
     }
 
     /// The DKIM-Signature header fields to put in front of `message`, or none when its
-    /// From domain has no keys. Signing runs off the reactor (RSA is milliseconds of CPU).
-    pub async fn sign(&self, spool: &Spool, message: bytes::Bytes) -> Result<Vec<u8>, DkimError> {
+    /// From domain has no keys of `tenant`: one tenant's keys never sign another tenant's
+    /// mail, whatever its From says. Signing runs off the reactor (RSA is milliseconds of CPU).
+    pub async fn sign(&self, spool: &Spool, tenant: &TenantId, message: bytes::Bytes) -> Result<Vec<u8>, DkimError> {
         let Some(domain) = from_domain(&message) else { return Ok(Vec::new()) };
         let keys = self.keys_for(spool, &domain).await?;
-        if keys.keys.is_empty() {
+        let tenant = tenant.to_string();
+        if !keys.keys.iter().any(|(_, t, _)| *t == tenant) {
             return Ok(Vec::new());
         }
         let signed = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            for (selector, key) in &keys.keys {
+            for (selector, _, key) in keys.keys.iter().filter(|(_, t, _)| *t == tenant) {
                 let signature = match key.as_ref() {
                     LoadedKey::Ed25519(signer) => signer.sign(&message),
                     LoadedKey::Rsa(signer) => signer.sign(&message),
@@ -281,31 +284,58 @@ impl Signer {
     }
 }
 
-/// The domain of the From header's (first) address, lowercased.
-pub fn from_domain(message: &[u8]) -> Option<String> {
+/// The addresses of the From header field, lowercased, read the way DMARC verifiers read
+/// them (mail-parser's address parser, which mail-auth uses). `None` when the message has no
+/// From field, more than one, or one without an address. Signing and the submission check
+/// both use this, so what is checked is what gets signed.
+pub fn header_from(message: &[u8]) -> Option<Vec<String>> {
     let headers = crate::dsn::headers_of(message);
-    let text = String::from_utf8_lossy(headers);
-    let mut value: Option<String> = None;
-    for line in text.split('\n') {
-        let line = line.trim_end_matches('\r');
-        if let Some(v) = value.as_mut() {
-            if line.starts_with([' ', '\t']) {
-                v.push_str(line);
-                continue;
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    let mut current: Option<Vec<u8>> = None;
+    for line in headers.split_inclusive(|&b| b == b'\n') {
+        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+            if let Some(v) = current.as_mut() {
+                v.extend_from_slice(line);
             }
-            break;
+            continue;
         }
-        if line.len() >= 5 && line.is_char_boundary(5) && line[..5].eq_ignore_ascii_case("from:") {
-            value = Some(line[5..].to_owned());
+        values.extend(current.take());
+        if let Some(colon) = line.iter().position(|&b| b == b':')
+            && line[..colon].trim_ascii().eq_ignore_ascii_case(b"from")
+        {
+            current = Some(line[colon + 1..].to_vec());
         }
     }
-    let value = value?;
-    let address = match (value.rfind('<'), value.rfind('>')) {
-        (Some(a), Some(b)) if a < b => value[a + 1..b].to_owned(),
-        _ => value.split_whitespace().next()?.to_owned(),
-    };
-    let domain = address.rsplit_once('@')?.1.trim().trim_end_matches(['>', ',', ';']).to_ascii_lowercase();
-    (!domain.is_empty()).then_some(domain)
+    values.extend(current);
+    let [value] = <[Vec<u8>; 1]>::try_from(values).ok()?;
+    let mut value = value;
+    if !value.ends_with(b"\n") {
+        value.extend_from_slice(b"\r\n");
+    }
+    // mail-parser has panicked on hostile input before; a message it cannot read has no From.
+    let parsed = std::panic::catch_unwind(|| {
+        let addresses = |list: &[mail_parser::Addr]| -> Vec<String> {
+            list.iter().filter_map(|a| a.address.as_ref().map(|a| a.trim().to_lowercase())).collect()
+        };
+        match mail_parser::parsers::MessageStream::new(&value).parse_address() {
+            mail_parser::HeaderValue::Address(mail_parser::Address::List(list)) => addresses(&list),
+            mail_parser::HeaderValue::Address(mail_parser::Address::Group(groups)) => {
+                groups.iter().flat_map(|g| addresses(&g.addresses)).collect()
+            }
+            _ => Vec::new(),
+        }
+    })
+    .ok()?;
+    (!parsed.is_empty()).then_some(parsed)
+}
+
+/// The domain the From header's addresses share, lowercased; `None` when there is none or
+/// they are in different domains (no one domain's key may vouch for them all).
+pub fn from_domain(message: &[u8]) -> Option<String> {
+    let from = header_from(message)?;
+    let domain_of = |a: &String| a.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_owned());
+    let domain = domain_of(from.first()?)?;
+    (!domain.is_empty() && from.iter().all(|a| domain_of(a).as_deref() == Some(domain.as_str()))).then_some(domain)
 }
 
 #[cfg(test)]
@@ -375,6 +405,12 @@ mod tests {
         assert_eq!(from_domain(b"FROM: a@b.example\r\n\r\n"), Some("b.example".into()));
         assert_eq!(from_domain(b"From:\r\n <x@folded.example>\r\n\r\n"), Some("folded.example".into()));
         assert_eq!(from_domain(b"Subject: none\r\n\r\n"), None);
+        // Read as a verifier reads it: the comment is not the address.
+        assert_eq!(from_domain(b"From: attacker@evil.example (<boss@clinic.example>)\r\n\r\n"), Some("evil.example".into()));
+        assert_eq!(header_from(b"From: \"a@evil.example\" <Boss@Clinic.example>\r\n\r\n"), Some(vec!["boss@clinic.example".to_owned()]));
+        assert_eq!(from_domain(b"From: a@clinic.example\r\nFrom: b@evil.example\r\n\r\n"), None, "two From fields");
+        assert_eq!(from_domain(b"From: a@clinic.example, b@evil.example\r\n\r\n"), None, "two domains");
+        assert_eq!(header_from(b"From: a@clinic.example, B@clinic.example\r\n\r\n").map(|v| v.len()), Some(2));
     }
 
     #[tokio::test]
@@ -391,7 +427,9 @@ mod tests {
 
         let message = bytes::Bytes::from_static(b"From: Billing <billing@clinic.example>\r\nTo: p@example.net\r\nSubject: hi\r\n\r\nbody\r\n");
         let signer = Signer::default();
-        let headers = String::from_utf8(signer.sign(&spool, message.clone()).await.unwrap()).unwrap();
+        let other = TenantId::new("other").unwrap();
+        assert!(signer.sign(&spool, &other, message.clone()).await.unwrap().is_empty(), "another tenant's mail is not signed");
+        let headers = String::from_utf8(signer.sign(&spool, &tenant, message.clone()).await.unwrap()).unwrap();
         assert_eq!(headers.matches("DKIM-Signature:").count(), 2, "{headers}");
         assert!(headers.contains("a=ed25519-sha256") && headers.contains("a=rsa-sha256"));
         assert!(headers.contains("s=cp20260101-ed") && headers.contains("d=clinic.example"));

@@ -291,6 +291,19 @@ impl Intake {
         &self.settings
     }
 
+    /// Whether `domain` is one of `tenant`'s own: it holds DKIM keys for it, or (for the
+    /// default tenant, the operator's own organization) it is one of `smtp.local_domains`.
+    /// A sender not limited to listed addresses may use only these.
+    pub async fn is_tenant_domain(&self, tenant: &TenantId, domain: &str) -> Result<bool, IntakeError> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        if *tenant == TenantId::default_tenant() && self.settings.local_domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
+            return Ok(true);
+        }
+        let keys = self.spool.store().dkim_keys(Some(&domain)).await.map_err(SpoolError::from)?;
+        let tenant = tenant.to_string();
+        Ok(crate::dkim::published(&keys, carepost_model::Timestamp::now()).iter().any(|k| k.tenant == tenant))
+    }
+
     /// Inspects, decides and queues a message; returns its id once it is durable.
     pub async fn submit(&self, tenant: TenantId, envelope: Envelope, arrival: Arrival, body: Bytes) -> Result<Accepted, IntakeError> {
         self.submit_with(tenant, envelope, arrival, body, SubmitHints::default()).await

@@ -988,12 +988,14 @@ impl Inner {
             .clone()
     }
 
-    /// DKIM signatures in front of `message`.
-    async fn sign(&self, message: Bytes) -> Bytes {
-        if !self.config.dkim_sign {
+    /// DKIM signatures in front of `message`, made with keys of the message's own tenant.
+    /// Mail that came in on the MX and goes on to another host is never signed: its From was
+    /// written by an outsider, and our signature would vouch for it.
+    async fn sign(&self, ctx: &MessageCtx, message: Bytes) -> Bytes {
+        if !self.config.dkim_sign || ctx.opened.arrival.source == carepost_model::Source::Mx {
             return message;
         }
-        match self.signer.sign(&self.spool, message.clone()).await {
+        match self.signer.sign(&self.spool, &ctx.opened.tenant, message.clone()).await {
             Ok(headers) if !headers.is_empty() => {
                 let mut signed = Vec::with_capacity(headers.len() + message.len());
                 signed.extend_from_slice(&headers);
@@ -1014,7 +1016,7 @@ impl Inner {
             .body
             .get_or_init(|| async {
                 let stored = self.stored(message).await?;
-                Ok(self.sign(stored).await)
+                Ok(self.sign(message, stored).await)
             })
             .await
             .clone()
@@ -1028,7 +1030,7 @@ impl Inner {
         let transformed = tokio::task::spawn_blocking(move || transform.apply(&stored, &signers))
             .await
             .map_err(|e| format!("transforming the message failed: {e}"))??;
-        Ok(self.sign(Bytes::from(transformed)).await)
+        Ok(self.sign(message, Bytes::from(transformed)).await)
     }
 
     /// Records outcomes: recipient rows, audit records, DSNs and suppressions, then frees the

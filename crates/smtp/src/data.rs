@@ -81,8 +81,17 @@ impl BodyDecoder {
         self.size
     }
 
+    /// Whether a bare CR or LF was seen: the session refuses the message at once rather than
+    /// reading on to a `CRLF . CRLF` that a client ending its data with `\n.\n` never sends.
+    pub fn saw_bare_line_end(&self) -> bool {
+        matches!(self.problem, Some(BodyProblem::BareCr | BodyProblem::BareLf))
+    }
+
     fn flag(&mut self, p: BodyProblem) {
-        if self.problem.is_none() {
+        // A bare line ending outranks the size and line-length problems, which let the data
+        // be read to its end: it ends the session.
+        let bare = matches!(p, BodyProblem::BareCr | BodyProblem::BareLf);
+        if self.problem.is_none() || (bare && !self.saw_bare_line_end()) {
             self.problem = Some(p);
         }
     }
@@ -210,6 +219,17 @@ mod tests {
             assert_eq!(end, Some(input.len()), "{payload:?}: only the real CRLF.CRLF ends the data");
             assert_eq!(problem, Some(expected), "{payload:?}");
         }
+    }
+
+    #[test]
+    fn a_bare_line_ending_outranks_size_problems() {
+        let mut d = BodyDecoder::data(4, 1000);
+        d.feed(b"0123456789\r\nmore\n", &mut Vec::new());
+        assert!(d.saw_bare_line_end());
+        assert_eq!(d.problem(), Some(BodyProblem::BareLf));
+        let mut d = BodyDecoder::data(1 << 20, 1000);
+        d.feed(b"fine\r\n", &mut Vec::new());
+        assert!(!d.saw_bare_line_end());
     }
 
     #[test]

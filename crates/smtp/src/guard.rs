@@ -389,6 +389,15 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Audits something a session refused as an attack (a forged From, ...).
+    pub async fn audit_refusal(&self, event: Event) {
+        if let Err(e) = self.audit.append(event.outcome(Outcome::Denied)).await {
+            tracing::error!(error = %e, "cannot audit a refusal");
+        }
+    }
+}
+
 /// The `created_by` of automatic blocks (an administrator's say `cli`).
 pub const AUTOMATIC_BY: &str = "smtp";
 

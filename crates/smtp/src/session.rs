@@ -616,6 +616,9 @@ impl Session {
             }
             None => {}
         }
+        if let Some(reply) = self.foreign_header_from(&body).await {
+            return self.respond(reply);
+        }
         let Transaction { mail, recipients, .. } = tx;
         let authenticated = self.account.is_some();
         let source = if authenticated {
@@ -686,6 +689,26 @@ impl Session {
                 self.respond(rejection.reply())
             }
         }
+    }
+}
+
+impl Session {
+    /// On submission, the refusal of a message whose From header names an address the
+    /// account may not use: carepost signs by that header, so MAIL FROM alone proves nothing
+    /// (a user could otherwise have mail signed as any address of the domain). A message
+    /// without a readable From is let through; it is not signed.
+    async fn foreign_header_from(&self, body: &[u8]) -> Option<Reply> {
+        let account = self.account.as_ref()?;
+        let from = carepost_delivery::dkim::header_from(body.get(HEADROOM..).unwrap_or_default())?;
+        let foreign = from.iter().find(|a| !carepost_model::Address::parse(a).is_ok_and(|a| account.may_send_as(&a)))?;
+        tracing::info!(listener = self.kind.name(), account = %account.id, "refused a From header the account may not use");
+        let event = carepost_audit::Event::new(format!("account:{}", account.id), "smtp.sender")
+            .target(format!("account:{}", account.id))
+            .ip(Some(self.peer))
+            .detail("reason", "header From not owned")
+            .detail_hashed("from", foreign.as_bytes());
+        self.shared.guard.audit_refusal(event).await;
+        Some(Reply::new(550, "5.7.1", format!("<{foreign}>: From header rejected: not owned by user {}", account.login)))
     }
 }
 

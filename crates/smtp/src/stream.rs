@@ -165,12 +165,15 @@ impl Connection {
         }
     }
 
-    /// Reads DATA up to and including the end marker, feeding it through `decoder`.
+    /// Reads DATA up to and including the end marker, feeding it through `decoder`. Stops
+    /// early at a bare CR or LF: the message is refused and the session ends, so nothing more
+    /// is worth waiting for (a client that ended with `\n.\n` would otherwise wait for the
+    /// data timeout).
     pub async fn read_data(&mut self, decoder: &mut BodyDecoder, body: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadError> {
         loop {
             let (used, done) = decoder.feed(&self.buf[self.start..], body);
             self.start += used;
-            if done {
+            if done || decoder.saw_bare_line_end() {
                 return Ok(());
             }
             self.fill(deadline, false).await?;
@@ -282,6 +285,19 @@ mod tests {
         client.write_all(b"NO").await.unwrap();
         let deadline = Instant::now() + Duration::from_millis(50);
         assert!(matches!(c.read_line(512, deadline).await, Err(ReadError::Timeout)));
+    }
+
+    #[tokio::test]
+    async fn data_ending_with_a_bare_lf_is_answered_without_waiting() {
+        for payload in [&b"Subject: x\r\n\r\nbody\n.\n"[..], b"Subject: x\r\n\r\nbody\r.\rX"] {
+            let (mut c, mut client, _tx) = pair();
+            client.write_all(payload).await.unwrap();
+            // Nothing more comes: the read must end on what was sent, long before the deadline.
+            let mut decoder = BodyDecoder::data(1 << 20, 1000);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            c.read_data(&mut decoder, &mut Vec::new(), deadline).await.unwrap();
+            assert!(decoder.saw_bare_line_end(), "{payload:?}");
+        }
     }
 
     #[tokio::test]

@@ -228,6 +228,25 @@ async fn every_smuggling_payload_is_refused_and_nothing_hidden_is_queued() {
     assert_eq!(h.queued().await, 0, "nothing was queued");
 }
 
+/// A client that ends its data with a bare `\n.\n` and then waits gets its 550 at once, not
+/// after the ten-minute data timeout (the read below is bounded by STEP).
+#[tokio::test]
+async fn data_ended_by_a_bare_lf_is_answered_at_once() {
+    let h = Harness::start(|_| {}).await;
+    for ending in ["\n.\n", "\r.\r\n"] {
+        let (mut c, _) = Client::connect(h.addr("mx")).await;
+        c.cmd("EHLO client.example").await;
+        c.cmd("MAIL FROM:<a@example.net>").await;
+        c.cmd("RCPT TO:<pat@clinic.example>").await;
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        c.send(format!("Subject: x\r\n\r\nbody{ending}").as_bytes()).await;
+        let reply = c.reply().await;
+        assert!(reply.starts_with("550 5.5.2 Error: bare"), "{ending:?}: {reply}");
+        assert!(c.closed().await, "{ending:?}: the session ends");
+    }
+    assert_eq!(h.queued().await, 0);
+}
+
 #[tokio::test]
 async fn size_limits_are_enforced_early_and_while_streaming() {
     let h = Harness::start(|c| c.max_message_size = 1000).await;

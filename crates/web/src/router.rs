@@ -2,7 +2,8 @@
 //!
 //! Each area owns a path prefix and a `routes()` function in its own module; adding an area
 //! is one `merge` line here. Layers apply to all of them alike: the security layer (headers,
-//! rate limit, error pages) outermost, then the request body limit and CSRF nonces.
+//! rate limit, error pages) outermost, then the request body limit (a declared length over it
+//! is refused before any handler runs) and CSRF nonces.
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -22,6 +23,7 @@ pub fn router(state: WebState) -> Router {
         .fallback(security::not_found)
         .layer(middleware::from_fn(csrf::provide))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), security::body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), security::layer))
         .with_state(state)
 }

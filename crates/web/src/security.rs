@@ -86,6 +86,58 @@ pub async fn layer(State(state): State<WebState>, ClientIp(ip): ClientIp, reques
     response
 }
 
+/// How long a refused upload is read and thrown away before the answer (see [`body_limit`]).
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Refuses a request whose declared length is over `web.max_upload_bytes` before any handler
+/// reads it: `413` as problem details on the API (SendGrid's shape on `/v3`), the error page
+/// elsewhere.
+///
+/// Over HTTP/2 the rest of the body is first read and dropped (up to another
+/// `max_upload_bytes`, within a minute): an answer given while the client is still sending
+/// ends in a stream reset that clients such as curl report as a framing error instead of the
+/// 413. HTTP/1.1 needs no draining: the connection is closed after the answer.
+pub async fn body_limit(State(state): State<WebState>, request: Request, next: Next) -> Response {
+    let limit = state.config.max_upload_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let Some(declared) = declared.filter(|&n| n > limit) else { return next.run(request).await };
+    let path = request.uri().path().to_owned();
+    let json = wants_json(&path, request.headers());
+    let (parts, body) = request.into_parts();
+    if parts.version == axum::http::Version::HTTP_2 && declared <= limit.saturating_mul(2) {
+        drain(body, declared).await;
+    }
+    tracing::debug!(declared, limit, "refused an upload over the size limit");
+    let error = crate::api::ApiError::TooLarge(limit);
+    if path.starts_with("/v3/") {
+        error.sendgrid()
+    } else if json {
+        error.into_response()
+    } else {
+        StatusCode::PAYLOAD_TOO_LARGE.into_response()
+    }
+}
+
+/// Reads and drops at most `max` bytes of `body`, within [`DRAIN_TIMEOUT`].
+async fn drain(body: axum::body::Body, max: u64) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len() as u64;
+            if seen > max {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 fn limited(json: bool, wait: std::time::Duration) -> Response {
     let error = WebError::TooManyRequests(wait);
     if json {

@@ -35,7 +35,8 @@ pub enum ApikeyCommand {
         #[arg(long, default_value_t = 600)]
         rate: u32,
         /// A From address the key may send with, or `@domain` for any address of a domain;
-        /// repeatable or comma-separated. Default: any sender.
+        /// repeatable or comma-separated. Default: any address of the tenant's own domains
+        /// (its DKIM domains; for the default tenant also smtp.local_domains).
         #[arg(long = "from", value_name = "ADDRESS|@DOMAIN", value_delimiter = ',')]
         allowed_from: Vec<String>,
         #[arg(long, default_value = "default")]
@@ -76,7 +77,7 @@ fn describe(k: &ApiKey, now: i64) -> String {
         k.tenant,
         k.scopes.join(","),
         if k.networks.is_empty() { "any".to_owned() } else { k.networks.join(",") },
-        if k.allowed_from.is_empty() { "any".to_owned() } else { k.allowed_from.join(",") },
+        if k.allowed_from.is_empty() { "tenant-domains".to_owned() } else { k.allowed_from.join(",") },
         k.rate_per_minute,
         k.expires_at.map_or_else(|| "never".to_owned(), |e| Timestamp::from_micros(e).to_rfc3339()),
         Timestamp::from_micros(k.created_at).to_rfc3339(),

@@ -34,10 +34,34 @@ impl Caller {
         }
     }
 
+    /// Passes a parsed request through, auditing a body refused for a bare carriage return
+    /// (an attempt to smuggle a second message past the next mail server).
+    pub(crate) async fn audit_refused<T>(&self, state: &WebState, parsed: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(ApiError::Invalid { field, detail }) = &parsed
+            && detail == super::compose::BARE_CR
+        {
+            let event = Event::new(self.actor(), "api.message")
+                .target(format!("apikey:{}", self.key.id))
+                .ip(Some(self.ip))
+                .outcome(Outcome::Denied)
+                .detail("reason", "bare CR")
+                .detail("field", field.clone().unwrap_or_default());
+            append(state, event).await;
+        }
+        parsed
+    }
+
     /// Refuses a From address the key may not use (`carepost apikey create --from`); the
     /// refusal is audited. `field` names the member of the request.
     pub(crate) async fn require_sender(&self, state: &WebState, from: &Address, field: &str) -> Result<(), ApiError> {
-        if super::request::sender_allowed(&self.key.allowed_from, from) {
+        // A key without a list may still send only as its own organization: the From is what
+        // carepost signs with DKIM and what recipients trust.
+        let allowed = if self.key.allowed_from.is_empty() {
+            state.services.intake.is_tenant_domain(&self.key.tenant, from.domain()).await.map_err(ApiError::internal)?
+        } else {
+            super::request::sender_allowed(&self.key.allowed_from, from)
+        };
+        if allowed {
             return Ok(());
         }
         let event = Event::new(self.actor(), "api.sender")
@@ -46,10 +70,12 @@ impl Caller {
             .outcome(Outcome::Denied)
             .detail_hashed("from", from.as_str().as_bytes());
         append(state, event).await;
-        Err(ApiError::Forbidden(format!(
-            "{field}: this API key may not send from {from}; it may send from {}",
-            self.key.allowed_from.join(", ")
-        )))
+        let may = if self.key.allowed_from.is_empty() {
+            format!("it may send only from the domains of its tenant ({})", self.key.tenant)
+        } else {
+            format!("it may send from {}", self.key.allowed_from.join(", "))
+        };
+        Err(ApiError::Forbidden(format!("{field}: this API key may not send from {from}; {may}")))
     }
 }
 

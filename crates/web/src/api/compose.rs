@@ -113,6 +113,17 @@ pub fn check_header(field: &str, name: &str, value: &str) -> Result<(), ApiError
     Ok(())
 }
 
+/// Why a body with a bare carriage return is refused.
+pub const BARE_CR: &str = "has a carriage return (CR) not followed by a line feed (LF); end lines with LF or CRLF";
+
+/// Whether `text` has a CR that is not the start of a CRLF. Such a CR is refused rather than
+/// repaired: some mail servers take it as a line ending, which is how a hidden second message
+/// is smuggled past the first (`\r.\r\nMAIL FROM:...`).
+pub fn has_bare_cr(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+}
+
 /// A message ready to be built.
 #[derive(Debug, Clone)]
 pub struct Draft {
@@ -143,6 +154,11 @@ impl Draft {
         }
         if self.text.is_none() && self.html.is_none() {
             return Err(ApiError::invalid(format!("{prefix}text"), "text or html (or both) is required"));
+        }
+        for (name, body) in [("text", &self.text), ("html", &self.html)] {
+            if body.as_deref().is_some_and(has_bare_cr) {
+                return Err(ApiError::invalid(format!("{prefix}{name}"), BARE_CR));
+            }
         }
         if self.headers.len() > MAX_HEADERS {
             return Err(ApiError::invalid(format!("{prefix}headers"), format!("at most {MAX_HEADERS} extra headers")));
@@ -251,5 +267,18 @@ mod tests {
         d.text = None;
         d.html = None;
         assert!(d.check("").is_err());
+    }
+
+    #[test]
+    fn a_bare_carriage_return_in_a_body_is_refused() {
+        let mut d = draft();
+        d.text = Some("fine\r\nlines\nall\r\n".into());
+        d.check("").unwrap();
+        for (field, payload) in [("text", "a\r.\r\nMAIL FROM:<x@y.example>"), ("html", "<p>a</p>\r"), ("text", "\rX")] {
+            let mut d = draft();
+            if field == "text" { d.text = Some(payload.into()) } else { d.html = Some(payload.into()) }
+            let err = d.check("messages[0].").unwrap_err();
+            assert!(matches!(&err, ApiError::Invalid { field: Some(f), .. } if *f == format!("messages[0].{field}")), "{err:?}");
+        }
     }
 }

@@ -414,7 +414,7 @@ pub async fn send(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let caller = sending_caller(&state, &shared, &headers, ip).await?;
-    let message = request::parse_message(&json_bytes(&state, &headers, body)?)?;
+    let message = caller.audit_refused(&state, request::parse_message(&json_bytes(&state, &headers, body)?)).await?;
     let checked = ready(&state, &caller, vec![message], idempotency_header(&headers)?, false).await?;
     let Some(m) = checked.into_iter().next() else { return Err(ApiError::internal("a single send checked no message")) };
     let (id, replayed) = submit(&state, &shared, &caller, &m.draft, m.hints, m.idempotency).await?;
@@ -441,7 +441,7 @@ pub async fn send_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let caller = sending_caller(&state, &shared, &headers, ip).await?;
-    let messages = request::parse_batch(&json_bytes(&state, &headers, body)?)?;
+    let messages = caller.audit_refused(&state, request::parse_batch(&json_bytes(&state, &headers, body)?)).await?;
     let checked = ready(&state, &caller, messages, idempotency_header(&headers)?, true).await?;
     let mut results = Vec::with_capacity(checked.len());
     let (mut accepted, mut rejected) = (0, 0);

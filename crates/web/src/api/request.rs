@@ -63,10 +63,10 @@ pub fn parse_sendgrid(body: &[u8]) -> Result<Vec<Draft>, ApiError> {
 }
 
 /// Whether a key limited to `allowed` senders (addresses, or `@domain` for a whole domain)
-/// may send from `from`. An empty list allows any sender.
+/// may send from `from`. An empty list allows no one here: such a key is limited to its
+/// tenant's domains instead (see `Caller::require_sender`).
 pub fn sender_allowed(allowed: &[String], from: &Address) -> bool {
-    allowed.is_empty()
-        || allowed.iter().any(|a| match a.strip_prefix('@') {
+    allowed.iter().any(|a| match a.strip_prefix('@') {
             Some(domain) => from.domain().eq_ignore_ascii_case(domain),
             None => from.as_str().eq_ignore_ascii_case(a),
         })
@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn senders_are_matched_by_address_or_domain() {
         let from = Address::parse("Results@Lab.example.org").unwrap();
-        assert!(sender_allowed(&[], &from));
+        assert!(!sender_allowed(&[], &from));
         assert!(sender_allowed(&["results@lab.example.org".into()], &from));
         assert!(sender_allowed(&["@lab.example.org".into()], &from));
         assert!(!sender_allowed(&["@example.org".into()], &from), "a parent domain is another domain");

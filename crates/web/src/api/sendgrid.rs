@@ -233,7 +233,7 @@ async fn send_inner(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Option<String>, ApiError> {
     let caller = sending_caller(state, shared, headers, ip).await?;
-    let drafts = request::parse_sendgrid(&json_bytes(state, headers, body)?)?;
+    let drafts = caller.audit_refused(state, request::parse_sendgrid(&json_bytes(state, headers, body)?)).await?;
     for draft in &drafts {
         caller.require_sender(state, &draft.from.email, "from.email").await?;
     }

@@ -123,6 +123,16 @@ pub async fn send(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf,
     if to.is_empty() {
         return Err(WebError::BadRequest("This message does not say who sent it, so it cannot be answered here.".into()));
     }
+    let actor = format!("portal:{}", s.account.id);
+    let target = format!("portal:{}", m.row.id);
+    if crate::api::compose::has_bare_cr(&text) {
+        // Browsers send CRLF; a lone CR comes from a crafted request trying to end the
+        // message early at the next mail server (SMTP smuggling).
+        audit(&state, ip, &actor, "portal.reply", &target, Outcome::Denied, &[("reason", "bare CR".into())]).await;
+        return Err(WebError::BadRequest(
+            "The reply has a carriage return that does not end a line. Remove it (or paste the text again) and send once more.".into(),
+        ));
+    }
     let me = m.recipient.clone();
     let mut builder = mail_builder::MessageBuilder::new()
         .from(me.as_str())
@@ -147,9 +157,7 @@ pub async fn send(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf,
         smtputf8: me.is_utf8() || to.iter().any(Address::is_utf8),
         body: Default::default(),
     };
-    let actor = format!("portal:{}", s.account.id);
     let arrival = Arrival { source: Source::Portal, client_ip: Some(ip.0), helo: None, authenticated_as: Some(actor.clone()), tls: None, sender_auth: None };
-    let target = format!("portal:{}", m.row.id);
     match state.services.intake.submit(s.tenant.clone(), envelope_out, arrival, Bytes::from(message)).await {
         Ok(accepted) => {
             audit(&state, ip, &actor, "portal.reply", &target, Outcome::Success, &[("message", accepted.id.to_string()), ("recipients", to.len().to_string()), ("all", all.to_string())]).await;

@@ -1,0 +1,260 @@
+//! What carepost passes on must be what its sender was allowed to send, and nothing more:
+//! DKIM signatures only for mail the authenticated sender may send as (submission with
+//! swaks, the API, mail from the MX passed on), no bare CR or LF reaching the next hop
+//! (Postfix's smtp-sink), and a clear answer at once for data ended by a bare LF and for an
+//! oversize HTTP/2 upload (curl).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use carepost::install::{Access, Installation};
+use carepost_delivery::{Spool, Submission};
+use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
+use carepost_testkit::dns::TestDns;
+use carepost_testkit::{Server, Sink, run, wait_output};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_carepost");
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Mail for clinic.example is local and goes to the sink as it is, so what arrives there is
+/// the message itself.
+fn config(sink: SocketAddr, dns: &TestDns) -> String {
+    format!(
+        "[smtp]\nmx_listen = \"127.0.0.1:0\"\nsubmission_listen = \"127.0.0.1:0\"\nsubmissions_listen = \"\"\n\
+         local_domains = [\"clinic.example\"]\ndns_servers = [\"{}\"]\n\n\
+         [web]\nlisten = \"127.0.0.1:0\"\n\n\
+         [delivery]\nsmart_host = \"{sink}\"\nsmart_host_tls = \"none\"\nretry_first = \"1s\"\nretry_max = \"2s\"\nconnection_idle = \"1s\"\n",
+        dns.addr()
+    )
+}
+
+/// Runs a peer program, bounded in time. Panics if it is not installed.
+fn peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is needed for this test (scripts/test.sh installs it): {e}"));
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = wait_output(child, Duration::from_secs(120));
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn carepost(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut full = vec![BIN];
+    full.extend_from_slice(args);
+    full.extend(["--config", dir.join("carepost.toml").to_str().unwrap()]);
+    if stdin.is_empty() {
+        return run(Path::new(BIN), dir, &full[1..]);
+    }
+    peer(BIN, &full[1..], stdin)
+}
+
+fn swaks(addr: SocketAddr, args: &[&str]) -> (i32, String) {
+    let port = addr.port().to_string();
+    let mut full = vec!["--server", "127.0.0.1", "--port", &port, "--timeout", "30"];
+    full.extend_from_slice(args);
+    let (code, out, err) = peer("swaks", &full, "");
+    (code, format!("{out}{err}"))
+}
+
+fn https_client(server: &Server) -> (reqwest::Client, String) {
+    let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
+    let client = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()]).build().unwrap();
+    (client, format!("https://127.0.0.1:{}", server.addr("https").port()))
+}
+
+async fn post_json(client: &reqwest::Client, base: &str, key: &str, body: &serde_json::Value) -> (u16, String, serde_json::Value) {
+    let response = client
+        .post(format!("{base}/api/v1/messages"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, content_type, body)
+}
+
+fn create_key(dir: &Path) -> String {
+    let (code, out, err) = carepost(dir, &["apikey", "create", "--name", "lab", "--scope", "send"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    out.trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dkim_signs_only_what_the_sender_may_send_as() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let dns = TestDns::start(&[]);
+    let sink = Sink::start(dir, &[]);
+    let server = Server::start(Path::new(BIN), dir, &config(sink.addr, &dns));
+    let (code, out, err) = carepost(dir, &["dkim", "generate", "clinic.example"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = carepost(dir, &["user", "add", "jane@clinic.example", "--password-stdin"], &format!("{PASSWORD}\n"));
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Submission: the From header must be one of the account's addresses, like MAIL FROM.
+    let auth = ["-tls", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", PASSWORD, "--to", "pat@clinic.example"];
+    let mut args = vec!["--from", "jane@clinic.example", "--body", "SUBMISSIONOWN"];
+    args.extend_from_slice(&auth);
+    let (code, out) = swaks(server.addr("submission"), &args);
+    assert_eq!(code, 0, "{out}");
+    let mut args = vec!["--from", "jane@clinic.example", "--header", "From: Chief <boss@clinic.example>", "--body", "SUBMISSIONFORGED"];
+    args.extend_from_slice(&auth);
+    let (code, out) = swaks(server.addr("submission"), &args);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("550 5.7.1 <boss@clinic.example>: From header rejected: not owned by user jane@clinic.example"), "{out}");
+
+    // The API: a key without a --from list sends only from its tenant's domains.
+    let (client, base) = https_client(&server);
+    let key = create_key(dir);
+    let own = json!({"from": "lab@clinic.example", "to": ["pat@clinic.example"], "subject": "s", "text": "APIOWN"});
+    let (status, _, body) = post_json(&client, &base, &key, &own).await;
+    assert_eq!(status, 202, "{body}");
+    let foreign = json!({"from": "ceo@bank.example", "to": ["pat@clinic.example"], "subject": "s", "text": "APIFOREIGN"});
+    let (status, content_type, body) = post_json(&client, &base, &key, &foreign).await;
+    assert_eq!((status, content_type.as_str()), (403, "application/problem+json"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("may send only from the domains of its tenant"), "{body}");
+
+    // The MX: an outsider writing our domain in From gets the message delivered, unsigned.
+    let (code, out) = swaks(
+        server.addr("mx"),
+        &["--from", "someone@example.net", "--header", "From: Chief <boss@clinic.example>", "--to", "pat@clinic.example", "--body", "MXFORGED"],
+    );
+    assert_eq!(code, 0, "{out}");
+
+    for marker in ["SUBMISSIONOWN", "APIOWN"] {
+        let m = sink.wait_for(&[marker], &[]);
+        assert!(m.contains("DKIM-Signature:") && m.contains("d=clinic.example"), "{marker} is signed: {m}");
+    }
+    let m = sink.wait_for(&["MXFORGED"], &[]);
+    assert!(!m.contains("DKIM-Signature:"), "mail from the MX is never signed with our keys: {m}");
+    assert_eq!(sink.count("SUBMISSIONFORGED") + sink.count("APIFOREIGN"), 0);
+    let (_, log, _) = carepost(dir, &["audit", "export"], "");
+    assert!(log.lines().any(|l| l.contains("\"smtp.sender\"") && l.contains("denied")), "the forged From is audited: {log}");
+    assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_line_endings_and_oversize_bodies_get_clear_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let dns = TestDns::start(&[]);
+    let sink = Sink::start(dir, &[]);
+    let server = Server::start(Path::new(BIN), dir, &config(sink.addr, &dns));
+    let (client, base) = https_client(&server);
+    let key = create_key(dir);
+    let smuggled = "\r.\r\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<victim@clinic.example>\r\nDATA\r\n\r\nSMUGGLED\r\n";
+
+    // The API refuses a bare CR in the text, naming the field.
+    let bad = json!({"from": "lab@clinic.example", "to": ["pat@clinic.example"], "subject": "s", "text": format!("APITEXT{smuggled}")});
+    let (status, content_type, body) = post_json(&client, &base, &key, &bad).await;
+    assert_eq!((status, content_type.as_str()), (400, "application/problem+json"), "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("text:") && detail.contains("carriage return"), "{detail}");
+
+    // File content may hold anything: it arrives as one message, with CRLF line endings only.
+    let file = base64::engine::general_purpose::STANDARD.encode(format!("APIFILE{smuggled}"));
+    let with_file = json!({"from": "lab@clinic.example", "to": ["pat@clinic.example"], "subject": "s", "text": "APIWITHFILE",
+        "attachments": [{"content": file, "filename": "note.txt", "type": "text/plain"}]});
+    let (status, _, body) = post_json(&client, &base, &key, &with_file).await;
+    assert_eq!(status, 202, "{body}");
+
+    // A stored message with bare CRs (as a relay host may hand over through BDAT-less
+    // software) goes to the next hop with each made CRLF.
+    {
+        let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
+        let install = Installation::open(config, Access::Shared).await.unwrap();
+        let spool = Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
+        let arrival: Arrival = serde_json::from_value(json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
+        let envelope = Envelope {
+            mail_from: Some(Address::parse("lab@clinic.example").unwrap()),
+            recipients: vec![Recipient::new(Address::parse("pat@clinic.example").unwrap())],
+            dsn_ret: None,
+            dsn_envid: None,
+            require_tls: false,
+            smtputf8: false,
+            body: Default::default(),
+        };
+        let body = format!("From: <lab@clinic.example>\r\nTo: <pat@clinic.example>\r\nSubject: raw\r\n\r\nSTOREDRAW{smuggled}");
+        spool.accept(Submission::new(TenantId::default(), envelope, arrival, Bytes::from(body))).await.unwrap();
+        install.store.close().await;
+    }
+    // smtp-sink writes each line it receives and drops a CR inside a line: a bare CR that was
+    // passed on shows as "MARKER." on one line, one made CRLF as a line break.
+    let m = sink.wait_for(&["STOREDRAW"], &[]);
+    assert!(m.contains("STOREDRAW\n") && !m.contains("STOREDRAW."), "the bare CR reached the sink: {m:?}");
+    let m = sink.wait_for(&["APIWITHFILE", "note.txt"], &[]);
+    assert!(!m.contains("APIFILE."), "the bare CR reached the sink: {m:?}");
+    assert_eq!(sink.count("X-Rcpt-Args: <victim@clinic.example>"), 0, "no second message was smuggled");
+
+    // SMTP data ended by a bare LF is refused at once, not after the data timeout.
+    let mut stream = TcpStream::connect(server.addr("mx")).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    let mut reply = |stream: &mut TcpStream, send: &str| -> String {
+        stream.write_all(send.as_bytes()).unwrap();
+        let mut all = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    };
+    assert!(reply(&mut stream, "").starts_with("220"));
+    reply(&mut stream, "EHLO client.example\r\n");
+    assert!(reply(&mut stream, "MAIL FROM:<a@example.net>\r\n").starts_with("250"));
+    assert!(reply(&mut stream, "RCPT TO:<pat@clinic.example>\r\n").starts_with("250"));
+    assert!(reply(&mut stream, "DATA\r\n").starts_with("354"));
+    let answer = reply(&mut stream, "Subject: x\r\n\r\nbody\n.\n");
+    assert!(answer.starts_with("550 5.5.2 Error: bare <LF> received"), "{answer:?}");
+
+    // An oversize upload over HTTP/2 gets the same 413 problem details as over HTTP/1.1.
+    let big = dir.join("big.json");
+    let mut f = std::fs::File::create(&big).unwrap();
+    f.write_all(b"{\"from\": \"lab@clinic.example\", \"to\": [\"pat@clinic.example\"], \"text\": \"").unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..36 {
+        f.write_all(&chunk).unwrap();
+    }
+    f.write_all(b"\"}").unwrap();
+    drop(f);
+    let out_file = dir.join("answer.json");
+    let started = Instant::now();
+    let (code, out, err) = peer(
+        "curl",
+        &[
+            "-sS", "--http2", "--max-time", "120", "--cacert", server.data_dir.join("tls/cert.pem").to_str().unwrap(),
+            "-H", &format!("authorization: Bearer {key}"), "-H", "content-type: application/json",
+            "--data-binary", &format!("@{}", big.display()),
+            "-o", out_file.to_str().unwrap(), "-w", "%{http_code} %{content_type} %{http_version}",
+            &format!("{base}/api/v1/messages"),
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "curl: {out}{err} after {:?}", started.elapsed());
+    assert_eq!(out, "413 application/problem+json 2", "{err}");
+    let problem: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(problem["status"], 413, "{problem}");
+    let (_, log, _) = carepost(dir, &["audit", "export"], "");
+    assert!(log.lines().any(|l| l.contains("\"api.message\"") && l.contains("bare CR") && l.contains("denied")), "the bare CR is audited: {log}");
+    assert!(server.stop().success());
+}
