@@ -697,7 +697,7 @@ impl Session {
     /// account may not use: carepost signs by that header, so MAIL FROM alone proves nothing
     /// (a user could otherwise have mail signed as any address of the domain). A message
     /// without a readable From is let through; it is not signed.
-    async fn foreign_header_from(&self, body: &[u8]) -> Option<Reply> {
+    async fn foreign_header_from(&mut self, body: &[u8]) -> Option<Reply> {
         let account = self.account.as_ref()?;
         let from = carepost_delivery::dkim::header_from(body.get(HEADROOM..).unwrap_or_default())?;
         let foreign = from.iter().find(|a| !carepost_model::Address::parse(a).is_ok_and(|a| account.may_send_as(&a)))?;
