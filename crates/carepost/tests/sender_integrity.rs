@@ -49,9 +49,10 @@ fn peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
 }
 
 fn carepost(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let config = dir.join("carepost.toml");
     let mut full = vec![BIN];
     full.extend_from_slice(args);
-    full.extend(["--config", dir.join("carepost.toml").to_str().unwrap()]);
+    full.extend(["--config", config.to_str().unwrap()]);
     if stdin.is_empty() {
         return run(Path::new(BIN), dir, &full[1..]);
     }
@@ -83,7 +84,7 @@ async fn post_json(client: &reqwest::Client, base: &str, key: &str, body: &serde
         .unwrap();
     let status = response.status().as_u16();
     let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(serde_json::Value::Null);
     (status, content_type, body)
 }
 

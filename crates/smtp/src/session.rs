@@ -616,7 +616,9 @@ impl Session {
             }
             None => {}
         }
-        if let Some(reply) = self.foreign_header_from(&body).await {
+        if let Some((reply, event)) = self.foreign_header_from(&body) {
+            let guard = self.shared.guard.clone();
+            guard.audit_refusal(event).await;
             return self.respond(reply);
         }
         let Transaction { mail, recipients, .. } = tx;
@@ -696,8 +698,9 @@ impl Session {
     /// On submission, the refusal of a message whose From header names an address the
     /// account may not use: carepost signs by that header, so MAIL FROM alone proves nothing
     /// (a user could otherwise have mail signed as any address of the domain). A message
-    /// without a readable From is let through; it is not signed.
-    async fn foreign_header_from(&mut self, body: &[u8]) -> Option<Reply> {
+    /// without a readable From is let through; it is not signed. The audit record comes back
+    /// with the reply.
+    fn foreign_header_from(&self, body: &[u8]) -> Option<(Reply, carepost_audit::Event)> {
         let account = self.account.as_ref()?;
         let from = carepost_delivery::dkim::header_from(body.get(HEADROOM..).unwrap_or_default())?;
         let foreign = from.iter().find(|a| !carepost_model::Address::parse(a).is_ok_and(|a| account.may_send_as(&a)))?;
@@ -707,8 +710,7 @@ impl Session {
             .ip(Some(self.peer))
             .detail("reason", "header From not owned")
             .detail_hashed("from", foreign.as_bytes());
-        self.shared.guard.audit_refusal(event).await;
-        Some(Reply::new(550, "5.7.1", format!("<{foreign}>: From header rejected: not owned by user {}", account.login)))
+        Some((Reply::new(550, "5.7.1", format!("<{foreign}>: From header rejected: not owned by user {}", account.login)), event))
     }
 }
 
