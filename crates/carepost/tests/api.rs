@@ -464,3 +464,66 @@ async fn schemathesis_finds_no_server_errors() {
     eprintln!("{text}");
     assert!(server.stop().success());
 }
+
+/// The peak resident memory of process `pid` (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmHWM in kB");
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20_mb_sendgrid_request_with_1000_personalizations_keeps_memory_bounded() {
+    use base64::Engine;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // Delivery is off: what is measured is taking the request, not sending the messages on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let server = Server::start(Path::new(BIN), dir, &format!("{}enabled = false\n", config(closed)));
+    let api = Api::new(&server);
+    let key = create_key(dir, &["--name", "bulk", "--scope", "send"]);
+
+    // One 15 MB file (20 MB in base64) that does not compress, for 1,000 patients.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let file: Vec<u8> = (0..15 * 1024 * 1024 / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    let personalizations: Vec<Value> = (0..1000).map(|i| json!({"to": [{"email": format!("patient{i}@clinic.example")}]})).collect();
+    let request = json!({
+        "personalizations": personalizations,
+        "from": {"email": "lab@clinic.example"},
+        "subject": "Your imaging",
+        "content": [{"type": "text/plain", "value": "Your images are attached."}],
+        "attachments": [{"content": base64::engine::general_purpose::STANDARD.encode(&file), "filename": "scan.dcm", "type": "application/dicom"}]
+    })
+    .to_string();
+    drop(file);
+    assert!(request.len() > 20_000_000, "{} bytes", request.len());
+
+    let before = peak_rss(server.pid());
+    let response = api
+        .client
+        .post(format!("{}/v3/mail/send", api.base))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .timeout(Duration::from_secs(1800))
+        .body(request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202, "{:?}", response.text().await);
+    let peak = peak_rss(server.pid());
+    assert!(peak < 300 << 20, "peak RSS {} MiB (before the request: {} MiB)", peak >> 20, before >> 20);
+
+    // Every personalization became its own message.
+    let (code, queue, err) = carepost(dir, &["queue", "list", "--limit", "2000"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(queue.lines().filter(|l| l.contains(" api ")).count(), 1000, "{}", queue.lines().take(3).collect::<Vec<_>>().join("\n"));
+    assert!(server.stop().success());
+}

@@ -327,12 +327,7 @@ impl Intake {
         }
         let portal_passphrase = match hints.portal_passphrase.take().map(|p| p.trim().to_owned()) {
             Some(p) if let Some(problem) = passphrase_problem(&p) => return Err(IntakeError::Invalid(problem)),
-            Some(p) => Some(
-                tokio::task::spawn_blocking(move || carepost_vault::hash_password(&p))
-                    .await
-                    .map_err(|e| IntakeError::Inspection(e.to_string()))?
-                    .map_err(|e| IntakeError::Inspection(e.to_string()))?,
-            ),
+            Some(p) => Some(carepost_vault::hash_password_limited(p).await.map_err(|e| IntakeError::Inspection(e.to_string()))?),
             None => None,
         };
         let mut inspection = {

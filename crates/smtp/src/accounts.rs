@@ -15,7 +15,6 @@ use carepost_store::accounts::{Account, app_password_hash};
 use carepost_store::staff::Lockout;
 use carepost_vault::KeyRing;
 use futures::future::BoxFuture;
-use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -91,32 +90,26 @@ pub struct StoreAuthenticator {
     store: Store,
     ring: Arc<KeyRing>,
     lockout: Lockout,
-    /// argon2id takes tens of milliseconds and 19 MiB per check; bounding how many run at
-    /// once keeps a flood of sign-ins from starving the rest of the server.
-    hashing: Semaphore,
 }
 
 impl StoreAuthenticator {
     /// `lockout` is the staff pages' policy (`[staff]`), so that both ways in share one lock.
+    /// argon2id takes tens of milliseconds and 19 MiB per check: checks run under the
+    /// process-wide limit the web sign-ins share (`carepost_vault::HashingLimit`), so a flood
+    /// of sign-ins on either side cannot starve the rest of the server.
     pub fn new(store: Store, ring: Arc<KeyRing>, lockout: Lockout) -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        StoreAuthenticator { store, ring, lockout, hashing: Semaphore::new(cores) }
+        StoreAuthenticator { store, ring, lockout }
     }
 
     /// One argon2id verification: against `hash`, or against a dummy hash when there is none
     /// (which never matches), so that both take the same time.
     async fn slow_check(&self, hash: Option<String>, password: &str) -> Result<bool, AuthError> {
-        let _permit = self.hashing.acquire().await.map_err(|e| AuthError::Worker(e.to_string()))?;
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => carepost_vault::verify_password(&hash, &password),
-            None => {
-                carepost_vault::verify_nothing(&password);
-                false
-            }
-        })
-        .await
-        .map_err(|e| AuthError::Worker(e.to_string()))
+        let checked = match hash {
+            Some(hash) => carepost_vault::verify_password_limited(hash, password).await,
+            None => carepost_vault::verify_nothing_limited(password).await.map(|()| false),
+        };
+        checked.map_err(|e| AuthError::Worker(e.to_string()))
     }
 }
 

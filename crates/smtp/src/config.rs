@@ -35,6 +35,10 @@ pub struct SmtpConfig {
     /// The largest message accepted, in bytes (after dot-unstuffing, before carepost's
     /// own trace headers).
     pub max_message_size: u64,
+    /// The bytes of message data all sessions together may hold in memory while messages
+    /// arrive and are queued; a session that would go past it gets `452 4.3.1` and its client
+    /// retries later. At least `max_message_size`.
+    pub max_data_memory: u64,
     /// The longest line accepted inside a message, in bytes including CRLF.
     pub max_line_length: usize,
     /// Recipients per message; more get 452 4.5.3.
@@ -83,6 +87,7 @@ impl Default for SmtpConfig {
             local_domains: vec!["localhost".into()],
             relay_networks: Vec::new(),
             max_message_size: 25 * 1024 * 1024,
+            max_data_memory: 512 * 1024 * 1024,
             max_line_length: 10 * 1024,
             max_recipients: 1000,
             max_errors: 20,
@@ -132,5 +137,14 @@ mod tests {
         assert_eq!(c.guard_settings().trusted.len(), 2);
         assert!(toml::from_str::<SmtpConfig>("trusted_networks = [\"192.0.2.0/40\"]").is_err());
         assert_eq!(toml::from_str::<SmtpConfig>("").unwrap(), SmtpConfig::default());
+    }
+
+    #[test]
+    fn the_data_memory_budget_holds_at_least_one_message_of_the_largest_size() {
+        let c = SmtpConfig::default();
+        assert_eq!(c.data_budget().unwrap().capacity(), 512 * 1024 * 1024);
+        let small: SmtpConfig = toml::from_str("max_message_size = 2000\nmax_data_memory = 1999\n").unwrap();
+        let e = small.data_budget().unwrap_err().to_string();
+        assert!(e.contains("smtp.max_data_memory (1999)") && e.contains("smtp.max_message_size (2000)"), "{e}");
     }
 }

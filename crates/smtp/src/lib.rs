@@ -11,6 +11,7 @@
 //! The crate knows nothing of inspection or policy: those wrap the [`Ingress`] seam.
 
 pub mod accounts;
+pub mod budget;
 pub mod command;
 pub mod config;
 pub mod data;
@@ -28,6 +29,7 @@ pub mod stream;
 pub mod tls;
 
 pub use accounts::{AuthError, Authenticator, Refused, RefusedBecause, SignedIn, StoreAuthenticator};
+pub use budget::DataBudget;
 pub use config::{DmarcEnforcement, SmtpConfig};
 pub use guard::{ActiveBlock, Guard, GuardSettings};
 pub use inbound::{DnsCaches, SenderVerifier, Verdict};
@@ -38,6 +40,14 @@ pub use server::{RunningServer, Services, SmtpError, SmtpServer};
 pub use session::ListenerKind;
 
 impl SmtpConfig {
+    /// The memory budget for message data, or why this configuration cannot have one.
+    pub fn data_budget(&self) -> Result<DataBudget, SmtpError> {
+        if self.max_data_memory < self.max_message_size {
+            return Err(SmtpError::DataBudget { budget: self.max_data_memory, size: self.max_message_size });
+        }
+        Ok(DataBudget::new(usize::try_from(self.max_data_memory).unwrap_or(usize::MAX)))
+    }
+
     /// The sign-in failure settings of this configuration.
     pub fn guard_settings(&self) -> GuardSettings {
         GuardSettings {

@@ -28,6 +28,8 @@ pub enum SmtpError {
     Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("smtp.submissions_listen needs a TLS certificate")]
     NoTls,
+    #[error("smtp.max_data_memory ({budget}) is smaller than smtp.max_message_size ({size}): a message of the largest size could never be taken")]
+    DataBudget { budget: u64, size: u64 },
 }
 
 /// What the server needs from the rest of carepost.
@@ -56,6 +58,7 @@ pub struct RunningServer {
 impl SmtpServer {
     /// Binds every configured listener (an empty address is off).
     pub async fn bind(config: SmtpConfig, hostname: &str, services: Services) -> Result<SmtpServer, SmtpError> {
+        let budget = config.data_budget()?;
         let mut listeners = Vec::new();
         let wanted = [
             (ListenerKind::Mx, "mx_listen", config.mx_listen),
@@ -78,6 +81,7 @@ impl SmtpServer {
             authenticator: services.authenticator,
             guard: services.guard,
             verifier: services.verifier,
+            budget,
         });
         Ok(SmtpServer { shared, listeners })
     }

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::accounts::Authenticator;
+use crate::budget::{BodyBuffer, DataBudget};
 use crate::command::{self, Command, MailParams, Mechanism};
 use crate::config::SmtpConfig;
 use crate::data::{BodyDecoder, BodyProblem};
@@ -77,6 +78,8 @@ pub struct Shared {
     pub authenticator: Arc<dyn Authenticator>,
     pub guard: Arc<Guard>,
     pub verifier: Option<Arc<SenderVerifier>>,
+    /// The memory all sessions together may hold for message data.
+    pub budget: DataBudget,
 }
 
 enum Flow {
@@ -88,7 +91,7 @@ struct Transaction {
     mail: MailParams,
     recipients: Vec<Recipient>,
     /// Set once the first BDAT chunk arrived.
-    chunks: Option<(BodyDecoder, Vec<u8>)>,
+    chunks: Option<(BodyDecoder, BodyBuffer)>,
 }
 
 pub struct Session {
@@ -106,11 +109,17 @@ pub struct Session {
     junk: u32,
 }
 
-fn new_body(expected: Option<u64>, limit: usize) -> Vec<u8> {
+/// A buffer for a message of `expected` bytes (as declared with SIZE), its first bytes
+/// reserved from the budget; `None` when the budget is spent.
+fn new_body(budget: &DataBudget, expected: Option<u64>, limit: usize) -> Option<BodyBuffer> {
     let hint = expected.and_then(|e| usize::try_from(e).ok()).unwrap_or(64 * 1024).min(limit).min(1 << 20);
-    let mut body = Vec::with_capacity(HEADROOM + hint);
-    body.resize(HEADROOM, 0);
-    body
+    BodyBuffer::new(budget, HEADROOM, hint, limit)
+}
+
+/// The answer when the memory budget for message data is spent (RFC 3463 X.3.1, "mail
+/// system full"): temporary, so the client keeps the message and retries.
+fn storage_full() -> Reply {
+    Reply::new(452, "4.3.1", "Error: insufficient system storage; try again later")
 }
 
 impl Session {
@@ -501,6 +510,12 @@ impl Session {
         if params.size.is_some_and(|s| s > self.shared.config.max_message_size) {
             return Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
         }
+        // RFC 1870 section 6.1: a declared size that cannot be held now is refused at once,
+        // before the client sends it. Nothing is reserved yet: memory is taken as data arrives.
+        if params.size.is_some_and(|s| usize::try_from(s).map_or(true, |s| s > self.shared.budget.available())) {
+            tracing::warn!(listener = self.kind.name(), in_use = self.shared.budget.in_use(), "message data memory is full");
+            return storage_full();
+        }
         if params.require_tls && self.tls.is_none() {
             return Reply::new(530, "5.7.10", "REQUIRETLS needs a TLS session");
         }
@@ -553,10 +568,13 @@ impl Session {
         if let Some(reply) = self.data_refusal(false) {
             return self.respond(reply);
         }
-        self.conn.reply(&Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
         let declared = self.tx.as_ref().and_then(|t| t.mail.size);
+        let Some(mut body) = new_body(&self.shared.budget, declared, self.max_size()) else {
+            tracing::warn!(listener = self.kind.name(), in_use = self.shared.budget.in_use(), "message data memory is full");
+            return self.respond(storage_full());
+        };
+        self.conn.reply(&Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
         let mut decoder = BodyDecoder::data(self.max_size(), self.shared.config.max_line_length);
-        let mut body = new_body(declared, self.max_size());
         let deadline = self.data_deadline();
         if let Err(e) = self.conn.read_data(&mut decoder, &mut body, deadline).await {
             return self.fatal(e);
@@ -565,22 +583,33 @@ impl Session {
     }
 
     async fn bdat(&mut self, size: u64, last: bool) -> Flow {
-        let refusal = self.data_refusal(true);
+        let mut refusal = self.data_refusal(true);
         let deadline = self.data_deadline();
         let max_size = self.max_size();
         let max_line = self.shared.config.max_line_length;
-        if let Some(reply) = refusal {
+        let started = match self.tx.as_mut() {
+            Some(tx) if refusal.is_none() => match tx.chunks.take() {
+                Some(started) => Some(started),
+                None => match new_body(&self.shared.budget, tx.mail.size, max_size) {
+                    Some(body) => Some((BodyDecoder::bdat(max_size, max_line), body)),
+                    None => {
+                        tracing::warn!(listener = self.kind.name(), in_use = self.shared.budget.in_use(), "message data memory is full");
+                        self.tx = None;
+                        refusal = Some(storage_full());
+                        None
+                    }
+                },
+            },
+            _ => None,
+        };
+        let Some((mut decoder, mut body)) = started else {
             // The chunk is on its way whatever the reply: read and drop it (RFC 3030).
             let mut sink = BodyDecoder::bdat(0, usize::MAX);
-            if let Err(e) = self.conn.read_chunk(size, &mut sink, &mut Vec::new(), deadline).await {
+            if let Err(e) = self.conn.read_chunk(size, &mut sink, &mut BodyBuffer::sink(), deadline).await {
                 return self.fatal(e);
             }
-            return self.respond(reply);
-        }
-        let Some(tx) = self.tx.as_mut() else { return Flow::Close };
-        let declared = tx.mail.size;
-        let (mut decoder, mut body) =
-            tx.chunks.take().unwrap_or_else(|| (BodyDecoder::bdat(max_size, max_line), new_body(declared, max_size)));
+            return self.respond(refusal.unwrap_or_else(|| Reply::new(503, "5.5.1", "Error: need MAIL command")));
+        };
         if let Err(e) = self.conn.read_chunk(size, &mut decoder, &mut body, deadline).await {
             return self.fatal(e);
         }
@@ -588,7 +617,7 @@ impl Session {
             decoder.finish();
             return self.finish(decoder, body).await;
         }
-        if decoder.problem().is_some() {
+        if decoder.problem().is_some() || body.over_budget() {
             return self.finish(decoder, body).await;
         }
         if let Some(tx) = self.tx.as_mut() {
@@ -598,7 +627,7 @@ impl Session {
     }
 
     /// A complete message (or one that went wrong on the way): check, trace, hand over.
-    async fn finish(&mut self, decoder: BodyDecoder, body: Vec<u8>) -> Flow {
+    async fn finish(&mut self, decoder: BodyDecoder, body: BodyBuffer) -> Flow {
         let Some(tx) = self.tx.take() else { return self.respond(Reply::new(503, "5.5.1", "Error: need MAIL command")) };
         match decoder.problem() {
             Some(BodyProblem::BareLf) | Some(BodyProblem::BareCr) => {
@@ -616,6 +645,12 @@ impl Session {
             }
             None => {}
         }
+        if body.over_budget() {
+            tracing::warn!(listener = self.kind.name(), in_use = self.shared.budget.in_use(), "message data memory is full");
+            return self.respond(storage_full());
+        }
+        // The reservation is held until intake has made the message durable (or refused it).
+        let (body, _reservation) = body.into_parts();
         if let Some((reply, event)) = self.foreign_header_from(&body) {
             let guard = self.shared.guard.clone();
             guard.audit_refusal(event).await;
@@ -766,7 +801,7 @@ mod tests {
 
     #[test]
     fn prepending_uses_the_headroom() {
-        let mut body = new_body(None, 100);
+        let (mut body, _reservation) = new_body(&DataBudget::new(100), None, 100).unwrap().into_parts();
         body.extend_from_slice(b"Subject: x\r\n\r\nhi\r\n");
         let m = prepend(body.clone(), b"Received: a\r\n");
         assert_eq!(&m[..], b"Received: a\r\nSubject: x\r\n\r\nhi\r\n");

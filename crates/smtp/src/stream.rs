@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::budget::BodyBuffer;
 use crate::data::BodyDecoder;
 use crate::reply::Reply;
 
@@ -169,9 +170,10 @@ impl Connection {
     /// early at a bare CR or LF: the message is refused and the session ends, so nothing more
     /// is worth waiting for (a client that ended with `\n.\n` would otherwise wait for the
     /// data timeout).
-    pub async fn read_data(&mut self, decoder: &mut BodyDecoder, body: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadError> {
+    pub async fn read_data(&mut self, decoder: &mut BodyDecoder, body: &mut BodyBuffer, deadline: Instant) -> Result<(), ReadError> {
         loop {
-            let (used, done) = decoder.feed(&self.buf[self.start..], body);
+            body.make_room(self.buf.len() - self.start);
+            let (used, done) = decoder.feed(&self.buf[self.start..], body.data());
             self.start += used;
             if done || decoder.saw_bare_line_end() {
                 return Ok(());
@@ -181,12 +183,13 @@ impl Connection {
     }
 
     /// Reads exactly `len` bytes of a BDAT chunk through `decoder`.
-    pub async fn read_chunk(&mut self, mut len: u64, decoder: &mut BodyDecoder, body: &mut Vec<u8>, deadline: Instant) -> Result<(), ReadError> {
+    pub async fn read_chunk(&mut self, mut len: u64, decoder: &mut BodyDecoder, body: &mut BodyBuffer, deadline: Instant) -> Result<(), ReadError> {
         loop {
             let avail = self.buf.len() - self.start;
             let take = usize::try_from(len).unwrap_or(usize::MAX).min(avail);
             let end = self.start + take;
-            decoder.feed(&self.buf[self.start..end], body);
+            body.make_room(take);
+            decoder.feed(&self.buf[self.start..end], body.data());
             self.start = end;
             len -= take as u64;
             if len == 0 {

@@ -387,3 +387,111 @@ async fn dmarc_quarantine_holds_the_message() {
     assert!(c.reply().await.starts_with("250 2.0.0"));
     assert_eq!(h.spool.store().queue_counts().await.unwrap(), vec![("quarantined".to_owned(), 1)]);
 }
+
+/// A message of about `size` bytes, in 78-byte lines.
+fn padded(subject: &str, size: usize) -> String {
+    let mut m = message("a@example.net", subject);
+    while m.len() < size {
+        m.push_str(&"z".repeat(76));
+        m.push_str("\r\n");
+    }
+    m
+}
+
+/// Sends `message` with swaks, a real SMTP client, as DATA without SIZE; returns its transcript.
+async fn swaks(addr: SocketAddr, message: String) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.eml");
+    std::fs::write(&file, message).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        let child = std::process::Command::new("swaks")
+            .args(["--server", &addr.to_string(), "--from", "a@example.net", "--to", "pat@clinic.example"])
+            .args(["--helo", "client.example", "--timeout", "20", "--data"])
+            .arg(&file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("swaks is installed (scripts/test.sh)");
+        carepost_testkit::wait_output(child, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Starts a message and sends a first BDAT chunk of 60,000 bytes: the server holds it (and
+/// its memory) until the last chunk.
+async fn start_holding(c: &mut Client) {
+    let chunk = padded("held", 60_000);
+    c.cmd("EHLO holder.example").await;
+    c.cmd("MAIL FROM:<a@example.net>").await;
+    c.cmd("RCPT TO:<pat@clinic.example>").await;
+    c.send(format!("BDAT {}\r\n{chunk}", chunk.len()).as_bytes()).await;
+    let reply = c.reply().await;
+    assert!(reply.starts_with(&format!("250 2.0.0 {} octets", chunk.len())), "{reply}");
+}
+
+#[tokio::test]
+async fn message_data_memory_is_capped_with_452_and_given_back() {
+    // Room for a bit more than one message of the largest size.
+    let h = Harness::start(|c| {
+        c.max_message_size = 64 * 1024;
+        c.max_data_memory = 100 * 1024;
+    })
+    .await;
+    let (mut holder, _) = Client::connect(h.addr("mx")).await;
+    start_holding(&mut holder).await;
+
+    let (mut other, _) = Client::connect(h.addr("mx")).await;
+    other.cmd("EHLO client.example").await;
+    // A declared size that does not fit what is left: refused before any data is sent.
+    let reply = other.cmd("MAIL FROM:<a@example.net> SIZE=40000").await;
+    assert!(reply.starts_with("452 4.3.1"), "{reply}");
+    // An undeclared body that outgrows what is left: read to its end, then refused.
+    assert!(other.cmd("MAIL FROM:<a@example.net> SIZE=1000").await.starts_with("250"));
+    assert!(other.cmd("RCPT TO:<pat@clinic.example>").await.starts_with("250"));
+    assert!(other.cmd("DATA").await.starts_with("354"));
+    other.send(format!("{}.\r\n", padded("outgrown", 50_000)).as_bytes()).await;
+    let reply = other.reply().await;
+    assert!(reply.starts_with("452 4.3.1 Error: insufficient system storage"), "{reply}");
+    assert!(other.cmd("NOOP").await.starts_with("250"), "the session goes on");
+    // A real client sees the same temporary refusal and keeps its message.
+    let (sent, transcript) = swaks(h.addr("mx"), padded("swaks", 50_000)).await;
+    assert!(!sent && transcript.contains("452 4.3.1"), "{transcript}");
+    assert_eq!(h.queued().await, 0);
+
+    // The held message completes: its memory is given back, and the others now go through.
+    let done = holder.cmd("BDAT 0 LAST").await;
+    assert!(done.starts_with("250 2.0.0 Ok: queued as"), "{done}");
+    let (sent, transcript) = swaks(h.addr("mx"), padded("swaks", 50_000)).await;
+    assert!(sent && transcript.contains("250 2.0.0 Ok: queued as"), "{transcript}");
+    assert!(other.cmd("MAIL FROM:<a@example.net> SIZE=60000").await.starts_with("250"));
+    assert!(other.cmd("RCPT TO:<pat@clinic.example>").await.starts_with("250"));
+    assert!(other.cmd("DATA").await.starts_with("354"));
+    other.send(format!("{}.\r\n", padded("after", 60_000)).as_bytes()).await;
+    let reply = other.reply().await;
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
+    assert_eq!(h.queued().await, 3);
+
+    // RSET gives the memory of an unfinished message back at once.
+    start_holding(&mut holder).await;
+    assert!(other.cmd("MAIL FROM:<a@example.net> SIZE=60000").await.starts_with("452 4.3.1"));
+    assert!(holder.cmd("RSET").await.starts_with("250"));
+    assert!(other.cmd("MAIL FROM:<a@example.net> SIZE=60000").await.starts_with("250"));
+    assert!(other.cmd("RSET").await.starts_with("250"));
+
+    // So does a session that ends in the middle of a message, once the server sees it go.
+    start_holding(&mut holder).await;
+    drop(holder);
+    let mut freed = false;
+    for _ in 0..200 {
+        let reply = other.cmd("MAIL FROM:<a@example.net> SIZE=60000").await;
+        if reply.starts_with("250") {
+            freed = true;
+            break;
+        }
+        assert!(reply.starts_with("452 4.3.1"), "{reply}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(freed, "the memory of a dropped session comes back");
+}

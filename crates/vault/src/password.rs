@@ -2,11 +2,17 @@
 //!
 //! Parameters are argon2's defaults (19 MiB of memory, 2 passes, 1 lane), the OWASP
 //! recommendation; a hash names its own parameters, so raising them later only affects new
-//! hashes while old ones keep verifying. Hashing costs tens of milliseconds of CPU by design:
-//! callers on an async runtime run it on a blocking thread.
+//! hashes while old ones keep verifying. Hashing costs tens of milliseconds of CPU and 19 MiB
+//! of memory by design: callers on an async runtime use the `*_limited` functions, which run
+//! it on a blocking thread and at most one per CPU core at once over the whole process (SMTP
+//! AUTH, staff and portal sign-in, portal passphrases), so that a flood of sign-in attempts
+//! queues instead of taking every core and hundreds of megabytes.
+
+use std::sync::OnceLock;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use crate::VaultError;
@@ -47,6 +53,48 @@ pub fn verify_nothing(password: &str) {
     let _ = verify_password(hash, password);
 }
 
+/// Bounds how many password hashes run at once.
+#[derive(Debug)]
+pub struct HashingLimit {
+    slots: Semaphore,
+}
+
+impl HashingLimit {
+    pub fn new(at_once: usize) -> Self {
+        HashingLimit { slots: Semaphore::new(at_once.max(1)) }
+    }
+
+    /// The process-wide limit: one hash per CPU core.
+    pub fn global() -> &'static HashingLimit {
+        static GLOBAL: OnceLock<HashingLimit> = OnceLock::new();
+        GLOBAL.get_or_init(|| HashingLimit::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)))
+    }
+
+    /// Runs `work` on a blocking thread once a slot is free.
+    pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, VaultError> {
+        let _slot = self.slots.acquire().await.map_err(|e| VaultError::Password(e.to_string()))?;
+        tokio::task::spawn_blocking(work).await.map_err(|e| VaultError::Password(e.to_string()))
+    }
+}
+
+/// [`hash_password`] under the process-wide [`HashingLimit`].
+pub async fn hash_password_limited(password: String) -> Result<String, VaultError> {
+    let password = Zeroizing::new(password);
+    HashingLimit::global().run(move || hash_password(&password)).await?
+}
+
+/// [`verify_password`] under the process-wide [`HashingLimit`].
+pub async fn verify_password_limited(hash: String, password: String) -> Result<bool, VaultError> {
+    let password = Zeroizing::new(password);
+    HashingLimit::global().run(move || verify_password(&hash, &password)).await
+}
+
+/// [`verify_nothing`] under the process-wide [`HashingLimit`].
+pub async fn verify_nothing_limited(password: String) -> Result<(), VaultError> {
+    let password = Zeroizing::new(password);
+    HashingLimit::global().run(move || verify_nothing(&password)).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +111,35 @@ mod tests {
         assert!(hash_password("").is_err());
         assert!(hash_password(&"x".repeat(MAX_PASSWORD_LEN + 1)).is_err());
         verify_nothing("anything");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_hashes_run_at_once_than_the_limit() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let limit = Arc::new(HashingLimit::new(2));
+        let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (limit, running, peak) = (limit.clone(), running.clone(), peak.clone());
+            tasks.push(tokio::spawn(async move {
+                limit
+                    .run(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        let hashed = hash_password("correct horse").unwrap();
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        hashed
+                    })
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            assert!(verify_password(&t.await.unwrap(), "correct horse"));
+        }
+        assert!(peak.load(Ordering::SeqCst) <= 2, "peak {}", peak.load(Ordering::SeqCst));
+        assert!(verify_password_limited(hash_password_limited("pw".into()).await.unwrap(), "pw".into()).await.unwrap());
+        verify_nothing_limited("x".into()).await.unwrap();
     }
 }

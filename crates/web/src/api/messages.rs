@@ -126,9 +126,9 @@ impl SendRequest {
             cc: list("cc", &self.cc)?,
             bcc: list("bcc", &self.bcc)?,
             subject: self.subject.clone(),
-            text: self.text.clone(),
-            html: self.html.clone(),
-            attachments,
+            text: self.text.as_deref().map(Arc::from),
+            html: self.html.as_deref().map(Arc::from),
+            attachments: attachments.into(),
             headers: self.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
         draft.check(prefix)?;

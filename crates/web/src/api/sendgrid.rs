@@ -140,8 +140,8 @@ impl MailSend {
         let (mut text, mut html) = (None, None);
         for (i, c) in self.content.iter().enumerate() {
             match c.kind.to_ascii_lowercase().as_str() {
-                "text/plain" if text.is_none() => text = Some(c.value.clone()),
-                "text/html" if html.is_none() => html = Some(c.value.clone()),
+                "text/plain" if text.is_none() => text = Some(Arc::<str>::from(c.value.as_str())),
+                "text/html" if html.is_none() => html = Some(Arc::<str>::from(c.value.as_str())),
                 _ => return Err(ApiError::invalid(format!("content[{i}].type"), "one text/plain and one text/html content are supported")),
             }
         }
@@ -158,6 +158,8 @@ impl MailSend {
             };
             attachments.push(Attachment::parse(&field, &a.content, &a.filename, a.kind.as_deref(), inline)?);
         }
+        // Every personalization's draft shares the one decoded copy of the body and files.
+        let attachments: Arc<[Attachment]> = attachments.into();
         let mut drafts = Vec::with_capacity(self.personalizations.len());
         for (i, p) in self.personalizations.iter().enumerate() {
             let field = format!("personalizations[{i}]");

@@ -143,7 +143,7 @@ pub async fn passphrase(State(state): State<WebState>, ip: ClientIp, Csrf(csrf):
         return again(StatusCode::TOO_MANY_REQUESTS, "Too many wrong passphrases were tried for this message. Ask for a code instead.");
     }
     let given = form.passphrase.trim().to_owned();
-    let matched = tokio::task::spawn_blocking(move || password::verify_password(&expected, &given)).await.map_err(WebError::internal)?;
+    let matched = password::verify_password_limited(expected, given).await.map_err(WebError::internal)?;
     if matched {
         store.release_portal_passphrase_attempt(&id).await.map_err(WebError::internal)?;
     } else {
@@ -380,7 +380,7 @@ async fn set_password(state: &WebState, who: &Who, account: Option<AccountRow>, 
     let now = Timestamp::now().as_micros();
     let hash = {
         let p = password_text.to_owned();
-        tokio::task::spawn_blocking(move || password::hash_password(&p)).await.map_err(WebError::internal)?.map_err(WebError::internal)?
+        password::hash_password_limited(p).await.map_err(WebError::internal)?
     };
     match account {
         Some(a) => {
@@ -467,7 +467,7 @@ pub async fn signin(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
     };
     let (Some(who), Some(account)) = (who, account.filter(|a| a.password_hash.is_some())) else {
         let p = form.password.clone();
-        let _ = tokio::task::spawn_blocking(move || password::verify_nothing(&p)).await;
+        let _ = password::verify_nothing_limited(p).await;
         failed_attempt(&state, ip, "portal-password").await;
         audit(&state, ip, "portal", "portal.signin", "", Outcome::Failure, &[("reason", "unknown account".into())]).await;
         return wrong(csrf, StatusCode::UNAUTHORIZED, WRONG);
@@ -481,7 +481,7 @@ pub async fn signin(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
     }
     let ok = {
         let (h, p) = (account.password_hash.clone().unwrap_or_default(), form.password.clone());
-        tokio::task::spawn_blocking(move || password::verify_password(&h, &p)).await.map_err(WebError::internal)?
+        password::verify_password_limited(h, p).await.map_err(WebError::internal)?
     };
     if !ok {
         let locked = count_failure(&state, ip, &account).await?;

@@ -123,7 +123,7 @@ pub async fn change_password(
     let creds = store.account_credentials(&state.services.ring, &s.account.login).await.map_err(WebError::internal)?.ok_or(WebError::Unauthorized)?;
     let ok = {
         let (h, p) = (creds.password_hash.unwrap_or_default(), form.current.clone());
-        tokio::task::spawn_blocking(move || password::verify_password(&h, &p)).await.map_err(WebError::internal)?
+        password::verify_password_limited(h, p).await.map_err(WebError::internal)?
     };
     if !ok {
         let locked = count_failure(&state, ip, &s.account, "password").await?;
@@ -143,7 +143,7 @@ pub async fn change_password(
     }
     let hash = {
         let p = form.new.clone();
-        tokio::task::spawn_blocking(move || password::hash_password(&p)).await.map_err(WebError::internal)?.map_err(WebError::internal)?
+        password::hash_password_limited(p).await.map_err(WebError::internal)?
     };
     store.set_password_hash(&s.account.id, Some(hash)).await.map_err(WebError::internal)?;
     // Whoever else holds a session of this account (a stolen one, say) is signed out; this

@@ -81,7 +81,7 @@ pub async fn password(
     let usable = creds.filter(|c| !c.account.disabled && c.account.role.may_sign_in_to_web() && c.password_hash.is_some());
     let Some(creds) = usable else {
         let p = form.password.clone();
-        let _ = tokio::task::spawn_blocking(move || password::verify_nothing(&p)).await;
+        let _ = password::verify_nothing_limited(p).await;
         failed_login(&state, ip, login, "staff-password").await;
         audit(&state, ip, "staff", "staff.signin", "", Outcome::Failure, &[("reason", "unknown, disabled or api-only account".into())]).await;
         return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
@@ -91,7 +91,7 @@ pub async fn password(
     let auth = store.staff_auth(&account.id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
     let ok = {
         let (h, p) = (creds.password_hash.unwrap_or_default(), form.password.clone());
-        tokio::task::spawn_blocking(move || password::verify_password(&h, &p)).await.map_err(WebError::internal)?
+        password::verify_password_limited(h, p).await.map_err(WebError::internal)?
     };
     if auth.locked_at(Timestamp::now().as_micros()) {
         // Not counted toward the lock, which already holds (a right password must not
