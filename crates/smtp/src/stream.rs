@@ -298,7 +298,9 @@ mod tests {
             // Nothing more comes: the read must end on what was sent, long before the deadline.
             let mut decoder = BodyDecoder::data(1 << 20, 1000);
             let deadline = Instant::now() + Duration::from_secs(20);
-            c.read_data(&mut decoder, &mut Vec::new(), deadline).await.unwrap();
+            let budget = crate::DataBudget::new(1 << 20);
+            let mut body = crate::budget::BodyBuffer::new(&budget, 0, 0, 1 << 20).expect("within the budget");
+            c.read_data(&mut decoder, &mut body, deadline).await.unwrap();
             assert!(decoder.saw_bare_line_end(), "{payload:?}");
         }
     }
