@@ -528,7 +528,8 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     assert!(server.stop().success());
     let server = Server::start_with(Path::new(BIN), dir, &config_path, &data_dir);
     let mut after = Browser::new(format!("https://{}", server.addr("https")));
-    let csrf3 = after.get(&link).await.csrf();
+    // The notice's link names the first server's port; the restarted one listens elsewhere.
+    let csrf3 = after.get(&format!("/p/m/{token}")).await.csrf();
     let refused = post_passphrase(&mut after, &csrf3, &token, "river stone 7731").await;
     assert_eq!(refused.status, 429, "{}", refused.text);
     drop(server);

@@ -361,7 +361,7 @@ async fn roles_are_enforced_on_the_server() {
     let mut app = Browser::new(&web);
     let page = app.sign_in("lab-app@clinic.example", PASSWORD).await;
     assert_eq!(page.status, 401);
-    assert!(page.text.contains("The user name or password is not right."));
+    assert!(page.text.contains("The user name or password is not right,"));
     assert!(!app.cookies.iter().any(|(k, _)| k.contains("cp_staff")));
     web.stop().await;
 }
