@@ -14,6 +14,7 @@ packages=(
   postfix               # smtp-sink / smtp-source: the sink MTA and load generator
   libnet-ssleay-perl libio-socket-inet6-perl libauthen-sasl-perl  # swaks TLS and AUTH
   chromium chromium-driver  # headless browser driven over WebDriver: the portal at phone size
+  curl                  # HTTP/2 uploads and plain HTTP checks in the end-to-end tests
   python3 python3-venv sqlite3 bc procps
 )
 missing=()
