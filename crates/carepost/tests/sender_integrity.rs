@@ -257,5 +257,6 @@ async fn bare_line_endings_and_oversize_bodies_get_clear_answers() {
     assert_eq!(problem["status"], 413, "{problem}");
     let (_, log, _) = carepost(dir, &["audit", "export"], "");
     assert!(log.lines().any(|l| l.contains("\"api.message\"") && l.contains("bare CR") && l.contains("denied")), "the bare CR is audited: {log}");
+    assert!(log.lines().any(|l| l.contains("\"smtp.smuggling\"") && l.contains("bare <LF>") && l.contains("denied")), "the bare LF is audited: {log}");
     assert!(server.stop().success());
 }

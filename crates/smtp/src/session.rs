@@ -636,6 +636,14 @@ impl Session {
                 let which = if decoder.problem() == Some(BodyProblem::BareLf) { "<LF>" } else { "<CR>" };
                 tracing::warn!(listener = self.kind.name(), "refused message data with a bare {which}");
                 self.conn.reply(&Reply::new(550, "5.5.2", format!("Error: bare {which} received in message data")));
+                let actor = self.account.as_ref().map(|a| format!("account:{}", a.id)).unwrap_or_else(|| "smtp".to_owned());
+                let event = carepost_audit::Event::new(actor, "smtp.smuggling")
+                    .target(format!("ip:{}", self.peer))
+                    .ip(Some(self.peer))
+                    .detail("listener", self.kind.name())
+                    .detail("reason", format!("bare {which} in message data"));
+                let guard = self.shared.guard.clone();
+                guard.audit_refusal(event).await;
                 return Flow::Close;
             }
             Some(BodyProblem::TooBig) => return self.respond(Reply::new(552, "5.3.4", "Error: message file too big")),
