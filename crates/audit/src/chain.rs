@@ -209,7 +209,18 @@ impl Audit {
         // chaining onto the known record leaves that gap visible to `audit verify` instead
         // of reusing the lost sequence numbers.
         let (prev_seq, prev_hash) = match (stored, known) {
-            (Some(s), Some(k)) if s.0 > k.0 => s,
+            (Some(s), Some(k)) if s.0 > k.0 => {
+                // Records appended since must follow ours unchanged: if ours was rewritten
+                // (and a forged record put after it), chaining onto the stored head would
+                // have the next signature vouch for the forgery. Chain onto what we wrote
+                // instead, so that `audit verify` sees the break after the stored head.
+                if audit_log::hash_at(tx, k.0).await?.as_deref() == Some(&k.1[..]) {
+                    s
+                } else {
+                    tracing::error!(seq = k.0, "an audit record this process wrote was rewritten or deleted in the database");
+                    (s.0, k.1)
+                }
+            }
             (stored, Some(k)) => {
                 if stored.as_ref() != Some(&k) {
                     tracing::error!(

@@ -392,3 +392,23 @@ async fn records_a_crashed_process_never_signed_are_named_at_the_next_start() {
     rewrite(&db, 8, 9).await;
     assert_eq!(audit.verify().await.unwrap().first_problem(), Some(&Problem::CheckpointMismatch { seq: 9 }));
 }
+
+#[tokio::test]
+async fn a_rewritten_tail_with_a_forged_record_after_it_is_not_chained_onto() {
+    // Rewrite the newest record, add a forged one after it with a consistent hash, and wait
+    // for the writer to append: its next record must not vouch for the forgery.
+    let t = tail_at(Moment::BetweenSignatures).await;
+    rewrite(&t.db, t.last, t.last).await;
+    let mut forged = row(&t.db, t.last).await;
+    forged.prev_hash = forged.hash.clone();
+    forged.seq = t.last + 1;
+    forged.target = "forged".into();
+    forged.hash = record_hash(&forged).to_vec();
+    write_row(&t.db, &forged).await;
+    append(&t.audit, 99).await;
+    t.audit.sign_head().await.unwrap();
+    let v = t.audit.verify().await.unwrap();
+    assert!(!v.is_ok(), "the forgery went unnoticed");
+    assert_eq!(v.last_seq, t.last + 2);
+    assert!(v.problems.iter().any(|p| p.seq() <= t.last + 2), "{:?}", v.problems);
+}
