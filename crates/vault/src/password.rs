@@ -56,12 +56,12 @@ pub fn verify_nothing(password: &str) {
 /// Bounds how many password hashes run at once.
 #[derive(Debug)]
 pub struct HashingLimit {
-    slots: Semaphore,
+    slots: std::sync::Arc<Semaphore>,
 }
 
 impl HashingLimit {
     pub fn new(at_once: usize) -> Self {
-        HashingLimit { slots: Semaphore::new(at_once.max(1)) }
+        HashingLimit { slots: std::sync::Arc::new(Semaphore::new(at_once.max(1))) }
     }
 
     /// The process-wide limit: one hash per CPU core.
@@ -72,8 +72,15 @@ impl HashingLimit {
 
     /// Runs `work` on a blocking thread once a slot is free.
     pub async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, VaultError> {
-        let _slot = self.slots.acquire().await.map_err(|e| VaultError::Password(e.to_string()))?;
-        tokio::task::spawn_blocking(work).await.map_err(|e| VaultError::Password(e.to_string()))
+        // The slot goes with the work, not with this future: a caller that gives up (a client
+        // that drops its request) must not free the slot while the hash still runs.
+        let slot = self.slots.clone().acquire_owned().await.map_err(|e| VaultError::Password(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            work()
+        })
+        .await
+        .map_err(|e| VaultError::Password(e.to_string()))
     }
 }
 
@@ -141,5 +148,32 @@ mod tests {
         assert!(peak.load(Ordering::SeqCst) <= 2, "peak {}", peak.load(Ordering::SeqCst));
         assert!(verify_password_limited(hash_password_limited("pw".into()).await.unwrap(), "pw".into()).await.unwrap());
         verify_nothing_limited("x".into()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_does_not_free_the_slot_of_running_work() {
+        use std::sync::mpsc;
+        let limit = std::sync::Arc::new(HashingLimit::new(1));
+        let (started, wait_started) = mpsc::channel();
+        let (release, wait_release) = mpsc::channel::<()>();
+        let first = {
+            let limit = limit.clone();
+            tokio::spawn(async move {
+                limit
+                    .run(move || {
+                        started.send(()).unwrap();
+                        wait_release.recv().unwrap();
+                    })
+                    .await
+            })
+        };
+        tokio::task::spawn_blocking(move || wait_started.recv().unwrap()).await.unwrap();
+        // The caller gives up while its work still runs: the slot must stay taken.
+        first.abort();
+        let _ = first.await;
+        let second = tokio::time::timeout(std::time::Duration::from_millis(300), limit.run(|| ())).await;
+        assert!(second.is_err(), "a second hash ran while the first still held the only slot");
+        release.send(()).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(20), limit.run(|| ())).await.expect("the slot comes back").unwrap();
     }
 }
