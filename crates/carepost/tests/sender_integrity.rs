@@ -117,6 +117,16 @@ async fn dkim_signs_only_what_the_sender_may_send_as() {
     let (code, out) = swaks(server.addr("submission"), &args);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("550 5.7.1 <boss@clinic.example>: From header rejected: not owned by user jane@clinic.example"), "{out}");
+    // A From that names no address (only a display name) or a second From field cannot
+    // slip past the check either.
+    for header in [&["--header", "From: \"boss@clinic.example\""][..], &["--add-header", "From: <boss@clinic.example>"][..]] {
+        let mut args = vec!["--from", "jane@clinic.example", "--body", "SUBMISSIONODDFROM"];
+        args.extend_from_slice(header);
+        args.extend_from_slice(&auth);
+        let (code, out) = swaks(server.addr("submission"), &args);
+        assert_ne!(code, 0, "{out}");
+        assert!(out.contains("550 5.7.1 From header rejected"), "{out}");
+    }
 
     // The API: a key without a --from list sends only from its tenant's domains.
     let (client, base) = https_client(&server);

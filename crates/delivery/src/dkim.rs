@@ -289,6 +289,18 @@ impl Signer {
 /// From field, more than one, or one without an address. Signing and the submission check
 /// both use this, so what is checked is what gets signed.
 pub fn header_from(message: &[u8]) -> Option<Vec<String>> {
+    let values = from_fields(message);
+    let [value] = <[Vec<u8>; 1]>::try_from(values).ok()?;
+    from_addresses(value)
+}
+
+/// Whether the message has at least one From header field, readable or not.
+pub fn has_from_field(message: &[u8]) -> bool {
+    !from_fields(message).is_empty()
+}
+
+/// The values of every From header field, unfolded lines kept as they are.
+fn from_fields(message: &[u8]) -> Vec<Vec<u8>> {
     let headers = crate::dsn::headers_of(message);
     let mut values: Vec<Vec<u8>> = Vec::new();
     let mut current: Option<Vec<u8>> = None;
@@ -307,8 +319,11 @@ pub fn header_from(message: &[u8]) -> Option<Vec<String>> {
         }
     }
     values.extend(current);
-    let [value] = <[Vec<u8>; 1]>::try_from(values).ok()?;
-    let mut value = value;
+    values
+}
+
+/// The addresses of one From field's value; `None` when it names none.
+fn from_addresses(mut value: Vec<u8>) -> Option<Vec<String>> {
     if !value.ends_with(b"\n") {
         value.extend_from_slice(b"\r\n");
     }

@@ -740,12 +740,25 @@ impl Session {
 impl Session {
     /// On submission, the refusal of a message whose From header names an address the
     /// account may not use: carepost signs by that header, so MAIL FROM alone proves nothing
-    /// (a user could otherwise have mail signed as any address of the domain). A message
-    /// without a readable From is let through; it is not signed. The audit record comes back
-    /// with the reply.
+    /// (a user could otherwise have mail signed as any address of the domain). A From that
+    /// cannot be read as addresses, or more than one From field, is refused too: mail clients
+    /// would still show it to local recipients as the author. A message with no From at all
+    /// is let through; it is not signed. The audit record comes back with the reply.
     fn foreign_header_from(&self, body: &[u8]) -> Option<(Reply, carepost_audit::Event)> {
         let account = self.account.as_ref()?;
-        let from = carepost_delivery::dkim::header_from(body.get(HEADROOM..).unwrap_or_default())?;
+        let message = body.get(HEADROOM..).unwrap_or_default();
+        let Some(from) = carepost_delivery::dkim::header_from(message) else {
+            if !carepost_delivery::dkim::has_from_field(message) {
+                return None;
+            }
+            tracing::info!(listener = self.kind.name(), account = %account.id, "refused an unreadable or repeated From header");
+            let event = carepost_audit::Event::new(format!("account:{}", account.id), "smtp.sender")
+                .target(format!("account:{}", account.id))
+                .ip(Some(self.peer))
+                .detail("reason", "header From unreadable or repeated");
+            let reply = Reply::new(550, "5.7.1", "From header rejected: it must be exactly one field naming the sender's address");
+            return Some((reply, event));
+        };
         let foreign = from.iter().find(|a| !carepost_model::Address::parse(a).is_ok_and(|a| account.may_send_as(&a)))?;
         tracing::info!(listener = self.kind.name(), account = %account.id, "refused a From header the account may not use");
         let event = carepost_audit::Event::new(format!("account:{}", account.id), "smtp.sender")
