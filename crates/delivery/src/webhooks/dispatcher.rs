@@ -11,7 +11,7 @@
 //! to finish the attempt in hand, then drops them; what they were sending is sent again
 //! after the next start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,15 +69,13 @@ impl Dispatcher {
     /// start.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut workers: JoinSet<String> = JoinSet::new();
-        let mut busy: HashSet<String> = HashSet::new();
+        let mut busy = Busy::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            while let Some(done) = workers.try_join_next() {
-                if let Ok(id) = done {
-                    busy.remove(&id);
-                }
+            while let Some(done) = workers.try_join_next_with_id() {
+                busy.finished(done);
             }
             if let Err(e) = self.start_workers(&mut workers, &mut busy, &shutdown).await {
                 tracing::error!(error = %e, "webhook dispatch failed");
@@ -93,7 +91,7 @@ impl Dispatcher {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
-                Some(Ok(id)) = workers.join_next(), if !workers.is_empty() => { busy.remove(&id); }
+                Some(done) = workers.join_next_with_id(), if !workers.is_empty() => busy.finished(done),
             }
         }
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while workers.join_next().await.is_some() {} }).await;
@@ -106,7 +104,7 @@ impl Dispatcher {
 
     /// Owes new events to the endpoints that want them, then starts a worker for each
     /// endpoint with something due that has none yet, up to `concurrency` in all.
-    async fn start_workers(&self, workers: &mut JoinSet<String>, busy: &mut HashSet<String>, shutdown: &watch::Receiver<bool>) -> Result<usize, StoreError> {
+    async fn start_workers(&self, workers: &mut JoinSet<String>, busy: &mut Busy, shutdown: &watch::Receiver<bool>) -> Result<usize, StoreError> {
         let store = self.spool.store();
         let now = Timestamp::now().as_micros();
         let endpoints: HashMap<String, EndpointRow> = store.webhook_endpoints(false).await?.into_iter().map(|e| (e.id.clone(), e)).collect();
@@ -121,23 +119,25 @@ impl Dispatcher {
                 break;
             }
             let Some(endpoint) = endpoints.get(&id).cloned() else { continue };
-            if !busy.insert(id.clone()) {
+            if busy.contains(&id) {
                 continue;
             }
             let (me, stop) = (self.clone(), shutdown.clone());
-            workers.spawn(async move {
+            let task = workers.spawn(async move {
                 if let Err(e) = me.drain(&endpoint, &stop).await {
                     tracing::error!(error = %e, endpoint = %endpoint.id, "webhook dispatch failed");
                 }
                 endpoint.id
             });
+            busy.started(task.id(), id);
             started += 1;
         }
         Ok(started)
     }
 
-    /// Sends one endpoint's due events in order, one at a time, until none is due or the
-    /// dispatcher stops.
+    /// Sends one endpoint's due events in order, one at a time, until none is due, one fails
+    /// (the rest wait for its retry: an endpoint that is down would otherwise hold a worker
+    /// for a whole timeout per event) or the dispatcher stops.
     async fn drain(&self, endpoint: &EndpointRow, stop: &watch::Receiver<bool>) -> Result<(), StoreError> {
         let store = self.spool.store();
         loop {
@@ -150,8 +150,13 @@ impl Dispatcher {
                     return Ok(());
                 }
                 let result = self.attempt_within_deadline(endpoint, &d).await;
+                let delivered = result.state == state::DELIVERED;
                 if let Err(e) = store.record_webhook_attempt(&d.endpoint_id, d.event_seq, result).await {
                     tracing::error!(error = %e, "cannot record a webhook attempt; it will be made again");
+                    return Ok(());
+                }
+                if !delivered {
+                    return Ok(());
                 }
             }
         }
@@ -162,7 +167,7 @@ impl Dispatcher {
     pub async fn run_once(&self) -> Result<usize, StoreError> {
         let (_stop, stopped) = watch::channel(false);
         let mut workers = JoinSet::new();
-        let mut busy = HashSet::new();
+        let mut busy = Busy::new();
         let started = self.start_workers(&mut workers, &mut busy, &stopped).await?;
         while workers.join_next().await.is_some() {}
         Ok(started)
@@ -298,4 +303,33 @@ impl Dispatcher {
 
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2)
+}
+
+/// The endpoints that have a worker, by the worker's task: a worker that ends in any way,
+/// a panic included, frees its endpoint for the next one.
+struct Busy(HashMap<tokio::task::Id, String>);
+
+impl Busy {
+    fn new() -> Self {
+        Busy(HashMap::new())
+    }
+
+    fn contains(&self, endpoint: &str) -> bool {
+        self.0.values().any(|e| e == endpoint)
+    }
+
+    fn started(&mut self, task: tokio::task::Id, endpoint: String) {
+        self.0.insert(task, endpoint);
+    }
+
+    fn finished(&mut self, done: Result<(tokio::task::Id, String), tokio::task::JoinError>) {
+        let task = match done {
+            Ok((task, _)) => task,
+            Err(e) => {
+                tracing::error!(error = %e, "a webhook worker ended abnormally");
+                e.id()
+            }
+        };
+        self.0.remove(&task);
+    }
 }
