@@ -143,7 +143,14 @@ pub async fn passphrase(State(state): State<WebState>, ip: ClientIp, Csrf(csrf):
         return again(StatusCode::TOO_MANY_REQUESTS, "Too many wrong passphrases were tried for this message. Ask for a code instead.");
     }
     let given = form.passphrase.trim().to_owned();
-    let matched = password::verify_password_limited(expected, given).await.map_err(WebError::internal)?;
+    let matched = match password::verify_password_limited(expected, given).await {
+        Ok(matched) => matched,
+        Err(e) => {
+            // Nothing was compared: the reserved attempt is not the recipient's to lose.
+            let _ = store.release_portal_passphrase_attempt(&id).await;
+            return Err(WebError::internal(e));
+        }
+    };
     if matched {
         store.release_portal_passphrase_attempt(&id).await.map_err(WebError::internal)?;
     } else {
