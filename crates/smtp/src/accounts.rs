@@ -118,56 +118,73 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The least time a refused AUTH takes. The paths differ by a store read or write (a known
+/// account's failure is counted, an unknown one's is not); answering every refusal no sooner
+/// than this hides which path was taken, and slows guessing the way Postfix's
+/// `smtpd_error_sleep_time` does.
+const REFUSAL_FLOOR: std::time::Duration = std::time::Duration::from_millis(400);
+
 impl Authenticator for StoreAuthenticator {
     fn authenticate<'a>(&'a self, login: &'a str, password: &'a str) -> BoxFuture<'a, Result<Result<SignedIn, Refused>, AuthError>> {
         Box::pin(async move {
-            let creds = self.store.account_credentials(&self.ring, login).await?;
-            // api_only accounts are applications: they send with API keys, never SMTP AUTH.
-            let creds = creds.filter(|c| !c.account.disabled && c.account.role.may_submit_over_smtp());
-            // The keyed hash is computed for every login, known or not: the same work.
-            let tenant = creds.as_ref().map_or_else(TenantId::default, |c| c.account.tenant.clone());
-            let presented = app_password_hash(&self.ring, &tenant, password)?;
-            let Some(creds) = creds else {
-                self.slow_check(None, password).await?;
-                return Ok(Err(Refused::unknown()));
-            };
-            // Every app password is compared (no early exit on the first match).
-            let app = creds.app_passwords.iter().fold(None, |found, a| if same_bytes(&a.secret_hash, &presented) { Some(a) } else { found });
-            // App passwords are long random secrets nobody guesses, so the lock (which stops
-            // guessing) does not stop them: an attacker who locks an account by failing on
-            // purpose does not cut its mail clients off.
-            if let Some(app) = app {
-                if let Err(e) = self.store.touch_app_password(&app.id).await {
-                    tracing::warn!(error = %e, "cannot record app password use");
-                }
-                return Ok(Ok(SignedIn { account: creds.account, app_password: Some(app.name.clone()) }));
+            let started = tokio::time::Instant::now();
+            let outcome = self.check(login, password).await;
+            if !matches!(outcome, Ok(Ok(_))) {
+                tokio::time::sleep_until(started + REFUSAL_FLOOR).await;
             }
-            let account_id = creds.account.id.clone();
-            let auth = self.store.staff_auth(&account_id).await?.unwrap_or_default();
-            let now = Timestamp::now().as_micros();
-            let locked = auth.locked_at(now);
-            // The password is verified before the lock is looked at, so that a locked
-            // account answers exactly as an unknown one and a wrong password.
-            let has_hash = creds.password_hash.is_some();
-            let right = self.slow_check(creds.password_hash, password).await? && has_hash;
-            let refused = |because: RefusedBecause, locked_now: bool| -> Result<Result<SignedIn, Refused>, AuthError> {
-                Ok(Err(Refused { account_id: Some(account_id.clone()), because, locked_now }))
-            };
-            if locked {
-                return refused(RefusedBecause::Locked, false);
-            }
-            if !right {
-                let count = self.store.staff_signin_failed(&account_id, now, self.lockout).await?;
-                return refused(RefusedBecause::WrongPassword, count.locked_until.is_some());
-            }
-            if auth.has_mfa() || self.store.mfa_required(creds.account.tenant.as_str()).await? {
-                return refused(RefusedBecause::SecondFactor, false);
-            }
-            if auth.failures > 0 {
-                self.store.staff_signin_succeeded(&account_id).await?;
-            }
-            Ok(Ok(SignedIn { account: creds.account, app_password: None }))
+            outcome
         })
+    }
+}
+
+impl StoreAuthenticator {
+    async fn check(&self, login: &str, password: &str) -> Result<Result<SignedIn, Refused>, AuthError> {
+        let creds = self.store.account_credentials(&self.ring, login).await?;
+        // api_only accounts are applications: they send with API keys, never SMTP AUTH.
+        let creds = creds.filter(|c| !c.account.disabled && c.account.role.may_submit_over_smtp());
+        // The keyed hash is computed for every login, known or not: the same work.
+        let tenant = creds.as_ref().map_or_else(TenantId::default, |c| c.account.tenant.clone());
+        let presented = app_password_hash(&self.ring, &tenant, password)?;
+        let Some(creds) = creds else {
+            self.slow_check(None, password).await?;
+            return Ok(Err(Refused::unknown()));
+        };
+        // Every app password is compared (no early exit on the first match).
+        let app = creds.app_passwords.iter().fold(None, |found, a| if same_bytes(&a.secret_hash, &presented) { Some(a) } else { found });
+        // App passwords are long random secrets nobody guesses, so the lock (which stops
+        // guessing) does not stop them: an attacker who locks an account by failing on
+        // purpose does not cut its mail clients off.
+        if let Some(app) = app {
+            if let Err(e) = self.store.touch_app_password(&app.id).await {
+                tracing::warn!(error = %e, "cannot record app password use");
+            }
+            return Ok(Ok(SignedIn { account: creds.account, app_password: Some(app.name.clone()) }));
+        }
+        let account_id = creds.account.id.clone();
+        let auth = self.store.staff_auth(&account_id).await?.unwrap_or_default();
+        let now = Timestamp::now().as_micros();
+        let locked = auth.locked_at(now);
+        // The password is verified before the lock is looked at, so that a locked
+        // account answers exactly as an unknown one and a wrong password.
+        let has_hash = creds.password_hash.is_some();
+        let right = self.slow_check(creds.password_hash, password).await? && has_hash;
+        let refused = |because: RefusedBecause, locked_now: bool| -> Result<Result<SignedIn, Refused>, AuthError> {
+            Ok(Err(Refused { account_id: Some(account_id.clone()), because, locked_now }))
+        };
+        if locked {
+            return refused(RefusedBecause::Locked, false);
+        }
+        if !right {
+            let count = self.store.staff_signin_failed(&account_id, now, self.lockout).await?;
+            return refused(RefusedBecause::WrongPassword, count.locked_until.is_some());
+        }
+        if auth.has_mfa() || self.store.mfa_required(creds.account.tenant.as_str()).await? {
+            return refused(RefusedBecause::SecondFactor, false);
+        }
+        if auth.failures > 0 {
+            self.store.staff_signin_succeeded(&account_id).await?;
+        }
+        Ok(Ok(SignedIn { account: creds.account, app_password: None }))
     }
 }
 
