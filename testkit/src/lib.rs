@@ -212,6 +212,24 @@ pub fn run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Runs a peer program (swaks, openssl, ...) with `stdin`, bounded in time: its exit code,
+/// standard output and standard error. Panics if it is not installed.
+pub fn run_peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is needed for this test (scripts/test.sh installs it): {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("writing the peer's input");
+    }
+    let out = wait_output(child, Duration::from_secs(120));
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// Waits for a child with a deadline, killing it when the deadline passes.
 pub fn wait_output(child: Child, timeout: Duration) -> std::process::Output {
     let pid = child.id();

@@ -7,7 +7,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -16,7 +15,7 @@ use carepost::install::{Access, Installation};
 use carepost_delivery::{Spool, Submission};
 use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
 use carepost_testkit::dns::TestDns;
-use carepost_testkit::{Server, Sink, run, wait_output};
+use carepost_testkit::{Server, Sink, run};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
@@ -34,19 +33,7 @@ fn config(sink: SocketAddr, dns: &TestDns) -> String {
     )
 }
 
-/// Runs a peer program, bounded in time. Panics if it is not installed.
-fn peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} is needed for this test (scripts/test.sh installs it): {e}"));
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = wait_output(child, Duration::from_secs(120));
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use carepost_testkit::run_peer as peer;
 
 fn carepost(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
     let config = dir.join("carepost.toml");

@@ -25,19 +25,7 @@ fn smtp_config(dns: &TestDns, extra: &str) -> String {
     )
 }
 
-/// Runs a peer program with `stdin`, bounded in time. Panics if it is not installed.
-fn peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} is needed for this test (scripts/test.sh installs it): {e}"));
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = wait_output(child, Duration::from_secs(120));
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use carepost_testkit::run_peer as peer;
 
 fn carepost_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut full = args.to_vec();
