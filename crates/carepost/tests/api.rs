@@ -519,6 +519,7 @@ async fn a_20_mb_sendgrid_request_with_1000_personalizations_keeps_memory_bounde
         .unwrap();
     assert_eq!(response.status().as_u16(), 202, "{:?}", response.text().await);
     let peak = peak_rss(server.pid());
+    eprintln!("peak RSS {} MiB (before the request: {} MiB)", peak >> 20, before >> 20);
     assert!(peak < 300 << 20, "peak RSS {} MiB (before the request: {} MiB)", peak >> 20, before >> 20);
 
     // Every personalization became its own message.
