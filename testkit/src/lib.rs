@@ -230,6 +230,16 @@ pub fn run_peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, Stri
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Runs swaks against the SMTP listener at `addr` (loopback) with `args`: its exit code and
+/// its whole transcript (standard output and error together).
+pub fn swaks(addr: SocketAddr, args: &[&str]) -> (i32, String) {
+    let port = addr.port().to_string();
+    let mut full = vec!["--server", "127.0.0.1", "--port", &port, "--timeout", "30"];
+    full.extend_from_slice(args);
+    let (code, out, err) = run_peer("swaks", &full, "");
+    (code, format!("{out}{err}"))
+}
+
 /// Waits for a child with a deadline, killing it when the deadline passes.
 pub fn wait_output(child: Child, timeout: Duration) -> std::process::Output {
     let pid = child.id();

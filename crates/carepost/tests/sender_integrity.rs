@@ -46,13 +46,7 @@ fn carepost(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
     peer(BIN, &full[1..], stdin)
 }
 
-fn swaks(addr: SocketAddr, args: &[&str]) -> (i32, String) {
-    let port = addr.port().to_string();
-    let mut full = vec!["--server", "127.0.0.1", "--port", &port, "--timeout", "30"];
-    full.extend_from_slice(args);
-    let (code, out, err) = peer("swaks", &full, "");
-    (code, format!("{out}{err}"))
-}
+use carepost_testkit::swaks;
 
 fn https_client(server: &Server) -> (reqwest::Client, String) {
     let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();

@@ -60,13 +60,7 @@ fn queue_id(transcript: &str) -> String {
     transcript[at + 10..].split_whitespace().next().unwrap().trim_end_matches('\'').to_owned()
 }
 
-fn swaks(addr: SocketAddr, args: &[&str]) -> (i32, String) {
-    let port = addr.port().to_string();
-    let mut full = vec!["--server", "127.0.0.1", "--port", &port, "--timeout", "30"];
-    full.extend_from_slice(args);
-    let (code, out, err) = peer("swaks", &full, "");
-    (code, format!("{out}{err}"))
-}
+use carepost_testkit::swaks;
 
 /// A raw client for what real clients never send.
 struct Raw {
