@@ -22,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
         let mut scratch = carepost_dlp::detect::Scratch::default();
         let _ = carepost_dlp::detect::scan_text(text, &mut scratch);
     }
-    let mut sink = carepost_dlp::extract::Sink { limits: &limits, incomplete: Default::default(), embedded: Vec::new() };
+    let mut sink =
+        carepost_dlp::extract::Sink { limits: &limits, incomplete: Default::default(), embedded: Vec::new() };
     let _ = carepost_dlp::extract::pdf::pdf_to_text(data, &mut sink);
     let _ = carepost_dlp::extract::ooxml::office_to_text(data, "xlsx", &mut sink);
 });

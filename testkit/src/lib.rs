@@ -227,7 +227,11 @@ pub fn run_peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, Stri
         input.write_all(stdin.as_bytes()).expect("writing the peer's input");
     }
     let out = wait_output(child, Duration::from_secs(120));
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Runs swaks against the SMTP listener at `addr` (loopback) with `args`: its exit code and

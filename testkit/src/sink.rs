@@ -66,10 +66,12 @@ impl Sink {
     /// Waits (bounded) for a message that contains every needle, with quoted-printable soft
     /// line breaks removed so that long links match, and that is not one of `not`.
     pub fn wait_for(&self, needles: &[&str], not: &[String]) -> String {
-        let unfolded = || self.messages().into_iter().map(|m| m.replace("=\r\n", "").replace("=\n", "")).collect::<Vec<_>>();
+        let unfolded =
+            || self.messages().into_iter().map(|m| m.replace("=\r\n", "").replace("=\n", "")).collect::<Vec<_>>();
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Some(m) = unfolded().into_iter().find(|m| needles.iter().all(|n| m.contains(n)) && !not.contains(m)) {
+            if let Some(m) = unfolded().into_iter().find(|m| needles.iter().all(|n| m.contains(n)) && !not.contains(m))
+            {
                 return m;
             }
             assert!(Instant::now() < deadline, "no message with {needles:?} at the sink; it has {:#?}", unfolded());

@@ -217,7 +217,10 @@ impl Audit {
                 if audit_log::hash_at(tx, k.0).await?.as_deref() == Some(&k.1[..]) {
                     s
                 } else {
-                    tracing::error!(seq = k.0, "an audit record this process wrote was rewritten or deleted in the database");
+                    tracing::error!(
+                        seq = k.0,
+                        "an audit record this process wrote was rewritten or deleted in the database"
+                    );
                     (s.0, k.1)
                 }
             }
@@ -400,7 +403,11 @@ impl Audit {
             return Ok(None);
         }
         let from = covered + 1;
-        tracing::warn!(from, to = head, "audit records {from} to {head} were never signed: carepost stopped without shutting down");
+        tracing::warn!(
+            from,
+            to = head,
+            "audit records {from} to {head} were never signed: carepost stopped without shutting down"
+        );
         self.append(
             Event::new("system", UNANCHORED_ACTION)
                 .target(format!("audit:{from}-{head}"))
@@ -412,4 +419,3 @@ impl Audit {
         Ok(Some((from, head)))
     }
 }
-

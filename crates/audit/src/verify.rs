@@ -15,22 +15,40 @@ const PAGE: i64 = 5_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     /// The record's contents no longer match its hash.
-    Altered { seq: i64 },
+    Altered {
+        seq: i64,
+    },
     /// The record at `seq` is intact but was record `from`: records were reordered, or one was
     /// inserted or deleted before it and the rest renumbered.
-    Moved { seq: i64, from: i64 },
+    Moved {
+        seq: i64,
+        from: i64,
+    },
     /// No record has this sequence number.
-    Missing { seq: i64 },
+    Missing {
+        seq: i64,
+    },
     /// The record is intact but does not follow its predecessor: inserted or reordered.
-    Unlinked { seq: i64 },
+    Unlinked {
+        seq: i64,
+    },
     /// The log ends at `last` but a checkpoint says it reached `covered`.
-    Truncated { last: i64, covered: i64 },
-    BadSignature { seq: i64 },
+    Truncated {
+        last: i64,
+        covered: i64,
+    },
+    BadSignature {
+        seq: i64,
+    },
     /// Record `seq` is intact and linked, but not the record a signed checkpoint names: it,
     /// or a record before it, was rewritten and the hashes recomputed.
-    CheckpointMismatch { seq: i64 },
+    CheckpointMismatch {
+        seq: i64,
+    },
     /// The anchor file holds a checkpoint the database no longer has.
-    AnchorMissing { seq: i64 },
+    AnchorMissing {
+        seq: i64,
+    },
 }
 
 impl Problem {
@@ -58,7 +76,9 @@ impl fmt::Display for Problem {
                 "record {seq} holds record {from}: records were reordered, or one was inserted or deleted before it"
             ),
             Problem::Missing { seq } => write!(f, "record {seq} is missing: deleted"),
-            Problem::Unlinked { seq } => write!(f, "record {seq} does not follow record {}: inserted or reordered", seq - 1),
+            Problem::Unlinked { seq } => {
+                write!(f, "record {seq} does not follow record {}: inserted or reordered", seq - 1)
+            }
             Problem::Truncated { last, covered } => write!(
                 f,
                 "record {} is missing: the log was truncated after record {last}, but a checkpoint covers record {covered}",
@@ -210,7 +230,8 @@ impl Audit {
         // hash: the log must still hold exactly that record.
         // Only a head with a valid signature vouches for the records up to it.
         let mut covered = 0i64;
-        let mut claim = |seq: i64, hash: &[u8], valid: bool, problems: &mut Vec<Problem>| match stored_hashes.get(&seq) {
+        let mut claim = |seq: i64, hash: &[u8], valid: bool, problems: &mut Vec<Problem>| match stored_hashes.get(&seq)
+        {
             Some(h) if h.as_slice() == hash => {
                 if valid {
                     covered = covered.max(seq);

@@ -108,11 +108,14 @@ async fn a_deleted_record_is_named() {
 #[tokio::test]
 async fn swapped_records_are_named() {
     let f = fixture().await;
-    sql(&f.db, &[
-        "UPDATE audit_records SET seq = -1 WHERE seq = 5",
-        "UPDATE audit_records SET seq = 5 WHERE seq = 6",
-        "UPDATE audit_records SET seq = 6 WHERE seq = -1",
-    ])
+    sql(
+        &f.db,
+        &[
+            "UPDATE audit_records SET seq = -1 WHERE seq = 5",
+            "UPDATE audit_records SET seq = 5 WHERE seq = 6",
+            "UPDATE audit_records SET seq = 6 WHERE seq = -1",
+        ],
+    )
     .await;
     assert_eq!(first_problem(&f).await, Problem::Moved { seq: 5, from: 6 });
 }
@@ -182,14 +185,16 @@ async fn export_writes_every_record_in_both_formats() {
     let f = fixture().await;
     let mut jsonl = Vec::new();
     assert_eq!(f.audit.export(None, carepost_audit::ExportFormat::JsonLines, "mx", &mut jsonl).await.unwrap(), 25);
-    let first: serde_json::Value = serde_json::from_str(String::from_utf8(jsonl).unwrap().lines().next().unwrap()).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8(jsonl).unwrap().lines().next().unwrap()).unwrap();
     assert_eq!(first["seq"], 1);
     assert_eq!(first["action"], "smtp.auth");
     let mut syslog = Vec::new();
     let future = carepost_model::Timestamp::now().plus_seconds(3600);
     assert_eq!(f.audit.export(Some(future), carepost_audit::ExportFormat::Syslog, "mx", &mut syslog).await.unwrap(), 0);
     f.audit.export(None, carepost_audit::ExportFormat::Syslog, "mx", &mut syslog).await.unwrap();
-    assert!(String::from_utf8(syslog).unwrap().lines().all(|l| (l.starts_with("<110>1 ") || l.starts_with("<108>1 ")) && l.contains(" carepost - smtp.auth [audit@32473 seq=")));
+    assert!(String::from_utf8(syslog).unwrap().lines().all(|l| (l.starts_with("<110>1 ") || l.starts_with("<108>1 "))
+        && l.contains(" carepost - smtp.auth [audit@32473 seq=")));
 }
 
 // The tail: records after the newest signed head. Each attack is tried right after the head

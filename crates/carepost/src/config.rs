@@ -172,7 +172,8 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::parse(&text, path)
     }
 
@@ -224,7 +225,11 @@ mod tests {
                 assert!(EXAMPLE.contains(line), "example lacks table {line}");
             } else if let Some((key, _)) = line.split_once(" = ") {
                 let in_table = EXAMPLE.split(&format!("[{table}]")).nth(1).unwrap_or(EXAMPLE);
-                let in_table = if table.is_empty() { EXAMPLE.split("\n[").next().unwrap() } else { in_table.split("\n[").next().unwrap() };
+                let in_table = if table.is_empty() {
+                    EXAMPLE.split("\n[").next().unwrap()
+                } else {
+                    in_table.split("\n[").next().unwrap()
+                };
                 assert!(in_table.lines().any(|l| l.starts_with(&format!("{key} = "))), "example lacks {table}.{key}");
             }
         }

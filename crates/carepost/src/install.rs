@@ -63,14 +63,17 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     let path = dir.join(".lock");
-    let file = File::options().create(true).truncate(false).write(true).open(&path)
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
-            "another carepost process (carepost serve?) is using {}; stop it first",
-            dir.display()
-        ),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("another carepost process (carepost serve?) is using {}; stop it first", dir.display())
+        }
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
 }

@@ -10,7 +10,7 @@ use carepost_audit::{Audit, Event, Outcome};
 use carepost_delivery::portal::PortalHandoff;
 use carepost_delivery::{OpenedMessage, Submission};
 use carepost_model::Arrival;
-use carepost_secure::portal::{Notice, Portal, PortalSettings, PickupRequest};
+use carepost_secure::portal::{Notice, PickupRequest, Portal, PortalSettings};
 
 use crate::Installation;
 
@@ -78,10 +78,12 @@ impl PortalHandoff for Handoff {
         body: &'a Bytes,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Submission>, String>> + Send + 'a>> {
         Box::pin(async move {
-            let rcpt = message.recipients.get(recipient).ok_or_else(|| format!("no recipient at position {recipient}"))?;
+            let rcpt =
+                message.recipients.get(recipient).ok_or_else(|| format!("no recipient at position {recipient}"))?;
             let source = message.row.id.to_string();
             // Decisions that do not read back are treated as the strictest: a neutral subject.
-            let reveal_subject = carepost_delivery::decision::read(rcpt.row.decision.as_deref()).is_some_and(|d| d.reveal_subject);
+            let reveal_subject =
+                carepost_delivery::decision::read(rcpt.row.decision.as_deref()).is_some_and(|d| d.reveal_subject);
             let request = PickupRequest {
                 tenant: &message.tenant,
                 source_message: &source,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use carepost_delivery::Spool;
 use carepost_delivery::{CertificateLearning, Intake, IntakeSettings};
-use carepost_secure::directory::KeyDirectory;
 use carepost_model::Address;
 use carepost_policy::Policy;
+use carepost_secure::directory::KeyDirectory;
 use carepost_smtp::{Guard, IntakeIngress, RunningServer, SenderVerifier, Services, SmtpServer, StoreAuthenticator};
 
 use crate::Installation;
@@ -28,7 +28,11 @@ pub async fn start(install: &Installation, spool: &Spool, tls: &TlsIdentity) -> 
     };
     let services = Services {
         ingress: Arc::new(IntakeIngress::new(intake(install, spool)?)),
-        authenticator: Arc::new(StoreAuthenticator::new(install.store.clone(), install.ring.clone(), config.staff.lockout())),
+        authenticator: Arc::new(StoreAuthenticator::new(
+            install.store.clone(),
+            install.ring.clone(),
+            config.staff.lockout(),
+        )),
         guard: Arc::new(guard),
         verifier,
         tls: Some(tls_config),
@@ -61,6 +65,11 @@ pub fn intake(install: &Installation, spool: &Spool) -> anyhow::Result<Intake> {
     Ok(Intake::new(
         spool.clone(),
         Arc::new(policy),
-        IntakeSettings { local_domains: config.smtp.local_domains.clone(), limits: Default::default(), notices_from, learning },
+        IntakeSettings {
+            local_domains: config.smtp.local_domains.clone(),
+            limits: Default::default(),
+            notices_from,
+            learning,
+        },
     ))
 }

@@ -33,7 +33,8 @@ pub async fn start(install: &Installation, tls: &TlsIdentity, spool: &Spool) -> 
     };
     let tls_config = carepost_smtp::tls::server_config(&tls.cert_file, &tls.key_file)
         .with_context(|| format!("loading the TLS certificate {}", tls.cert_file.display()))?;
-    let server = WebServer::bind(addr, &tls_config).await.with_context(|| format!("web.listen: cannot listen on {addr}"))?;
+    let server =
+        WebServer::bind(addr, &tls_config).await.with_context(|| format!("web.listen: cannot listen on {addr}"))?;
     let public_url = config.public_url_for(server.local_addr()?);
     let portal = crate::portal::portal(install, public_url.clone());
     let guard_settings = GuardSettings {

@@ -66,7 +66,14 @@ impl Api {
         Api { base: format!("https://127.0.0.1:{}", server.addr("https").port()), client }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, key: Option<&str>, headers: &[(&str, &str)], body: Option<String>) -> Reply {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Reply {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(k) = key {
             request = request.header("authorization", format!("Bearer {k}"));
@@ -81,7 +88,11 @@ impl Api {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into())) };
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
         Reply { status, headers, body }
     }
 
@@ -138,14 +149,18 @@ async fn keys_sending_status_idempotency_and_problems() {
     let (code, _, err) = carepost(dir, &["apikey", "create", "--name", "x", "--scope", "root"]);
     assert_eq!(code, 1, "an unknown scope is refused");
     assert!(err.contains("unknown scope"), "{err}");
-    let (code, _, err) = carepost(dir, &["apikey", "create", "--name", "x", "--scope", "send", "--expires", "2001-01-01"]);
+    let (code, _, err) =
+        carepost(dir, &["apikey", "create", "--name", "x", "--scope", "send", "--expires", "2001-01-01"]);
     assert_eq!(code, 1, "{err}");
     let (code, _, err) = carepost(dir, &["apikey", "create", "--name", "lab system", "--scope", "send"]);
     assert_eq!(code, 1, "names are unique: {err}");
     let (code, list, _) = carepost(dir, &["apikey", "list"]);
     assert_eq!(code, 0);
     assert_eq!(list.lines().count(), 3, "{list}");
-    assert!(list.contains(&key[..12]) && list.contains("scopes=send,status") && list.contains("ip=192.0.2.0/24"), "{list}");
+    assert!(
+        list.contains(&key[..12]) && list.contains("scopes=send,status") && list.contains("ip=192.0.2.0/24"),
+        "{list}"
+    );
     assert!(!list.contains(&key) && !list.contains(&status_only), "secrets are never listed");
     for k in [&key, &status_only] {
         assert!(files_containing(&server.data_dir, k.as_bytes()).is_empty(), "a key is stored hashed only");
@@ -178,7 +193,8 @@ async fn keys_sending_status_idempotency_and_problems() {
     let mut bad = msg.clone();
     bad["unknown_field"] = json!(1);
     assert_problem(&api.post("/api/v1/messages", Some(&key), &[], &bad).await, 400, "unknown_field");
-    let r = api.call(reqwest::Method::POST, "/api/v1/messages", Some(&key), &[("content-type", "text/plain")], None).await;
+    let r =
+        api.call(reqwest::Method::POST, "/api/v1/messages", Some(&key), &[("content-type", "text/plain")], None).await;
     assert_problem(&r, 415, "JSON");
     let r = api.call(reqwest::Method::POST, "/api/v1/messages", Some(&key), &[], Some("{\"from\":".into())).await;
     assert_problem(&r, 400, "JSON");
@@ -192,7 +208,10 @@ async fn keys_sending_status_idempotency_and_problems() {
     assert_eq!(r.body["replayed"], false);
     assert_eq!(r.headers["location"].to_str().unwrap(), format!("/api/v1/messages/{id}"));
     let again = api.post("/api/v1/messages", Some(&key), &[("idempotency-key", "order-1")], &msg).await;
-    assert_eq!((again.status, again.body["id"].as_str(), again.body["replayed"].as_bool()), (202, Some(id.as_str()), Some(true)));
+    assert_eq!(
+        (again.status, again.body["id"].as_str(), again.body["replayed"].as_bool()),
+        (202, Some(id.as_str()), Some(true))
+    );
 
     // It arrives at the sink once, as built from the request; its status says so.
     wait_for("the message at the sink", async || sink.all().contains(&marker)).await;
@@ -200,13 +219,17 @@ async fn keys_sending_status_idempotency_and_problems() {
     assert_eq!(sink.count(&marker), 1, "sent once");
     assert!(delivered.contains("X-Lab-Order: A-1") && delivered.contains("results.txt"), "{delivered}");
     let path = format!("/api/v1/messages/{id}");
-    wait_for("delivered status", async || api.get(&path, Some(&key)).await.body["recipients"][0]["status"] == "delivered").await;
+    wait_for("delivered status", async || {
+        api.get(&path, Some(&key)).await.body["recipients"][0]["status"] == "delivered"
+    })
+    .await;
     let status = api.get(&path, Some(&status_only)).await;
     assert_eq!(status.status, 200, "{:?}", status.body);
     let rcpt = &status.body["recipients"][0];
     assert_eq!(rcpt["address"], "pat@clinic.example");
     assert!(rcpt["method"].is_string(), "{rcpt}");
-    let history: Vec<&str> = rcpt["history"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    let history: Vec<&str> =
+        rcpt["history"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
     assert_eq!(history, ["queued", "delivered"]);
     assert!(!status.body.to_string().contains(&marker), "status carries no content");
     assert_problem(&api.get("/api/v1/messages/00000000000000000000000000", Some(&key)).await, 404, "no such message");
@@ -259,7 +282,8 @@ async fn keys_sending_status_idempotency_and_problems() {
 
     // Revoked keys stop working at once.
     let (_, list, _) = carepost(dir, &["apikey", "list"]);
-    let id_of_key = list.lines().find(|l| l.contains("lab system")).unwrap().split_whitespace().next().unwrap().to_owned();
+    let id_of_key =
+        list.lines().find(|l| l.contains("lab system")).unwrap().split_whitespace().next().unwrap().to_owned();
     let (code, out, err) = carepost(dir, &["apikey", "revoke", &id_of_key]);
     assert_eq!(code, 0, "{out}{err}");
     assert_problem(&api.post("/api/v1/messages", Some(&key), &[], &msg).await, 401, "revoked");
@@ -273,7 +297,10 @@ async fn keys_sending_status_idempotency_and_problems() {
     for action in ["apikey.create", "apikey.revoke", "api.auth", "api.message.status"] {
         assert!(audit.contains(&format!("\"action\":\"{action}\"")), "{action} audited");
     }
-    assert!(audit.contains("\"portal_passphrase\":\"set\"") && !audit.contains("told you on the phone"), "the passphrase is noted, never written");
+    assert!(
+        audit.contains("\"portal_passphrase\":\"set\"") && !audit.contains("told you on the phone"),
+        "the passphrase is noted, never written"
+    );
     for m in [marker.as_str(), portal_marker.as_str(), "told you on the phone"] {
         assert!(files_containing(&dir.join("data"), m.as_bytes()).is_empty(), "{m} readable at rest");
     }
@@ -284,7 +311,8 @@ async fn openapi_document_describes_the_api() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let limited = config(closed).replace("[web]\nlisten = \"127.0.0.1:0\"\n", "[web]\nlisten = \"127.0.0.1:0\"\nmax_upload_bytes = 4096\n");
+    let limited = config(closed)
+        .replace("[web]\nlisten = \"127.0.0.1:0\"\n", "[web]\nlisten = \"127.0.0.1:0\"\nmax_upload_bytes = 4096\n");
     let server = Server::start(Path::new(BIN), dir, &limited);
     let api = Api::new(&server);
     // Request bodies above web.max_upload_bytes are refused before anything is parsed.
@@ -321,10 +349,12 @@ async fn keys_limited_to_senders_refuse_other_from_addresses() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let server = Server::start(Path::new(BIN), dir, &config(closed));
     let api = Api::new(&server);
-    let (code, _, err) = carepost(dir, &["apikey", "create", "--name", "x", "--scope", "send", "--from", "not an address"]);
+    let (code, _, err) =
+        carepost(dir, &["apikey", "create", "--name", "x", "--scope", "send", "--from", "not an address"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--from 'not an address'"), "{err}");
-    let key = create_key(dir, &["--name", "lab", "--scope", "send", "--from", "Lab@clinic.example,@results.clinic.example"]);
+    let key =
+        create_key(dir, &["--name", "lab", "--scope", "send", "--from", "Lab@clinic.example,@results.clinic.example"]);
     let (_, list, _) = carepost(dir, &["apikey", "list"]);
     assert!(list.contains("from=lab@clinic.example,@results.clinic.example"), "{list}");
 
@@ -349,7 +379,10 @@ async fn keys_limited_to_senders_refuse_other_from_addresses() {
     assert!(queue.contains("the queue is empty"), "refused requests queue nothing: {queue}");
 
     // Allowed senders: the address (in any case) and any address of the domain.
-    assert_eq!(api.post("/api/v1/messages", Some(&key), &[], &message("pat@clinic.example", "FROM-OK-A")).await.status, 202);
+    assert_eq!(
+        api.post("/api/v1/messages", Some(&key), &[], &message("pat@clinic.example", "FROM-OK-A")).await.status,
+        202
+    );
     assert_eq!(api.post("/api/v1/messages", Some(&key), &[], &ok_domain).await.status, 202);
     let mut sendgrid_ok = sendgrid.clone();
     sendgrid_ok["from"]["email"] = json!("LAB@clinic.example");
@@ -367,7 +400,11 @@ fn python_with_sendgrid() -> PathBuf {
     let python = std::env::var_os("CAREPOST_TEST_PYTHON")
         .map(PathBuf::from)
         .expect("CAREPOST_TEST_PYTHON must name a python with the sendgrid library (scripts/test.sh sets it up)");
-    let ok = std::process::Command::new(&python).args(["-c", "import sendgrid"]).status().map(|s| s.success()).unwrap_or(false);
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import sendgrid"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(ok, "{} cannot import sendgrid (pip install sendgrid; scripts/test.sh does)", python.display());
     python
 }
@@ -439,7 +476,10 @@ async fn schemathesis_finds_no_server_errors() {
     let dir = tmp.path();
     // Nothing listens on the smart host's port: generated messages wait in the queue.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let extra = config(closed).replace("[web]\nlisten = \"127.0.0.1:0\"\n", "[web]\nlisten = \"127.0.0.1:0\"\nrequests_per_minute = 100000\n");
+    let extra = config(closed).replace(
+        "[web]\nlisten = \"127.0.0.1:0\"\n",
+        "[web]\nlisten = \"127.0.0.1:0\"\nrequests_per_minute = 100000\n",
+    );
     let server = Server::start(Path::new(BIN), dir, &extra);
     let key = create_key(dir, &["--name", "fuzz", "--scope", "send,status", "--rate", "100000"]);
     let base = format!("https://127.0.0.1:{}", server.addr("https").port());
@@ -494,7 +534,8 @@ async fn a_20_mb_sendgrid_request_with_1000_personalizations_keeps_memory_bounde
             state.to_le_bytes()
         })
         .collect();
-    let personalizations: Vec<Value> = (0..1000).map(|i| json!({"to": [{"email": format!("patient{i}@clinic.example")}]})).collect();
+    let personalizations: Vec<Value> =
+        (0..1000).map(|i| json!({"to": [{"email": format!("patient{i}@clinic.example")}]})).collect();
     let request = json!({
         "personalizations": personalizations,
         "from": {"email": "lab@clinic.example"},
@@ -525,6 +566,11 @@ async fn a_20_mb_sendgrid_request_with_1000_personalizations_keeps_memory_bounde
     // Every personalization became its own message.
     let (code, queue, err) = carepost(dir, &["queue", "list", "--limit", "2000"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(queue.lines().filter(|l| l.contains(" api ")).count(), 1000, "{}", queue.lines().take(3).collect::<Vec<_>>().join("\n"));
+    assert_eq!(
+        queue.lines().filter(|l| l.contains(" api ")).count(),
+        1000,
+        "{}",
+        queue.lines().take(3).collect::<Vec<_>>().join("\n")
+    );
     assert!(server.stop().success());
 }

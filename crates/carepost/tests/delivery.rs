@@ -15,7 +15,6 @@ use carepost_testkit::{Server, Sink, files_containing, run};
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 const WAIT: Duration = Duration::from_secs(90);
 
-
 fn delivery_config(sink: SocketAddr) -> String {
     format!(
         "[delivery]\nsmart_host = \"{sink}\"\nsmart_host_tls = \"none\"\nretry_first = \"1s\"\nretry_max = \"2s\"\nconnection_idle = \"1s\"\n"
@@ -27,7 +26,8 @@ async fn queue_messages(dir: &Path, markers: &[String], to: &str) -> Vec<String>
     let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
     let install = Installation::open(config, Access::Shared).await.unwrap();
     let spool = Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
-    let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
+    let arrival: Arrival =
+        serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
     let mut ids = Vec::new();
     for marker in markers {
         let envelope = Envelope {
@@ -202,7 +202,16 @@ async fn queue_suppress_dkim_and_dns_commands() {
     assert!(server.stop().success());
     let (code, out, _) = carepost(dir, &["audit", "export"]);
     assert_eq!(code, 0);
-    for action in ["queue.show", "queue.hold", "queue.release", "queue.delete", "suppression.add", "suppression.remove", "dkim.generate", "dkim.rotate"] {
+    for action in [
+        "queue.show",
+        "queue.hold",
+        "queue.release",
+        "queue.delete",
+        "suppression.add",
+        "suppression.remove",
+        "dkim.generate",
+        "dkim.rotate",
+    ] {
         assert!(out.contains(&format!("\"action\":\"{action}\"")), "no {action} in the audit log");
     }
     assert!(!out.contains("Gone@") && !out.contains("gone@") && !out.contains("wrong patient"), "PHI in the audit log");

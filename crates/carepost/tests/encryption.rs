@@ -24,7 +24,8 @@ const SSN: &str = "512-48-3391";
 const SUBJECT: &str = "Results for Jane Roe";
 
 fn run_ok(command: &mut Command) -> Output {
-    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e} (scripts/test.sh installs gnupg and openssl)"));
+    let output =
+        command.output().unwrap_or_else(|e| panic!("{command:?}: {e} (scripts/test.sh installs gnupg and openssl)"));
     assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
     output
 }
@@ -99,7 +100,11 @@ fn cli(dir: &Path, args: &[&str]) -> String {
 fn received_for(sink: &Sink, rcpt: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Some(m) = sink.messages().into_iter().find(|m| m.contains(&format!("X-Rcpt-Args: <{rcpt}>")) || m.contains(&format!("X-Rcpt-To: {rcpt}"))) {
+        if let Some(m) = sink
+            .messages()
+            .into_iter()
+            .find(|m| m.contains(&format!("X-Rcpt-Args: <{rcpt}>")) || m.contains(&format!("X-Rcpt-To: {rcpt}")))
+        {
             return m;
         }
         assert!(Instant::now() < deadline, "nothing for {rcpt} at the sink");
@@ -178,7 +183,15 @@ retry_max = "2s"
     assert!(smime.contains("application/pkcs7-mime"), "{smime}");
     assert!(!smime.contains(SSN) && !smime.contains(SUBJECT), "PHI in clear in the S/MIME copy: {smime}");
     let file = as_eml(dir, "smime.eml", &smime);
-    let decrypted = run_ok(Command::new("openssl").args(["cms", "-decrypt", "-recip"]).arg(&sam_cert).arg("-inkey").arg(&sam_key).arg("-in").arg(&file));
+    let decrypted = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-decrypt", "-recip"])
+            .arg(&sam_cert)
+            .arg("-inkey")
+            .arg(&sam_key)
+            .arg("-in")
+            .arg(&file),
+    );
     let text = String::from_utf8_lossy(&decrypted.stdout);
     assert!(text.contains(SSN) && text.contains(SUBJECT), "openssl decrypted: {text}");
 
@@ -198,7 +211,10 @@ retry_max = "2s"
 
     assert!(server.stop().success());
     let export = cli(dir, &["audit", "export"]);
-    assert!(export.contains("\"method\":\"pgp\"") && export.contains("\"method\":\"smime\""), "delivery methods audited");
+    assert!(
+        export.contains("\"method\":\"pgp\"") && export.contains("\"method\":\"smime\""),
+        "delivery methods audited"
+    );
     assert!(!export.contains(SSN), "no PHI in the audit log");
 }
 
@@ -207,16 +223,35 @@ retry_max = "2s"
 fn dkim_domain(domain: &str, selector: &str) -> (DkimSigner<Ed25519Key, Done>, String) {
     let pkcs8 = Ed25519Key::generate_pkcs8().unwrap();
     let key = Ed25519Key::from_pkcs8_der(&pkcs8).unwrap();
-    let txt = format!("v=DKIM1; k=ed25519; p={}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.public_key()));
-    let signer = DkimSigner::from_key(key).domain(domain).selector(selector).headers(["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"]);
+    let txt = format!(
+        "v=DKIM1; k=ed25519; p={}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key.public_key())
+    );
+    let signer = DkimSigner::from_key(key).domain(domain).selector(selector).headers([
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "Content-Type",
+    ]);
     (signer, txt)
 }
 
 /// A message signed with `openssl cms -sign` by (cert, key), from `from` to `to`, with CRLF
 /// line ends as it travels; DKIM-signed on top when `dkim` is given.
-fn signed_message(dir: &Path, name: &str, (cert, key): (&Path, &Path), from: &str, to: &str, dkim: Option<&DkimSigner<Ed25519Key, Done>>) -> PathBuf {
+fn signed_message(
+    dir: &Path,
+    name: &str,
+    (cert, key): (&Path, &Path),
+    from: &str,
+    to: &str,
+    dkim: Option<&DkimSigner<Ed25519Key, Done>>,
+) -> PathBuf {
     let text = dir.join(format!("{name}.txt"));
-    std::fs::write(&text, "Content-Type: text/plain\r\n\r\nPlease use this certificate for our correspondence.\r\n").unwrap();
+    std::fs::write(&text, "Content-Type: text/plain\r\n\r\nPlease use this certificate for our correspondence.\r\n")
+        .unwrap();
     let out = run_ok(
         Command::new("openssl")
             .args(["cms", "-sign", "-in"])
@@ -228,7 +263,13 @@ fn signed_message(dir: &Path, name: &str, (cert, key): (&Path, &Path), from: &st
             .args(["-from", from, "-to", to, "-subject", "My certificate"]),
     );
     let mut message = String::from_utf8(out.stdout).unwrap().replace("\r\n", "\n").replace('\n', "\r\n");
-    message.insert_str(0, &format!("Date: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{name}@{}>\r\n", from.rsplit('@').next().unwrap()));
+    message.insert_str(
+        0,
+        &format!(
+            "Date: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <{name}@{}>\r\n",
+            from.rsplit('@').next().unwrap()
+        ),
+    );
     if let Some(signer) = dkim {
         let signature = signer.sign(message.as_bytes()).unwrap();
         message.insert_str(0, &signature.to_header());
@@ -261,7 +302,9 @@ fn key_line(dir: &Path, address: &str, state: &str, not_id: Option<&str>) -> (St
     loop {
         let list = cli(dir, &["keys", "list"]);
         let found = list.lines().find(|l| {
-            l.contains(address) && l.split_whitespace().nth(3) == Some(state) && not_id.is_none_or(|id| !l.starts_with(id))
+            l.contains(address)
+                && l.split_whitespace().nth(3) == Some(state)
+                && not_id.is_none_or(|id| !l.starts_with(id))
         });
         if let Some(line) = found {
             return (line.split_whitespace().next().unwrap().to_owned(), line.to_owned());
@@ -330,10 +373,24 @@ retry_max = "2s"
             "From: nurse@clinic.example.org\r\nTo: {rcpt}\r\nSubject: {SUBJECT}\r\n\r\nJane Roe, SSN {SSN}, DOB 04/12/1961: type 2 diabetes.\r\n"
         );
         std::fs::write(&phi, message).unwrap();
-        swaks_ok(submission, &[
-            "-tls", "--auth", "PLAIN", "--auth-user", "nurse@clinic.example.org", "--auth-password", "correct horse battery staple",
-            "--from", "nurse@clinic.example.org", "--to", rcpt, "--data", phi.to_str().unwrap(),
-        ]);
+        swaks_ok(
+            submission,
+            &[
+                "-tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "nurse@clinic.example.org",
+                "--auth-password",
+                "correct horse battery staple",
+                "--from",
+                "nurse@clinic.example.org",
+                "--to",
+                rcpt,
+                "--data",
+                phi.to_str().unwrap(),
+            ],
+        );
         let got = sink.wait_for(&[&format!("X-Rcpt-Args: <{rcpt}>")], seen);
         seen.push(got.clone());
         assert!(!got.contains(SSN), "PHI in clear: {got}");
@@ -343,12 +400,50 @@ retry_max = "2s"
 
     // The attack: anyone on port 25 signs with a self-signed certificate made by `openssl req`.
     let attacker = named_certificate(dir, "attacker", "patient@gmail.com");
-    let forged = signed_message(dir, "forged", (&attacker.0, &attacker.1), "patient@gmail.com", "dr.jones@clinic.example.org", None);
-    swaks_ok(mx, &["--ehlo", "mail.attacker.example", "--from", "patient@gmail.com", "--to", "dr.jones@clinic.example.org", "--data", forged.to_str().unwrap()]);
+    let forged = signed_message(
+        dir,
+        "forged",
+        (&attacker.0, &attacker.1),
+        "patient@gmail.com",
+        "dr.jones@clinic.example.org",
+        None,
+    );
+    swaks_ok(
+        mx,
+        &[
+            "--ehlo",
+            "mail.attacker.example",
+            "--from",
+            "patient@gmail.com",
+            "--to",
+            "dr.jones@clinic.example.org",
+            "--data",
+            forged.to_str().unwrap(),
+        ],
+    );
     // Even with DMARC passing on SPF alone (a shared sender), no DKIM from the author: nothing.
     let shared = named_certificate(dir, "shared", "pat@shared.example");
-    let spf_only = signed_message(dir, "spf-only", (&shared.0, &shared.1), "pat@shared.example", "dr.jones@clinic.example.org", None);
-    swaks_ok(mx, &["--ehlo", "relay.shared.example", "--from", "pat@shared.example", "--to", "dr.jones@clinic.example.org", "--data", spf_only.to_str().unwrap()]);
+    let spf_only = signed_message(
+        dir,
+        "spf-only",
+        (&shared.0, &shared.1),
+        "pat@shared.example",
+        "dr.jones@clinic.example.org",
+        None,
+    );
+    swaks_ok(
+        mx,
+        &[
+            "--ehlo",
+            "relay.shared.example",
+            "--from",
+            "pat@shared.example",
+            "--to",
+            "dr.jones@clinic.example.org",
+            "--data",
+            spf_only.to_str().unwrap(),
+        ],
+    );
     let audit = cli(dir, &["audit", "export"]);
     assert_eq!(audit.matches("keys.learn_refused").count(), 2, "{audit}");
     let keys = cli(dir, &["keys", "list"]);
@@ -362,8 +457,27 @@ retry_max = "2s"
     // A correspondent's own signed mail, DKIM-signed by their domain and passing DMARC: the
     // certificate is learned, but ranks below verified TLS and the portal until confirmed.
     let doctor = named_certificate(dir, "doctor", "dr@partner.example");
-    let genuine = signed_message(dir, "genuine", (&doctor.0, &doctor.1), "dr@partner.example", "dr.jones@clinic.example.org", Some(&partner_dkim));
-    swaks_ok(mx, &["--ehlo", "mail.partner.example", "--from", "dr@partner.example", "--to", "dr.jones@clinic.example.org", "--data", genuine.to_str().unwrap()]);
+    let genuine = signed_message(
+        dir,
+        "genuine",
+        (&doctor.0, &doctor.1),
+        "dr@partner.example",
+        "dr.jones@clinic.example.org",
+        Some(&partner_dkim),
+    );
+    swaks_ok(
+        mx,
+        &[
+            "--ehlo",
+            "mail.partner.example",
+            "--from",
+            "dr@partner.example",
+            "--to",
+            "dr.jones@clinic.example.org",
+            "--data",
+            genuine.to_str().unwrap(),
+        ],
+    );
     let (doctor_id, line) = key_line(dir, "dr@partner.example", "unconfirmed", None);
     assert!(line.contains("learned") && line.contains("keys confirm"), "{line}");
     let unconfirmed = send_phi("dr@partner.example", &mut seen);
@@ -373,26 +487,64 @@ retry_max = "2s"
     let confirmed = send_phi("dr@partner.example", &mut seen);
     assert!(confirmed.contains("application/pkcs7-mime"), "{confirmed}");
     let file = as_eml(dir, "confirmed.eml", &confirmed);
-    let decrypted = run_ok(Command::new("openssl").args(["cms", "-decrypt", "-recip"]).arg(&doctor.0).arg("-inkey").arg(&doctor.1).arg("-in").arg(&file));
+    let decrypted = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-decrypt", "-recip"])
+            .arg(&doctor.0)
+            .arg("-inkey")
+            .arg(&doctor.1)
+            .arg("-in")
+            .arg(&file),
+    );
     assert!(String::from_utf8_lossy(&decrypted.stdout).contains(SSN));
 
     // A different certificate for the now known address, even from authenticated mail: held,
     // audited, an operator told (without the address), and the known key stays in use.
     let other = named_certificate(dir, "other", "dr@partner.example");
-    let conflicting = signed_message(dir, "conflicting", (&other.0, &other.1), "dr@partner.example", "dr.jones@clinic.example.org", Some(&partner_dkim));
-    swaks_ok(mx, &["--ehlo", "mail.partner.example", "--from", "dr@partner.example", "--to", "dr.jones@clinic.example.org", "--data", conflicting.to_str().unwrap()]);
+    let conflicting = signed_message(
+        dir,
+        "conflicting",
+        (&other.0, &other.1),
+        "dr@partner.example",
+        "dr.jones@clinic.example.org",
+        Some(&partner_dkim),
+    );
+    swaks_ok(
+        mx,
+        &[
+            "--ehlo",
+            "mail.partner.example",
+            "--from",
+            "dr@partner.example",
+            "--to",
+            "dr.jones@clinic.example.org",
+            "--data",
+            conflicting.to_str().unwrap(),
+        ],
+    );
     let (held_id, line) = key_line(dir, "dr@partner.example", "held", Some(&doctor_id));
     assert!(line.contains("held for review"), "{line}");
     let notice = sink.wait_for(&["X-Rcpt-Args: <keys@admin.example>", "carepost key review"], &seen);
     assert!(notice.contains(&held_id) && notice.contains("carepost keys confirm"), "{notice}");
-    assert!(!notice.contains("dr@partner.example") && !notice.contains("dr.jones"), "the notice names no address: {notice}");
+    assert!(
+        !notice.contains("dr@partner.example") && !notice.contains("dr.jones"),
+        "the notice names no address: {notice}"
+    );
     let audit = cli(dir, &["audit", "export"]);
     assert!(audit.lines().any(|l| l.contains("keys.held") && l.contains(&held_id)), "{audit}");
     assert!(audit.contains("keys.confirm") && audit.contains("keys.learned"), "{audit}");
     let after = send_phi("dr@partner.example", &mut seen);
     assert!(after.contains("application/pkcs7-mime"), "{after}");
     let file = as_eml(dir, "after.eml", &after);
-    let decrypted = run_ok(Command::new("openssl").args(["cms", "-decrypt", "-recip"]).arg(&doctor.0).arg("-inkey").arg(&doctor.1).arg("-in").arg(&file));
+    let decrypted = run_ok(
+        Command::new("openssl")
+            .args(["cms", "-decrypt", "-recip"])
+            .arg(&doctor.0)
+            .arg("-inkey")
+            .arg(&doctor.1)
+            .arg("-in")
+            .arg(&file),
+    );
     assert!(String::from_utf8_lossy(&decrypted.stdout).contains(SSN), "still encrypted to the known key");
 
     assert!(server.stop().success());

@@ -99,7 +99,10 @@ async fn first_start_restart_and_nothing_readable_at_rest() {
     let (code, out, _) = run(Path::new(BIN), dir, &["audit", "verify", "--config", "carepost.toml"]);
     assert_eq!(code, 0, "{out}");
     let (_, export, _) = run(Path::new(BIN), dir, &["audit", "export", "--config", "carepost.toml"]);
-    assert!(export.contains("\"action\":\"key.rotate.kek\"") && export.contains("\"action\":\"key.rotate.master\""), "{export}");
+    assert!(
+        export.contains("\"action\":\"key.rotate.kek\"") && export.contains("\"action\":\"key.rotate.master\""),
+        "{export}"
+    );
     assert_eq!(files_containing(&data, marker.as_bytes()), Vec::<std::path::PathBuf>::new());
 }
 
@@ -144,14 +147,22 @@ fn init_writes_a_valid_commented_config_and_check_names_errors() {
     std::fs::write(dir.join("bad.toml"), "hostname = \"mx\"\n[vault]\nmaster_key_sorce = \"env\"\n").unwrap();
     let (code, _, err) = run(Path::new(BIN), dir, &["config", "check", "bad.toml"]);
     assert_eq!(code, 1);
-    assert!(err.contains("bad.toml:3:1: unknown field `master_key_sorce`") && err.contains("vault.master_key_sorce"), "{err}");
+    assert!(
+        err.contains("bad.toml:3:1: unknown field `master_key_sorce`") && err.contains("vault.master_key_sorce"),
+        "{err}"
+    );
 
     let (code, out, _) = run(Path::new(BIN), dir, &["--help"]);
     assert_eq!(code, 0);
     for command in ["serve", "init", "config", "audit", "key"] {
         assert!(out.contains(command), "{out}");
     }
-    for args in [&["audit", "export", "--help"][..], &["key", "rotate", "--help"], &["config", "check", "--help"], &["serve", "--help"]] {
+    for args in [
+        &["audit", "export", "--help"][..],
+        &["key", "rotate", "--help"],
+        &["config", "check", "--help"],
+        &["serve", "--help"],
+    ] {
         let (code, out, _) = run(Path::new(BIN), dir, args);
         assert_eq!(code, 0, "{args:?}");
         assert!(out.contains("Usage:"), "{out}");
@@ -172,7 +183,11 @@ fn master_key_from_environment_and_a_wrong_key_is_refused() {
             .env("CP_TEST_KEY", value)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (code, out, err) = run_with(key);
     assert_eq!(code, Some(0), "{out}{err}");
@@ -335,10 +350,19 @@ fn records_a_crash_left_unsigned_are_named() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("note: records {first} to {last} are not covered by a signed head yet")), "{out}");
     let server = Server::start(Path::new(BIN), dir, "");
-    assert!(server.banner.iter().any(|l| l.contains(&format!("records {first} to {last} were never signed"))), "{:?}", server.banner);
+    assert!(
+        server.banner.iter().any(|l| l.contains(&format!("records {first} to {last} were never signed"))),
+        "{:?}",
+        server.banner
+    );
     assert!(server.stop().success());
     let (code, out) = verify(dir);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&format!("note: records {first} to {last} were never signed: carepost stopped without shutting down")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "note: records {first} to {last} were never signed: carepost stopped without shutting down"
+        )),
+        "{out}"
+    );
     assert!(!out.contains("not covered"), "{out}");
 }

@@ -18,7 +18,8 @@ fn dlp_scan_prints_the_corpus_format_and_names_unreadable_files() {
     let dev = corpus().join("dev");
     assert!(dev.is_dir(), "the labeled corpus is expected at {}", dev.display());
     let tmp = tempfile::tempdir().unwrap();
-    let (code, out, err) = run(Path::new(BIN), tmp.path(), &["dlp", "scan", "--format", "jsonl", dev.to_str().unwrap()]);
+    let (code, out, err) =
+        run(Path::new(BIN), tmp.path(), &["dlp", "scan", "--format", "jsonl", dev.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 400);
@@ -45,7 +46,8 @@ fn dlp_scan_prints_the_corpus_format_and_names_unreadable_files() {
     assert_eq!(code, 2);
     assert!(err.contains("missing.eml"), "{err}");
 
-    let (code, out, err) = run(Path::new(BIN), tmp.path(), &["dlp", "bench", "--seconds", "0.2", dev.to_str().unwrap()]);
+    let (code, out, err) =
+        run(Path::new(BIN), tmp.path(), &["dlp", "bench", "--seconds", "0.2", dev.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("400 messages") && out.contains("MB/s"), "{out}");
 }
@@ -63,7 +65,17 @@ fn policy_test_shows_the_decision_and_changes_nothing() {
     let (code, out, err) = run(
         Path::new(BIN),
         dir,
-        &["policy", "test", "msg.eml", "--from", "nurse@clinic.example.org", "--to", "pat@example.net", "--to", "dr@clinic.example.org"],
+        &[
+            "policy",
+            "test",
+            "msg.eml",
+            "--from",
+            "nurse@clinic.example.org",
+            "--to",
+            "pat@example.net",
+            "--to",
+            "dr@clinic.example.org",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("verdict:  phi"), "{out}");
@@ -85,8 +97,18 @@ fn keys_import_list_lookup_remove() {
     // A certificate for S/MIME, made by openssl as a correspondent's CA would.
     let status = std::process::Command::new("openssl")
         .current_dir(dir)
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "pat.pem", "-days", "30", "-subj", "/CN=Pat"])
-        .args(["-addext", "subjectAltName=email:pat@example.net", "-addext", "keyUsage=critical,digitalSignature,keyEncipherment", "-addext", "extendedKeyUsage=emailProtection"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "pat.pem", "-days", "30",
+            "-subj", "/CN=Pat",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=email:pat@example.net",
+            "-addext",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "-addext",
+            "extendedKeyUsage=emailProtection",
+        ])
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
@@ -97,10 +119,17 @@ fn keys_import_list_lookup_remove() {
     let id = out.trim().rsplit(' ').next().unwrap().to_owned();
     let (code, out, _) = run(Path::new(BIN), dir, &["keys", "list"]);
     assert_eq!(code, 0);
-    assert!(out.contains(&id) && out.contains("smime") && out.contains("pat@example.net") && out.contains("import"), "{out}");
+    assert!(
+        out.contains(&id) && out.contains("smime") && out.contains("pat@example.net") && out.contains("import"),
+        "{out}"
+    );
 
     std::fs::write(dir.join("msg.eml"), PHI).unwrap();
-    let (_, out, _) = run(Path::new(BIN), dir, &["policy", "test", "msg.eml", "--from", "n@clinic.example.org", "--to", "pat@example.net"]);
+    let (_, out, _) = run(
+        Path::new(BIN),
+        dir,
+        &["policy", "test", "msg.eml", "--from", "n@clinic.example.org", "--to", "pat@example.net"],
+    );
     assert!(out.contains("plan:       S/MIME -> portal"), "a known certificate makes best choose S/MIME: {out}");
 
     let (code, _, err) = run(Path::new(BIN), dir, &["keys", "import", "carepost.toml"]);
@@ -109,7 +138,11 @@ fn keys_import_list_lookup_remove() {
 
     let (code, out, _) = run(Path::new(BIN), dir, &["keys", "remove", &id]);
     assert_eq!(code, 0, "{out}");
-    let (_, out, _) = run(Path::new(BIN), dir, &["policy", "test", "msg.eml", "--from", "n@clinic.example.org", "--to", "pat@example.net"]);
+    let (_, out, _) = run(
+        Path::new(BIN),
+        dir,
+        &["policy", "test", "msg.eml", "--from", "n@clinic.example.org", "--to", "pat@example.net"],
+    );
     assert!(out.contains("plan:       verified TLS -> portal"), "{out}");
     let (_, export, _) = run(Path::new(BIN), dir, &["audit", "export"]);
     assert!(export.contains("keys.import") && export.contains("keys.remove"), "{export}");

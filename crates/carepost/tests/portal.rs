@@ -43,9 +43,15 @@ async fn submit(dir: &Path, subject: &str) {
 async fn submit_with_headers(dir: &Path, subject: &str, headers: &str) {
     let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
     let install = Installation::open(config, Access::Shared).await.unwrap();
-    let spool = carepost_delivery::Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
+    let spool = carepost_delivery::Spool::new(
+        install.store.clone(),
+        install.ring.clone(),
+        install.blobs.clone(),
+        install.audit.clone(),
+    );
     let intake = carepost::smtp::intake(&install, &spool).unwrap();
-    let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
+    let arrival: Arrival =
+        serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
     let envelope = Envelope {
         mail_from: Some(Address::parse("dr.smith@clinic.example").unwrap()),
         recipients: vec![Recipient::new(Address::parse("jane@patient.example").unwrap())],
@@ -152,7 +158,15 @@ impl Browser {
 }
 
 fn encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn code_from(mail: &str) -> String {
@@ -216,21 +230,67 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     let code = code_from(&code_mail);
 
     // A wrong code, and a too-short password, change nothing.
-    let weak = b.post("/p/verify", &[("csrf", &csrf), ("token", &token), ("code", &code), ("password", "short"), ("password2", "short")]).await;
+    let weak = b
+        .post(
+            "/p/verify",
+            &[("csrf", &csrf), ("token", &token), ("code", &code), ("password", "short"), ("password2", "short")],
+        )
+        .await;
     assert_eq!(weak.status, 400);
     let wrong_code = if code == "00000000" { "11111111" } else { "00000000" };
-    let wrong = b.post("/p/verify", &[("csrf", &csrf), ("token", &token), ("code", wrong_code), ("password", "a long passphrase"), ("password2", "a long passphrase")]).await;
+    let wrong = b
+        .post(
+            "/p/verify",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("code", wrong_code),
+                ("password", "a long passphrase"),
+                ("password2", "a long passphrase"),
+            ],
+        )
+        .await;
     assert_eq!(wrong.status, 400);
     assert!(wrong.text.contains("not right"));
-    let ok = b.post("/p/verify", &[("csrf", &csrf), ("token", &token), ("code", &code), ("password", "a long passphrase"), ("password2", "a long passphrase")]).await;
+    let ok = b
+        .post(
+            "/p/verify",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("code", &code),
+                ("password", "a long passphrase"),
+                ("password2", "a long passphrase"),
+            ],
+        )
+        .await;
     assert_eq!(ok.status, 303, "{}", ok.text);
     let read_path = ok.location();
     assert!(read_path.starts_with("/p/read/"), "{read_path}");
     assert!(b.cookies.contains_key("__Host-cp_session"));
-    let cookie_line = ok.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).find(|c| c.contains("cp_session")).unwrap();
-    assert!(cookie_line.contains("Secure") && cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict"));
+    let cookie_line = ok
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.contains("cp_session"))
+        .unwrap();
+    assert!(
+        cookie_line.contains("Secure") && cookie_line.contains("HttpOnly") && cookie_line.contains("SameSite=Strict")
+    );
     // The code is used up.
-    let again = b.post("/p/verify", &[("csrf", &csrf), ("token", &token), ("code", &code), ("password", "another passphrase"), ("password2", "another passphrase")]).await;
+    let again = b
+        .post(
+            "/p/verify",
+            &[
+                ("csrf", &csrf),
+                ("token", &token),
+                ("code", &code),
+                ("password", "another passphrase"),
+                ("password2", "another passphrase"),
+            ],
+        )
+        .await;
     assert_eq!(again.status, 400);
 
     // Reading: sanitized HTML, the real link target, no remote image, the sender clearly.
@@ -291,7 +351,12 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     sink.wait_for(&["X-Rcpt-Args: <nurse@clinic.example>", "Secure message from"], &[]);
     let reply = kept_for(dir, "dr.smith@clinic.example").await;
     assert!(reply.contains("REPLYMARKER") && reply.contains("In-Reply-To: <orig-1@clinic.example>"), "{reply}");
-    assert!(reply.contains("From: <jane@patient.example>") && reply.contains("nurse@clinic.example") && reply.contains("note.txt"), "{reply}");
+    assert!(
+        reply.contains("From: <jane@patient.example>")
+            && reply.contains("nurse@clinic.example")
+            && reply.contains("note.txt"),
+        "{reply}"
+    );
     // A reply whose text holds a bare CR (only a crafted request sends one: a way to end the
     // message early at the next mail server) gets a form error, and nothing is sent.
     let crafted = format!(
@@ -314,20 +379,35 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     assert_eq!(out.status, 303);
     assert_eq!(b.get("/p/inbox").await.status, 401);
     for _ in 0..3 {
-        let r = b.post("/p/signin", &[("csrf", &csrf), ("email", "jane@patient.example"), ("password", "not the password")]).await;
+        let r = b
+            .post("/p/signin", &[("csrf", &csrf), ("email", "jane@patient.example"), ("password", "not the password")])
+            .await;
         assert!(r.status == 401 || r.status == 403, "{}", r.status);
     }
-    let locked = b.post("/p/signin", &[("csrf", &csrf), ("email", "jane@patient.example"), ("password", "a long passphrase")]).await;
+    let locked = b
+        .post("/p/signin", &[("csrf", &csrf), ("email", "jane@patient.example"), ("password", "a long passphrase")])
+        .await;
     assert_eq!(locked.status, 403);
     assert!(locked.text.contains("locked"));
-    let unknown = b.post("/p/signin", &[("csrf", &csrf), ("email", "nobody@patient.example"), ("password", "whatever it is")]).await;
+    let unknown = b
+        .post("/p/signin", &[("csrf", &csrf), ("email", "nobody@patient.example"), ("password", "whatever it is")])
+        .await;
     assert_eq!(unknown.status, 401);
     let first_code_mail = code_mail.clone();
     let sent = b.post("/p/code", &[("csrf", &csrf), ("email", "jane@patient.example")]).await;
     assert_eq!(sent.status, 200);
     let reset_mail = sink.wait_for(&["Your code: "], &[first_code_mail]);
     let reset = b
-        .post("/p/verify", &[("csrf", &csrf), ("email", "jane@patient.example"), ("code", &code_from(&reset_mail)), ("password", "a new long passphrase"), ("password2", "a new long passphrase")])
+        .post(
+            "/p/verify",
+            &[
+                ("csrf", &csrf),
+                ("email", "jane@patient.example"),
+                ("code", &code_from(&reset_mail)),
+                ("password", "a new long passphrase"),
+                ("password2", "a new long passphrase"),
+            ],
+        )
         .await;
     assert_eq!(reset.status, 303);
     assert!(reset.location().starts_with("/p/signin/totp"), "TOTP is still due: {}", reset.location());
@@ -362,7 +442,8 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     let (code, out, err) = run(Path::new(BIN), dir, &["portal", "status", id, "--config", "carepost.toml"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("retracted") && out.contains("opened"), "{out}");
-    let (code, out, _) = run(Path::new(BIN), dir, &["portal", "retract", id, "--reason", "test", "--config", "carepost.toml"]);
+    let (code, out, _) =
+        run(Path::new(BIN), dir, &["portal", "retract", id, "--reason", "test", "--config", "carepost.toml"]);
     assert_eq!(code, 0);
     assert!(out.contains("already withdrawn"), "{out}");
     let (code, _, _) = run(Path::new(BIN), dir, &["portal", "retract", "nonexistent", "--config", "carepost.toml"]);
@@ -406,7 +487,10 @@ async fn a_patient_picks_up_reads_and_replies_in_chromium() {
     // Read: the message, its sender, and no remote image loaded.
     assert!(chrome.url().await.contains("/p/read/"), "{}", chrome.source().await);
     let page = chrome.text().await;
-    assert!(page.contains("PORTALBODYMARKER") && page.contains(subject) && page.contains("dr.smith@clinic.example"), "{page}");
+    assert!(
+        page.contains("PORTALBODYMARKER") && page.contains(subject) && page.contains("dr.smith@clinic.example"),
+        "{page}"
+    );
     assert!(page.contains("remote image(s) were not loaded"), "{page}");
     chrome.screenshot("read").await;
     chrome.click("a[href$='/part/0']").await;
@@ -453,13 +537,20 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     let dir = tmp.path();
     let sink = Sink::start(dir, &[]);
     // Many guesses from one address in this test: the per-address block is not what it checks.
-    let server = Server::start(Path::new(BIN), dir, &config(sink.addr).replace("lockout_failures = 3\n", "lockout_failures = 3\nip_failures = 1000\n"));
+    let server = Server::start(
+        Path::new(BIN),
+        dir,
+        &config(sink.addr).replace("lockout_failures = 3\n", "lockout_failures = 3\nip_failures = 1000\n"),
+    );
     let https = server.addr("https");
     submit_with_headers(dir, SECRET_SUBJECT, "X-Carepost-Passphrase: river stone 7731\r\n").await;
     let notice = sink.wait_for(&["jane@patient.example", "/p/m/"], &[]);
     assert!(notice.contains("passphrase the sender gave you") && !notice.contains("river stone"), "{notice}");
     let kept = kept_for(dir, "jane@patient.example").await;
-    assert!(kept.contains("PORTALBODYMARKER") && !kept.contains("river stone") && !kept.contains("X-Carepost-Passphrase"), "{kept}");
+    assert!(
+        kept.contains("PORTALBODYMARKER") && !kept.contains("river stone") && !kept.contains("X-Carepost-Passphrase"),
+        "{kept}"
+    );
     assert!(sink.all().matches("river stone").count() == 0, "the passphrase never leaves carepost");
 
     let link = link_in(&notice, "/p/m/");
@@ -502,11 +593,25 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     let right_code = code_from(&sink.wait_for(&["jane@patient.example", "Your code: "], &[]));
     let wrong_code: String = right_code.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect();
     let verify = |code: String| {
-        let (client, url, cookie, csrf) = (guesser.client.clone(), guesser.url("/p/verify"), guesser.cookie_header(), csrf2.clone());
+        let (client, url, cookie, csrf) =
+            (guesser.client.clone(), guesser.url("/p/verify"), guesser.cookie_header(), csrf2.clone());
         tokio::spawn(async move {
-            let form = [("csrf", csrf.as_str()), ("email", "jane@patient.example"), ("code", code.as_str()), ("password", "a long enough password 42"), ("password2", "a long enough password 42")];
+            let form = [
+                ("csrf", csrf.as_str()),
+                ("email", "jane@patient.example"),
+                ("code", code.as_str()),
+                ("password", "a long enough password 42"),
+                ("password2", "a long enough password 42"),
+            ];
             let body = form.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
-            let r = client.post(url).header("cookie", cookie).header("content-type", "application/x-www-form-urlencoded").body(body).send().await.unwrap();
+            let r = client
+                .post(url)
+                .header("cookie", cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             r.status().as_u16()
         })
     };
@@ -518,9 +623,15 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     let (code, audit, _) = run(Path::new(BIN), dir, &["audit", "export", "--config", "carepost.toml"]);
     assert_eq!(code, 0);
     assert!(audit.contains("portal.passphrase.verify") && audit.contains("\"portal_passphrase\":\"set\""), "{audit}");
-    let compared = audit.lines().filter(|l| l.contains("\"action\":\"portal.code.verify\"") && l.contains("\"outcome\":\"failure\"")).count();
+    let compared = audit
+        .lines()
+        .filter(|l| l.contains("\"action\":\"portal.code.verify\"") && l.contains("\"outcome\":\"failure\""))
+        .count();
     assert_eq!(compared, 5, "only five guesses were compared with the code: {audit}");
-    let refused = audit.lines().filter(|l| l.contains("\"action\":\"portal.code.verify\"") && l.contains("\"outcome\":\"denied\"")).count();
+    let refused = audit
+        .lines()
+        .filter(|l| l.contains("\"action\":\"portal.code.verify\"") && l.contains("\"outcome\":\"denied\""))
+        .count();
     assert_eq!(refused, 12, "the other guesses and the late right code were refused unseen");
 
     // The passphrase count is kept in the database: a restart does not give the guesser new tries.

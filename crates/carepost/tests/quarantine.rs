@@ -53,18 +53,28 @@ fn quarantined_mail_is_reviewed_released_or_rejected() {
     let server = Server::start(Path::new(BIN), dir, CONFIG);
     let addr = server.addr("submission");
 
-    let kept = queued_id(&send_with_smtplib(addr, "nurse@clinic.example.org", &["pat@example.net"], &message("first")).unwrap());
-    let refused = queued_id(&send_with_smtplib(addr, "nurse@clinic.example.org", &["pat@example.net"], &message("second")).unwrap());
+    let kept = queued_id(
+        &send_with_smtplib(addr, "nurse@clinic.example.org", &["pat@example.net"], &message("first")).unwrap(),
+    );
+    let refused = queued_id(
+        &send_with_smtplib(addr, "nurse@clinic.example.org", &["pat@example.net"], &message("second")).unwrap(),
+    );
     let clean = "From: nurse@clinic.example.org\r\nSubject: lunch\r\n\r\nNoon?\r\n";
     send_with_smtplib(addr, "nurse@clinic.example.org", &["pat@example.net"], clean).unwrap();
 
     let listed = cli(dir, &["quarantine", "list"]);
     assert!(listed.contains(&kept) && listed.contains(&refused), "{listed}");
     assert_eq!(listed.lines().count(), 2, "the clean message is not quarantined: {listed}");
-    assert!(listed.contains("phi") && listed.contains("US_SSN 1") && listed.contains("rules: review SSNs leaving"), "{listed}");
+    assert!(
+        listed.contains("phi") && listed.contains("US_SSN 1") && listed.contains("rules: review SSNs leaving"),
+        "{listed}"
+    );
 
     let shown = cli(dir, &["quarantine", "show", &kept]);
-    assert!(shown.contains("<pat@example.net>") && shown.contains("512-48-3391"), "the reviewer sees what was found: {shown}");
+    assert!(
+        shown.contains("<pat@example.net>") && shown.contains("512-48-3391"),
+        "the reviewer sees what was found: {shown}"
+    );
 
     let released = cli(dir, &["quarantine", "release", &kept]);
     assert!(released.starts_with("1 recipients released"), "{released}");
@@ -87,5 +97,8 @@ fn quarantined_mail_is_reviewed_released_or_rejected() {
     for action in ["quarantine.show", "quarantine.release", "quarantine.reject"] {
         assert!(export.contains(action), "{action} audited");
     }
-    assert!(!export.contains("512-48-3391") && !export.contains("not for e-mail"), "no PHI or free text in the audit log");
+    assert!(
+        !export.contains("512-48-3391") && !export.contains("not for e-mail"),
+        "no PHI or free text in the audit log"
+    );
 }

@@ -50,11 +50,17 @@ use carepost_testkit::swaks;
 
 fn https_client(server: &Server) -> (reqwest::Client, String) {
     let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
-    let client = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()]).build().unwrap();
+    let client =
+        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()]).build().unwrap();
     (client, format!("https://127.0.0.1:{}", server.addr("https").port()))
 }
 
-async fn post_json(client: &reqwest::Client, base: &str, key: &str, body: &serde_json::Value) -> (u16, String, serde_json::Value) {
+async fn post_json(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> (u16, String, serde_json::Value) {
     let response = client
         .post(format!("{base}/api/v1/messages"))
         .header("authorization", format!("Bearer {key}"))
@@ -84,23 +90,46 @@ async fn dkim_signs_only_what_the_sender_may_send_as() {
     let server = Server::start(Path::new(BIN), dir, &config(sink.addr, &dns));
     let (code, out, err) = carepost(dir, &["dkim", "generate", "clinic.example"], "");
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) = carepost(dir, &["user", "add", "jane@clinic.example", "--password-stdin"], &format!("{PASSWORD}\n"));
+    let (code, out, err) =
+        carepost(dir, &["user", "add", "jane@clinic.example", "--password-stdin"], &format!("{PASSWORD}\n"));
     assert_eq!(code, 0, "{out}{err}");
 
     // Submission: the From header must be one of the account's addresses, like MAIL FROM.
-    let auth = ["-tls", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", PASSWORD, "--to", "pat@clinic.example"];
+    let auth = [
+        "-tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "jane@clinic.example",
+        "--auth-password",
+        PASSWORD,
+        "--to",
+        "pat@clinic.example",
+    ];
     let mut args = vec!["--from", "jane@clinic.example", "--body", "SUBMISSIONOWN"];
     args.extend_from_slice(&auth);
     let (code, out) = swaks(server.addr("submission"), &args);
     assert_eq!(code, 0, "{out}");
-    let mut args = vec!["--from", "jane@clinic.example", "--header", "From: Chief <boss@clinic.example>", "--body", "SUBMISSIONFORGED"];
+    let mut args = vec![
+        "--from",
+        "jane@clinic.example",
+        "--header",
+        "From: Chief <boss@clinic.example>",
+        "--body",
+        "SUBMISSIONFORGED",
+    ];
     args.extend_from_slice(&auth);
     let (code, out) = swaks(server.addr("submission"), &args);
     assert_ne!(code, 0, "{out}");
-    assert!(out.contains("550 5.7.1 <boss@clinic.example>: From header rejected: not owned by user jane@clinic.example"), "{out}");
+    assert!(
+        out.contains("550 5.7.1 <boss@clinic.example>: From header rejected: not owned by user jane@clinic.example"),
+        "{out}"
+    );
     // A From that names no address (only a display name) or a second From field cannot
     // slip past the check either.
-    for header in [&["--header", "From: \"boss@clinic.example\""][..], &["--add-header", "From: <boss@clinic.example>"][..]] {
+    for header in
+        [&["--header", "From: \"boss@clinic.example\""][..], &["--add-header", "From: <boss@clinic.example>"][..]]
+    {
         let mut args = vec!["--from", "jane@clinic.example", "--body", "SUBMISSIONODDFROM"];
         args.extend_from_slice(header);
         args.extend_from_slice(&auth);
@@ -115,7 +144,8 @@ async fn dkim_signs_only_what_the_sender_may_send_as() {
     let own = json!({"from": "lab@clinic.example", "to": ["pat@clinic.example"], "subject": "s", "text": "APIOWN"});
     let (status, _, body) = post_json(&client, &base, &key, &own).await;
     assert_eq!(status, 202, "{body}");
-    let foreign = json!({"from": "ceo@bank.example", "to": ["pat@clinic.example"], "subject": "s", "text": "APIFOREIGN"});
+    let foreign =
+        json!({"from": "ceo@bank.example", "to": ["pat@clinic.example"], "subject": "s", "text": "APIFOREIGN"});
     let (status, content_type, body) = post_json(&client, &base, &key, &foreign).await;
     assert_eq!((status, content_type.as_str()), (403, "application/problem+json"), "{body}");
     assert!(body["detail"].as_str().unwrap().contains("may send only from the domains of its tenant"), "{body}");
@@ -123,7 +153,16 @@ async fn dkim_signs_only_what_the_sender_may_send_as() {
     // The MX: an outsider writing our domain in From gets the message delivered, unsigned.
     let (code, out) = swaks(
         server.addr("mx"),
-        &["--from", "someone@example.net", "--header", "From: Chief <boss@clinic.example>", "--to", "pat@clinic.example", "--body", "MXFORGED"],
+        &[
+            "--from",
+            "someone@example.net",
+            "--header",
+            "From: Chief <boss@clinic.example>",
+            "--to",
+            "pat@clinic.example",
+            "--body",
+            "MXFORGED",
+        ],
     );
     assert_eq!(code, 0, "{out}");
 
@@ -135,7 +174,10 @@ async fn dkim_signs_only_what_the_sender_may_send_as() {
     assert!(!m.contains("DKIM-Signature:"), "mail from the MX is never signed with our keys: {m}");
     assert_eq!(sink.count("SUBMISSIONFORGED") + sink.count("APIFOREIGN"), 0);
     let (_, log, _) = carepost(dir, &["audit", "export"], "");
-    assert!(log.lines().any(|l| l.contains("\"smtp.sender\"") && l.contains("denied")), "the forged From is audited: {log}");
+    assert!(
+        log.lines().any(|l| l.contains("\"smtp.sender\"") && l.contains("denied")),
+        "the forged From is audited: {log}"
+    );
     assert!(server.stop().success());
 }
 
@@ -169,7 +211,8 @@ async fn bare_line_endings_and_oversize_bodies_get_clear_answers() {
     {
         let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
         let install = Installation::open(config, Access::Shared).await.unwrap();
-        let spool = Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
+        let spool =
+            Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
         let arrival: Arrival = serde_json::from_value(json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
         let envelope = Envelope {
             mail_from: Some(Address::parse("lab@clinic.example").unwrap()),
@@ -180,7 +223,9 @@ async fn bare_line_endings_and_oversize_bodies_get_clear_answers() {
             smtputf8: false,
             body: Default::default(),
         };
-        let body = format!("From: <lab@clinic.example>\r\nTo: <pat@clinic.example>\r\nSubject: raw\r\n\r\nSTOREDRAW{smuggled}");
+        let body = format!(
+            "From: <lab@clinic.example>\r\nTo: <pat@clinic.example>\r\nSubject: raw\r\n\r\nSTOREDRAW{smuggled}"
+        );
         spool.accept(Submission::new(TenantId::default(), envelope, arrival, Bytes::from(body))).await.unwrap();
         install.store.close().await;
     }
@@ -234,10 +279,22 @@ async fn bare_line_endings_and_oversize_bodies_get_clear_answers() {
     let (code, out, err) = peer(
         "curl",
         &[
-            "-sS", "--http2", "--max-time", "120", "--cacert", server.data_dir.join("tls/cert.pem").to_str().unwrap(),
-            "-H", &format!("authorization: Bearer {key}"), "-H", "content-type: application/json",
-            "--data-binary", &format!("@{}", big.display()),
-            "-o", out_file.to_str().unwrap(), "-w", "%{http_code} %{content_type} %{http_version}",
+            "-sS",
+            "--http2",
+            "--max-time",
+            "120",
+            "--cacert",
+            server.data_dir.join("tls/cert.pem").to_str().unwrap(),
+            "-H",
+            &format!("authorization: Bearer {key}"),
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            &format!("@{}", big.display()),
+            "-o",
+            out_file.to_str().unwrap(),
+            "-w",
+            "%{http_code} %{content_type} %{http_version}",
             &format!("{base}/api/v1/messages"),
         ],
         "",
@@ -247,7 +304,13 @@ async fn bare_line_endings_and_oversize_bodies_get_clear_answers() {
     let problem: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     assert_eq!(problem["status"], 413, "{problem}");
     let (_, log, _) = carepost(dir, &["audit", "export"], "");
-    assert!(log.lines().any(|l| l.contains("\"api.message\"") && l.contains("bare CR") && l.contains("denied")), "the bare CR is audited: {log}");
-    assert!(log.lines().any(|l| l.contains("\"smtp.smuggling\"") && l.contains("bare <LF>") && l.contains("denied")), "the bare LF is audited: {log}");
+    assert!(
+        log.lines().any(|l| l.contains("\"api.message\"") && l.contains("bare CR") && l.contains("denied")),
+        "the bare CR is audited: {log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("\"smtp.smuggling\"") && l.contains("bare <LF>") && l.contains("denied")),
+        "the bare LF is audited: {log}"
+    );
     assert!(server.stop().success());
 }

@@ -41,7 +41,11 @@ fn carepost_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, 
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = wait_output(child, Duration::from_secs(120));
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn carepost(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -51,7 +55,8 @@ fn carepost(dir: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 fn add_user(dir: &Path, login: &str) {
-    let (code, out, err) = carepost_with_stdin(dir, &["user", "add", login, "--password-stdin"], &format!("{PASSWORD}\n"));
+    let (code, out, err) =
+        carepost_with_stdin(dir, &["user", "add", login, "--password-stdin"], &format!("{PASSWORD}\n"));
     assert_eq!(code, 0, "{out}{err}");
 }
 
@@ -115,7 +120,10 @@ fn swaks_plain_starttls_auth_and_port_465() {
     add_user(tmp.path(), "jane@clinic.example");
 
     // Plain SMTP to the MX for a local domain.
-    let (code, out) = swaks(server.addr("mx"), &["--from", "lab@example.net", "--to", "pat@clinic.example", "--ehlo", "lab.example.net"]);
+    let (code, out) = swaks(
+        server.addr("mx"),
+        &["--from", "lab@example.net", "--to", "pat@clinic.example", "--ehlo", "lab.example.net"],
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("250 2.0.0 Ok: queued as "), "{out}");
     // ... but not for anyone else's domain.
@@ -138,12 +146,39 @@ fn swaks_plain_starttls_auth_and_port_465() {
     // AUTH LOGIN over implicit TLS on the port-465 listener.
     let (code, out) = swaks(
         server.addr("submissions"),
-        &["-tlsc", "--from", "jane@clinic.example", "--to", "patient@example.org", "--auth", "LOGIN", "--auth-user", "jane@clinic.example", "--auth-password", PASSWORD],
+        &[
+            "-tlsc",
+            "--from",
+            "jane@clinic.example",
+            "--to",
+            "patient@example.org",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "jane@clinic.example",
+            "--auth-password",
+            PASSWORD,
+        ],
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("queued as "), "{out}");
     // AUTH in clear is refused.
-    let (code, out) = swaks(server.addr("submission"), &["--from", "jane@clinic.example", "--to", "patient@example.org", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", PASSWORD, "--auth-hide-password"]);
+    let (code, out) = swaks(
+        server.addr("submission"),
+        &[
+            "--from",
+            "jane@clinic.example",
+            "--to",
+            "patient@example.org",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "jane@clinic.example",
+            "--auth-password",
+            PASSWORD,
+            "--auth-hide-password",
+        ],
+    );
     assert_ne!(code, 0);
     assert!(out.contains("538 5.7.11") || out.contains("Host did not advertise authentication"), "{out}");
     assert!(server.stop().success());
@@ -182,16 +217,28 @@ s.quit()
 
     // openssl s_client speaks STARTTLS; carepost negotiates TLS 1.3, or 1.2 with ECDHE and AEAD.
     let connect = format!("127.0.0.1:{port}");
-    let (code, out, err) = peer("openssl", &["s_client", "-starttls", "smtp", "-connect", &connect, "-crlf", "-brief", "-ign_eof"], "EHLO tester\nQUIT\n");
+    let (code, out, err) = peer(
+        "openssl",
+        &["s_client", "-starttls", "smtp", "-connect", &connect, "-crlf", "-brief", "-ign_eof"],
+        "EHLO tester\nQUIT\n",
+    );
     let all = format!("{out}{err}");
     assert_eq!(code, 0, "{all}");
     assert!(all.contains("Protocol version: TLSv1.3"), "{all}");
     assert!(all.contains("AUTH PLAIN LOGIN") && all.contains("221 2.0.0"), "{all}");
-    let (code, out, err) = peer("openssl", &["s_client", "-starttls", "smtp", "-connect", &connect, "-crlf", "-brief", "-ign_eof", "-tls1_2"], "QUIT\n");
+    let (code, out, err) = peer(
+        "openssl",
+        &["s_client", "-starttls", "smtp", "-connect", &connect, "-crlf", "-brief", "-ign_eof", "-tls1_2"],
+        "QUIT\n",
+    );
     let all = format!("{out}{err}");
     assert_eq!(code, 0, "{all}");
     assert!(all.contains("Protocol version: TLSv1.2") && all.contains("ECDHE") && all.contains("GCM"), "{all}");
-    let (code, out, err) = peer("openssl", &["s_client", "-connect", &server.addr("submissions").to_string(), "-crlf", "-brief", "-ign_eof"], "QUIT\n");
+    let (code, out, err) = peer(
+        "openssl",
+        &["s_client", "-connect", &server.addr("submissions").to_string(), "-crlf", "-brief", "-ign_eof"],
+        "QUIT\n",
+    );
     assert_eq!(code, 0, "{out}{err}");
     assert!(format!("{out}{err}").contains("220 localhost ESMTP carepost"), "{out}{err}");
     assert!(server.stop().success());
@@ -199,8 +246,16 @@ s.quit()
     // The message is in the queue with REQUIRETLS and the DSN request kept.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let install = Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Exclusive).await.unwrap();
-        let spool = carepost_delivery::Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
+        let install =
+            Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Exclusive)
+                .await
+                .unwrap();
+        let spool = carepost_delivery::Spool::new(
+            install.store.clone(),
+            install.ring.clone(),
+            install.blobs.clone(),
+            install.audit.clone(),
+        );
         let opened = spool.open(&id).await.unwrap();
         assert!(opened.envelope.require_tls);
         assert_eq!(opened.arrival.source.as_str(), "submission");
@@ -208,7 +263,10 @@ s.quit()
         let notify = opened.recipients[0].recipient.notify.unwrap();
         assert!(notify.success && notify.failure && !notify.delay);
         let body = String::from_utf8(spool.body(&opened).await.unwrap().to_vec()).unwrap();
-        assert!(body.starts_with("Received: from laptop.clinic.example ([127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_"), "{body}");
+        assert!(
+            body.starts_with("Received: from laptop.clinic.example ([127.0.0.1])\r\n\t(using TLSv1.3 with cipher TLS_"),
+            "{body}"
+        );
         assert!(body.contains("with ESMTPSA;"), "{body}");
         install.close().await.unwrap();
     });
@@ -246,14 +304,19 @@ fn smuggling_payloads_and_oversize_messages_are_refused() {
     c.cmd("MAIL FROM:<a@example.net>");
     c.cmd("RCPT TO:<pat@clinic.example>");
     c.cmd("DATA");
-    c.send(format!("Subject: big\r\n\r\n{}.\r\n", "0123456789012345678901234567890123456789\r\n".repeat(200)).as_bytes());
+    c.send(
+        format!("Subject: big\r\n\r\n{}.\r\n", "0123456789012345678901234567890123456789\r\n".repeat(200)).as_bytes(),
+    );
     assert!(c.reply().starts_with("552 5.3.4"));
     assert!(c.cmd("QUIT").starts_with("221"));
     assert!(server.stop().success());
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let queued = rt.block_on(async {
-        let install = Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Shared).await.unwrap();
+        let install =
+            Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Shared)
+                .await
+                .unwrap();
         let n = install.store.queue_counts().await.unwrap().iter().map(|(_, n)| *n).sum::<i64>();
         install.store.close().await;
         n
@@ -268,7 +331,19 @@ fn repeated_bad_passwords_block_the_address_until_removed() {
     let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, "auth_failures_per_ip = 3"));
     add_user(tmp.path(), "jane@clinic.example");
     let sub = server.addr("submission");
-    let wrong = ["-tls", "--from", "jane@clinic.example", "--to", "p@example.org", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", "guess"];
+    let wrong = [
+        "-tls",
+        "--from",
+        "jane@clinic.example",
+        "--to",
+        "p@example.org",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "jane@clinic.example",
+        "--auth-password",
+        "guess",
+    ];
     for _ in 0..2 {
         let (code, out) = swaks(sub, &wrong);
         assert_ne!(code, 0);
@@ -294,7 +369,22 @@ fn repeated_bad_passwords_block_the_address_until_removed() {
         assert!(Instant::now() < deadline, "still blocked: {greeting}");
         std::thread::sleep(Duration::from_millis(500));
     }
-    let (code, out) = swaks(sub, &["-tls", "--from", "jane@clinic.example", "--to", "p@example.org", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", PASSWORD]);
+    let (code, out) = swaks(
+        sub,
+        &[
+            "-tls",
+            "--from",
+            "jane@clinic.example",
+            "--to",
+            "p@example.org",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "jane@clinic.example",
+            "--auth-password",
+            PASSWORD,
+        ],
+    );
     assert_eq!(code, 0, "{out}");
     // A manual block, then the audit trail of all of it, with the source address.
     let (code, out, _) = carepost(tmp.path(), &["block", "add", "192.0.2.0/24", "--for", "1h", "--reason", "scanner"]);
@@ -303,7 +393,13 @@ fn repeated_bad_passwords_block_the_address_until_removed() {
     assert!(server.stop().success());
     let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
     let lines: Vec<&str> = export.lines().collect();
-    let has = |action: &str, outcome: &str| lines.iter().any(|l| l.contains(&format!("\"action\":\"{action}\"")) && l.contains(&format!("\"outcome\":\"{outcome}\"")) && l.contains("127.0.0.1"));
+    let has = |action: &str, outcome: &str| {
+        lines.iter().any(|l| {
+            l.contains(&format!("\"action\":\"{action}\""))
+                && l.contains(&format!("\"outcome\":\"{outcome}\""))
+                && l.contains("127.0.0.1")
+        })
+    };
     assert!(has("smtp.auth", "failure") && has("smtp.auth", "success") && has("smtp.block", "denied"), "{export}");
     assert!(export.contains("\"action\":\"user.add\"") && export.contains("\"action\":\"smtp.unblock\""), "{export}");
     assert!(!export.contains("jane@clinic.example"), "no login names in the audit log");
@@ -317,17 +413,38 @@ fn a_message_acknowledged_before_kill_9_is_in_the_queue_after_restart() {
     let dns = TestDns::start(&[]);
     let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, "relay_networks = [\"127.0.0.0/8\"]"));
     let marker = format!("KILL9-MARKER-{}", std::process::id());
-    let (code, out) = swaks(server.addr("mx"), &["--from", "lab@clinic.example", "--to", "patient@example.org", "--header", &format!("Subject: {marker}"), "--body", &marker]);
+    let (code, out) = swaks(
+        server.addr("mx"),
+        &[
+            "--from",
+            "lab@clinic.example",
+            "--to",
+            "patient@example.org",
+            "--header",
+            &format!("Subject: {marker}"),
+            "--body",
+            &marker,
+        ],
+    );
     assert_eq!(code, 0, "{out}");
     let id = queue_id(&out);
     server.kill9();
 
-    let server = Server::start_with(Path::new(BIN), tmp.path(), &tmp.path().join("carepost.toml"), &tmp.path().join("data"));
+    let server =
+        Server::start_with(Path::new(BIN), tmp.path(), &tmp.path().join("carepost.toml"), &tmp.path().join("data"));
     assert!(server.stop().success());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let install = Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Exclusive).await.unwrap();
-        let spool = carepost_delivery::Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
+        let install =
+            Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Exclusive)
+                .await
+                .unwrap();
+        let spool = carepost_delivery::Spool::new(
+            install.store.clone(),
+            install.ring.clone(),
+            install.blobs.clone(),
+            install.audit.clone(),
+        );
         let opened = spool.open(&id).await.expect("the acknowledged message survived kill -9");
         assert_eq!(opened.recipients[0].recipient.address.as_str(), "patient@example.org");
         assert_eq!(opened.recipients[0].row.state, "queued");
@@ -335,7 +452,10 @@ fn a_message_acknowledged_before_kill_9_is_in_the_queue_after_restart() {
         assert!(body.contains(&marker));
         install.close().await.unwrap();
     });
-    assert!(carepost_testkit::files_containing(&tmp.path().join("data"), marker.as_bytes()).is_empty(), "sealed at rest");
+    assert!(
+        carepost_testkit::files_containing(&tmp.path().join("data"), marker.as_bytes()).is_empty(),
+        "sealed at rest"
+    );
 }
 
 #[test]
@@ -344,16 +464,38 @@ fn user_commands_manage_accounts_and_app_passwords() {
     let dns = TestDns::start(&[]);
     let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, ""));
     add_user(tmp.path(), "jane@clinic.example");
-    let (code, _, err) = carepost_with_stdin(tmp.path(), &["user", "add", "JANE@clinic.example", "--password-stdin"], "x\n");
+    let (code, _, err) =
+        carepost_with_stdin(tmp.path(), &["user", "add", "JANE@clinic.example", "--password-stdin"], "x\n");
     assert_eq!(code, 1);
     assert!(err.contains("already exists"), "{err}");
     let (code, out, _) = carepost(tmp.path(), &["user", "app-password", "add", "jane@clinic.example", "phone"]);
     assert_eq!(code, 0);
     let app = out.lines().last().unwrap().trim().to_owned();
     let sub = server.addr("submissions");
-    let send = |password: &str| swaks(sub, &["-tlsc", "--from", "jane@clinic.example", "--to", "p@example.org", "--auth", "PLAIN", "--auth-user", "jane@clinic.example", "--auth-password", password]);
+    let send = |password: &str| {
+        swaks(
+            sub,
+            &[
+                "-tlsc",
+                "--from",
+                "jane@clinic.example",
+                "--to",
+                "p@example.org",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "jane@clinic.example",
+                "--auth-password",
+                password,
+            ],
+        )
+    };
     assert_eq!(send(&app).0, 0, "the app password signs in");
-    let (code, _, err) = carepost_with_stdin(tmp.path(), &["user", "passwd", "jane@clinic.example", "--password-stdin"], "a new passphrase\n");
+    let (code, _, err) = carepost_with_stdin(
+        tmp.path(),
+        &["user", "passwd", "jane@clinic.example", "--password-stdin"],
+        "a new passphrase\n",
+    );
     assert_eq!(code, 0, "{err}");
     assert_ne!(send(PASSWORD).0, 0, "the old password no longer works");
     assert_eq!(send("a new passphrase").0, 0);
@@ -365,14 +507,34 @@ fn user_commands_manage_accounts_and_app_passwords() {
     assert_ne!(send("a new passphrase").0, 0, "a disabled account cannot sign in");
     let (code, out, _) = carepost(tmp.path(), &["user", "list"]);
     assert_eq!(code, 0);
-    assert!(out.contains("jane@clinic.example") && out.contains("disabled") && out.contains("sends-as=jane@clinic.example"), "{out}");
+    assert!(
+        out.contains("jane@clinic.example") && out.contains("disabled") && out.contains("sends-as=jane@clinic.example"),
+        "{out}"
+    );
     assert!(server.stop().success());
 }
 
 /// Submission with AUTH PLAIN over STARTTLS from `local` (a loopback address).
 fn submit_from(addr: SocketAddr, local: &str, login: &str, password: &str) -> (i32, String) {
     let from = if login.contains('@') { login } else { "nobody@clinic.example" };
-    swaks(addr, &["-tls", "--local-interface", local, "--from", from, "--to", "p@example.org", "--auth", "PLAIN", "--auth-user", login, "--auth-password", password])
+    swaks(
+        addr,
+        &[
+            "-tls",
+            "--local-interface",
+            local,
+            "--from",
+            from,
+            "--to",
+            "p@example.org",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            login,
+            "--auth-password",
+            password,
+        ],
+    )
 }
 
 /// The AUTH answer in a swaks transcript (`535 5.7.8 ...` or `235 ...`), without the arrow.
@@ -404,7 +566,8 @@ fn smtp_auth_failures_lock_the_account_persistently_and_a_locked_account_reads_a
     // The lock is the account's, kept in the store: a restart forgets the guard's counters
     // but not the lock.
     assert!(server.stop().success());
-    let server = Server::start_with(Path::new(BIN), tmp.path(), &tmp.path().join("carepost.toml"), &tmp.path().join("data"));
+    let server =
+        Server::start_with(Path::new(BIN), tmp.path(), &tmp.path().join("carepost.toml"), &tmp.path().join("data"));
     let sub = server.addr("submission");
     let (code, right) = submit_from(sub, "127.0.0.1", "jane@clinic.example", PASSWORD);
     assert_ne!(code, 0, "the right password does not open a locked account: {right}");
@@ -422,7 +585,11 @@ fn smtp_auth_failures_lock_the_account_persistently_and_a_locked_account_reads_a
     assert!(server.stop().success());
     let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
     let has = |action: &str, outcome: &str, detail: &str| {
-        export.lines().any(|l| l.contains(&format!("\"action\":\"{action}\"")) && l.contains(&format!("\"outcome\":\"{outcome}\"")) && l.contains(detail))
+        export.lines().any(|l| {
+            l.contains(&format!("\"action\":\"{action}\""))
+                && l.contains(&format!("\"outcome\":\"{outcome}\""))
+                && l.contains(detail)
+        })
     };
     assert!(has("staff.lockout", "success", "smtp-password"), "the lock is audited: {export}");
     assert!(has("smtp.auth", "denied", "account locked"), "attempts on the locked account are audited: {export}");
@@ -436,7 +603,11 @@ fn accounts_with_a_second_factor_submit_with_app_passwords_only() {
     let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, ""));
     add_user(tmp.path(), "jane@clinic.example");
     let sub = server.addr("submission");
-    assert_eq!(submit_from(sub, "127.0.0.1", "jane@clinic.example", PASSWORD).0, 0, "no second factor yet: the password works");
+    assert_eq!(
+        submit_from(sub, "127.0.0.1", "jane@clinic.example", PASSWORD).0,
+        0,
+        "no second factor yet: the password works"
+    );
     let (code, _, err) = carepost(tmp.path(), &["user", "require-mfa", "on"]);
     assert_eq!(code, 0, "{err}");
     let (code, out) = submit_from(sub, "127.0.0.1", "jane@clinic.example", PASSWORD);
@@ -453,17 +624,30 @@ fn accounts_with_a_second_factor_submit_with_app_passwords_only() {
     assert!(out.starts_with("phone  created=") && !out.contains("last-used=never"), "{out}");
     let (code, _, err) = carepost(tmp.path(), &["user", "app-password", "remove", "jane@clinic.example", "phone"]);
     assert_eq!(code, 0, "{err}");
-    assert_ne!(submit_from(sub, "127.0.0.1", "jane@clinic.example", &app).0, 0, "a removed app password no longer works");
+    assert_ne!(
+        submit_from(sub, "127.0.0.1", "jane@clinic.example", &app).0,
+        0,
+        "a removed app password no longer works"
+    );
     assert!(server.stop().success());
     let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
-    assert!(export.lines().any(|l| l.contains("\"action\":\"smtp.auth\"") && l.contains("\"outcome\":\"denied\"") && l.contains("app passwords only")), "{export}");
+    assert!(
+        export.lines().any(|l| l.contains("\"action\":\"smtp.auth\"")
+            && l.contains("\"outcome\":\"denied\"")
+            && l.contains("app passwords only")),
+        "{export}"
+    );
 }
 
 #[test]
 fn one_mistyping_device_behind_nat_blocks_neither_the_address_nor_other_accounts() {
     let tmp = tempfile::tempdir().unwrap();
     let dns = TestDns::start(&[]);
-    let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, "auth_failures_per_ip = 8\ntrusted_networks = [\"127.0.0.2\"]"));
+    let server = Server::start(
+        Path::new(BIN),
+        tmp.path(),
+        &smtp_config(&dns, "auth_failures_per_ip = 8\ntrusted_networks = [\"127.0.0.2\"]"),
+    );
     add_user(tmp.path(), "a@clinic.example");
     add_user(tmp.path(), "b@clinic.example");
     let sub = server.addr("submission");
@@ -496,7 +680,10 @@ fn one_mistyping_device_behind_nat_blocks_neither_the_address_nor_other_accounts
     assert_eq!(code, 0, "{out}");
     assert!(server.stop().success());
     let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
-    assert!(export.lines().any(|l| l.contains("\"action\":\"smtp.blocked\"") && l.contains("\"outcome\":\"denied\"")), "refused connections are audited: {export}");
+    assert!(
+        export.lines().any(|l| l.contains("\"action\":\"smtp.blocked\"") && l.contains("\"outcome\":\"denied\"")),
+        "refused connections are audited: {export}"
+    );
     let (code, out, _) = carepost(tmp.path(), &["block", "list"]);
     assert_eq!(code, 0);
     assert!(out.contains("127.0.0.1  until=") && !out.contains("127.0.0.2"), "{out}");

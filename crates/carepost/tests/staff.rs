@@ -35,7 +35,11 @@ fn user(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = wait_output(child, Duration::from_secs(120));
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Signs in at `/staff/signin` from `local`; returns the status and where it leads.
@@ -49,7 +53,12 @@ async fn sign_in(https: SocketAddr, local: &str, login: &str) -> (u16, String) {
         .unwrap();
     let base = format!("https://{https}");
     let page = client.get(format!("{base}/staff/signin")).send().await.unwrap();
-    let cookie: Vec<String> = page.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned()).collect();
+    let cookie: Vec<String> = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect();
     let text = page.text().await.unwrap();
     let at = text.find("name=\"csrf\" value=\"").unwrap() + 19;
     let csrf = &text[at..at + text[at..].find('"').unwrap()];
@@ -75,18 +84,22 @@ async fn roles_password_policy_require_mfa_and_the_new_address_notice() {
     let https = server.addr("https");
 
     // Weak passwords and unknown roles change nothing.
-    let (code, _, err) = user(dir, &["add", "admin@clinic.example", "--role", "admin", "--password-stdin"], "Password1234!\n");
+    let (code, _, err) =
+        user(dir, &["add", "admin@clinic.example", "--role", "admin", "--password-stdin"], "Password1234!\n");
     assert_eq!(code, 1);
     assert!(err.contains("most commonly used"), "{err}");
-    let (code, _, err) = user(dir, &["add", "admin@clinic.example", "--role", "admin", "--password-stdin"], "admin-clinic-2026\n");
+    let (code, _, err) =
+        user(dir, &["add", "admin@clinic.example", "--role", "admin", "--password-stdin"], "admin-clinic-2026\n");
     assert_eq!(code, 1);
     assert!(err.contains("contains the user name"), "{err}");
-    let (code, _, err) = user(dir, &["add", "admin@clinic.example", "--role", "overlord", "--password-stdin"], &format!("{PASSWORD}\n"));
+    let (code, _, err) =
+        user(dir, &["add", "admin@clinic.example", "--role", "overlord", "--password-stdin"], &format!("{PASSWORD}\n"));
     assert_ne!(code, 0);
     assert!(err.contains("unknown role"), "{err}");
     assert!(user(dir, &["list"], "").1.contains("no accounts"));
 
-    let (code, out, err) = user(dir, &["add", "admin@clinic.example", "--role", "admin", "--password-stdin"], &format!("{PASSWORD}\n"));
+    let (code, out, err) =
+        user(dir, &["add", "admin@clinic.example", "--role", "admin", "--password-stdin"], &format!("{PASSWORD}\n"));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("role admin"), "{out}");
     let (code, _, err) = user(dir, &["add", "lab-feed@clinic.example", "--role", "api-only", "--no-password"], "");

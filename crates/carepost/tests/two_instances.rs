@@ -17,8 +17,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 fn start(dir: &Path, hostname: &str, tables: &str) -> Server {
     let data_dir = dir.join("data");
     let config = dir.join("carepost.toml");
-    std::fs::write(&config, format!("data_dir = \"{}\"\nhostname = \"{hostname}\"\n\n[log]\nlevel = \"warn\"\n\n{tables}", data_dir.display()))
-        .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\nhostname = \"{hostname}\"\n\n[log]\nlevel = \"warn\"\n\n{tables}",
+            data_dir.display()
+        ),
+    )
+    .unwrap();
     Server::start_with(Path::new(BIN), dir, &config, &data_dir)
 }
 
@@ -66,11 +72,13 @@ async fn one_carepost_delivers_to_another_over_loopback() {
             smtputf8: false,
             body: Default::default(),
         };
-        let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
+        let arrival: Arrival =
+            serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
         let body = format!(
             "From: <clinic@a.test>\r\nTo: <patient@b.test>\r\nSubject: results\r\nMessage-ID: <{marker}@a.test>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n{marker}\r\n"
         );
-        let id = spool.accept(Submission::new(TenantId::default(), envelope, arrival, Bytes::from(body))).await.unwrap();
+        let id =
+            spool.accept(Submission::new(TenantId::default(), envelope, arrival, Bytes::from(body))).await.unwrap();
         install.store.close().await;
         id.to_string()
     };

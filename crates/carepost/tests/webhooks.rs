@@ -74,7 +74,11 @@ impl Receiver {
                 };
                 let reason = if status == 500 { "Internal Server Error" } else { "No Content" };
                 let _ = write!(stream, "HTTP/1.1 {status} {reason}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                log.lock().unwrap().push(Received { headers, body: String::from_utf8_lossy(&body).into_owned(), answered: status });
+                log.lock().unwrap().push(Received {
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                    answered: status,
+                });
             }
         });
         Receiver { addr, received }
@@ -86,7 +90,10 @@ impl Receiver {
 
     /// POSTs of one event type.
     fn of(&self, kind: &str) -> Vec<Received> {
-        self.all().into_iter().filter(|r| r.headers.get("carepost-event-type").map(String::as_str) == Some(kind)).collect()
+        self.all()
+            .into_iter()
+            .filter(|r| r.headers.get("carepost-event-type").map(String::as_str) == Some(kind))
+            .collect()
     }
 }
 
@@ -164,12 +171,17 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
     assert_eq!(code, 1, "plain http elsewhere than loopback is refused");
     assert!(err.contains("https"), "{err}");
     // Nor may an endpoint reach the cloud metadata service or the internal network.
-    for (url, kind) in [("https://169.254.169.254/latest/meta-data/", "cloud metadata"), ("https://[fd00:ec2::254]/", "cloud metadata"), ("https://192.168.1.20/hook", "private")] {
+    for (url, kind) in [
+        ("https://169.254.169.254/latest/meta-data/", "cloud metadata"),
+        ("https://[fd00:ec2::254]/", "cloud metadata"),
+        ("https://192.168.1.20/hook", "private"),
+    ] {
         let (code, _, err) = carepost(dir, &["webhook", "add", url]);
         assert_eq!(code, 1, "{url}");
         assert!(err.contains(kind) && err.contains("webhooks.allowed_networks"), "{err}");
     }
-    let (code, _, err) = carepost(dir, &["webhook", "add", "https://hooks.example/x", "--events", "delivered,exploded"]);
+    let (code, _, err) =
+        carepost(dir, &["webhook", "add", "https://hooks.example/x", "--events", "delivered,exploded"]);
     assert_eq!(code, 1);
     assert!(err.contains("unknown event type 'exploded'"), "{err}");
     let url = format!("http://{}/carepost", receiver.addr);
@@ -177,7 +189,10 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
     assert_eq!(code, 0, "{out}{err}");
     let secret = out.trim().to_owned();
     assert!(secret.starts_with("whsec_") && secret.len() == 49, "{out}");
-    assert!(carepost_testkit::files_containing(&server.data_dir, secret.as_bytes()).is_empty(), "the secret is kept sealed");
+    assert!(
+        carepost_testkit::files_containing(&server.data_dir, secret.as_bytes()).is_empty(),
+        "the secret is kept sealed"
+    );
     let (_, list, _) = carepost(dir, &["webhook", "list"]);
     let endpoint_id = list.split_whitespace().next().unwrap().to_owned();
     assert!(list.contains(&url) && list.contains("events=delivered,bounced,deferred"), "{list}");
@@ -194,13 +209,15 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
     assert_eq!(code, 0);
     let key = out.trim().to_owned();
     let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
-    let client = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()]).build().unwrap();
+    let client =
+        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()]).build().unwrap();
     let base = format!("https://127.0.0.1:{}", server.addr("https").port());
 
     // Delivered: the receiver fails twice, then takes it; every try is the same signed event.
     let marker = format!("HOOK-MARKER-{}", std::process::id());
     let id = send(&client, &base, &key, "pat@clinic.example", &marker).await;
-    wait_until("the delivered webhook to be taken", || receiver.of("delivered").iter().any(|r| r.answered == 204)).await;
+    wait_until("the delivered webhook to be taken", || receiver.of("delivered").iter().any(|r| r.answered == 204))
+        .await;
     let delivered = receiver.of("delivered");
     assert_eq!(delivered.iter().map(|r| r.answered).collect::<Vec<_>>(), [500, 500, 204], "retried after failures");
     let event_ids: Vec<&str> = delivered.iter().map(|r| r.headers["carepost-event-id"].as_str()).collect();
@@ -218,7 +235,15 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
     assert!(payload["method"].is_string() && payload["status"].as_str().unwrap().starts_with('2'), "{payload}");
 
     // The status endpoint shows the same event.
-    let status = client.get(format!("{base}/api/v1/messages/{id}")).bearer_auth(&key).send().await.unwrap().bytes().await.unwrap();
+    let status = client
+        .get(format!("{base}/api/v1/messages/{id}"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let status: Value = serde_json::from_slice(&status).unwrap();
     let history = status["recipients"][0]["history"].as_array().unwrap();
     assert!(history.iter().any(|e| e["status"] == "delivered" && e["event_id"] == payload["id"]), "{status}");
@@ -253,7 +278,10 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
     for action in ["webhook.add", "webhook.test", "webhook.remove"] {
         assert!(audit.contains(&format!("\"action\":\"{action}\"")), "{action} audited");
     }
-    let refused = audit.lines().filter(|l| l.contains("\"action\":\"webhook.add\"") && l.contains("\"outcome\":\"denied\"")).count();
+    let refused = audit
+        .lines()
+        .filter(|l| l.contains("\"action\":\"webhook.add\"") && l.contains("\"outcome\":\"denied\""))
+        .count();
     assert_eq!(refused, 3, "each refused target is audited");
     assert!(!audit.contains(&secret));
 }

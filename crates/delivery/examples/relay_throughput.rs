@@ -50,7 +50,8 @@ async fn main() {
         }
         b
     };
-    let arrival: Arrival = serde_json::from_value(serde_json::json!({"source": "relay", "client_ip": "127.0.0.1"})).unwrap();
+    let arrival: Arrival =
+        serde_json::from_value(serde_json::json!({"source": "relay", "client_ip": "127.0.0.1"})).unwrap();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..count {
@@ -81,7 +82,9 @@ async fn main() {
         claim_batch: 512,
         ..DeliveryConfig::default()
     };
-    let runner = QueueRunner::new(spool.clone(), config, RunnerEnv::production(Arc::new(StaticDns::new()), "bench.example")).unwrap();
+    let runner =
+        QueueRunner::new(spool.clone(), config, RunnerEnv::production(Arc::new(StaticDns::new()), "bench.example"))
+            .unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn({
         let runner = runner.clone();

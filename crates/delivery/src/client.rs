@@ -70,7 +70,11 @@ impl Reply {
     /// `550 5.1.1 text` on one line, for logs of the sender's own DSN and sealed storage.
     pub fn line(&self) -> String {
         let text = self.text.replace(['\r', '\n'], " ");
-        if self.esc[0] != 0 { format!("{} {} {}", self.code, self.status(), text) } else { format!("{} {}", self.code, text) }
+        if self.esc[0] != 0 {
+            format!("{} {} {}", self.code, self.status(), text)
+        } else {
+            format!("{} {}", self.code, text)
+        }
     }
 }
 
@@ -301,22 +305,31 @@ impl SmtpConnection {
         let reply = self.read_reply("STARTTLS", t).await?;
         if reply.code != 220 {
             if required {
-                return Err(ClientError::Tls { policy, reason: format!("STARTTLS refused: {}", reply.line()), required });
+                return Err(ClientError::Tls {
+                    policy,
+                    reason: format!("STARTTLS refused: {}", reply.line()),
+                    required,
+                });
             }
             return Err(ClientError::Refused { stage: "STARTTLS", reply });
         }
         if !self.buf.is_empty() {
             // RFC 3207 section 6 / CVE-2011-0411: anything sent before the handshake could be
             // an injected command; never act on it.
-            return Err(ClientError::Protocol { stage: "STARTTLS", reason: "data after the 220 reply, before TLS".into() });
+            return Err(ClientError::Protocol {
+                stage: "STARTTLS",
+                reason: "data after the 220 reply, before TLS".into(),
+            });
         }
-        let (config, outcome) = tls
-            .client_config(demand)
-            .map_err(|e| ClientError::Tls { policy, reason: e.to_string(), required })?;
+        let (config, outcome) =
+            tls.client_config(demand).map_err(|e| ClientError::Tls { policy, reason: e.to_string(), required })?;
         let server_name = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(host.to_owned())
-                .map_err(|e| ClientError::Tls { policy, reason: format!("bad host name: {e}"), required })?,
+            Err(_) => ServerName::try_from(host.to_owned()).map_err(|e| ClientError::Tls {
+                policy,
+                reason: format!("bad host name: {e}"),
+                required,
+            })?,
         };
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
             return Err(ClientError::Protocol { stage: "STARTTLS", reason: "TLS is already active".into() });
@@ -360,23 +373,43 @@ impl SmtpConnection {
             || env.mail_from.is_some_and(|a| !a.is_ascii())
             || env.recipients.iter().any(|r| !r.address.is_ascii());
         if needs_utf8 && !self.has(EXT_SMTP_UTF8) {
-            return Err(Reply::local(553, [5, 6, 7], "the server does not support SMTPUTF8, which this message needs (RFC 6531)"));
+            return Err(Reply::local(
+                553,
+                [5, 6, 7],
+                "the server does not support SMTPUTF8, which this message needs (RFC 6531)",
+            ));
         }
         if env.body_type == BodyType::BinaryMime && !(self.has(EXT_BINARY_MIME) && self.has(EXT_CHUNKING)) {
-            return Err(Reply::local(554, [5, 6, 3], "the server does not accept BINARYMIME, which this message needs"));
+            return Err(Reply::local(
+                554,
+                [5, 6, 3],
+                "the server does not accept BINARYMIME, which this message needs",
+            ));
         }
         if env.require_tls {
             // RFC 8689 section 4.2.1: only over verified TLS, and only to a server that
             // promises to keep the requirement.
             if !self.tls.as_ref().is_some_and(|t| t.verification.is_verified()) {
-                return Err(Reply::local(550, [5, 7, 10], "REQUIRETLS: the sender requires verified TLS, and the server's TLS could not be verified"));
+                return Err(Reply::local(
+                    550,
+                    [5, 7, 10],
+                    "REQUIRETLS: the sender requires verified TLS, and the server's TLS could not be verified",
+                ));
             }
             if !self.has(EXT_REQUIRE_TLS) {
-                return Err(Reply::local(550, [5, 7, 30], "REQUIRETLS support required: the server does not offer it (RFC 8689)"));
+                return Err(Reply::local(
+                    550,
+                    [5, 7, 30],
+                    "REQUIRETLS support required: the server does not offer it (RFC 8689)",
+                ));
             }
         }
         if self.has(EXT_SIZE) && self.max_size > 0 && size > self.max_size {
-            return Err(Reply::local(552, [5, 3, 4], format!("the message ({size} bytes) is larger than the server accepts ({})", self.max_size)));
+            return Err(Reply::local(
+                552,
+                [5, 3, 4],
+                format!("the message ({size} bytes) is larger than the server accepts ({})", self.max_size),
+            ));
         }
         Ok(())
     }
@@ -391,7 +424,9 @@ impl SmtpConnection {
             BodyType::BinaryMime => cmd.push_str(" BODY=BINARYMIME"),
             _ => {}
         }
-        let needs_utf8 = env.smtputf8 || env.mail_from.is_some_and(|a| !a.is_ascii()) || env.recipients.iter().any(|r| !r.address.is_ascii());
+        let needs_utf8 = env.smtputf8
+            || env.mail_from.is_some_and(|a| !a.is_ascii())
+            || env.recipients.iter().any(|r| !r.address.is_ascii());
         if needs_utf8 {
             cmd.push_str(" SMTPUTF8");
         }
@@ -437,10 +472,13 @@ impl SmtpConnection {
                 }
             }
             if let Some(orcpt) = r.orcpt
-                && !orcpt.is_empty() && orcpt.is_ascii() && !orcpt.contains([' ', '\r', '\n']) {
-                    cmd.push_str(" ORCPT=");
-                    cmd.push_str(orcpt);
-                }
+                && !orcpt.is_empty()
+                && orcpt.is_ascii()
+                && !orcpt.contains([' ', '\r', '\n'])
+            {
+                cmd.push_str(" ORCPT=");
+                cmd.push_str(orcpt);
+            }
         }
         cmd.push_str("\r\n");
         cmd

@@ -174,7 +174,9 @@ impl FromStr for Interval {
         let mut number: Option<u64> = None;
         for c in text.trim().chars() {
             if let Some(d) = c.to_digit(10) {
-                number = Some(number.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(u64::from(d))).ok_or_else(bad)?);
+                number = Some(
+                    number.unwrap_or(0).checked_mul(10).and_then(|n| n.checked_add(u64::from(d))).ok_or_else(bad)?,
+                );
                 continue;
             }
             let unit = match c {
@@ -264,7 +266,14 @@ mod tests {
 
     #[test]
     fn intervals_parse_and_print() {
-        for (text, secs, shown) in [("30s", 30, "30s"), ("5m", 300, "5m"), ("1h30m", 5400, "1h30m"), ("5d", 432000, "5d"), ("0s", 0, "0s"), ("90m", 5400, "1h30m")] {
+        for (text, secs, shown) in [
+            ("30s", 30, "30s"),
+            ("5m", 300, "5m"),
+            ("1h30m", 5400, "1h30m"),
+            ("5d", 432000, "5d"),
+            ("0s", 0, "0s"),
+            ("90m", 5400, "1h30m"),
+        ] {
             let i: Interval = text.parse().unwrap();
             assert_eq!(i.as_secs(), secs);
             assert_eq!(i.to_string(), shown);

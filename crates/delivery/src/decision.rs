@@ -5,8 +5,8 @@
 //! decision (carepost's own notices, mail queued before inspection) goes by the transport:
 //! opportunistic TLS unless the message has REQUIRETLS or the domain is TLS-required.
 
-pub use carepost_policy::{Decision, Method, Step, TlsFallback};
 use carepost_policy::Capabilities;
+pub use carepost_policy::{Decision, Method, Step, TlsFallback};
 
 /// The decision stored for a recipient. An unreadable decision is read as the strictest one:
 /// failing closed costs a held message, failing open could leak PHI.
@@ -28,7 +28,11 @@ pub fn strictest() -> Decision {
 /// For carepost's own notices about protected messages (a DSN quotes the message's headers):
 /// verified TLS, else the portal.
 pub fn verified_tls() -> Decision {
-    Decision { require_verified_tls: true, method_rule: "notice about a protected message".into(), ..Decision::default() }
+    Decision {
+        require_verified_tls: true,
+        method_rule: "notice about a protected message".into(),
+        ..Decision::default()
+    }
 }
 
 /// Whether the recipient's copy may leave only over verified TLS.
@@ -40,10 +44,7 @@ pub fn requires_verified_tls(stored: Option<&str>) -> bool {
 pub fn after_verified_tls(decision: Option<&Decision>) -> Step {
     let Some(decision) = decision else { return Step::Hold };
     let plan = decision.plan(Capabilities::default());
-    plan.iter()
-        .position(|s| *s == Step::TlsVerified)
-        .and_then(|i| plan.get(i + 1).copied())
-        .unwrap_or(Step::Hold)
+    plan.iter().position(|s| *s == Step::TlsVerified).and_then(|i| plan.get(i + 1).copied()).unwrap_or(Step::Hold)
 }
 
 #[cfg(test)]

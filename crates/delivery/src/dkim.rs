@@ -25,8 +25,20 @@ use crate::{Spool, SpoolError};
 
 /// Headers signed, as RFC 6376 section 5.4.1 recommends for mail that must keep its meaning.
 const SIGNED_HEADERS: &[&str] = &[
-    "From", "Reply-To", "Subject", "Date", "To", "Cc", "Message-ID", "In-Reply-To", "References", "MIME-Version",
-    "Content-Type", "Content-Transfer-Encoding", "List-Unsubscribe", "List-Unsubscribe-Post",
+    "From",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +69,8 @@ pub fn generate(
 ) -> Result<Vec<(DkimKeyRow, WrappedDataKey)>, DkimError> {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let ed_pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| DkimError::Generate)?;
-    let ed_public = Ed25519KeyPair::from_pkcs8(ed_pkcs8.as_ref()).map_err(|_| DkimError::Generate)?.public_key().as_ref().to_vec();
+    let ed_public =
+        Ed25519KeyPair::from_pkcs8(ed_pkcs8.as_ref()).map_err(|_| DkimError::Generate)?.public_key().as_ref().to_vec();
     let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| DkimError::Generate)?;
     let rsa_pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&rsa).map_err(|_| DkimError::Generate)?;
     let rsa_public =
@@ -101,7 +114,13 @@ fn valid_domain(domain: &str) -> bool {
 }
 
 /// `carepost dkim generate`: the domain's first keys, signing at once.
-pub async fn create_first(spool: &Spool, actor: &str, tenant: &TenantId, domain: &str, selector: &str) -> Result<Vec<DkimKeyRow>, DkimError> {
+pub async fn create_first(
+    spool: &Spool,
+    actor: &str,
+    tenant: &TenantId,
+    domain: &str,
+    selector: &str,
+) -> Result<Vec<DkimKeyRow>, DkimError> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     if !valid_domain(&domain) {
         return Err(DkimError::BadDomain(domain));
@@ -116,7 +135,14 @@ pub async fn create_first(spool: &Spool, actor: &str, tenant: &TenantId, domain:
 
 /// `carepost dkim rotate`: new keys that start signing after `overlap` (time to publish
 /// them); the old keys sign until then and stay published for another `overlap`.
-pub async fn rotate(spool: &Spool, actor: &str, tenant: &TenantId, domain: &str, selector: &str, overlap: Duration) -> Result<Vec<DkimKeyRow>, DkimError> {
+pub async fn rotate(
+    spool: &Spool,
+    actor: &str,
+    tenant: &TenantId,
+    domain: &str,
+    selector: &str,
+    overlap: Duration,
+) -> Result<Vec<DkimKeyRow>, DkimError> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     if !valid_domain(&domain) {
         return Err(DkimError::BadDomain(domain));
@@ -220,9 +246,10 @@ impl Default for Signer {
 impl Signer {
     async fn keys_for(&self, spool: &Spool, domain: &str) -> Result<Arc<DomainKeys>, DkimError> {
         if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(domain)
-            && hit.loaded_at.elapsed() < KEY_CACHE {
-                return Ok(hit.clone());
-            }
+            && hit.loaded_at.elapsed() < KEY_CACHE
+        {
+            return Ok(hit.clone());
+        }
         let rows = spool.store().dkim_keys(Some(domain)).await.map_err(SpoolError::from)?;
         let mut keys = Vec::new();
         for row in signing(&rows, Timestamp::now()) {
@@ -410,19 +437,32 @@ mod tests {
         let ids = |v: Vec<&DkimKeyRow>| v.into_iter().map(|k| k.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(signing(&keys, Timestamp::from_micros(100))), vec!["old-ed", "old-rsa"]);
         assert_eq!(ids(signing(&keys, Timestamp::from_micros(200))), vec!["new-ed", "new-rsa"]);
-        assert_eq!(published(&keys, Timestamp::from_micros(200)).len(), 4, "old keys stay published during the overlap");
+        assert_eq!(
+            published(&keys, Timestamp::from_micros(200)).len(),
+            4,
+            "old keys stay published during the overlap"
+        );
         assert_eq!(ids(published(&keys, Timestamp::from_micros(301))), vec!["new-ed", "new-rsa"]);
     }
 
     #[test]
     fn finds_the_from_domain() {
-        assert_eq!(from_domain(b"Subject: x\r\nFrom: \"Clinic\" <Billing@Clinic.Example>\r\n\r\nFrom: no@body.example\r\n"), Some("clinic.example".into()));
+        assert_eq!(
+            from_domain(b"Subject: x\r\nFrom: \"Clinic\" <Billing@Clinic.Example>\r\n\r\nFrom: no@body.example\r\n"),
+            Some("clinic.example".into())
+        );
         assert_eq!(from_domain(b"FROM: a@b.example\r\n\r\n"), Some("b.example".into()));
         assert_eq!(from_domain(b"From:\r\n <x@folded.example>\r\n\r\n"), Some("folded.example".into()));
         assert_eq!(from_domain(b"Subject: none\r\n\r\n"), None);
         // Read as a verifier reads it: the comment is not the address.
-        assert_eq!(from_domain(b"From: attacker@evil.example (<boss@clinic.example>)\r\n\r\n"), Some("evil.example".into()));
-        assert_eq!(header_from(b"From: \"a@evil.example\" <Boss@Clinic.example>\r\n\r\n"), Some(vec!["boss@clinic.example".to_owned()]));
+        assert_eq!(
+            from_domain(b"From: attacker@evil.example (<boss@clinic.example>)\r\n\r\n"),
+            Some("evil.example".into())
+        );
+        assert_eq!(
+            header_from(b"From: \"a@evil.example\" <Boss@Clinic.example>\r\n\r\n"),
+            Some(vec!["boss@clinic.example".to_owned()])
+        );
         assert_eq!(from_domain(b"From: a@clinic.example\r\nFrom: b@evil.example\r\n\r\n"), None, "two From fields");
         assert_eq!(from_domain(b"From: a@clinic.example, b@evil.example\r\n\r\n"), None, "two domains");
         assert_eq!(header_from(b"From: a@clinic.example, B@clinic.example\r\n\r\n").map(|v| v.len()), Some(2));
@@ -435,15 +475,23 @@ mod tests {
         let tenant = TenantId::default();
         let rows = create_first(&spool, "cli", &tenant, "Clinic.Example", "cp20260101").await.unwrap();
         assert_eq!(rows.len(), 2);
-        assert!(matches!(create_first(&spool, "cli", &tenant, "clinic.example", "x").await, Err(DkimError::HasKeys(_))));
+        assert!(matches!(
+            create_first(&spool, "cli", &tenant, "clinic.example", "x").await,
+            Err(DkimError::HasKeys(_))
+        ));
         let ed = rows.iter().find(|r| r.algorithm == "ed25519").unwrap();
         assert_eq!(ed.public_key.len(), 32);
         assert!(txt_record(ed).starts_with("v=DKIM1; k=ed25519; p="));
 
-        let message = bytes::Bytes::from_static(b"From: Billing <billing@clinic.example>\r\nTo: p@example.net\r\nSubject: hi\r\n\r\nbody\r\n");
+        let message = bytes::Bytes::from_static(
+            b"From: Billing <billing@clinic.example>\r\nTo: p@example.net\r\nSubject: hi\r\n\r\nbody\r\n",
+        );
         let signer = Signer::default();
         let other = TenantId::new("other").unwrap();
-        assert!(signer.sign(&spool, &other, message.clone()).await.unwrap().is_empty(), "another tenant's mail is not signed");
+        assert!(
+            signer.sign(&spool, &other, message.clone()).await.unwrap().is_empty(),
+            "another tenant's mail is not signed"
+        );
         let headers = String::from_utf8(signer.sign(&spool, &tenant, message.clone()).await.unwrap()).unwrap();
         assert_eq!(headers.matches("DKIM-Signature:").count(), 2, "{headers}");
         assert!(headers.contains("a=ed25519-sha256") && headers.contains("a=rsa-sha256"));
@@ -456,7 +504,8 @@ mod tests {
         let parsed = mail_auth::AuthenticatedMessage::parse(&signed).unwrap();
         let cache = TxtCache::default();
         for key in &rows {
-            let record = <mail_auth::common::verify::DomainKey as TxtRecordParser>::parse(txt_record(key).as_bytes()).unwrap();
+            let record =
+                <mail_auth::common::verify::DomainKey as TxtRecordParser>::parse(txt_record(key).as_bytes()).unwrap();
             let name = format!("{}._domainkey.clinic.example.", key.selector);
             cache.0.lock().unwrap().insert(name.into_boxed_str(), mail_auth::Txt::from(record));
         }

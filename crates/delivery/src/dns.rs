@@ -117,7 +117,8 @@ impl HickoryDns {
         let fqdn = format!("{}.", name.trim_end_matches('.'));
         match self.resolver.lookup(fqdn.as_str(), kind).await {
             Ok(lookup) => {
-                let records: Vec<Record> = lookup.answers().iter().filter(|r| r.record_type() == kind).cloned().collect();
+                let records: Vec<Record> =
+                    lookup.answers().iter().filter(|r| r.record_type() == kind).cloned().collect();
                 let secure = !records.is_empty() && records.iter().all(|r| r.proof == Proof::Secure);
                 if records.iter().any(|r| r.proof == Proof::Bogus) {
                     return Err(DnsError::Bogus { name: name.to_owned() });
@@ -192,7 +193,11 @@ impl Dns for HickoryDns {
                 }
             }
             if out.is_empty() {
-                return Err(last_err.unwrap_or(DnsError::NoRecords { name: host.to_owned(), kind: "A", secure: false }));
+                return Err(last_err.unwrap_or(DnsError::NoRecords {
+                    name: host.to_owned(),
+                    kind: "A",
+                    secure: false,
+                }));
             }
             Ok(Secured { records: out, secure })
         })
@@ -304,7 +309,12 @@ impl StaticDns {
         self
     }
 
-    fn answer<T: Clone>(&self, name: &str, kind: &'static str, pick: impl Fn(&StaticZone) -> Option<T>) -> DnsResult<T> {
+    fn answer<T: Clone>(
+        &self,
+        name: &str,
+        kind: &'static str,
+        pick: impl Fn(&StaticZone) -> Option<T>,
+    ) -> DnsResult<T> {
         let zone = self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = Self::key(name);
         if zone.failing.contains(&key) {
@@ -314,8 +324,15 @@ impl StaticDns {
         if let Some(records) = pick(&zone) {
             return Ok(Secured { records, secure });
         }
-        let exists = zone.mx.contains_key(&key) || zone.ips.contains_key(&key) || zone.tlsa.contains_key(&key) || zone.txt.contains_key(&key);
-        if exists { Err(DnsError::NoRecords { name: key, kind, secure }) } else { Err(DnsError::NoSuchDomain { name: key, secure }) }
+        let exists = zone.mx.contains_key(&key)
+            || zone.ips.contains_key(&key)
+            || zone.tlsa.contains_key(&key)
+            || zone.txt.contains_key(&key);
+        if exists {
+            Err(DnsError::NoRecords { name: key, kind, secure })
+        } else {
+            Err(DnsError::NoSuchDomain { name: key, secure })
+        }
     }
 }
 
@@ -379,8 +396,16 @@ mod tests {
                 let owner = q.name().clone();
                 let answers: Vec<Record> = match (name.as_str(), q.query_type()) {
                     ("zone.test.", RecordType::MX) => vec![
-                        Record::from_rdata(owner, 60, RData::MX(rdata::MX::new(20, Name::from_ascii("MX2.zone.test.").unwrap()))),
-                        Record::from_rdata(q.name().clone(), 60, RData::MX(rdata::MX::new(10, Name::from_ascii("mx1.zone.test.").unwrap()))),
+                        Record::from_rdata(
+                            owner,
+                            60,
+                            RData::MX(rdata::MX::new(20, Name::from_ascii("MX2.zone.test.").unwrap())),
+                        ),
+                        Record::from_rdata(
+                            q.name().clone(),
+                            60,
+                            RData::MX(rdata::MX::new(10, Name::from_ascii("mx1.zone.test.").unwrap())),
+                        ),
                     ],
                     ("mx1.zone.test.", RecordType::A) => {
                         vec![Record::from_rdata(owner, 60, RData::A(rdata::A::new(127, 0, 0, 9)))]
@@ -396,7 +421,11 @@ mod tests {
                         )),
                     )],
                     ("_mta-sts.zone.test.", RecordType::TXT) => {
-                        vec![Record::from_rdata(owner, 60, RData::TXT(rdata::TXT::new(vec!["v=STSv1; ".into(), "id=1;".into()])))]
+                        vec![Record::from_rdata(
+                            owner,
+                            60,
+                            RData::TXT(rdata::TXT::new(vec!["v=STSv1; ".into(), "id=1;".into()])),
+                        )]
                     }
                     _ => Vec::new(),
                 };
@@ -437,7 +466,9 @@ mod tests {
     #[tokio::test]
     async fn static_dns_tells_nxdomain_from_nodata_and_failure() {
         let dns = StaticDns::new();
-        dns.add_mx("a.test", 10, "MX.A.test.").add_ip("mx.a.test", "127.0.0.1".parse().unwrap()).set_insecure("mx.a.test");
+        dns.add_mx("a.test", 10, "MX.A.test.")
+            .add_ip("mx.a.test", "127.0.0.1".parse().unwrap())
+            .set_insecure("mx.a.test");
         dns.set_failing("broken.test");
         let mx = dns.mx("A.test").await.unwrap();
         assert_eq!(mx.records, vec![MxRecord { preference: 10, exchange: "mx.a.test".into() }]);

@@ -116,10 +116,14 @@ pub fn build(report: &DsnReport<'_>, message_id: &str) -> Vec<u8> {
     m.push_str(&format!("Message-ID: {message_id}\r\n"));
     m.push_str("Auto-Submitted: auto-replied\r\n");
     m.push_str("MIME-Version: 1.0\r\n");
-    m.push_str(&format!("Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"));
+    m.push_str(&format!(
+        "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+    ));
     m.push_str("This is a delivery status notification in MIME format.\r\n\r\n");
 
-    m.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"));
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    ));
     m.push_str(&format!("This is the mail system at {}.\r\n\r\n", report.reporting_mta));
     match worst {
         Action::Failed => m.push_str("Your message could not be delivered to one or more recipients. It has not been sent to them.\r\n"),

@@ -49,7 +49,14 @@ pub fn direction_of(recipient: &Address, local_domains: &[String]) -> Direction 
 }
 
 /// Parses `body` once, scans it and decides for every recipient. Pure and synchronous.
-pub fn inspect(body: &[u8], envelope: &Envelope, arrival: &Arrival, policy: &Policy, limits: &Limits, local_domains: &[String]) -> Inspection {
+pub fn inspect(
+    body: &[u8],
+    envelope: &Envelope,
+    arrival: &Arrival,
+    policy: &Policy,
+    limits: &Limits,
+    local_domains: &[String],
+) -> Inspection {
     // mail-parser 0.11 can reach a debug assertion on some malformed nesting; a message the
     // parser cannot take is scanned as unparseable, which marks it incomplete (fail closed).
     let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(body)).ok().flatten();
@@ -296,7 +303,9 @@ impl Intake {
     /// A sender not limited to listed addresses may use only these.
     pub async fn is_tenant_domain(&self, tenant: &TenantId, domain: &str) -> Result<bool, IntakeError> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        if *tenant == TenantId::default_tenant() && self.settings.local_domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
+        if *tenant == TenantId::default_tenant()
+            && self.settings.local_domains.iter().any(|d| d.eq_ignore_ascii_case(&domain))
+        {
             return Ok(true);
         }
         let keys = self.spool.store().dkim_keys(Some(&domain)).await.map_err(SpoolError::from)?;
@@ -305,7 +314,13 @@ impl Intake {
     }
 
     /// Inspects, decides and queues a message; returns its id once it is durable.
-    pub async fn submit(&self, tenant: TenantId, envelope: Envelope, arrival: Arrival, body: Bytes) -> Result<Accepted, IntakeError> {
+    pub async fn submit(
+        &self,
+        tenant: TenantId,
+        envelope: Envelope,
+        arrival: Arrival,
+        body: Bytes,
+    ) -> Result<Accepted, IntakeError> {
         self.submit_with(tenant, envelope, arrival, body, SubmitHints::default()).await
     }
 
@@ -321,13 +336,17 @@ impl Intake {
     ) -> Result<Accepted, IntakeError> {
         if let Some((without, value)) = take_passphrase_header(&body) {
             body = Bytes::from(without);
-            if matches!(arrival.source, Source::Submission | Source::Relay | Source::Api) && hints.portal_passphrase.is_none() {
+            if matches!(arrival.source, Source::Submission | Source::Relay | Source::Api)
+                && hints.portal_passphrase.is_none()
+            {
                 hints.portal_passphrase = Some(value);
             }
         }
         let portal_passphrase = match hints.portal_passphrase.take().map(|p| p.trim().to_owned()) {
             Some(p) if let Some(problem) = passphrase_problem(&p) => return Err(IntakeError::Invalid(problem)),
-            Some(p) => Some(carepost_vault::hash_password_limited(p).await.map_err(|e| IntakeError::Inspection(e.to_string()))?),
+            Some(p) => Some(
+                carepost_vault::hash_password_limited(p).await.map_err(|e| IntakeError::Inspection(e.to_string()))?,
+            ),
             None => None,
         };
         let mut inspection = {
@@ -477,7 +496,11 @@ impl Intake {
                 inspection.summary.confidence,
                 if inspection.summary.incomplete { ", scan incomplete" } else { "" },
                 entity_counts(&inspection.summary),
-                if quarantined > 0 { format!("{quarantined} recipient(s) held in quarantine") } else { "delivered as policy requires".into() },
+                if quarantined > 0 {
+                    format!("{quarantined} recipient(s) held in quarantine")
+                } else {
+                    "delivered as policy requires".into()
+                },
             );
             self.queue_notice(tenant, &to, &format!("carepost policy notice: message {id}"), text).await;
         }
@@ -502,7 +525,14 @@ impl Intake {
             smtputf8: false,
             body: Default::default(),
         };
-        let arrival = Arrival { source: Source::System, client_ip: None, helo: None, authenticated_as: None, tls: None, sender_auth: None };
+        let arrival = Arrival {
+            source: Source::System,
+            client_ip: None,
+            helo: None,
+            authenticated_as: None,
+            tls: None,
+            sender_auth: None,
+        };
         let submission = Submission::new(tenant.clone(), envelope, arrival, Bytes::from(notice));
         if let Err(e) = self.spool.accept(submission).await {
             tracing::error!(error = %e, "cannot queue a notice");

@@ -21,9 +21,9 @@ pub mod dkim;
 pub mod dns;
 pub mod dsn;
 pub mod intake;
-pub mod quarantine;
 pub mod portal;
 pub mod protect;
+pub mod quarantine;
 pub mod queue_admin;
 pub mod retry;
 pub mod routing;
@@ -35,6 +35,8 @@ pub mod tls_rpt;
 pub mod webhooks;
 
 pub use config::{DeliveryConfig, Interval, SmartHostTls};
-pub use intake::{Accepted, CertificateLearning, Inspection, Intake, IntakeError, IntakeSettings, SubmitHints, inspect};
+pub use intake::{
+    Accepted, CertificateLearning, Inspection, Intake, IntakeError, IntakeSettings, SubmitHints, inspect,
+};
 pub use runner::{QueueRunner, RunnerEnv, RunnerError};
 pub use spool::{OpenedMessage, OpenedRecipient, Spool, SpoolError, Submission, message_object};

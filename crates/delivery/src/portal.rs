@@ -13,5 +13,10 @@ use crate::{OpenedMessage, Submission};
 pub trait PortalHandoff: Send + Sync {
     /// Stores `message` for the recipient at `recipient` (a position in
     /// `message.recipients`) and returns the notices to queue.
-    fn hand_over<'a>(&'a self, message: &'a OpenedMessage, recipient: usize, body: &'a Bytes) -> BoxFuture<'a, Result<Vec<Submission>, String>>;
+    fn hand_over<'a>(
+        &'a self,
+        message: &'a OpenedMessage,
+        recipient: usize,
+        body: &'a Bytes,
+    ) -> BoxFuture<'a, Result<Vec<Submission>, String>>;
 }

@@ -133,8 +133,16 @@ mod tests {
         let m = b"From: a@x.org\r\nSubject: Results\r\nTo: b@y.org\r\n\r\nbody\r\n";
         let add = BTreeMap::from([("X-Classification".to_owned(), "phi".to_owned())]);
         let out = String::from_utf8(apply_header_actions(m, &add, Some("[SECURE]"))).unwrap();
-        assert_eq!(out, "From: a@x.org\r\nSubject: [SECURE] Results\r\nTo: b@y.org\r\nX-Classification: phi\r\n\r\nbody\r\n");
-        let out = String::from_utf8(apply_header_actions(b"From: a@x.org\r\n\r\nb", &BTreeMap::new(), Some("Vertraulich – ärztlich"))).unwrap();
+        assert_eq!(
+            out,
+            "From: a@x.org\r\nSubject: [SECURE] Results\r\nTo: b@y.org\r\nX-Classification: phi\r\n\r\nbody\r\n"
+        );
+        let out = String::from_utf8(apply_header_actions(
+            b"From: a@x.org\r\n\r\nb",
+            &BTreeMap::new(),
+            Some("Vertraulich – ärztlich"),
+        ))
+        .unwrap();
         assert!(out.starts_with("From: a@x.org\r\nSubject: =?utf-8?b?"), "{out}");
         assert_eq!(apply_header_actions(m, &BTreeMap::new(), None), m.to_vec());
         // "Subject:" inside the body is not a header.

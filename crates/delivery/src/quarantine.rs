@@ -85,7 +85,13 @@ pub async fn show(spool: &Spool, id: &str) -> Result<Review, SpoolError> {
             .map_err(|e| SpoolError::Corrupt { id: id.to_owned(), reason: e.to_string() })?
     };
     let message = list_entry(spool, id).await?;
-    Ok(Review { message, sender: opened.envelope.mail_from.as_ref().map(ToString::to_string), recipients, report, body })
+    Ok(Review {
+        message,
+        sender: opened.envelope.mail_from.as_ref().map(ToString::to_string),
+        recipients,
+        report,
+        body,
+    })
 }
 
 async fn list_entry(spool: &Spool, id: &str) -> Result<QuarantinedMessage, SpoolError> {
@@ -106,7 +112,13 @@ pub async fn release(spool: &Spool, actor: &str, id: &str) -> Result<u64, SpoolE
 }
 
 /// Refuses the quarantined recipients: they are bounced and the sender is told the reason.
-pub async fn reject(spool: &Spool, actor: &str, id: &str, reason: &str, reporting_mta: &str) -> Result<u64, SpoolError> {
+pub async fn reject(
+    spool: &Spool,
+    actor: &str,
+    id: &str,
+    reason: &str,
+    reporting_mta: &str,
+) -> Result<u64, SpoolError> {
     let ending = Ending {
         from_states: &[state::QUARANTINED],
         action: "quarantine.reject",

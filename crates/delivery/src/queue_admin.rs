@@ -38,7 +38,12 @@ pub async fn list(spool: &Spool, limit: i64) -> Result<Vec<QueueEntry>, SpoolErr
                 counts.push((s.to_owned(), n));
             }
         }
-        let next_attempt = rows.iter().filter(|r| r.state == state::QUEUED).map(|r| r.next_attempt_at).min().map(Timestamp::from_micros);
+        let next_attempt = rows
+            .iter()
+            .filter(|r| r.state == state::QUEUED)
+            .map(|r| r.next_attempt_at)
+            .min()
+            .map(Timestamp::from_micros);
         out.push(QueueEntry {
             id: m.id.clone(),
             tenant: m.tenant.clone(),
@@ -113,7 +118,14 @@ pub async fn show(spool: &Spool, actor: &str, id: &str) -> Result<MessageView, S
     })
 }
 
-pub(crate) async fn change(spool: &Spool, actor: &str, id: &str, action: &'static str, from: &'static [&'static str], to: &'static str) -> Result<u64, SpoolError> {
+pub(crate) async fn change(
+    spool: &Spool,
+    actor: &str,
+    id: &str,
+    action: &'static str,
+    from: &'static [&'static str],
+    to: &'static str,
+) -> Result<u64, SpoolError> {
     if spool.store().message(id).await?.is_none() {
         return Err(SpoolError::NotFound(id.to_owned()));
     }
@@ -154,7 +166,13 @@ pub async fn release(spool: &Spool, actor: &str, id: &str) -> Result<u64, SpoolE
 /// Ends delivery of every open recipient of a message: they are bounced with the
 /// operator's reason and the sender is told (unless it asked not to be, or is the null
 /// sender). Returns how many recipients were bounced.
-pub async fn delete(spool: &Spool, actor: &str, id: &str, reason: &str, reporting_mta: &str) -> Result<u64, SpoolError> {
+pub async fn delete(
+    spool: &Spool,
+    actor: &str,
+    id: &str,
+    reason: &str,
+    reporting_mta: &str,
+) -> Result<u64, SpoolError> {
     let ending = Ending {
         from_states: &[state::QUEUED, state::INFLIGHT, state::HELD, state::QUARANTINED],
         action: "queue.delete",
@@ -181,10 +199,17 @@ pub(crate) struct Ending<'a> {
 
 /// Bounces the recipients of `id` that are in `ending.from_states`, tells the sender with a
 /// DSN as their NOTIFY asks, and audits it. Returns how many recipients were ended.
-pub(crate) async fn end_recipients(spool: &Spool, actor: &str, id: &str, ending: &Ending<'_>, reporting_mta: &str) -> Result<u64, SpoolError> {
+pub(crate) async fn end_recipients(
+    spool: &Spool,
+    actor: &str,
+    id: &str,
+    ending: &Ending<'_>,
+    reporting_mta: &str,
+) -> Result<u64, SpoolError> {
     let opened = spool.open(id).await?;
     let now = Timestamp::now();
-    let open: Vec<_> = opened.recipients.iter().filter(|r| ending.from_states.contains(&r.row.state.as_str())).collect();
+    let open: Vec<_> =
+        opened.recipients.iter().filter(|r| ending.from_states.contains(&r.row.state.as_str())).collect();
     if open.is_empty() {
         return Ok(0);
     }

@@ -29,7 +29,11 @@ mod tests {
 
     #[test]
     fn backs_off_exponentially_to_the_maximum() {
-        let c = DeliveryConfig { retry_first: Interval::secs(300), retry_max: Interval::secs(4 * 3600), ..Default::default() };
+        let c = DeliveryConfig {
+            retry_first: Interval::secs(300),
+            retry_max: Interval::secs(4 * 3600),
+            ..Default::default()
+        };
         let plain: Vec<i64> = (1..=8).map(|a| backoff_secs(&c, a, 0)).collect();
         assert_eq!(plain, vec![300, 600, 1200, 2400, 4800, 9600, 14400, 14400]);
         for a in 1..10 {

@@ -138,7 +138,9 @@ pub async fn candidates(dns: &dyn Dns, hop: &NextHop) -> Result<Vec<Candidate>, 
     match dns.mx(domain).await {
         Ok(answer) => {
             let mut records = answer.records;
-            if records.len() == 1 && records[0].exchange.is_empty() || records.iter().any(|r| r.exchange.is_empty() && r.preference == 0) {
+            if records.len() == 1 && records[0].exchange.is_empty()
+                || records.iter().any(|r| r.exchange.is_empty() && r.preference == 0)
+            {
                 return Err(RoutingError::NullMx);
             }
             records.retain(|r| !r.exchange.is_empty());
@@ -197,7 +199,10 @@ mod tests {
     #[test]
     fn smart_host_transport_and_mx_routes() {
         let mut c = DeliveryConfig::default();
-        assert_eq!(route_for(&c, "Example.org", 25).unwrap().hop, NextHop::Mx { domain: "example.org".into(), port: 25 });
+        assert_eq!(
+            route_for(&c, "Example.org", 25).unwrap().hop,
+            NextHop::Mx { domain: "example.org".into(), port: 25 }
+        );
         c.smart_host = "relay.internal:2526".into();
         c.smart_host_tls = SmartHostTls::None;
         c.transport.insert("partner.org".into(), "[10.1.1.1]".into());
@@ -209,7 +214,10 @@ mod tests {
         assert_eq!(route_for(&c, "partner.org", 25).unwrap().kind, RouteKind::Transport);
         assert_eq!(route_for(&c, "direct.org", 25).unwrap().kind, RouteKind::Mx);
         c.smart_host.clear();
-        assert_eq!(route_for(&c, "[127.0.0.1]", 2525).unwrap().hop, NextHop::Direct { host: "127.0.0.1".into(), port: 2525 });
+        assert_eq!(
+            route_for(&c, "[127.0.0.1]", 2525).unwrap().hop,
+            NextHop::Direct { host: "127.0.0.1".into(), port: 2525 }
+        );
     }
 
     #[tokio::test]

@@ -25,28 +25,30 @@ use std::time::Duration;
 use bytes::Bytes;
 use carepost_audit::{Event, Outcome as AuditOutcome};
 use carepost_model::{Address, Arrival, BodyType, DsnNotify, Envelope, Recipient, Timestamp};
-use carepost_store::queue::{self, RecipientRow, RecipientUpdate, state};
 use carepost_store::StoreError;
+use carepost_store::queue::{self, RecipientRow, RecipientUpdate, state};
 use futures::StreamExt;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{Notify, OnceCell, Semaphore, watch};
 
-use crate::client::{ClientError, ConnectSpec, Credentials, Outgoing, OutgoingRcpt, Reply, SmtpConnection, Timeouts, TlsSummary};
+use crate::client::{
+    ClientError, ConnectSpec, Credentials, Outgoing, OutgoingRcpt, Reply, SmtpConnection, Timeouts, TlsSummary,
+};
 use crate::config::DeliveryConfig;
 use crate::decision::{self, Decision, Step};
-use crate::portal::PortalHandoff;
-use crate::protect::{EndToEnd, Transform};
-use carepost_policy::{Capabilities, Method};
-use carepost_secure::config::OrganizationSigners;
-use carepost_secure::directory::KeyDirectory;
 use crate::dns::Dns;
 use crate::dsn::{self, Action, DsnRecipient};
+use crate::portal::PortalHandoff;
+use crate::protect::{EndToEnd, Transform};
 use crate::routing::{self, Route, RouteKind, RoutingError};
 use crate::suppression::{self, SuppressionReason};
 use crate::tls_policy::mta_sts::{MtaSts, StsFetchOptions};
 use crate::tls_policy::{self, HostPolicy, TlsContext, TlsDemand};
 use crate::tls_rpt::{self, ReportedPolicy, TlsRptCollector};
 use crate::{OpenedMessage, Spool, Submission, dkim, retry};
+use carepost_policy::{Capabilities, Method};
+use carepost_secure::config::OrganizationSigners;
+use carepost_secure::directory::KeyDirectory;
 use mail_auth::report::tlsrpt::{PolicyType, ResultType};
 
 /// What the runner needs besides its configuration: the resolver, trust roots and test
@@ -102,9 +104,13 @@ impl RunnerEnv {
         let servers = config
             .dns_servers
             .iter()
-            .map(|s| crate::dns::parse_server(s).ok_or_else(|| RunnerError::Config(format!("dns_servers: '{s}' is not ip or ip:port"))))
+            .map(|s| {
+                crate::dns::parse_server(s)
+                    .ok_or_else(|| RunnerError::Config(format!("dns_servers: '{s}' is not ip or ip:port")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let dns = crate::dns::HickoryDns::new(&servers, config.dnssec).map_err(|e| RunnerError::Config(e.to_string()))?;
+        let dns =
+            crate::dns::HickoryDns::new(&servers, config.dnssec).map_err(|e| RunnerError::Config(e.to_string()))?;
         let mut env = RunnerEnv::production(Arc::new(dns), hostname);
         if !config.tls_ca_file.as_os_str().is_empty() {
             use rustls_pki_types::pem::PemObject;
@@ -151,18 +157,39 @@ struct Remote {
 #[derive(Debug, Clone)]
 enum Outcome {
     /// `protection` names the end-to-end encryption, if the copy had one.
-    Delivered { reply: Reply, remote: Remote, protection: Option<&'static str> },
-    Deferred { reason: String, status: String, reply: Option<Reply>, remote: Option<Remote> },
-    Failed { reason: String, status: String, reply: Option<Reply>, remote: Option<Remote> },
+    Delivered {
+        reply: Reply,
+        remote: Remote,
+        protection: Option<&'static str>,
+    },
+    Deferred {
+        reason: String,
+        status: String,
+        reply: Option<Reply>,
+        remote: Option<Remote>,
+    },
+    Failed {
+        reason: String,
+        status: String,
+        reply: Option<Reply>,
+        remote: Option<Remote>,
+    },
     /// The hop cannot give the verified TLS this recipient's decision demands: the plan's
     /// next step decides (see `Inner::resolve`).
-    NeedsProtectedFallback { reason: String, remote: Option<Remote> },
+    NeedsProtectedFallback {
+        reason: String,
+        remote: Option<Remote>,
+    },
     /// The plan sends this copy through the secure portal.
-    ToPortal { reason: String },
+    ToPortal {
+        reason: String,
+    },
     /// Handed to the secure portal, notices queued.
     ViaPortal,
     /// Kept for an operator (`carepost queue release`), with the reason.
-    Held { reason: String },
+    Held {
+        reason: String,
+    },
     Suppressed,
 }
 
@@ -181,9 +208,9 @@ impl Outcome {
     fn remote(&self) -> Option<&Remote> {
         match self {
             Outcome::Delivered { remote, .. } => Some(remote),
-            Outcome::Deferred { remote, .. } | Outcome::Failed { remote, .. } | Outcome::NeedsProtectedFallback { remote, .. } => {
-                remote.as_ref()
-            }
+            Outcome::Deferred { remote, .. }
+            | Outcome::Failed { remote, .. }
+            | Outcome::NeedsProtectedFallback { remote, .. } => remote.as_ref(),
             Outcome::Suppressed | Outcome::ToPortal { .. } | Outcome::ViaPortal | Outcome::Held { .. } => None,
         }
     }
@@ -193,10 +220,18 @@ impl Outcome {
         if reply.is_positive() {
             Outcome::Delivered { reply, remote: remote.clone(), protection: None }
         } else if reply.is_permanent() {
-            let reason = if reply.local { reply.text.clone() } else { "the recipient's mail server refused the message".to_owned() };
+            let reason = if reply.local {
+                reply.text.clone()
+            } else {
+                "the recipient's mail server refused the message".to_owned()
+            };
             Outcome::Failed { reason, status, reply: Some(reply), remote: Some(remote.clone()) }
         } else {
-            let reason = if reply.local { reply.text.clone() } else { "the recipient's mail server asked to try again later".to_owned() };
+            let reason = if reply.local {
+                reply.text.clone()
+            } else {
+                "the recipient's mail server asked to try again later".to_owned()
+            };
             Outcome::Deferred { reason, status, reply: Some(reply), remote: Some(remote.clone()) }
         }
     }
@@ -290,7 +325,8 @@ impl QueueRunner {
         let tls = TlsContext::new(&env.extra_roots)?;
         let mut sts_fetch = env.sts_fetch.clone();
         sts_fetch.extra_roots_der.extend(env.extra_roots.iter().map(|c| c.as_ref().to_vec()));
-        let sts = MtaSts::new(config.mta_sts_timeout.duration(), &sts_fetch)?.persist_in(spool.store().clone(), spool.ring().clone());
+        let sts = MtaSts::new(config.mta_sts_timeout.duration(), &sts_fetch)?
+            .persist_in(spool.store().clone(), spool.ring().clone());
         let auth = if config.smart_host_username.is_empty() {
             None
         } else {
@@ -354,7 +390,13 @@ impl QueueRunner {
         let inner = &self.inner;
         // One serve owns the queue (the data directory lock): in-flight rows are leftovers.
         let now = Timestamp::now().as_micros();
-        match inner.spool.store().writer().run(move |tx| Box::pin(async move { queue::requeue_inflight(tx, now).await })).await {
+        match inner
+            .spool
+            .store()
+            .writer()
+            .run(move |tx| Box::pin(async move { queue::requeue_inflight(tx, now).await }))
+            .await
+        {
             Ok(n) if n > 0 => tracing::info!(recipients = n, "re-queued deliveries interrupted by the last stop"),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "cannot re-queue interrupted deliveries"),
@@ -428,7 +470,8 @@ impl QueueRunner {
     async fn stop(&self) {
         let inner = &self.inner;
         inner.stopping.store(true, Ordering::SeqCst);
-        let dests: Vec<Arc<Destination>> = inner.destinations.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let dests: Vec<Arc<Destination>> =
+            inner.destinations.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         let mut unstarted = Vec::new();
         for dest in &dests {
             let mut st = dest.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -443,14 +486,22 @@ impl QueueRunner {
         let deadline = tokio::time::Instant::now() + inner.env.shutdown_grace;
         while inner.workers.load(Ordering::SeqCst) > 0 {
             if tokio::time::timeout_at(deadline, inner.workers_done.notified()).await.is_err() {
-                tracing::warn!(workers = inner.workers.load(Ordering::SeqCst), "deliveries still in progress at shutdown; their leases will make them due again");
+                tracing::warn!(
+                    workers = inner.workers.load(Ordering::SeqCst),
+                    "deliveries still in progress at shutdown; their leases will make them due again"
+                );
                 break;
             }
         }
         if !unstarted.is_empty() {
             let now = Timestamp::now().as_micros();
             let n = unstarted.len();
-            let result = inner.spool.store().writer().run(move |tx| Box::pin(async move { queue::requeue(tx, &unstarted, now).await })).await;
+            let result = inner
+                .spool
+                .store()
+                .writer()
+                .run(move |tx| Box::pin(async move { queue::requeue(tx, &unstarted, now).await }))
+                .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, recipients = n, "cannot put back unstarted deliveries; their leases will");
             }
@@ -485,14 +536,15 @@ impl QueueRunner {
                 }
             }
         }
-        let opened: Vec<(Vec<RecipientRow>, Result<OpenedMessage, crate::SpoolError>)> = futures::stream::iter(by_message)
-            .map(|(id, rows)| {
-                let spool = inner.spool.clone();
-                async move { (rows, spool.open(&id).await) }
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
+        let opened: Vec<(Vec<RecipientRow>, Result<OpenedMessage, crate::SpoolError>)> =
+            futures::stream::iter(by_message)
+                .map(|(id, rows)| {
+                    let spool = inner.spool.clone();
+                    async move { (rows, spool.open(&id).await) }
+                })
+                .buffer_unordered(8)
+                .collect()
+                .await;
         for (rows, message) in opened {
             match message {
                 Ok(message) => self.dispatch(message, rows).await,
@@ -547,7 +599,15 @@ impl QueueRunner {
                 let outcomes = positions
                     .iter()
                     .map(|&p| {
-                        (p, Outcome::Deferred { reason: "suppression list unavailable".into(), status: "4.3.0".into(), reply: None, remote: None })
+                        (
+                            p,
+                            Outcome::Deferred {
+                                reason: "suppression list unavailable".into(),
+                                status: "4.3.0".into(),
+                                reply: None,
+                                remote: None,
+                            },
+                        )
                     })
                     .collect();
                 self.inner.finish(&ctx, outcomes).await;
@@ -574,7 +634,12 @@ impl QueueRunner {
                 Step::Transport => require_tls || decision.as_ref().is_some_and(|d| d.require_verified_tls),
                 Step::Smime | Step::Pgp => require_tls,
                 Step::Portal => {
-                    immediate.push((pos, Outcome::ToPortal { reason: "policy sends this recipient's copy through the secure portal".into() }));
+                    immediate.push((
+                        pos,
+                        Outcome::ToPortal {
+                            reason: "policy sends this recipient's copy through the secure portal".into(),
+                        },
+                    ));
                     continue;
                 }
                 Step::Hold => {
@@ -583,18 +648,28 @@ impl QueueRunner {
                 }
                 Step::Bounce => {
                     let reason = "policy does not allow this message to be delivered to this recipient".to_owned();
-                    immediate.push((pos, Outcome::Failed { reason, status: "5.7.1".into(), reply: None, remote: None }));
+                    immediate
+                        .push((pos, Outcome::Failed { reason, status: "5.7.1".into(), reply: None, remote: None }));
                     continue;
                 }
             };
             match routing::route_for(&inner.config, recipient.recipient.address.domain(), inner.env.mx_port) {
                 Ok(route) => match transform.sharing_key() {
-                    Some(key) => groups.entry((route, require_verified, key)).or_insert_with(|| (Arc::new(transform), Vec::new())).1.push(pos),
+                    Some(key) => groups
+                        .entry((route, require_verified, key))
+                        .or_insert_with(|| (Arc::new(transform), Vec::new()))
+                        .1
+                        .push(pos),
                     None => alone.push((route, require_verified, Arc::new(transform), pos)),
                 },
                 Err(e) => immediate.push((
                     pos,
-                    Outcome::Deferred { reason: format!("delivery configuration: {e}"), status: "4.3.5".into(), reply: None, remote: None },
+                    Outcome::Deferred {
+                        reason: format!("delivery configuration: {e}"),
+                        status: "4.3.5".into(),
+                        reply: None,
+                        remote: None,
+                    },
                 )),
             }
         }
@@ -604,12 +679,17 @@ impl QueueRunner {
         let per_tx = inner.config.max_recipients_per_transaction.max(1);
         for ((route, require_verified, _), (transform, rcpts)) in groups {
             for chunk in rcpts.chunks(per_tx) {
-                let job = Job { message: ctx.clone(), rcpts: chunk.to_vec(), require_verified, transform: transform.clone() };
+                let job =
+                    Job { message: ctx.clone(), rcpts: chunk.to_vec(), require_verified, transform: transform.clone() };
                 Inner::enqueue(&self.inner, route.clone(), job);
             }
         }
         for (route, require_verified, transform, pos) in alone {
-            Inner::enqueue(&self.inner, route, Job { message: ctx.clone(), rcpts: vec![pos], require_verified, transform });
+            Inner::enqueue(
+                &self.inner,
+                route,
+                Job { message: ctx.clone(), rcpts: vec![pos], require_verified, transform },
+            );
         }
     }
 
@@ -625,13 +705,15 @@ impl QueueRunner {
         };
         let wants_keys = matches!(decision.method, Some(Method::Best | Method::Smime | Method::Pgp));
         let keys = match (&self.inner.env.keys, wants_keys) {
-            (Some(directory), true) => match directory.lookup(&message.tenant, &message.recipients[pos].recipient.address).await {
-                Ok(keys) => keys,
-                Err(e) => {
-                    tracing::warn!(message = %message.row.id, error = %e, "key look-up failed; planning without keys");
-                    Default::default()
+            (Some(directory), true) => {
+                match directory.lookup(&message.tenant, &message.recipients[pos].recipient.address).await {
+                    Ok(keys) => keys,
+                    Err(e) => {
+                        tracing::warn!(message = %message.row.id, error = %e, "key look-up failed; planning without keys");
+                        Default::default()
+                    }
                 }
-            },
+            }
             _ => Default::default(),
         };
         let caps = Capabilities { smime_certificate: !keys.smime.is_empty(), pgp_key: !keys.pgp.is_empty() };
@@ -647,9 +729,7 @@ impl QueueRunner {
 
 /// Positions in the opened message of the claimed rows.
 fn positions(message: &OpenedMessage, rows: &[RecipientRow]) -> Vec<usize> {
-    rows.iter()
-        .filter_map(|row| message.recipients.iter().position(|r| r.row.idx == row.idx))
-        .collect()
+    rows.iter().filter_map(|row| message.recipients.iter().position(|r| r.row.idx == row.idx)).collect()
 }
 
 impl Inner {
@@ -662,7 +742,11 @@ impl Inner {
             });
             map.entry(route.clone())
                 .or_insert_with(|| {
-                    Arc::new(Destination { route, state: Mutex::new(DestState { jobs: VecDeque::new(), workers: 0 }), wake: Notify::new() })
+                    Arc::new(Destination {
+                        route,
+                        state: Mutex::new(DestState { jobs: VecDeque::new(), workers: 0 }),
+                        wake: Notify::new(),
+                    })
                 })
                 .clone()
         };
@@ -732,7 +816,11 @@ impl Inner {
                         let mut jobs = vec![job];
                         jobs.extend(dest.state.lock().unwrap_or_else(|p| p.into_inner()).jobs.drain(..));
                         for job in jobs {
-                            let outcomes = job.rcpts.iter().map(|&p| (p, session_outcome(&failure, job.require_verified))).collect();
+                            let outcomes = job
+                                .rcpts
+                                .iter()
+                                .map(|&p| (p, session_outcome(&failure, job.require_verified)))
+                                .collect();
                             self.finish(&job.message, outcomes).await;
                         }
                         continue;
@@ -786,14 +874,37 @@ impl Inner {
             let ips = match dns.ips(&candidate.host).await {
                 Ok(ips) => ips,
                 Err(e) => {
-                    last = SessionFailure { permanent: false, status: "4.4.4", reason: format!("no address for the mail server: {e}"), tls: false, remote: None };
+                    last = SessionFailure {
+                        permanent: false,
+                        status: "4.4.4",
+                        reason: format!("no address for the mail server: {e}"),
+                        tls: false,
+                        remote: None,
+                    };
                     continue;
                 }
             };
-            let demand = match tls_policy::host_policy(&self.config, dns, route.kind, &route.domain, candidate, ips.secure, sts.as_deref()).await {
+            let demand = match tls_policy::host_policy(
+                &self.config,
+                dns,
+                route.kind,
+                &route.domain,
+                candidate,
+                ips.secure,
+                sts.as_deref(),
+            )
+            .await
+            {
                 HostPolicy::Use(d) => d,
                 HostPolicy::Skip(reason) => {
-                    self.tls_report(route, candidate, None, &TlsDemand::Never, sts.as_deref(), Some(ResultType::ValidationFailure));
+                    self.tls_report(
+                        route,
+                        candidate,
+                        None,
+                        &TlsDemand::Never,
+                        sts.as_deref(),
+                        Some(ResultType::ValidationFailure),
+                    );
                     last = SessionFailure { permanent: false, status: "4.7.5", reason, tls: true, remote: None };
                     continue;
                 }
@@ -801,7 +912,14 @@ impl Inner {
                     let tlsa = ReportedPolicy { kind: PolicyType::Tlsa, strings: Vec::new() };
                     if let Some(c) = &self.tls_rpt {
                         if reports_on(route) {
-                            c.failure(Timestamp::now(), &route.domain, &tlsa, &candidate.host, None, ResultType::DnssecInvalid);
+                            c.failure(
+                                Timestamp::now(),
+                                &route.domain,
+                                &tlsa,
+                                &candidate.host,
+                                None,
+                                ResultType::DnssecInvalid,
+                            );
                         }
                     }
                     last = SessionFailure { permanent: false, status: "4.7.5", reason, tls: false, remote: None };
@@ -817,7 +935,14 @@ impl Inner {
                 let remote = Remote { host: candidate.host.clone(), ip: Some(*ip), tls: None, dsn: false };
                 let mut demand_now = demand.clone();
                 for _ in 0..2 {
-                    let spec = ConnectSpec { addr, host: &candidate.host, helo: &self.helo, demand: &demand_now, auth, timeouts };
+                    let spec = ConnectSpec {
+                        addr,
+                        host: &candidate.host,
+                        helo: &self.helo,
+                        demand: &demand_now,
+                        auth,
+                        timeouts,
+                    };
                     match SmtpConnection::connect(spec, &self.tls).await {
                         Ok(mut conn) => {
                             // Postfix's "mail loops back to myself": the next hop is this
@@ -902,13 +1027,25 @@ impl Inner {
         if job.require_verified && !verification.is_verified() {
             let who = if opened.envelope.require_tls { "REQUIRETLS: the sender" } else { "policy" };
             let reason = match &session.remote.tls {
-                None => format!("{who} requires verified TLS, but the connection to the recipient's server is not encrypted (no STARTTLS)"),
-                Some(_) => format!("{who} requires verified TLS, but the recipient's server certificate could not be verified"),
+                None => format!(
+                    "{who} requires verified TLS, but the connection to the recipient's server is not encrypted (no STARTTLS)"
+                ),
+                Some(_) => {
+                    format!("{who} requires verified TLS, but the recipient's server certificate could not be verified")
+                }
             };
             let outcomes = job
                 .rcpts
                 .iter()
-                .map(|&p| (p, Outcome::NeedsProtectedFallback { reason: reason.clone(), remote: Some(session.remote.clone()) }))
+                .map(|&p| {
+                    (
+                        p,
+                        Outcome::NeedsProtectedFallback {
+                            reason: reason.clone(),
+                            remote: Some(session.remote.clone()),
+                        },
+                    )
+                })
                 .collect();
             return (outcomes, true);
         }
@@ -923,7 +1060,17 @@ impl Inner {
                 let outcomes = job
                     .rcpts
                     .iter()
-                    .map(|&p| (p, Outcome::Deferred { reason: reason.clone(), status: "4.3.0".into(), reply: None, remote: None }))
+                    .map(|&p| {
+                        (
+                            p,
+                            Outcome::Deferred {
+                                reason: reason.clone(),
+                                status: "4.3.0".into(),
+                                reply: None,
+                                remote: None,
+                            },
+                        )
+                    })
                     .collect();
                 return (outcomes, true);
             }
@@ -969,7 +1116,15 @@ impl Inner {
                     .rcpts
                     .iter()
                     .map(|&p| {
-                        (p, Outcome::Deferred { reason: reason.clone(), status: "4.4.2".into(), reply: None, remote: Some(session.remote.clone()) })
+                        (
+                            p,
+                            Outcome::Deferred {
+                                reason: reason.clone(),
+                                status: "4.4.2".into(),
+                                reply: None,
+                                remote: Some(session.remote.clone()),
+                            },
+                        )
                     })
                     .collect();
                 (outcomes, false)
@@ -1059,14 +1214,18 @@ impl Inner {
             let mut outcome = outcome;
             // A temporary failure past the message's lifetime is final.
             if let Outcome::Deferred { reason, status: _, reply, remote } = &outcome
-                && now >= expire_at {
-                    outcome = Outcome::Failed {
-                        reason: format!("could not be delivered for {}: {reason}", crate::config::Interval::secs(age_secs.max(0) as u64)),
-                        status: "5.4.7".into(),
-                        reply: reply.clone(),
-                        remote: remote.clone(),
-                    };
-                }
+                && now >= expire_at
+            {
+                outcome = Outcome::Failed {
+                    reason: format!(
+                        "could not be delivered for {}: {reason}",
+                        crate::config::Interval::secs(age_secs.max(0) as u64)
+                    ),
+                    status: "5.4.7".into(),
+                    reply: reply.clone(),
+                    remote: remote.clone(),
+                };
+            }
             let remote = outcome.remote().cloned();
             let dsn_entry = |action: Action, status: String, reason: String, reply: Option<&Reply>| DsnRecipient {
                 address: rcpt.recipient.address.as_str().to_owned(),
@@ -1091,7 +1250,10 @@ impl Inner {
                 }
                 match &r.tls {
                     Some(t) => {
-                        event = event.detail("tls", &t.version).detail("cipher", &t.cipher).detail("verified", t.verification.as_str());
+                        event = event
+                            .detail("tls", &t.version)
+                            .detail("cipher", &t.cipher)
+                            .detail("verified", t.verification.as_str());
                     }
                     None => event = event.detail("tls", "none").detail("verified", "none"),
                 }
@@ -1101,7 +1263,9 @@ impl Inner {
             let status_code = match &outcome {
                 Outcome::Delivered { reply, .. } => reply.status(),
                 Outcome::Deferred { status, .. } | Outcome::Failed { status, .. } => status.clone(),
-                Outcome::NeedsProtectedFallback { .. } | Outcome::ToPortal { .. } | Outcome::Held { .. } => "4.7.10".to_owned(),
+                Outcome::NeedsProtectedFallback { .. } | Outcome::ToPortal { .. } | Outcome::Held { .. } => {
+                    "4.7.10".to_owned()
+                }
                 Outcome::ViaPortal => "2.0.0".to_owned(),
                 Outcome::Suppressed => "5.7.1".to_owned(),
             };
@@ -1110,9 +1274,24 @@ impl Inner {
                     let method = protection.unwrap_or(if remote.tls.is_some() { "tls" } else { "smtp" });
                     event = event.detail("reply", reply.code).detail("status", reply.status()).detail("method", method);
                     if notify.success && !notify.never && !remote.dsn {
-                        successes.push((pos, dsn_entry(Action::Relayed, reply.status(), "delivered to the recipient's mail server, which does not report delivery".into(), Some(reply))));
+                        successes.push((
+                            pos,
+                            dsn_entry(
+                                Action::Relayed,
+                                reply.status(),
+                                "delivered to the recipient's mail server, which does not report delivery".into(),
+                                Some(reply),
+                            ),
+                        ));
                     }
-                    (state::DELIVERED, now.as_micros(), reply.line(), Some(method.to_owned()), AuditOutcome::Success, rcpt.row.delay_notified)
+                    (
+                        state::DELIVERED,
+                        now.as_micros(),
+                        reply.line(),
+                        Some(method.to_owned()),
+                        AuditOutcome::Success,
+                        rcpt.row.delay_notified,
+                    )
                 }
                 Outcome::Deferred { reason, status, reply, .. } => {
                     if let Some(r) = reply {
@@ -1126,7 +1305,10 @@ impl Inner {
                     if !notified && notice_after > 0 && age_secs >= notice_after {
                         notified = true;
                         if notify.delay && !notify.never {
-                            delays.push((pos, dsn_entry(Action::Delayed, status.clone(), reason.clone(), reply.as_ref())));
+                            delays.push((
+                                pos,
+                                dsn_entry(Action::Delayed, status.clone(), reason.clone(), reply.as_ref()),
+                            ));
                         }
                     }
                     let text = reply.as_ref().map(Reply::line).unwrap_or_else(|| format!("{status} {reason}"));
@@ -1156,23 +1338,56 @@ impl Inner {
                     let text = reply.as_ref().map(Reply::line).unwrap_or_else(|| format!("{status} {reason}"));
                     (state::BOUNCED, now.as_micros(), text, None, AuditOutcome::Failure, rcpt.row.delay_notified)
                 }
-                Outcome::NeedsProtectedFallback { reason, .. } | Outcome::ToPortal { reason } | Outcome::Held { reason } => {
+                Outcome::NeedsProtectedFallback { reason, .. }
+                | Outcome::ToPortal { reason }
+                | Outcome::Held { reason } => {
                     event = event.detail("reason", "held by policy or for want of verified TLS");
-                    (state::HELD, now.as_micros(), format!("4.7.10 held: {reason}"), None, AuditOutcome::Denied, rcpt.row.delay_notified)
+                    (
+                        state::HELD,
+                        now.as_micros(),
+                        format!("4.7.10 held: {reason}"),
+                        None,
+                        AuditOutcome::Denied,
+                        rcpt.row.delay_notified,
+                    )
                 }
                 Outcome::ViaPortal => {
                     event = event.detail("method", "portal");
                     if notify.success && !notify.never {
-                        successes.push((pos, dsn_entry(Action::Delivered, "2.0.0".into(), "stored in the secure portal; the recipient was sent a notice".into(), None)));
+                        successes.push((
+                            pos,
+                            dsn_entry(
+                                Action::Delivered,
+                                "2.0.0".into(),
+                                "stored in the secure portal; the recipient was sent a notice".into(),
+                                None,
+                            ),
+                        ));
                     }
-                    (state::DELIVERED, now.as_micros(), "250 2.0.0 stored in the secure portal".to_owned(), Some("portal".to_owned()), AuditOutcome::Success, rcpt.row.delay_notified)
+                    (
+                        state::DELIVERED,
+                        now.as_micros(),
+                        "250 2.0.0 stored in the secure portal".to_owned(),
+                        Some("portal".to_owned()),
+                        AuditOutcome::Success,
+                        rcpt.row.delay_notified,
+                    )
                 }
                 Outcome::Suppressed => {
-                    let reason = "the address is on the suppression list (an earlier hard bounce, complaint or unsubscribe)".to_owned();
+                    let reason =
+                        "the address is on the suppression list (an earlier hard bounce, complaint or unsubscribe)"
+                            .to_owned();
                     if notify.failure && !notify.never {
                         bounces.push((pos, dsn_entry(Action::Failed, "5.7.1".into(), reason.clone(), None)));
                     }
-                    (state::BOUNCED, now.as_micros(), format!("5.7.1 {reason}"), None, AuditOutcome::Denied, rcpt.row.delay_notified)
+                    (
+                        state::BOUNCED,
+                        now.as_micros(),
+                        format!("5.7.1 {reason}"),
+                        None,
+                        AuditOutcome::Denied,
+                        rcpt.row.delay_notified,
+                    )
                 }
             };
             events.push(event.outcome(audit_outcome));
@@ -1185,7 +1400,15 @@ impl Inner {
             };
             updates.push((
                 idx,
-                RecipientUpdate { state, attempts, next_attempt_at: next, last_reply: sealed, method, delay_notified, status: Some(status_code) },
+                RecipientUpdate {
+                    state,
+                    attempts,
+                    next_attempt_at: next,
+                    last_reply: sealed,
+                    method,
+                    delay_notified,
+                    status: Some(status_code),
+                },
             ));
         }
 
@@ -1269,7 +1492,10 @@ impl Inner {
                             Outcome::Failed { reason, status: "5.7.10".into(), reply: None, remote }
                         }
                         Step::Portal if self.env.portal.is_some() => self.hand_to_portal(message, pos, reason).await,
-                        Step::Portal => Outcome::NeedsProtectedFallback { reason: format!("{reason}; no secure portal is configured"), remote },
+                        Step::Portal => Outcome::NeedsProtectedFallback {
+                            reason: format!("{reason}; no secure portal is configured"),
+                            remote,
+                        },
                         _ => Outcome::NeedsProtectedFallback { reason, remote },
                     }
                 }
@@ -1305,7 +1531,11 @@ impl Inner {
 
     /// Queues a DSN to the message's sender. `Ok(None)` when the sender is the null path:
     /// a bounce is never bounced.
-    async fn notify_sender(&self, message: &MessageCtx, entries: &[(usize, DsnRecipient)]) -> Result<Option<String>, crate::SpoolError> {
+    async fn notify_sender(
+        &self,
+        message: &MessageCtx,
+        entries: &[(usize, DsnRecipient)],
+    ) -> Result<Option<String>, crate::SpoolError> {
         let opened = &message.opened;
         let Some(sender) = opened.envelope.mail_from.clone() else { return Ok(None) };
         let original = match message.body.get() {

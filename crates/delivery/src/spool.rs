@@ -216,7 +216,8 @@ impl Spool {
         let mut recipients = Vec::with_capacity(s.envelope.recipients.len());
         for (i, r) in s.envelope.recipients.iter().enumerate() {
             let idx = i as i64;
-            let json = serde_json::to_vec(r).map_err(|e| SpoolError::Corrupt { id: id_text.clone(), reason: e.to_string() })?;
+            let json = serde_json::to_vec(r)
+                .map_err(|e| SpoolError::Corrupt { id: id_text.clone(), reason: e.to_string() })?;
             let quarantined = s.quarantined.get(i).copied().unwrap_or(false);
             recipients.push(RecipientRow {
                 message_id: id_text.clone(),
@@ -340,8 +341,8 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::test_support::spool;
+    use super::*;
     use carepost_model::{Address, Source};
 
     fn submission(body: &str) -> Submission {

@@ -86,7 +86,14 @@ pub async fn insert_in(tx: &mut Tx, entry: &PreparedSuppression) -> Result<bool,
 }
 
 /// Adds an address by hand (`carepost suppress add`). Returns false when already listed.
-pub async fn add(spool: &Spool, actor: &str, tenant: &TenantId, address: &Address, reason: SuppressionReason, note: Option<&str>) -> Result<bool, SpoolError> {
+pub async fn add(
+    spool: &Spool,
+    actor: &str,
+    tenant: &TenantId,
+    address: &Address,
+    reason: SuppressionReason,
+    note: Option<&str>,
+) -> Result<bool, SpoolError> {
     let entry = prepare(spool.ring(), tenant, address, reason, note)?;
     let event = Event::new(actor, "suppression.add")
         .target(format!("tenant:{tenant}"))
@@ -143,7 +150,12 @@ pub async fn list(spool: &Spool, tenant: &TenantId) -> Result<Vec<SuppressionEnt
             .map(|d| key.open_field("detail", d))
             .transpose()?
             .map(|d| String::from_utf8_lossy(&d).into_owned());
-        out.push(SuppressionEntry { address, reason: row.reason, detail, created_at: Timestamp::from_micros(row.created_at) });
+        out.push(SuppressionEntry {
+            address,
+            reason: row.reason,
+            detail,
+            created_at: Timestamp::from_micros(row.created_at),
+        });
     }
     Ok(out)
 }
@@ -166,7 +178,10 @@ mod tests {
         let a = Address::parse("Patient.One@Example.net").unwrap();
         assert!(add(&spool, "cli", &tenant, &a, SuppressionReason::Manual, Some("asked to stop")).await.unwrap());
         let same = Address::parse("patient.one@example.NET").unwrap();
-        assert!(!add(&spool, "cli", &tenant, &same, SuppressionReason::Manual, None).await.unwrap(), "case-insensitive");
+        assert!(
+            !add(&spool, "cli", &tenant, &same, SuppressionReason::Manual, None).await.unwrap(),
+            "case-insensitive"
+        );
         let listed = list(&spool, &tenant).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].address, "Patient.One@example.net");

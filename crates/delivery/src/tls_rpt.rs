@@ -16,7 +16,9 @@ use bytes::Bytes;
 use carepost_model::{Address, BodyType, Envelope, Recipient, TenantId, Timestamp};
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::mta_sts::{ReportUri, TlsRpt};
-use mail_auth::report::tlsrpt::{DateRange, FailureDetails, Policy, PolicyDetails, PolicyType, ResultType, Summary, TlsReport};
+use mail_auth::report::tlsrpt::{
+    DateRange, FailureDetails, Policy, PolicyDetails, PolicyType, ResultType, Summary, TlsReport,
+};
 
 use crate::client::ClientError;
 use crate::dns::Dns;
@@ -138,7 +140,15 @@ impl TlsRptCollector {
         });
     }
 
-    pub fn failure(&self, at: Timestamp, domain: &str, policy: &ReportedPolicy, mx: &str, ip: Option<IpAddr>, result: ResultType) {
+    pub fn failure(
+        &self,
+        at: Timestamp,
+        domain: &str,
+        policy: &ReportedPolicy,
+        mx: &str,
+        ip: Option<IpAddr>,
+        result: ResultType,
+    ) {
         self.entry(at, domain, policy, |d| {
             d.mx_hosts.insert(mx.to_owned());
             *d.failures.entry(FailureKey { result, mx: mx.to_owned(), ip }).or_default() += 1;
@@ -251,7 +261,8 @@ pub async fn deliver(
                     smtputf8: false,
                     body: BodyType::SevenBit,
                 };
-                let submission = Submission::new(TenantId::default(), envelope, crate::runner::system_arrival(), Bytes::from(text));
+                let submission =
+                    Submission::new(TenantId::default(), envelope, crate::runner::system_arrival(), Bytes::from(text));
                 match spool.accept(submission).await {
                     Ok(_) => sent += mailboxes.len(),
                     Err(e) => tracing::warn!(error = %e, "cannot queue a TLS report"),
@@ -269,7 +280,8 @@ pub async fn deliver(
             continue;
         }
         let Ok(body) = gz.finish() else { continue };
-        let posted = http.post(url).header(reqwest::header::CONTENT_TYPE, "application/tlsrpt+gzip").body(body).send().await;
+        let posted =
+            http.post(url).header(reqwest::header::CONTENT_TYPE, "application/tlsrpt+gzip").body(body).send().await;
         match posted {
             Ok(r) if r.status().is_success() => sent += 1,
             Ok(r) => tracing::info!(status = %r.status(), "TLS report POST refused"),
@@ -290,7 +302,10 @@ mod tests {
         let day1 = Timestamp::parse("2026-11-23T10:00:00Z").unwrap();
         let day2 = Timestamp::parse("2026-11-24T01:00:00Z").unwrap();
         let dane = ReportedPolicy::of(
-            &TlsDemand::Dane { records: vec![TlsaRecord { usage: 3, selector: 1, matching: 1, data: vec![0xab; 32] }], names: vec![] },
+            &TlsDemand::Dane {
+                records: vec![TlsaRecord { usage: 3, selector: 1, matching: 1, data: vec![0xab; 32] }],
+                names: vec![],
+            },
             None,
         );
         c.success(day1, "Partner.Example", &dane, "mx1.partner.example");
@@ -325,9 +340,15 @@ mod tests {
     fn failures_map_to_rfc_8460_result_types() {
         let tls = |reason: &str| ClientError::Tls { policy: "MTA-STS", reason: reason.into(), required: true };
         assert_eq!(result_type(&ClientError::NoStartTls { policy: "DANE" }), Some(ResultType::StartTlsNotSupported));
-        assert_eq!(result_type(&tls("invalid peer certificate: certificate not valid for name \"mx\"")), Some(ResultType::CertificateHostMismatch));
+        assert_eq!(
+            result_type(&tls("invalid peer certificate: certificate not valid for name \"mx\"")),
+            Some(ResultType::CertificateHostMismatch)
+        );
         assert_eq!(result_type(&tls("invalid peer certificate: Expired")), Some(ResultType::CertificateExpired));
-        assert_eq!(result_type(&tls("invalid peer certificate: UnknownIssuer")), Some(ResultType::CertificateNotTrusted));
+        assert_eq!(
+            result_type(&tls("invalid peer certificate: UnknownIssuer")),
+            Some(ResultType::CertificateNotTrusted)
+        );
         assert_eq!(result_type(&tls("the certificate matches no TLSA record (DANE)")), Some(ResultType::TlsaInvalid));
         assert_eq!(result_type(&ClientError::Timeout { stage: "greeting" }), None);
     }

@@ -69,7 +69,8 @@ async fn submit(spool: &Spool, from: Option<&str>, to: &[&str], body: &str, deci
         smtputf8: false,
         body: Default::default(),
     };
-    let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
+    let arrival: Arrival =
+        serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
     let text = format!(
         "From: <{}>\r\nTo: <{}>\r\nSubject: test\r\nMessage-ID: <{}@clinic.test>\r\n\r\n{body}\r\n",
         from.unwrap_or("x@clinic.test"),
@@ -128,7 +129,10 @@ async fn delivers_to_postfix_smtp_sink_through_the_smart_host() {
     let spool = support::spool(dir.path()).await;
     let mut ids = Vec::new();
     for i in 0..40 {
-        ids.push(submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], &format!("MARKER-{i:03}-END"), vec![]).await);
+        ids.push(
+            submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], &format!("MARKER-{i:03}-END"), vec![])
+                .await,
+        );
     }
     let runner = QueueRunner::new(spool.clone(), smart_host(sink.addr.port()), env(StaticDns::new(), 25)).unwrap();
     let handle = start(&runner);
@@ -157,7 +161,10 @@ async fn connections_are_reused_and_limited_per_destination() {
     let spool = support::spool(dir.path()).await;
     let mut ids = Vec::new();
     for i in 0..30 {
-        ids.push(submit(&spool, Some("clinic@clinic.test"), &["a@example.net", "b@example.net"], &format!("m{i}"), vec![]).await);
+        ids.push(
+            submit(&spool, Some("clinic@clinic.test"), &["a@example.net", "b@example.net"], &format!("m{i}"), vec![])
+                .await,
+        );
     }
     let mut c = smart_host(server.addr.port());
     c.max_connections_per_destination = 2;
@@ -190,7 +197,8 @@ async fn a_4xx_then_2xx_is_delivered_exactly_once() {
     stop(handle).await;
     let received = server.received();
     assert_eq!(received.iter().filter(|r| r.text().contains("ONCE-ONLY")).count(), 1);
-    let outcomes: Vec<String> = attempts_of(&spool, &id).await.iter().map(|a| a["outcome"].as_str().unwrap().to_owned()).collect();
+    let outcomes: Vec<String> =
+        attempts_of(&spool, &id).await.iter().map(|a| a["outcome"].as_str().unwrap().to_owned()).collect();
     assert_eq!(outcomes, vec!["deferred", "delivered"]);
     let rows = spool.store().recipients(&id).await.unwrap();
     assert_eq!(rows[0].attempts, 2);
@@ -204,12 +212,16 @@ async fn a_5xx_bounces_with_a_dsn_to_the_sender_and_suppresses_the_address() {
     behaviour.rcpt_replies.push(("gone@example.net".into(), "550 5.1.1 <gone@example.net>: user unknown".into()));
     let server = TestSmtp::start(behaviour).await;
     let spool = support::spool(dir.path()).await;
-    let id = submit(&spool, Some("clinic@clinic.test"), &["gone@example.net", "here@example.net"], "BOUNCE-ME", vec![]).await;
+    let id = submit(&spool, Some("clinic@clinic.test"), &["gone@example.net", "here@example.net"], "BOUNCE-ME", vec![])
+        .await;
     let runner = QueueRunner::new(spool.clone(), smart_host(server.addr.port()), env(StaticDns::new(), 25)).unwrap();
     let handle = start(&runner);
     wait_states(&spool, &id, &["bounced", "delivered"]).await;
     // The DSN goes out like any message (through the same smart host) with the null sender.
-    eventually(WAIT, "the DSN reaching the sender's server", || server.received().iter().any(|r| r.mail_from.starts_with("<>"))).await;
+    eventually(WAIT, "the DSN reaching the sender's server", || {
+        server.received().iter().any(|r| r.mail_from.starts_with("<>"))
+    })
+    .await;
     let dsn = server.received().into_iter().find(|r| r.mail_from.starts_with("<>")).unwrap();
     assert_eq!(dsn.rcpts, vec!["<clinic@clinic.test>".to_owned()]);
     let text = dsn.text();
@@ -278,7 +290,8 @@ async fn a_peer_hiding_starttls_never_gets_a_tls_required_message_in_clear() {
     let runner = QueueRunner::new(spool.clone(), c, e).unwrap();
 
     // A TLS-required domain: deferred, never sent.
-    let required = submit(&spool, Some("clinic@clinic.test"), &["patient@required.test"], "SECRET-REQUIRED", vec![]).await;
+    let required =
+        submit(&spool, Some("clinic@clinic.test"), &["patient@required.test"], "SECRET-REQUIRED", vec![]).await;
     // Policy demands verified TLS for this recipient of an ordinary domain: held for the
     // protected fallback, never sent.
     let decided = submit(
@@ -305,17 +318,23 @@ async fn a_peer_hiding_starttls_never_gets_a_tls_required_message_in_clear() {
     assert!(received.iter().any(|r| r.text().contains("ORDINARY")));
     let opened = spool.open(&required).await.unwrap();
     assert_eq!(opened.recipients[0].row.state, "queued");
-    assert!(opened.recipients[0].last_reply.as_deref().unwrap().contains("STARTTLS"), "{:?}", opened.recipients[0].last_reply);
+    assert!(
+        opened.recipients[0].last_reply.as_deref().unwrap().contains("STARTTLS"),
+        "{:?}",
+        opened.recipients[0].last_reply
+    );
     let held = spool.open(&decided).await.unwrap();
-    assert!(held.recipients[0].last_reply.as_deref().unwrap().contains("verified TLS"), "{:?}", held.recipients[0].last_reply);
+    assert!(
+        held.recipients[0].last_reply.as_deref().unwrap().contains("verified TLS"),
+        "{:?}",
+        held.recipients[0].last_reply
+    );
     let attempt = &attempts_of(&spool, &decided).await[0];
     assert_eq!(attempt["outcome"], "held");
     assert_eq!(attempt["tls"], "none");
 }
 
-async fn sts_setup(
-    cert_names: &[&str],
-) -> (tempfile::TempDir, Spool, TestSmtp, TestHttps, QueueRunner, TestCa) {
+async fn sts_setup(cert_names: &[&str]) -> (tempfile::TempDir, Spool, TestSmtp, TestHttps, QueueRunner, TestCa) {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let server = TestSmtp::start(Behaviour { tls: Some(ca.server_config(cert_names)), ..Behaviour::default() }).await;
@@ -328,7 +347,11 @@ async fn sts_setup(
     let spool = support::spool(dir.path()).await;
     let mut e = env(dns, server.addr.port());
     e.extra_roots = vec![ca.cert.clone()];
-    e.sts_fetch = StsFetchOptions { extra_roots_der: Vec::new(), resolve: vec![("mta-sts.sts.test".into(), https.addr)], port: Some(https.addr.port()) };
+    e.sts_fetch = StsFetchOptions {
+        extra_roots_der: Vec::new(),
+        resolve: vec![("mta-sts.sts.test".into(), https.addr)],
+        port: Some(https.addr.port()),
+    };
     let runner = QueueRunner::new(spool.clone(), config(), e).unwrap();
     (dir, spool, server, https, runner, ca)
 }
@@ -383,13 +406,18 @@ async fn a_learned_mta_sts_policy_outlives_a_restart_and_its_policy_host() {
     // stands between the next message and a downgrade to opportunistic TLS.
     let dead = https.addr;
     drop((runner, https));
-    let impostor = TestSmtp::start(Behaviour { tls: Some(ca.server_config(&["wrong.example"])), ..Behaviour::default() }).await;
+    let impostor =
+        TestSmtp::start(Behaviour { tls: Some(ca.server_config(&["wrong.example"])), ..Behaviour::default() }).await;
     let dns = partner_dns("sts.test", "mx.sts.test");
     dns.set_insecure("sts.test").set_insecure("mx.sts.test");
     dns.add_txt("_mta-sts.sts.test", "v=STSv1; id=20261123T000000;");
     let mut e = env(dns, impostor.addr.port());
     e.extra_roots = vec![ca.cert.clone()];
-    e.sts_fetch = StsFetchOptions { extra_roots_der: Vec::new(), resolve: vec![("mta-sts.sts.test".into(), dead)], port: Some(dead.port()) };
+    e.sts_fetch = StsFetchOptions {
+        extra_roots_der: Vec::new(),
+        resolve: vec![("mta-sts.sts.test".into(), dead)],
+        port: Some(dead.port()),
+    };
     let restarted = QueueRunner::new(spool.clone(), config(), e).unwrap();
     let id = submit(&spool, Some("clinic@clinic.test"), &["patient@sts.test"], "STS-SECRET-2", vec![]).await;
     let handle = start(&restarted);
@@ -416,7 +444,10 @@ async fn dane_matches_the_tlsa_record_or_nothing_is_sent() {
     dns.add_tlsa(&format!("_{}._tcp.mx.dane.test", server.addr.port()), dane::record_for(&cert, 3, 1, 1).unwrap());
     let (other, _) = support::self_signed(&["mx.dane.test"]);
     dns.add_mx("wrongdane.test", 10, "mx.wrongdane.test").add_ip("mx.wrongdane.test", loopback());
-    dns.add_tlsa(&format!("_{}._tcp.mx.wrongdane.test", server.addr.port()), dane::record_for(&other, 3, 1, 1).unwrap());
+    dns.add_tlsa(
+        &format!("_{}._tcp.mx.wrongdane.test", server.addr.port()),
+        dane::record_for(&other, 3, 1, 1).unwrap(),
+    );
     dns.add_txt("_smtp._tls.wrongdane.test", "v=TLSRPTv1; rua=mailto:tls@reports.test");
     let spool = support::spool(dir.path()).await;
     let runner = QueueRunner::new(spool.clone(), config(), env(dns, server.addr.port())).unwrap();
@@ -521,7 +552,10 @@ async fn a_delay_notice_is_sent_once_while_retrying() {
     let notices: Vec<_> = server.received().into_iter().filter(|r| r.text().contains("Action: delayed")).collect();
     assert_eq!(notices.len(), 1, "one delay notice per recipient");
     let text = notices[0].text();
-    assert!(text.contains("Will-Retry-Until:") && text.contains("Diagnostic-Code: smtp; 451 4.2.1 mailbox busy"), "{text}");
+    assert!(
+        text.contains("Will-Retry-Until:") && text.contains("Diagnostic-Code: smtp; 451 4.2.1 mailbox busy"),
+        "{text}"
+    );
     assert_eq!(spool.store().recipients(&id).await.unwrap()[0].state, "queued");
 }
 
@@ -533,7 +567,16 @@ async fn restart_mid_delivery_loses_nothing() {
     let spool = support::spool(dir.path()).await;
     let mut ids = Vec::new();
     for i in 0..30 {
-        ids.push(submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], &format!("RESTART-{i:02}-END"), vec![]).await);
+        ids.push(
+            submit(
+                &spool,
+                Some("clinic@clinic.test"),
+                &["patient@example.net"],
+                &format!("RESTART-{i:02}-END"),
+                vec![],
+            )
+            .await,
+        );
     }
     let mut c = smart_host(server.addr.port());
     c.max_connections_per_destination = 3;
@@ -566,14 +609,19 @@ async fn chunking_without_pipelining_and_dot_lines_arrive_intact() {
     for (chunking, pipelining) in [(true, true), (true, false), (false, false)] {
         let server = TestSmtp::start(Behaviour { chunking, pipelining, ..Behaviour::default() }).await;
         let id = submit(&spool, Some("clinic@clinic.test"), &["a@example.net", "b@example.net"], body, vec![]).await;
-        let runner = QueueRunner::new(spool.clone(), smart_host(server.addr.port()), env(StaticDns::new(), 25)).unwrap();
+        let runner =
+            QueueRunner::new(spool.clone(), smart_host(server.addr.port()), env(StaticDns::new(), 25)).unwrap();
         let handle = start(&runner);
         wait_states(&spool, &id, &["delivered", "delivered"]).await;
         stop(handle).await;
         assert_eq!(server.saw_command("BDAT"), chunking);
         let received = server.received();
         assert_eq!(received.len(), 1);
-        assert!(received[0].text().contains("line one\r\n.leading dot\r\n..two dots\r\n.\r\n"), "{chunking} {pipelining}: {:?}", received[0].text());
+        assert!(
+            received[0].text().contains("line one\r\n.leading dot\r\n..two dots\r\n.\r\n"),
+            "{chunking} {pipelining}: {:?}",
+            received[0].text()
+        );
     }
 }
 
@@ -598,7 +646,14 @@ async fn smart_host_with_required_tls_and_auth() {
     e.extra_roots = vec![ca.cert.clone()];
     e.smart_host_password = Some("s3cret".into());
     let runner = QueueRunner::new(spool.clone(), c.clone(), e).unwrap();
-    let id = submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], "VIA-RELAY", vec![Some(decision::verified_tls().to_json())]).await;
+    let id = submit(
+        &spool,
+        Some("clinic@clinic.test"),
+        &["patient@example.net"],
+        "VIA-RELAY",
+        vec![Some(decision::verified_tls().to_json())],
+    )
+    .await;
     let handle = start(&runner);
     wait_states(&spool, &id, &["delivered"]).await;
     stop(handle).await;
@@ -632,7 +687,8 @@ async fn smart_host_with_required_tls_and_auth() {
 async fn requiretls_goes_only_to_a_verified_server_that_offers_it() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
-    let verified = TestSmtp::start(Behaviour { tls: Some(ca.server_config(&["mx.secure.test"])), ..Behaviour::default() }).await;
+    let verified =
+        TestSmtp::start(Behaviour { tls: Some(ca.server_config(&["mx.secure.test"])), ..Behaviour::default() }).await;
     let spool = support::spool(dir.path()).await;
     let dns = partner_dns("secure.test", "mx.secure.test");
     let mut e = env(dns, verified.addr.port());
@@ -649,14 +705,27 @@ async fn requiretls_goes_only_to_a_verified_server_that_offers_it() {
             smtputf8: false,
             body: Default::default(),
         };
-        let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
-        let s = Submission::new(TenantId::default(), envelope, arrival, Bytes::from_static(b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-BODY\r\n"));
+        let arrival: Arrival =
+            serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
+        let s = Submission::new(
+            TenantId::default(),
+            envelope,
+            arrival,
+            Bytes::from_static(b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-BODY\r\n"),
+        );
         envelope_ids.push(spool.accept(s).await.unwrap().to_string());
     }
     let handle = start(&runner);
     wait_states(&spool, &envelope_ids[0], &["delivered"]).await;
     stop(handle).await;
-    assert!(verified.commands.lock().unwrap().iter().any(|c| c.starts_with("MAIL FROM:<clinic@clinic.test>") && c.contains("REQUIRETLS")));
+    assert!(
+        verified
+            .commands
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("MAIL FROM:<clinic@clinic.test>") && c.contains("REQUIRETLS"))
+    );
 
     // The same message to a server without STARTTLS: returned, never sent.
     let plain = TestSmtp::start(Behaviour::default()).await;
@@ -672,8 +741,14 @@ async fn requiretls_goes_only_to_a_verified_server_that_offers_it() {
         smtputf8: false,
         body: Default::default(),
     };
-    let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
-    let s = Submission::new(TenantId::default(), envelope, arrival, Bytes::from_static(b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-SECRET\r\n"));
+    let arrival: Arrival =
+        serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
+    let s = Submission::new(
+        TenantId::default(),
+        envelope,
+        arrival,
+        Bytes::from_static(b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-SECRET\r\n"),
+    );
     let id = spool.accept(s).await.unwrap().to_string();
     let handle = start(&runner);
     wait_states(&spool, &id, &["bounced"]).await;

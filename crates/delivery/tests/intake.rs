@@ -48,7 +48,14 @@ fn envelope(to: &[&str]) -> Envelope {
 }
 
 fn arrival() -> Arrival {
-    Arrival { source: Source::Submission, client_ip: Some("127.0.0.1".parse().unwrap()), helo: None, authenticated_as: Some("nurse".into()), tls: None, sender_auth: None }
+    Arrival {
+        source: Source::Submission,
+        client_ip: Some("127.0.0.1".parse().unwrap()),
+        helo: None,
+        authenticated_as: Some("nurse".into()),
+        tls: None,
+        sender_auth: None,
+    }
 }
 
 const PHI: &str = "From: nurse@clinic.example.org\r\nTo: pat@example.net\r\nSubject: Lab results\r\nMessage-ID: <r1@clinic.example.org>\r\n\r\nPatient Jane Roe, DOB 04/12/1961, SSN 512-48-3391, MRN 00482913.\r\nDiagnosis: type 2 diabetes mellitus (E11.9). HbA1c 8.1%.\r\n";
@@ -56,7 +63,9 @@ const PHI: &str = "From: nurse@clinic.example.org\r\nTo: pat@example.net\r\nSubj
 #[tokio::test]
 async fn phi_is_decided_per_recipient_quarantined_noticed_and_audited() {
     let dir = tempfile::tempdir().unwrap();
-    let intake = intake(dir.path(), r#"
+    let intake = intake(
+        dir.path(),
+        r#"
 [policy]
 compliance_address = "privacy@clinic.example.org"
 [[policy.rules]]
@@ -65,9 +74,16 @@ when.direction = "outbound"
 when.entities = { US_SSN = 1 }
 then.quarantine = true
 then.notify_compliance = true
-"#).await;
+"#,
+    )
+    .await;
     let accepted = intake
-        .submit(TenantId::default(), envelope(&["pat@example.net", "dr@clinic.example.org"]), arrival(), Bytes::from_static(PHI.as_bytes()))
+        .submit(
+            TenantId::default(),
+            envelope(&["pat@example.net", "dr@clinic.example.org"]),
+            arrival(),
+            Bytes::from_static(PHI.as_bytes()),
+        )
         .await
         .unwrap();
     assert_eq!(accepted.inspection.summary.verdict.as_str(), "phi");
@@ -108,20 +124,37 @@ then.notify_compliance = true
 #[tokio::test]
 async fn blocked_messages_are_refused_and_nothing_is_queued() {
     let dir = tempfile::tempdir().unwrap();
-    let intake = intake(dir.path(), r#"
+    let intake = intake(
+        dir.path(),
+        r#"
 [[policy.rules]]
 name = "no PHI to free mail"
 when.recipient = ["@freemail.example"]
 when.verdict = ["phi"]
 then.block = "PHI may not be sent to freemail.example"
-"#).await;
+"#,
+    )
+    .await;
     let e = intake
-        .submit(TenantId::default(), envelope(&["pat@example.net", "pat@freemail.example"]), arrival(), Bytes::from_static(PHI.as_bytes()))
+        .submit(
+            TenantId::default(),
+            envelope(&["pat@example.net", "pat@freemail.example"]),
+            arrival(),
+            Bytes::from_static(PHI.as_bytes()),
+        )
         .await
         .unwrap_err();
     assert!(matches!(&e, IntakeError::Blocked(t) if t == "PHI may not be sent to freemail.example"), "{e}");
     assert!(intake.spool().store().messages_in_state("active", 10).await.unwrap().is_empty());
     // A clean message to the same place goes through.
     let clean = "Subject: lunch\r\n\r\nSee you at noon.\r\n";
-    intake.submit(TenantId::default(), envelope(&["pat@freemail.example"]), arrival(), Bytes::from_static(clean.as_bytes())).await.unwrap();
+    intake
+        .submit(
+            TenantId::default(),
+            envelope(&["pat@freemail.example"]),
+            arrival(),
+            Bytes::from_static(clean.as_bytes()),
+        )
+        .await
+        .unwrap();
 }

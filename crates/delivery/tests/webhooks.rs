@@ -66,7 +66,10 @@ impl Endpoint {
                         return;
                     }
                     ids.lock().unwrap().push(id);
-                    let _ = reader.get_mut().write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+                    let _ = reader
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
                 });
             }
         });
@@ -88,7 +91,8 @@ async fn queue_one(spool: &Spool, n: usize) {
         smtputf8: false,
         body: Default::default(),
     };
-    let arrival: Arrival = serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
+    let arrival: Arrival =
+        serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
     let text = format!("From: <lab@clinic.test>\r\nTo: <patient@example.net>\r\nSubject: n\r\n\r\nbody {n}\r\n");
     spool.accept(Submission::new(TenantId::default(), envelope, arrival, Bytes::from(text))).await.unwrap();
 }
@@ -113,7 +117,16 @@ async fn an_endpoint_that_never_answers_holds_up_neither_others_nor_shutdown() {
     let config = local_config();
     let events = ["queued".to_owned()];
     for e in [&silent, &quick] {
-        endpoints::add(&spool, "test", &TenantId::default(), &format!("http://127.0.0.1:{}/hook", e.port), &events, &config).await.unwrap();
+        endpoints::add(
+            &spool,
+            "test",
+            &TenantId::default(),
+            &format!("http://127.0.0.1:{}/hook", e.port),
+            &events,
+            &config,
+        )
+        .await
+        .unwrap();
     }
     for n in 0..12 {
         queue_one(&spool, n).await;
@@ -134,9 +147,17 @@ async fn private_and_metadata_targets_are_refused_at_registration_and_connection
     let spool = support::spool(dir.path()).await;
     let strict = WebhooksConfig { retry_first: Interval::secs(1), ..WebhooksConfig::default() };
     let tenant = TenantId::default();
-    for url in ["https://169.254.169.254/latest/meta-data/", "https://[fd00:ec2::254]/", "https://10.1.2.3/hook", "https://[::ffff:127.0.0.1]/", "https://localhost:8443/hook"] {
+    for url in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fd00:ec2::254]/",
+        "https://10.1.2.3/hook",
+        "https://[::ffff:127.0.0.1]/",
+        "https://localhost:8443/hook",
+    ] {
         match endpoints::add(&spool, "cli", &tenant, url, &[], &strict).await {
-            Err(EndpointError::Url(UrlError::Private { reason, .. })) => assert!(reason.contains("allowed_networks"), "{reason}"),
+            Err(EndpointError::Url(UrlError::Private { reason, .. })) => {
+                assert!(reason.contains("allowed_networks"), "{reason}")
+            }
             other => panic!("{url}: {other:?}"),
         }
     }
@@ -152,8 +173,10 @@ async fn private_and_metadata_targets_are_refused_at_registration_and_connection
     // uses checks every address it hands over, so a changed DNS answer gains nothing.
     let receiver = Endpoint::start(true).await;
     let url = format!("https://localhost:{}/hook", receiver.port);
-    let loopback_ok = WebhooksConfig { allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()], ..strict.clone() };
-    let (endpoint, _) = endpoints::add(&spool, "cli", &tenant, &url, &["queued".to_owned()], &loopback_ok).await.unwrap();
+    let loopback_ok =
+        WebhooksConfig { allowed_networks: vec!["127.0.0.0/8".into(), "::1/128".into()], ..strict.clone() };
+    let (endpoint, _) =
+        endpoints::add(&spool, "cli", &tenant, &url, &["queued".to_owned()], &loopback_ok).await.unwrap();
     queue_one(&spool, 1).await;
     let dispatcher = Dispatcher::new(spool.clone(), strict).unwrap();
     assert!(dispatcher.run_once().await.unwrap() >= 1);
@@ -163,7 +186,8 @@ async fn private_and_metadata_targets_are_refused_at_registration_and_connection
     assert!(error.starts_with("refused:") && error.contains("loopback"), "{error}");
     assert_eq!(receiver.connections.load(Ordering::SeqCst), 0, "nothing connected to the refused address");
     let audit = spool.store().audit_records_after(0, 1000).await.unwrap();
-    let denied = audit.iter().find(|r| r.action == "webhook.deliver" && r.outcome == "denied").expect("the refusal is audited");
+    let denied =
+        audit.iter().find(|r| r.action == "webhook.deliver" && r.outcome == "denied").expect("the refusal is audited");
     assert_eq!(denied.target, format!("webhook:{}", endpoint.id));
     assert_eq!(dispatcher.send_test(&endpoint).await.map(|_| ()).unwrap_err().split(':').next(), Some("refused"));
 }

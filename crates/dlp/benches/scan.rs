@@ -8,20 +8,14 @@ use carepost_dlp::{Extraction, Limits, extract_eml, scan_extraction};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus/dev"
-    ));
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus/dev"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "eml"))
         .collect();
     files.sort();
-    files
-        .iter()
-        .map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .collect()
+    files.iter().map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).collect()
 }
 
 fn bench(c: &mut Criterion) {
@@ -34,21 +28,11 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("dev_corpus");
     g.throughput(Throughput::Bytes(text as u64));
     g.bench_function("detect_decoded_text", |b| {
-        b.iter(|| {
-            extractions
-                .iter()
-                .map(|e| scan_extraction(e).findings.len())
-                .sum::<usize>()
-        })
+        b.iter(|| extractions.iter().map(|e| scan_extraction(e).findings.len()).sum::<usize>())
     });
     g.throughput(Throughput::Bytes(raw as u64));
     g.bench_function("parse_extract_detect_raw_eml", |b| {
-        b.iter(|| {
-            messages
-                .iter()
-                .map(|m| carepost_dlp::scan_eml(m, &limits).findings.len())
-                .sum::<usize>()
-        })
+        b.iter(|| messages.iter().map(|m| carepost_dlp::scan_eml(m, &limits).findings.len()).sum::<usize>())
     });
     g.finish();
 
@@ -61,9 +45,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("detect", |b| {
         b.iter(|| {
             let mut scratch = carepost_dlp::detect::Scratch::default();
-            carepost_dlp::detect::scan_text(&prose, &mut scratch)
-                .detections
-                .len()
+            carepost_dlp::detect::scan_text(&prose, &mut scratch).detections.len()
         })
     });
     g.finish();

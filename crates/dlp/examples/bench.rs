@@ -25,14 +25,8 @@ fn main() {
         }
     }
     // BENCH_SECONDS: minimum measuring time (default 3; 0 runs one round, for profilers)
-    let seconds: f64 = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let seconds: f64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let r = carepost_dlp::bench::benchmark_rounds(
         &messages,
         &carepost_dlp::Limits::default(),

@@ -55,10 +55,7 @@ fn main() -> ExitCode {
             }
         };
         let report = carepost_dlp::scan_eml(&bytes, &limits);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if table {
             print!("{}", report.to_table(&name));
         } else {

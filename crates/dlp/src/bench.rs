@@ -32,12 +32,7 @@ pub fn benchmark(messages: &[Vec<u8>], limits: &Limits, min_time: Duration) -> B
 }
 
 /// [`benchmark`] with a minimum number of rounds as well.
-pub fn benchmark_rounds(
-    messages: &[Vec<u8>],
-    limits: &Limits,
-    min_time: Duration,
-    min_rounds: usize,
-) -> BenchResult {
+pub fn benchmark_rounds(messages: &[Vec<u8>], limits: &Limits, min_time: Duration, min_rounds: usize) -> BenchResult {
     let raw_bytes: usize = messages.iter().map(Vec::len).sum();
     let t0 = Instant::now();
     let extractions: Vec<Extraction> = messages.iter().map(|m| extract_eml(m, limits)).collect();

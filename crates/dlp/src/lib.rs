@@ -31,8 +31,8 @@ pub use bench::{BenchResult, benchmark};
 pub use extract::{ExtractedPart, Extraction, extract_message};
 pub use limits::{Limits, LimitsError};
 pub use report::{
-    AttachmentSummary, EntityType, Finding, HealthKind, IncompleteReason, PartInfo, PartSource,
-    PartStatus, Report, SensitiveText, Summary, TextFormat, Verdict,
+    AttachmentSummary, EntityType, Finding, HealthKind, IncompleteReason, PartInfo, PartSource, PartStatus, Report,
+    SensitiveText, Summary, TextFormat, Verdict,
 };
 
 use detect::{Scratch, TextScan, scan_text_into};
@@ -91,12 +91,7 @@ struct Buffers {
 }
 
 fn scan_with(extraction: &Extraction, buffers: &mut Buffers) -> Report {
-    let Buffers {
-        scratch,
-        scan,
-        part_starts,
-        health_terms,
-    } = buffers;
+    let Buffers { scratch, scan, part_starts, health_terms } = buffers;
     scan.detections.clear();
     scan.health.clear();
     part_starts.clear();
@@ -110,8 +105,8 @@ fn scan_with(extraction: &Extraction, buffers: &mut Buffers) -> Report {
         let (detections_before, health_before) = (scan.detections.len(), scan.health.len());
         scan_text_into(&part.text, scratch, scan);
         if part.info.source == PartSource::Subject {
-            subject_sensitive |= scan.health.len() > health_before
-                || scan.detections[detections_before..].iter().any(|d| !d.business);
+            subject_sensitive |=
+                scan.health.len() > health_before || scan.detections[detections_before..].iter().any(|d| !d.business);
         }
         for h in &scan.health[health_before..] {
             let term = part.text.as_bytes().get(h.start..h.end).unwrap_or(&[]);
@@ -124,13 +119,7 @@ fn scan_with(extraction: &Extraction, buffers: &mut Buffers) -> Report {
     for (kind, _) in health_terms.iter() {
         *health_signals.entry(*kind).or_insert(0) += 1;
     }
-    let part_of = |k: usize| {
-        part_starts
-            .iter()
-            .rev()
-            .find(|(_, first)| *first <= k)
-            .map_or(0, |(p, _)| *p)
-    };
+    let part_of = |k: usize| part_starts.iter().rev().find(|(_, first)| *first <= k).map_or(0, |(p, _)| *p);
     let incomplete = !extraction.incomplete.is_empty();
     let (verdict, confidence) = verdict::decide(&scan.detections, &scan.health, incomplete);
     let findings = scan
@@ -141,13 +130,7 @@ fn scan_with(extraction: &Extraction, buffers: &mut Buffers) -> Report {
             let part = part_of(k);
             Finding {
                 entity: d.entity,
-                text: SensitiveText::new(
-                    extraction.parts[part]
-                        .text
-                        .get(d.start..d.end)
-                        .unwrap_or("")
-                        .to_string(),
-                ),
+                text: SensitiveText::new(extraction.parts[part].text.get(d.start..d.end).unwrap_or("").to_string()),
                 part,
                 start: d.start,
                 end: d.end,
@@ -171,9 +154,8 @@ fn scan_with(extraction: &Extraction, buffers: &mut Buffers) -> Report {
 
 /// FNV-1a over the lower-cased bytes.
 fn term_hash(term: &[u8]) -> u64 {
-    term.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x100_0000_01b3)
-    })
+    term.iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Bytes of decoded text a message yields (what the scanner reads): the measure for

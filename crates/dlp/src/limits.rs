@@ -80,23 +80,10 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_zeros_are_not() {
         assert_eq!(Limits::default().validate(), Ok(()));
-        let zero = Limits {
-            max_parts: 0,
-            ..Limits::default()
-        };
+        let zero = Limits { max_parts: 0, ..Limits::default() };
         assert_eq!(zero.validate(), Err(LimitsError::Zero("max_parts")));
-        let inverted = Limits {
-            max_part_text_bytes: 10,
-            max_message_text_bytes: 5,
-            ..Limits::default()
-        };
-        assert!(matches!(
-            inverted.validate(),
-            Err(LimitsError::PartAboveMessage { .. })
-        ));
-        assert_eq!(
-            zero.validate().unwrap_err().to_string(),
-            "limit `max_parts` must be greater than zero"
-        );
+        let inverted = Limits { max_part_text_bytes: 10, max_message_text_bytes: 5, ..Limits::default() };
+        assert!(matches!(inverted.validate(), Err(LimitsError::PartAboveMessage { .. })));
+        assert_eq!(zero.validate().unwrap_err().to_string(), "limit `max_parts` must be greater than zero");
     }
 }

@@ -320,11 +320,7 @@ impl Report {
             .parts
             .iter()
             .filter(|p| matches!(p.source, PartSource::Attachment | PartSource::Embedded))
-            .map(|p| AttachmentSummary {
-                content_type: p.content_type.to_string(),
-                format: p.format,
-                status: p.status,
-            })
+            .map(|p| AttachmentSummary { content_type: p.content_type.to_string(), format: p.format, status: p.status })
             .collect();
         Summary {
             verdict: self.verdict,
@@ -389,18 +385,9 @@ impl Report {
     pub fn to_table(&self, file: &str) -> String {
         use std::fmt::Write;
         let mut out = String::new();
-        let _ = write!(
-            out,
-            "{file}  {}  confidence {:.2}",
-            self.verdict.as_str(),
-            self.confidence
-        );
+        let _ = write!(out, "{file}  {}  confidence {:.2}", self.verdict.as_str(), self.confidence);
         if self.incomplete {
-            let reasons: Vec<String> = self
-                .incomplete_reasons
-                .iter()
-                .map(|r| format!("{r:?}"))
-                .collect();
+            let reasons: Vec<String> = self.incomplete_reasons.iter().map(|r| format!("{r:?}")).collect();
             let _ = write!(out, "  INCOMPLETE ({})", reasons.join(", "));
         }
         out.push('\n');
@@ -438,10 +425,7 @@ impl Report {
 
 /// Letters and digits only, lower case: two findings with the same key are one value.
 fn normalized_key(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(|c| c.to_lowercase())
-        .collect()
+    s.chars().filter(|c| c.is_alphanumeric()).flat_map(|c| c.to_lowercase()).collect()
 }
 
 #[cfg(test)]
@@ -472,11 +456,7 @@ mod tests {
             confidence: 0.9,
             incomplete: false,
             incomplete_reasons: vec![],
-            findings: vec![
-                finding("123-45-6789"),
-                finding("123 45 6789"),
-                finding("222-33-4444"),
-            ],
+            findings: vec![finding("123-45-6789"), finding("123 45 6789"), finding("222-33-4444")],
             health_signals: BTreeMap::new(),
             subject_sensitive: false,
             parts: vec![],
@@ -490,10 +470,7 @@ mod tests {
         assert!(line.contains("\"file\":\"0001.eml\""));
         assert_eq!(line.matches("\"type\":\"US_SSN\"").count(), 2);
         let table = report.to_table("0001.eml");
-        assert!(
-            table.starts_with("0001.eml  pii  confidence 0.90\n"),
-            "{table}"
-        );
+        assert!(table.starts_with("0001.eml  pii  confidence 0.90\n"), "{table}");
         assert_eq!(table.lines().count(), 3, "{table}");
     }
 }

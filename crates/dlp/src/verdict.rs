@@ -26,10 +26,7 @@ pub fn decide<'d>(
     for d in detections {
         if d.entity.is_sensitive_identifier() && !d.business {
             sensitive += 1;
-            checksummed |= matches!(
-                d.entity,
-                EntityType::UsSsn | EntityType::MedicareMbi | EntityType::CreditCard
-            );
+            checksummed |= matches!(d.entity, EntityType::UsSsn | EntityType::MedicareMbi | EntityType::CreditCard);
         }
         if d.entity.is_health_code() {
             codes += 1;
@@ -54,11 +51,7 @@ pub fn decide<'d>(
         return (Verdict::Phi, confidence.min(0.99));
     }
     if sensitive > 0 {
-        let confidence = if checksummed || sensitive >= 2 {
-            0.95
-        } else {
-            0.85
-        };
+        let confidence = if checksummed || sensitive >= 2 { 0.95 } else { 0.85 };
         return (Verdict::Pii, confidence);
     }
     // clean: less sure when there were signals that fell short, or parts went unread
@@ -78,55 +71,22 @@ mod tests {
     use crate::report::HealthKind;
 
     fn det(entity: EntityType, role: Option<PersonRole>, business: bool) -> Detection {
-        Detection {
-            entity,
-            start: 0,
-            end: 1,
-            detector: "test",
-            business,
-            role,
-        }
+        Detection { entity, start: 0, end: 1, detector: "test", business, role }
     }
 
     fn hit(personal: bool) -> HealthHit {
-        HealthHit {
-            kind: HealthKind::Condition,
-            start: 0,
-            end: 1,
-            personal,
-        }
+        HealthHit { kind: HealthKind::Condition, start: 0, end: 1, personal }
     }
 
     #[test]
     fn identifiers_with_health_information_are_phi() {
+        assert_eq!(decide(&[det(EntityType::Mrn, None, false)], &[hit(false)], false).0, Verdict::Phi);
         assert_eq!(
-            decide(&[det(EntityType::Mrn, None, false)], &[hit(false)], false).0,
+            decide(&[det(EntityType::PersonName, Some(PersonRole::Labeled), false)], &[hit(false)], false).0,
             Verdict::Phi
         );
         assert_eq!(
-            decide(
-                &[det(
-                    EntityType::PersonName,
-                    Some(PersonRole::Labeled),
-                    false
-                )],
-                &[hit(false)],
-                false
-            )
-            .0,
-            Verdict::Phi
-        );
-        assert_eq!(
-            decide(
-                &[det(
-                    EntityType::PersonName,
-                    Some(PersonRole::Greeted),
-                    false
-                )],
-                &[hit(true)],
-                false
-            )
-            .0,
+            decide(&[det(EntityType::PersonName, Some(PersonRole::Greeted), false)], &[hit(true)], false).0,
             Verdict::Phi
         );
     }
@@ -134,35 +94,20 @@ mod tests {
     #[test]
     fn a_greeting_and_general_health_talk_is_not_phi() {
         assert_eq!(
-            decide(
-                &[det(
-                    EntityType::PersonName,
-                    Some(PersonRole::Greeted),
-                    false
-                )],
-                &[hit(false)],
-                false
-            )
-            .0,
+            decide(&[det(EntityType::PersonName, Some(PersonRole::Greeted), false)], &[hit(false)], false).0,
             Verdict::Clean
         );
     }
 
     #[test]
     fn identifiers_without_health_information_are_pii() {
-        assert_eq!(
-            decide(&[det(EntityType::UsSsn, None, false)], &[], false).0,
-            Verdict::Pii
-        );
+        assert_eq!(decide(&[det(EntityType::UsSsn, None, false)], &[], false).0, Verdict::Pii);
     }
 
     #[test]
     fn contact_details_and_provider_ids_are_clean() {
-        let d = [
-            det(EntityType::Phone, None, true),
-            det(EntityType::Npi, None, true),
-            det(EntityType::Phone, None, false),
-        ];
+        let d =
+            [det(EntityType::Phone, None, true), det(EntityType::Npi, None, true), det(EntityType::Phone, None, false)];
         assert_eq!(decide(&d, &[hit(false)], false).0, Verdict::Clean);
         let (_, confidence) = decide(&d, &[], true);
         assert!(confidence <= 0.6);

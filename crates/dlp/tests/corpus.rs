@@ -9,10 +9,7 @@ use std::process::Command;
 use carepost_dlp::{Limits, scan_eml};
 
 fn corpus_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/corpus"
-    ));
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/corpus"));
     assert!(
         dir.join("score.py").is_file(),
         "corpus not found at {} (expected ../shared/corpus beside the workspace)",
@@ -46,36 +43,19 @@ fn score(dir: &Path, labels: &Path, out: &Path) -> serde_json::Value {
         .arg("--json")
         .output()
         .expect("python3 is needed to run score.py");
-    assert!(
-        output.status.success(),
-        "score.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "score.py failed: {}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8_lossy(&output.stdout);
-    let summary: serde_json::Value =
-        serde_json::from_str(text.lines().last().unwrap_or("")).expect("score.py summary");
+    let summary: serde_json::Value = serde_json::from_str(text.lines().last().unwrap_or("")).expect("score.py summary");
     eprintln!("{}: {summary}", dir.display());
     summary
 }
 
 #[track_caller]
 fn assert_goals(summary: &serde_json::Value, f1: f64, recall: f64, precision: f64) {
-    let get = |k: &str| {
-        summary[k]
-            .as_f64()
-            .unwrap_or_else(|| panic!("{k} missing in {summary}"))
-    };
+    let get = |k: &str| summary[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {summary}"));
     assert_eq!(summary["missing_predictions"], 0, "{summary}");
-    assert!(
-        get("entity_f1") >= f1,
-        "entity_f1 {} < {f1}: {summary}",
-        get("entity_f1")
-    );
-    assert!(
-        get("sensitive_recall") >= recall,
-        "sensitive_recall {} < {recall}: {summary}",
-        get("sensitive_recall")
-    );
+    assert!(get("entity_f1") >= f1, "entity_f1 {} < {f1}: {summary}", get("entity_f1"));
+    assert!(get("sensitive_recall") >= recall, "sensitive_recall {} < {recall}: {summary}", get("sensitive_recall"));
     assert!(
         get("sensitive_precision") >= precision,
         "sensitive_precision {} < {precision}: {summary}",
@@ -104,21 +84,10 @@ fn generate(name: &str, seed: u32, count: u32, module: Option<&str>) -> PathBuf 
     let dir = scratch_dir(name);
     let mut cmd = Command::new("python3");
     cmd.arg(corpus_dir().join("phigen.py"))
-        .args([
-            "--seed",
-            &seed.to_string(),
-            "--count",
-            &count.to_string(),
-            "--out",
-        ])
+        .args(["--seed", &seed.to_string(), "--count", &count.to_string(), "--out"])
         .arg(&dir);
     if let Some(module) = module {
-        cmd.arg("--templates")
-            .arg(format!(
-                "{}/tests/corpus/{module}",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .arg("--only-extra");
+        cmd.arg("--templates").arg(format!("{}/tests/corpus/{module}", env!("CARGO_MANIFEST_DIR"))).arg("--only-extra");
     }
     let status = cmd.status().expect("python3 is needed to run phigen.py");
     assert!(status.success(), "phigen.py failed");
@@ -128,43 +97,27 @@ fn generate(name: &str, seed: u32, count: u32, module: Option<&str>) -> PathBuf 
 #[test]
 fn another_seed_of_the_built_in_templates() {
     let dir = generate("seed-1234", 1234, 300, None);
-    let summary = score(
-        &dir,
-        &dir.join("labels.jsonl"),
-        &dir.join("predictions.jsonl"),
-    );
+    let summary = score(&dir, &dir.join("labels.jsonl"), &dir.join("predictions.jsonl"));
     assert_goals(&summary, 0.97, 0.99, 0.97);
 }
 
 #[test]
 fn extra_templates_beyond_the_dev_corpus() {
     let dir = generate("extra-templates", 4321, 300, Some("extra_templates.py"));
-    let summary = score(
-        &dir,
-        &dir.join("labels.jsonl"),
-        &dir.join("predictions.jsonl"),
-    );
+    let summary = score(&dir, &dir.join("labels.jsonl"), &dir.join("predictions.jsonl"));
     assert_goals(&summary, 0.95, 0.98, 0.97);
 }
 
 #[test]
 fn built_in_templates_as_mangled_html_only_bodies() {
     let dir = generate("wrap-html", 41, 200, Some("wrap_html.py"));
-    let summary = score(
-        &dir,
-        &dir.join("labels.jsonl"),
-        &dir.join("predictions.jsonl"),
-    );
+    let summary = score(&dir, &dir.join("labels.jsonl"), &dir.join("predictions.jsonl"));
     assert_goals(&summary, 0.97, 0.99, 0.97);
 }
 
 #[test]
 fn built_in_templates_forwarded_and_quoted_printable() {
     let dir = generate("wrap-forward", 43, 200, Some("wrap_forward.py"));
-    let summary = score(
-        &dir,
-        &dir.join("labels.jsonl"),
-        &dir.join("predictions.jsonl"),
-    );
+    let summary = score(&dir, &dir.join("labels.jsonl"), &dir.join("predictions.jsonl"));
     assert_goals(&summary, 0.97, 0.99, 0.97);
 }

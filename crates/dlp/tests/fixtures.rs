@@ -10,21 +10,13 @@ fn scan(name: &str) -> Report {
 }
 
 fn values(report: &Report, entity: EntityType) -> Vec<String> {
-    report
-        .findings
-        .iter()
-        .filter(|f| f.entity == entity)
-        .map(|f| f.text.expose().to_string())
-        .collect()
+    report.findings.iter().filter(|f| f.entity == entity).map(|f| f.text.expose().to_string()).collect()
 }
 
 #[track_caller]
 fn assert_found(report: &Report, entity: EntityType, value: &str) {
     let found = values(report, entity);
-    assert!(
-        found.iter().any(|v| v == value),
-        "{entity} {value} not in {found:?}"
-    );
+    assert!(found.iter().any(|v| v == value), "{entity} {value} not in {found:?}");
 }
 
 #[test]
@@ -45,13 +37,7 @@ fn html_only_body_with_references_and_tags_inside_numbers() {
     assert_found(&r, EntityType::MedicareMbi, "1EG4-TE5-MK73");
     assert_found(&r, EntityType::PersonName, "Grace Okafor");
     assert_eq!(r.verdict, Verdict::Phi);
-    assert_eq!(
-        r.parts
-            .iter()
-            .filter(|p| p.format == TextFormat::Html)
-            .count(),
-        1
-    );
+    assert_eq!(r.parts.iter().filter(|p| p.format == TextFormat::Html).count(), 1);
 }
 
 #[test]
@@ -85,14 +71,9 @@ fn legacy_charsets() {
 fn every_attachment_format() {
     let r = scan("attachments.eml");
     let formats: Vec<TextFormat> = r.parts.iter().map(|p| p.format).collect();
-    for f in [
-        TextFormat::Delimited,
-        TextFormat::Xlsx,
-        TextFormat::Docx,
-        TextFormat::Pdf,
-        TextFormat::Json,
-        TextFormat::X12,
-    ] {
+    for f in
+        [TextFormat::Delimited, TextFormat::Xlsx, TextFormat::Docx, TextFormat::Pdf, TextFormat::Json, TextFormat::X12]
+    {
         assert!(formats.contains(&f), "{f:?} not in {formats:?}");
     }
     // CSV: the header row labels the cells
@@ -119,18 +100,8 @@ fn every_attachment_format() {
 fn zip_bombs_and_images_make_the_scan_incomplete() {
     let r = scan("zip_bomb.eml");
     assert!(r.incomplete);
-    assert!(
-        r.incomplete_reasons
-            .contains(&IncompleteReason::DecompressionLimit),
-        "{:?}",
-        r.incomplete_reasons
-    );
-    assert!(
-        r.incomplete_reasons
-            .contains(&IncompleteReason::UnsupportedFormat),
-        "{:?}",
-        r.incomplete_reasons
-    );
+    assert!(r.incomplete_reasons.contains(&IncompleteReason::DecompressionLimit), "{:?}", r.incomplete_reasons);
+    assert!(r.incomplete_reasons.contains(&IncompleteReason::UnsupportedFormat), "{:?}", r.incomplete_reasons);
     let summary = r.summary();
     assert!(summary.incomplete);
     assert_eq!(summary.attachments.len(), 2);
@@ -139,41 +110,21 @@ fn zip_bombs_and_images_make_the_scan_incomplete() {
 #[test]
 fn look_alikes_that_fail_their_checks_are_not_reported() {
     let r = scan("lookalikes.eml");
-    let reported: Vec<_> = r
-        .findings
-        .iter()
-        .map(|f| (f.entity, f.text.expose().to_string()))
-        .collect();
-    assert_eq!(
-        reported,
-        vec![(EntityType::Phone, "(617) 555-0100".to_string())]
-    );
-    assert!(
-        r.findings[0].business,
-        "a signature's phone is business contact"
-    );
+    let reported: Vec<_> = r.findings.iter().map(|f| (f.entity, f.text.expose().to_string())).collect();
+    assert_eq!(reported, vec![(EntityType::Phone, "(617) 555-0100".to_string())]);
+    assert!(r.findings[0].business, "a signature's phone is business contact");
     assert_eq!(r.verdict, Verdict::Clean);
 }
 
 #[test]
 fn tight_limits_truncate_and_say_so() {
-    let path = format!(
-        "{}/tests/fixtures/attachments.eml",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/fixtures/attachments.eml", env!("CARGO_MANIFEST_DIR"));
     let bytes = std::fs::read(path).unwrap();
-    let limits = Limits {
-        max_part_text_bytes: 40,
-        max_message_text_bytes: 200,
-        ..Limits::default()
-    };
+    let limits = Limits { max_part_text_bytes: 40, max_message_text_bytes: 200, ..Limits::default() };
     let r = scan_eml(&bytes, &limits);
     assert!(r.incomplete);
     assert!(r.incomplete_reasons.contains(&IncompleteReason::PartLimit));
-    assert!(
-        r.incomplete_reasons
-            .contains(&IncompleteReason::MessageLimit)
-    );
+    assert!(r.incomplete_reasons.contains(&IncompleteReason::MessageLimit));
     assert!(r.text_bytes <= 200);
 }
 
@@ -183,15 +134,9 @@ fn summaries_carry_no_values() {
         let r = scan(name);
         let json = serde_json::to_string(&r.summary()).unwrap();
         for f in &r.findings {
-            assert!(
-                !json.contains(f.text.expose()),
-                "{name}: summary leaks a value"
-            );
+            assert!(!json.contains(f.text.expose()), "{name}: summary leaks a value");
         }
-        assert!(
-            !format!("{:?}", r.findings).contains("219-45-6789"),
-            "Debug of findings leaks a value"
-        );
+        assert!(!format!("{:?}", r.findings).contains("219-45-6789"), "Debug of findings leaks a value");
     }
 }
 
@@ -213,45 +158,18 @@ fn archives_of_text_files_and_hl7() {
     assert_found(&r, EntityType::DateOfBirth, "19700314");
     assert_eq!(r.verdict, Verdict::Phi);
     assert!(r.parts.iter().any(|p| p.format == TextFormat::Hl7));
-    assert_eq!(
-        r.parts
-            .iter()
-            .filter(|p| p.source == carepost_dlp::PartSource::Embedded)
-            .count(),
-        2
-    );
+    assert_eq!(r.parts.iter().filter(|p| p.source == carepost_dlp::PartSource::Embedded).count(), 2);
     // the photo in the archive was not read
-    assert_eq!(
-        r.incomplete_reasons,
-        vec![IncompleteReason::UnsupportedFormat]
-    );
+    assert_eq!(r.incomplete_reasons, vec![IncompleteReason::UnsupportedFormat]);
 }
 
 #[test]
 fn oversized_attachments_are_skipped_and_reported() {
-    let path = format!(
-        "{}/tests/fixtures/attachments.eml",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = format!("{}/tests/fixtures/attachments.eml", env!("CARGO_MANIFEST_DIR"));
     let bytes = std::fs::read(path).unwrap();
-    let r = scan_eml(
-        &bytes,
-        &Limits {
-            max_attachment_bytes: 100,
-            ..Limits::default()
-        },
-    );
-    assert!(
-        r.incomplete_reasons
-            .contains(&IncompleteReason::AttachmentLimit),
-        "{:?}",
-        r.incomplete_reasons
-    );
-    assert!(
-        r.parts
-            .iter()
-            .any(|p| p.status == carepost_dlp::PartStatus::Skipped)
-    );
+    let r = scan_eml(&bytes, &Limits { max_attachment_bytes: 100, ..Limits::default() });
+    assert!(r.incomplete_reasons.contains(&IncompleteReason::AttachmentLimit), "{:?}", r.incomplete_reasons);
+    assert!(r.parts.iter().any(|p| p.status == carepost_dlp::PartStatus::Skipped));
 }
 
 #[test]

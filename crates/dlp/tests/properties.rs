@@ -13,9 +13,14 @@ fn mime_like() -> impl Strategy<Value = Vec<u8>> {
     let pieces = prop::collection::vec(
         prop_oneof![
             Just(b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n".to_vec()),
-            Just(b"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".to_vec()),
+            Just(
+                b"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+                    .to_vec()
+            ),
             Just(b"Content-Type: message/rfc822\r\n\r\n".to_vec()),
-            Just(b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n".to_vec()),
+            Just(
+                b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n".to_vec()
+            ),
             Just(b"Content-Disposition: attachment; filename=a.csv\r\n\r\nname,dob\r\n".to_vec()),
             Just(b"SSN: 123-45-6789 DOB: 01/02/1980 =\r\n".to_vec()),
             Just(b"<td>MRN</td><td>1234&#56;</td>".to_vec()),
@@ -132,10 +137,7 @@ fn scan_time_grows_linearly_with_input() {
         let (a, b) = (fastest(&small), fastest(&large));
         let ratio = b.as_secs_f64() / a.as_secs_f64().max(1e-6);
         // linear is about 16; quadratic would be about 256
-        assert!(
-            ratio < 64.0,
-            "{unit:?}: 16x the input took {ratio:.1}x the time ({a:?} -> {b:?})"
-        );
+        assert!(ratio < 64.0, "{unit:?}: 16x the input took {ratio:.1}x the time ({a:?} -> {b:?})");
     }
 }
 
@@ -149,11 +151,7 @@ fn pdf_without_endobj_scales_linearly() {
         }
         (0..2)
             .map(|_| {
-                let mut sink = Sink {
-                    limits: &limits,
-                    incomplete: Default::default(),
-                    embedded: Vec::new(),
-                };
+                let mut sink = Sink { limits: &limits, incomplete: Default::default(), embedded: Vec::new() };
                 let t = Instant::now();
                 std::hint::black_box(pdf::pdf_to_text(&pdf, &mut sink));
                 t.elapsed()
@@ -170,10 +168,7 @@ fn pdf_without_endobj_scales_linearly() {
 fn html_and_tables_scale_linearly_too() {
     let cell = "<tr><td>Ann Lee</td><td>01/02/1980</td></tr>";
     let time = |n: usize| {
-        let doc = format!(
-            "<table><tr><th>Name</th><th>DOB</th></tr>{}</table>",
-            cell.repeat(n)
-        );
+        let doc = format!("<table><tr><th>Name</th><th>DOB</th></tr>{}</table>", cell.repeat(n));
         (0..3)
             .map(|_| {
                 let t = Instant::now();

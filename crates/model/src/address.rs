@@ -128,9 +128,7 @@ fn valid_domain(domain: &str) -> bool {
         return domain.ends_with(']') && {
             let inner = &domain[1..domain.len() - 1];
             inner.parse::<std::net::Ipv4Addr>().is_ok()
-                || inner
-                    .strip_prefix("IPv6:")
-                    .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
+                || inner.strip_prefix("IPv6:").is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
         };
     }
     if domain.len() > 253 {
@@ -141,9 +139,7 @@ fn valid_domain(domain: &str) -> bool {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric()))
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric()))
     })
 }
 
@@ -202,8 +198,18 @@ mod tests {
     #[test]
     fn rejects_malformed_addresses() {
         for bad in [
-            "", "@x.org", "a@", "no-at", "a..b@x.org", ".a@x.org", "a b@x.org", "a@-x.org",
-            "a@x..org", "a@[1.2.3]", "a\r\n@x.org", "\"a@x.org",
+            "",
+            "@x.org",
+            "a@",
+            "no-at",
+            "a..b@x.org",
+            ".a@x.org",
+            "a b@x.org",
+            "a@-x.org",
+            "a@x..org",
+            "a@[1.2.3]",
+            "a\r\n@x.org",
+            "\"a@x.org",
         ] {
             assert!(Address::parse(bad).is_err(), "{bad:?} accepted");
         }

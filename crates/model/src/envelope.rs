@@ -176,7 +176,11 @@ impl SenderAuthentication {
     /// DKIM signature aligned with that From domain (an SPF pass alone says only where the
     /// message came from, not that its content is the author's).
     pub fn authenticates_author_domain(&self, domain: &str) -> bool {
-        self.dmarc == "pass" && self.dkim == "pass" && self.dkim_aligned && !self.from_domain.is_empty() && self.from_domain.eq_ignore_ascii_case(domain)
+        self.dmarc == "pass"
+            && self.dkim == "pass"
+            && self.dkim_aligned
+            && !self.from_domain.is_empty()
+            && self.from_domain.eq_ignore_ascii_case(domain)
     }
 }
 
@@ -199,7 +203,8 @@ mod tests {
         assert!(proven.authenticates_author_domain("Partner.Example"));
         assert!(!proven.authenticates_author_domain("gmail.com"));
         // DMARC passing on SPF alone, a DKIM signature of another domain, or no DMARC pass.
-        let spf_only = SenderAuthentication { spf: "pass".into(), dkim: "none".into(), dkim_aligned: false, ..proven.clone() };
+        let spf_only =
+            SenderAuthentication { spf: "pass".into(), dkim: "none".into(), dkim_aligned: false, ..proven.clone() };
         let unaligned = SenderAuthentication { dkim_aligned: false, ..proven.clone() };
         let no_dmarc = SenderAuthentication { dmarc: "none".into(), ..proven.clone() };
         for auth in [spf_only, unaligned, no_dmarc, SenderAuthentication::default()] {
@@ -207,7 +212,8 @@ mod tests {
         }
         // Results recorded before these fields existed read as not proven.
         let old: SenderAuthentication =
-            serde_json::from_str(r#"{"spf":"pass","dkim":"pass","dmarc":"pass","dmarc_policy":"reject","arc":"none"}"#).unwrap();
+            serde_json::from_str(r#"{"spf":"pass","dkim":"pass","dmarc":"pass","dmarc_policy":"reject","arc":"none"}"#)
+                .unwrap();
         assert!(!old.authenticates_author_domain("partner.example"));
     }
 }

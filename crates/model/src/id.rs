@@ -88,10 +88,7 @@ impl FromStr for Id {
             let digit = match c.to_ascii_uppercase() {
                 'O' => 0,
                 'I' | 'L' => 1,
-                u => CROCKFORD
-                    .iter()
-                    .position(|&a| a as char == u)
-                    .ok_or(IdError::Character(c))? as u128,
+                u => CROCKFORD.iter().position(|&a| a as char == u).ok_or(IdError::Character(c))? as u128,
             };
             if i == 0 && digit > 7 {
                 return Err(IdError::Overflow);
@@ -132,14 +129,8 @@ impl TenantId {
         let ok = !name.is_empty()
             && name.len() <= 63
             && !name.starts_with('-')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(TenantId(name.to_owned()))
-        } else {
-            Err(TenantIdError(name.to_owned()))
-        }
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok { Ok(TenantId(name.to_owned())) } else { Err(TenantIdError(name.to_owned())) }
     }
 
     pub fn default_tenant() -> Self {

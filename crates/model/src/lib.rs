@@ -14,11 +14,11 @@ mod sensitive;
 mod timestamp;
 
 pub use address::{Address, AddressError};
+pub use client::{ClientKey, IPV6_CLIENT_PREFIX, canonical_ip};
 pub use envelope::{
     Arrival, BodyType, DsnNotify, DsnReturn, Envelope, Recipient, SenderAuthentication, Source, TlsInfo,
 };
-pub use client::{ClientKey, IPV6_CLIENT_PREFIX, canonical_ip};
-pub use listen::Listen;
 pub use id::{Id, IdError, MessageId, TenantId, TenantIdError};
+pub use listen::Listen;
 pub use sensitive::{Sensitive, install_redaction_key, redaction_tag};
 pub use timestamp::Timestamp;

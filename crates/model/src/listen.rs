@@ -51,4 +51,3 @@ impl<'de> Deserialize<'de> for Listen {
         })
     }
 }
-

@@ -172,7 +172,9 @@ impl PolicyConfig {
             if !names.insert(rule.name.as_str()) {
                 return Err(err("name", "two rules have this name".into()));
             }
-            for (key, groups) in [("when.sender_group", &rule.when.sender_group), ("when.recipient_group", &rule.when.recipient_group)] {
+            for (key, groups) in
+                [("when.sender_group", &rule.when.sender_group), ("when.recipient_group", &rule.when.recipient_group)]
+            {
                 if let Some(g) = groups.iter().find(|g| !self.groups.contains_key(*g)) {
                     return Err(err(key, format!("group '{g}' is not defined in [policy.groups]")));
                 }
@@ -184,7 +186,10 @@ impl PolicyConfig {
             }
             for t in &rule.when.attachment_type {
                 if !t.contains('/') {
-                    return Err(err("when.attachment_type", format!("'{t}' is not a content type such as application/pdf or image/*")));
+                    return Err(err(
+                        "when.attachment_type",
+                        format!("'{t}' is not a content type such as application/pdf or image/*"),
+                    ));
                 }
             }
             for (name, value) in &rule.then.add_header {

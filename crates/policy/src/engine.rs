@@ -58,9 +58,7 @@ impl Policy {
     }
 
     fn in_groups(&self, groups: &[String], address: &Address) -> bool {
-        groups
-            .iter()
-            .any(|g| self.config.groups.get(g).is_some_and(|patterns| any_pattern(patterns, address)))
+        groups.iter().any(|g| self.config.groups.get(g).is_some_and(|patterns| any_pattern(patterns, address)))
     }
 
     fn holds(&self, when: &Conditions, facts: &MessageFacts<'_>, recipient: &Address) -> bool {

@@ -18,7 +18,11 @@ fn summary(verdict: Verdict, entities: &[(EntityType, usize)], incomplete: bool,
         subject_sensitive: false,
         attachments: attachments
             .iter()
-            .map(|t| AttachmentSummary { content_type: t.to_string(), format: TextFormat::Pdf, status: PartStatus::Scanned })
+            .map(|t| AttachmentSummary {
+                content_type: t.to_string(),
+                format: TextFormat::Pdf,
+                status: PartStatus::Scanned,
+            })
             .collect(),
     }
 }
@@ -140,62 +144,212 @@ fn every_condition_and_action() {
     let p = policy(RULES);
     let clean = || summary(Verdict::Clean, &[], false, &[]);
     let cases = vec![
-        Case { name: "nothing matches: best", direction: Direction::Outbound, sender: "nurse@clinic.example.org", recipient: "pat@example.net", subject: "hi", summary: clean(), size: 100, require_tls: false,
+        Case {
+            name: "nothing matches: best",
+            direction: Direction::Outbound,
+            sender: "nurse@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "hi",
+            summary: clean(),
+            size: 100,
+            require_tls: false,
             expect: |d| {
                 assert_eq!(d.method, Some(Method::Best));
                 assert_eq!(d.method_rule, "default");
                 assert!(d.require_verified_tls);
                 assert!(d.matched_rules.contains(&"after stop".to_string()));
-            } },
-        Case { name: "direction", direction: Direction::Inbound, sender: "x@example.net", recipient: "nurse@clinic.example.org", subject: "", summary: clean(), size: 1, require_tls: false,
+            },
+        },
+        Case {
+            name: "direction",
+            direction: Direction::Inbound,
+            sender: "x@example.net",
+            recipient: "nurse@clinic.example.org",
+            subject: "",
+            summary: clean(),
+            size: 1,
+            require_tls: false,
             expect: |d| {
                 assert_eq!(d.add_headers.get("X-Inbound").map(String::as_str), Some("yes"));
                 assert_eq!(d.method, None, "inbound without a method rule goes by transport");
                 assert!(!d.require_verified_tls);
-            } },
-        Case { name: "sender", direction: Direction::Outbound, sender: "CEO@clinic.example.org", recipient: "pat@example.net", subject: "", summary: clean(), size: 1, require_tls: false,
-            expect: |d| assert_eq!(d.tag_subject.as_deref(), Some("[EXEC]")) },
-        Case { name: "sender group (subdomain pattern)", direction: Direction::Outbound, sender: "a@x.cardio.example.org", recipient: "pat@example.net", subject: "", summary: clean(), size: 1, require_tls: false,
-            expect: |d| assert!(d.add_headers.contains_key("X-Clinician")) },
-        Case { name: "recipient block", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "someone@insecure.example", subject: "", summary: clean(), size: 1, require_tls: false,
-            expect: |d| assert_eq!(d.block.as_deref(), Some("insecure.example does not accept PHI")) },
-        Case { name: "recipient group method", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "results@lab.example.com", subject: "", summary: clean(), size: 1, require_tls: false,
+            },
+        },
+        Case {
+            name: "sender",
+            direction: Direction::Outbound,
+            sender: "CEO@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: clean(),
+            size: 1,
+            require_tls: false,
+            expect: |d| assert_eq!(d.tag_subject.as_deref(), Some("[EXEC]")),
+        },
+        Case {
+            name: "sender group (subdomain pattern)",
+            direction: Direction::Outbound,
+            sender: "a@x.cardio.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: clean(),
+            size: 1,
+            require_tls: false,
+            expect: |d| assert!(d.add_headers.contains_key("X-Clinician")),
+        },
+        Case {
+            name: "recipient block",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "someone@insecure.example",
+            subject: "",
+            summary: clean(),
+            size: 1,
+            require_tls: false,
+            expect: |d| assert_eq!(d.block.as_deref(), Some("insecure.example does not accept PHI")),
+        },
+        Case {
+            name: "recipient group method",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "results@lab.example.com",
+            subject: "",
+            summary: clean(),
+            size: 1,
+            require_tls: false,
             expect: |d| {
                 assert_eq!(d.method, Some(Method::TlsVerified));
                 assert_eq!(d.method_rule, "recipient group");
                 assert_eq!(d.plan(Capabilities::default()), vec![Step::TlsVerified, Step::Hold]);
-            } },
-        Case { name: "verdict", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "pat@example.net", subject: "", summary: summary(Verdict::Phi, &[(EntityType::Mrn, 1)], false, &[]), size: 1, require_tls: false,
-            expect: |d| assert_eq!(d.add_headers.get("X-Classification").map(String::as_str), Some("phi")) },
-        Case { name: "entity count reached: quarantine and compliance notice", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "pat@example.net", subject: "", summary: summary(Verdict::Pii, &[(EntityType::UsSsn, 3)], false, &[]), size: 1, require_tls: false,
-            expect: |d| { assert!(d.quarantine); assert_eq!(d.notify, vec!["privacy@clinic.example.org".to_string()]); } },
-        Case { name: "entity count not reached", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "pat@example.net", subject: "", summary: summary(Verdict::Pii, &[(EntityType::UsSsn, 2)], false, &[]), size: 1, require_tls: false,
-            expect: |d| assert!(!d.quarantine) },
-        Case { name: "min entities", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "pat@example.net", subject: "", summary: summary(Verdict::Pii, &[(EntityType::Phone, 30), (EntityType::EmailAddress, 20)], false, &[]), size: 1, require_tls: false,
-            expect: |d| assert_eq!(d.notify, vec!["security@clinic.example.org".to_string()]) },
-        Case { name: "incomplete scan", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "pat@example.net", subject: "", summary: summary(Verdict::Clean, &[], true, &[]), size: 1, require_tls: false,
-            expect: |d| { assert_eq!(d.method, Some(Method::Portal)); assert_eq!(d.plan(Capabilities::default()), vec![Step::Portal]); } },
-        Case { name: "subject marker", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "pat@example.net", subject: "Re: results +ENCRYPT+", summary: clean(), size: 1, require_tls: false,
-            expect: |d| assert_eq!(d.method_rule, "subject marker") },
-        Case { name: "attachment type wildcard", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "pat@example.net", subject: "", summary: summary(Verdict::Clean, &[], false, &["image/png; name=x"]), size: 1, require_tls: false,
+            },
+        },
+        Case {
+            name: "verdict",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: summary(Verdict::Phi, &[(EntityType::Mrn, 1)], false, &[]),
+            size: 1,
+            require_tls: false,
+            expect: |d| assert_eq!(d.add_headers.get("X-Classification").map(String::as_str), Some("phi")),
+        },
+        Case {
+            name: "entity count reached: quarantine and compliance notice",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: summary(Verdict::Pii, &[(EntityType::UsSsn, 3)], false, &[]),
+            size: 1,
+            require_tls: false,
+            expect: |d| {
+                assert!(d.quarantine);
+                assert_eq!(d.notify, vec!["privacy@clinic.example.org".to_string()]);
+            },
+        },
+        Case {
+            name: "entity count not reached",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: summary(Verdict::Pii, &[(EntityType::UsSsn, 2)], false, &[]),
+            size: 1,
+            require_tls: false,
+            expect: |d| assert!(!d.quarantine),
+        },
+        Case {
+            name: "min entities",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: summary(Verdict::Pii, &[(EntityType::Phone, 30), (EntityType::EmailAddress, 20)], false, &[]),
+            size: 1,
+            require_tls: false,
+            expect: |d| assert_eq!(d.notify, vec!["security@clinic.example.org".to_string()]),
+        },
+        Case {
+            name: "incomplete scan",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: summary(Verdict::Clean, &[], true, &[]),
+            size: 1,
+            require_tls: false,
+            expect: |d| {
+                assert_eq!(d.method, Some(Method::Portal));
+                assert_eq!(d.plan(Capabilities::default()), vec![Step::Portal]);
+            },
+        },
+        Case {
+            name: "subject marker",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "Re: results +ENCRYPT+",
+            summary: clean(),
+            size: 1,
+            require_tls: false,
+            expect: |d| assert_eq!(d.method_rule, "subject marker"),
+        },
+        Case {
+            name: "attachment type wildcard",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: summary(Verdict::Clean, &[], false, &["image/png; name=x"]),
+            size: 1,
+            require_tls: false,
             expect: |d| {
                 assert_eq!(d.method, Some(Method::Pgp));
                 assert_eq!(d.plan(Capabilities { pgp_key: true, ..Default::default() }), vec![Step::Pgp]);
                 assert_eq!(d.plan(Capabilities::default()), vec![Step::Portal], "no key: portal, never less");
-            } },
-        Case { name: "size window", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "pat@example.net", subject: "", summary: clean(), size: 25_000_000, require_tls: false,
-            expect: |d| assert_eq!(d.tag_subject.as_deref(), Some("[LARGE]")) },
-        Case { name: "requiretls", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "pat@example.net", subject: "", summary: clean(), size: 1, require_tls: true,
+            },
+        },
+        Case {
+            name: "size window",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: clean(),
+            size: 25_000_000,
+            require_tls: false,
+            expect: |d| assert_eq!(d.tag_subject.as_deref(), Some("[LARGE]")),
+        },
+        Case {
+            name: "requiretls",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "pat@example.net",
+            subject: "",
+            summary: clean(),
+            size: 1,
+            require_tls: true,
             expect: |d| {
                 assert_eq!(d.method, Some(Method::Smime));
                 assert!(d.require_verified_tls);
                 assert_eq!(d.plan(Capabilities { smime_certificate: true, ..Default::default() }), vec![Step::Smime]);
-            } },
-        Case { name: "stop ends evaluation", direction: Direction::Outbound, sender: "a@clinic.example.org", recipient: "stop@example.org", subject: "", summary: clean(), size: 1, require_tls: false,
+            },
+        },
+        Case {
+            name: "stop ends evaluation",
+            direction: Direction::Outbound,
+            sender: "a@clinic.example.org",
+            recipient: "stop@example.org",
+            subject: "",
+            summary: clean(),
+            size: 1,
+            require_tls: false,
             expect: |d| {
                 assert_eq!(d.matched_rules.last().map(String::as_str), Some("stop here"));
                 assert_eq!(d.tag_subject, None);
-            } },
+            },
+        },
     ];
     for case in cases {
         let sender = a(case.sender);
@@ -222,10 +376,21 @@ fn default_policy_protects_every_outbound_message() {
     let p = Policy::new(PolicyConfig::default()).unwrap();
     let s = summary(Verdict::Phi, &[(EntityType::UsSsn, 1)], false, &[]);
     let sender = a("a@clinic.example.org");
-    let facts = MessageFacts { direction: Direction::Outbound, sender: Some(&sender), subject: "", summary: &s, size: 10, require_tls: false };
+    let facts = MessageFacts {
+        direction: Direction::Outbound,
+        sender: Some(&sender),
+        subject: "",
+        summary: &s,
+        size: 10,
+        require_tls: false,
+    };
     let d = p.decide(&facts, &a("pat@example.net"));
     assert_eq!(d.method, Some(Method::Best));
-    assert_eq!(d.plan(Capabilities::default()), vec![Step::TlsVerified, Step::Portal], "no key, no verified TLS: portal");
+    assert_eq!(
+        d.plan(Capabilities::default()),
+        vec![Step::TlsVerified, Step::Portal],
+        "no key, no verified TLS: portal"
+    );
     assert_eq!(d.plan(Capabilities { smime_certificate: true, pgp_key: true }), vec![Step::Smime, Step::Portal]);
     assert_eq!(d.plan(Capabilities { pgp_key: true, ..Default::default() }), vec![Step::Pgp, Step::Portal]);
     assert_eq!(d.tls_fallback, TlsFallback::Portal);
@@ -257,7 +422,14 @@ then.notice_subject = "neutral"
     let doctor = a("dr@clinic.example.org");
     let decide = |sender: &Address, subject_sensitive: bool| {
         let s = Summary { subject_sensitive, ..summary(Verdict::Phi, &[(EntityType::PersonName, 1)], false, &[]) };
-        let facts = MessageFacts { direction: Direction::Outbound, sender: Some(sender), subject: "", summary: &s, size: 10, require_tls: false };
+        let facts = MessageFacts {
+            direction: Direction::Outbound,
+            sender: Some(sender),
+            subject: "",
+            summary: &s,
+            size: 10,
+            require_tls: false,
+        };
         p.decide(&facts, &a("pat@example.net")).reveal_subject
     };
     assert!(decide(&reminders, false), "the first rule naming a notice subject decides");
@@ -265,7 +437,14 @@ then.notice_subject = "neutral"
     assert!(!decide(&doctor, false), "neutral by rule");
     let default = Policy::new(PolicyConfig::default()).unwrap();
     let s = summary(Verdict::Clean, &[], false, &[]);
-    let facts = MessageFacts { direction: Direction::Outbound, sender: Some(&reminders), subject: "", summary: &s, size: 10, require_tls: false };
+    let facts = MessageFacts {
+        direction: Direction::Outbound,
+        sender: Some(&reminders),
+        subject: "",
+        summary: &s,
+        size: 10,
+        require_tls: false,
+    };
     assert!(!default.decide(&facts, &a("pat@example.net")).reveal_subject, "neutral by default");
     let refused = toml::from_str::<toml::Value>("[[policy.rules]]\nname = \"x\"\nthen.notice_subject = \"real\"\n")
         .unwrap()
@@ -294,10 +473,20 @@ fn invalid_policies_are_refused_with_rule_and_key() {
     assert!(e.contains("not an address"), "{e}");
 
     let check = |t: &str| Policy::new(parse(t).unwrap()).unwrap_err().to_string();
-    assert_eq!(check("[[policy.rules]]\nname = \"r\"\nwhen.sender_group = [\"nobody\"]\n"),
-        "policy.rules[0] \"r\": when.sender_group: group 'nobody' is not defined in [policy.groups]");
-    assert!(check("[[policy.rules]]\nname = \"r\"\n[[policy.rules]]\nname = \"r\"\n").contains("two rules have this name"));
-    assert!(check("[[policy.rules]]\nname = \"r\"\nthen.add_header = { \"Bad Name\" = \"v\" }\n").contains("not a header field name"));
-    assert!(check("[[policy.rules]]\nname = \"r\"\nthen.notify_compliance = true\n").contains("compliance_address is not set"));
+    assert_eq!(
+        check("[[policy.rules]]\nname = \"r\"\nwhen.sender_group = [\"nobody\"]\n"),
+        "policy.rules[0] \"r\": when.sender_group: group 'nobody' is not defined in [policy.groups]"
+    );
+    assert!(
+        check("[[policy.rules]]\nname = \"r\"\n[[policy.rules]]\nname = \"r\"\n").contains("two rules have this name")
+    );
+    assert!(
+        check("[[policy.rules]]\nname = \"r\"\nthen.add_header = { \"Bad Name\" = \"v\" }\n")
+            .contains("not a header field name")
+    );
+    assert!(
+        check("[[policy.rules]]\nname = \"r\"\nthen.notify_compliance = true\n")
+            .contains("compliance_address is not set")
+    );
     assert!(check("[[policy.rules]]\nname = \"r\"\nwhen.min_size = 5\nwhen.max_size = 1\n").contains("above max_size"));
 }

@@ -292,7 +292,9 @@ fn parse_any(bytes: &[u8]) -> Result<Vec<Parsed>, DirectoryError> {
         Ok(cert) => Ok(vec![Parsed::Smime(cert, None)]),
         Err(cert_err) => match OpenPgpKey::parse_many(bytes) {
             Ok(keys) => Ok(keys.into_iter().map(Parsed::Pgp).collect()),
-            Err(pgp_err) => Err(DirectoryError::Unrecognized(format!("as a certificate: {cert_err}; as an OpenPGP key: {pgp_err}"))),
+            Err(pgp_err) => {
+                Err(DirectoryError::Unrecognized(format!("as a certificate: {cert_err}; as an OpenPGP key: {pgp_err}")))
+            }
         },
     }
 }
@@ -325,7 +327,14 @@ impl KeyDirectory {
         self.ring.blind_index(tenant, "key-address", address.to_lowercase().as_bytes())
     }
 
-    fn row(&self, tenant: &TenantId, parsed: &Parsed, email: &str, source: KeySource, key_state: KeyState) -> Result<(RecipientKeyRow, carepost_vault::WrappedDataKey, String), DirectoryError> {
+    fn row(
+        &self,
+        tenant: &TenantId,
+        parsed: &Parsed,
+        email: &str,
+        source: KeySource,
+        key_state: KeyState,
+    ) -> Result<(RecipientKeyRow, carepost_vault::WrappedDataKey, String), DirectoryError> {
         let material = parsed.material()?;
         let capabilities = match parsed {
             Parsed::Smime(_, Some(caps)) => Some(serde_json::to_string(&caps.algorithms).unwrap_or_default()),
@@ -418,7 +427,10 @@ impl KeyDirectory {
                     .as_deref()
                     .and_then(|c| serde_json::from_str::<Vec<String>>(c).ok())
                     .map(|algorithms| SmimeCapabilities { algorithms });
-                Parsed::Smime(CertificateInfo::from_der(&material).map_err(|_| DirectoryError::Corrupt(row.id.clone()))?, caps)
+                Parsed::Smime(
+                    CertificateInfo::from_der(&material).map_err(|_| DirectoryError::Corrupt(row.id.clone()))?,
+                    caps,
+                )
             }
             "pgp" => Parsed::Pgp(OpenPgpKey::parse(&material).map_err(|_| DirectoryError::Corrupt(row.id.clone()))?),
             _ => return Err(DirectoryError::Corrupt(row.id.clone())),
@@ -471,7 +483,12 @@ impl KeyDirectory {
     }
 
     /// [`KeyDirectory::lookup`] as of `now`.
-    pub async fn lookup_at(&self, tenant: &TenantId, address: &Address, now: OffsetDateTime) -> Result<RecipientKeys, DirectoryError> {
+    pub async fn lookup_at(
+        &self,
+        tenant: &TenantId,
+        address: &Address,
+        now: OffsetDateTime,
+    ) -> Result<RecipientKeys, DirectoryError> {
         let canonical = address.canonical();
         let index = self.address_index(tenant, &canonical)?;
         let mut found = self.stored_keys(tenant, &canonical, &index, now).await?;
@@ -483,7 +500,13 @@ impl KeyDirectory {
         Ok(found)
     }
 
-    async fn stored_keys(&self, tenant: &TenantId, canonical: &str, index: &[u8], now: OffsetDateTime) -> Result<RecipientKeys, DirectoryError> {
+    async fn stored_keys(
+        &self,
+        tenant: &TenantId,
+        canonical: &str,
+        index: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<RecipientKeys, DirectoryError> {
         let mut smime: Vec<(OffsetDateTime, RecipientCert)> = Vec::new();
         let mut pgp: Vec<(Option<OffsetDateTime>, OpenPgpKey)> = Vec::new();
         for row in self.store.recipient_keys_for(tenant.as_str(), index).await? {
@@ -520,10 +543,19 @@ impl KeyDirectory {
             (_, None) => std::cmp::Ordering::Greater,
             (Some(x), Some(y)) => y.cmp(&x),
         });
-        Ok(RecipientKeys { smime: smime.into_iter().map(|x| x.1).collect(), pgp: pgp.into_iter().map(|x| x.1).collect() })
+        Ok(RecipientKeys {
+            smime: smime.into_iter().map(|x| x.1).collect(),
+            pgp: pgp.into_iter().map(|x| x.1).collect(),
+        })
     }
 
-    async fn wkd_lookup(&self, tenant: &TenantId, canonical: &str, index: &[u8], now: OffsetDateTime) -> Result<Option<OpenPgpKey>, DirectoryError> {
+    async fn wkd_lookup(
+        &self,
+        tenant: &TenantId,
+        canonical: &str,
+        index: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<Option<OpenPgpKey>, DirectoryError> {
         let Some(client) = &self.wkd else { return Ok(None) };
         let now_ts = Timestamp::from_datetime(now);
         if let Some((checked, result)) = self.store.last_lookup(tenant.as_str(), index, "wkd").await? {
@@ -536,7 +568,9 @@ impl KeyDirectory {
         let fetched = crate::wkd::fetch_key_at(client.as_ref(), canonical, now).await;
         let (key, result) = match fetched {
             Ok(key) => (Some(key), LookupResult::Found),
-            Err(WkdError::NotFound | WkdError::AddressMismatch | WkdError::Unusable(_) | WkdError::Key(_)) => (None, LookupResult::Miss),
+            Err(WkdError::NotFound | WkdError::AddressMismatch | WkdError::Unusable(_) | WkdError::Key(_)) => {
+                (None, LookupResult::Miss)
+            }
             Err(e) => {
                 tracing::warn!(error = %carepost_model::Sensitive::new(e.to_string()), "WKD look-up failed; will try again within the hour");
                 (None, LookupResult::Failed)
@@ -549,7 +583,9 @@ impl KeyDirectory {
         let at = now_ts.as_micros();
         self.store
             .writer()
-            .run(move |tx| Box::pin(async move { recipient_keys::record_lookup(tx, &t, &index, "wkd", at, result).await }))
+            .run(move |tx| {
+                Box::pin(async move { recipient_keys::record_lookup(tx, &t, &index, "wkd", at, result).await })
+            })
             .await?;
         Ok(key)
     }

@@ -49,11 +49,7 @@ pub(crate) fn base64_lines(data: &[u8]) -> String {
 
 /// Decodes a base64 body, ignoring line breaks and other whitespace.
 pub(crate) fn decode_base64_body(body: &[u8]) -> Option<Vec<u8>> {
-    let compact: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let compact: Vec<u8> = body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
     BASE64.decode(compact).ok()
 }
 
@@ -93,16 +89,9 @@ pub(crate) struct HeaderField<'a> {
 impl HeaderField<'_> {
     /// The field body, unfolded (continuation line breaks removed) and trimmed.
     pub fn unfolded_value(&self) -> String {
-        let after_colon = self
-            .raw
-            .iter()
-            .position(|&b| b == b':')
-            .map_or(&[][..], |p| &self.raw[p + 1..]);
+        let after_colon = self.raw.iter().position(|&b| b == b':').map_or(&[][..], |p| &self.raw[p + 1..]);
         let text = String::from_utf8_lossy(after_colon);
-        text.replace("\r\n", "")
-            .replace('\n', "")
-            .trim()
-            .to_string()
+        text.replace("\r\n", "").replace('\n', "").trim().to_string()
     }
 }
 
@@ -115,17 +104,13 @@ pub(crate) fn header_fields(head: &[u8]) -> Vec<HeaderField<'_>> {
     let mut line_start = 0;
     let mut current_name: Option<&str> = None;
     while line_start < head.len() {
-        let line_end =
-            find(&head[line_start..], b"\r\n").map_or(head.len(), |p| line_start + p + 2);
+        let line_end = find(&head[line_start..], b"\r\n").map_or(head.len(), |p| line_start + p + 2);
         let line = &head[line_start..line_end];
         let continues = matches!(line.first(), Some(b' ' | b'\t'));
         let colon = line.iter().position(|&b| b == b':');
         if !continues && colon.is_some() {
             if let Some(name) = current_name {
-                fields.push(HeaderField {
-                    name,
-                    raw: &head[start..line_start],
-                });
+                fields.push(HeaderField { name, raw: &head[start..line_start] });
             }
             start = line_start;
             let name_bytes = &line[..colon.unwrap_or(0)];
@@ -136,20 +121,14 @@ pub(crate) fn header_fields(head: &[u8]) -> Vec<HeaderField<'_>> {
         line_start = line_end;
     }
     if let Some(name) = current_name {
-        fields.push(HeaderField {
-            name,
-            raw: &head[start..],
-        });
+        fields.push(HeaderField { name, raw: &head[start..] });
     }
     fields
 }
 
 /// The value of the first header field called `name` (case-insensitive), unfolded.
 pub(crate) fn header_value(head: &[u8], name: &str) -> Option<String> {
-    header_fields(head)
-        .into_iter()
-        .find(|f| f.name.eq_ignore_ascii_case(name))
-        .map(|f| f.unfolded_value())
+    header_fields(head).into_iter().find(|f| f.name.eq_ignore_ascii_case(name)).map(|f| f.unfolded_value())
 }
 
 /// A parsed Content-Type value: lowercase `type/subtype` and its parameters
@@ -163,20 +142,13 @@ pub(crate) struct ContentType {
 impl ContentType {
     /// The value of parameter `name` (case-insensitive).
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Parses `type/subtype; name=value; name="quoted value"`.
     pub fn parse(value: &str) -> ContentType {
         let mut pieces = split_params(value).into_iter();
-        let mime_type = pieces
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
+        let mime_type = pieces.next().unwrap_or_default().trim().to_ascii_lowercase();
         let params = pieces
             .filter_map(|piece| {
                 let (name, raw) = piece.split_once('=')?;
@@ -257,10 +229,7 @@ pub enum MultipartError {
 /// Each part runs from after its delimiter line to before the CRLF that
 /// precedes the next delimiter, which RFC 2046 §5.1.1 says belongs to the
 /// delimiter: this is the range a multipart/signed signature covers.
-pub(crate) fn multipart_parts<'a>(
-    body: &'a [u8],
-    boundary: &str,
-) -> Result<Vec<&'a [u8]>, MultipartError> {
+pub(crate) fn multipart_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>, MultipartError> {
     if boundary.is_empty() || boundary.len() > 200 {
         return Err(MultipartError::NoBoundary);
     }
@@ -269,8 +238,7 @@ pub(crate) fn multipart_parts<'a>(
     let mut part_start: Option<usize> = None;
     let mut line_start = 0;
     while line_start < body.len() {
-        let line_end =
-            find(&body[line_start..], b"\r\n").map_or(body.len(), |p| line_start + p + 2);
+        let line_end = find(&body[line_start..], b"\r\n").map_or(body.len(), |p| line_start + p + 2);
         let line = &body[line_start..line_end];
         if let Some(rest) = line.strip_prefix(dash_boundary.as_bytes()) {
             let rest_trimmed = trim_ascii_end_ws(rest);
@@ -293,10 +261,7 @@ pub(crate) fn multipart_parts<'a>(
 }
 
 fn trim_ascii_end_ws(bytes: &[u8]) -> &[u8] {
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(0, |p| p + 1);
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |p| p + 1);
     &bytes[..end]
 }
 
@@ -357,10 +322,7 @@ pub fn split_for_protection(message: &[u8]) -> ProtectionSplit {
     inner_entity.extend_from_slice(&inner_head);
     inner_entity.extend_from_slice(b"\r\n");
     inner_entity.extend_from_slice(body);
-    ProtectionSplit {
-        outer_headers,
-        inner_entity,
-    }
+    ProtectionSplit { outer_headers, inner_entity }
 }
 
 /// The outer Subject of a message whose real Subject travels protected.
@@ -484,36 +446,21 @@ mod tests {
         let body = b"preamble\r\n--b\r\nfirst\r\n--b\r\nsecond\r\n\r\n--b--\r\nepilogue";
         let parts = multipart_parts(body, "b").unwrap();
         assert_eq!(parts, vec![&b"first"[..], &b"second\r\n"[..]]);
-        assert_eq!(
-            multipart_parts(b"--b\r\nx", "b"),
-            Err(MultipartError::Unterminated)
-        );
+        assert_eq!(multipart_parts(b"--b\r\nx", "b"), Err(MultipartError::Unterminated));
     }
 
     #[test]
     fn split_and_join_keep_outer_headers_outside() {
         let message = b"From: a@example.org\nTo: b@example.org\nSubject: hi\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 7bit\n\nhello\n";
         let split = split_for_protection(message);
-        assert_eq!(
-            split.outer_headers,
-            b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n"
-        );
+        assert_eq!(split.outer_headers, b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n");
         assert_eq!(
             split.inner_entity,
             b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\nhello\r\n"
         );
-        let joined = join_protected(
-            &split.outer_headers,
-            b"Content-Type: application/pkcs7-mime\r\n\r\nxyz",
-        );
+        let joined = join_protected(&split.outer_headers, b"Content-Type: application/pkcs7-mime\r\n\r\nxyz");
         assert!(joined.starts_with(b"From: a@example.org\r\n"));
-        assert!(
-            find(
-                &joined,
-                b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime"
-            )
-            .is_some()
-        );
+        assert!(find(&joined, b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime").is_some());
     }
 
     #[test]
@@ -525,9 +472,6 @@ mod tests {
     #[test]
     fn message_without_content_type_gets_the_default() {
         let split = split_for_protection(b"Subject: x\r\n\r\nbody");
-        assert_eq!(
-            split.inner_entity,
-            b"Content-Type: text/plain; charset=us-ascii\r\n\r\nbody"
-        );
+        assert_eq!(split.inner_entity, b"Content-Type: text/plain; charset=us-ascii\r\n\r\nbody");
     }
 }

@@ -68,36 +68,22 @@ impl PgpSigner {
     /// RSA signing keys are refused: rPGP signs RSA with the `rsa` crate,
     /// whose private-key operations leak timing (RUSTSEC-2023-0071).
     pub fn parse(bytes: &[u8], passphrase: &str) -> Result<Self> {
-        let (key, _) = SignedSecretKey::from_reader_single(bytes)
-            .map_err(|e| PgpMimeError::SigningKey(e.to_string()))?;
+        let (key, _) =
+            SignedSecretKey::from_reader_single(bytes).map_err(|e| PgpMimeError::SigningKey(e.to_string()))?;
         // Self-signatures are judged on the public half, like any other key.
         let public = OpenPgpKey::from_signed(key.to_public_key());
         let component = match public.signing_component(OffsetDateTime::now_utc()) {
             Ok(SigningComponent::Primary) => None,
             Ok(SigningComponent::Subkey(fingerprint)) => {
-                let index = key
-                    .secret_subkeys
-                    .iter()
-                    .position(|s| s.key.fingerprint() == fingerprint);
-                Some(index.ok_or_else(|| {
-                    PgpMimeError::SigningKey("signing subkey has no secret part".into())
-                })?)
+                let index = key.secret_subkeys.iter().position(|s| s.key.fingerprint() == fingerprint);
+                Some(index.ok_or_else(|| PgpMimeError::SigningKey("signing subkey has no secret part".into()))?)
             }
             Err(reason) => return Err(PgpMimeError::SigningKey(reason.to_string())),
         };
-        let signer = PgpSigner {
-            key,
-            passphrase: passphrase.to_string(),
-            component,
-        };
+        let signer = PgpSigner { key, passphrase: passphrase.to_string(), component };
         let algorithm = signer.signing_key().algorithm();
-        if matches!(
-            algorithm,
-            PublicKeyAlgorithm::RSA | PublicKeyAlgorithm::RSASign | PublicKeyAlgorithm::RSAEncrypt
-        ) {
-            return Err(PgpMimeError::SigningKey(
-                "RSA signing keys are not supported; use Ed25519 or ECDSA".into(),
-            ));
+        if matches!(algorithm, PublicKeyAlgorithm::RSA | PublicKeyAlgorithm::RSASign | PublicKeyAlgorithm::RSAEncrypt) {
+            return Err(PgpMimeError::SigningKey("RSA signing keys are not supported; use Ed25519 or ECDSA".into()));
         }
         Ok(signer)
     }
@@ -121,11 +107,7 @@ impl PgpSigner {
 ///
 /// Each recipient's newest valid encryption subkey is used; a recipient
 /// whose key is expired, revoked or has no such subkey fails the whole call.
-pub fn encrypt(
-    entity: &[u8],
-    recipients: &[OpenPgpKey],
-    signer: Option<&PgpSigner>,
-) -> Result<Vec<u8>> {
+pub fn encrypt(entity: &[u8], recipients: &[OpenPgpKey], signer: Option<&PgpSigner>) -> Result<Vec<u8>> {
     encrypt_at(entity, recipients, signer, OffsetDateTime::now_utc())
 }
 
@@ -143,17 +125,13 @@ pub fn encrypt_at(
         .iter()
         .map(|r| {
             r.encryption_target(now)
-                .map_err(|reason| PgpMimeError::RecipientUnusable {
-                    fingerprint: r.fingerprint.clone(),
-                    reason,
-                })
+                .map_err(|reason| PgpMimeError::RecipientUnusable { fingerprint: r.fingerprint.clone(), reason })
         })
         .collect::<Result<Vec<_>>>()?;
 
     let content = to_crlf(entity);
     let mut rng = rand::thread_rng();
-    let mut builder =
-        MessageBuilder::from_bytes("", content).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
+    let mut builder = MessageBuilder::from_bytes("", content).seipd_v1(&mut rng, SymmetricKeyAlgorithm::AES256);
     for target in &targets {
         match target {
             EncryptionTarget::Primary(key) => builder.encrypt_to_key(&mut rng, *key)?,
@@ -161,11 +139,7 @@ pub fn encrypt_at(
         };
     }
     if let Some(signer) = signer {
-        builder.sign(
-            signer.signing_key(),
-            Password::from(signer.passphrase.as_str()),
-            HashAlgorithm::Sha256,
-        );
+        builder.sign(signer.signing_key(), Password::from(signer.passphrase.as_str()), HashAlgorithm::Sha256);
     }
     let armored = builder.to_armored_string(&mut rng, ArmorOptions::default())?;
 

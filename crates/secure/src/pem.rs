@@ -25,9 +25,7 @@ pub(crate) fn all_blocks(input: &[u8], label: &str) -> Vec<Vec<u8>> {
         let Some(len) = rest[body_start..].find(&end) else {
             break;
         };
-        if let Some(der) =
-            crate::mime::decode_base64_body(&rest.as_bytes()[body_start..body_start + len])
-        {
+        if let Some(der) = crate::mime::decode_base64_body(&rest.as_bytes()[body_start..body_start + len]) {
             blocks.push(der);
         }
         rest = &rest[body_start + len + end.len()..];

@@ -207,7 +207,8 @@ pub fn masked(address: &Address) -> String {
 /// subject or participants; it is still stored whole.
 fn envelope_of(message: &[u8], sender: Option<&Address>, recipient: &Address, organization: String) -> PortalEnvelope {
     // mail-parser can reach a debug assertion on some malformed nesting (see intake).
-    let parsed = std::panic::catch_unwind(|| mail_parser::MessageParser::default().parse_headers(message)).ok().flatten();
+    let parsed =
+        std::panic::catch_unwind(|| mail_parser::MessageParser::default().parse_headers(message)).ok().flatten();
     let mut env = PortalEnvelope {
         from: String::new(),
         from_address: None,
@@ -357,7 +358,14 @@ impl Portal {
         format!("no-reply@{domain}")
     }
 
-    fn build(&self, from_name: &str, from: &str, to: &Address, subject: &str, text: String) -> Result<Notice, PortalError> {
+    fn build(
+        &self,
+        from_name: &str,
+        from: &str,
+        to: &Address,
+        subject: &str,
+        text: String,
+    ) -> Result<Notice, PortalError> {
         let message = MessageBuilder::new()
             .from((from_name, from))
             .to(to.as_str())
@@ -378,7 +386,13 @@ impl Portal {
         Ok(Notice { envelope, message })
     }
 
-    fn notification(&self, request: &PickupRequest<'_>, envelope: &PortalEnvelope, token: &str, expires_at: Timestamp) -> Result<Notice, PortalError> {
+    fn notification(
+        &self,
+        request: &PickupRequest<'_>,
+        envelope: &PortalEnvelope,
+        token: &str,
+        expires_at: Timestamp,
+    ) -> Result<Notice, PortalError> {
         let org = &envelope.organization;
         let subject = if request.reveal_subject && !envelope.subject.is_empty() {
             envelope.subject.clone()
@@ -402,7 +416,15 @@ impl Portal {
         self.build(org, &self.notice_from(request.sender), request.recipient, &subject, text)
     }
 
-    fn receipt(&self, request: &PickupRequest<'_>, sender: &Address, org: &str, id: &str, token: &str, expires_at: Timestamp) -> Result<Notice, PortalError> {
+    fn receipt(
+        &self,
+        request: &PickupRequest<'_>,
+        sender: &Address,
+        org: &str,
+        id: &str,
+        token: &str,
+        expires_at: Timestamp,
+    ) -> Result<Notice, PortalError> {
         let link = format!("{}/p/s/{token}", self.settings.public_url);
         let text = format!(
             "Your message (carepost id {}) was kept in the secure portal for {}, who was sent a link to read it.\r\n\r\n\
@@ -430,7 +452,8 @@ impl Portal {
         let corrupt = |reason: String| PortalError::Corrupt { id: id.to_owned(), reason };
         let tenant = TenantId::new(&row.tenant).map_err(|e| corrupt(e.to_string()))?;
         let track = self.store.data_key(&self.ring, &tenant, &track_object(id)).await?;
-        let recipient = String::from_utf8(track.open_field("recipient", &row.recipient)?).map_err(|e| corrupt(e.to_string()))?;
+        let recipient =
+            String::from_utf8(track.open_field("recipient", &row.recipient)?).map_err(|e| corrupt(e.to_string()))?;
         let recipient = Address::parse(&recipient).map_err(|e| corrupt(e.to_string()))?;
         let envelope = if row.state == state::ACTIVE {
             let key = self.content_key(&tenant, id).await?;
@@ -451,7 +474,11 @@ impl Portal {
     }
 
     /// A recipient's messages, newest first.
-    pub async fn messages_for(&self, tenant: &TenantId, recipient: &Address) -> Result<Vec<PortalMessage>, PortalError> {
+    pub async fn messages_for(
+        &self,
+        tenant: &TenantId,
+        recipient: &Address,
+    ) -> Result<Vec<PortalMessage>, PortalError> {
         let index = self.recipient_index(tenant, recipient)?;
         let mut out = Vec::new();
         for row in self.store.portal_messages_for(tenant.as_str(), &index).await? {
@@ -466,7 +493,8 @@ impl Portal {
         if !message.is_active() || message.row.expires_at <= Timestamp::now().as_micros() {
             return Err(PortalError::Withdrawn);
         }
-        let tenant = TenantId::new(&message.row.tenant).map_err(|e| PortalError::Corrupt { id: message.row.id.clone(), reason: e.to_string() })?;
+        let tenant = TenantId::new(&message.row.tenant)
+            .map_err(|e| PortalError::Corrupt { id: message.row.id.clone(), reason: e.to_string() })?;
         let key = self.content_key(&tenant, &message.row.id).await?;
         let blob = BlobKey::parse(&message.row.body_blob)?;
         let sealed = match self.blobs.get(&blob).await {
@@ -478,18 +506,27 @@ impl Portal {
     }
 
     /// Records that the recipient opened the message, sealed.
-    pub async fn record_open(&self, message: &PortalMessage, ip: Option<IpAddr>, agent: &str) -> Result<(), PortalError> {
-        let tenant = TenantId::new(&message.row.tenant).map_err(|e| PortalError::Corrupt { id: message.row.id.clone(), reason: e.to_string() })?;
+    pub async fn record_open(
+        &self,
+        message: &PortalMessage,
+        ip: Option<IpAddr>,
+        agent: &str,
+    ) -> Result<(), PortalError> {
+        let tenant = TenantId::new(&message.row.tenant)
+            .map_err(|e| PortalError::Corrupt { id: message.row.id.clone(), reason: e.to_string() })?;
         let track = self.store.data_key(&self.ring, &tenant, &track_object(&message.row.id)).await?;
         let agent: String = agent.chars().filter(|c| !c.is_control()).take(200).collect();
         let json = serde_json::to_vec(&Open { at: None, ip, agent }).map_err(|e| PortalError::Notice(e.to_string()))?;
-        self.store.add_portal_open(&message.row.id, Timestamp::now().as_micros(), track.seal_field("open", &json)?).await?;
+        self.store
+            .add_portal_open(&message.row.id, Timestamp::now().as_micros(), track.seal_field("open", &json)?)
+            .await?;
         Ok(())
     }
 
     /// When and from where the recipient opened a message, oldest first.
     pub async fn opens(&self, message: &PortalMessage) -> Result<Vec<Open>, PortalError> {
-        let tenant = TenantId::new(&message.row.tenant).map_err(|e| PortalError::Corrupt { id: message.row.id.clone(), reason: e.to_string() })?;
+        let tenant = TenantId::new(&message.row.tenant)
+            .map_err(|e| PortalError::Corrupt { id: message.row.id.clone(), reason: e.to_string() })?;
         let track = self.store.data_key(&self.ring, &tenant, &track_object(&message.row.id)).await?;
         let mut out = Vec::new();
         for row in self.store.portal_opens(&message.row.id).await? {
@@ -506,7 +543,8 @@ impl Portal {
     /// already withdrawn.
     pub async fn withdraw(&self, id: &str, why: Withdrawal, by: &str) -> Result<bool, PortalError> {
         let row = self.store.portal_message(id).await?.ok_or_else(|| PortalError::NotFound(id.to_owned()))?;
-        let tenant = TenantId::new(&row.tenant).map_err(|e| PortalError::Corrupt { id: id.to_owned(), reason: e.to_string() })?;
+        let tenant = TenantId::new(&row.tenant)
+            .map_err(|e| PortalError::Corrupt { id: id.to_owned(), reason: e.to_string() })?;
         let new_state = match why {
             Withdrawal::Retracted => state::RETRACTED,
             Withdrawal::Expired => state::EXPIRED,

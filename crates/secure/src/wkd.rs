@@ -61,19 +61,14 @@ pub struct WkdUrls {
 /// written, percent-encoded. The domain is lowercased and must be an ASCII
 /// host name (an internationalized domain must be given in its A-label form).
 pub fn wkd_urls(address: &str) -> Result<WkdUrls, WkdError> {
-    let (local, domain) = address
-        .trim()
-        .rsplit_once('@')
-        .ok_or_else(|| WkdError::BadAddress(address.to_string()))?;
+    let (local, domain) = address.trim().rsplit_once('@').ok_or_else(|| WkdError::BadAddress(address.to_string()))?;
     let domain = domain.to_ascii_lowercase();
     let valid_domain = !domain.is_empty()
         && domain.len() <= 253
         && domain.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
@@ -83,9 +78,7 @@ pub fn wkd_urls(address: &str) -> Result<WkdUrls, WkdError> {
     let hash = hashed_local_part(local);
     let l = percent_encode(local);
     Ok(WkdUrls {
-        advanced: format!(
-            "https://openpgpkey.{domain}/.well-known/openpgpkey/{domain}/hu/{hash}?l={l}"
-        ),
+        advanced: format!("https://openpgpkey.{domain}/.well-known/openpgpkey/{domain}/hu/{hash}?l={l}"),
         direct: format!("https://{domain}/.well-known/openpgpkey/hu/{hash}?l={l}"),
     })
 }
@@ -93,10 +86,7 @@ pub fn wkd_urls(address: &str) -> Result<WkdUrls, WkdError> {
 /// z-base-32(SHA-1(local part with ASCII letters lowercased)).
 pub fn hashed_local_part(local: &str) -> String {
     let lowered = local.to_ascii_lowercase();
-    let digest = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        lowered.as_bytes(),
-    );
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, lowered.as_bytes());
     zbase32(digest.as_ref())
 }
 
@@ -151,11 +141,7 @@ pub async fn fetch_key(http: &impl WkdHttp, address: &str) -> Result<OpenPgpKey,
 }
 
 /// [`fetch_key`] with key validity judged at `now`.
-pub async fn fetch_key_at(
-    http: &impl WkdHttp,
-    address: &str,
-    now: OffsetDateTime,
-) -> Result<OpenPgpKey, WkdError> {
+pub async fn fetch_key_at(http: &impl WkdHttp, address: &str, now: OffsetDateTime) -> Result<OpenPgpKey, WkdError> {
     let urls = wkd_urls(address)?;
     let advanced_error = match attempt(http, &urls.advanced, address, now).await {
         Ok(key) => return Ok(key),
@@ -167,21 +153,14 @@ pub async fn fetch_key_at(
         // host did or did not say; otherwise (typically: no openpgpkey
         // sub-domain at all) the direct method's answer is the answer.
         Err(direct_error) => match advanced_error {
-            WkdError::Key(_) | WkdError::AddressMismatch | WkdError::Unusable(_) => {
-                Err(advanced_error)
-            }
+            WkdError::Key(_) | WkdError::AddressMismatch | WkdError::Unusable(_) => Err(advanced_error),
             _ => Err(direct_error),
         },
     }
 }
 
 /// One method: fetch, then pick a key for the address.
-async fn attempt(
-    http: &impl WkdHttp,
-    url: &str,
-    address: &str,
-    now: OffsetDateTime,
-) -> Result<OpenPgpKey, WkdError> {
+async fn attempt(http: &impl WkdHttp, url: &str, address: &str, now: OffsetDateTime) -> Result<OpenPgpKey, WkdError> {
     match http.get(url).await? {
         Some(body) => select_key(&body, address, now),
         None => Err(WkdError::NotFound),
@@ -202,9 +181,7 @@ fn select_key(body: &[u8], address: &str, now: OffsetDateTime) -> Result<OpenPgp
             Err(why) => reason = Some(why),
         }
     }
-    Err(WkdError::Unusable(
-        reason.unwrap_or(Unusable::NoEncryptionKey),
-    ))
+    Err(WkdError::Unusable(reason.unwrap_or(Unusable::NoEncryptionKey)))
 }
 
 /// Settings for [`ReqwestWkdClient`].
@@ -253,17 +230,11 @@ impl ReqwestWkdClient {
             .redirect(reqwest::redirect::Policy::limited(3))
             .timeout(config.timeout)
             .user_agent("carepost-wkd");
-        builder = if config.only_extra_roots {
-            builder.tls_certs_only(roots)
-        } else {
-            builder.tls_certs_merge(roots)
-        };
+        builder = if config.only_extra_roots { builder.tls_certs_only(roots) } else { builder.tls_certs_merge(roots) };
         for (host, addr) in &config.resolve {
             builder = builder.resolve(host, *addr);
         }
-        let client = builder
-            .build()
-            .map_err(|e| WkdError::Client(e.to_string()))?;
+        let client = builder.build().map_err(|e| WkdError::Client(e.to_string()))?;
         Ok(ReqwestWkdClient { client })
     }
 }
@@ -272,27 +243,15 @@ impl WkdHttp for ReqwestWkdClient {
     async fn get(&self, url: &str) -> Result<Option<Vec<u8>>, WkdError> {
         // Connection and TLS failures are errors, not "nothing published":
         // a host that cannot prove who it is must not look like an empty one.
-        let mut response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| WkdError::Http(error_chain(&e)))?;
+        let mut response = self.client.get(url).send().await.map_err(|e| WkdError::Http(error_chain(&e)))?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !response.status().is_success() {
-            return Err(WkdError::Http(format!(
-                "status {} from {url}",
-                response.status()
-            )));
+            return Err(WkdError::Http(format!("status {} from {url}", response.status())));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| WkdError::Http(e.to_string()))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| WkdError::Http(e.to_string()))? {
             if body.len() + chunk.len() > MAX_KEY_BYTES {
                 return Err(WkdError::TooLarge);
             }
@@ -340,20 +299,10 @@ mod tests {
 
     #[test]
     fn bad_addresses_are_refused() {
-        for address in [
-            "",
-            "no-at-sign",
-            "@example.org",
-            "a@",
-            "a@exa mple.org",
-            "a@example.org/x",
-            "a@-x.org",
-            "a@ex..org",
-        ] {
-            assert!(
-                matches!(wkd_urls(address), Err(WkdError::BadAddress(_))),
-                "{address}"
-            );
+        for address in
+            ["", "no-at-sign", "@example.org", "a@", "a@exa mple.org", "a@example.org/x", "a@-x.org", "a@ex..org"]
+        {
+            assert!(matches!(wkd_urls(address), Err(WkdError::BadAddress(_))), "{address}");
         }
     }
 

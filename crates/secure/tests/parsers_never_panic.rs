@@ -25,12 +25,9 @@ fn fixtures() -> &'static Fixtures {
     FIXTURES.get_or_init(|| {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.subject_alt_names = vec![rcgen::SanType::Rfc822Name(
-            "fixture@example.org".try_into().unwrap(),
-        )];
+        params.subject_alt_names = vec![rcgen::SanType::Rfc822Name("fixture@example.org".try_into().unwrap())];
         let certificate = params.self_signed(&key).unwrap();
-        let signer =
-            SignerIdentity::from_pem_or_der(certificate.der(), &key.serialize_der()).unwrap();
+        let signer = SignerIdentity::from_pem_or_der(certificate.der(), &key.serialize_der()).unwrap();
         let signed = smime::sign(b"Content-Type: text/plain\r\n\r\nfixture\r\n", &signer).unwrap();
         let key_binary = OpenPgpKey::parse(FIXTURE_KEY).unwrap();
         let mut binary = Vec::new();

@@ -95,7 +95,10 @@ async fn deliver_keeps_a_sealed_copy_and_returns_notices_without_phi() {
     let env = message.envelope.clone().unwrap();
     assert_eq!(env.from, "Dr. Alice Carter <alice@clinic.example.org>");
     assert!(env.subject.contains("MARKER-SUBJ"));
-    assert_eq!(env.others.iter().map(Address::as_str).collect::<Vec<_>>(), ["sam@example.com", "nurse@clinic.example.org"]);
+    assert_eq!(
+        env.others.iter().map(Address::as_str).collect::<Vec<_>>(),
+        ["sam@example.com", "nurse@clinic.example.org"]
+    );
     assert_eq!(portal.body(&message).await.unwrap(), MESSAGE.as_bytes());
     let sender_token = link(&receipt.message, "/p/s/");
     assert_eq!(portal.resolve(sender_token.rsplit('/').next().unwrap()).await.unwrap().unwrap().0, "sender");
@@ -134,7 +137,10 @@ async fn withdrawal_shreds_the_content_but_keeps_the_opens() {
         .await
         .unwrap();
     assert!(pickup.receipt.is_none(), "no sender, no receipt");
-    assert!(String::from_utf8_lossy(&pickup.notification.message).contains("MARKER-SUBJ"), "policy allowed the real subject");
+    assert!(
+        String::from_utf8_lossy(&pickup.notification.message).contains("MARKER-SUBJ"),
+        "policy allowed the real subject"
+    );
     let id = pickup.id.to_string();
     let message = portal.message(&id).await.unwrap();
     portal.record_open(&message, None, "agent").await.unwrap();

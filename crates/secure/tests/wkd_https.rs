@@ -35,11 +35,8 @@ impl WkdServer {
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
         let server_key = KeyPair::generate().unwrap();
-        let server_params = CertificateParams::new(vec![
-            "example.org".to_string(),
-            "openpgpkey.example.org".to_string(),
-        ])
-        .unwrap();
+        let server_params =
+            CertificateParams::new(vec!["example.org".to_string(), "openpgpkey.example.org".to_string()]).unwrap();
         let server_cert = server_params.signed_by(&server_key, &ca).unwrap();
 
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -76,17 +73,10 @@ impl WkdServer {
                         }
                     }
                     let text = String::from_utf8_lossy(&request).into_owned();
-                    let target = text
-                        .split_whitespace()
-                        .nth(1)
-                        .unwrap_or_default()
-                        .to_string();
+                    let target = text.split_whitespace().nth(1).unwrap_or_default().to_string();
                     let host = text
                         .lines()
-                        .find_map(|l| {
-                            l.strip_prefix("host: ")
-                                .or_else(|| l.strip_prefix("Host: "))
-                        })
+                        .find_map(|l| l.strip_prefix("host: ").or_else(|| l.strip_prefix("Host: ")))
                         .unwrap_or_default()
                         .to_string();
                     seen.lock().unwrap().push((host, target.clone()));
@@ -104,11 +94,7 @@ impl WkdServer {
                 });
             }
         });
-        WkdServer {
-            addr,
-            ca_der: ca.der().to_vec(),
-            requests,
-        }
+        WkdServer { addr, ca_der: ca.der().to_vec(), requests }
     }
 
     /// A client that trusts only this server's CA and reaches both WKD hosts here.
@@ -116,10 +102,7 @@ impl WkdServer {
         ReqwestWkdClient::new(&WkdClientConfig {
             extra_roots_der: vec![self.ca_der.clone()],
             only_extra_roots: true,
-            resolve: vec![
-                ("example.org".into(), self.addr),
-                ("openpgpkey.example.org".into(), self.addr),
-            ],
+            resolve: vec![("example.org".into(), self.addr), ("openpgpkey.example.org".into(), self.addr)],
             ..WkdClientConfig::default()
         })
         .unwrap()
@@ -148,22 +131,12 @@ async fn advanced_method_is_used_when_published() {
     let (_home, key, fingerprint) = alice_key();
     let urls = wkd::wkd_urls("Alice@example.org").unwrap();
     let server = WkdServer::start(HashMap::from([(target(&urls.advanced), key)])).await;
-    let found = wkd::fetch_key(&server.client(), "Alice@example.org")
-        .await
-        .unwrap();
+    let found = wkd::fetch_key(&server.client(), "Alice@example.org").await.unwrap();
     assert_eq!(found.fingerprint, fingerprint);
     let requests = server.requests();
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert!(
-        requests[0].0.starts_with("openpgpkey.example.org"),
-        "{requests:?}"
-    );
-    assert!(
-        requests[0]
-            .1
-            .starts_with("/.well-known/openpgpkey/example.org/hu/"),
-        "{requests:?}"
-    );
+    assert!(requests[0].0.starts_with("openpgpkey.example.org"), "{requests:?}");
+    assert!(requests[0].1.starts_with("/.well-known/openpgpkey/example.org/hu/"), "{requests:?}");
     assert!(requests[0].1.ends_with("?l=Alice"), "{requests:?}");
 }
 
@@ -172,17 +145,12 @@ async fn direct_method_is_tried_when_advanced_has_nothing() {
     let (_home, key, fingerprint) = alice_key();
     let urls = wkd::wkd_urls("alice@example.org").unwrap();
     let server = WkdServer::start(HashMap::from([(target(&urls.direct), key)])).await;
-    let found = wkd::fetch_key(&server.client(), "alice@example.org")
-        .await
-        .unwrap();
+    let found = wkd::fetch_key(&server.client(), "alice@example.org").await.unwrap();
     assert_eq!(found.fingerprint, fingerprint);
     let requests = server.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert!(requests[1].0.starts_with("example.org"), "{requests:?}");
-    assert!(
-        requests[1].1.starts_with("/.well-known/openpgpkey/hu/"),
-        "{requests:?}"
-    );
+    assert!(requests[1].1.starts_with("/.well-known/openpgpkey/hu/"), "{requests:?}");
 }
 
 #[tokio::test]
@@ -190,14 +158,8 @@ async fn key_for_another_address_is_refused() {
     let home = GpgHome::new();
     home.generate("Mallory <mallory@example.org>", "1y", None);
     let urls = wkd::wkd_urls("alice@example.org").unwrap();
-    let server = WkdServer::start(HashMap::from([(
-        target(&urls.advanced),
-        home.export("mallory@example.org"),
-    )]))
-    .await;
-    let err = wkd::fetch_key(&server.client(), "alice@example.org")
-        .await
-        .unwrap_err();
+    let server = WkdServer::start(HashMap::from([(target(&urls.advanced), home.export("mallory@example.org"))])).await;
+    let err = wkd::fetch_key(&server.client(), "alice@example.org").await.unwrap_err();
     assert!(matches!(err, WkdError::AddressMismatch), "{err}");
 }
 
@@ -206,26 +168,15 @@ async fn expired_published_key_is_refused() {
     let home = GpgHome::new();
     home.generate("Alice <alice@example.org>", "1y", Some("20200101T000000"));
     let urls = wkd::wkd_urls("alice@example.org").unwrap();
-    let server = WkdServer::start(HashMap::from([(
-        target(&urls.advanced),
-        home.export("alice@example.org"),
-    )]))
-    .await;
-    let err = wkd::fetch_key(&server.client(), "alice@example.org")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, WkdError::Unusable(Unusable::Expired(_))),
-        "{err}"
-    );
+    let server = WkdServer::start(HashMap::from([(target(&urls.advanced), home.export("alice@example.org"))])).await;
+    let err = wkd::fetch_key(&server.client(), "alice@example.org").await.unwrap_err();
+    assert!(matches!(err, WkdError::Unusable(Unusable::Expired(_))), "{err}");
 }
 
 #[tokio::test]
 async fn nothing_published_is_not_found() {
     let server = WkdServer::start(HashMap::new()).await;
-    let err = wkd::fetch_key(&server.client(), "alice@example.org")
-        .await
-        .unwrap_err();
+    let err = wkd::fetch_key(&server.client(), "alice@example.org").await.unwrap_err();
     assert!(matches!(err, WkdError::NotFound), "{err}");
     assert_eq!(server.requests().len(), 2);
 }
@@ -239,21 +190,13 @@ async fn server_with_an_untrusted_certificate_is_not_believed() {
     let client = ReqwestWkdClient::new(&WkdClientConfig {
         extra_roots_der: vec![other.ca_der.clone()],
         only_extra_roots: true,
-        resolve: vec![
-            ("example.org".into(), server.addr),
-            ("openpgpkey.example.org".into(), server.addr),
-        ],
+        resolve: vec![("example.org".into(), server.addr), ("openpgpkey.example.org".into(), server.addr)],
         ..WkdClientConfig::default()
     })
     .unwrap();
-    let err = wkd::fetch_key(&client, "alice@example.org")
-        .await
-        .unwrap_err();
+    let err = wkd::fetch_key(&client, "alice@example.org").await.unwrap_err();
     assert!(matches!(err, WkdError::Http(_)), "{err}");
-    assert!(
-        server.requests().is_empty(),
-        "no request may reach an untrusted server"
-    );
+    assert!(server.requests().is_empty(), "no request may reach an untrusted server");
 }
 
 #[tokio::test]

@@ -82,7 +82,11 @@ impl Refused {
 /// Checks a login name and password. `Ok(Err(_))` is a refusal; callers answer every
 /// refusal the same way.
 pub trait Authenticator: Send + Sync + 'static {
-    fn authenticate<'a>(&'a self, login: &'a str, password: &'a str) -> BoxFuture<'a, Result<Result<SignedIn, Refused>, AuthError>>;
+    fn authenticate<'a>(
+        &'a self,
+        login: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<Result<SignedIn, Refused>, AuthError>>;
 }
 
 /// Accounts in the store: argon2id passwords and keyed-hash app passwords.
@@ -125,7 +129,11 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 const REFUSAL_FLOOR: std::time::Duration = std::time::Duration::from_millis(400);
 
 impl Authenticator for StoreAuthenticator {
-    fn authenticate<'a>(&'a self, login: &'a str, password: &'a str) -> BoxFuture<'a, Result<Result<SignedIn, Refused>, AuthError>> {
+    fn authenticate<'a>(
+        &'a self,
+        login: &'a str,
+        password: &'a str,
+    ) -> BoxFuture<'a, Result<Result<SignedIn, Refused>, AuthError>> {
         Box::pin(async move {
             let started = tokio::time::Instant::now();
             let outcome = self.check(login, password).await;
@@ -150,7 +158,10 @@ impl StoreAuthenticator {
             return Ok(Err(Refused::unknown()));
         };
         // Every app password is compared (no early exit on the first match).
-        let app = creds.app_passwords.iter().fold(None, |found, a| if same_bytes(&a.secret_hash, &presented) { Some(a) } else { found });
+        let app = creds
+            .app_passwords
+            .iter()
+            .fold(None, |found, a| if same_bytes(&a.secret_hash, &presented) { Some(a) } else { found });
         // App passwords are long random secrets nobody guesses, so the lock (which stops
         // guessing) does not stop them: an attacker who locks an account by failing on
         // purpose does not cut its mail clients off.

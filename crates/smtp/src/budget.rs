@@ -54,7 +54,9 @@ impl DataBudget {
         let capacity = self.inner.capacity;
         self.inner
             .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_add(bytes).filter(|&total| total <= capacity))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= capacity)
+            })
             .is_ok()
     }
 

@@ -27,9 +27,15 @@ pub enum Command {
     Mail(MailParams),
     Rcpt(Recipient),
     Data,
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     /// `initial` is the initial response as sent (base64, or `=` for empty).
-    Auth { mechanism: Option<Mechanism>, initial: Option<String> },
+    Auth {
+        mechanism: Option<Mechanism>,
+        initial: Option<String>,
+    },
     StartTls,
     Rset,
     Noop,
@@ -118,7 +124,9 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         Request::Expn { .. } => Command::Expn,
         Request::Help { .. } => Command::Help,
         Request::Quit => Command::Quit,
-        Request::Lhlo { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => Command::NotImplemented,
+        Request::Lhlo { .. } | Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+            Command::NotImplemented
+        }
     })
 }
 
@@ -136,7 +144,8 @@ fn mail_params(from: smtp_proto::MailFrom<std::borrow::Cow<'_, str>>) -> Result<
     let sender = if from.address.is_empty() {
         None
     } else {
-        let address = Address::parse(&from.address).map_err(|_| Reply::new(501, "5.1.7", "Bad sender address syntax"))?;
+        let address =
+            Address::parse(&from.address).map_err(|_| Reply::new(501, "5.1.7", "Bad sender address syntax"))?;
         if address.is_utf8() && !smtputf8 {
             return Err(needs_utf8());
         }
@@ -192,7 +201,12 @@ mod tests {
 
     #[test]
     fn parses_mail_with_dsn_utf8_and_requiretls() {
-        let Command::Mail(m) = parse(b"MAIL FROM:<jane@clinic.example> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=abc+2Bd REQUIRETLS\r\n").unwrap() else { panic!() };
+        let Command::Mail(m) =
+            parse(b"MAIL FROM:<jane@clinic.example> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=abc+2Bd REQUIRETLS\r\n")
+                .unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(m.sender.unwrap().as_str(), "jane@clinic.example");
         assert_eq!(m.size, Some(1000));
         assert_eq!(m.body, BodyType::EightBitMime);
@@ -210,7 +224,11 @@ mod tests {
 
     #[test]
     fn parses_rcpt_with_notify_and_orcpt() {
-        let Command::Rcpt(r) = parse(b"RCPT TO:<pat@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;pat+2B1@example.org\r\n").unwrap() else { panic!() };
+        let Command::Rcpt(r) =
+            parse(b"RCPT TO:<pat@example.org> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;pat+2B1@example.org\r\n").unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(r.address.as_str(), "pat@example.org");
         assert_eq!(r.notify, Some(DsnNotify { never: false, success: true, failure: true, delay: false }));
         assert_eq!(r.orcpt.as_deref(), Some("rfc822;pat+2B1@example.org"));
@@ -222,8 +240,14 @@ mod tests {
     fn other_commands() {
         assert_eq!(parse(b"EHLO client.example\r\n").unwrap(), Command::Ehlo("client.example".into()));
         assert_eq!(parse(b"bdat 100 last\r\n").unwrap(), Command::Bdat { size: 100, last: true });
-        assert_eq!(parse(b"AUTH PLAIN AGEAYg==\r\n").unwrap(), Command::Auth { mechanism: Some(Mechanism::Plain), initial: Some("AGEAYg==".into()) });
-        assert_eq!(parse(b"AUTH LOGIN\r\n").unwrap(), Command::Auth { mechanism: Some(Mechanism::Login), initial: None });
+        assert_eq!(
+            parse(b"AUTH PLAIN AGEAYg==\r\n").unwrap(),
+            Command::Auth { mechanism: Some(Mechanism::Plain), initial: Some("AGEAYg==".into()) }
+        );
+        assert_eq!(
+            parse(b"AUTH LOGIN\r\n").unwrap(),
+            Command::Auth { mechanism: Some(Mechanism::Login), initial: None }
+        );
         assert!(matches!(parse(b"AUTH CRAM-MD5\r\n"), Ok(Command::Auth { mechanism: None, .. })));
         assert_eq!(parse(b"ETRN example.org\r\n").unwrap(), Command::NotImplemented);
         assert_eq!(parse(b"FOO\r\n").unwrap_err().code, 500);

@@ -125,7 +125,9 @@ mod tests {
 
     #[test]
     fn parses_networks_and_refuses_unknown_keys() {
-        let c: SmtpConfig = toml::from_str("relay_networks = [\"10.0.0.0/8\", \"::1\"]\nlocal_domains = [\"Clinic.example\"]\n").unwrap();
+        let c: SmtpConfig =
+            toml::from_str("relay_networks = [\"10.0.0.0/8\", \"::1\"]\nlocal_domains = [\"Clinic.example\"]\n")
+                .unwrap();
         assert!(c.is_relay_client("10.1.2.3".parse().unwrap()));
         assert!(c.is_relay_client("::1".parse().unwrap()));
         assert!(!c.is_relay_client("11.0.0.1".parse().unwrap()));

@@ -214,7 +214,9 @@ mod tests {
         ] {
             let mut input = b"Subject: hi\r\n\r\nbody".to_vec();
             input.extend_from_slice(payload);
-            input.extend_from_slice(b"MAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n\r\nsmuggled\r\n.\r\n");
+            input.extend_from_slice(
+                b"MAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n\r\nsmuggled\r\n.\r\n",
+            );
             let (_, end, problem) = decode_data(&input);
             assert_eq!(end, Some(input.len()), "{payload:?}: only the real CRLF.CRLF ends the data");
             assert_eq!(problem, Some(expected), "{payload:?}");

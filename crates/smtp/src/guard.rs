@@ -102,7 +102,12 @@ fn make_room<K>(map: &mut HashMap<K, VecDeque<Instant>>, now: Instant, window: D
     }
 }
 
-fn record<K: std::hash::Hash + Eq>(map: &mut HashMap<K, VecDeque<Instant>>, key: K, now: Instant, window: Duration) -> usize {
+fn record<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, VecDeque<Instant>>,
+    key: K,
+    now: Instant,
+    window: Duration,
+) -> usize {
     make_room(map, now, window);
     let times = map.entry(key).or_default();
     prune(times, now, window);
@@ -110,7 +115,12 @@ fn record<K: std::hash::Hash + Eq>(map: &mut HashMap<K, VecDeque<Instant>>, key:
     times.len()
 }
 
-fn count<K: std::hash::Hash + Eq>(map: &mut HashMap<K, VecDeque<Instant>>, key: &K, now: Instant, window: Duration) -> usize {
+fn count<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, VecDeque<Instant>>,
+    key: &K,
+    now: Instant,
+    window: Duration,
+) -> usize {
     map.get_mut(key).map_or(0, |times| {
         prune(times, now, window);
         times.len()
@@ -142,10 +152,17 @@ impl Counters {
         let (pair, login_n) = if login.is_empty() {
             (0, 0)
         } else {
-            (record(&mut self.by_pair, (client, login.to_owned()), now, s.window), record(&mut self.by_login, login.to_owned(), now, s.window))
+            (
+                record(&mut self.by_pair, (client, login.to_owned()), now, s.window),
+                record(&mut self.by_login, login.to_owned(), now, s.window),
+            )
         };
         let counts_for_client = login.is_empty() || pair <= s.failures_per_login as usize;
-        let client_n = if counts_for_client { record(&mut self.by_client, client, now, s.window) } else { count(&mut self.by_client, &client, now, s.window) };
+        let client_n = if counts_for_client {
+            record(&mut self.by_client, client, now, s.window)
+        } else {
+            count(&mut self.by_client, &client, now, s.window)
+        };
         Tally { client: client_n, pair, login: login_n }
     }
 
@@ -197,7 +214,11 @@ fn normalized(login: &str) -> String {
 }
 
 impl Guard {
-    pub async fn load(settings: GuardSettings, store: Store, audit: Audit) -> Result<Guard, carepost_store::StoreError> {
+    pub async fn load(
+        settings: GuardSettings,
+        store: Store,
+        audit: Audit,
+    ) -> Result<Guard, carepost_store::StoreError> {
         let blocks = active(store.active_blocks(Timestamp::now().as_micros()).await?);
         Ok(Guard {
             settings,
@@ -264,7 +285,12 @@ impl Guard {
         if self.trusted(ip) {
             return false;
         }
-        self.counters.lock().unwrap_or_else(|p| p.into_inner()).refused(&self.settings, ClientKey::of(ip), &normalized(login), Instant::now())
+        self.counters.lock().unwrap_or_else(|p| p.into_inner()).refused(
+            &self.settings,
+            ClientKey::of(ip),
+            &normalized(login),
+            Instant::now(),
+        )
     }
 
     /// Audits a sign-in refused by [`Guard::login_refused`] (nothing is counted: the
@@ -284,7 +310,10 @@ impl Guard {
     /// Audits that failed SMTP sign-ins locked an account (the same lock, and the same
     /// record, as the staff pages' `staff.lockout`).
     pub async fn account_locked(&self, ip: IpAddr, account_id: &str) {
-        let event = Event::new("smtp", "staff.lockout").target(format!("account:{account_id}")).ip(Some(ip)).detail("after", "smtp-password");
+        let event = Event::new("smtp", "staff.lockout")
+            .target(format!("account:{account_id}"))
+            .ip(Some(ip))
+            .detail("after", "smtp-password");
         if let Err(e) = self.audit.append(event).await {
             tracing::error!(error = %e, "cannot audit a lockout");
         }
@@ -297,7 +326,14 @@ impl Guard {
 
     /// Records a successful sign-in: audited, and the login's failures from this client are
     /// forgiven.
-    pub async fn signed_in(&self, ip: IpAddr, login: &str, account_id: &str, mechanism: &str, app_password: Option<&str>) {
+    pub async fn signed_in(
+        &self,
+        ip: IpAddr,
+        login: &str,
+        account_id: &str,
+        mechanism: &str,
+        app_password: Option<&str>,
+    ) {
         self.forgive(ip, login);
         let mut event = Event::new(format!("account:{account_id}"), "smtp.auth")
             .target(format!("account:{account_id}"))
@@ -330,7 +366,12 @@ impl Guard {
     ) -> Option<ActiveBlock> {
         let login = normalized(login);
         let client = ClientKey::of(ip);
-        let tally = self.counters.lock().unwrap_or_else(|p| p.into_inner()).fail(&self.settings, client, &login, Instant::now());
+        let tally = self.counters.lock().unwrap_or_else(|p| p.into_inner()).fail(
+            &self.settings,
+            client,
+            &login,
+            Instant::now(),
+        );
         let mut event = Event::new("smtp", "smtp.auth")
             .ip(Some(ip))
             .outcome(outcome)
@@ -406,7 +447,12 @@ mod tests {
     use super::*;
 
     fn settings() -> GuardSettings {
-        GuardSettings { failures_per_ip: 12, failures_per_login: 5, failures_per_account: 10, ..GuardSettings::default() }
+        GuardSettings {
+            failures_per_ip: 12,
+            failures_per_login: 5,
+            failures_per_account: 10,
+            ..GuardSettings::default()
+        }
     }
 
     fn key(ip: &str) -> ClientKey {
@@ -476,9 +522,13 @@ mod tests {
         for i in 1..=5 {
             c.fail(&s, key(&format!("2001:db8:1:2::{i:x}")), "a", now);
         }
-        assert!(c.refused(&s, key("2001:db8:1:2:dead:beef::1"), "a", now), "another address of the same /64 is the same client");
+        assert!(
+            c.refused(&s, key("2001:db8:1:2:dead:beef::1"), "a", now),
+            "another address of the same /64 is the same client"
+        );
         assert!(!c.refused(&s, key("2001:db8:1:3::1"), "a", now), "the next /64 is another client");
-        let rotating = (1..=12).map(|i| c.fail(&s, key(&format!("2001:db8:9:9::{i:x}")), &format!("u{i}"), now)).last().unwrap();
+        let rotating =
+            (1..=12).map(|i| c.fail(&s, key(&format!("2001:db8:9:9::{i:x}")), &format!("u{i}"), now)).last().unwrap();
         assert_eq!(rotating.client, 12, "rotating addresses within a /64 does not reset the count");
     }
 }

@@ -34,7 +34,11 @@ pub struct Permit {
 
 impl ConnectionLimiter {
     pub fn new(max_total: usize, max_per_ip: usize) -> Self {
-        ConnectionLimiter { max_total, max_per_ip, counts: Arc::new(Mutex::new(Counts { total: 0, by_ip: HashMap::new() })) }
+        ConnectionLimiter {
+            max_total,
+            max_per_ip,
+            counts: Arc::new(Mutex::new(Counts { total: 0, by_ip: HashMap::new() })),
+        }
     }
 
     /// Takes a slot for a session from `ip`; `exempt` clients (relay networks) skip the

@@ -130,7 +130,10 @@ mod tests {
         let client = Network::from(carepost_model::ClientKey::of("2001:db8:1:2::7".parse().unwrap()));
         assert_eq!(client.to_string(), "2001:db8:1:2::/64");
         assert_eq!(client.to_string().parse::<Network>().unwrap(), client);
-        assert!(client.contains("2001:db8:1:2:ffff::1".parse().unwrap()) && !client.contains("2001:db8:1:3::1".parse().unwrap()));
+        assert!(
+            client.contains("2001:db8:1:2:ffff::1".parse().unwrap())
+                && !client.contains("2001:db8:1:3::1".parse().unwrap())
+        );
         for bad in ["", "10.0.0.0/33", "10.0.0.0/", "10.0.0/8", "::/129", "x", "10.0.0.0/+8", "1.2.3.4/8/8"] {
             assert!(bad.parse::<Network>().is_err(), "{bad}");
         }

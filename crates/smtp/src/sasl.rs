@@ -29,7 +29,8 @@ pub fn encode(text: &str) -> String {
 /// someone else.
 pub fn plain(response: &[u8]) -> Result<(String, String), SaslError> {
     let mut parts = response.split(|&b| b == 0);
-    let (Some(authz), Some(login), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(authz), Some(login), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(SaslError::Malformed);
     };
     let login = std::str::from_utf8(login).map_err(|_| SaslError::Malformed)?;

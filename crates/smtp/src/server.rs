@@ -28,7 +28,9 @@ pub enum SmtpError {
     Bind { key: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("smtp.submissions_listen needs a TLS certificate")]
     NoTls,
-    #[error("smtp.max_data_memory ({budget}) is smaller than smtp.max_message_size ({size}): a message of the largest size could never be taken")]
+    #[error(
+        "smtp.max_data_memory ({budget}) is smaller than smtp.max_message_size ({size}): a message of the largest size could never be taken"
+    )]
     DataBudget { budget: u64, size: u64 },
 }
 
@@ -95,7 +97,8 @@ impl SmtpServer {
     pub fn start(self) -> RunningServer {
         let addrs = self.local_addrs();
         let (shutdown, watcher) = watch::channel(false);
-        let limiter = ConnectionLimiter::new(self.shared.config.max_connections, self.shared.config.max_connections_per_ip);
+        let limiter =
+            ConnectionLimiter::new(self.shared.config.max_connections, self.shared.config.max_connections_per_ip);
         let mut tasks = JoinSet::new();
         for (kind, listener) in self.listeners {
             tasks.spawn(accept_loop(kind, listener, self.shared.clone(), limiter.clone(), watcher.clone()));

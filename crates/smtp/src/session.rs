@@ -237,7 +237,11 @@ impl Session {
     /// 3.1 asks the server to wait for it).
     async fn refuse(&mut self, until: Option<String>, reason: &str) {
         let until = until.map(|u| format!(" until {u}")).unwrap_or_default();
-        let reply = Reply::new(554, "5.7.1", format!("Service unavailable; client host [{}] blocked{until}: {reason}", self.peer));
+        let reply = Reply::new(
+            554,
+            "5.7.1",
+            format!("Service unavailable; client host [{}] blocked{until}: {reason}", self.peer),
+        );
         self.conn.reply(&reply);
         tracing::info!(listener = self.kind.name(), "refused a blocked client");
         loop {
@@ -291,7 +295,9 @@ impl Session {
                 self.junk(Reply::new(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"))
             }
             Command::Help => self.junk(Reply::new(214, "2.0.0", "See RFC 5321; carepost speaks ESMTP")),
-            Command::Expn | Command::NotImplemented => self.respond(Reply::new(502, "5.5.1", "Error: command not implemented")),
+            Command::Expn | Command::NotImplemented => {
+                self.respond(Reply::new(502, "5.5.1", "Error: command not implemented"))
+            }
             Command::Quit => {
                 self.conn.reply(&Reply::new(221, "2.0.0", "Bye"));
                 Flow::Close
@@ -307,7 +313,11 @@ impl Session {
             let reply = Reply::plain(250, self.hostname().to_owned());
             return self.respond(reply);
         }
-        let mut lines = vec![self.hostname().to_owned(), "PIPELINING".into(), format!("SIZE {}", self.shared.config.max_message_size)];
+        let mut lines = vec![
+            self.hostname().to_owned(),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.shared.config.max_message_size),
+        ];
         if self.tls.is_none() && self.shared.tls.is_some() {
             lines.push("STARTTLS".into());
         }
@@ -385,7 +395,11 @@ impl Session {
         sasl::decode(b64).map_err(|_| self.respond(Reply::new(501, "5.5.2", "Cannot decode the response as base64")))
     }
 
-    async fn credentials(&mut self, mechanism: Mechanism, initial: Option<String>) -> Result<Option<(String, String)>, Flow> {
+    async fn credentials(
+        &mut self,
+        mechanism: Mechanism,
+        initial: Option<String>,
+    ) -> Result<Option<(String, String)>, Flow> {
         match mechanism {
             Mechanism::Plain => {
                 let response = match initial {
@@ -413,7 +427,11 @@ impl Session {
             return self.respond(Reply::new(503, "5.5.1", "Error: authentication not enabled"));
         }
         if self.tls.is_none() {
-            return self.respond(Reply::new(538, "5.7.11", "Encryption required for requested authentication mechanism"));
+            return self.respond(Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ));
         }
         if self.account.is_some() {
             return self.respond(Reply::new(503, "5.5.1", "Error: already authenticated"));
@@ -468,10 +486,12 @@ impl Session {
         let guard = self.shared.guard.clone();
         let blocked = match &refused {
             Some(r) => {
-                let outcome = if r.because.denied() { carepost_audit::Outcome::Denied } else { carepost_audit::Outcome::Failure };
+                let outcome =
+                    if r.because.denied() { carepost_audit::Outcome::Denied } else { carepost_audit::Outcome::Failure };
                 let locked = if r.locked_now { "true" } else { "false" };
                 let details = [("reason", r.because.as_str()), ("locked_now", locked)];
-                let blocked = guard.failed_with(self.peer, login, mech_name, r.account_id.as_deref(), outcome, &details).await;
+                let blocked =
+                    guard.failed_with(self.peer, login, mech_name, r.account_id.as_deref(), outcome, &details).await;
                 if r.locked_now
                     && let Some(id) = &r.account_id
                 {
@@ -483,7 +503,11 @@ impl Session {
         };
         let flow = self.respond(Reply::new(535, "5.7.8", "Error: authentication failed"));
         if blocked.is_some() {
-            let reply = Reply::new(421, "4.7.0", format!("{} Error: too many failed authentications; try again later", self.hostname()));
+            let reply = Reply::new(
+                421,
+                "4.7.0",
+                format!("{} Error: too many failed authentications; try again later", self.hostname()),
+            );
             self.conn.reply(&reply);
             return Flow::Close;
         }
@@ -513,7 +537,11 @@ impl Session {
         // RFC 1870 section 6.1: a declared size that cannot be held now is refused at once,
         // before the client sends it. Nothing is reserved yet: memory is taken as data arrives.
         if params.size.is_some_and(|s| usize::try_from(s).map_or(true, |s| s > self.shared.budget.available())) {
-            tracing::warn!(listener = self.kind.name(), in_use = self.shared.budget.in_use(), "message data memory is full");
+            tracing::warn!(
+                listener = self.kind.name(),
+                in_use = self.shared.budget.in_use(),
+                "message data memory is full"
+            );
             return storage_full();
         }
         if params.require_tls && self.tls.is_none() {
@@ -523,7 +551,11 @@ impl Session {
             let owned = params.sender.as_ref().is_some_and(|s| account.may_send_as(s));
             if !owned {
                 let shown = params.sender.as_ref().map(|s| s.to_string()).unwrap_or_default();
-                return Reply::new(553, "5.7.1", format!("<{shown}>: Sender address rejected: not owned by user {}", account.login));
+                return Reply::new(
+                    553,
+                    "5.7.1",
+                    format!("<{shown}>: Sender address rejected: not owned by user {}", account.login),
+                );
             }
         }
         self.tx = Some(Transaction { mail: params, recipients: Vec::new(), chunks: None });
@@ -559,7 +591,9 @@ impl Session {
         match &self.tx {
             None => Some(Reply::new(503, "5.5.1", "Error: need MAIL command")),
             Some(tx) if tx.recipients.is_empty() => Some(Reply::new(554, "5.5.1", "Error: no valid recipients")),
-            Some(tx) if !bdat && tx.chunks.is_some() => Some(Reply::new(503, "5.5.1", "Error: BDAT transfer in progress")),
+            Some(tx) if !bdat && tx.chunks.is_some() => {
+                Some(Reply::new(503, "5.5.1", "Error: BDAT transfer in progress"))
+            }
             Some(_) => None,
         }
     }
@@ -570,7 +604,11 @@ impl Session {
         }
         let declared = self.tx.as_ref().and_then(|t| t.mail.size);
         let Some(mut body) = new_body(&self.shared.budget, declared, self.max_size()) else {
-            tracing::warn!(listener = self.kind.name(), in_use = self.shared.budget.in_use(), "message data memory is full");
+            tracing::warn!(
+                listener = self.kind.name(),
+                in_use = self.shared.budget.in_use(),
+                "message data memory is full"
+            );
             return self.respond(storage_full());
         };
         self.conn.reply(&Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
@@ -593,7 +631,11 @@ impl Session {
                 None => match new_body(&self.shared.budget, tx.mail.size, max_size) {
                     Some(body) => Some((BodyDecoder::bdat(max_size, max_line), body)),
                     None => {
-                        tracing::warn!(listener = self.kind.name(), in_use = self.shared.budget.in_use(), "message data memory is full");
+                        tracing::warn!(
+                            listener = self.kind.name(),
+                            in_use = self.shared.budget.in_use(),
+                            "message data memory is full"
+                        );
                         self.tx = None;
                         refusal = Some(storage_full());
                         None
@@ -628,7 +670,9 @@ impl Session {
 
     /// A complete message (or one that went wrong on the way): check, trace, hand over.
     async fn finish(&mut self, decoder: BodyDecoder, body: BodyBuffer) -> Flow {
-        let Some(tx) = self.tx.take() else { return self.respond(Reply::new(503, "5.5.1", "Error: need MAIL command")) };
+        let Some(tx) = self.tx.take() else {
+            return self.respond(Reply::new(503, "5.5.1", "Error: need MAIL command"));
+        };
         match decoder.problem() {
             Some(BodyProblem::BareLf) | Some(BodyProblem::BareCr) => {
                 // The SMTP smuggling defence: the data is refused and the session ends, so
@@ -636,7 +680,8 @@ impl Session {
                 let which = if decoder.problem() == Some(BodyProblem::BareLf) { "<LF>" } else { "<CR>" };
                 tracing::warn!(listener = self.kind.name(), "refused message data with a bare {which}");
                 self.conn.reply(&Reply::new(550, "5.5.2", format!("Error: bare {which} received in message data")));
-                let actor = self.account.as_ref().map(|a| format!("account:{}", a.id)).unwrap_or_else(|| "smtp".to_owned());
+                let actor =
+                    self.account.as_ref().map(|a| format!("account:{}", a.id)).unwrap_or_else(|| "smtp".to_owned());
                 let event = carepost_audit::Event::new(actor, "smtp.smuggling")
                     .target(format!("ip:{}", self.peer))
                     .ip(Some(self.peer))
@@ -649,12 +694,20 @@ impl Session {
             Some(BodyProblem::TooBig) => return self.respond(Reply::new(552, "5.3.4", "Error: message file too big")),
             Some(BodyProblem::LineTooLong) => {
                 let max = self.shared.config.max_line_length;
-                return self.respond(Reply::new(554, "5.6.0", format!("Error: message has a line longer than {max} octets")));
+                return self.respond(Reply::new(
+                    554,
+                    "5.6.0",
+                    format!("Error: message has a line longer than {max} octets"),
+                ));
             }
             None => {}
         }
         if body.over_budget() {
-            tracing::warn!(listener = self.kind.name(), in_use = self.shared.budget.in_use(), "message data memory is full");
+            tracing::warn!(
+                listener = self.kind.name(),
+                in_use = self.shared.budget.in_use(),
+                "message data memory is full"
+            );
             return self.respond(storage_full());
         }
         // The reservation is held until intake has made the message durable (or refused it).
@@ -756,17 +809,25 @@ impl Session {
                 .target(format!("account:{}", account.id))
                 .ip(Some(self.peer))
                 .detail("reason", "header From unreadable or repeated");
-            let reply = Reply::new(550, "5.7.1", "From header rejected: it must be exactly one field naming the sender's address");
+            let reply = Reply::new(
+                550,
+                "5.7.1",
+                "From header rejected: it must be exactly one field naming the sender's address",
+            );
             return Some((reply, event));
         };
-        let foreign = from.iter().find(|a| !carepost_model::Address::parse(a).is_ok_and(|a| account.may_send_as(&a)))?;
+        let foreign =
+            from.iter().find(|a| !carepost_model::Address::parse(a).is_ok_and(|a| account.may_send_as(&a)))?;
         tracing::info!(listener = self.kind.name(), account = %account.id, "refused a From header the account may not use");
         let event = carepost_audit::Event::new(format!("account:{}", account.id), "smtp.sender")
             .target(format!("account:{}", account.id))
             .ip(Some(self.peer))
             .detail("reason", "header From not owned")
             .detail_hashed("from", foreign.as_bytes());
-        Some((Reply::new(550, "5.7.1", format!("<{foreign}>: From header rejected: not owned by user {}", account.login)), event))
+        Some((
+            Reply::new(550, "5.7.1", format!("<{foreign}>: From header rejected: not owned by user {}", account.login)),
+            event,
+        ))
     }
 }
 

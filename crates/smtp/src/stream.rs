@@ -50,7 +50,14 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(io: Box<dyn Io>, shutdown: watch::Receiver<bool>) -> Self {
-        Connection { io, buf: Vec::with_capacity(4096), start: 0, out: Vec::with_capacity(1024), skip_line: false, shutdown }
+        Connection {
+            io,
+            buf: Vec::with_capacity(4096),
+            start: 0,
+            out: Vec::with_capacity(1024),
+            skip_line: false,
+            shutdown,
+        }
     }
 
     /// Queues a reply; it is written before the next wait for input, or by [`Self::flush`].
@@ -170,7 +177,12 @@ impl Connection {
     /// early at a bare CR or LF: the message is refused and the session ends, so nothing more
     /// is worth waiting for (a client that ended with `\n.\n` would otherwise wait for the
     /// data timeout).
-    pub async fn read_data(&mut self, decoder: &mut BodyDecoder, body: &mut BodyBuffer, deadline: Instant) -> Result<(), ReadError> {
+    pub async fn read_data(
+        &mut self,
+        decoder: &mut BodyDecoder,
+        body: &mut BodyBuffer,
+        deadline: Instant,
+    ) -> Result<(), ReadError> {
         loop {
             body.make_room(self.buf.len() - self.start);
             let (used, done) = decoder.feed(&self.buf[self.start..], body.data());
@@ -183,7 +195,13 @@ impl Connection {
     }
 
     /// Reads exactly `len` bytes of a BDAT chunk through `decoder`.
-    pub async fn read_chunk(&mut self, mut len: u64, decoder: &mut BodyDecoder, body: &mut BodyBuffer, deadline: Instant) -> Result<(), ReadError> {
+    pub async fn read_chunk(
+        &mut self,
+        mut len: u64,
+        decoder: &mut BodyDecoder,
+        body: &mut BodyBuffer,
+        deadline: Instant,
+    ) -> Result<(), ReadError> {
         loop {
             let avail = self.buf.len() - self.start;
             let take = usize::try_from(len).unwrap_or(usize::MAX).min(avail);

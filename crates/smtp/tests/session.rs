@@ -9,7 +9,9 @@ use carepost_audit::{Audit, CheckpointKey};
 use carepost_delivery::{Intake, IntakeSettings, Spool};
 use carepost_model::{Address, Listen, TenantId};
 use carepost_policy::{Policy, PolicyConfig};
-use carepost_smtp::{Guard, RunningServer, SenderVerifier, Services, SmtpConfig, SmtpServer, IntakeIngress, StoreAuthenticator};
+use carepost_smtp::{
+    Guard, IntakeIngress, RunningServer, SenderVerifier, Services, SmtpConfig, SmtpServer, StoreAuthenticator,
+};
 use carepost_store::Store;
 use carepost_testkit::dns::TestDns;
 use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
@@ -54,7 +56,8 @@ impl Harness {
             ..SmtpConfig::default()
         };
         adjust(&mut config);
-        let verifier = Arc::new(SenderVerifier::new(&config.dns_servers, "mx.carepost.test", config.dmarc_enforcement).unwrap());
+        let verifier =
+            Arc::new(SenderVerifier::new(&config.dns_servers, "mx.carepost.test", config.dmarc_enforcement).unwrap());
         let guard = Guard::load(config.guard_settings(), store.clone(), audit).await.unwrap();
         let services = Services {
             ingress: Arc::new(IntakeIngress::new(Intake::new(
@@ -104,7 +107,8 @@ impl Client {
         let mut all = String::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(STEP, self.reader.read_line(&mut line)).await.expect("reply in time").unwrap_or(0);
+            let n =
+                tokio::time::timeout(STEP, self.reader.read_line(&mut line)).await.expect("reply in time").unwrap_or(0);
             if n == 0 {
                 return all;
             }
@@ -130,7 +134,9 @@ impl Client {
 }
 
 fn message(from: &str, subject: &str) -> String {
-    format!("From: <{from}>\r\nTo: <pat@clinic.example>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@test>\r\n\r\nHello.\r\n")
+    format!(
+        "From: <{from}>\r\nTo: <pat@clinic.example>\r\nSubject: {subject}\r\nMessage-ID: <{subject}@test>\r\n\r\nHello.\r\n"
+    )
 }
 
 #[tokio::test]
@@ -146,7 +152,11 @@ async fn mx_accepts_local_mail_durably_and_refuses_relaying() {
     assert!(c.cmd("AUTH PLAIN AGEAYg==").await.starts_with("503 5.5.1"));
     assert!(c.cmd("MAIL FROM:<sender@example.net> REQUIRETLS").await.starts_with("530 5.7.10"), "REQUIRETLS needs TLS");
     assert!(c.cmd("MAIL FROM:<sender@example.net> RET=HDRS ENVID=e1").await.starts_with("250 2.1.0"));
-    assert!(c.cmd("RCPT TO:<someone@elsewhere.example>").await.starts_with("554 5.7.1 <someone@elsewhere.example>: Relay access denied"));
+    assert!(
+        c.cmd("RCPT TO:<someone@elsewhere.example>")
+            .await
+            .starts_with("554 5.7.1 <someone@elsewhere.example>: Relay access denied")
+    );
     assert!(c.cmd("RCPT TO:<pat@clinic.example> NOTIFY=FAILURE").await.starts_with("250 2.1.5"));
     assert!(c.cmd("DATA").await.starts_with("354"));
     c.send(format!("{}.\r\n", message("sender@example.net", "m1")).as_bytes()).await;
@@ -164,7 +174,10 @@ async fn mx_accepts_local_mail_durably_and_refuses_relaying() {
     let auth = opened.arrival.sender_auth.clone().expect("sender verification ran");
     assert_eq!(auth.dmarc, "none");
     let body = String::from_utf8(h.spool.body(&opened).await.unwrap().to_vec()).unwrap();
-    assert!(body.starts_with("Received: from client.example ([127.0.0.1])\r\n\tby mx.carepost.test (carepost) with ESMTP;"), "{body}");
+    assert!(
+        body.starts_with("Received: from client.example ([127.0.0.1])\r\n\tby mx.carepost.test (carepost) with ESMTP;"),
+        "{body}"
+    );
     assert!(body.contains("Authentication-Results: mx.carepost.test;"), "{body}");
     assert!(body.ends_with(&message("sender@example.net", "m1")), "{body}");
 }
@@ -176,7 +189,11 @@ async fn pipelined_transactions_and_bdat() {
     c.cmd("EHLO client.example").await;
     // Everything in one write: the replies come back in order.
     let body = message("a@example.net", "m2");
-    c.send(format!("MAIL FROM:<a@example.net>\r\nRCPT TO:<pat@clinic.example>\r\nBDAT {}\r\n{body}", body.len()).as_bytes()).await;
+    c.send(
+        format!("MAIL FROM:<a@example.net>\r\nRCPT TO:<pat@clinic.example>\r\nBDAT {}\r\n{body}", body.len())
+            .as_bytes(),
+    )
+    .await;
     assert!(c.reply().await.starts_with("250 2.1.0"));
     assert!(c.reply().await.starts_with("250 2.1.5"));
     assert!(c.reply().await.starts_with(&format!("250 2.0.0 {} octets received", body.len())));
@@ -252,11 +269,18 @@ async fn size_limits_are_enforced_early_and_while_streaming() {
     let h = Harness::start(|c| c.max_message_size = 1000).await;
     let (mut c, _) = Client::connect(h.addr("mx")).await;
     assert!(c.cmd("EHLO client.example").await.contains("SIZE 1000"));
-    assert!(c.cmd("MAIL FROM:<a@example.net> SIZE=5000").await.starts_with("552 5.3.4"), "declared size refused at once");
+    assert!(
+        c.cmd("MAIL FROM:<a@example.net> SIZE=5000").await.starts_with("552 5.3.4"),
+        "declared size refused at once"
+    );
     c.cmd("MAIL FROM:<a@example.net>").await;
     c.cmd("RCPT TO:<pat@clinic.example>").await;
     c.cmd("DATA").await;
-    c.send(format!("Subject: big\r\n\r\n{}\r\n.\r\n", "x".repeat(900).repeat(3).replace("xxxxxxxxx", "xxxxxxxx\r\n")).as_bytes()).await;
+    c.send(
+        format!("Subject: big\r\n\r\n{}\r\n.\r\n", "x".repeat(900).repeat(3).replace("xxxxxxxxx", "xxxxxxxx\r\n"))
+            .as_bytes(),
+    )
+    .await;
     assert!(c.reply().await.starts_with("552 5.3.4"));
     // The session goes on after a refused message.
     c.cmd("MAIL FROM:<a@example.net>").await;

@@ -72,7 +72,10 @@ impl std::str::FromStr for Role {
     /// Takes the stored names, and `api-only` as people type it.
     fn from_str(s: &str) -> Result<Self, String> {
         let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
-        Role::ALL.into_iter().find(|r| r.as_str() == wanted).ok_or_else(|| format!("unknown role '{s}': one of admin, compliance, sender, api_only"))
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == wanted)
+            .ok_or_else(|| format!("unknown role '{s}': one of admin, compliance, sender, api_only"))
     }
 }
 
@@ -160,7 +163,8 @@ fn login_index(ring: &KeyRing, tenant: &TenantId, login: &str) -> Result<Vec<u8>
 /// The keyed hash an app password is stored as. App passwords are long random secrets, so a
 /// keyed hash (not a slow password hash) is enough, and checking one costs microseconds.
 pub fn app_password_hash(ring: &KeyRing, tenant: &TenantId, secret: &str) -> Result<Vec<u8>, StoreError> {
-    let normalized: String = secret.chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_lowercase();
+    let normalized: String =
+        secret.chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_lowercase();
     Ok(ring.blind_index(tenant, "app-password", normalized.as_bytes())?)
 }
 
@@ -172,7 +176,11 @@ async fn address_rows(tx: &mut Tx, account_id: &str) -> Result<Vec<Vec<u8>>, Sto
     rows.iter().map(|r| Ok(r.try_get("address")?)).collect()
 }
 
-fn open_account(row: &sqlx::sqlite::SqliteRow, key: &DataKey, sealed_addresses: &[Vec<u8>]) -> Result<Account, StoreError> {
+fn open_account(
+    row: &sqlx::sqlite::SqliteRow,
+    key: &DataKey,
+    sealed_addresses: &[Vec<u8>],
+) -> Result<Account, StoreError> {
     let id: String = row.try_get("id")?;
     let tenant: String = row.try_get("tenant")?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("account {id}: {what}"));
@@ -180,7 +188,8 @@ fn open_account(row: &sqlx::sqlite::SqliteRow, key: &DataKey, sealed_addresses: 
         .map_err(|_| corrupt("login is not UTF-8"))?;
     let mut addresses = Vec::with_capacity(sealed_addresses.len());
     for sealed in sealed_addresses {
-        let text = String::from_utf8(key.open_field("address", sealed)?).map_err(|_| corrupt("address is not UTF-8"))?;
+        let text =
+            String::from_utf8(key.open_field("address", sealed)?).map_err(|_| corrupt("address is not UTF-8"))?;
         addresses.push(Address::parse(&text).map_err(|e| corrupt(&e.to_string()))?);
     }
     Ok(Account {
@@ -211,7 +220,11 @@ impl Store {
     }
 
     /// The account `login` names in any tenant, with what sign-in checks against.
-    pub async fn account_credentials(&self, ring: &KeyRing, login: &str) -> Result<Option<AccountCredentials>, StoreError> {
+    pub async fn account_credentials(
+        &self,
+        ring: &KeyRing,
+        login: &str,
+    ) -> Result<Option<AccountCredentials>, StoreError> {
         for tenant in self.tenants_with_keys().await? {
             let index = login_index(ring, &tenant, login)?;
             let row = sqlx::query("SELECT * FROM accounts WHERE tenant = $1 AND login_index = $2")
@@ -244,7 +257,11 @@ impl Store {
                     })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            return Ok(Some(AccountCredentials { account, password_hash: row.try_get("password_hash")?, app_passwords }));
+            return Ok(Some(AccountCredentials {
+                account,
+                password_hash: row.try_get("password_hash")?,
+                app_passwords,
+            }));
         }
         Ok(None)
     }
@@ -256,8 +273,13 @@ impl Store {
 
     /// The account with id `id`, without its secrets.
     pub async fn account_by_id(&self, ring: &KeyRing, id: &str) -> Result<Option<Account>, StoreError> {
-        let Some(row) = sqlx::query("SELECT * FROM accounts WHERE id = $1").bind(id).fetch_optional(self.pool()).await? else { return Ok(None) };
-        let tenant = TenantId::new(&row.try_get::<String, _>("tenant")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let Some(row) =
+            sqlx::query("SELECT * FROM accounts WHERE id = $1").bind(id).fetch_optional(self.pool()).await?
+        else {
+            return Ok(None);
+        };
+        let tenant =
+            TenantId::new(&row.try_get::<String, _>("tenant")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = self.account_data_key(ring, &tenant, id).await?;
         let mut conn = Tx::pooled(self.pool().acquire().await?);
         let sealed = address_rows(&mut conn, id).await?;
@@ -300,7 +322,8 @@ impl Store {
         let mut conn = Tx::pooled(self.pool().acquire().await?);
         for row in &rows {
             let id: String = row.try_get("id")?;
-            let tenant = TenantId::new(&row.try_get::<String, _>("tenant")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let tenant =
+                TenantId::new(&row.try_get::<String, _>("tenant")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let key = self.account_data_key(ring, &tenant, &id).await?;
             let sealed = address_rows(&mut conn, &id).await?;
             out.push(open_account(row, &key, &sealed)?);
@@ -327,7 +350,8 @@ impl Store {
                 addresses.push((address_index, key.seal_field("address", a.as_str().as_bytes())?));
             }
         }
-        let (tenant, role, hash, account_id) = (new.tenant.clone(), new.role.as_str(), new.password_hash.clone(), id.clone());
+        let (tenant, role, hash, account_id) =
+            (new.tenant.clone(), new.role.as_str(), new.password_hash.clone(), id.clone());
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
@@ -408,7 +432,12 @@ impl Store {
 
     /// Stores a new app password's keyed hash under `name`. Fails with
     /// [`StoreError::Conflict`] when the account already has one of that name.
-    pub async fn add_app_password(&self, account_id: &str, name: &str, secret_hash: Vec<u8>) -> Result<String, StoreError> {
+    pub async fn add_app_password(
+        &self,
+        account_id: &str,
+        name: &str,
+        secret_hash: Vec<u8>,
+    ) -> Result<String, StoreError> {
         let (account, name, id) = (account_id.to_owned(), name.to_owned(), Id::new().to_string());
         let app_id = id.clone();
         self.writer()
@@ -526,7 +555,8 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
-                    let done = sqlx::query("DELETE FROM blocks WHERE network = $1").bind(&network).execute(tx.conn()).await?;
+                    let done =
+                        sqlx::query("DELETE FROM blocks WHERE network = $1").bind(&network).execute(tx.conn()).await?;
                     Ok(done.rows_affected() == 1)
                 })
             })
@@ -574,7 +604,13 @@ mod tests {
         let dup = store
             .create_account(
                 &ring,
-                NewAccount { tenant: TenantId::default(), login: "JANE.ROE@clinic.example", role: Role::Sender, addresses: &[], password_hash: None },
+                NewAccount {
+                    tenant: TenantId::default(),
+                    login: "JANE.ROE@clinic.example",
+                    role: Role::Sender,
+                    addresses: &[],
+                    password_hash: None,
+                },
             )
             .await;
         assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
@@ -595,7 +631,15 @@ mod tests {
         assert!(found.app_passwords[0].last_used_at.is_some());
         assert!(store.revoke_app_password(&created.id, "phone").await.unwrap());
         assert!(!store.revoke_app_password(&created.id, "phone").await.unwrap());
-        assert!(store.account_credentials(&ring, "jane.roe@clinic.example").await.unwrap().unwrap().app_passwords.is_empty());
+        assert!(
+            store
+                .account_credentials(&ring, "jane.roe@clinic.example")
+                .await
+                .unwrap()
+                .unwrap()
+                .app_passwords
+                .is_empty()
+        );
         assert_eq!(store.accounts(&ring).await.unwrap().len(), 1);
         store.close().await;
         assert!(crate::test_support::files_containing(dir.path(), b"clinic.example").is_empty());

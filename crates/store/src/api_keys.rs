@@ -135,7 +135,8 @@ impl Store {
 
     /// The key whose secret hashes to `hash`, revoked or not.
     pub async fn api_key_by_hash(&self, hash: &[u8]) -> Result<Option<ApiKey>, StoreError> {
-        let row = sqlx::query("SELECT * FROM api_keys WHERE secret_hash = $1").bind(hash).fetch_optional(self.pool()).await?;
+        let row =
+            sqlx::query("SELECT * FROM api_keys WHERE secret_hash = $1").bind(hash).fetch_optional(self.pool()).await?;
         row.as_ref().map(key_from).transpose()
     }
 
@@ -251,7 +252,10 @@ mod tests {
         store.record_api_message(&key.id, &key.tenant, "M1", Some(vec![1; 32])).await.unwrap();
         store.record_api_message(&key.id, &key.tenant, "M2", None).await.unwrap();
         store.record_api_message(&key.id, &key.tenant, "M3", None).await.unwrap();
-        assert!(matches!(store.record_api_message(&key.id, &key.tenant, "M4", Some(vec![1; 32])).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.record_api_message(&key.id, &key.tenant, "M4", Some(vec![1; 32])).await,
+            Err(StoreError::Conflict(_))
+        ));
         assert_eq!(store.api_message_by_idempotency(&key.id, &[1; 32]).await.unwrap().as_deref(), Some("M1"));
         assert_eq!(store.api_message_tenant("M2").await.unwrap().as_deref(), Some("default"));
         assert_eq!(store.api_message_tenant("M9").await.unwrap(), None);

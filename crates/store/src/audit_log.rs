@@ -48,9 +48,8 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> 
 /// The last record's sequence number and hash, inside the caller's transaction so that
 /// appends in one group commit chain onto each other.
 pub async fn head(tx: &mut Tx) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(tx.conn())
-        .await?;
+    let row =
+        sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetch_optional(tx.conn()).await?;
     row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?))).transpose()
 }
 
@@ -117,7 +116,12 @@ impl Store {
     }
 
     /// Records at or after a time, in order, at most `limit`, starting after `after_seq`.
-    pub async fn audit_records_since(&self, since_micros: i64, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
+    pub async fn audit_records_since(
+        &self,
+        since_micros: i64,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRow>, StoreError> {
         let rows = sqlx::query("SELECT * FROM audit_records WHERE at >= $1 AND seq > $2 ORDER BY seq LIMIT $3")
             .bind(since_micros)
             .bind(after_seq)
@@ -129,7 +133,10 @@ impl Store {
 
     /// The newest `limit` records, newest first (the staff pages' read-only view).
     pub async fn audit_records_latest(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit_records ORDER BY seq DESC LIMIT $1").bind(limit).fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT * FROM audit_records ORDER BY seq DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(row_to_record).collect()
     }
 
@@ -139,7 +146,10 @@ impl Store {
 
     /// Checkpoints with `seq > after`, in order.
     pub async fn audit_checkpoints_after(&self, after: i64) -> Result<Vec<CheckpointRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM audit_checkpoints WHERE seq > $1 ORDER BY seq").bind(after).fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT * FROM audit_checkpoints WHERE seq > $1 ORDER BY seq")
+            .bind(after)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(CheckpointRow {

@@ -80,7 +80,11 @@ impl Store {
                     .fetch_all(self.pool())
                     .await?
             }
-            None => sqlx::query("SELECT * FROM dkim_keys ORDER BY domain, active_from, algorithm").fetch_all(self.pool()).await?,
+            None => {
+                sqlx::query("SELECT * FROM dkim_keys ORDER BY domain, active_from, algorithm")
+                    .fetch_all(self.pool())
+                    .await?
+            }
         };
         rows.iter().map(row_from).collect()
     }
@@ -111,7 +115,10 @@ mod tests {
         let (_dir, store) = store().await;
         let w = store.writer();
         w.run(|tx| Box::pin(async move { insert(tx, &key("a", "s1", 10)).await })).await.unwrap();
-        assert!(w.run(|tx| Box::pin(async move { insert(tx, &key("x", "s1", 10)).await })).await.is_err(), "selectors are unique per domain");
+        assert!(
+            w.run(|tx| Box::pin(async move { insert(tx, &key("x", "s1", 10)).await })).await.is_err(),
+            "selectors are unique per domain"
+        );
         w.run(|tx| Box::pin(async move { insert(tx, &key("b", "s2", 20)).await })).await.unwrap();
         let n = w
             .run(|tx| Box::pin(async move { schedule_retirement(tx, "example.org", 99, &["b".to_owned()]).await }))
@@ -119,7 +126,10 @@ mod tests {
             .unwrap();
         assert_eq!(n, 1);
         let keys = store.dkim_keys(Some("example.org")).await.unwrap();
-        assert_eq!(keys.iter().map(|k| (k.id.as_str(), k.retired_at)).collect::<Vec<_>>(), vec![("a", Some(99)), ("b", None)]);
+        assert_eq!(
+            keys.iter().map(|k| (k.id.as_str(), k.retired_at)).collect::<Vec<_>>(),
+            vec![("a", Some(99)), ("b", None)]
+        );
         assert!(store.dkim_keys(Some("other.org")).await.unwrap().is_empty());
     }
 }

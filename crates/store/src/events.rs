@@ -32,18 +32,8 @@ pub mod kind {
     /// The portal copy reached its expiry and was shredded.
     pub const EXPIRED: &str = "expired";
 
-    pub const ALL: &[&str] = &[
-        QUEUED,
-        QUARANTINED,
-        HELD,
-        RELEASED,
-        DEFERRED,
-        DELIVERED,
-        BOUNCED,
-        OPENED,
-        RETRACTED,
-        EXPIRED,
-    ];
+    pub const ALL: &[&str] =
+        &[QUEUED, QUARANTINED, HELD, RELEASED, DEFERRED, DELIVERED, BOUNCED, OPENED, RETRACTED, EXPIRED];
 }
 
 /// An event to record for the recipient `recipient` of `message_id`.
@@ -61,13 +51,7 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(message_id: &str, recipient: i64, kind: &'static str, at: i64) -> Self {
-        NewEvent {
-            message_id: message_id.to_owned(),
-            recipient,
-            kind,
-            at,
-            ..NewEvent::default()
-        }
+        NewEvent { message_id: message_id.to_owned(), recipient, kind, at, ..NewEvent::default() }
     }
 }
 
@@ -129,40 +113,29 @@ pub async fn record(tx: &mut Tx, e: &NewEvent) -> Result<bool, StoreError> {
 
 /// Removes a message's events (with the message itself).
 pub async fn delete_for_message(tx: &mut Tx, message_id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM message_events WHERE message_id = $1")
-        .bind(message_id)
-        .execute(tx.conn())
-        .await?;
+    sqlx::query("DELETE FROM message_events WHERE message_id = $1").bind(message_id).execute(tx.conn()).await?;
     Ok(())
 }
 
 impl Store {
     /// A message's events, by recipient and in the order they happened.
     pub async fn message_events(&self, message_id: &str) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM message_events WHERE message_id = $1 ORDER BY recipient, seq",
-        )
-        .bind(message_id)
-        .fetch_all(self.pool())
-        .await?;
+        let rows = sqlx::query("SELECT * FROM message_events WHERE message_id = $1 ORDER BY recipient, seq")
+            .bind(message_id)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(event_from).collect()
     }
 
     /// The newest event's sequence number (0 when there is none).
     pub async fn last_event_seq(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events")
-                .fetch_one(self.pool())
-                .await?,
-        )
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(self.pool()).await?)
     }
 
     /// One event by its sequence number.
     pub async fn event(&self, seq: i64) -> Result<Option<EventRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM message_events WHERE seq = $1")
-            .bind(seq)
-            .fetch_optional(self.pool())
-            .await?;
+        let row =
+            sqlx::query("SELECT * FROM message_events WHERE seq = $1").bind(seq).fetch_optional(self.pool()).await?;
         row.as_ref().map(event_from).transpose()
     }
 }
@@ -211,20 +184,17 @@ mod tests {
     async fn every_state_change_writes_its_event_in_the_same_transaction() {
         let (_dir, store) = crate::test_support::store().await;
         let (m, rcpts) = message("M1");
-        let update =
-            |st: &'static str, attempts: i64, method: Option<&str>, code: &str| RecipientUpdate {
-                state: st,
-                attempts,
-                next_attempt_at: 5_000_000,
-                last_reply: None,
-                method: method.map(str::to_owned),
-                delay_notified: false,
-                status: Some(code.to_owned()),
-            };
-        let (deferred, delivered) = (
-            update(state::QUEUED, 1, None, "4.4.1"),
-            update(state::DELIVERED, 2, Some("tls"), "2.0.0"),
-        );
+        let update = |st: &'static str, attempts: i64, method: Option<&str>, code: &str| RecipientUpdate {
+            state: st,
+            attempts,
+            next_attempt_at: 5_000_000,
+            last_reply: None,
+            method: method.map(str::to_owned),
+            delay_notified: false,
+            status: Some(code.to_owned()),
+        };
+        let (deferred, delivered) =
+            (update(state::QUEUED, 1, None, "4.4.1"), update(state::DELIVERED, 2, Some("tls"), "2.0.0"));
         store
             .writer()
             .run(move |tx| {
@@ -232,91 +202,38 @@ mod tests {
                     queue::insert_message(tx, &m, &rcpts).await?;
                     queue::update_recipient(tx, "M1", 0, &deferred).await?;
                     queue::update_recipient(tx, "M1", 0, &delivered).await?;
-                    queue::set_recipient_state(
-                        tx,
-                        "M1",
-                        Some(1),
-                        &[state::QUARANTINED],
-                        state::QUEUED,
-                        None,
-                    )
-                    .await?;
+                    queue::set_recipient_state(tx, "M1", Some(1), &[state::QUARANTINED], state::QUEUED, None).await?;
                     // A retry of a queued recipient changes nothing worth an event.
-                    queue::set_recipient_state(
-                        tx,
-                        "M1",
-                        Some(1),
-                        &[state::QUEUED],
-                        state::QUEUED,
-                        None,
-                    )
-                    .await?;
+                    queue::set_recipient_state(tx, "M1", Some(1), &[state::QUEUED], state::QUEUED, None).await?;
                     Ok(())
                 })
             })
             .await
             .unwrap();
         let events = store.message_events("M1").await.unwrap();
-        let kinds: Vec<(i64, &str)> = events
-            .iter()
-            .map(|e| (e.recipient, e.kind.as_str()))
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                (0, "queued"),
-                (0, "deferred"),
-                (0, "delivered"),
-                (1, "quarantined"),
-                (1, "released")
-            ]
-        );
+        let kinds: Vec<(i64, &str)> = events.iter().map(|e| (e.recipient, e.kind.as_str())).collect();
+        assert_eq!(kinds, [(0, "queued"), (0, "deferred"), (0, "delivered"), (1, "quarantined"), (1, "released")]);
         let deferred = &events[1];
         assert_eq!(
-            (
-                deferred.attempt,
-                deferred.next_attempt_at,
-                deferred.status.as_deref()
-            ),
+            (deferred.attempt, deferred.next_attempt_at, deferred.status.as_deref()),
             (Some(1), Some(5_000_000), Some("4.4.1"))
         );
         assert_eq!(deferred.method, None);
-        assert_eq!(
-            (events[2].method.as_deref(), events[2].status.as_deref()),
-            (Some("tls"), Some("2.0.0"))
-        );
-        assert!(
-            events
-                .iter()
-                .all(|e| e.tenant == "default" && e.address_index.len() == 32 && e.id.len() == 26)
-        );
+        assert_eq!((events[2].method.as_deref(), events[2].status.as_deref()), (Some("tls"), Some("2.0.0")));
+        assert!(events.iter().all(|e| e.tenant == "default" && e.address_index.len() == 32 && e.id.len() == 26));
         assert!(events.windows(2).all(|w| w[0].id != w[1].id));
-        assert_eq!(
-            store.last_event_seq().await.unwrap(),
-            events.iter().map(|e| e.seq).max().unwrap()
-        );
+        assert_eq!(store.last_event_seq().await.unwrap(), events.iter().map(|e| e.seq).max().unwrap());
 
         // An event for a recipient the queue does not have is not recorded.
         let recorded = store
             .writer()
-            .run(|tx| {
-                Box::pin(
-                    async move { record(tx, &NewEvent::new("M1", 7, kind::OPENED, 2_000)).await },
-                )
-            })
+            .run(|tx| Box::pin(async move { record(tx, &NewEvent::new("M1", 7, kind::OPENED, 2_000)).await }))
             .await
             .unwrap();
         assert!(!recorded);
 
-        store
-            .writer()
-            .run(|tx| Box::pin(async move { queue::delete_message(tx, "M1").await }))
-            .await
-            .unwrap();
-        assert!(
-            store.message_events("M1").await.unwrap().is_empty(),
-            "events go with their message"
-        );
+        store.writer().run(|tx| Box::pin(async move { queue::delete_message(tx, "M1").await })).await.unwrap();
+        assert!(store.message_events("M1").await.unwrap().is_empty(), "events go with their message");
     }
 
     #[tokio::test]
@@ -350,16 +267,11 @@ mod tests {
             })
             .await
             .unwrap();
-        store
-            .add_portal_open("P1", 2_000, b"sealed".to_vec())
-            .await
-            .unwrap();
+        store.add_portal_open("P1", 2_000, b"sealed".to_vec()).await.unwrap();
         let withdrawn = store
             .writer()
             .run(|tx| {
-                Box::pin(async move {
-                    portal::withdraw(tx, "P1", portal::state::RETRACTED, 3_000, "sender").await
-                })
+                Box::pin(async move { portal::withdraw(tx, "P1", portal::state::RETRACTED, 3_000, "sender").await })
             })
             .await
             .unwrap();
@@ -374,11 +286,7 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            [
-                (1_000, "queued".to_owned()),
-                (2_000, "opened".to_owned()),
-                (3_000, "retracted".to_owned())
-            ]
+            [(1_000, "queued".to_owned()), (2_000, "opened".to_owned()), (3_000, "retracted".to_owned())]
         );
     }
 }

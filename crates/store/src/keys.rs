@@ -53,10 +53,14 @@ async fn insert_secret(tx: &mut Tx, s: &WrappedSecret) -> Result<bool, StoreErro
 
 /// Records the wrapped data key of a new object, in the caller's transaction, so that the key
 /// and the object it protects become durable together.
-pub async fn put_data_key(tx: &mut Tx, tenant: &TenantId, object: &str, wrapped: &WrappedDataKey) -> Result<(), StoreError> {
-    let version = wrapped
-        .kek_version()
-        .ok_or_else(|| StoreError::Corrupt("wrapped data key without a kek version".into()))?;
+pub async fn put_data_key(
+    tx: &mut Tx,
+    tenant: &TenantId,
+    object: &str,
+    wrapped: &WrappedDataKey,
+) -> Result<(), StoreError> {
+    let version =
+        wrapped.kek_version().ok_or_else(|| StoreError::Corrupt("wrapped data key without a kek version".into()))?;
     sqlx::query("INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(tenant.as_str())
         .bind(object)
@@ -82,9 +86,7 @@ pub async fn shred_data_key(tx: &mut Tx, tenant: &TenantId, object: &str) -> Res
 impl Store {
     /// The master key id the stored secrets were wrapped under, if any secret exists yet.
     pub async fn stored_master_key_id(&self) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT master_key_id FROM vault_secrets LIMIT 1")
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_scalar("SELECT master_key_id FROM vault_secrets LIMIT 1").fetch_optional(self.pool()).await?)
     }
 
     async fn load_scope(&self, ring: &KeyRing, scope: &str, purposes: &[SecretPurpose]) -> Result<(), StoreError> {
@@ -113,11 +115,12 @@ impl Store {
                 other => {
                     ring.forget(scope, purpose, 1);
                     other?;
-                    let row = sqlx::query("SELECT * FROM vault_secrets WHERE scope = $1 AND purpose = $2 AND version = 1")
-                        .bind(scope)
-                        .bind(purpose.as_str())
-                        .fetch_one(self.pool())
-                        .await?;
+                    let row =
+                        sqlx::query("SELECT * FROM vault_secrets WHERE scope = $1 AND purpose = $2 AND version = 1")
+                            .bind(scope)
+                            .bind(purpose.as_str())
+                            .fetch_one(self.pool())
+                            .await?;
                     ring.install(&secret_from_row(&row)?)?;
                 }
             }
@@ -137,22 +140,21 @@ impl Store {
 
     /// Tenants that have keys.
     pub async fn tenants_with_keys(&self) -> Result<Vec<TenantId>, StoreError> {
-        let scopes: Vec<String> = sqlx::query_scalar("SELECT DISTINCT scope FROM vault_secrets WHERE purpose = 'kek' ORDER BY scope")
-            .fetch_all(self.pool())
-            .await?;
-        scopes
-            .iter()
-            .map(|s| TenantId::new(s).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .collect()
+        let scopes: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT scope FROM vault_secrets WHERE purpose = 'kek' ORDER BY scope")
+                .fetch_all(self.pool())
+                .await?;
+        scopes.iter().map(|s| TenantId::new(s).map_err(|e| StoreError::Corrupt(e.to_string()))).collect()
     }
 
     /// The data key of a stored object.
     pub async fn data_key(&self, ring: &KeyRing, tenant: &TenantId, object: &str) -> Result<DataKey, StoreError> {
-        let wrapped: Option<Vec<u8>> = sqlx::query_scalar("SELECT wrapped FROM data_keys WHERE tenant = $1 AND object = $2")
-            .bind(tenant.as_str())
-            .bind(object)
-            .fetch_optional(self.pool())
-            .await?;
+        let wrapped: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT wrapped FROM data_keys WHERE tenant = $1 AND object = $2")
+                .bind(tenant.as_str())
+                .bind(object)
+                .fetch_optional(self.pool())
+                .await?;
         let wrapped = wrapped.ok_or_else(|| StoreError::NotFound(format!("data key of {object}")))?;
         Ok(ring.open_data_key(tenant, object, &WrappedDataKey(wrapped))?)
     }
@@ -160,9 +162,7 @@ impl Store {
     /// Crypto-shreds one object.
     pub async fn shred(&self, tenant: &TenantId, object: &str) -> Result<bool, StoreError> {
         let (tenant, object) = (tenant.clone(), object.to_owned());
-        self.writer()
-            .run(move |tx| Box::pin(async move { shred_data_key(tx, &tenant, &object).await }))
-            .await
+        self.writer().run(move |tx| Box::pin(async move { shred_data_key(tx, &tenant, &object).await })).await
     }
 
     /// Creates a new kek version for `tenant`, rewraps every data key under it (payloads are not
@@ -183,11 +183,13 @@ impl Store {
             insert_secret(&mut tx, &new_kek).await?;
             let mut rewrapped = 0u64;
             loop {
-                let rows = sqlx::query("SELECT object, wrapped FROM data_keys WHERE tenant = $1 AND kek_version < $2 LIMIT 1000")
-                    .bind(tenant.as_str())
-                    .bind(i64::from(to_version))
-                    .fetch_all(tx.conn())
-                    .await?;
+                let rows = sqlx::query(
+                    "SELECT object, wrapped FROM data_keys WHERE tenant = $1 AND kek_version < $2 LIMIT 1000",
+                )
+                .bind(tenant.as_str())
+                .bind(i64::from(to_version))
+                .fetch_all(tx.conn())
+                .await?;
                 if rows.is_empty() {
                     break;
                 }
@@ -195,13 +197,15 @@ impl Store {
                     let object: String = row.try_get("object")?;
                     let old = WrappedDataKey(row.try_get("wrapped")?);
                     let new = ring.rewrap_data_key(tenant, &object, &old)?;
-                    sqlx::query("UPDATE data_keys SET wrapped = $1, kek_version = $2 WHERE tenant = $3 AND object = $4")
-                        .bind(&new.0)
-                        .bind(i64::from(to_version))
-                        .bind(tenant.as_str())
-                        .bind(&object)
-                        .execute(tx.conn())
-                        .await?;
+                    sqlx::query(
+                        "UPDATE data_keys SET wrapped = $1, kek_version = $2 WHERE tenant = $3 AND object = $4",
+                    )
+                    .bind(&new.0)
+                    .bind(i64::from(to_version))
+                    .bind(tenant.as_str())
+                    .bind(&object)
+                    .execute(tx.conn())
+                    .await?;
                     rewrapped += 1;
                 }
             }

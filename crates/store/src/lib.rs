@@ -20,10 +20,10 @@ pub mod keys;
 pub mod mta_sts;
 pub mod portal;
 pub mod queue;
+pub mod recipient_keys;
 pub mod staff;
 pub mod suppression;
 pub mod webhooks;
-pub mod recipient_keys;
 mod writer;
 
 use std::path::Path;
@@ -61,11 +61,7 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         let options = connect_options(path);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let writer_conn = sqlx::SqliteConnection::connect_with(&options).await?;
         Ok(Store { pool, writer: GroupWriter::start(writer_conn) })

@@ -40,7 +40,13 @@ impl Store {
 
     /// Stores (or replaces) a domain's policy with the data key it is sealed under, in one
     /// transaction: the key of the policy it replaces is destroyed with it.
-    pub async fn put_mta_sts_policy(&self, row: StsPolicyRow, tenant: TenantId, object: String, wrapped: WrappedDataKey) -> Result<(), StoreError> {
+    pub async fn put_mta_sts_policy(
+        &self,
+        row: StsPolicyRow,
+        tenant: TenantId,
+        object: String,
+        wrapped: WrappedDataKey,
+    ) -> Result<(), StoreError> {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
@@ -77,7 +83,12 @@ mod tests {
         store.load_tenant_keys(&ring, &tenant).await.unwrap();
         let object = "mta-sts/AB".to_owned();
         let (key, wrapped) = ring.new_data_key(&tenant, &object).unwrap();
-        let row = StsPolicyRow { domain_index: vec![0xab], policy: key.seal_field("policy", b"one").unwrap(), fetched_at: 10, expires_at: 100 };
+        let row = StsPolicyRow {
+            domain_index: vec![0xab],
+            policy: key.seal_field("policy", b"one").unwrap(),
+            fetched_at: 10,
+            expires_at: 100,
+        };
         store.put_mta_sts_policy(row, tenant.clone(), object.clone(), wrapped).await.unwrap();
         let got = store.mta_sts_policy(&[0xab], 99).await.unwrap().unwrap();
         let key = store.data_key(&ring, &tenant, &object).await.unwrap();
@@ -85,7 +96,12 @@ mod tests {
         assert!(store.mta_sts_policy(&[0xab], 100).await.unwrap().is_none(), "expired");
         assert!(store.mta_sts_policy(&[0xcd], 50).await.unwrap().is_none());
         let (key, wrapped) = ring.new_data_key(&tenant, &object).unwrap();
-        let row = StsPolicyRow { domain_index: vec![0xab], policy: key.seal_field("policy", b"two").unwrap(), fetched_at: 20, expires_at: 200 };
+        let row = StsPolicyRow {
+            domain_index: vec![0xab],
+            policy: key.seal_field("policy", b"two").unwrap(),
+            fetched_at: 20,
+            expires_at: 200,
+        };
         store.put_mta_sts_policy(row, tenant.clone(), object.clone(), wrapped).await.unwrap();
         let got = store.mta_sts_policy(&[0xab], 150).await.unwrap().unwrap();
         let key = store.data_key(&ring, &tenant, &object).await.unwrap();

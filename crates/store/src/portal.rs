@@ -126,9 +126,14 @@ async fn record_for_source(tx: &mut Tx, portal_id: &str, event_kind: &'static st
         .fetch_optional(tx.conn())
         .await?;
     let Some(source) = source else { return Ok(()) };
-    let (message, recipient): (String, Option<i64>) = (source.try_get("source_message")?, source.try_get("source_recipient")?);
+    let (message, recipient): (String, Option<i64>) =
+        (source.try_get("source_message")?, source.try_get("source_recipient")?);
     if let Some(recipient) = recipient {
-        events::record(tx, &NewEvent { method: Some("portal".into()), ..NewEvent::new(&message, recipient, event_kind, at) }).await?;
+        events::record(
+            tx,
+            &NewEvent { method: Some("portal".into()), ..NewEvent::new(&message, recipient, event_kind, at) },
+        )
+        .await?;
     }
     Ok(())
 }
@@ -222,7 +227,8 @@ pub struct FailureCount {
 
 impl Store {
     pub async fn portal_message(&self, id: &str) -> Result<Option<PortalMessageRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM portal_messages WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        let row =
+            sqlx::query("SELECT * FROM portal_messages WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
         row.as_ref().map(message_from).transpose()
     }
 
@@ -236,7 +242,11 @@ impl Store {
     }
 
     /// A recipient's messages, newest first.
-    pub async fn portal_messages_for(&self, tenant: &str, recipient_index: &[u8]) -> Result<Vec<PortalMessageRow>, StoreError> {
+    pub async fn portal_messages_for(
+        &self,
+        tenant: &str,
+        recipient_index: &[u8],
+    ) -> Result<Vec<PortalMessageRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM portal_messages WHERE tenant = $1 AND recipient_index = $2 ORDER BY created_at DESC LIMIT 500",
         )
@@ -258,11 +268,13 @@ impl Store {
 
     /// Active messages whose expiry has passed, oldest first.
     pub async fn portal_expired(&self, now: i64, limit: i64) -> Result<Vec<PortalMessageRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM portal_messages WHERE state = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2")
-            .bind(now)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM portal_messages WHERE state = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(message_from).collect()
     }
 
@@ -272,10 +284,11 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
-                    let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_opens WHERE message_id = $1")
-                        .bind(&id)
-                        .fetch_one(tx.conn())
-                        .await?;
+                    let seq: i64 =
+                        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_opens WHERE message_id = $1")
+                            .bind(&id)
+                            .fetch_one(tx.conn())
+                            .await?;
                     sqlx::query("INSERT INTO portal_opens (message_id, seq, at, detail) VALUES ($1, $2, $3, $4)")
                         .bind(&id)
                         .bind(seq)
@@ -310,20 +323,31 @@ impl Store {
     }
 
     pub async fn portal_account_by_id(&self, id: &str) -> Result<Option<AccountRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM portal_accounts WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        let row =
+            sqlx::query("SELECT * FROM portal_accounts WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
         row.as_ref().map(account_from).transpose()
     }
 
     /// Sets an account's password, creating the account (with `new_row`'s sealed address)
     /// when it has none yet. Clears failures and any lock. Returns the account id.
-    pub async fn set_portal_password(&self, new_row: AccountRow, password_hash: String, now: i64) -> Result<String, StoreError> {
+    pub async fn set_portal_password(
+        &self,
+        new_row: AccountRow,
+        password_hash: String,
+        now: i64,
+    ) -> Result<String, StoreError> {
         self.insert_portal_account(new_row, Some(password_hash), now).await
     }
 
     /// The address's account: `new_row` is inserted when the address has none; an existing
     /// one keeps its id and, when `password_hash` is given, takes it (and forgets failures).
     /// Returns the account's id.
-    pub async fn insert_portal_account(&self, new_row: AccountRow, password_hash: Option<String>, now: i64) -> Result<String, StoreError> {
+    pub async fn insert_portal_account(
+        &self,
+        new_row: AccountRow,
+        password_hash: Option<String>,
+        now: i64,
+    ) -> Result<String, StoreError> {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
@@ -366,7 +390,14 @@ impl Store {
 
     /// Counts a failed sign-in within `window` microseconds; reaching `threshold` locks the
     /// account until `now + lock_for`.
-    pub async fn portal_signin_failed(&self, account_id: &str, now: i64, window: i64, threshold: i64, lock_for: i64) -> Result<FailureCount, StoreError> {
+    pub async fn portal_signin_failed(
+        &self,
+        account_id: &str,
+        now: i64,
+        window: i64,
+        threshold: i64,
+        lock_for: i64,
+    ) -> Result<FailureCount, StoreError> {
         let id = account_id.to_owned();
         self.writer()
             .run(move |tx| {
@@ -417,7 +448,13 @@ impl Store {
 
     /// Stores a TOTP secret being set up (`confirm = false`) or makes the pending one active
     /// (`confirm = true`, `secret` ignored).
-    pub async fn set_portal_totp(&self, account_id: &str, secret: Option<Vec<u8>>, confirm: bool, now: i64) -> Result<(), StoreError> {
+    pub async fn set_portal_totp(
+        &self,
+        account_id: &str,
+        secret: Option<Vec<u8>>,
+        confirm: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let id = account_id.to_owned();
         self.writer()
             .run(move |tx| {
@@ -480,7 +517,10 @@ impl Store {
     }
 
     pub async fn portal_session(&self, id_hash: &[u8]) -> Result<Option<SessionRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM portal_sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM portal_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| {
             Ok(SessionRow {
                 account_id: r.try_get("account_id")?,
@@ -499,12 +539,14 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE portal_sessions SET last_seen_at = $1, stage = COALESCE($2, stage) WHERE id_hash = $3")
-                        .bind(now)
-                        .bind(&stage)
-                        .bind(&hash)
-                        .execute(tx.conn())
-                        .await?;
+                    sqlx::query(
+                        "UPDATE portal_sessions SET last_seen_at = $1, stage = COALESCE($2, stage) WHERE id_hash = $3",
+                    )
+                    .bind(now)
+                    .bind(&stage)
+                    .bind(&hash)
+                    .execute(tx.conn())
+                    .await?;
                     Ok(())
                 })
             })
@@ -512,7 +554,11 @@ impl Store {
     }
 
     /// Ends one session, or (with `account_id`) every session of an account.
-    pub async fn end_portal_sessions(&self, id_hash: Option<Vec<u8>>, account_id: Option<String>) -> Result<u64, StoreError> {
+    pub async fn end_portal_sessions(
+        &self,
+        id_hash: Option<Vec<u8>>,
+        account_id: Option<String>,
+    ) -> Result<u64, StoreError> {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
@@ -529,7 +575,16 @@ impl Store {
 
     /// Stores a new one-time code and voids the address's earlier codes of the same purpose.
     /// The caller checks [`Store::portal_codes_sent_since`] against its limit first.
-    pub async fn insert_portal_code(&self, id: String, tenant: String, address_index: Vec<u8>, code_purpose: &str, code_hash: Vec<u8>, now: i64, expires_at: i64) -> Result<(), StoreError> {
+    pub async fn insert_portal_code(
+        &self,
+        id: String,
+        tenant: String,
+        address_index: Vec<u8>,
+        code_purpose: &str,
+        code_hash: Vec<u8>,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
         let code_purpose = code_purpose.to_owned();
         self.writer()
             .run(move |tx| {
@@ -564,7 +619,13 @@ impl Store {
     }
 
     /// Codes of this purpose the address was sent since `since`.
-    pub async fn portal_codes_sent_since(&self, tenant: &str, address_index: &[u8], code_purpose: &str, since: i64) -> Result<i64, StoreError> {
+    pub async fn portal_codes_sent_since(
+        &self,
+        tenant: &str,
+        address_index: &[u8],
+        code_purpose: &str,
+        since: i64,
+    ) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM portal_codes WHERE tenant = $1 AND address_index = $2 AND purpose = $3 AND created_at >= $4",
         )
@@ -577,7 +638,13 @@ impl Store {
     }
 
     /// The address's current code of this purpose: unused and unexpired.
-    pub async fn current_portal_code(&self, tenant: &str, address_index: &[u8], code_purpose: &str, now: i64) -> Result<Option<CodeRow>, StoreError> {
+    pub async fn current_portal_code(
+        &self,
+        tenant: &str,
+        address_index: &[u8],
+        code_purpose: &str,
+        now: i64,
+    ) -> Result<Option<CodeRow>, StoreError> {
         let row = sqlx::query(
             "SELECT * FROM portal_codes WHERE tenant = $1 AND address_index = $2 AND purpose = $3 AND used_at IS NULL \
              AND expires_at > $4 ORDER BY created_at DESC LIMIT 1",
@@ -628,7 +695,13 @@ impl Store {
     /// Records the outcome of a reserved attempt: a match uses the code up (true when it was
     /// still unused: two right entries at once sign in one of them); a miss voids it once
     /// `max_attempts` were reserved.
-    pub async fn portal_code_entered(&self, id: &str, matched: bool, max_attempts: i64, now: i64) -> Result<bool, StoreError> {
+    pub async fn portal_code_entered(
+        &self,
+        id: &str,
+        matched: bool,
+        max_attempts: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.writer()
             .run(move |tx| {
@@ -648,7 +721,11 @@ impl Store {
     /// Reserves one wrong-passphrase slot of a portal message before its passphrase is
     /// compared: false when `max_failures` are used up. Give it back with
     /// [`Store::release_portal_passphrase_attempt`] when the passphrase was right.
-    pub async fn reserve_portal_passphrase_attempt(&self, message_id: &str, max_failures: i64) -> Result<bool, StoreError> {
+    pub async fn reserve_portal_passphrase_attempt(
+        &self,
+        message_id: &str,
+        max_failures: i64,
+    ) -> Result<bool, StoreError> {
         let id = message_id.to_owned();
         self.writer()
             .run(move |tx| {
@@ -712,9 +789,18 @@ mod tests {
     async fn messages_tokens_opens_and_withdrawal() {
         let (_dir, store) = store().await;
         let w = store.writer();
-        w.run(|tx| Box::pin(async move { insert_message(tx, &message("M1"), &[(b"t1".to_vec(), purpose::PICKUP), (b"t2".to_vec(), purpose::SENDER)]).await }))
-            .await
-            .unwrap();
+        w.run(|tx| {
+            Box::pin(async move {
+                insert_message(
+                    tx,
+                    &message("M1"),
+                    &[(b"t1".to_vec(), purpose::PICKUP), (b"t2".to_vec(), purpose::SENDER)],
+                )
+                .await
+            })
+        })
+        .await
+        .unwrap();
         assert_eq!(store.portal_token(b"t1").await.unwrap(), Some(("pickup".into(), "M1".into())));
         assert_eq!(store.portal_token(b"nope").await.unwrap(), None);
         assert_eq!(store.portal_messages_for("default", b"r").await.unwrap().len(), 1);
@@ -723,8 +809,12 @@ mod tests {
         assert_eq!(store.add_portal_open("M1", 5, b"x".to_vec()).await.unwrap(), 1);
         assert_eq!(store.add_portal_open("M1", 6, b"y".to_vec()).await.unwrap(), 2);
         assert_eq!(store.portal_opens("M1").await.unwrap().len(), 2);
-        assert!(w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::RETRACTED, 7, "cli").await })).await.unwrap());
-        assert!(!w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::EXPIRED, 8, "sweep").await })).await.unwrap());
+        assert!(
+            w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::RETRACTED, 7, "cli").await })).await.unwrap()
+        );
+        assert!(
+            !w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::EXPIRED, 8, "sweep").await })).await.unwrap()
+        );
         let m = store.portal_message("M1").await.unwrap().unwrap();
         assert_eq!((m.state.as_str(), m.withdrawn_at, m.withdrawn_by.as_deref()), ("retracted", Some(7), Some("cli")));
         assert!(store.portal_expired(1000, 10).await.unwrap().is_empty());
@@ -744,7 +834,10 @@ mod tests {
         assert_eq!(f.locked_until, Some(513));
         assert_eq!(store.portal_account("default", b"r").await.unwrap().unwrap().locked_until, Some(513));
         // Setting the password again (a reset) keeps the id and lifts the lock.
-        assert_eq!(store.set_portal_password(AccountRow { id: "other".into(), ..row }, "h2".into(), 20).await.unwrap(), "A1");
+        assert_eq!(
+            store.set_portal_password(AccountRow { id: "other".into(), ..row }, "h2".into(), 20).await.unwrap(),
+            "A1"
+        );
         let a = store.portal_account_by_id("A1").await.unwrap().unwrap();
         assert_eq!((a.password_hash.as_deref(), a.locked_until), (Some("h2"), None));
         // A failure outside the window starts a new count.
@@ -759,7 +852,17 @@ mod tests {
     #[tokio::test]
     async fn codes_expire_void_older_ones_and_count_attempts() {
         let (_dir, store) = store().await;
-        let add = |id: &str, now: i64| store.insert_portal_code(id.into(), "default".into(), b"r".to_vec(), purpose::VERIFY, b"h".to_vec(), now, now + 100);
+        let add = |id: &str, now: i64| {
+            store.insert_portal_code(
+                id.into(),
+                "default".into(),
+                b"r".to_vec(),
+                purpose::VERIFY,
+                b"h".to_vec(),
+                now,
+                now + 100,
+            )
+        };
         add("C1", 1).await.unwrap();
         add("C2", 2).await.unwrap();
         assert_eq!(store.portal_codes_sent_since("default", b"r", purpose::VERIFY, 0).await.unwrap(), 2);
@@ -771,7 +874,10 @@ mod tests {
         assert_eq!(store.current_portal_code("default", b"r", purpose::VERIFY, 5).await.unwrap().unwrap().attempts, 1);
         assert!(store.reserve_portal_code_attempt("C2", 2, 5).await.unwrap());
         store.portal_code_entered("C2", false, 2, 5).await.unwrap();
-        assert!(store.current_portal_code("default", b"r", purpose::VERIFY, 6).await.unwrap().is_none(), "void after 2 misses");
+        assert!(
+            store.current_portal_code("default", b"r", purpose::VERIFY, 6).await.unwrap().is_none(),
+            "void after 2 misses"
+        );
         assert!(!store.reserve_portal_code_attempt("C2", 2, 6).await.unwrap(), "no attempt at a void code");
         add("C3", 10).await.unwrap();
         assert!(!store.reserve_portal_code_attempt("C3", 2, 110).await.unwrap(), "nor at an expired one");
@@ -783,12 +889,16 @@ mod tests {
     #[tokio::test]
     async fn parallel_guesses_reserve_no_more_attempts_than_allowed() {
         let (_dir, store) = store().await;
-        store.insert_portal_code("C1".into(), "default".into(), b"r".to_vec(), purpose::VERIFY, b"h".to_vec(), 1, 1000).await.unwrap();
+        store
+            .insert_portal_code("C1".into(), "default".into(), b"r".to_vec(), purpose::VERIFY, b"h".to_vec(), 1, 1000)
+            .await
+            .unwrap();
         let w = store.writer();
         w.run(|tx| Box::pin(async move { insert_message(tx, &message("M1"), &[]).await })).await.unwrap();
         let codes = futures::future::join_all((0..40).map(|_| store.reserve_portal_code_attempt("C1", 5, 2))).await;
         assert_eq!(codes.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 5);
-        let phrases = futures::future::join_all((0..40).map(|_| store.reserve_portal_passphrase_attempt("M1", 5))).await;
+        let phrases =
+            futures::future::join_all((0..40).map(|_| store.reserve_portal_passphrase_attempt("M1", 5))).await;
         assert_eq!(phrases.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 5);
         // A right passphrase gives its slot back; the count is in the database, not the process.
         store.release_portal_passphrase_attempt("M1").await.unwrap();

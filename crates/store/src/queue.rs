@@ -382,11 +382,13 @@ impl Store {
 
     /// Ids of messages whose Message-ID header has this blind index: duplicate detection.
     pub async fn messages_with_message_id(&self, tenant: &str, index: &[u8]) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT id FROM messages WHERE tenant = $1 AND message_id_index = $2 ORDER BY received_at")
-            .bind(tenant)
-            .bind(index)
-            .fetch_all(self.pool())
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM messages WHERE tenant = $1 AND message_id_index = $2 ORDER BY received_at",
+        )
+        .bind(tenant)
+        .bind(index)
+        .fetch_all(self.pool())
+        .await?)
     }
 
     /// Counts of recipients by state.

@@ -149,7 +149,11 @@ pub async fn insert(tx: &mut Tx, k: &RecipientKeyRow) -> Result<(String, bool), 
     if let Some((id, existing)) = same_key(tx, k).await? {
         refresh_capabilities(tx, &id, &k.capabilities).await?;
         if k.source == "import" && !state::usable(&existing) {
-            sqlx::query("UPDATE recipient_keys SET state = $1 WHERE id = $2").bind(state::TRUSTED).bind(&id).execute(tx.conn()).await?;
+            sqlx::query("UPDATE recipient_keys SET state = $1 WHERE id = $2")
+                .bind(state::TRUSTED)
+                .bind(&id)
+                .execute(tx.conn())
+                .await?;
         }
         return Ok((id, false));
     }
@@ -166,11 +170,12 @@ pub async fn insert_learned(tx: &mut Tx, k: &RecipientKeyRow) -> Result<Learned,
         refresh_capabilities(tx, &id, &k.capabilities).await?;
         return Ok(Learned::Known { id, state });
     }
-    let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recipient_keys WHERE tenant = $1 AND address_index = $2")
-        .bind(&k.tenant)
-        .bind(&k.address_index)
-        .fetch_one(tx.conn())
-        .await?;
+    let others: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM recipient_keys WHERE tenant = $1 AND address_index = $2")
+            .bind(&k.tenant)
+            .bind(&k.address_index)
+            .fetch_one(tx.conn())
+            .await?;
     let state = if others > 0 { state::HELD } else { k.state.as_str() };
     insert_row(tx, k, state).await?;
     Ok(Learned::Added { id: k.id.clone(), state: state.to_owned() })
@@ -206,7 +211,14 @@ pub async fn delete(tx: &mut Tx, tenant: &str, id: &str) -> Result<bool, StoreEr
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn record_lookup(tx: &mut Tx, tenant: &str, address_index: &[u8], method: &str, at: i64, result: LookupResult) -> Result<(), StoreError> {
+pub async fn record_lookup(
+    tx: &mut Tx,
+    tenant: &str,
+    address_index: &[u8],
+    method: &str,
+    at: i64,
+    result: LookupResult,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO key_lookups (tenant, address_index, method, checked_at, found) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (tenant, address_index, method) DO UPDATE SET checked_at = excluded.checked_at, found = excluded.found",
@@ -230,23 +242,35 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    pub async fn recipient_keys_for(&self, tenant: &str, address_index: &[u8]) -> Result<Vec<RecipientKeyRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM recipient_keys WHERE tenant = $1 AND address_index = $2 ORDER BY created_at")
-            .bind(tenant)
-            .bind(address_index)
-            .fetch_all(self.pool())
-            .await?;
+    pub async fn recipient_keys_for(
+        &self,
+        tenant: &str,
+        address_index: &[u8],
+    ) -> Result<Vec<RecipientKeyRow>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM recipient_keys WHERE tenant = $1 AND address_index = $2 ORDER BY created_at")
+                .bind(tenant)
+                .bind(address_index)
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(from_row).collect()
     }
 
     /// When `method` last looked `address_index` up, and what it found.
-    pub async fn last_lookup(&self, tenant: &str, address_index: &[u8], method: &str) -> Result<Option<(i64, LookupResult)>, StoreError> {
-        let row = sqlx::query("SELECT checked_at, found FROM key_lookups WHERE tenant = $1 AND address_index = $2 AND method = $3")
-            .bind(tenant)
-            .bind(address_index)
-            .bind(method)
-            .fetch_optional(self.pool())
-            .await?;
+    pub async fn last_lookup(
+        &self,
+        tenant: &str,
+        address_index: &[u8],
+        method: &str,
+    ) -> Result<Option<(i64, LookupResult)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT checked_at, found FROM key_lookups WHERE tenant = $1 AND address_index = $2 AND method = $3",
+        )
+        .bind(tenant)
+        .bind(address_index)
+        .bind(method)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|r| Ok((r.try_get("checked_at")?, LookupResult::from_code(r.try_get("found")?)))).transpose()
     }
 }

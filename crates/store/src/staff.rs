@@ -119,7 +119,12 @@ impl Store {
     /// Counts a failed sign-in (staff pages or SMTP AUTH) under `policy`. The failure that
     /// reaches the threshold locks the account and ends its staff sessions: someone is
     /// guessing, and a session they may already hold must not outlive the lock.
-    pub async fn staff_signin_failed(&self, account_id: &str, now: i64, policy: Lockout) -> Result<FailureCount, StoreError> {
+    pub async fn staff_signin_failed(
+        &self,
+        account_id: &str,
+        now: i64,
+        policy: Lockout,
+    ) -> Result<FailureCount, StoreError> {
         let id = account_id.to_owned();
         let Lockout { failures: threshold, window, lock_for } = policy;
         self.writer()
@@ -160,7 +165,11 @@ impl Store {
 
     /// Lifts a lockout (an administrator's decision, e.g. `carepost user unlock`).
     pub async fn staff_unlock(&self, account_id: &str) -> Result<(), StoreError> {
-        self.simple_update("UPDATE accounts SET failures = 0, first_failure_at = NULL, locked_until = NULL WHERE id = $1", account_id).await
+        self.simple_update(
+            "UPDATE accounts SET failures = 0, first_failure_at = NULL, locked_until = NULL WHERE id = $1",
+            account_id,
+        )
+        .await
     }
 
     /// Removes every second factor of an account (a lost phone and key): the next sign-in
@@ -170,12 +179,20 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE accounts SET totp = NULL, totp_pending = NULL, totp_last_step = NULL WHERE id = $1")
+                    sqlx::query(
+                        "UPDATE accounts SET totp = NULL, totp_pending = NULL, totp_last_step = NULL WHERE id = $1",
+                    )
+                    .bind(&id)
+                    .execute(tx.conn())
+                    .await?;
+                    sqlx::query("DELETE FROM staff_security_keys WHERE account_id = $1")
                         .bind(&id)
                         .execute(tx.conn())
                         .await?;
-                    sqlx::query("DELETE FROM staff_security_keys WHERE account_id = $1").bind(&id).execute(tx.conn()).await?;
-                    sqlx::query("DELETE FROM staff_sessions WHERE account_id = $1").bind(&id).execute(tx.conn()).await?;
+                    sqlx::query("DELETE FROM staff_sessions WHERE account_id = $1")
+                        .bind(&id)
+                        .execute(tx.conn())
+                        .await?;
                     Ok(())
                 })
             })
@@ -196,7 +213,13 @@ impl Store {
 
     /// Stores a TOTP secret being set up (`confirm = false`) or makes the pending one active
     /// (`confirm = true`, `secret` ignored).
-    pub async fn set_staff_totp(&self, account_id: &str, secret: Option<Vec<u8>>, confirm: bool, now: i64) -> Result<(), StoreError> {
+    pub async fn set_staff_totp(
+        &self,
+        account_id: &str,
+        secret: Option<Vec<u8>>,
+        confirm: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let id = account_id.to_owned();
         self.writer()
             .run(move |tx| {
@@ -235,7 +258,10 @@ impl Store {
     }
 
     pub async fn staff_security_keys(&self, account_id: &str) -> Result<Vec<SecurityKeyRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM staff_security_keys WHERE account_id = $1 ORDER BY created_at").bind(account_id).fetch_all(self.pool()).await?;
+        let rows = sqlx::query("SELECT * FROM staff_security_keys WHERE account_id = $1 ORDER BY created_at")
+            .bind(account_id)
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(key_from).collect()
     }
 
@@ -246,10 +272,11 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
-                    let taken: Option<String> = sqlx::query_scalar("SELECT id FROM staff_security_keys WHERE credential_id = $1")
-                        .bind(&key.credential_id)
-                        .fetch_optional(tx.conn())
-                        .await?;
+                    let taken: Option<String> =
+                        sqlx::query_scalar("SELECT id FROM staff_security_keys WHERE credential_id = $1")
+                            .bind(&key.credential_id)
+                            .fetch_optional(tx.conn())
+                            .await?;
                     if taken.is_some() {
                         return Err(StoreError::Conflict("this security key is registered already".into()));
                     }
@@ -314,7 +341,10 @@ impl Store {
     }
 
     pub async fn staff_session(&self, id_hash: &[u8]) -> Result<Option<StaffSessionRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM staff_sessions WHERE id_hash = $1").bind(id_hash).fetch_optional(self.pool()).await?;
+        let row = sqlx::query("SELECT * FROM staff_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .fetch_optional(self.pool())
+            .await?;
         row.map(|r| {
             Ok(StaffSessionRow {
                 account_id: r.try_get("account_id")?,
@@ -334,12 +364,14 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE staff_sessions SET last_seen_at = $1, stage = COALESCE($2, stage) WHERE id_hash = $3")
-                        .bind(now)
-                        .bind(&stage)
-                        .bind(&hash)
-                        .execute(tx.conn())
-                        .await?;
+                    sqlx::query(
+                        "UPDATE staff_sessions SET last_seen_at = $1, stage = COALESCE($2, stage) WHERE id_hash = $3",
+                    )
+                    .bind(now)
+                    .bind(&stage)
+                    .bind(&hash)
+                    .execute(tx.conn())
+                    .await?;
                     Ok(())
                 })
             })
@@ -352,7 +384,11 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE staff_sessions SET ceremony = $1 WHERE id_hash = $2").bind(&ceremony).bind(&hash).execute(tx.conn()).await?;
+                    sqlx::query("UPDATE staff_sessions SET ceremony = $1 WHERE id_hash = $2")
+                        .bind(&ceremony)
+                        .bind(&hash)
+                        .execute(tx.conn())
+                        .await?;
                     Ok(())
                 })
             })
@@ -360,7 +396,11 @@ impl Store {
     }
 
     /// Ends one session, or (with `account_id`) every session of an account.
-    pub async fn end_staff_sessions(&self, id_hash: Option<Vec<u8>>, account_id: Option<String>) -> Result<u64, StoreError> {
+    pub async fn end_staff_sessions(
+        &self,
+        id_hash: Option<Vec<u8>>,
+        account_id: Option<String>,
+    ) -> Result<u64, StoreError> {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
@@ -406,10 +446,21 @@ impl Store {
 
     /// An organization setting of `tenant`, if it was ever set.
     pub async fn org_setting(&self, tenant: &str, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM org_settings WHERE tenant = $1 AND name = $2").bind(tenant).bind(name).fetch_optional(self.pool()).await?)
+        Ok(sqlx::query_scalar("SELECT value FROM org_settings WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?)
     }
 
-    pub async fn set_org_setting(&self, tenant: &str, name: &str, value: &str, by: &str, now: i64) -> Result<(), StoreError> {
+    pub async fn set_org_setting(
+        &self,
+        tenant: &str,
+        name: &str,
+        value: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let (tenant, name, value, by) = (tenant.to_owned(), name.to_owned(), value.to_owned(), by.to_owned());
         self.writer()
             .run(move |tx| {
@@ -455,7 +506,13 @@ mod tests {
         let account = store
             .create_account(
                 &ring,
-                NewAccount { tenant: TenantId::default(), login: "admin@clinic.example", role: Role::Admin, addresses: &[], password_hash: None },
+                NewAccount {
+                    tenant: TenantId::default(),
+                    login: "admin@clinic.example",
+                    role: Role::Admin,
+                    addresses: &[],
+                    password_hash: None,
+                },
             )
             .await
             .unwrap();
@@ -471,7 +528,17 @@ mod tests {
         }
         assert_eq!(store.staff_auth(&account.id).await.unwrap().unwrap().failures, 2);
         store
-            .insert_staff_session(vec![7], StaffSessionRow { account_id: account.id.clone(), stage: "full".into(), ceremony: None, created_at: 1, last_seen_at: 1, expires_at: i64::MAX })
+            .insert_staff_session(
+                vec![7],
+                StaffSessionRow {
+                    account_id: account.id.clone(),
+                    stage: "full".into(),
+                    ceremony: None,
+                    created_at: 1,
+                    last_seen_at: 1,
+                    expires_at: i64::MAX,
+                },
+            )
             .await
             .unwrap();
         assert_eq!(store.staff_signin_failed(&account.id, 1000, policy).await.unwrap().locked_until, Some(1060));
@@ -487,17 +554,35 @@ mod tests {
         assert!(store.use_staff_totp_step(&account.id, 10).await.unwrap());
         assert!(!store.use_staff_totp_step(&account.id, 10).await.unwrap(), "a step is accepted once");
 
-        let key =
-            SecurityKeyRow { id: "K1".into(), name: "blue key".into(), credential_id: vec![9; 16], credential: vec![1], created_at: 1, last_used_at: None };
+        let key = SecurityKeyRow {
+            id: "K1".into(),
+            name: "blue key".into(),
+            credential_id: vec![9; 16],
+            credential: vec![1],
+            created_at: 1,
+            last_used_at: None,
+        };
         store.add_staff_security_key(&account.id, key.clone()).await.unwrap();
-        assert!(matches!(store.add_staff_security_key(&account.id, SecurityKeyRow { id: "K2".into(), ..key }).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            store.add_staff_security_key(&account.id, SecurityKeyRow { id: "K2".into(), ..key }).await,
+            Err(StoreError::Conflict(_))
+        ));
         assert_eq!(store.staff_auth(&account.id).await.unwrap().unwrap().security_keys, 1);
         store.staff_reset_mfa(&account.id).await.unwrap();
         assert!(!store.staff_auth(&account.id).await.unwrap().unwrap().has_mfa());
 
-        assert_eq!(store.note_staff_ip(&account.id, vec![1], 1).await.unwrap(), IpSeen { new_address: true, seen_before: false });
-        assert_eq!(store.note_staff_ip(&account.id, vec![1], 2).await.unwrap(), IpSeen { new_address: false, seen_before: true });
-        assert_eq!(store.note_staff_ip(&account.id, vec![2], 3).await.unwrap(), IpSeen { new_address: true, seen_before: true });
+        assert_eq!(
+            store.note_staff_ip(&account.id, vec![1], 1).await.unwrap(),
+            IpSeen { new_address: true, seen_before: false }
+        );
+        assert_eq!(
+            store.note_staff_ip(&account.id, vec![1], 2).await.unwrap(),
+            IpSeen { new_address: false, seen_before: true }
+        );
+        assert_eq!(
+            store.note_staff_ip(&account.id, vec![2], 3).await.unwrap(),
+            IpSeen { new_address: true, seen_before: true }
+        );
 
         assert!(!store.mfa_required("default").await.unwrap());
         store.set_org_setting("default", REQUIRE_MFA, "on", "cli", 1).await.unwrap();

@@ -98,7 +98,8 @@ pub struct AttemptResult {
 /// Stores a new endpoint. Its cursor starts at the newest event: it receives what happens
 /// from now on.
 pub async fn insert_endpoint(tx: &mut Tx, e: &EndpointRow) -> Result<(), StoreError> {
-    let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn()).await?;
+    let newest: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn()).await?;
     sqlx::query(
         "INSERT INTO webhook_endpoints (id, tenant, url, events, secret, cursor, created_at, removed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
@@ -150,7 +151,8 @@ impl Store {
     }
 
     pub async fn webhook_endpoint(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        let row =
+            sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
         row.as_ref().map(endpoint_from).transpose()
     }
 
@@ -242,7 +244,12 @@ impl Store {
     }
 
     /// One endpoint's pending deliveries due at `now`, oldest event first.
-    pub async fn due_webhook_deliveries_for(&self, endpoint_id: &str, now: i64, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+    pub async fn due_webhook_deliveries_for(
+        &self,
+        endpoint_id: &str,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 AND state = 'pending' AND next_attempt_at <= $2 \
              ORDER BY next_attempt_at, event_seq LIMIT $3",
@@ -263,7 +270,12 @@ impl Store {
     }
 
     /// Records one attempt at a delivery.
-    pub async fn record_webhook_attempt(&self, endpoint_id: &str, event_seq: i64, result: AttemptResult) -> Result<(), StoreError> {
+    pub async fn record_webhook_attempt(
+        &self,
+        endpoint_id: &str,
+        event_seq: i64,
+        result: AttemptResult,
+    ) -> Result<(), StoreError> {
         let id = endpoint_id.to_owned();
         self.writer()
             .run(move |tx| {
@@ -289,20 +301,23 @@ impl Store {
 
     /// An endpoint's deliveries, newest event first.
     pub async fn webhook_deliveries(&self, endpoint_id: &str, limit: i64) -> Result<Vec<DeliveryRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY event_seq DESC LIMIT $2")
-            .bind(endpoint_id)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY event_seq DESC LIMIT $2")
+                .bind(endpoint_id)
+                .bind(limit)
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(delivery_from).collect()
     }
 
     /// Deliveries per state of an endpoint.
     pub async fn webhook_delivery_counts(&self, endpoint_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = $1 GROUP BY state ORDER BY state")
-            .bind(endpoint_id)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = $1 GROUP BY state ORDER BY state",
+        )
+        .bind(endpoint_id)
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
     }
 }
@@ -387,7 +402,13 @@ mod tests {
         let event = store.event(due[0].event_seq).await.unwrap().unwrap();
         assert_eq!((event.message_id.as_str(), event.kind.as_str()), ("NEW", "delivered"));
 
-        let retry = AttemptResult { state: state::PENDING, next_attempt_at: 200, status: Some(500), error: Some("HTTP 500".into()), at: 100 };
+        let retry = AttemptResult {
+            state: state::PENDING,
+            next_attempt_at: 200,
+            status: Some(500),
+            error: Some("HTTP 500".into()),
+            at: 100,
+        };
         store.record_webhook_attempt("W1", due[0].event_seq, retry).await.unwrap();
         assert!(store.due_webhook_deliveries(150, 10).await.unwrap().is_empty(), "not due before its retry time");
         assert!(store.webhook_endpoints_due(150).await.unwrap().is_empty());
@@ -395,7 +416,8 @@ mod tests {
         assert_eq!(store.due_webhook_deliveries_for("W1", 200, 10).await.unwrap()[0].event_seq, due[0].event_seq);
         assert!(store.due_webhook_deliveries_for("W2", 200, 10).await.unwrap().is_empty());
         assert_eq!(store.next_webhook_due().await.unwrap(), Some(200));
-        let done = AttemptResult { state: state::DELIVERED, next_attempt_at: 200, status: Some(204), error: None, at: 200 };
+        let done =
+            AttemptResult { state: state::DELIVERED, next_attempt_at: 200, status: Some(204), error: None, at: 200 };
         store.record_webhook_attempt("W1", due[0].event_seq, done).await.unwrap();
         let rows = store.webhook_deliveries("W1", 10).await.unwrap();
         assert_eq!((rows[0].state.as_str(), rows[0].attempts, rows[0].last_status), ("delivered", 2, Some(204)));
@@ -424,7 +446,11 @@ mod tests {
         };
         store.writer().run(move |tx| Box::pin(async move { insert_endpoint(tx, &endpoint).await })).await.unwrap();
         message_with_events(&store, "DEFAULTS", &[kind::DELIVERED, kind::BOUNCED]).await;
-        assert_eq!(store.fan_out_webhook_events("W2", 100, 10).await.unwrap(), 0, "another tenant's events are not owed");
+        assert_eq!(
+            store.fan_out_webhook_events("W2", 100, 10).await.unwrap(),
+            0,
+            "another tenant's events are not owed"
+        );
         let cursor = store.webhook_endpoint("W2").await.unwrap().unwrap().cursor;
         assert_eq!(cursor, store.last_event_seq().await.unwrap(), "and are not scanned again");
     }

@@ -148,9 +148,7 @@ impl GroupWriter {
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Msg::Job(Box::new(OpJob { op, reply })))
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(Msg::Job(Box::new(OpJob { op, reply }))).map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -292,10 +290,12 @@ mod tests {
     use crate::{StoreError, Tx};
 
     async fn insert(tx: &mut Tx, object: String) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ('t', $1, 1, x'00', 0)")
-            .bind(object)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query(
+            "INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ('t', $1, 1, x'00', 0)",
+        )
+        .bind(object)
+        .execute(tx.conn())
+        .await?;
         Ok(())
     }
 
@@ -309,15 +309,15 @@ mod tests {
         let mut handles = Vec::new();
         for i in 0..200 {
             let w = store.writer().clone();
-            handles.push(tokio::spawn(async move {
-                w.run(move |tx| Box::pin(insert(tx, format!("o{i}")))).await
-            }));
+            handles.push(tokio::spawn(async move { w.run(move |tx| Box::pin(insert(tx, format!("o{i}")))).await }));
         }
         // a duplicate primary key fails alone
-        let dup = store.writer().run(|tx| Box::pin(async move {
-            insert(tx, "o0-dup".into()).await?;
-            insert(tx, "o0-dup".into()).await
-        }));
+        let dup = store.writer().run(|tx| {
+            Box::pin(async move {
+                insert(tx, "o0-dup".into()).await?;
+                insert(tx, "o0-dup".into()).await
+            })
+        });
         for h in handles {
             h.await.unwrap().unwrap();
         }
@@ -333,11 +333,13 @@ mod tests {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let op = |name: &'static str, fail: bool| {
             let seen = seen.clone();
-            store.writer().run(move |tx| Box::pin(async move {
-                insert(tx, name.into()).await?;
-                tx.on_commit(move || seen.lock().unwrap().push(name));
-                if fail { insert(tx, name.into()).await } else { Ok(()) }
-            }))
+            store.writer().run(move |tx| {
+                Box::pin(async move {
+                    insert(tx, name.into()).await?;
+                    tx.on_commit(move || seen.lock().unwrap().push(name));
+                    if fail { insert(tx, name.into()).await } else { Ok(()) }
+                })
+            })
         };
         // Alone in a transaction, then several sharing one, with a failing one among them.
         op("alone", false).await.unwrap();
@@ -353,10 +355,12 @@ mod tests {
     async fn an_operation_alone_in_its_transaction_commits_or_changes_nothing() {
         let (_dir, store) = store().await;
         let w = store.writer();
-        let failed = w.run(|tx| Box::pin(async move {
-            insert(tx, "a".into()).await?;
-            insert(tx, "a".into()).await
-        }));
+        let failed = w.run(|tx| {
+            Box::pin(async move {
+                insert(tx, "a".into()).await?;
+                insert(tx, "a".into()).await
+            })
+        });
         assert!(failed.await.is_err());
         assert_eq!(count(&store).await, 0, "the failed operation's first insert is undone");
         w.run(|tx| Box::pin(insert(tx, "a".into()))).await.unwrap();

@@ -43,9 +43,7 @@ impl SecretPurpose {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Kek, Self::BlindIndex, Self::AuditSigning, Self::LogRedaction]
-            .into_iter()
-            .find(|p| p.as_str() == text)
+        [Self::Kek, Self::BlindIndex, Self::AuditSigning, Self::LogRedaction].into_iter().find(|p| p.as_str() == text)
     }
 }
 
@@ -232,7 +230,14 @@ impl KeyRing {
         Ok(())
     }
 
-    fn insert(&self, scope: &str, purpose: SecretPurpose, version: u32, secret: Zeroizing<[u8; KEY_LEN]>, activate: bool) {
+    fn insert(
+        &self,
+        scope: &str,
+        purpose: SecretPurpose,
+        version: u32,
+        secret: Zeroizing<[u8; KEY_LEN]>,
+        activate: bool,
+    ) {
         let mut map = self.loaded.write().unwrap_or_else(|p| p.into_inner());
         let entry = map
             .entry((scope.to_owned(), purpose))
@@ -312,7 +317,12 @@ impl KeyRing {
         Ok((DataKey { key, aad: object_aad(tenant, object) }, wrapped))
     }
 
-    fn wrap_data_key(&self, tenant: &TenantId, object: &str, key: &[u8; KEY_LEN]) -> Result<WrappedDataKey, VaultError> {
+    fn wrap_data_key(
+        &self,
+        tenant: &TenantId,
+        object: &str,
+        key: &[u8; KEY_LEN],
+    ) -> Result<WrappedDataKey, VaultError> {
         self.with_secret(tenant.as_str(), SecretPurpose::Kek, None, |version, kek| {
             let mut out = Vec::with_capacity(WRAPPED_DATA_KEY_LEN);
             out.extend_from_slice(&version.to_be_bytes());
@@ -322,7 +332,12 @@ impl KeyRing {
     }
 
     /// Unwraps the data key of `object`. A key wrapped for another object or tenant fails.
-    pub fn open_data_key(&self, tenant: &TenantId, object: &str, wrapped: &WrappedDataKey) -> Result<DataKey, VaultError> {
+    pub fn open_data_key(
+        &self,
+        tenant: &TenantId,
+        object: &str,
+        wrapped: &WrappedDataKey,
+    ) -> Result<DataKey, VaultError> {
         if wrapped.0.len() != WRAPPED_DATA_KEY_LEN {
             return Err(VaultError::Format);
         }
@@ -334,7 +349,12 @@ impl KeyRing {
     }
 
     /// Rewraps a data key under the tenant's active kek; the payload it protects is untouched.
-    pub fn rewrap_data_key(&self, tenant: &TenantId, object: &str, wrapped: &WrappedDataKey) -> Result<WrappedDataKey, VaultError> {
+    pub fn rewrap_data_key(
+        &self,
+        tenant: &TenantId,
+        object: &str,
+        wrapped: &WrappedDataKey,
+    ) -> Result<WrappedDataKey, VaultError> {
         let version = wrapped.kek_version().ok_or(VaultError::Format)?;
         if wrapped.0.len() != WRAPPED_DATA_KEY_LEN {
             return Err(VaultError::Format);

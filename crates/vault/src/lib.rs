@@ -28,8 +28,8 @@ pub use error::VaultError;
 pub use keyring::{DataKey, KeyRing, SecretPurpose, WrappedDataKey, WrappedSecret, object_aad};
 pub use master::{MasterKey, MasterKeySource};
 pub use password::{
-    HashingLimit, MAX_PASSWORD_LEN, hash_password, hash_password_limited, verify_nothing, verify_nothing_limited, verify_password,
-    verify_password_limited,
+    HashingLimit, MAX_PASSWORD_LEN, hash_password, hash_password_limited, verify_nothing, verify_nothing_limited,
+    verify_password, verify_password_limited,
 };
 pub use password_policy::{PasswordPolicy, PasswordRejected};
 pub use seal::{SEGMENT_SIZE, Sealer, open, seal, sealed_len};

@@ -53,9 +53,7 @@ impl MasterKey {
 
     /// Parses the base64 text form the key sources use.
     pub fn from_base64(text: &str) -> Result<Self, String> {
-        let decoded = Zeroizing::new(
-            B64.decode(text.trim()).map_err(|_| "not valid base64".to_owned())?,
-        );
+        let decoded = Zeroizing::new(B64.decode(text.trim()).map_err(|_| "not valid base64".to_owned())?);
         MasterKey::from_bytes(&decoded)
             .ok_or_else(|| format!("a master key is {MASTER_KEY_LEN} bytes, this one is {}", decoded.len()))
     }
@@ -82,12 +80,9 @@ impl MasterKey {
         match source {
             MasterKeySource::File(path) => load_file(path, create),
             MasterKeySource::Env(var) => {
-                let value = std::env::var(var).map_err(|_| VaultError::MasterKeyEnv {
-                    var: var.clone(),
-                    reason: "not set".into(),
-                })?;
-                MasterKey::from_base64(&value)
-                    .map_err(|reason| VaultError::MasterKeyEnv { var: var.clone(), reason })
+                let value = std::env::var(var)
+                    .map_err(|_| VaultError::MasterKeyEnv { var: var.clone(), reason: "not set".into() })?;
+                MasterKey::from_base64(&value).map_err(|reason| VaultError::MasterKeyEnv { var: var.clone(), reason })
             }
             MasterKeySource::Command(command) => {
                 let err = |reason: String| VaultError::MasterKeyCommand { command: command.clone(), reason };

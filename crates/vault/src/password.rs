@@ -174,6 +174,9 @@ mod tests {
         let second = tokio::time::timeout(std::time::Duration::from_millis(300), limit.run(|| ())).await;
         assert!(second.is_err(), "a second hash ran while the first still held the only slot");
         release.send(()).unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(20), limit.run(|| ())).await.expect("the slot comes back").unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(20), limit.run(|| ()))
+            .await
+            .expect("the slot comes back")
+            .unwrap();
     }
 }

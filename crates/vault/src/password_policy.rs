@@ -100,7 +100,11 @@ mod tests {
         assert_eq!(p.check("LeaveMeAlone", ""), Err(PasswordRejected::Common));
         assert_eq!(p.check("Password1234!", ""), Err(PasswordRejected::Common), "decorated common word");
         assert_eq!(p.check("Jane.Roe-summer-walks", "jane.roe@clinic.example"), Err(PasswordRejected::ContainsName));
-        assert_eq!(p.check("roeroeroe-tulip-42", "jane.roe@clinic.example"), Ok(()), "three-letter parts are not refused");
+        assert_eq!(
+            p.check("roeroeroe-tulip-42", "jane.roe@clinic.example"),
+            Ok(()),
+            "three-letter parts are not refused"
+        );
         assert_eq!(p.check(&"x".repeat(MAX_PASSWORD_LEN + 1), ""), Err(PasswordRejected::TooLong));
         assert_eq!(p.check("correct horse battery staple", "jane.roe@clinic.example"), Ok(()));
         assert_eq!(PasswordPolicy { min_length: 8 }.check("tulip-lamp", ""), Ok(()));

@@ -1,7 +1,7 @@
 //! The sealed format: AES-256-GCM in independent segments (the STREAM construction).
 //!
 //! ```text
-//! "CPS1" | nonce prefix (8 bytes, random) | segment* 
+//! "CPS1" | nonce prefix (8 bytes, random) | segment*
 //! segment i = AES-256-GCM(key, nonce = prefix ‖ i as u32 BE with the top bit set on the
 //!             last segment, aad, up to SEGMENT_SIZE bytes) → ciphertext ‖ 16-byte tag
 //! ```

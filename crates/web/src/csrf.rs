@@ -95,11 +95,8 @@ impl FromRequestParts<WebState> for Csrf {
 
 /// Checks a posted token against the request's nonce and fetch metadata.
 pub fn check(parts: &Parts, state: &WebState, token: &str) -> Result<(), WebError> {
-    let cross_site = parts
-        .headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v == "cross-site");
+    let cross_site =
+        parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()).is_some_and(|v| v == "cross-site");
     let nonce = parts.extensions.get::<CsrfNonce>().ok_or(WebError::Csrf)?;
     if cross_site || !state.csrf.verify(&nonce.0, token) {
         return Err(WebError::Csrf);

@@ -117,7 +117,8 @@ struct ErrorPage<'a> {
 
 /// The HTML page for an error status.
 pub fn error_page(status: StatusCode, message: &str, reference: Option<&str>) -> Response {
-    let page = ErrorPage { status: status.as_u16(), title: status.canonical_reason().unwrap_or("Error"), message, reference };
+    let page =
+        ErrorPage { status: status.as_u16(), title: status.canonical_reason().unwrap_or("Error"), message, reference };
     let body = page.render().unwrap_or_else(|_| "<!doctype html><title>Error</title><p>Error</p>".into());
     let mut response = (status, Html(body)).into_response();
     response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -144,10 +145,7 @@ pub fn needs_error_page(response: &Response) -> bool {
     let status = response.status();
     (status.is_client_error() || status.is_server_error())
         && response.extensions().get::<Rendered>().is_none()
-        && response
-            .headers()
-            .get(CONTENT_TYPE)
-            .is_none_or(|v| v.to_str().is_ok_and(|t| t.starts_with("text/plain")))
+        && response.headers().get(CONTENT_TYPE).is_none_or(|v| v.to_str().is_ok_and(|t| t.starts_with("text/plain")))
 }
 
 #[cfg(test)]

@@ -76,7 +76,10 @@ mod tests {
     fn serializes_as_rfc9457() {
         let p = Problem::status(StatusCode::NOT_FOUND).detail("no such message");
         let json = serde_json::to_value(&p).unwrap();
-        assert_eq!(json, serde_json::json!({"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no such message"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "about:blank", "title": "Not Found", "status": 404, "detail": "no such message"})
+        );
         let r = p.into_response();
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         assert_eq!(r.headers()[CONTENT_TYPE], CONTENT_TYPE_PROBLEM);

@@ -13,8 +13,7 @@ use crate::{ClientIp, WebState};
 
 /// The Content-Security-Policy of every page: nothing but this origin's stylesheet and
 /// images, no scripts at all, forms only back to this origin, never framed.
-pub const CSP: &str =
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// A handler that must relax the policy for one response (a reader who asked for remote
 /// images) sets its own `Content-Security-Policy`; the layer keeps it.

@@ -57,12 +57,26 @@ impl std::fmt::Debug for WebContext {
 impl WebContext {
     /// Builds the state. The CSRF key is derived from the default tenant's blind-index secret,
     /// so tokens stay valid across restarts and on every node.
-    pub fn new(config: WebConfig, staff: StaffConfig, public_url: String, services: Services) -> Result<WebState, VaultError> {
+    pub fn new(
+        config: WebConfig,
+        staff: StaffConfig,
+        public_url: String,
+        services: Services,
+    ) -> Result<WebState, VaultError> {
         let csrf_secret = services.ring.blind_index(&TenantId::default(), "web-csrf-key", b"carepost")?;
         let requests = RateLimiter::new(config.requests_per_minute, Duration::from_secs(60));
         let hsts = axum::http::HeaderValue::from_str(&config.hsts())
             .unwrap_or_else(|_| axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains"));
         let webauthn = crate::staff::webauthn::relying_party(&public_url, &config.organization);
-        Ok(Arc::new(WebContext { csrf: CsrfKey::new(&csrf_secret), requests, hsts, webauthn, config, staff, public_url, services }))
+        Ok(Arc::new(WebContext {
+            csrf: CsrfKey::new(&csrf_secret),
+            requests,
+            hsts,
+            webauthn,
+            config,
+            staff,
+            public_url,
+            services,
+        }))
     }
 }

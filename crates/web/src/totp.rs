@@ -24,10 +24,22 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
 pub fn uri(secret: &[u8], issuer: &str, account: &str) -> String {
     let enc = |s: &str| -> String {
         s.bytes()
-            .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect()
     };
-    format!("otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits=6&period=30", enc(issuer), enc(account), encoded(secret), enc(issuer))
+    format!(
+        "otpauth://totp/{}:{}?secret={}&issuer={}&algorithm=SHA1&digits=6&period=30",
+        enc(issuer),
+        enc(account),
+        encoded(secret),
+        enc(issuer)
+    )
 }
 
 /// The time step `code` is valid for now, if any.
@@ -65,6 +77,10 @@ mod tests {
         assert_eq!(matching_step(&secret, "287 082", 75), Some(1), "one step of skew");
         assert_eq!(matching_step(&secret, "287082", 200), None);
         assert_eq!(matching_step(&secret, "28708", 59), None);
-        assert!(uri(&secret, "Example Clinic", "p@example.net").starts_with("otpauth://totp/Example%20Clinic:p%40example.net?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&"));
+        assert!(
+            uri(&secret, "Example Clinic", "p@example.net").starts_with(
+                "otpauth://totp/Example%20Clinic:p%40example.net?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&"
+            )
+        );
     }
 }

@@ -35,7 +35,11 @@ async fn every_response_carries_the_security_headers() {
 
 #[tokio::test]
 async fn hsts_follows_the_configuration() {
-    let config = WebConfig { hsts_include_subdomains: false, hsts_max_age: carepost_delivery::Interval::secs(86400), ..WebConfig::default() };
+    let config = WebConfig {
+        hsts_include_subdomains: false,
+        hsts_max_age: carepost_delivery::Interval::secs(86400),
+        ..WebConfig::default()
+    };
     let web = TestWeb::start(config).await;
     for path in ["/static/style.css", "/nothing/here", "/api/v3/nothing"] {
         let r = web.client.get(web.url(path)).send().await.unwrap();

@@ -24,7 +24,11 @@ async fn account(web: &TestWeb) {
     let object = format!("portal-account/{id}");
     let (key, wrapped) = s.ring.new_data_key(&tenant, &object).unwrap();
     let t = tenant.clone();
-    s.store.writer().run(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &t, &object, &wrapped).await })).await.unwrap();
+    s.store
+        .writer()
+        .run(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &t, &object, &wrapped).await }))
+        .await
+        .unwrap();
     let row = AccountRow::new(
         id,
         tenant.to_string(),
@@ -32,7 +36,10 @@ async fn account(web: &TestWeb) {
         key.seal_field("address", ADDRESS.as_bytes()).unwrap(),
         Timestamp::now().as_micros(),
     );
-    s.store.set_portal_password(row, carepost_vault::hash_password(PASSWORD).unwrap(), Timestamp::now().as_micros()).await.unwrap();
+    s.store
+        .set_portal_password(row, carepost_vault::hash_password(PASSWORD).unwrap(), Timestamp::now().as_micros())
+        .await
+        .unwrap();
 }
 
 struct Browser<'a> {
@@ -66,7 +73,12 @@ impl<'a> Browser<'a> {
     }
 
     async fn post(&mut self, path: &str, body: String) -> (u16, String, String) {
-        let r = self.web.client.post(self.web.url(path)).header("content-type", "application/x-www-form-urlencoded").body(body);
+        let r = self
+            .web
+            .client
+            .post(self.web.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
         self.send(r).await
     }
 
@@ -78,7 +90,11 @@ impl<'a> Browser<'a> {
 
     async fn sign_in(&mut self, password: &str) -> (u16, String, String) {
         let csrf = self.csrf().await;
-        self.post("/p/signin", format!("csrf={csrf}&email=pat%40patient.example&password={}", password.replace(' ', "+"))).await
+        self.post(
+            "/p/signin",
+            format!("csrf={csrf}&email=pat%40patient.example&password={}", password.replace(' ', "+")),
+        )
+        .await
     }
 }
 
@@ -88,7 +104,8 @@ async fn forms_without_a_valid_token_change_nothing() {
     account(&web).await;
     let mut b = Browser::new(&web);
     let _ = b.csrf().await;
-    let (status, _, _) = b.post("/p/signin", "csrf=forged&email=pat%40patient.example&password=correct+horse+battery".into()).await;
+    let (status, _, _) =
+        b.post("/p/signin", "csrf=forged&email=pat%40patient.example&password=correct+horse+battery".into()).await;
     assert_eq!(status, 403);
     let (status, _, _) = b.post("/p/signin", "email=pat%40patient.example&password=correct+horse+battery".into()).await;
     assert_eq!(status, 400);
@@ -96,7 +113,8 @@ async fn forms_without_a_valid_token_change_nothing() {
     // A token from another browser's nonce does not work either.
     let mut other = Browser::new(&web);
     let stolen = other.csrf().await;
-    let (status, _, _) = b.post("/p/signin", format!("csrf={stolen}&email=pat%40patient.example&password=correct+horse+battery")).await;
+    let (status, _, _) =
+        b.post("/p/signin", format!("csrf={stolen}&email=pat%40patient.example&password=correct+horse+battery")).await;
     assert_eq!(status, 403);
     web.stop().await;
 }
@@ -171,8 +189,18 @@ async fn a_withdrawn_message_shows_as_withdrawn_and_others_messages_are_not_foun
     let tenant = TenantId::default();
     let sender = Address::parse("dr@clinic.example").unwrap();
     let me = Address::parse(ADDRESS).unwrap();
-    let body = b"From: dr@clinic.example\r\nTo: pat@patient.example\r\nSubject: lab results\r\n\r\nHBA1C 6.1 SECRETMARK\r\n";
-    let request = PickupRequest { tenant: &tenant, source_message: "Q1", source_recipient: None, sender: Some(&sender), recipient: &me, message: body, reveal_subject: false, passphrase_hash: None };
+    let body =
+        b"From: dr@clinic.example\r\nTo: pat@patient.example\r\nSubject: lab results\r\n\r\nHBA1C 6.1 SECRETMARK\r\n";
+    let request = PickupRequest {
+        tenant: &tenant,
+        source_message: "Q1",
+        source_recipient: None,
+        sender: Some(&sender),
+        recipient: &me,
+        message: body,
+        reveal_subject: false,
+        passphrase_hash: None,
+    };
     let mine = s.portal.deliver(request).await.unwrap();
     let someone = Address::parse("other@patient.example").unwrap();
     let theirs = s.portal.deliver(PickupRequest { recipient: &someone, ..request }).await.unwrap();

@@ -40,7 +40,10 @@ async fn account_in(web: &TestWeb, tenant: TenantId, login: &str, role: Role) ->
 /// The audit records of `action`, as (outcome, details).
 async fn audited(web: &TestWeb, action: &str) -> Vec<(String, String)> {
     let rows = web.state.services.store.audit_records_after(0, 100_000).await.unwrap();
-    rows.into_iter().filter(|r| r.action == action).map(|r| (r.outcome, format!("{} ip={:?}", r.details, r.source_ip))).collect()
+    rows.into_iter()
+        .filter(|r| r.action == action)
+        .map(|r| (r.outcome, format!("{} ip={:?}", r.details, r.source_ip)))
+        .collect()
 }
 
 struct Page {
@@ -52,7 +55,8 @@ struct Page {
 
 impl Page {
     fn csrf(&self) -> String {
-        let at = self.text.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.text)) + 19;
+        let at =
+            self.text.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.text)) + 19;
         self.text[at..at + self.text[at..].find('"').unwrap()].to_owned()
     }
 
@@ -72,7 +76,15 @@ fn form(fields: &[(&str, &str)]) -> String {
 }
 
 fn urlencode(v: &str) -> String {
-    v.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    v.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 impl<'a> Browser<'a> {
@@ -86,7 +98,12 @@ impl<'a> Browser<'a> {
 
     async fn send(&mut self, r: reqwest::RequestBuilder) -> Page {
         let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-        let response = r.header("cookie", cookie).header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0").send().await.unwrap();
+        let response = r
+            .header("cookie", cookie)
+            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+            .send()
+            .await
+            .unwrap();
         for v in response.headers().get_all("set-cookie") {
             let (k, v) = v.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap();
             self.cookies.retain(|(n, _)| n != k);
@@ -95,7 +112,8 @@ impl<'a> Browser<'a> {
             }
         }
         let status = response.status().as_u16();
-        let header = |name: &str| response.headers().get(name).map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+        let header =
+            |name: &str| response.headers().get(name).map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
         let (location, csp) = (header("location"), header("content-security-policy"));
         Page { status, location, csp, text: response.text().await.unwrap() }
     }
@@ -106,7 +124,11 @@ impl<'a> Browser<'a> {
     }
 
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let r = self.client.post(self.web.url(path)).header("content-type", "application/x-www-form-urlencoded").body(form(fields));
+        let r = self
+            .client
+            .post(self.web.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(fields));
         self.send(r).await
     }
 
@@ -187,10 +209,19 @@ async fn weak_passwords_are_refused_and_change_nothing() {
         assert!(page.text.contains(why), "{new}: {}", page.text);
     }
     b.sign_out().await;
-    assert_eq!(b.sign_in("jane.roe@clinic.example", PASSWORD).await.location, "/staff/", "the old password still works");
+    assert_eq!(
+        b.sign_in("jane.roe@clinic.example", PASSWORD).await.location,
+        "/staff/",
+        "the old password still works"
+    );
     let mut elsewhere = Browser::new(&web);
     assert_eq!(elsewhere.sign_in("jane.roe@clinic.example", PASSWORD).await.location, "/staff/");
-    let page = b.submit("/staff/password", &[("current", PASSWORD), ("new", "copper kettle orbit"), ("again", "copper kettle orbit")]).await;
+    let page = b
+        .submit(
+            "/staff/password",
+            &[("current", PASSWORD), ("new", "copper kettle orbit"), ("again", "copper kettle orbit")],
+        )
+        .await;
     assert_eq!(page.status, 200);
     assert!(page.text.contains("Your password is changed."));
     assert_eq!(b.get("/staff/").await.status, 200, "this browser goes on");
@@ -233,7 +264,9 @@ async fn totp_enrollment_and_sign_in_with_a_code_the_test_computes() {
     let page = b.submit("/staff/signin/totp", &[("code", &totp(&secret, now() + 30))]).await;
     assert_eq!((page.status, page.location.as_str()), (303, "/staff/"), "{}", page.text);
     // The second factor starts a new session id; the one the password earned is void.
-    let session = |cookies: &[(String, String)]| cookies.iter().find(|(k, _)| k.contains("cp_staff")).map(|(_, v)| v.clone()).unwrap();
+    let session = |cookies: &[(String, String)]| {
+        cookies.iter().find(|(k, _)| k.contains("cp_staff")).map(|(_, v)| v.clone()).unwrap()
+    };
     assert_ne!(session(&b.cookies), session(&password_only), "the session id is renewed");
     let mut stale = Browser { web: &web, client: web.client.clone(), cookies: password_only };
     assert_eq!(stale.get("/staff/").await.location, "/staff/signin", "the old id signs nobody in");
@@ -317,7 +350,16 @@ async fn require_mfa_makes_accounts_enroll_at_their_next_sign_in() {
     // Nothing but enrollment until a second factor is set up.
     assert_eq!(nurse.get("/staff/").await.location, "/staff/mfa");
     assert_eq!(nurse.get("/staff/audit").await.status, 401);
-    assert_eq!(nurse.submit("/staff/password", &[("current", PASSWORD), ("new", "copper kettle orbit"), ("again", "copper kettle orbit")]).await.status, 401);
+    assert_eq!(
+        nurse
+            .submit(
+                "/staff/password",
+                &[("current", PASSWORD), ("new", "copper kettle orbit"), ("again", "copper kettle orbit")]
+            )
+            .await
+            .status,
+        401
+    );
     assert!(nurse.get("/staff/mfa").await.text.contains("Your organization requires two-step sign-in"));
     let secret = start_totp(&mut nurse).await;
     let page = nurse.submit("/staff/mfa/totp/confirm", &[("code", &totp(&secret, now()))]).await;
@@ -336,7 +378,11 @@ async fn roles_are_enforced_on_the_server() {
     let mut officer = Browser::new(&web);
     assert_eq!(officer.sign_in("officer@clinic.example", PASSWORD).await.location, "/staff/");
     let home = officer.get("/staff/").await;
-    assert!(home.text.contains("compliance") && home.text.contains("Change no settings.") && !home.text.contains("require-mfa"));
+    assert!(
+        home.text.contains("compliance")
+            && home.text.contains("Change no settings.")
+            && !home.text.contains("require-mfa")
+    );
     let log = officer.get("/staff/audit").await;
     assert_eq!(log.status, 200);
     assert!(log.text.contains("staff.signin"), "the audit view shows sign-ins");
@@ -376,7 +422,12 @@ async fn idle_sessions_are_signed_out_and_audited() {
     assert_eq!(b.get("/staff/").await.status, 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(b.get("/staff/").await.location, "/staff/signin", "signed out after a second of inactivity");
-    assert!(audited(&web, "staff.signout").await.iter().any(|(o, d)| o == "success" && d.contains("idle") && d.contains("127.0.0.1")));
+    assert!(
+        audited(&web, "staff.signout")
+            .await
+            .iter()
+            .any(|(o, d)| o == "success" && d.contains("idle") && d.contains("127.0.0.1"))
+    );
     // A portal session cookie is no staff session, and the other way round.
     assert_eq!(b.get("/p/inbox").await.status, 401);
     web.stop().await;
@@ -391,7 +442,9 @@ async fn repeated_failures_lock_the_account() {
     let mut b = Browser::new(&web);
     let unknown = b.sign_in("nobody@clinic.example", PASSWORD).await;
     assert_eq!(unknown.status, 401);
-    let answer = |p: &Page| p.text.replace(&p.csrf(), "").replace("nobody@clinic.example", "").replace("jane@clinic.example", "");
+    let answer = |p: &Page| {
+        p.text.replace(&p.csrf(), "").replace("nobody@clinic.example", "").replace("jane@clinic.example", "")
+    };
     for _ in 0..3 {
         let page = b.sign_in("jane@clinic.example", "not the password at all").await;
         assert_eq!(page.status, 401);
@@ -408,7 +461,10 @@ async fn repeated_failures_lock_the_account() {
     assert!(locks[0].1.contains("127.0.0.1"));
     let signins = audited(&web, "staff.signin").await;
     assert_eq!(signins.iter().filter(|(o, _)| o == "failure").count(), 4, "{signins:?}");
-    assert!(signins.iter().any(|(o, d)| o == "denied" && d.contains("locked") && d.contains("password_right")), "{signins:?}");
+    assert!(
+        signins.iter().any(|(o, d)| o == "denied" && d.contains("locked") && d.contains("password_right")),
+        "{signins:?}"
+    );
     web.stop().await;
 }
 

@@ -128,7 +128,9 @@ async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Res
             let expires_at = match &expires {
                 None => None,
                 Some(text) => {
-                    let t = Timestamp::parse(text).with_context(|| format!("--expires '{text}' is not a date (2027-01-31) or an RFC 3339 time"))?;
+                    let t = Timestamp::parse(text).with_context(|| {
+                        format!("--expires '{text}' is not a date (2027-01-31) or an RFC 3339 time")
+                    })?;
                     if t.as_micros() <= Timestamp::now().as_micros() {
                         bail!("--expires '{text}' is in the past");
                     }
@@ -139,7 +141,8 @@ async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Res
                 bail!("--rate must be more than zero");
             }
             let allowed_from = allowed_senders(&allowed_from)?;
-            let (secret, prefix) = keys::generate().map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
+            let (secret, prefix) =
+                keys::generate().map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
             let new = NewApiKey {
                 tenant,
                 name: name.clone(),
@@ -157,7 +160,12 @@ async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Res
             };
             install
                 .audit
-                .append(audit_event("apikey.create", &key).detail("scopes", key.scopes.join(",")).detail("networks", key.networks.len()).detail("senders", key.allowed_from.len()))
+                .append(
+                    audit_event("apikey.create", &key)
+                        .detail("scopes", key.scopes.join(","))
+                        .detail("networks", key.networks.len())
+                        .detail("senders", key.allowed_from.len()),
+                )
                 .await?;
             eprintln!("API key {} '{}' created (shown once; only its hash is kept):", key.id, key.name);
             println!("{secret}");

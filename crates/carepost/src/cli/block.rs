@@ -69,7 +69,8 @@ async fn run_with(install: &Installation, command: BlockCommand) -> anyhow::Resu
                 println!("no blocks");
             }
             for b in blocks {
-                let until = b.until.map(|u| Timestamp::from_micros(u).to_rfc3339()).unwrap_or_else(|| "until removed".into());
+                let until =
+                    b.until.map(|u| Timestamp::from_micros(u).to_rfc3339()).unwrap_or_else(|| "until removed".into());
                 println!("{}  until={until}  by={}  reason={}", b.network, b.created_by, b.reason);
             }
         }
@@ -86,7 +87,10 @@ async fn run_with(install: &Installation, command: BlockCommand) -> anyhow::Resu
                     created_at: now.as_micros(),
                 })
                 .await?;
-            let mut event = Event::new("cli", "smtp.block").target(format!("ip:{network}")).outcome(Outcome::Denied).detail("reason", &reason);
+            let mut event = Event::new("cli", "smtp.block")
+                .target(format!("ip:{network}"))
+                .outcome(Outcome::Denied)
+                .detail("reason", &reason);
             if let Some(u) = until {
                 event = event.detail("until", u.to_rfc3339());
             }

@@ -95,7 +95,9 @@ pub async fn run(global: &Global, command: DkimCommand) -> anyhow::Result<ExitCo
                     k.algorithm,
                     status,
                     Timestamp::from_micros(k.active_from).to_rfc3339(),
-                    k.retired_at.map(|r| format!("  unpublish {}", Timestamp::from_micros(r).to_rfc3339())).unwrap_or_default()
+                    k.retired_at
+                        .map(|r| format!("  unpublish {}", Timestamp::from_micros(r).to_rfc3339()))
+                        .unwrap_or_default()
                 );
             }
         }

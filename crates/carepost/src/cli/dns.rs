@@ -34,7 +34,8 @@ pub async fn run(global: &Global, command: DnsCommand) -> anyhow::Result<ExitCod
 
 /// TXT strings are at most 255 octets each; longer values are split into several.
 fn txt(value: &str) -> String {
-    let parts: Vec<String> = value.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
+    let parts: Vec<String> =
+        value.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect();
     parts.join(" ")
 }
 
@@ -59,7 +60,10 @@ pub fn records(domain: &str, host: &str, reports: &str, keys: &[carepost_store::
     }
     out.push('\n');
     out.push_str("; DMARC: reject what fails, aggregate reports to the domain's mailbox\n");
-    out.push_str(&format!("_dmarc.{domain}. IN TXT {}\n\n", txt(&format!("v=DMARC1; p=reject; adkim=s; aspf=r; rua=mailto:{reports}"))));
+    out.push_str(&format!(
+        "_dmarc.{domain}. IN TXT {}\n\n",
+        txt(&format!("v=DMARC1; p=reject; adkim=s; aspf=r; rua=mailto:{reports}"))
+    ));
     out.push_str("; MTA-STS (RFC 8461): senders must use verified TLS to this domain\n");
     out.push_str(&format!("_mta-sts.{domain}. IN TXT {}\n", txt(&format!("v=STSv1; id={id}"))));
     out.push_str(&format!("; and serve this file at https://mta-sts.{domain}/.well-known/mta-sts.txt (text/plain):\n"));
@@ -105,9 +109,11 @@ mod tests {
         }
         let dkim_line = text.lines().find(|l| l.contains("_domainkey")).unwrap();
         assert!(dkim_line.contains("\" \""), "a 2048-bit key needs two TXT strings: {dkim_line}");
-        assert!(carepost_delivery::tls_policy::mta_sts::parse_policy(
-            &text.lines().filter_map(|l| l.strip_prefix(";   ")).collect::<Vec<_>>().join("\n")
-        )
-        .is_ok());
+        assert!(
+            carepost_delivery::tls_policy::mta_sts::parse_policy(
+                &text.lines().filter_map(|l| l.strip_prefix(";   ")).collect::<Vec<_>>().join("\n")
+            )
+            .is_ok()
+        );
     }
 }

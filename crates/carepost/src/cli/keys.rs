@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use carepost::install::{Access, Installation};
 use carepost::Config;
+use carepost::install::{Access, Installation};
 use carepost_audit::Event;
 use carepost_model::{Address, TenantId};
 use carepost_secure::directory::{Confirmation, KeyDirectory, KeyState};
@@ -70,17 +70,25 @@ pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCo
             let bytes = std::fs::read(&file).with_context(|| format!("{}", file.display()))?;
             let ids = dir.import(&tenant, &bytes).await.with_context(|| format!("{}", file.display()))?;
             for id in &ids {
-                install.audit.append(Event::new("cli", "keys.import").target(format!("key:{id}")).detail("tenant", &tenant)).await?;
+                install
+                    .audit
+                    .append(Event::new("cli", "keys.import").target(format!("key:{id}")).detail("tenant", &tenant))
+                    .await?;
             }
             println!("imported {} entr{}: {}", ids.len(), if ids.len() == 1 { "y" } else { "ies" }, ids.join(", "));
         }
         KeysCommand::List { tenant } => {
-            println!("{:<26}  {:<5}  {:<8}  {:<11}  {:<20}  {:<64}  address", "id", "kind", "source", "state", "expires", "fingerprint");
+            println!(
+                "{:<26}  {:<5}  {:<8}  {:<11}  {:<20}  {:<64}  address",
+                "id", "kind", "source", "state", "expires", "fingerprint"
+            );
             for k in dir.list(&tenant).await? {
                 let expires = k.not_after.map(|t| t.to_rfc3339()).unwrap_or_else(|| "never".into());
                 let note = match (&k.unusable, k.state) {
                     (Some(why), _) => format!("  (not used: {why})"),
-                    (None, KeyState::Unconfirmed) => format!("  (not used until confirmed: carepost keys confirm {})", k.id),
+                    (None, KeyState::Unconfirmed) => {
+                        format!("  (not used until confirmed: carepost keys confirm {})", k.id)
+                    }
                     (None, KeyState::Held) => "  (held for review: the address has another key; not used)".to_owned(),
                     (None, _) => String::new(),
                 };
@@ -98,16 +106,24 @@ pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCo
         }
         KeysCommand::Confirm { id, tenant } => match dir.confirm(&tenant, &id).await? {
             Confirmation::Confirmed { was } => {
-                let event = Event::new("cli", "keys.confirm").target(format!("key:{id}")).detail("tenant", &tenant).detail("was", was.as_str());
+                let event = Event::new("cli", "keys.confirm")
+                    .target(format!("key:{id}"))
+                    .detail("tenant", &tenant)
+                    .detail("was", was.as_str());
                 install.audit.append(event).await?;
                 println!("confirmed {id} (was {}); it is used from now on", was.as_str());
             }
-            Confirmation::AlreadyUsable(state) => println!("{id} is already in use ({}); nothing changed", state.as_str()),
+            Confirmation::AlreadyUsable(state) => {
+                println!("{id} is already in use ({}); nothing changed", state.as_str())
+            }
             Confirmation::NotFound => anyhow::bail!("no key {id} in tenant {tenant}"),
         },
         KeysCommand::Remove { id, tenant } => {
             if dir.remove(&tenant, &id).await? {
-                install.audit.append(Event::new("cli", "keys.remove").target(format!("key:{id}")).detail("tenant", &tenant)).await?;
+                install
+                    .audit
+                    .append(Event::new("cli", "keys.remove").target(format!("key:{id}")).detail("tenant", &tenant))
+                    .await?;
                 println!("removed {id}");
             } else {
                 anyhow::bail!("no key {id} in tenant {tenant}");

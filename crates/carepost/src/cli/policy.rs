@@ -52,7 +52,8 @@ pub async fn run(global: &Global, command: PolicyCommand) -> anyhow::Result<Exit
         tls: None,
         sender_auth: None,
     };
-    let inspection = inspect(&body, &envelope, &arrival, &policy, &carepost_dlp::Limits::default(), &config.smtp.local_domains);
+    let inspection =
+        inspect(&body, &envelope, &arrival, &policy, &carepost_dlp::Limits::default(), &config.smtp.local_domains);
     let s = &inspection.summary;
     let entities: Vec<String> = s.entities.iter().map(|(e, n)| format!("{} {n}", e.as_str())).collect();
     println!("message:  {}", message.display());
@@ -94,7 +95,10 @@ pub async fn run(global: &Global, command: PolicyCommand) -> anyhow::Result<Exit
         };
         let plan: Vec<&str> = decision.plan(caps).iter().map(step_name).collect();
         println!("  plan:       {}", plan.join(" -> "));
-        println!("  rules:      {}", if decision.matched_rules.is_empty() { "none".into() } else { decision.matched_rules.join(", ") });
+        println!(
+            "  rules:      {}",
+            if decision.matched_rules.is_empty() { "none".into() } else { decision.matched_rules.join(", ") }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

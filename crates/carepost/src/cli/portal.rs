@@ -36,7 +36,11 @@ pub async fn run(global: &Global, command: PortalCommand) -> anyhow::Result<Exit
                 println!("  from queue  {}", m.row.source_message);
                 println!("  created     {}", carepost_model::Timestamp::from_micros(m.row.created_at).to_rfc3339());
                 println!("  expires     {}", carepost_model::Timestamp::from_micros(m.row.expires_at).to_rfc3339());
-                println!("  state       {}{}", m.row.state, m.row.withdrawn_by.as_deref().map(|b| format!(" (by {b})")).unwrap_or_default());
+                println!(
+                    "  state       {}{}",
+                    m.row.state,
+                    m.row.withdrawn_by.as_deref().map(|b| format!(" (by {b})")).unwrap_or_default()
+                );
                 let opens = portal.opens(&m).await?;
                 println!("  opened      {} time(s)", opens.len());
                 for o in opens {
@@ -53,7 +57,8 @@ pub async fn run(global: &Global, command: PortalCommand) -> anyhow::Result<Exit
         },
         PortalCommand::Retract { id, reason } => match portal.withdraw(&id, Withdrawal::Retracted, "admin").await {
             Ok(changed) => {
-                let mut event = Event::new("cli", "portal.retract").target(format!("portal:{id}")).detail("changed", changed);
+                let mut event =
+                    Event::new("cli", "portal.retract").target(format!("portal:{id}")).detail("changed", changed);
                 if !reason.is_empty() {
                     event = event.detail("reason", &reason);
                 }

@@ -71,7 +71,10 @@ pub async fn run(global: &Global, command: QuarantineCommand) -> anyhow::Result<
             println!("message     {}", m.id);
             println!("received    {}  via {}  {} bytes", m.received_at.to_rfc3339(), m.source, m.size);
             println!("sender      <{}>", review.sender.as_deref().unwrap_or(""));
-            println!("held for    {}", review.recipients.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(" "));
+            println!(
+                "held for    {}",
+                review.recipients.iter().map(|r| format!("<{r}>")).collect::<Vec<_>>().join(" ")
+            );
             println!("rules       {}", m.rules.join(", "));
             print!("{}", review.report.to_table(&m.id));
             if body {
@@ -97,10 +100,8 @@ pub async fn run(global: &Global, command: QuarantineCommand) -> anyhow::Result<
 /// "phi 0.97: US_SSN 2, MRN 1" from the stored inspection summary.
 fn summary_line(json: &str) -> String {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else { return "unreadable inspection".into() };
-    let entities: Vec<String> = v["entities"]
-        .as_object()
-        .map(|m| m.iter().map(|(k, n)| format!("{k} {n}")).collect())
-        .unwrap_or_default();
+    let entities: Vec<String> =
+        v["entities"].as_object().map(|m| m.iter().map(|(k, n)| format!("{k} {n}")).collect()).unwrap_or_default();
     format!(
         "{} {:.2}{}: {}",
         v["verdict"].as_str().unwrap_or("?"),

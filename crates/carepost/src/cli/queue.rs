@@ -63,7 +63,11 @@ pub async fn run(global: &Global, command: QueueCommand) -> anyhow::Result<ExitC
             println!("message   {}", m.id);
             println!("tenant    {}", m.tenant);
             println!("received  {}  via {}  {} bytes  {}", m.received_at.to_rfc3339(), m.source, m.size, m.state);
-            println!("sender    <{}>{}", m.sender.as_deref().unwrap_or(""), if m.require_tls { "  REQUIRETLS" } else { "" });
+            println!(
+                "sender    <{}>{}",
+                m.sender.as_deref().unwrap_or(""),
+                if m.require_tls { "  REQUIRETLS" } else { "" }
+            );
             for r in m.recipients {
                 println!(
                     "  [{}] <{}>  {}  attempts={}  next={}{}{}",
@@ -86,7 +90,10 @@ pub async fn run(global: &Global, command: QueueCommand) -> anyhow::Result<ExitC
         QueueCommand::Release { id } => report(queue_admin::release(&spool, "cli", &id).await?, "recipients released"),
         QueueCommand::Delete { id, reason } => {
             anyhow::ensure!(!reason.trim().is_empty(), "--reason must say why");
-            report(queue_admin::delete(&spool, "cli", &id, &reason, &hostname).await?, "recipients returned to the sender")
+            report(
+                queue_admin::delete(&spool, "cli", &id, &reason, &hostname).await?,
+                "recipients returned to the sender",
+            )
         }
     };
     // Signs the audit head this command wrote.

@@ -23,8 +23,12 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         if tls.generated { " (self-signed, for localhost only)" } else { "" }
     );
     match unsigned {
-        Some((from, to)) if from == to => println!("  audit       record {from} was never signed: carepost stopped without shutting down"),
-        Some((from, to)) => println!("  audit       records {from} to {to} were never signed: carepost stopped without shutting down"),
+        Some((from, to)) if from == to => {
+            println!("  audit       record {from} was never signed: carepost stopped without shutting down")
+        }
+        Some((from, to)) => {
+            println!("  audit       records {from} to {to} were never signed: carepost stopped without shutting down")
+        }
         None => {}
     }
     // One spool for ingress and delivery, so that accepting a message wakes the runner.
@@ -33,7 +37,8 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     let carepost::web::Web { running: web, portal } = carepost::web::start(&install, &tls, &spool).await?;
     let delivery = start_delivery(&install, &spool, portal.clone())?;
     let webhooks = start_webhooks(&install, &spool)?;
-    let sweep = portal.map(|p| carepost::portal::start_sweep(p, install.audit.clone(), std::time::Duration::from_secs(60)));
+    let sweep =
+        portal.map(|p| carepost::portal::start_sweep(p, install.audit.clone(), std::time::Duration::from_secs(60)));
     let smtp = carepost::smtp::start(&install, &spool, &tls).await?;
     for (kind, addr) in smtp.local_addrs() {
         println!("  {:<12}{addr}", kind.name());
@@ -117,9 +122,11 @@ fn start_delivery(
         println!("  delivery    off (delivery.enabled = false)");
         return Ok(None);
     }
-    let mut env = carepost_delivery::RunnerEnv::from_config(&config.delivery, &config.hostname, |p| config.in_data_dir(p))?;
+    let mut env =
+        carepost_delivery::RunnerEnv::from_config(&config.delivery, &config.hostname, |p| config.in_data_dir(p))?;
     let wkd = if config.secure.wkd {
-        let options = carepost_secure::wkd::WkdClientConfig { timeout: std::time::Duration::from_secs(5), ..Default::default() };
+        let options =
+            carepost_secure::wkd::WkdClientConfig { timeout: std::time::Duration::from_secs(5), ..Default::default() };
         Some(carepost_secure::wkd::ReqwestWkdClient::new(&options)?)
     } else {
         None
@@ -136,7 +143,10 @@ fn start_delivery(
     if config.delivery.smart_host.is_empty() {
         println!("  delivery    direct to MX hosts (DANE, MTA-STS, then opportunistic TLS)");
     } else {
-        println!("  delivery    via smart host {} (tls {:?})", config.delivery.smart_host, config.delivery.smart_host_tls);
+        println!(
+            "  delivery    via smart host {} (tls {:?})",
+            config.delivery.smart_host, config.delivery.smart_host_tls
+        );
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(async move { runner.run(stopped).await });
@@ -153,7 +163,8 @@ fn start_webhooks(
         println!("  webhooks    off (webhooks.enabled = false)");
         return Ok(None);
     }
-    let dispatcher = carepost_delivery::webhooks::Dispatcher::new(spool.clone(), config.clone()).map_err(anyhow::Error::msg)?;
+    let dispatcher =
+        carepost_delivery::webhooks::Dispatcher::new(spool.clone(), config.clone()).map_err(anyhow::Error::msg)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(async move { dispatcher.run(stopped).await });
     Ok(Some((stop, handle)))

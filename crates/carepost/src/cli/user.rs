@@ -168,7 +168,11 @@ fn random_bytes(buf: &mut [u8]) -> anyhow::Result<()> {
 }
 
 async fn find(install: &Installation, login: &str) -> anyhow::Result<Account> {
-    install.store.account(&install.ring, login).await?.with_context(|| format!("no account with the login name '{login}'"))
+    install
+        .store
+        .account(&install.ring, login)
+        .await?
+        .with_context(|| format!("no account with the login name '{login}'"))
 }
 
 fn audit_event(action: &str, account: &Account) -> Event {
@@ -198,11 +202,15 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
                 bail!("an account with this login name already exists");
             }
             let policy = install.config.staff.password_policy();
-            let password_hash = if no_password { None } else { Some(hash(read_password(password_stdin, &policy, &login)?).await?) };
+            let password_hash =
+                if no_password { None } else { Some(hash(read_password(password_stdin, &policy, &login)?).await?) };
             install.store.load_tenant_keys(&install.ring, &tenant).await?;
             let account = match install
                 .store
-                .create_account(&install.ring, NewAccount { tenant, login: &login, role, addresses: &addresses, password_hash })
+                .create_account(
+                    &install.ring,
+                    NewAccount { tenant, login: &login, role, addresses: &addresses, password_hash },
+                )
                 .await
             {
                 Err(StoreError::Conflict(reason)) => bail!("{reason}"),
@@ -210,13 +218,23 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             };
             install
                 .audit
-                .append(audit_event("user.add", &account).detail("role", account.role.as_str()).detail("addresses", account.addresses.len()))
+                .append(
+                    audit_event("user.add", &account)
+                        .detail("role", account.role.as_str())
+                        .detail("addresses", account.addresses.len()),
+                )
                 .await?;
-            println!("account {} created for {login} (role {}, {} sender addresses)", account.id, account.role, account.addresses.len());
+            println!(
+                "account {} created for {login} (role {}, {} sender addresses)",
+                account.id,
+                account.role,
+                account.addresses.len()
+            );
         }
         UserCommand::Passwd { login, password_stdin } => {
             let account = find(install, &login).await?;
-            let password_hash = hash(read_password(password_stdin, &install.config.staff.password_policy(), &account.login)?).await?;
+            let password_hash =
+                hash(read_password(password_stdin, &install.config.staff.password_policy(), &account.login)?).await?;
             install.store.set_password_hash(&account.id, Some(password_hash)).await?;
             install.audit.append(audit_event("user.passwd", &account)).await?;
             println!("password of {login} changed");
@@ -226,15 +244,29 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             install.store.set_account_role(&account.id, role).await?;
             // A new role takes effect at once: sessions signed in under the old one end.
             install.store.end_staff_sessions(None, Some(account.id.clone())).await?;
-            install.audit.append(audit_event("user.role", &account).detail("from", account.role.as_str()).detail("to", role.as_str())).await?;
+            install
+                .audit
+                .append(
+                    audit_event("user.role", &account)
+                        .detail("from", account.role.as_str())
+                        .detail("to", role.as_str()),
+                )
+                .await?;
             println!("{login} is now {role}");
         }
         UserCommand::RequireMfa { value, tenant } => {
             let now = Timestamp::now().as_micros();
             install.store.set_org_setting(tenant.as_str(), REQUIRE_MFA, &value, "cli", now).await?;
-            install.audit.append(Event::new("cli", "staff.require_mfa").target(format!("tenant:{tenant}")).detail("value", &value)).await?;
+            install
+                .audit
+                .append(
+                    Event::new("cli", "staff.require_mfa").target(format!("tenant:{tenant}")).detail("value", &value),
+                )
+                .await?;
             if value == "on" {
-                println!("a second factor is now required of every staff account of tenant {tenant}, from its next sign-in");
+                println!(
+                    "a second factor is now required of every staff account of tenant {tenant}, from its next sign-in"
+                );
             } else {
                 println!("a second factor is no longer required of staff accounts of tenant {tenant}");
             }
@@ -274,7 +306,9 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
                 let mfa = if auth.has_mfa() { "mfa" } else { "no-mfa" };
                 let state = match auth.locked_until {
                     _ if a.disabled => "disabled".to_owned(),
-                    Some(until) if until > now => format!("locked-until={}", Timestamp::from_micros(until).to_rfc3339()),
+                    Some(until) if until > now => {
+                        format!("locked-until={}", Timestamp::from_micros(until).to_rfc3339())
+                    }
                     _ => "active".to_owned(),
                 };
                 let password = if a.has_password { "password" } else { "no-password" };
@@ -303,13 +337,22 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             println!("{secret}");
         }
         UserCommand::AppPassword(AppPasswordCommand::List { login }) => {
-            let creds = install.store.account_credentials(&install.ring, &login).await?.with_context(|| format!("no account with the login name '{login}'"))?;
+            let creds = install
+                .store
+                .account_credentials(&install.ring, &login)
+                .await?
+                .with_context(|| format!("no account with the login name '{login}'"))?;
             if creds.app_passwords.is_empty() {
                 println!("{login} has no app passwords");
             }
             for app in creds.app_passwords {
-                let used = app.last_used_at.map_or_else(|| "never".to_owned(), |t| Timestamp::from_micros(t).to_rfc3339());
-                println!("{}  created={}  last-used={used}", app.name, Timestamp::from_micros(app.created_at).to_rfc3339());
+                let used =
+                    app.last_used_at.map_or_else(|| "never".to_owned(), |t| Timestamp::from_micros(t).to_rfc3339());
+                println!(
+                    "{}  created={}  last-used={used}",
+                    app.name,
+                    Timestamp::from_micros(app.created_at).to_rfc3339()
+                );
             }
         }
         UserCommand::AppPassword(AppPasswordCommand::Revoke { login, name }) => {

@@ -88,7 +88,10 @@ async fn run_with(install: &Installation, command: WebhookCommand) -> anyhow::Re
         WebhookCommand::List => {
             let all = install.store.webhook_endpoints(true).await?;
             if all.is_empty() {
-                println!("no webhook endpoints (carepost webhook add URL; default events {})", DEFAULT_EVENTS.join(","));
+                println!(
+                    "no webhook endpoints (carepost webhook add URL; default events {})",
+                    DEFAULT_EVENTS.join(",")
+                );
             }
             for e in all {
                 let counts = install.store.webhook_delivery_counts(&e.id).await?;

@@ -4,8 +4,8 @@
 //! is missing: scripts/test.sh installs both.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,7 +43,8 @@ async fn json_of(request: reqwest::RequestBuilder, body: Option<&Value>) -> Valu
         None => request,
     };
     let bytes = request.send().await.expect("chromedriver answers").bytes().await.expect("chromedriver answers");
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("chromedriver answered {e}: {}", String::from_utf8_lossy(&bytes)))
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("chromedriver answered {e}: {}", String::from_utf8_lossy(&bytes)))
 }
 
 impl Chrome {
@@ -86,7 +87,8 @@ impl Chrome {
             },
         }}});
         let body = json_of(http.post(format!("http://{addr}/session")), Some(&capabilities)).await;
-        let session = body["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no browser session: {body}")).to_owned();
+        let session =
+            body["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no browser session: {body}")).to_owned();
         Chrome {
             driver,
             http,
@@ -127,12 +129,17 @@ impl Chrome {
     /// The visible text of the page.
     pub async fn text(&self) -> String {
         let body = self.element("body").await;
-        self.call(reqwest::Method::GET, &format!("/element/{body}/text"), None).await.as_str().unwrap_or_default().to_owned()
+        self.call(reqwest::Method::GET, &format!("/element/{body}/text"), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// The first element matching a CSS selector; fails the test when there is none.
     pub async fn element(&self, css: &str) -> String {
-        let value = self.call(reqwest::Method::POST, "/element", Some(json!({ "using": "css selector", "value": css }))).await;
+        let value =
+            self.call(reqwest::Method::POST, "/element", Some(json!({ "using": "css selector", "value": css }))).await;
         value[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}")).to_owned()
     }
 
@@ -164,7 +171,13 @@ impl Chrome {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         loop {
-            let state = self.raw(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": "return document.readyState", "args": [] }))).await;
+            let state = self
+                .raw(
+                    reqwest::Method::POST,
+                    "/execute/sync",
+                    Some(json!({ "script": "return document.readyState", "args": [] })),
+                )
+                .await;
             if state["value"] == "complete" {
                 break;
             }

@@ -195,7 +195,10 @@ impl TlsContext {
 
     /// A client configuration whose verifier enforces `demand`, and the cell in which it
     /// records how the peer was verified.
-    pub fn client_config(&self, demand: &TlsDemand) -> Result<(Arc<ClientConfig>, Arc<Mutex<Verification>>), TlsSetupError> {
+    pub fn client_config(
+        &self,
+        demand: &TlsDemand,
+    ) -> Result<(Arc<ClientConfig>, Arc<Mutex<Verification>>), TlsSetupError> {
         let outcome = Arc::new(Mutex::new(Verification::None));
         let verifier = Arc::new(PeerVerifier {
             demand: demand.clone(),
@@ -264,7 +267,9 @@ impl PeerVerifier {
             if roots.add(anchor.clone().into_owned()).is_err() {
                 continue;
             }
-            let Ok(verifier) = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone()).build() else {
+            let Ok(verifier) =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone()).build()
+            else {
                 continue;
             };
             if Self::pkix_for_any(&verifier, end_entity, intermediates, names, now).is_ok() {
@@ -350,10 +355,19 @@ mod tests {
         };
         let sts: &'static StsPolicy = Box::leak(Box::new(sts));
 
-        assert!(matches!(policy("dane.test", "mx.dane.test", true, Some(sts)).await, HostPolicy::Use(TlsDemand::Dane { .. })));
+        assert!(matches!(
+            policy("dane.test", "mx.dane.test", true, Some(sts)).await,
+            HostPolicy::Use(TlsDemand::Dane { .. })
+        ));
         // Without DNSSEC the TLSA records do not count.
-        assert!(matches!(policy("dane.test", "mx.dane.test", false, None).await, HostPolicy::Use(TlsDemand::Opportunistic { .. })));
-        assert_eq!(policy("pkixonly.test", "mx.pkixonly.test", true, None).await, HostPolicy::Use(TlsDemand::Encrypted));
+        assert!(matches!(
+            policy("dane.test", "mx.dane.test", false, None).await,
+            HostPolicy::Use(TlsDemand::Opportunistic { .. })
+        ));
+        assert_eq!(
+            policy("pkixonly.test", "mx.pkixonly.test", true, None).await,
+            HostPolicy::Use(TlsDemand::Encrypted)
+        );
         assert!(matches!(policy("broken.test", "mx.broken.test", true, None).await, HostPolicy::Defer(_)));
         assert!(matches!(
             policy("sts.test", "mx.sts.test", false, Some(sts)).await,
@@ -368,7 +382,16 @@ mod tests {
             policy("plain.test", "mx.plain.test", false, None).await,
             HostPolicy::Use(TlsDemand::Opportunistic { names: vec!["plain.test".into(), "mx.plain.test".into()] })
         );
-        let smart = host_policy(&config, &dns, RouteKind::SmartHost(SmartHostTls::None), "", &candidate("relay", false), false, None).await;
+        let smart = host_policy(
+            &config,
+            &dns,
+            RouteKind::SmartHost(SmartHostTls::None),
+            "",
+            &candidate("relay", false),
+            false,
+            None,
+        )
+        .await;
         assert_eq!(smart, HostPolicy::Use(TlsDemand::Never));
     }
 }

@@ -57,7 +57,8 @@ pub fn parse_policy(text: &str) -> Result<StsPolicy, StsError> {
         if line.trim().is_empty() {
             continue;
         }
-        let (key, value) = line.split_once(':').ok_or_else(|| StsError::Syntax(format!("line without ':': {line:.60}")))?;
+        let (key, value) =
+            line.split_once(':').ok_or_else(|| StsError::Syntax(format!("line without ':': {line:.60}")))?;
         let value = value.trim();
         match key.trim() {
             "version" => version = Some(value.to_owned()),
@@ -109,9 +110,7 @@ impl StsPolicy {
     pub fn mx_matches(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         self.mx.iter().any(|pattern| match pattern.strip_prefix("*.") {
-            Some(parent) => host
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+            Some(parent) => host.split_once('.').is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
             None => *pattern == host,
         })
     }
@@ -216,9 +215,13 @@ impl MtaSts {
         let tenant = TenantId::default();
         let read = async {
             let index = p.ring.blind_index(&tenant, DOMAIN_FIELD, domain.as_bytes()).map_err(|e| e.to_string())?;
-            let Some(row) = p.store.mta_sts_policy(&index, now).await.map_err(|e| e.to_string())? else { return Ok(None) };
+            let Some(row) = p.store.mta_sts_policy(&index, now).await.map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
             let key = p.store.data_key(&p.ring, &tenant, &object(&index)).await.map_err(|e| e.to_string())?;
-            let sealed: Sealed = serde_json::from_slice(&key.open_field("policy", &row.policy).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let sealed: Sealed =
+                serde_json::from_slice(&key.open_field("policy", &row.policy).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
             let policy = parse_policy(&sealed.policy).map_err(|e| e.to_string())?;
             Ok::<_, String>(Some(Cached { id: sealed.id, policy: Arc::new(policy), expires: row.expires_at }))
         };
@@ -238,8 +241,14 @@ impl MtaSts {
             let index = p.ring.blind_index(&tenant, DOMAIN_FIELD, domain.as_bytes()).map_err(|e| e.to_string())?;
             let object = object(&index);
             let (key, wrapped) = p.ring.new_data_key(&tenant, &object).map_err(|e| e.to_string())?;
-            let plain = serde_json::to_vec(&Sealed { id: cached.id.clone(), policy: cached.policy.to_text() }).map_err(|e| e.to_string())?;
-            let row = StsPolicyRow { domain_index: index, policy: key.seal_field("policy", &plain).map_err(|e| e.to_string())?, fetched_at: now, expires_at: cached.expires };
+            let plain = serde_json::to_vec(&Sealed { id: cached.id.clone(), policy: cached.policy.to_text() })
+                .map_err(|e| e.to_string())?;
+            let row = StsPolicyRow {
+                domain_index: index,
+                policy: key.seal_field("policy", &plain).map_err(|e| e.to_string())?,
+                fetched_at: now,
+                expires_at: cached.expires,
+            };
             p.store.put_mta_sts_policy(row, tenant.clone(), object, wrapped).await.map_err(|e| e.to_string())
         };
         if let Err(e) = write.await {
@@ -272,13 +281,18 @@ impl MtaSts {
             return cached.map(|c| c.policy);
         };
         if let Some(c) = &cached
-            && c.id == id {
-                return Some(c.policy.clone());
-            }
+            && c.id == id
+        {
+            return Some(c.policy.clone());
+        }
         match self.fetch(&domain).await {
             Ok(policy) => {
                 let max_age = i64::try_from(policy.max_age).unwrap_or(i64::MAX / 2_000_000);
-                let fresh = Cached { id, policy: Arc::new(policy), expires: now.saturating_add(max_age.saturating_mul(1_000_000)) };
+                let fresh = Cached {
+                    id,
+                    policy: Arc::new(policy),
+                    expires: now.saturating_add(max_age.saturating_mul(1_000_000)),
+                };
                 self.remember(&domain, fresh.clone());
                 self.save(&domain, &fresh, now).await;
                 Some(fresh.policy)

@@ -94,9 +94,13 @@ impl Dispatcher {
                 Some(done) = workers.join_next_with_id(), if !workers.is_empty() => busy.finished(done),
             }
         }
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while workers.join_next().await.is_some() {} }).await;
+        let drained =
+            tokio::time::timeout(SHUTDOWN_GRACE, async { while workers.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            tracing::info!(workers = workers.len(), "webhook attempts still in progress at shutdown are made again after the next start");
+            tracing::info!(
+                workers = workers.len(),
+                "webhook attempts still in progress at shutdown are made again after the next start"
+            );
             workers.abort_all();
             while workers.join_next().await.is_some() {}
         }
@@ -104,10 +108,16 @@ impl Dispatcher {
 
     /// Owes new events to the endpoints that want them, then starts a worker for each
     /// endpoint with something due that has none yet, up to `concurrency` in all.
-    async fn start_workers(&self, workers: &mut JoinSet<String>, busy: &mut Busy, shutdown: &watch::Receiver<bool>) -> Result<usize, StoreError> {
+    async fn start_workers(
+        &self,
+        workers: &mut JoinSet<String>,
+        busy: &mut Busy,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<usize, StoreError> {
         let store = self.spool.store();
         let now = Timestamp::now().as_micros();
-        let endpoints: HashMap<String, EndpointRow> = store.webhook_endpoints(false).await?.into_iter().map(|e| (e.id.clone(), e)).collect();
+        let endpoints: HashMap<String, EndpointRow> =
+            store.webhook_endpoints(false).await?.into_iter().map(|e| (e.id.clone(), e)).collect();
         // Only endpoints behind the newest event take the write lock the queue also needs.
         let newest = store.last_event_seq().await?;
         for endpoint in endpoints.values().filter(|e| e.cursor < newest) {
@@ -184,7 +194,13 @@ impl Dispatcher {
     }
 
     fn give_up(&self, d: &DeliveryRow, why: &str) -> AttemptResult {
-        AttemptResult { state: state::FAILED, next_attempt_at: d.next_attempt_at, status: None, error: Some(why.to_owned()), at: Timestamp::now().as_micros() }
+        AttemptResult {
+            state: state::FAILED,
+            next_attempt_at: d.next_attempt_at,
+            status: None,
+            error: Some(why.to_owned()),
+            at: Timestamp::now().as_micros(),
+        }
     }
 
     /// One POST of one event to one endpoint, and what it came to.
@@ -244,14 +260,19 @@ impl Dispatcher {
         let doublings = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
         let wait = first.saturating_mul(1u32 << doublings).min(max);
         let mut random = [0u8; 4];
-        let spread = if aws_lc_rs::rand::fill(&mut random).is_ok() { f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX) } else { 0.5 };
+        let spread = if aws_lc_rs::rand::fill(&mut random).is_ok() {
+            f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX)
+        } else {
+            0.5
+        };
         wait + wait.mul_f64(spread / 5.0)
     }
 
     /// POSTs a payload, signed with the endpoint's secret. Returns the HTTP status, or why
     /// there was none (never payload content).
     async fn post(&self, endpoint: &EndpointRow, payload: &Payload) -> Result<u16, PostError> {
-        let url = check_url(&endpoint.url, self.config.allow_http_loopback).map_err(|e| PostError::Other(e.to_string()))?;
+        let url =
+            check_url(&endpoint.url, self.config.allow_http_loopback).map_err(|e| PostError::Other(e.to_string()))?;
         // Names are checked by the resolver as they are connected to; an address written in
         // the URL is never resolved, so it is checked here.
         let literal = match url.host() {
@@ -262,7 +283,9 @@ impl Dispatcher {
         if let Some(ip) = literal {
             self.policy.check(ip).map_err(PostError::Refused)?;
         }
-        let secret = endpoints::secret(&self.spool, endpoint).await.map_err(|e| PostError::Other(format!("cannot open the endpoint's secret: {e}")))?;
+        let secret = endpoints::secret(&self.spool, endpoint)
+            .await
+            .map_err(|e| PostError::Other(format!("cannot open the endpoint's secret: {e}")))?;
         let body = serde_json::to_vec(payload).map_err(|e| PostError::Other(e.to_string()))?;
         let now = Timestamp::now().as_micros().div_euclid(1_000_000);
         let response = self

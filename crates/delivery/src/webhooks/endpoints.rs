@@ -76,10 +76,17 @@ pub async fn add(
             .detail("tenant", tenant.as_str())
             .detail("host", url.host_str().unwrap_or(""))
             .detail("reason", e.to_string());
-        spool.audit().append(event).await.map_err(|a| SpoolError::Corrupt { id: "webhook".into(), reason: a.to_string() })?;
+        spool
+            .audit()
+            .append(event)
+            .await
+            .map_err(|a| SpoolError::Corrupt { id: "webhook".into(), reason: a.to_string() })?;
         return Err(e.into());
     }
-    let secret = signature::generate_secret().map_err(|_| SpoolError::Corrupt { id: "webhook".into(), reason: "the system random number generator failed".into() })?;
+    let secret = signature::generate_secret().map_err(|_| SpoolError::Corrupt {
+        id: "webhook".into(),
+        reason: "the system random number generator failed".into(),
+    })?;
     let id = Id::new().to_string();
     let object = secret_object(&id);
     let (key, wrapped) = spool.ring().new_data_key(tenant, &object)?;
@@ -116,8 +123,14 @@ pub async fn add(
 
 /// Removes an endpoint: nothing more is sent to it and its secret is shredded.
 pub async fn remove(spool: &Spool, actor: &str, id: &str) -> Result<EndpointRow, EndpointError> {
-    let row = spool.store().webhook_endpoint(id).await?.filter(|r| r.removed_at.is_none()).ok_or_else(|| EndpointError::NotFound(id.to_owned()))?;
-    let tenant = TenantId::new(&row.tenant).map_err(|e| SpoolError::Corrupt { id: id.to_owned(), reason: e.to_string() })?;
+    let row = spool
+        .store()
+        .webhook_endpoint(id)
+        .await?
+        .filter(|r| r.removed_at.is_none())
+        .ok_or_else(|| EndpointError::NotFound(id.to_owned()))?;
+    let tenant =
+        TenantId::new(&row.tenant).map_err(|e| SpoolError::Corrupt { id: id.to_owned(), reason: e.to_string() })?;
     let event = Event::new(actor, "webhook.remove").target(format!("webhook:{id}")).detail("tenant", tenant.as_str());
     let (id_owned, audit) = (id.to_owned(), spool.audit().clone());
     let removed = spool
@@ -142,8 +155,10 @@ pub async fn remove(spool: &Spool, actor: &str, id: &str) -> Result<EndpointRow,
 
 /// The endpoint's signing secret, opened.
 pub async fn secret(spool: &Spool, endpoint: &EndpointRow) -> Result<String, EndpointError> {
-    let tenant = TenantId::new(&endpoint.tenant).map_err(|e| SpoolError::Corrupt { id: endpoint.id.clone(), reason: e.to_string() })?;
+    let tenant = TenantId::new(&endpoint.tenant)
+        .map_err(|e| SpoolError::Corrupt { id: endpoint.id.clone(), reason: e.to_string() })?;
     let key = spool.store().data_key(spool.ring(), &tenant, &secret_object(&endpoint.id)).await?;
     let plain = key.open_field("secret", &endpoint.secret)?;
-    String::from_utf8(plain).map_err(|e| EndpointError::Spool(SpoolError::Corrupt { id: endpoint.id.clone(), reason: e.to_string() }))
+    String::from_utf8(plain)
+        .map_err(|e| EndpointError::Spool(SpoolError::Corrupt { id: endpoint.id.clone(), reason: e.to_string() }))
 }

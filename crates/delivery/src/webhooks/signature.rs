@@ -76,6 +76,9 @@ mod tests {
         let moved = header.replace("t=1700000000", "t=1700000001");
         assert!(!verify(&secret, &moved, body, 1_700_000_000, 300), "the time is signed");
         // A known answer, computed with Python's hmac module as docs/webhooks.md does.
-        assert_eq!(header_value("whsec_test", 1, b"{}"), "t=1,v1=7500d5d4be4b3ef07af1fe56f7d522d135cdaa7530de557e67cc1049c52de094");
+        assert_eq!(
+            header_value("whsec_test", 1, b"{}"),
+            "t=1,v1=7500d5d4be4b3ef07af1fe56f7d522d135cdaa7530de557e67cc1049c52de094"
+        );
     }
 }

@@ -46,9 +46,12 @@ impl Network {
         }
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                masked(u128::from(u32::from(net)), self.prefix, 32) == masked(u128::from(u32::from(ip)), self.prefix, 32)
+                masked(u128::from(u32::from(net)), self.prefix, 32)
+                    == masked(u128::from(u32::from(ip)), self.prefix, 32)
             }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => masked(u128::from(net), self.prefix, 128) == masked(u128::from(ip), self.prefix, 128),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(net), self.prefix, 128) == masked(u128::from(ip), self.prefix, 128)
+            }
             _ => false,
         }
     }
@@ -133,7 +136,9 @@ pub struct TargetPolicy {
 
 /// Why a target address is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{address} is a {kind} address; webhooks are not sent to such addresses unless webhooks.allowed_networks lists them")]
+#[error(
+    "{address} is a {kind} address; webhooks are not sent to such addresses unless webhooks.allowed_networks lists them"
+)]
 pub struct Refused {
     pub address: IpAddr,
     pub kind: &'static str,
@@ -162,13 +167,16 @@ impl TargetPolicy {
     /// what it resolves to now (a name that does not resolve yet is left to the check made
     /// on every connection).
     pub async fn check_url_host(&self, url: &reqwest::Url) -> Result<(), UrlError> {
-        let refused = |r: Refused| UrlError::Private { host: url.host_str().unwrap_or("").to_owned(), reason: r.to_string() };
+        let refused =
+            |r: Refused| UrlError::Private { host: url.host_str().unwrap_or("").to_owned(), reason: r.to_string() };
         match url.host() {
             Some(url::Host::Ipv4(ip)) => self.check(IpAddr::V4(ip)).map_err(refused),
             Some(url::Host::Ipv6(ip)) => self.check(IpAddr::V6(ip)).map_err(refused),
             Some(url::Host::Domain(name)) => {
                 let port = url.port_or_known_default().unwrap_or(443);
-                let Ok(Ok(addrs)) = tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((name, port))).await else {
+                let Ok(Ok(addrs)) =
+                    tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host((name, port))).await
+                else {
                     return Ok(());
                 };
                 for addr in addrs {
@@ -225,7 +233,16 @@ impl reqwest::dns::Resolve for CheckedResolver {
 
 /// The [`Refused`] somewhere in an error's chain of causes, if the error is a refusal.
 pub fn refusal_in(error: &(dyn std::error::Error + 'static)) -> Option<Refused> {
-    const KINDS: &[&str] = &["loopback", "cloud metadata", "link-local", "private", "shared (CGNAT)", "reserved", "multicast", "unique-local"];
+    const KINDS: &[&str] = &[
+        "loopback",
+        "cloud metadata",
+        "link-local",
+        "private",
+        "shared (CGNAT)",
+        "reserved",
+        "multicast",
+        "unique-local",
+    ];
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(r) = e.downcast_ref::<Refused>() {
@@ -286,13 +303,18 @@ mod tests {
         let strict = TargetPolicy::default();
         assert_eq!(strict.check(ip("10.9.8.7")), Err(Refused { address: ip("10.9.8.7"), kind: "private" }));
         assert!(strict.check(ip("93.184.216.34")).is_ok());
-        let config = WebhooksConfig { allowed_networks: vec!["10.9.0.0/16".into(), "fd00::1".into()], ..WebhooksConfig::default() };
+        let config = WebhooksConfig {
+            allowed_networks: vec!["10.9.0.0/16".into(), "fd00::1".into()],
+            ..WebhooksConfig::default()
+        };
         let open = TargetPolicy::from_config(&config).unwrap();
         assert!(open.check(ip("10.9.8.7")).is_ok());
         assert!(open.check(ip("10.10.0.1")).is_err());
         assert!(open.check(ip("fd00::1")).is_ok());
         assert!(open.check(ip("127.0.0.1")).is_err(), "loopback only with allow_http_loopback");
-        let local = TargetPolicy::from_config(&WebhooksConfig { allow_http_loopback: true, ..WebhooksConfig::default() }).unwrap();
+        let local =
+            TargetPolicy::from_config(&WebhooksConfig { allow_http_loopback: true, ..WebhooksConfig::default() })
+                .unwrap();
         assert!(local.check(ip("127.0.0.1")).is_ok() && local.check(ip("::1")).is_ok());
         assert!(local.check(ip("169.254.169.254")).is_err());
         for bad in ["10.0.0.0/33", "fd00::/129", "ten", "10.0.0/8"] {

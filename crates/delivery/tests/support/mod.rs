@@ -52,7 +52,10 @@ impl TestCa {
         let key = rcgen::KeyPair::generate().unwrap();
         let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (vec![cert.der().clone(), self.cert.clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+        (
+            vec![cert.der().clone(), self.cert.clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
     }
 
     pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
@@ -238,7 +241,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             use base64::Engine;
             let token = base64::engine::general_purpose::STANDARD.decode(cmd[11..].trim()).unwrap_or_default();
             let parts: Vec<&[u8]> = token.split(|&c| c == 0).collect();
-            let ok = b.auth.as_ref().is_some_and(|(u, p)| parts.len() == 3 && parts[1] == u.as_bytes() && parts[2] == p.as_bytes());
+            let ok = b
+                .auth
+                .as_ref()
+                .is_some_and(|(u, p)| parts.len() == 3 && parts[1] == u.as_bytes() && parts[2] == p.as_bytes());
             if ok { "235 2.7.0 authenticated\r\n".into() } else { "535 5.7.8 bad credentials\r\n".into() }
         } else if upper.starts_with("BDAT ") {
             let mut words = upper.split_whitespace().skip(1);
@@ -253,7 +259,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 let answer = b.data_replies.lock().unwrap().pop_front().unwrap_or_else(|| "250 2.0.0 queued".into());
                 if answer.starts_with('2') {
-                    received.lock().unwrap().push(Received { mail_from: mail_from.clone(), rcpts: rcpts.clone(), data, tls });
+                    received.lock().unwrap().push(Received {
+                        mail_from: mail_from.clone(),
+                        rcpts: rcpts.clone(),
+                        data,
+                        tls,
+                    });
                 }
                 rcpts.clear();
                 format!("{answer}\r\n")
@@ -294,7 +305,12 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 let answer = b.data_replies.lock().unwrap().pop_front().unwrap_or_else(|| "250 2.0.0 queued".into());
                 if answer.starts_with('2') {
-                    received.lock().unwrap().push(Received { mail_from: mail_from.clone(), rcpts: rcpts.clone(), data, tls });
+                    received.lock().unwrap().push(Received {
+                        mail_from: mail_from.clone(),
+                        rcpts: rcpts.clone(),
+                        data,
+                        tls,
+                    });
                 }
                 rcpts.clear();
                 format!("{answer}\r\n")

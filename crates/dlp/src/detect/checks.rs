@@ -55,24 +55,14 @@ pub fn dea(s: &[u8]) -> bool {
 /// the numbers used in advertising and examples (078-05-1120, 219-09-9999,
 /// 123-45-6789, 987-65-4320 to 4329) or a single repeated digit.
 pub fn ssn(area: u32, group: u32, serial: u32) -> bool {
-    if area == 0
-        || area == 666
-        || area >= 900
-        || group == 0
-        || group > 99
-        || serial == 0
-        || serial > 9999
-    {
+    if area == 0 || area == 666 || area >= 900 || group == 0 || group > 99 || serial == 0 || serial > 9999 {
         return false;
     }
     let repeated = |d: u32| area == d * 111 && group == d * 11 && serial == d * 1111;
     if (1..=9).any(repeated) {
         return false;
     }
-    !matches!(
-        (area, group, serial),
-        (78, 5, 1120) | (219, 9, 9999) | (123, 45, 6789)
-    )
+    !matches!((area, group, serial), (78, 5, 1120) | (219, 9, 9999) | (123, 45, 6789))
 }
 
 /// SSN from 9 ASCII digits.
@@ -179,10 +169,7 @@ pub fn birth_year(year: u32) -> bool {
 
 /// Value of ASCII digits (saturating; non-digits count as 0). For short groups only.
 pub fn number(d: &[u8]) -> u32 {
-    d.iter().fold(0u32, |acc, &b| {
-        acc.saturating_mul(10)
-            .saturating_add(u32::from(b.wrapping_sub(b'0')).min(9))
-    })
+    d.iter().fold(0u32, |acc, &b| acc.saturating_mul(10).saturating_add(u32::from(b.wrapping_sub(b'0')).min(9)))
 }
 
 #[cfg(test)]

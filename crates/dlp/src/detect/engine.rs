@@ -90,11 +90,7 @@ fn signature_start(text: &str) -> usize {
             continue;
         }
         let rest = &b[at + 2..];
-        if rest.is_empty()
-            || matches!(
-                rest,
-                [b'\n', ..] | [b'\r', ..] | [b' ', b'\n', ..] | [b' ', b'\r', ..] | [b' ']
-            )
+        if rest.is_empty() || matches!(rest, [b'\n', ..] | [b'\r', ..] | [b' ', b'\n', ..] | [b' ', b'\r', ..] | [b' '])
         {
             return at;
         }
@@ -129,11 +125,7 @@ impl<'a> Scanner<'a> {
     fn gap(&self, j: usize) -> &'a [u8] {
         let b: &'a [u8] = self.b;
         let end = self.t[j].start as usize;
-        let start = if j == 0 {
-            0
-        } else {
-            self.t[j - 1].end as usize
-        };
+        let start = if j == 0 { 0 } else { self.t[j - 1].end as usize };
         b.get(start..end).unwrap_or(&[])
     }
 
@@ -150,22 +142,8 @@ impl<'a> Scanner<'a> {
         pos >= self.signature_start
     }
 
-    fn push(
-        &mut self,
-        entity: EntityType,
-        start: usize,
-        end: usize,
-        detector: &'static str,
-        business: bool,
-    ) {
-        self.out.detections.push(Detection {
-            entity,
-            start,
-            end,
-            detector,
-            business,
-            role: None,
-        });
+    fn push(&mut self, entity: EntityType, start: usize, end: usize, detector: &'static str, business: bool) {
+        self.out.detections.push(Detection { entity, start, end, detector, business, role: None });
     }
 
     /// Label classes of the words just before token `i`: the nearest run of label
@@ -188,11 +166,7 @@ impl<'a> Scanner<'a> {
                 if !self.line_is_label_only(j - 1) {
                     break;
                 }
-            } else if is_sentence_break(gap)
-                && j < i
-                && self.t[j - 1].len() >= 4
-                && self.t[j - 1].label == 0
-            {
+            } else if is_sentence_break(gap) && j < i && self.t[j - 1].len() >= 4 && self.t[j - 1].label == 0 {
                 // the end of a sentence (not an abbreviation such as "No." or "I.D.")
                 break;
             }
@@ -266,25 +240,13 @@ impl<'a> Scanner<'a> {
 
     /// Is a health term of `kind` within `before` bytes before or `after` bytes after
     /// the range, on the same line?
-    fn health_near(
-        &self,
-        start: usize,
-        end: usize,
-        kind: HealthKind,
-        before: usize,
-        after: usize,
-    ) -> bool {
+    fn health_near(&self, start: usize, end: usize, kind: HealthKind, before: usize, after: usize) -> bool {
         // hits are in text order: look only at those that can be in the window
         let hits = &self.out.health[self.first_health..];
         let from = hits.partition_point(|h| h.end + before < start);
-        hits[from..]
-            .iter()
-            .take_while(|h| h.start <= end + after)
-            .any(|h| {
-                h.kind == kind
-                    && h.end + before >= start
-                    && !has_newline(&self.b[h.end.min(start)..h.start.max(end)])
-            })
+        hits[from..].iter().take_while(|h| h.start <= end + after).any(|h| {
+            h.kind == kind && h.end + before >= start && !has_newline(&self.b[h.end.min(start)..h.start.max(end)])
+        })
     }
 
     // ------------------------------------------------------------ e-mail
@@ -378,14 +340,8 @@ impl<'a> Scanner<'a> {
             if let Some((last, kind)) = best_health
                 && i >= health_until
             {
-                let personal =
-                    self.t[i].word & word::PERSONAL_HEALTH != 0 || self.personal_before(i);
-                let hit = HealthHit {
-                    kind,
-                    start: self.t[i].start as usize,
-                    end: self.t[last].end as usize,
-                    personal,
-                };
+                let personal = self.t[i].word & word::PERSONAL_HEALTH != 0 || self.personal_before(i);
+                let hit = HealthHit { kind, start: self.t[i].start as usize, end: self.t[last].end as usize, personal };
                 self.out.health.push(hit);
                 health_until = last + 1;
             }
@@ -401,9 +357,7 @@ impl<'a> Scanner<'a> {
                 return false;
             }
             j -= 1;
-            if self.t[j].word & word::POSSESSIVE != 0
-                || self.t[j].label & (label::DX | label::RX) != 0
-            {
+            if self.t[j].word & word::POSSESSIVE != 0 || self.t[j].label & (label::DX | label::RX) != 0 {
                 return true;
             }
         }
@@ -499,11 +453,7 @@ impl<'a> Scanner<'a> {
     /// An MBI written in groups separated by spaces (`1EG4 TE5 MK73`), which clusters
     /// do not join (spaces join numbers only).
     fn spaced_mbi(&mut self, i: usize) -> Option<usize> {
-        if i + 2 >= self.t.len()
-            || self.t[i].len() != 4
-            || self.t[i + 1].len() != 3
-            || self.t[i + 2].len() != 4
-        {
+        if i + 2 >= self.t.len() || self.t[i].len() != 4 || self.t[i + 1].len() != 3 || self.t[i + 2].len() != 4 {
             return None;
         }
         if self.gap(i + 1) != b" " || self.gap(i + 2) != b" " || self.t[i].shape == Shape::Alpha {
@@ -533,9 +483,7 @@ impl<'a> Scanner<'a> {
                 b"-" | b"." | b"/" => true,
                 b" " => l.shape == Shape::Digits && r.shape == Shape::Digits,
                 b")" | b") " | b")-" | b") -" => {
-                    l.shape == Shape::Digits
-                        && l.len() == 3
-                        && self.byte_before(l.start as usize) == b'('
+                    l.shape == Shape::Digits && l.len() == 3 && self.byte_before(l.start as usize) == b'('
                 }
                 _ => false,
             };
@@ -580,14 +528,10 @@ impl<'a> Scanner<'a> {
         let lens = &len_buf[..count];
         let joined = &joined_buf[..joined_len];
         let ctx = self.label_before(f);
-        let same_sep = |set: &[&[u8]]| {
-            seps.windows(2).all(|w| w[0] == w[1]) && seps.iter().all(|s| set.contains(s))
-        };
+        let same_sep = |set: &[&[u8]]| seps.windows(2).all(|w| w[0] == w[1]) && seps.iter().all(|s| set.contains(s));
 
         // Medicare Beneficiary Identifier: 11 characters, or 4-3-4 with dashes
-        if joined.len() == 11
-            && (groups.len() == 1 || (lens == [4, 3, 4] && same_sep(&[b"-"])))
-            && checks::mbi(joined)
+        if joined.len() == 11 && (groups.len() == 1 || (lens == [4, 3, 4] && same_sep(&[b"-"]))) && checks::mbi(joined)
         {
             return self.found(EntityType::MedicareMbi, start, end, "mbi", false);
         }
@@ -603,13 +547,7 @@ impl<'a> Scanner<'a> {
         }
         // a value right after an MRN or member-ID label is that, whatever its shape
         // (unless the label also names another kind: "Member phone", "Patient ID fax")
-        let other_kind = label::SSN
-            | label::PHONE
-            | label::FAX
-            | label::DOB
-            | label::NPI
-            | label::DEA
-            | label::NDC;
+        let other_kind = label::SSN | label::PHONE | label::FAX | label::DOB | label::NPI | label::DEA | label::NDC;
         if ctx & (label::MRN | label::PLAN) != 0 && ctx & other_kind == 0 && id_like(groups, seps) {
             let (entity, det) = if ctx & label::MRN != 0 {
                 (EntityType::Mrn, "mrn.label")
@@ -623,9 +561,7 @@ impl<'a> Scanner<'a> {
         }
         let negative = ctx & label::NEGATIVE != 0;
         // SSN: 3-2-4 with dashes (or spaces after an SSN label), or 9 digits after a label
-        if lens == [3, 2, 4]
-            && (same_sep(&[b"-"]) || (same_sep(&[b" ", b"."]) && ctx & label::SSN != 0))
-        {
+        if lens == [3, 2, 4] && (same_sep(&[b"-"]) || (same_sep(&[b" ", b"."]) && ctx & label::SSN != 0)) {
             if checks::ssn_digits(joined) && (!negative || ctx & label::SSN != 0) {
                 return self.found(EntityType::UsSsn, start, end, "ssn.formatted", false);
             }
@@ -647,22 +583,16 @@ impl<'a> Scanner<'a> {
             }
             return Outcome::Found;
         }
-        if matches!(lens, [4, 4, 2] | [5, 3, 2] | [5, 4, 2])
-            && same_sep(&[b" "])
-            && ctx & label::NDC != 0
-        {
+        if matches!(lens, [4, 4, 2] | [5, 3, 2] | [5, 4, 2]) && same_sep(&[b" "]) && ctx & label::NDC != 0 {
             return self.found(EntityType::NdcCode, start, end, "ndc.label", false);
         }
-        if groups.len() == 1 && (joined.len() == 11 || joined.len() == 10) && ctx & label::NDC != 0
-        {
+        if groups.len() == 1 && (joined.len() == 11 || joined.len() == 10) && ctx & label::NDC != 0 {
             return self.found(EntityType::NdcCode, start, end, "ndc.label", false);
         }
         // payment cards: 13-19 digits, grouped by spaces or dashes, issuer range + Luhn
         if (13..=19).contains(&joined.len())
             && (groups.len() == 1
-                || (lens[0] == 4
-                    && same_sep(&[b" ", b"-"])
-                    && lens.iter().all(|&n| (1..=6).contains(&n))))
+                || (lens[0] == 4 && same_sep(&[b" ", b"-"]) && lens.iter().all(|&n| (1..=6).contains(&n))))
         {
             if checks::card(joined) && (!negative || ctx & label::CARD != 0) {
                 return self.found(EntityType::CreditCard, start, end, "card.luhn", false);
@@ -673,11 +603,7 @@ impl<'a> Scanner<'a> {
             return o;
         }
         // NPI: 10 digits, Luhn with the 80840 prefix
-        if groups.len() == 1
-            && joined.len() == 10
-            && checks::npi(joined)
-            && (!negative || ctx & label::NPI != 0)
-        {
+        if groups.len() == 1 && joined.len() == 10 && checks::npi(joined) && (!negative || ctx & label::NPI != 0) {
             return self.found(EntityType::Npi, start, end, "npi.checksum", true);
         }
         Outcome::NoMatch
@@ -714,11 +640,7 @@ impl<'a> Scanner<'a> {
             code[..3].copy_from_slice(head);
             code[3..3 + groups[1].len()].copy_from_slice(groups[1]);
             let code = &code[..3 + groups[1].len()];
-            if groups[1]
-                .iter()
-                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-                && icd10::is_code(code)
-            {
+            if groups[1].iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) && icd10::is_code(code) {
                 return Some(self.found(EntityType::Icd10Code, start, end, "icd10.dotted", false));
             }
             return None;
@@ -731,10 +653,7 @@ impl<'a> Scanner<'a> {
         }
         // a bare code (I10, E119): only where a diagnosis is expected
         let dx = ctx & (label::DX | label::CLAIM) != 0;
-        if dx
-            || self.health_near(start, end, HealthKind::Condition, 80, 8)
-            || self.line_has_label(f, label::DX)
-        {
+        if dx || self.health_near(start, end, HealthKind::Condition, 80, 8) || self.line_has_label(f, label::DX) {
             return Some(self.found(EntityType::Icd10Code, start, end, "icd10.context", false));
         }
         None
@@ -755,13 +674,9 @@ impl<'a> Scanner<'a> {
         let digits = |g: &[u8]| g.iter().all(u8::is_ascii_digit);
         let n = checks::number;
         let valid = match lens {
-            [a, b, c]
-                if seps[0] == seps[1]
-                    && (matches!(seps[0], b"/" | b"-" | b".") || (seps[0] == b" " && dob)) =>
-            {
+            [a, b, c] if seps[0] == seps[1] && (matches!(seps[0], b"/" | b"-" | b".") || (seps[0] == b" " && dob)) => {
                 let (g0, g1, g2) = (groups[0], groups[1], groups[2]);
-                if (1..=2).contains(a) && digits(g0) && digits(g2) && (*c == 4 || (*c == 2 && dob))
-                {
+                if (1..=2).contains(a) && digits(g0) && digits(g2) && (*c == 4 || (*c == 2 && dob)) {
                     let year = if *c == 4 { n(g2) } else { expand_year(n(g2)) };
                     if *b <= 2 && digits(g1) {
                         let (x, y) = (n(g0), n(g1));
@@ -785,18 +700,14 @@ impl<'a> Scanner<'a> {
             [8] if dob && digits(groups[0]) => {
                 let g = groups[0];
                 Some(
-                    (checks::birth_year(n(&g[..4]))
-                        && checks::date(n(&g[..4]), n(&g[4..6]), n(&g[6..])))
-                        || (checks::birth_year(n(&g[4..]))
-                            && checks::date(n(&g[4..]), n(&g[..2]), n(&g[2..4]))),
+                    (checks::birth_year(n(&g[..4])) && checks::date(n(&g[..4]), n(&g[4..6]), n(&g[6..])))
+                        || (checks::birth_year(n(&g[4..])) && checks::date(n(&g[4..]), n(&g[..2]), n(&g[2..4]))),
                 )
             }
             _ => None,
         };
         match valid {
-            Some(true) if dob => {
-                Some(self.found(EntityType::DateOfBirth, start, end, "dob.label", false))
-            }
+            Some(true) if dob => Some(self.found(EntityType::DateOfBirth, start, end, "dob.label", false)),
             Some(true) => Some(Outcome::Found),
             _ => None,
         }
@@ -826,12 +737,7 @@ impl<'a> Scanner<'a> {
             [3, 3, 4] if first_sep_ok(seps[0]) && sep_ok(seps[1]) => {
                 (groups[0], groups[1], groups[2], start, "phone.formatted")
             }
-            [1, 3, 3, 4]
-                if groups[0] == b"1"
-                    && sep_ok(seps[0])
-                    && first_sep_ok(seps[1])
-                    && sep_ok(seps[2]) =>
-            {
+            [1, 3, 3, 4] if groups[0] == b"1" && sep_ok(seps[0]) && first_sep_ok(seps[1]) && sep_ok(seps[2]) => {
                 (groups[1], groups[2], groups[3], start, "phone.formatted")
             }
             [10] if ctx & (label::PHONE | label::FAX) != 0 => {
@@ -846,9 +752,7 @@ impl<'a> Scanner<'a> {
             }
             _ => return None,
         };
-        if !checks::nanp(npa, nxx, line)
-            || (ctx & label::NEGATIVE != 0 && ctx & (label::PHONE | label::FAX) == 0)
-        {
+        if !checks::nanp(npa, nxx, line) || (ctx & label::NEGATIVE != 0 && ctx & (label::PHONE | label::FAX) == 0) {
             return Some(Outcome::Found);
         }
         // include "(" and a "+1" / "1-" country prefix written before the number
@@ -856,8 +760,7 @@ impl<'a> Scanner<'a> {
             span_start -= 1;
         }
         span_start = self.country_prefix(span_start);
-        let business =
-            self.in_signature(start) || ctx & (label::FAX | label::OFFICE | label::PROVIDER) != 0;
+        let business = self.in_signature(start) || ctx & (label::FAX | label::OFFICE | label::PROVIDER) != 0;
         Some(self.found(EntityType::Phone, span_start, end, detector, business))
     }
 
@@ -871,10 +774,7 @@ impl<'a> Scanner<'a> {
         if p >= 1 && matches!(b[p - 1], b' ' | b'-' | b'.') {
             p -= 1;
         }
-        if p >= 1
-            && b[p - 1] == b'1'
-            && (p < 2 || !b[p - 2].is_ascii_alphanumeric() || b[p - 2] == b'+')
-        {
+        if p >= 1 && b[p - 1] == b'1' && (p < 2 || !b[p - 2].is_ascii_alphanumeric() || b[p - 2] == b'+') {
             p -= 1;
             if p >= 1 && b[p - 1] == b'+' {
                 p -= 1;
@@ -1053,10 +953,7 @@ fn is_sentence_break(gap: &[u8]) -> bool {
 /// at least 4 digits, joined by dashes or spaces only.
 fn id_like(groups: &[&[u8]], seps: &[&[u8]]) -> bool {
     let len: usize = groups.iter().map(|g| g.len()).sum();
-    let digits: usize = groups
-        .iter()
-        .map(|g| g.iter().filter(|b| b.is_ascii_digit()).count())
-        .sum();
+    let digits: usize = groups.iter().map(|g| g.iter().filter(|b| b.is_ascii_digit()).count()).sum();
     (5..=20).contains(&len) && digits >= 4 && seps.iter().all(|s| matches!(*s, b"-" | b" "))
 }
 

@@ -75,9 +75,7 @@ pub fn has_code_shape(s: &[u8]) -> bool {
     (3..=7).contains(&s.len())
         && s[0].is_ascii_uppercase()
         && s[1].is_ascii_digit()
-        && s[2..]
-            .iter()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        && s[2..].iter().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
 }
 
 #[cfg(test)]
@@ -87,10 +85,7 @@ mod tests {
     #[test]
     fn table_has_real_codes() {
         assert!(codes().len() > 90_000);
-        for c in [
-            "E119", "E11", "I10", "J45909", "S72001A", "Z794", "B20", "C50911", "F1020", "M5450",
-            "O24419",
-        ] {
+        for c in ["E119", "E11", "I10", "J45909", "S72001A", "Z794", "B20", "C50911", "F1020", "M5450", "O24419"] {
             assert!(is_code(c.as_bytes()), "{c}");
         }
         for c in ["E1124", "I10X", "Z9999", "A0", "E11.9", "XYZ"] {

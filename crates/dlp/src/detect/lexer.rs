@@ -142,9 +142,7 @@ pub fn tokenize(text: &str, out: &mut Vec<Token>) {
         // numbers are looked up only when short: phrase words such as "type 2", "icd 10"
         if !ascii && len <= MAX_WORD {
             // accented Latin words are looked up without their accents (José, Núñez)
-            if let Some((id, meta)) =
-                fold_accents(&text[start..i_end]).and_then(|w| lexicon.lookup_id(w.as_bytes()))
-            {
+            if let Some((id, meta)) = fold_accents(&text[start..i_end]).and_then(|w| lexicon.lookup_id(w.as_bytes())) {
                 tok.word = meta.flags();
                 tok.month = meta.month();
                 tok.entry = id + 1;
@@ -190,13 +188,8 @@ fn ascii_word_run(x: u64) -> (usize, u8) {
     let letters = in_range(x | ones(0x20), b'a', b'z') & ascii;
     let word = digits | letters;
     let run = ((!word & HIGH).trailing_zeros() / 8) as usize;
-    let keep = if run >= 8 {
-        u64::MAX
-    } else {
-        (1u64 << (8 * run)) - 1
-    };
-    let classes = (if digits & keep != 0 { DIGIT } else { 0 })
-        | (if letters & keep != 0 { LETTER } else { 0 });
+    let keep = if run >= 8 { u64::MAX } else { (1u64 << (8 * run)) - 1 };
+    let classes = (if digits & keep != 0 { DIGIT } else { 0 }) | (if letters & keep != 0 { LETTER } else { 0 });
     (run.min(8), classes)
 }
 
@@ -219,11 +212,7 @@ fn packed_lower(bytes: &[u8], start: usize, len: usize) -> u128 {
         Some(s) => buf.copy_from_slice(s),
         None => buf[..len].copy_from_slice(&bytes[start..start + len]),
     }
-    let mask = if len >= 16 {
-        u128::MAX
-    } else {
-        (1u128 << (8 * len)) - 1
-    };
+    let mask = if len >= 16 { u128::MAX } else { (1u128 << (8 * len)) - 1 };
     (u128::from_le_bytes(buf) | 0x2020_2020_2020_2020_2020_2020_2020_2020) & mask
 }
 
@@ -260,9 +249,7 @@ fn utf8_len(b: u8) -> usize {
 
 #[inline]
 fn starts_word_char(text: &str, i: usize) -> bool {
-    text.get(i..)
-        .and_then(|s| s.chars().next())
-        .is_some_and(is_word_char)
+    text.get(i..).and_then(|s| s.chars().next()).is_some_and(is_word_char)
 }
 
 #[cfg(test)]
@@ -288,11 +275,7 @@ mod tests {
         // every single byte agrees with the byte table
         for b in 0..=255u8 {
             let (n, _) = run(&[b, b' ', 0, 0, 0, 0, 0, 0]);
-            assert_eq!(
-                n == 1,
-                CLASS[usize::from(b)] & (DIGIT | LETTER) != 0,
-                "byte {b}"
-            );
+            assert_eq!(n == 1, CLASS[usize::from(b)] & (DIGIT | LETTER) != 0, "byte {b}");
         }
     }
 

@@ -265,11 +265,7 @@ impl SplitTable {
 
     #[inline]
     fn get(&self, key: u128) -> Option<(u32, u32)> {
-        if key >> 64 == 0 {
-            self.short.get(key as u64)
-        } else {
-            self.long.get(key)
-        }
+        if key >> 64 == 0 { self.short.get(key as u64) } else { self.long.get(key) }
     }
 }
 
@@ -283,11 +279,7 @@ pub struct WordMeta(pub u32);
 
 impl WordMeta {
     fn of(info: &WordInfo) -> WordMeta {
-        WordMeta(
-            (info.flags & 0xFFFF)
-                | u32::from(info.month & 0xF) << 16
-                | u32::from(!info.phrases.is_empty()) << 20,
-        )
+        WordMeta((info.flags & 0xFFFF) | u32::from(info.month & 0xF) << 16 | u32::from(!info.phrases.is_empty()) << 20)
     }
 
     #[inline]
@@ -322,9 +314,7 @@ impl Lexicon {
         if lower.len() <= 16 {
             self.lookup_packed(pack_word(lower))
         } else {
-            self.long
-                .get(lower)
-                .map(|&id| (id, WordMeta::of(&self.infos[id as usize])))
+            self.long.get(lower).map(|&id| (id, WordMeta::of(&self.infos[id as usize])))
         }
     }
 
@@ -350,16 +340,11 @@ impl Lexicon {
 
     /// Does `text` contain a word that starts a label phrase (`DOB`, `Member ID`)?
     pub fn has_label_word(&self, text: &str) -> bool {
-        text.split(|c: char| !c.is_ascii_alphanumeric())
-            .filter(|w| !w.is_empty() && w.len() <= MAX_WORD)
-            .any(|w| {
-                self.lookup(w.to_ascii_lowercase().as_bytes())
-                    .is_some_and(|info| {
-                        info.phrases
-                            .iter()
-                            .any(|&p| matches!(self.phrases[p as usize].kind, PhraseKind::Label(_)))
-                    })
+        text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty() && w.len() <= MAX_WORD).any(|w| {
+            self.lookup(w.to_ascii_lowercase().as_bytes()).is_some_and(|info| {
+                info.phrases.iter().any(|&p| matches!(self.phrases[p as usize].kind, PhraseKind::Label(_)))
             })
+        })
     }
 
     /// The phrases that start with entry `id`, longest first.
@@ -408,15 +393,7 @@ impl Lexicon {
         for w in POSSESSIVES {
             lx.flag(w, word::POSSESSIVE);
         }
-        for w in [
-            "diagnosed",
-            "admitted",
-            "discharged",
-            "prescribed",
-            "hospitalized",
-            "pregnant",
-            "history",
-        ] {
+        for w in ["diagnosed", "admitted", "discharged", "prescribed", "hospitalized", "pregnant", "history"] {
             lx.flag(w, word::PERSONAL_HEALTH);
         }
         for w in ["mr", "mrs", "ms", "miss", "mx", "sr", "sra", "srta"] {
@@ -432,22 +409,10 @@ impl Lexicon {
             }
         }
         let health = [
-            (
-                include_str!("../../data/conditions.txt"),
-                HealthKind::Condition,
-            ),
-            (
-                include_str!("../../data/medications.txt"),
-                HealthKind::Medication,
-            ),
-            (
-                include_str!("../../data/lab_tests.txt"),
-                HealthKind::LabTest,
-            ),
-            (
-                include_str!("../../data/procedures.txt"),
-                HealthKind::Procedure,
-            ),
+            (include_str!("../../data/conditions.txt"), HealthKind::Condition),
+            (include_str!("../../data/medications.txt"), HealthKind::Medication),
+            (include_str!("../../data/lab_tests.txt"), HealthKind::LabTest),
+            (include_str!("../../data/procedures.txt"), HealthKind::Procedure),
         ];
         for (list, kind) in health {
             for term in lines(list) {
@@ -462,8 +427,7 @@ impl Lexicon {
         // longest phrase first, so the first match is the longest
         let phrases = &lx.phrases;
         for info in lx.infos.iter_mut() {
-            info.phrases
-                .sort_by_key(|&p| std::cmp::Reverse(phrases[p as usize].rest.len()));
+            info.phrases.sort_by_key(|&p| std::cmp::Reverse(phrases[p as usize].rest.len()));
         }
         for info in &lx.infos {
             let start = lx.phrase_table.len() as u32;
@@ -471,34 +435,20 @@ impl Lexicon {
                 let phrase = &lx.phrases[p as usize];
                 let mut rest = [0u32; MAX_PHRASE_REST];
                 rest[..phrase.rest.len()].copy_from_slice(&phrase.rest);
-                lx.phrase_table.push(CompactPhrase {
-                    rest,
-                    len: phrase.rest.len() as u8,
-                    kind: phrase.kind,
-                });
+                lx.phrase_table.push(CompactPhrase { rest, len: phrase.rest.len() as u8, kind: phrase.kind });
             }
-            lx.phrase_index
-                .push((start, lx.phrase_table.len() as u32 - start));
+            lx.phrase_index.push((start, lx.phrase_table.len() as u32 - start));
         }
         for slot in lx.short.slots.iter_mut() {
             if slot.0 != 0 {
                 slot.2 = WordMeta::of(&lx.infos[slot.1 as usize]).0;
             }
         }
-        let entries: Vec<(u128, u32, u32)> = lx
-            .short
-            .slots
-            .iter()
-            .copied()
-            .filter(|s| s.0 != 0)
-            .collect();
+        let entries: Vec<(u128, u32, u32)> = lx.short.slots.iter().copied().filter(|s| s.0 != 0).collect();
         let infos = &lx.infos;
         let is_term = |id: u32, meta: u32| meta & !NAME_FLAGS != 0 || infos[id as usize].in_phrase;
-        let terms: Vec<(u128, u32, u32)> = entries
-            .iter()
-            .filter(|e| is_term(e.1, e.2))
-            .map(|&(k, id, meta)| (k, id, meta & !NAME_FLAGS))
-            .collect();
+        let terms: Vec<(u128, u32, u32)> =
+            entries.iter().filter(|e| is_term(e.1, e.2)).map(|&(k, id, meta)| (k, id, meta & !NAME_FLAGS)).collect();
         lx.terms = SplitTable::build(&terms);
         lx.all = SplitTable::build(&entries);
         lx
@@ -548,16 +498,11 @@ impl Lexicon {
 
 /// Split a term into lower-case words the way the lexer splits text.
 fn split_words(term: &str) -> Vec<String> {
-    term.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_ascii_lowercase())
-        .collect()
+    term.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(|w| w.to_ascii_lowercase()).collect()
 }
 
 fn lines(list: &'static str) -> impl Iterator<Item = &'static str> {
-    list.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
 }
 
 const MONTHS: [&[&str]; 12] = [
@@ -627,9 +572,8 @@ const FILLERS: &[&str] = &[
 /// "Jane's colonoscopy").
 const POSSESSIVES: &[&str] = &["your", "his", "her", "their", "patient", "pt", "my", "s"];
 
-const PROVIDER_TITLES: &[&str] = &[
-    "dr", "doctor", "md", "do", "rn", "np", "pa", "dds", "dmd", "phd", "lpn", "prof", "nurse",
-];
+const PROVIDER_TITLES: &[&str] =
+    &["dr", "doctor", "md", "do", "rn", "np", "pa", "dds", "dmd", "phd", "lpn", "prof", "nurse"];
 
 /// Capitalized words that begin sentences, headings and salutations in mail.
 const STOP_CAPS: &[&str] = &[
@@ -1041,17 +985,7 @@ const LABELS: &[(&[&str], u32)] = &[
         ],
         label::PLAN,
     ),
-    (
-        &[
-            "medicare",
-            "mbi",
-            "medicare number",
-            "medicare id",
-            "hicn",
-            "medicare beneficiary",
-        ],
-        label::MEDICARE,
-    ),
+    (&["medicare", "mbi", "medicare number", "medicare id", "hicn", "medicare beneficiary"], label::MEDICARE),
     (
         &[
             "phone",
@@ -1079,10 +1013,7 @@ const LABELS: &[(&[&str], u32)] = &[
         ],
         label::PHONE,
     ),
-    (
-        &["fax", "facsimile", "fax number", "fax no"],
-        label::FAX | label::OFFICE,
-    ),
+    (&["fax", "facsimile", "fax number", "fax no"], label::FAX | label::OFFICE),
     (
         &[
             "office",
@@ -1099,24 +1030,9 @@ const LABELS: &[(&[&str], u32)] = &[
         ],
         label::OFFICE,
     ),
-    (
-        &[
-            "npi",
-            "national provider identifier",
-            "national provider",
-            "provider number",
-            "provider id",
-        ],
-        label::NPI,
-    ),
-    (
-        &["dea", "dea number", "dea no", "dea registration"],
-        label::DEA,
-    ),
-    (
-        &["ndc", "national drug code", "n4", "drug code"],
-        label::NDC | label::RX,
-    ),
+    (&["npi", "national provider identifier", "national provider", "provider number", "provider id"], label::NPI),
+    (&["dea", "dea number", "dea no", "dea registration"], label::DEA),
+    (&["ndc", "national drug code", "n4", "drug code"], label::NDC | label::RX),
     (
         &[
             "diagnosis",
@@ -1143,20 +1059,7 @@ const LABELS: &[(&[&str], u32)] = &[
         ],
         label::DX,
     ),
-    (
-        &[
-            "claim",
-            "abk",
-            "abf",
-            "bk",
-            "bf",
-            "hi",
-            "principal",
-            "admitting",
-            "other diagnosis",
-        ],
-        label::CLAIM,
-    ),
+    (&["claim", "abk", "abf", "bk", "bf", "hi", "principal", "admitting", "other diagnosis"], label::CLAIM),
     (
         &[
             "patient",
@@ -1198,18 +1101,7 @@ const LABELS: &[(&[&str], u32)] = &[
         ],
         label::NAME,
     ),
-    (
-        &[
-            "dear",
-            "hello",
-            "hi",
-            "hey",
-            "good morning",
-            "good afternoon",
-            "greetings",
-        ],
-        label::GREETING,
-    ),
+    (&["dear", "hello", "hi", "hey", "good morning", "good afternoon", "greetings"], label::GREETING),
     (
         &[
             "provider",
@@ -1448,17 +1340,7 @@ const LABELS: &[(&[&str], u32)] = &[
         ],
         label::RX,
     ),
-    (
-        &[
-            "email",
-            "e mail",
-            "mail",
-            "email address",
-            "correo",
-            "correo electronico",
-        ],
-        label::EMAIL,
-    ),
+    (&["email", "e mail", "mail", "email address", "correo", "correo electronico"], label::EMAIL),
 ];
 
 /// A small multiplicative hasher for short keys (the std default is collision-resistant
@@ -1520,11 +1402,7 @@ mod tests {
         assert!(lx.lookup(b"garcia").unwrap().flags & word::LAST_NAME != 0);
         assert_eq!(lx.lookup(b"dec").unwrap().month, 12);
         let dob = lx.lookup(b"date").unwrap();
-        assert!(
-            dob.phrases
-                .iter()
-                .any(|&p| lx.phrases[p as usize].kind == PhraseKind::Label(label::DOB))
-        );
+        assert!(dob.phrases.iter().any(|&p| lx.phrases[p as usize].kind == PhraseKind::Label(label::DOB)));
         let metformin = lx.lookup(b"metformin").unwrap();
         assert!(!metformin.phrases.is_empty());
     }

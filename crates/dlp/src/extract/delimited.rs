@@ -80,14 +80,8 @@ mod tests {
     #[test]
     fn quoted_cells_and_header_labels() {
         let mut out = String::new();
-        delimited_to_text(
-            "name,dob,notes\r\n\"Lee, Ann\",1980-01-02,\"said \"\"hi\"\"\"\r\n",
-            &mut out,
-        );
-        assert!(
-            out.contains("name: Lee, Ann\ndob: 1980-01-02\nnotes: said \"hi\"\n"),
-            "{out}"
-        );
+        delimited_to_text("name,dob,notes\r\n\"Lee, Ann\",1980-01-02,\"said \"\"hi\"\"\"\r\n", &mut out);
+        assert!(out.contains("name: Lee, Ann\ndob: 1980-01-02\nnotes: said \"hi\"\n"), "{out}");
     }
 
     #[test]

@@ -11,10 +11,7 @@
 pub fn is_x12(text: &str) -> bool {
     let head = text.trim_start_matches('\u{FEFF}').trim_start();
     let b = head.as_bytes();
-    (b.len() > 4
-        && b.starts_with(b"ISA")
-        && !b[3].is_ascii_alphanumeric()
-        && !b[3].is_ascii_whitespace())
+    (b.len() > 4 && b.starts_with(b"ISA") && !b[3].is_ascii_alphanumeric() && !b[3].is_ascii_whitespace())
         || (b.len() > 6 && (b.starts_with(b"ST*") || b.starts_with(b"GS*")))
 }
 
@@ -47,10 +44,7 @@ pub fn embedded_start(text: &str) -> Option<(usize, crate::report::TextFormat)> 
 /// X12 as labeled lines.
 pub fn x12_to_text(text: &str, out: &mut String) {
     let head = text.trim_start_matches('\u{FEFF}').trim_start();
-    let element = head
-        .strip_prefix("ISA")
-        .and_then(|rest| rest.chars().next())
-        .unwrap_or('*');
+    let element = head.strip_prefix("ISA").and_then(|rest| rest.chars().next()).unwrap_or('*');
     // the component separator is the last element of ISA (ISA16)
     let component = if head.starts_with("ISA") {
         head.split(element)
@@ -117,10 +111,7 @@ pub fn x12_to_text(text: &str, out: &mut String) {
                     let code = parts.next().unwrap_or("");
                     // ICD-10-CM (ABK principal, ABF other, ABJ admitting, ABN external
                     // cause, APR reason for visit) and ICD-9 (BK, BF, BJ, BN)
-                    if matches!(
-                        qualifier,
-                        "ABK" | "ABF" | "ABJ" | "ABN" | "APR" | "BK" | "BF" | "BJ" | "BN"
-                    ) {
+                    if matches!(qualifier, "ABK" | "ABF" | "ABJ" | "ABN" | "APR" | "BK" | "BF" | "BJ" | "BN") {
                         line(out, "diagnosis code", code);
                     }
                 }
@@ -168,10 +159,7 @@ pub fn hl7_to_text(text: &str, out: &mut String) {
                     _ => "insured",
                 };
                 if get(0) == "PID" {
-                    for rep in [get(2), get(3), get(4)]
-                        .iter()
-                        .flat_map(|r| r.split(repetition))
-                    {
+                    for rep in [get(2), get(3), get(4)].iter().flat_map(|r| r.split(repetition)) {
                         let c = comps(rep);
                         let id = c.first().map(String::as_str).unwrap_or("");
                         let label = match c.get(4).map(String::as_str).unwrap_or("") {
@@ -186,27 +174,15 @@ pub fn hl7_to_text(text: &str, out: &mut String) {
                     line(out, "date of birth", get(7).get(..8).unwrap_or(get(7)));
                     for k in [13, 14] {
                         for rep in get(k).split(repetition) {
-                            line(
-                                out,
-                                "phone",
-                                comps(rep).first().map(String::as_str).unwrap_or(""),
-                            );
+                            line(out, "phone", comps(rep).first().map(String::as_str).unwrap_or(""));
                         }
                     }
                     line(out, "ssn", get(19));
                 } else if get(0) == "NK1" || get(0) == "GT1" {
                     person(out, who, &comps(get(2)));
-                    line(
-                        out,
-                        "phone",
-                        comps(get(5)).first().map(String::as_str).unwrap_or(""),
-                    );
+                    line(out, "phone", comps(get(5)).first().map(String::as_str).unwrap_or(""));
                 } else if get(0) == "IN1" {
-                    line(
-                        out,
-                        "plan id",
-                        comps(get(2)).first().map(String::as_str).unwrap_or(""),
-                    );
+                    line(out, "plan id", comps(get(2)).first().map(String::as_str).unwrap_or(""));
                     person(out, who, &comps(get(16)));
                     line(out, "date of birth", get(18).get(..8).unwrap_or(get(18)));
                     line(out, "policy number", get(36));
@@ -215,20 +191,12 @@ pub fn hl7_to_text(text: &str, out: &mut String) {
             }
             "DG1" | "PRB" => {
                 let c = comps(get(3));
-                line(
-                    out,
-                    "diagnosis",
-                    &c.iter().take(2).cloned().collect::<Vec<_>>().join(" "),
-                );
+                line(out, "diagnosis", &c.iter().take(2).cloned().collect::<Vec<_>>().join(" "));
             }
             "OBX" => {
                 let c = comps(get(3));
                 let name = c.get(1).cloned().unwrap_or_default();
-                line(
-                    out,
-                    &format!("lab test {name}"),
-                    &get(5).replace(component, " "),
-                );
+                line(out, &format!("lab test {name}"), &get(5).replace(component, " "));
             }
             "RXE" | "RXO" | "RXD" | "RXA" => {
                 let k = match get(0) {
@@ -241,20 +209,12 @@ pub fn hl7_to_text(text: &str, out: &mut String) {
                 if system.eq_ignore_ascii_case("NDC") {
                     line(out, "ndc", c.first().map(String::as_str).unwrap_or(""));
                 }
-                line(
-                    out,
-                    "medication",
-                    c.get(1).map(String::as_str).unwrap_or(""),
-                );
+                line(out, "medication", c.get(1).map(String::as_str).unwrap_or(""));
             }
             "PV1" => {
                 for k in [7, 8, 9, 17] {
                     let c = comps(get(k));
-                    line(
-                        out,
-                        "attending provider npi",
-                        c.first().map(String::as_str).unwrap_or(""),
-                    );
+                    line(out, "attending provider npi", c.first().map(String::as_str).unwrap_or(""));
                 }
             }
             _ => {}
@@ -266,12 +226,7 @@ fn person(out: &mut String, who: &str, name: &[String]) {
     // XPN: family ^ given ^ middle
     let given = name.get(1).map(String::as_str).unwrap_or("");
     let family = name.first().map(String::as_str).unwrap_or("");
-    let full = [given, family]
-        .iter()
-        .filter(|s| !s.is_empty())
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let full = [given, family].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
     line(out, &format!("{who} name"), &full);
 }
 

@@ -65,9 +65,7 @@ fn is_block(name: &str) -> bool {
 
 /// Elements whose content is not text.
 fn is_raw(name: &str) -> bool {
-    ["script", "style", "template", "noscript", "svg", "object"]
-        .iter()
-        .any(|b| b.eq_ignore_ascii_case(name))
+    ["script", "style", "template", "noscript", "svg", "object"].iter().any(|b| b.eq_ignore_ascii_case(name))
 }
 
 struct TableBuilder {
@@ -96,9 +94,7 @@ pub fn html_to_text(html: &str) -> String {
                 };
                 push_collapsed(&decoded, pre_depth > 0, target);
             }
-            Item::Open {
-                name, self_closing, ..
-            } => {
+            Item::Open { name, self_closing, .. } => {
                 if is_raw(name) && !self_closing {
                     tok.skip_raw_text(name);
                     continue;
@@ -110,10 +106,7 @@ pub fn html_to_text(html: &str) -> String {
                     table_depth += 1;
                     if table_depth == 1 {
                         newline(&mut out);
-                        table = Some(TableBuilder {
-                            rows: Vec::new(),
-                            cell: None,
-                        });
+                        table = Some(TableBuilder { rows: Vec::new(), cell: None });
                         continue;
                     }
                 }
@@ -121,9 +114,7 @@ pub fn html_to_text(html: &str) -> String {
                     if table_depth == 1 && name.eq_ignore_ascii_case("tr") {
                         flush_cell(tb);
                         tb.rows.push(Vec::new());
-                    } else if table_depth == 1
-                        && (name.eq_ignore_ascii_case("td") || name.eq_ignore_ascii_case("th"))
-                    {
+                    } else if table_depth == 1 && (name.eq_ignore_ascii_case("td") || name.eq_ignore_ascii_case("th")) {
                         flush_cell(tb);
                         if tb.rows.is_empty() {
                             tb.rows.push(Vec::new());
@@ -213,8 +204,7 @@ mod tests {
 
     #[test]
     fn inline_tags_and_comments_join_tokens() {
-        let t =
-            html_to_text("<p>SSN: <b>123</b>-<span>45</span>&#8209;67<!-- x -->89</p><p>next</p>");
+        let t = html_to_text("<p>SSN: <b>123</b>-<span>45</span>&#8209;67<!-- x -->89</p><p>next</p>");
         assert_eq!(t, "SSN: 123-45\u{2011}6789\nnext\n");
     }
 

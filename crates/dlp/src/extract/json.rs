@@ -15,22 +15,13 @@ pub fn json_to_text(src: &str, out: &mut String) -> Option<()> {
     while let Some((v, key, parent)) = stack.pop() {
         match v {
             Value::Object(map) => {
-                let descriptor = [
-                    "type",
-                    "system",
-                    "use",
-                    "kind",
-                    "label",
-                    "qualifier",
-                    "idType",
-                    "code_system",
-                ]
-                .iter()
-                .find_map(|k| match map.get(*k) {
-                    Some(Value::String(s)) if s.len() <= 40 => Some(s.as_str()),
-                    Some(Value::Object(o)) => o.get("text").and_then(Value::as_str),
-                    _ => None,
-                });
+                let descriptor = ["type", "system", "use", "kind", "label", "qualifier", "idType", "code_system"]
+                    .iter()
+                    .find_map(|k| match map.get(*k) {
+                        Some(Value::String(s)) if s.len() <= 40 => Some(s.as_str()),
+                        Some(Value::Object(o)) => o.get("text").and_then(Value::as_str),
+                        _ => None,
+                    });
                 let context = match descriptor {
                     Some(d) => humanize_identifier(d),
                     None => key.clone(),
@@ -73,17 +64,17 @@ mod tests {
     #[test]
     fn keys_label_values() {
         let mut out = String::new();
-        json_to_text(
-            r#"{"patient":{"name":"Ann Lee","dob":"1980-01-02","ids":{"mrn":12345678}}}"#,
-            &mut out,
-        )
-        .unwrap();
+        json_to_text(r#"{"patient":{"name":"Ann Lee","dob":"1980-01-02","ids":{"mrn":12345678}}}"#, &mut out).unwrap();
         assert!(out.contains("patient name: Ann Lee\n"), "{out}");
         assert!(out.contains("patient dob: 1980-01-02\n"), "{out}");
         assert!(out.contains("ids mrn: 12345678\n"), "{out}");
         assert!(json_to_text("not json", &mut String::new()).is_none());
         let mut out = String::new();
-        json_to_text(r#"{"identifier":[{"type":"MRN","value":"12345678"}],"code":{"system":"icd-10-cm","code":"I10"}}"#, &mut out).unwrap();
+        json_to_text(
+            r#"{"identifier":[{"type":"MRN","value":"12345678"}],"code":{"system":"icd-10-cm","code":"I10"}}"#,
+            &mut out,
+        )
+        .unwrap();
         assert!(out.contains("MRN value: 12345678\n"), "{out}");
         assert!(out.contains("icd 10 cm code: I10\n"), "{out}");
     }

@@ -92,9 +92,7 @@ impl<'a> Iterator for Tokenizer<'a> {
             let name_start = if closing { 2 } else { 1 };
             let name_len = bytes[name_start..]
                 .iter()
-                .position(|b| {
-                    !(b.is_ascii_alphanumeric() || matches!(b, b':' | b'-' | b'_' | b'.'))
-                })
+                .position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b':' | b'-' | b'_' | b'.')))
                 .unwrap_or(bytes.len() - name_start);
             if name_len == 0 || !bytes[name_start].is_ascii_alphabetic() {
                 // a lone '<' in text
@@ -129,11 +127,7 @@ impl<'a> Iterator for Tokenizer<'a> {
             }
             let self_closing = inner.ends_with('/');
             let attrs = inner.strip_suffix('/').unwrap_or(inner);
-            return Some(Item::Open {
-                name,
-                attrs,
-                self_closing,
-            });
+            return Some(Item::Open { name, attrs, self_closing });
         }
     }
 }
@@ -207,11 +201,7 @@ pub fn decode_entities(s: &str) -> Cow<'_, str> {
                 // legacy references without ';' (&amp, &nbsp, &lt, &gt, &quot)
                 let name_len = after.bytes().take_while(u8::is_ascii_alphanumeric).count();
                 match decode_one(&after[..name_len]) {
-                    Some(c)
-                        if name_len > 0
-                            && ["amp", "nbsp", "lt", "gt", "quot"]
-                                .contains(&&after[..name_len]) =>
-                    {
+                    Some(c) if name_len > 0 && ["amp", "nbsp", "lt", "gt", "quot"].contains(&&after[..name_len]) => {
                         (Some(c), name_len)
                     }
                     _ => (None, 0),
@@ -254,10 +244,8 @@ fn decode_one(name: &str) -> Option<char> {
         "gt" => '>',
         "quot" => '"',
         "apos" => '\'',
-        "nbsp" | "ensp" | "emsp" | "thinsp" | "numsp" | "puncsp" | "hairsp" | "MediumSpace"
-        | "NonBreakingSpace" => ' ',
-        "shy" | "zwsp" | "zwj" | "zwnj" | "ZeroWidthSpace" | "NoBreak" | "lrm" | "rlm"
-        | "InvisibleTimes" => '\u{200B}',
+        "nbsp" | "ensp" | "emsp" | "thinsp" | "numsp" | "puncsp" | "hairsp" | "MediumSpace" | "NonBreakingSpace" => ' ',
+        "shy" | "zwsp" | "zwj" | "zwnj" | "ZeroWidthSpace" | "NoBreak" | "lrm" | "rlm" | "InvisibleTimes" => '\u{200B}',
         "ndash" | "mdash" | "hyphen" | "dash" | "minus" | "horbar" => '-',
         "period" => '.',
         "commat" => '@',
@@ -333,9 +321,9 @@ fn latin1_letter(name: &str) -> Option<char> {
 
 fn windows_1252_c1(b: u8) -> u32 {
     const MAP: [u32; 32] = [
-        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
-        0x2039, 0x0152, 0x8D, 0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013,
-        0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0x8D,
+        0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A,
+        0x0153, 0x9D, 0x017E, 0x0178,
     ];
     MAP[usize::from(b - 0x80) & 31]
 }
@@ -350,18 +338,10 @@ mod tests {
         assert_eq!(
             items,
             vec![
-                Item::Open {
-                    name: "p",
-                    attrs: " class=\"a>b\"",
-                    self_closing: false
-                },
+                Item::Open { name: "p", attrs: " class=\"a>b\"", self_closing: false },
                 Item::Text("12"),
                 Item::Text("3"),
-                Item::Open {
-                    name: "br",
-                    attrs: "",
-                    self_closing: true
-                },
+                Item::Open { name: "br", attrs: "", self_closing: true },
                 Item::Close { name: "p" },
             ]
         );
@@ -379,9 +359,6 @@ mod tests {
 
     #[test]
     fn parses_attributes() {
-        assert_eq!(
-            attributes(" a=\"1\" b='2' c=3 d"),
-            vec![("a", "1"), ("b", "2"), ("c", "3"), ("d", "")]
-        );
+        assert_eq!(attributes(" a=\"1\" b='2' c=3 d"), vec![("a", "1"), ("b", "2"), ("c", "3"), ("d", "")]);
     }
 }

@@ -49,12 +49,7 @@ impl Extraction {
 
 /// Extract the text of every part of `message`.
 pub fn extract_message(message: &Message<'_>, limits: &Limits) -> Extraction {
-    let mut w = Walker {
-        limits,
-        out: Extraction::default(),
-        text_total: 0,
-        parts_seen: 0,
-    };
+    let mut w = Walker { limits, out: Extraction::default(), text_total: 0, parts_seen: 0 };
     w.message(message, 0);
     w.out
 }
@@ -102,9 +97,7 @@ impl Walker<'_> {
                     let text = html::html_to_text(html);
                     self.add(source, depth, ctype, name, TextFormat::Html, text, false);
                 }
-                PartType::Binary(bytes) | PartType::InlineBinary(bytes) => {
-                    self.binary_part(part, bytes, depth)
-                }
+                PartType::Binary(bytes) | PartType::InlineBinary(bytes) => self.binary_part(part, bytes, depth),
                 PartType::Message(nested) => {
                     if depth + 1 > self.limits.max_nesting_depth {
                         self.out.incomplete.insert(IncompleteReason::StructureLimit);
@@ -125,48 +118,24 @@ impl Walker<'_> {
     fn binary_part(&mut self, part: &MessagePart<'_>, bytes: &[u8], depth: usize) {
         let (ctype, name, source) = describe(part);
         if bytes.len() > self.limits.max_attachment_bytes {
-            self.out
-                .incomplete
-                .insert(IncompleteReason::AttachmentLimit);
-            self.skip(
-                source,
-                depth,
-                ctype,
-                name,
-                TextFormat::Binary,
-                PartStatus::Skipped,
-            );
+            self.out.incomplete.insert(IncompleteReason::AttachmentLimit);
+            self.skip(source, depth, ctype, name, TextFormat::Binary, PartStatus::Skipped);
             return;
         }
         // signatures and keys carry no message content: nothing to scan, nothing missed
         if is_signature_or_key(&ctype) {
-            self.skip(
-                source,
-                depth,
-                ctype,
-                name,
-                TextFormat::Binary,
-                PartStatus::Skipped,
-            );
+            self.skip(source, depth, ctype, name, TextFormat::Binary, PartStatus::Skipped);
             return;
         }
         let ext = extension(name.as_deref());
         if bytes.starts_with(b"%PDF") || ctype == "application/pdf" || ext == "pdf" {
-            let mut sink = Sink {
-                limits: self.limits,
-                incomplete: BTreeSet::new(),
-                embedded: Vec::new(),
-            };
+            let mut sink = Sink { limits: self.limits, incomplete: BTreeSet::new(), embedded: Vec::new() };
             let text = pdf::pdf_to_text(bytes, &mut sink);
             self.finish_document(source, depth, ctype, name, TextFormat::Pdf, text, sink);
             return;
         }
         if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-            let mut sink = Sink {
-                limits: self.limits,
-                incomplete: BTreeSet::new(),
-                embedded: Vec::new(),
-            };
+            let mut sink = Sink { limits: self.limits, incomplete: BTreeSet::new(), embedded: Vec::new() };
             let (format, text) = ooxml::office_to_text(bytes, &ext, &mut sink);
             self.finish_document(source, depth, ctype, name, format, text, sink);
             return;
@@ -177,17 +146,8 @@ impl Walker<'_> {
                 self.document(source, depth, ctype, name, format, &text);
             }
             None => {
-                self.out
-                    .incomplete
-                    .insert(IncompleteReason::UnsupportedFormat);
-                self.skip(
-                    source,
-                    depth,
-                    ctype,
-                    name,
-                    TextFormat::Binary,
-                    PartStatus::Skipped,
-                );
+                self.out.incomplete.insert(IncompleteReason::UnsupportedFormat);
+                self.skip(source, depth, ctype, name, TextFormat::Binary, PartStatus::Skipped);
             }
         }
     }
@@ -220,39 +180,20 @@ impl Walker<'_> {
         let failed = text.is_none();
         self.out.incomplete.extend(sink.incomplete.iter().copied());
         match text {
-            Some(t) => self.add(
-                source,
-                depth,
-                ctype,
-                name,
-                format,
-                t,
-                !sink.incomplete.is_empty(),
-            ),
+            Some(t) => self.add(source, depth, ctype, name, format, t, !sink.incomplete.is_empty()),
             None => {
                 self.out.incomplete.insert(if format == TextFormat::Binary {
                     IncompleteReason::UnsupportedFormat
                 } else {
                     IncompleteReason::Undecodable
                 });
-                let status = if failed && format != TextFormat::Binary {
-                    PartStatus::Failed
-                } else {
-                    PartStatus::Skipped
-                };
+                let status =
+                    if failed && format != TextFormat::Binary { PartStatus::Failed } else { PartStatus::Skipped };
                 self.skip(source, depth, ctype, name, format, status);
             }
         }
         for (entry_name, text, format) in sink.embedded {
-            self.add(
-                PartSource::Embedded,
-                depth,
-                String::new(),
-                Some(entry_name),
-                format,
-                text,
-                false,
-            );
+            self.add(PartSource::Embedded, depth, String::new(), Some(entry_name), format, text, false);
         }
     }
 
@@ -276,10 +217,7 @@ impl Walker<'_> {
             status,
             text_bytes: 0,
         };
-        self.out.parts.push(ExtractedPart {
-            info,
-            text: String::new(),
-        });
+        self.out.parts.push(ExtractedPart { info, text: String::new() });
     }
 
     /// Record a part's text, normalized and within the limits.
@@ -298,29 +236,18 @@ impl Walker<'_> {
             std::borrow::Cow::Borrowed(_) => text,
             std::borrow::Cow::Owned(n) => n,
         };
-        let mut status = if partial {
-            PartStatus::Truncated
-        } else {
-            PartStatus::Scanned
-        };
+        let mut status = if partial { PartStatus::Truncated } else { PartStatus::Scanned };
         if text.len() > self.limits.max_part_text_bytes {
             let keep = truncate_at_char_boundary(&text, self.limits.max_part_text_bytes).len();
             text.truncate(keep);
             status = PartStatus::Truncated;
             self.out.incomplete.insert(IncompleteReason::PartLimit);
         }
-        let room = self
-            .limits
-            .max_message_text_bytes
-            .saturating_sub(self.text_total);
+        let room = self.limits.max_message_text_bytes.saturating_sub(self.text_total);
         if text.len() > room {
             let keep = truncate_at_char_boundary(&text, room).len();
             text.truncate(keep);
-            status = if keep == 0 {
-                PartStatus::Skipped
-            } else {
-                PartStatus::Truncated
-            };
+            status = if keep == 0 { PartStatus::Skipped } else { PartStatus::Truncated };
             self.out.incomplete.insert(IncompleteReason::MessageLimit);
         }
         self.text_total += text.len();
@@ -399,19 +326,8 @@ fn describe(part: &MessagePart<'_>) -> (String, Option<String>, PartSource) {
         .unwrap_or_else(|| "text/plain".to_string())
         .to_ascii_lowercase();
     let name = part.attachment_name().map(str::to_string);
-    let attachment = name.is_some()
-        || part
-            .content_disposition()
-            .is_some_and(|d| d.is_attachment());
-    (
-        ctype,
-        name,
-        if attachment {
-            PartSource::Attachment
-        } else {
-            PartSource::Body
-        },
-    )
+    let attachment = name.is_some() || part.content_disposition().is_some_and(|d| d.is_attachment());
+    (ctype, name, if attachment { PartSource::Attachment } else { PartSource::Body })
 }
 
 fn is_signature_or_key(ctype: &str) -> bool {
@@ -427,9 +343,7 @@ fn is_signature_or_key(ctype: &str) -> bool {
 }
 
 fn extension(name: Option<&str>) -> String {
-    name.and_then(|n| n.rsplit_once('.'))
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default()
+    name.and_then(|n| n.rsplit_once('.')).map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default()
 }
 
 /// Which reader a text needs, from its declared type, its file name and its start.
@@ -437,27 +351,17 @@ pub(crate) fn text_format(ctype: &str, name: Option<&str>, text: &str) -> TextFo
     let ext = extension(name);
     let head = text.trim_start_matches('\u{FEFF}').trim_start();
     match (ctype, ext.as_str()) {
-        ("text/html" | "application/xhtml+xml", _) | (_, "html" | "htm" | "xhtml") => {
-            TextFormat::Html
-        }
+        ("text/html" | "application/xhtml+xml", _) | (_, "html" | "htm" | "xhtml") => TextFormat::Html,
         (
-            "text/csv"
-            | "text/tab-separated-values"
-            | "application/csv"
-            | "text/x-csv"
-            | "text/comma-separated-values",
+            "text/csv" | "text/tab-separated-values" | "application/csv" | "text/x-csv" | "text/comma-separated-values",
             _,
         )
         | (_, "csv" | "tsv" | "tab") => TextFormat::Delimited,
-        ("application/json" | "text/json" | "application/fhir+json", _) | (_, "json") => {
-            TextFormat::Json
-        }
+        ("application/json" | "text/json" | "application/fhir+json", _) | (_, "json") => TextFormat::Json,
         ("text/xml" | "application/xml", _) | (_, "xml" | "cda" | "ccd") => TextFormat::Xml,
         (c, _) if c.ends_with("+xml") => TextFormat::Xml,
         (c, _) if c.ends_with("+json") => TextFormat::Json,
-        _ if head.starts_with('{')
-            || head.starts_with('[') && head[1..].trim_start().starts_with('{') =>
-        {
+        _ if head.starts_with('{') || head.starts_with('[') && head[1..].trim_start().starts_with('{') => {
             TextFormat::Json
         }
         _ if edi::is_x12(head) => TextFormat::X12,
@@ -468,9 +372,7 @@ pub(crate) fn text_format(ctype: &str, name: Option<&str>, text: &str) -> TextFo
         {
             TextFormat::Html
         }
-        _ if delimited::looks_delimited(head) && (ctype != "text/plain" || name.is_some()) => {
-            TextFormat::Delimited
-        }
+        _ if delimited::looks_delimited(head) && (ctype != "text/plain" || name.is_some()) => TextFormat::Delimited,
         _ => TextFormat::Plain,
     }
 }
@@ -488,21 +390,12 @@ fn decode_text(bytes: &[u8], part: &MessagePart<'_>) -> Option<String> {
         let le = bytes[0] == 0xFF;
         let units: Vec<u16> = bytes[2..]
             .chunks_exact(2)
-            .map(|c| {
-                if le {
-                    u16::from_le_bytes([c[0], c[1]])
-                } else {
-                    u16::from_be_bytes([c[0], c[1]])
-                }
-            })
+            .map(|c| if le { u16::from_le_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], c[1]]) })
             .collect();
         return Some(String::from_utf16_lossy(&units));
     }
     let sample = &bytes[..bytes.len().min(16 << 10)];
-    let controls = sample
-        .iter()
-        .filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C | 0x1B))
-        .count();
+    let controls = sample.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C | 0x1B)).count();
     if sample.contains(&0) || controls * 100 > sample.len() {
         return None;
     }
@@ -510,9 +403,7 @@ fn decode_text(bytes: &[u8], part: &MessagePart<'_>) -> Option<String> {
         return Some(s.to_string());
     }
     let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
-    if let Some(decoder) =
-        charset.and_then(|c| mail_parser::decoders::charsets::map::charset_decoder(c.as_bytes()))
-    {
+    if let Some(decoder) = charset.and_then(|c| mail_parser::decoders::charsets::map::charset_decoder(c.as_bytes())) {
         return Some(decoder(bytes));
     }
     Some(bytes.iter().map(|&b| windows_1252(b)).collect())
@@ -520,9 +411,8 @@ fn decode_text(bytes: &[u8], part: &MessagePart<'_>) -> Option<String> {
 
 fn windows_1252(b: u8) -> char {
     const C1: [char; 32] = [
-        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž',
-        '\u{8F}', '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}',
-        'ž', 'Ÿ',
+        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž', '\u{8F}', '\u{90}', '‘',
+        '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}', 'ž', 'Ÿ',
     ];
     match b {
         0x80..=0x9F => C1[usize::from(b - 0x80)],

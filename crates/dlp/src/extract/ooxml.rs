@@ -13,17 +13,9 @@ use crate::report::TextFormat;
 
 /// The text of an Office Open XML document, and which kind it was. `None` text when the
 /// archive is neither a DOCX nor an XLSX, or cannot be read.
-pub fn office_to_text(
-    bytes: &[u8],
-    ext: &str,
-    sink: &mut Sink<'_>,
-) -> (TextFormat, Option<String>) {
+pub fn office_to_text(bytes: &[u8], ext: &str, sink: &mut Sink<'_>) -> (TextFormat, Option<String>) {
     let Some(mut archive) = Archive::open(bytes, sink) else {
-        let format = if matches!(ext, "docx" | "xlsx") {
-            TextFormat::Xml
-        } else {
-            TextFormat::Binary
-        };
+        let format = if matches!(ext, "docx" | "xlsx") { TextFormat::Xml } else { TextFormat::Binary };
         return (format, None);
     };
     let names = archive.names(sink);
@@ -45,47 +37,26 @@ pub fn office_to_text(
     // any other archive: its text files are scanned as parts of their own; anything
     // else in it (images, binaries) is left unread, which makes the scan incomplete
     if names.iter().any(|n| !is_text_file(n)) {
-        sink.incomplete
-            .insert(crate::report::IncompleteReason::UnsupportedFormat);
+        sink.incomplete.insert(crate::report::IncompleteReason::UnsupportedFormat);
     }
     let mut found = false;
     for name in names.iter().filter(|n| is_text_file(n)) {
         if let Some(bytes) = archive.read(name, sink) {
             let text = utf8(bytes);
-            let (rendered, format) =
-                super::render_text(super::text_format("", Some(name), &text), &text);
+            let (rendered, format) = super::render_text(super::text_format("", Some(name), &text), &text);
             sink.embedded.push((name.clone(), rendered, format));
             found = true;
         }
     }
-    if found {
-        (TextFormat::Plain, Some(String::new()))
-    } else {
-        (TextFormat::Binary, None)
-    }
+    if found { (TextFormat::Plain, Some(String::new())) } else { (TextFormat::Binary, None) }
 }
 
 /// Files inside an archive worth reading as text.
 fn is_text_file(name: &str) -> bool {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     matches!(
         ext.as_str(),
-        "txt"
-            | "csv"
-            | "tsv"
-            | "json"
-            | "xml"
-            | "html"
-            | "htm"
-            | "hl7"
-            | "x12"
-            | "edi"
-            | "837"
-            | "835"
-            | "eml"
+        "txt" | "csv" | "tsv" | "json" | "xml" | "html" | "htm" | "hl7" | "x12" | "edi" | "837" | "835" | "eml"
     )
 }
 
@@ -101,12 +72,8 @@ fn docx(archive: &mut Archive<'_>, names: &[String], sink: &mut Sink<'_>) -> Str
         .filter(|n| {
             let n = n.as_str();
             n == "word/document.xml"
-                || ((n.starts_with("word/header") || n.starts_with("word/footer"))
-                    && n.ends_with(".xml"))
-                || matches!(
-                    n,
-                    "word/footnotes.xml" | "word/endnotes.xml" | "word/comments.xml"
-                )
+                || ((n.starts_with("word/header") || n.starts_with("word/footer")) && n.ends_with(".xml"))
+                || matches!(n, "word/footnotes.xml" | "word/endnotes.xml" | "word/comments.xml")
         })
         .collect();
     parts.sort_by_key(|n| *n != "word/document.xml");
@@ -132,9 +99,7 @@ fn word_xml_to_text(xml: &str, out: &mut String) {
     };
     for item in Tokenizer::new(xml) {
         match item {
-            Item::Open {
-                name, self_closing, ..
-            } => match name {
+            Item::Open { name, self_closing, .. } => match name {
                 "t" | "delText" if !self_closing => in_text = true,
                 "tab" => target(&mut cell, out, "\t"),
                 "br" | "cr" => target(&mut cell, out, if table_depth > 0 { " " } else { "\n" }),
@@ -184,19 +149,11 @@ fn word_xml_to_text(xml: &str, out: &mut String) {
 // ---------------------------------------------------------------- XLSX
 
 fn xlsx(archive: &mut Archive<'_>, names: &[String], sink: &mut Sink<'_>) -> String {
-    let shared = archive
-        .read("xl/sharedStrings.xml", sink)
-        .map(|x| shared_strings(&utf8(x)))
-        .unwrap_or_default();
-    let date_styles = archive
-        .read("xl/styles.xml", sink)
-        .map(|x| date_styles(&utf8(x)))
-        .unwrap_or_default();
+    let shared = archive.read("xl/sharedStrings.xml", sink).map(|x| shared_strings(&utf8(x))).unwrap_or_default();
+    let date_styles = archive.read("xl/styles.xml", sink).map(|x| date_styles(&utf8(x))).unwrap_or_default();
     let mut sheets: Vec<&String> = names
         .iter()
-        .filter(|n| {
-            n.starts_with("xl/worksheets/") && n.ends_with(".xml") && !n.contains("/_rels/")
-        })
+        .filter(|n| n.starts_with("xl/worksheets/") && n.ends_with(".xml") && !n.contains("/_rels/"))
         .collect();
     sheets.sort_by_key(|n| (n.len(), n.as_str()));
     let mut out = String::new();
@@ -220,17 +177,9 @@ fn shared_strings(xml: &str) -> Vec<String> {
         match item {
             Item::Open { name: "si", .. } => cur = Some(String::new()),
             Item::Close { name: "si" } => out.extend(cur.take()),
-            Item::Open {
-                name: "rPh",
-                self_closing: false,
-                ..
-            } => in_phonetic = true,
+            Item::Open { name: "rPh", self_closing: false, .. } => in_phonetic = true,
             Item::Close { name: "rPh" } => in_phonetic = false,
-            Item::Open {
-                name: "t",
-                self_closing: false,
-                ..
-            } => in_t = true,
+            Item::Open { name: "t", self_closing: false, .. } => in_t = true,
             Item::Close { name: "t" } => in_t = false,
             Item::Text(t) if in_t && !in_phonetic => {
                 if let Some(c) = cur.as_mut() {
@@ -250,20 +199,11 @@ fn date_styles(xml: &str) -> Vec<bool> {
     let mut in_xfs = false;
     for item in Tokenizer::new(xml) {
         match item {
-            Item::Open {
-                name: "numFmt",
-                attrs,
-                ..
-            } => {
+            Item::Open { name: "numFmt", attrs, .. } => {
                 let a = attributes(attrs);
-                let id = a
-                    .iter()
-                    .find(|(k, _)| *k == "numFmtId")
-                    .and_then(|(_, v)| v.parse::<u32>().ok());
-                let code = a
-                    .iter()
-                    .find(|(k, _)| *k == "formatCode")
-                    .map(|(_, v)| decode_entities(v).to_ascii_lowercase());
+                let id = a.iter().find(|(k, _)| *k == "numFmtId").and_then(|(_, v)| v.parse::<u32>().ok());
+                let code =
+                    a.iter().find(|(k, _)| *k == "formatCode").map(|(_, v)| decode_entities(v).to_ascii_lowercase());
                 if let (Some(id), Some(code)) = (id, code) {
                     // a date format shows days, months or years, outside quoted text
                     let unquoted: String = code.split('"').step_by(2).collect();
@@ -275,22 +215,13 @@ fn date_styles(xml: &str) -> Vec<bool> {
                     }
                 }
             }
-            Item::Open {
-                name: "cellXfs",
-                self_closing: false,
-                ..
-            } => in_xfs = true,
+            Item::Open { name: "cellXfs", self_closing: false, .. } => in_xfs = true,
             Item::Close { name: "cellXfs" } => in_xfs = false,
-            Item::Open {
-                name: "xf", attrs, ..
-            } if in_xfs => {
-                let id = attributes(attrs)
-                    .iter()
-                    .find(|(k, _)| *k == "numFmtId")
-                    .and_then(|(_, v)| v.parse::<u32>().ok());
-                let is_date = id.is_some_and(|id| {
-                    (14..=22).contains(&id) || (45..=47).contains(&id) || custom_dates.contains(&id)
-                });
+            Item::Open { name: "xf", attrs, .. } if in_xfs => {
+                let id =
+                    attributes(attrs).iter().find(|(k, _)| *k == "numFmtId").and_then(|(_, v)| v.parse::<u32>().ok());
+                let is_date = id
+                    .is_some_and(|id| (14..=22).contains(&id) || (45..=47).contains(&id) || custom_dates.contains(&id));
                 out.push(is_date);
             }
             _ => {}
@@ -313,37 +244,15 @@ fn sheet_rows(xml: &str, shared: &[String], date_styles: &[bool]) -> Vec<Vec<Str
     for item in Tokenizer::new(xml) {
         match item {
             Item::Open { name: "row", .. } => rows.push(Vec::new()),
-            Item::Open {
-                name: "c",
-                attrs,
-                self_closing,
-            } => {
+            Item::Open { name: "c", attrs, self_closing } => {
                 let a = attributes(attrs);
-                col = a
-                    .iter()
-                    .find(|(k, _)| *k == "r")
-                    .map_or(rows.last().map_or(0, Vec::len), |(_, r)| column_index(r));
-                kind = a
-                    .iter()
-                    .find(|(k, _)| *k == "t")
-                    .map(|(_, v)| v.to_string())
-                    .unwrap_or_default();
-                style = a
-                    .iter()
-                    .find(|(k, _)| *k == "s")
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                value = if self_closing {
-                    None
-                } else {
-                    Some(String::new())
-                };
+                col =
+                    a.iter().find(|(k, _)| *k == "r").map_or(rows.last().map_or(0, Vec::len), |(_, r)| column_index(r));
+                kind = a.iter().find(|(k, _)| *k == "t").map(|(_, v)| v.to_string()).unwrap_or_default();
+                style = a.iter().find(|(k, _)| *k == "s").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+                value = if self_closing { None } else { Some(String::new()) };
             }
-            Item::Open {
-                name: "v" | "t",
-                self_closing: false,
-                ..
-            } => in_value = true,
+            Item::Open { name: "v" | "t", self_closing: false, .. } => in_value = true,
             Item::Close { name: "v" | "t" } => in_value = false,
             Item::Text(t) if in_value => {
                 if let Some(v) = value.as_mut() {
@@ -353,18 +262,10 @@ fn sheet_rows(xml: &str, shared: &[String], date_styles: &[bool]) -> Vec<Vec<Str
             Item::Close { name: "c" } => {
                 let Some(raw) = value.take() else { continue };
                 let text = match kind.as_str() {
-                    "s" => raw
-                        .trim()
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|i| shared.get(i))
-                        .cloned()
-                        .unwrap_or_default(),
+                    "s" => raw.trim().parse::<usize>().ok().and_then(|i| shared.get(i)).cloned().unwrap_or_default(),
                     "inlineStr" | "str" | "e" => raw,
                     "b" => raw,
-                    _ if date_styles.get(style).copied().unwrap_or(false) => {
-                        serial_to_date(&raw).unwrap_or(raw)
-                    }
+                    _ if date_styles.get(style).copied().unwrap_or(false) => serial_to_date(&raw).unwrap_or(raw),
                     _ => format_number(&raw),
                 };
                 if rows.is_empty() {
@@ -396,9 +297,7 @@ fn column_index(cell_ref: &str) -> usize {
         .bytes()
         .take_while(u8::is_ascii_alphabetic)
         .take(3)
-        .fold(0usize, |acc, b| {
-            acc * 26 + usize::from(b.to_ascii_uppercase() - b'A' + 1)
-        })
+        .fold(0usize, |acc, b| acc * 26 + usize::from(b.to_ascii_uppercase() - b'A' + 1))
         .saturating_sub(1)
 }
 
@@ -407,11 +306,7 @@ fn column_index(cell_ref: &str) -> usize {
 fn format_number(raw: &str) -> String {
     let t = raw.trim();
     match t.parse::<f64>() {
-        Ok(f)
-            if f.fract() == 0.0
-                && f.abs() < 1e17
-                && (t.contains('E') || t.contains('e') || t.contains('.')) =>
-        {
+        Ok(f) if f.fract() == 0.0 && f.abs() < 1e17 && (t.contains('E') || t.contains('e') || t.contains('.')) => {
             format!("{}", f as i64)
         }
         _ => t.to_string(),
@@ -476,12 +371,6 @@ mod tests {
             &shared,
             &[false, true],
         );
-        assert_eq!(
-            rows,
-            vec![
-                vec!["name".to_string(), "dob".into()],
-                vec!["Ann Lee".into(), "1980-01-01".into()]
-            ]
-        );
+        assert_eq!(rows, vec![vec!["name".to_string(), "dob".into()], vec!["Ann Lee".into(), "1980-01-01".into()]]);
     }
 }

@@ -14,9 +14,7 @@ use crate::report::IncompleteReason;
 
 /// The text of a PDF, or `None` if it is not a readable PDF (encrypted, or broken).
 pub fn pdf_to_text(bytes: &[u8], sink: &mut Sink<'_>) -> Option<String> {
-    if !bytes.starts_with(b"%PDF")
-        && memchr::memmem::find(&bytes[..bytes.len().min(1024)], b"%PDF").is_none()
-    {
+    if !bytes.starts_with(b"%PDF") && memchr::memmem::find(&bytes[..bytes.len().min(1024)], b"%PDF").is_none() {
         return None;
     }
     let mut doc = Document::parse(bytes, sink);
@@ -70,10 +68,7 @@ impl<'a> Document<'a> {
         }
         for (k, &(num, at)) in headers.iter().enumerate() {
             let body_start = at + 3;
-            let next_end = endobjs
-                .get(endobjs.partition_point(|&e| e < body_start))
-                .copied()
-                .unwrap_or(bytes.len());
+            let next_end = endobjs.get(endobjs.partition_point(|&e| e < body_start)).copied().unwrap_or(bytes.len());
             let next_header = headers.get(k + 1).map_or(bytes.len(), |h| h.1);
             let end = next_end.min(next_header).max(body_start);
             let body = &bytes[body_start..end];
@@ -87,8 +82,8 @@ impl<'a> Document<'a> {
                         data_start += 1;
                     }
                     let data_start = data_start.min(end);
-                    let data_end = memchr::memmem::find(&bytes[data_start..end], b"endstream")
-                        .map_or(end, |e| data_start + e);
+                    let data_end =
+                        memchr::memmem::find(&bytes[data_start..end], b"endstream").map_or(end, |e| data_start + e);
                     (body[..s].to_vec(), Some((data_start, data_end)))
                 }
                 _ => (body.to_vec(), None),
@@ -97,19 +92,13 @@ impl<'a> Document<'a> {
                 sink.incomplete.insert(IncompleteReason::StructureLimit);
                 break;
             }
-            if doc
-                .objects
-                .insert(num, Object { dict, raw_stream })
-                .is_none()
-            {
+            if doc.objects.insert(num, Object { dict, raw_stream }).is_none() {
                 doc.order.push(num);
             }
         }
         doc.encrypted = memchr::memmem::find(bytes, b"/Encrypt").is_some_and(|_| {
             // the trailer (or an xref stream dictionary) names an encryption dictionary
-            doc.objects
-                .values()
-                .any(|o| has_key_value_ref(&o.dict, b"/Encrypt"))
+            doc.objects.values().any(|o| has_key_value_ref(&o.dict, b"/Encrypt"))
                 || memchr::memmem::rfind(bytes, b"trailer")
                     .is_some_and(|t| memchr::memmem::find(&bytes[t..], b"/Encrypt").is_some())
         });
@@ -119,12 +108,8 @@ impl<'a> Document<'a> {
 
     /// Objects stored inside `/Type /ObjStm` streams become objects of their own.
     fn unpack_object_streams(&mut self, sink: &mut Sink<'_>) {
-        let streams: Vec<u32> = self
-            .order
-            .iter()
-            .copied()
-            .filter(|n| dict_has_name(&self.objects[n].dict, b"/Type", b"/ObjStm"))
-            .collect();
+        let streams: Vec<u32> =
+            self.order.iter().copied().filter(|n| dict_has_name(&self.objects[n].dict, b"/Type", b"/ObjStm")).collect();
         for num in streams {
             let Some(data) = self.stream(num, sink) else {
                 continue;
@@ -136,21 +121,12 @@ impl<'a> Document<'a> {
                 continue;
             }
             let header = String::from_utf8_lossy(&data[..first]);
-            let nums: Vec<usize> = header
-                .split_ascii_whitespace()
-                .filter_map(|t| t.parse().ok())
-                .collect();
-            let pairs: Vec<(usize, usize)> = nums
-                .chunks_exact(2)
-                .take(count.min(100_000))
-                .map(|c| (c[0], c[1]))
-                .collect();
+            let nums: Vec<usize> = header.split_ascii_whitespace().filter_map(|t| t.parse().ok()).collect();
+            let pairs: Vec<(usize, usize)> =
+                nums.chunks_exact(2).take(count.min(100_000)).map(|c| (c[0], c[1])).collect();
             for (k, &(obj, off)) in pairs.iter().enumerate() {
                 let start = first.saturating_add(off).min(data.len());
-                let end = pairs
-                    .get(k + 1)
-                    .map_or(data.len(), |p| first.saturating_add(p.1).min(data.len()))
-                    .max(start);
+                let end = pairs.get(k + 1).map_or(data.len(), |p| first.saturating_add(p.1).min(data.len())).max(start);
                 let Ok(obj) = u32::try_from(obj) else {
                     continue;
                 };
@@ -158,10 +134,7 @@ impl<'a> Document<'a> {
                     break;
                 }
                 if let std::collections::hash_map::Entry::Vacant(e) = self.objects.entry(obj) {
-                    e.insert(Object {
-                        dict: data[start..end].to_vec(),
-                        raw_stream: None,
-                    });
+                    e.insert(Object { dict: data[start..end].to_vec(), raw_stream: None });
                     self.order.push(obj);
                 }
             }
@@ -180,11 +153,7 @@ impl<'a> Document<'a> {
         let mut data = raw.to_vec();
         let mut ok = true;
         for f in filters {
-            let limit = self.budget.min(
-                data.len()
-                    .saturating_mul(sink.limits.max_compression_ratio)
-                    .max(256 << 10),
-            );
+            let limit = self.budget.min(data.len().saturating_mul(sink.limits.max_compression_ratio).max(256 << 10));
             data = match f.as_str() {
                 "FlateDecode" | "Fl" => match inflate(&data, limit) {
                     Inflated::Done(v) => v,
@@ -219,12 +188,8 @@ impl<'a> Document<'a> {
     fn text(&mut self, sink: &mut Sink<'_>) -> String {
         let mut out = String::new();
         let mut cmaps: HashMap<u32, CMap> = HashMap::new();
-        let pages: Vec<u32> = self
-            .order
-            .iter()
-            .copied()
-            .filter(|n| dict_has_name(&self.objects[n].dict, b"/Type", b"/Page"))
-            .collect();
+        let pages: Vec<u32> =
+            self.order.iter().copied().filter(|n| dict_has_name(&self.objects[n].dict, b"/Type", b"/Page")).collect();
         let global_fonts = self.all_font_names();
         let mut done: std::collections::HashSet<u32> = std::collections::HashSet::new();
         for page in &pages {
@@ -249,8 +214,7 @@ impl<'a> Document<'a> {
                 let o = &self.objects[n];
                 o.raw_stream.is_some()
                     && !done.contains(n)
-                    && (dict_has_name(&o.dict, b"/Subtype", b"/Form")
-                        || (pages.is_empty() && !is_non_content(&o.dict)))
+                    && (dict_has_name(&o.dict, b"/Subtype", b"/Form") || (pages.is_empty() && !is_non_content(&o.dict)))
             })
             .collect();
         for n in rest {
@@ -300,11 +264,7 @@ impl<'a> Document<'a> {
         if let Some(&r) = references(&resources).first()
             && !resources.trim_ascii_start().starts_with(b"<<")
         {
-            resources = self
-                .objects
-                .get(&r)
-                .map(|o| o.dict.clone())
-                .unwrap_or_default();
+            resources = self.objects.get(&r).map(|o| o.dict.clone()).unwrap_or_default();
         }
         let Some(fonts) = dict_value(&resources, b"/Font") else {
             return HashMap::new();
@@ -312,11 +272,7 @@ impl<'a> Document<'a> {
         let fonts = if fonts.trim_ascii_start().starts_with(b"<<") {
             fonts.to_vec()
         } else {
-            references(fonts)
-                .first()
-                .and_then(|r| self.objects.get(r))
-                .map(|o| o.dict.clone())
-                .unwrap_or_default()
+            references(fonts).first().and_then(|r| self.objects.get(r)).map(|o| o.dict.clone()).unwrap_or_default()
         };
         name_refs(&fonts)
     }
@@ -337,19 +293,12 @@ impl<'a> Document<'a> {
         out
     }
 
-    fn cmap_for(
-        &mut self,
-        font: u32,
-        cmaps: &mut HashMap<u32, CMap>,
-        sink: &mut Sink<'_>,
-    ) -> Option<CMap> {
+    fn cmap_for(&mut self, font: u32, cmaps: &mut HashMap<u32, CMap>, sink: &mut Sink<'_>) -> Option<CMap> {
         if let Some(c) = cmaps.get(&font) {
             return Some(c.clone());
         }
         let dict = self.objects.get(&font)?.dict.clone();
-        let to_unicode = references(dict_value(&dict, b"/ToUnicode")?)
-            .first()
-            .copied()?;
+        let to_unicode = references(dict_value(&dict, b"/ToUnicode")?).first().copied()?;
         let data = self.stream(to_unicode, sink)?;
         let cmap = CMap::parse(&data);
         cmaps.insert(font, cmap.clone());
@@ -434,9 +383,7 @@ impl<'a> Document<'a> {
                                 for item in items {
                                     match item {
                                         Operand::Str(s) => decode_show(s, cmap.as_ref(), out),
-                                        Operand::Num(n) if *n < -250.0 && !out.ends_with(' ') => {
-                                            out.push(' ')
-                                        }
+                                        Operand::Num(n) if *n < -250.0 && !out.ends_with(' ') => out.push(' '),
                                         _ => {}
                                     }
                                 }
@@ -486,10 +433,7 @@ fn pdf_doc_char(b: u8) -> char {
 /// PDFDocEncoding.
 fn pdf_text_string(s: &[u8]) -> String {
     if let Some(rest) = s.strip_prefix(b"\xFE\xFF") {
-        let units: Vec<u16> = rest
-            .chunks_exact(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]))
-            .collect();
+        let units: Vec<u16> = rest.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
         return String::from_utf16_lossy(&units);
     }
     s.iter().map(|&b| pdf_doc_char(b)).collect()
@@ -503,10 +447,7 @@ struct CMap {
 
 impl CMap {
     fn parse(data: &[u8]) -> CMap {
-        let mut cmap = CMap {
-            code_len: 0,
-            map: HashMap::new(),
-        };
+        let mut cmap = CMap { code_len: 0, map: HashMap::new() };
         let mut lexer = ContentLexer { b: data, pos: 0 };
         let mut operands: Vec<Operand> = Vec::new();
         let mut mode = 0u8; // 1 codespace, 2 bfchar, 3 bfrange
@@ -515,8 +456,7 @@ impl CMap {
                 Lexed::Operand(o) => {
                     operands.push(o);
                     if mode == 2 && operands.len() == 2 {
-                        if let (Operand::Str(src), Operand::Str(dst)) = (&operands[0], &operands[1])
-                        {
+                        if let (Operand::Str(src), Operand::Str(dst)) = (&operands[0], &operands[1]) {
                             cmap.note_len(src.len());
                             cmap.map.insert(code(src), utf16be(dst));
                         }
@@ -533,15 +473,12 @@ impl CMap {
                                     for k in 0..=span {
                                         cmap.map.insert(lo_c + k, chars.iter().collect());
                                         if let Some(last) = chars.last_mut() {
-                                            *last =
-                                                char::from_u32(*last as u32 + 1).unwrap_or(*last);
+                                            *last = char::from_u32(*last as u32 + 1).unwrap_or(*last);
                                         }
                                     }
                                 }
                                 Operand::Array(items) => {
-                                    for (k, item) in
-                                        items.iter().enumerate().take(span as usize + 1)
-                                    {
+                                    for (k, item) in items.iter().enumerate().take(span as usize + 1) {
                                         if let Operand::Str(dst) = item {
                                             cmap.map.insert(lo_c + k as u32, utf16be(dst));
                                         }
@@ -584,16 +521,8 @@ fn code(s: &[u8]) -> u32 {
 }
 
 fn utf16be(s: &[u8]) -> String {
-    let units: Vec<u16> = s
-        .chunks(2)
-        .map(|c| {
-            if c.len() == 2 {
-                u16::from_be_bytes([c[0], c[1]])
-            } else {
-                u16::from(c[0])
-            }
-        })
-        .collect();
+    let units: Vec<u16> =
+        s.chunks(2).map(|c| if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from(c[0]) }).collect();
     String::from_utf16_lossy(&units)
 }
 
@@ -623,10 +552,7 @@ struct ContentLexer<'a> {
 const MAX_ARRAY_DEPTH: usize = 16;
 
 fn is_delim(c: u8) -> bool {
-    matches!(
-        c,
-        b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%'
-    )
+    matches!(c, b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'/' | b'%')
 }
 
 impl ContentLexer<'_> {
@@ -636,10 +562,7 @@ impl ContentLexer<'_> {
             if c.is_ascii_whitespace() || c == 0 {
                 self.pos += 1;
             } else if c == b'%' {
-                while self.pos < self.b.len()
-                    && self.b[self.pos] != b'\n'
-                    && self.b[self.pos] != b'\r'
-                {
+                while self.pos < self.b.len() && self.b[self.pos] != b'\n' && self.b[self.pos] != b'\r' {
                     self.pos += 1;
                 }
             } else {
@@ -711,23 +634,18 @@ impl ContentLexer<'_> {
             }
             b'<' => {
                 let start = self.pos + 1;
-                let end =
-                    memchr::memchr(b'>', &self.b[start..]).map_or(self.b.len(), |e| start + e);
+                let end = memchr::memchr(b'>', &self.b[start..]).map_or(self.b.len(), |e| start + e);
                 self.pos = (end + 1).min(self.b.len());
                 Some(Lexed::Operand(Operand::Str(ascii_hex(&self.b[start..end]))))
             }
             b'/' => {
                 let start = self.pos;
                 self.pos += 1;
-                while self.pos < self.b.len()
-                    && !self.b[self.pos].is_ascii_whitespace()
-                    && !is_delim(self.b[self.pos])
+                while self.pos < self.b.len() && !self.b[self.pos].is_ascii_whitespace() && !is_delim(self.b[self.pos])
                 {
                     self.pos += 1;
                 }
-                Some(Lexed::Operand(Operand::Name(
-                    self.b[start..self.pos].to_vec(),
-                )))
+                Some(Lexed::Operand(Operand::Name(self.b[start..self.pos].to_vec())))
             }
             b'0'..=b'9' | b'-' | b'+' | b'.' => {
                 let start = self.pos;
@@ -740,9 +658,7 @@ impl ContentLexer<'_> {
             }
             _ => {
                 let start = self.pos;
-                while self.pos < self.b.len()
-                    && !self.b[self.pos].is_ascii_whitespace()
-                    && !is_delim(self.b[self.pos])
+                while self.pos < self.b.len() && !self.b[self.pos].is_ascii_whitespace() && !is_delim(self.b[self.pos])
                 {
                     self.pos += 1;
                 }
@@ -882,10 +798,7 @@ fn dict_value<'d>(dict: &'d [u8], key: &[u8]) -> Option<&'d [u8]> {
                         break;
                     }
                 }
-                b'/' if depth == 0
-                    && i > 0
-                    && rest[..i].iter().any(|c| !c.is_ascii_whitespace()) =>
-                {
+                b'/' if depth == 0 && i > 0 && rest[..i].iter().any(|c| !c.is_ascii_whitespace()) => {
                     break;
                 }
                 _ => {}
@@ -905,12 +818,7 @@ fn dict_has_name(dict: &[u8], key: &[u8], name: &[u8]) -> bool {
 
 fn dict_int(dict: &[u8], key: &[u8]) -> Option<i64> {
     let v = dict_value(dict, key)?;
-    std::str::from_utf8(v)
-        .ok()?
-        .split_ascii_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    std::str::from_utf8(v).ok()?.split_ascii_whitespace().next()?.parse().ok()
 }
 
 fn dict_string(dict: &[u8], key: &[u8]) -> Option<Vec<u8>> {
@@ -925,21 +833,15 @@ fn dict_string(dict: &[u8], key: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn has_key_value_ref(dict: &[u8], key: &[u8]) -> bool {
-    dict_value(dict, key)
-        .is_some_and(|v| !references(v).is_empty() || v.trim_ascii_start().starts_with(b"<<"))
+    dict_value(dict, key).is_some_and(|v| !references(v).is_empty() || v.trim_ascii_start().starts_with(b"<<"))
 }
 
 /// `n 0 R` references in a value, in order.
 fn references(v: &[u8]) -> Vec<u32> {
     let s = String::from_utf8_lossy(v);
-    let toks: Vec<&str> = s
-        .split(|c: char| c.is_ascii_whitespace() || c == '[' || c == ']')
-        .filter(|t| !t.is_empty())
-        .collect();
-    toks.windows(3)
-        .filter(|w| w[2] == "R" && w[1].parse::<u32>().is_ok())
-        .filter_map(|w| w[0].parse().ok())
-        .collect()
+    let toks: Vec<&str> =
+        s.split(|c: char| c.is_ascii_whitespace() || c == '[' || c == ']').filter(|t| !t.is_empty()).collect();
+    toks.windows(3).filter(|w| w[2] == "R" && w[1].parse::<u32>().is_ok()).filter_map(|w| w[0].parse().ok()).collect()
 }
 
 /// `/Name n 0 R` pairs of a dictionary.
@@ -986,9 +888,7 @@ enum Inflated {
 }
 
 fn inflate(data: &[u8], limit: usize) -> Inflated {
-    use miniz_oxide::inflate::{
-        TINFLStatus, decompress_to_vec_with_limit, decompress_to_vec_zlib_with_limit,
-    };
+    use miniz_oxide::inflate::{TINFLStatus, decompress_to_vec_with_limit, decompress_to_vec_zlib_with_limit};
     match decompress_to_vec_zlib_with_limit(data, limit) {
         Ok(v) => Inflated::Done(v),
         Err(e) if e.status == TINFLStatus::HasMoreOutput => Inflated::Limit,
@@ -1004,15 +904,9 @@ fn inflate(data: &[u8], limit: usize) -> Inflated {
 }
 
 fn ascii_hex(data: &[u8]) -> Vec<u8> {
-    let digits: Vec<u8> = data
-        .iter()
-        .take_while(|&&c| c != b'>')
-        .filter_map(|&c| (c as char).to_digit(16).map(|d| d as u8))
-        .collect();
-    digits
-        .chunks(2)
-        .map(|c| c[0] << 4 | c.get(1).copied().unwrap_or(0))
-        .collect()
+    let digits: Vec<u8> =
+        data.iter().take_while(|&&c| c != b'>').filter_map(|&c| (c as char).to_digit(16).map(|d| d as u8)).collect();
+    digits.chunks(2).map(|c| c[0] << 4 | c.get(1).copied().unwrap_or(0)).collect()
 }
 
 fn ascii85(data: &[u8]) -> Vec<u8> {
@@ -1028,9 +922,7 @@ fn ascii85(data: &[u8]) -> Vec<u8> {
                 group[n] = u32::from(c - b'!');
                 n += 1;
                 if n == 5 {
-                    let v = group
-                        .iter()
-                        .fold(0u32, |a, &d| a.wrapping_mul(85).wrapping_add(d));
+                    let v = group.iter().fold(0u32, |a, &d| a.wrapping_mul(85).wrapping_add(d));
                     out.extend_from_slice(&v.to_be_bytes());
                     n = 0;
                 }
@@ -1042,9 +934,7 @@ fn ascii85(data: &[u8]) -> Vec<u8> {
         for g in group.iter_mut().skip(n) {
             *g = 84;
         }
-        let v = group
-            .iter()
-            .fold(0u32, |a, &d| a.wrapping_mul(85).wrapping_add(d));
+        let v = group.iter().fold(0u32, |a, &d| a.wrapping_mul(85).wrapping_add(d));
         out.extend_from_slice(&v.to_be_bytes()[..n - 1]);
     }
     out
@@ -1056,11 +946,7 @@ mod tests {
     use crate::limits::Limits;
 
     fn sink(limits: &Limits) -> Sink<'_> {
-        Sink {
-            limits,
-            incomplete: Default::default(),
-            embedded: Vec::new(),
-        }
+        Sink { limits, incomplete: Default::default(), embedded: Vec::new() }
     }
 
     #[test]
@@ -1068,10 +954,7 @@ mod tests {
         let mut content = b"BT ".to_vec();
         content.extend(std::iter::repeat_n(b'[', 200_000));
         content.extend(b"(x) TJ ET");
-        let mut lexer = ContentLexer {
-            b: &content,
-            pos: 0,
-        };
+        let mut lexer = ContentLexer { b: &content, pos: 0 };
         let mut n = 0;
         while lexer.next().is_some() {
             n += 1;
@@ -1089,10 +972,7 @@ mod tests {
         let pdf = b"%PDF-1.4\n1 0 obj << /Type /Page /Contents 2 0 R >> endobj\n2 0 obj << /Length 60 >> stream\nBT /F1 12 Tf 72 700 Td (DOB: 01/02/1980) Tj 0 -14 Td (SSN 123-45-6789) Tj ET\nendstream endobj\ntrailer << /Root 1 0 R >>\n%%EOF";
         let limits = Limits::default();
         let text = pdf_to_text(pdf, &mut sink(&limits)).unwrap();
-        assert!(
-            text.contains("DOB: 01/02/1980\nSSN 123-45-6789"),
-            "{text:?}"
-        );
+        assert!(text.contains("DOB: 01/02/1980\nSSN 123-45-6789"), "{text:?}");
     }
 
     #[test]

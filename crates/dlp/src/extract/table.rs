@@ -26,10 +26,7 @@ pub fn write_table(rows: &[Vec<String>], out: &mut String) {
     let header = rows.first().filter(|h| rows.len() >= 2 && is_header(h));
     match header {
         Some(header) => {
-            let names: Vec<String> = header
-                .iter()
-                .map(|h| humanize_identifier(h.trim()))
-                .collect();
+            let names: Vec<String> = header.iter().map(|h| humanize_identifier(h.trim())).collect();
             for h in &names {
                 out.push_str(h);
                 out.push_str(" | ");
@@ -83,21 +80,10 @@ fn push_cell(cell: &str, out: &mut String) {
 /// Rows of two non-empty cells whose first cells read like labels, most of them known
 /// label words (a two-column table with a header row has data in its first column).
 fn is_key_value(rows: &[Vec<String>]) -> bool {
-    let pairs: Vec<Vec<&str>> = rows
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|c| c.trim())
-                .filter(|c| !c.is_empty())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let pairs: Vec<Vec<&str>> =
+        rows.iter().map(|r| r.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).collect::<Vec<_>>()).collect();
     let lexicon = Lexicon::get();
-    let labeled = pairs
-        .iter()
-        .skip(1)
-        .filter(|p| !p.is_empty() && lexicon.has_label_word(p[0]))
-        .count();
+    let labeled = pairs.iter().skip(1).filter(|p| !p.is_empty() && lexicon.has_label_word(p[0])).count();
     rows.len() >= 2
         && pairs.iter().all(|p| p.len() == 2 || p.len() == 1)
         && pairs.iter().filter(|p| p.len() == 2).count() >= 2
@@ -106,9 +92,7 @@ fn is_key_value(rows: &[Vec<String>]) -> bool {
 }
 
 fn is_label_cell(c: &str) -> bool {
-    c.len() <= 40
-        && c.chars().filter(char::is_ascii_digit).count() <= 2
-        && c.chars().any(char::is_alphabetic)
+    c.len() <= 40 && c.chars().filter(char::is_ascii_digit).count() <= 2 && c.chars().any(char::is_alphabetic)
 }
 
 /// A header row has at least two cells, some letters, and no cell that looks like data
@@ -123,45 +107,27 @@ mod tests {
     use super::*;
 
     fn rows(r: &[&[&str]]) -> Vec<Vec<String>> {
-        r.iter()
-            .map(|row| row.iter().map(|c| c.to_string()).collect())
-            .collect()
+        r.iter().map(|row| row.iter().map(|c| c.to_string()).collect()).collect()
     }
 
     #[test]
     fn header_rows_label_every_cell() {
         let mut out = String::new();
-        write_table(
-            &rows(&[&["name", "dateOfBirth"], &["Ann Lee", "1980-01-02"]]),
-            &mut out,
-        );
-        assert_eq!(
-            out,
-            "name | date Of Birth | \nname: Ann Lee\ndate Of Birth: 1980-01-02\n\n"
-        );
+        write_table(&rows(&[&["name", "dateOfBirth"], &["Ann Lee", "1980-01-02"]]), &mut out);
+        assert_eq!(out, "name | date Of Birth | \nname: Ann Lee\ndate Of Birth: 1980-01-02\n\n");
     }
 
     #[test]
     fn two_column_forms_label_by_row() {
         let mut out = String::new();
-        write_table(
-            &rows(&[
-                &["Field", "Value"],
-                &["DOB", "1980-01-02"],
-                &["MRN", "12345678"],
-            ]),
-            &mut out,
-        );
+        write_table(&rows(&[&["Field", "Value"], &["DOB", "1980-01-02"], &["MRN", "12345678"]]), &mut out);
         assert_eq!(out, "Field: Value\nDOB: 1980-01-02\nMRN: 12345678\n");
     }
 
     #[test]
     fn rows_without_header_stay_on_one_line() {
         let mut out = String::new();
-        write_table(
-            &rows(&[&["12", "1980-01-02", "x"], &["13", "12345678", "y"]]),
-            &mut out,
-        );
+        write_table(&rows(&[&["12", "1980-01-02", "x"], &["13", "12345678", "y"]]), &mut out);
         assert_eq!(out, "12 | 1980-01-02 | x\n13 | 12345678 | y\n");
     }
 }

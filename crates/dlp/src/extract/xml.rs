@@ -11,17 +11,10 @@ pub fn xml_to_text(src: &str, out: &mut String) {
     let mut text = String::new();
     for item in Tokenizer::new(src) {
         match item {
-            Item::Open {
-                name,
-                attrs,
-                self_closing,
-            } => {
+            Item::Open { name, attrs, self_closing } => {
                 flush(&stack, &mut text, out);
                 for (attr, value) in attributes(attrs) {
-                    if attr.starts_with("xmlns")
-                        || value.trim().is_empty()
-                        || attr == "schemaLocation"
-                    {
+                    if attr.starts_with("xmlns") || value.trim().is_empty() || attr == "schemaLocation" {
                         continue;
                     }
                     out.push_str(&humanize_identifier(name));

@@ -19,10 +19,7 @@ impl<'a> Archive<'a> {
     /// Open `bytes` as a zip archive; `None` if it is not one.
     pub fn open(bytes: &'a [u8], sink: &Sink<'_>) -> Option<Archive<'a>> {
         let archive = ZipArchive::from_slice(bytes).ok()?;
-        Some(Archive {
-            archive,
-            budget: sink.limits.max_decompressed_bytes,
-        })
+        Some(Archive { archive, budget: sink.limits.max_decompressed_bytes })
     }
 
     /// Names of the archive's entries (files only), at most `max_archive_entries`.
@@ -70,9 +67,7 @@ impl<'a> Archive<'a> {
         };
         let declared = usize::try_from(record.uncompressed_size_hint()).unwrap_or(usize::MAX);
         let compressed = usize::try_from(record.compressed_size_hint()).unwrap_or(usize::MAX);
-        let ratio_cap = compressed
-            .saturating_mul(sink.limits.max_compression_ratio)
-            .max(64 << 10);
+        let ratio_cap = compressed.saturating_mul(sink.limits.max_compression_ratio).max(64 << 10);
         if declared > self.budget || declared > ratio_cap {
             sink.incomplete.insert(IncompleteReason::DecompressionLimit);
             return None;
@@ -94,21 +89,18 @@ impl<'a> Archive<'a> {
                 }
                 data.to_vec()
             }
-            CompressionMethod::DEFLATE => {
-                match miniz_oxide::inflate::decompress_to_vec_with_limit(data, limit) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        let reason = if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput
-                        {
-                            IncompleteReason::DecompressionLimit
-                        } else {
-                            IncompleteReason::Undecodable
-                        };
-                        sink.incomplete.insert(reason);
-                        return None;
-                    }
+            CompressionMethod::DEFLATE => match miniz_oxide::inflate::decompress_to_vec_with_limit(data, limit) {
+                Ok(v) => v,
+                Err(e) => {
+                    let reason = if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
+                        IncompleteReason::DecompressionLimit
+                    } else {
+                        IncompleteReason::Undecodable
+                    };
+                    sink.incomplete.insert(reason);
+                    return None;
                 }
-            }
+            },
             _ => {
                 sink.incomplete.insert(IncompleteReason::Undecodable);
                 return None;

@@ -92,10 +92,7 @@ mod tests {
 
     #[test]
     fn email_is_found_in_user_ids() {
-        assert_eq!(
-            email_in("Dr. Who <Who@Example.ORG>"),
-            Some("who@example.org".into())
-        );
+        assert_eq!(email_in("Dr. Who <Who@Example.ORG>"), Some("who@example.org".into()));
         assert_eq!(email_in("who@example.org"), Some("who@example.org".into()));
         assert_eq!(email_in("No Address"), None);
         assert_eq!(email_in("<@example.org>"), None);

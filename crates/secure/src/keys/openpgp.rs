@@ -36,16 +36,11 @@ struct ComponentStatus {
 
 impl ComponentStatus {
     fn valid_at(&self, now: OffsetDateTime) -> bool {
-        self.bound
-            && self.revocation.is_none()
-            && now >= self.created
-            && self.expires.is_none_or(|e| now < e)
+        self.bound && self.revocation.is_none() && now >= self.created && self.expires.is_none_or(|e| now < e)
     }
 
     fn usable_for_encryption(&self, now: OffsetDateTime) -> bool {
-        self.valid_at(now)
-            && self.algorithm_can_encrypt
-            && (self.flags.encrypt_comms() || self.flags.encrypt_storage())
+        self.valid_at(now) && self.algorithm_can_encrypt && (self.flags.encrypt_comms() || self.flags.encrypt_storage())
     }
 
     fn usable_for_signing(&self, now: OffsetDateTime) -> bool {
@@ -88,18 +83,13 @@ pub struct OpenPgpKey {
 impl OpenPgpKey {
     /// Parses exactly one key, ASCII-armored or binary.
     pub fn parse(bytes: &[u8]) -> Result<Self, KeyError> {
-        Self::parse_many(bytes)?
-            .into_iter()
-            .next()
-            .ok_or(KeyError::Empty)
+        Self::parse_many(bytes)?.into_iter().next().ok_or(KeyError::Empty)
     }
 
     /// Parses every key in the input (a WKD answer or keyring may hold several).
     /// Keys that fail to parse make the whole input fail.
     pub fn parse_many(bytes: &[u8]) -> Result<Vec<Self>, KeyError> {
-        let keys = SignedPublicKey::from_reader_many(bytes)
-            .map_err(|e| KeyError::OpenPgp(e.to_string()))?
-            .0;
+        let keys = SignedPublicKey::from_reader_many(bytes).map_err(|e| KeyError::OpenPgp(e.to_string()))?.0;
         let mut out = Vec::new();
         for key in keys {
             let key = key.map_err(|e| KeyError::OpenPgp(e.to_string()))?;
@@ -130,9 +120,7 @@ impl OpenPgpKey {
             .details
             .direct_signatures
             .iter()
-            .filter(|sig| {
-                sig.typ() == Some(SignatureType::Key) && sig.verify_key(primary_key).is_ok()
-            })
+            .filter(|sig| sig.typ() == Some(SignatureType::Key) && sig.verify_key(primary_key).is_ok())
             .collect();
         let mut user_ids = Vec::new();
         let mut emails = Vec::new();
@@ -140,10 +128,7 @@ impl OpenPgpKey {
             let mut certifications = Vec::new();
             let mut revoked = false;
             for sig in &user.signatures {
-                if sig
-                    .verify_certification(primary_key, Tag::UserId, &user.id)
-                    .is_err()
-                {
+                if sig.verify_certification(primary_key, Tag::UserId, &user.id).is_err() {
                     continue;
                 }
                 if sig.typ() == Some(SignatureType::CertRevocation) {
@@ -189,12 +174,8 @@ impl OpenPgpKey {
                     .iter()
                     .find(|sig| sig.typ() == Some(SignatureType::SubkeyRevocation))
                     .map(|sig| revocation_of(sig));
-                let binding = newest(
-                    valid
-                        .iter()
-                        .copied()
-                        .filter(|sig| sig.typ() == Some(SignatureType::SubkeyBinding)),
-                );
+                let binding =
+                    newest(valid.iter().copied().filter(|sig| sig.typ() == Some(SignatureType::SubkeyBinding)));
                 ComponentStatus {
                     created: sub_created,
                     expires: binding.and_then(|sig| expiry(sub_created, sig)),
@@ -241,10 +222,7 @@ impl OpenPgpKey {
 
     /// The component that signs at `now`: the primary key if it is flagged
     /// for signing, else the newest valid signing subkey.
-    pub(crate) fn signing_component(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<SigningComponent, Unusable> {
+    pub(crate) fn signing_component(&self, now: OffsetDateTime) -> Result<SigningComponent, Unusable> {
         self.check_primary(now)?;
         if self.primary.usable_for_signing(now) {
             return Ok(SigningComponent::Primary);
@@ -279,10 +257,7 @@ impl OpenPgpKey {
 
     /// The component to encrypt to at `now` (the newest usable encryption
     /// subkey, else the primary key if it is itself flagged for encryption).
-    pub(crate) fn encryption_target(
-        &self,
-        now: OffsetDateTime,
-    ) -> Result<EncryptionTarget<'_>, Unusable> {
+    pub(crate) fn encryption_target(&self, now: OffsetDateTime) -> Result<EncryptionTarget<'_>, Unusable> {
         self.check_primary(now)?;
         let best_subkey = self
             .subkeys
@@ -319,9 +294,7 @@ fn expiry(created: OffsetDateTime, sig: &Signature) -> Option<OffsetDateTime> {
     if lifetime == 0 {
         return None;
     }
-    Some(from_unix(
-        created.unix_timestamp().saturating_add(lifetime as i64),
-    ))
+    Some(from_unix(created.unix_timestamp().saturating_add(lifetime as i64)))
 }
 
 fn revocation_of(sig: &Signature) -> PgpRevocation {

@@ -4,9 +4,7 @@
 use der::{Decode, Encode};
 use time::OffsetDateTime;
 use x509_cert::Certificate;
-use x509_cert::ext::pkix::{
-    ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName, name::GeneralName,
-};
+use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName, name::GeneralName};
 
 use super::{KeyError, Unusable, from_unix};
 use crate::oids;
@@ -57,15 +55,12 @@ impl CertificateInfo {
 
     /// Parses a DER-encoded certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
-        let certificate =
-            Certificate::from_der(der).map_err(|e| KeyError::Certificate(e.to_string()))?;
+        let certificate = Certificate::from_der(der).map_err(|e| KeyError::Certificate(e.to_string()))?;
         Self::from_certificate(certificate)
     }
 
     pub(crate) fn from_certificate(certificate: Certificate) -> Result<Self, KeyError> {
-        let der = certificate
-            .to_der()
-            .map_err(|e| KeyError::Certificate(e.to_string()))?;
+        let der = certificate.to_der().map_err(|e| KeyError::Certificate(e.to_string()))?;
         let tbs = &certificate.tbs_certificate;
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
         let fingerprint_sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
@@ -105,8 +100,7 @@ impl CertificateInfo {
             let value = ext.extn_value.as_bytes();
             match ext.extn_id {
                 oids::EXT_SUBJECT_ALT_NAME => {
-                    let san = SubjectAltName::from_der(value)
-                        .map_err(|e| KeyError::Certificate(e.to_string()))?;
+                    let san = SubjectAltName::from_der(value).map_err(|e| KeyError::Certificate(e.to_string()))?;
                     for name in san.0 {
                         if let GeneralName::Rfc822Name(address) = name {
                             push_email(&mut emails, address.as_str());
@@ -114,13 +108,11 @@ impl CertificateInfo {
                     }
                 }
                 oids::EXT_KEY_USAGE => {
-                    let usage = KeyUsage::from_der(value)
-                        .map_err(|e| KeyError::Certificate(e.to_string()))?;
+                    let usage = KeyUsage::from_der(value).map_err(|e| KeyError::Certificate(e.to_string()))?;
                     key_usage_flags = Some(usage.0);
                 }
                 oids::EXT_EXTENDED_KEY_USAGE => {
-                    let eku = ExtendedKeyUsage::from_der(value)
-                        .map_err(|e| KeyError::Certificate(e.to_string()))?;
+                    let eku = ExtendedKeyUsage::from_der(value).map_err(|e| KeyError::Certificate(e.to_string()))?;
                     extended_key_usage = Some(eku.0.iter().map(|oid| oid.to_string()).collect());
                 }
                 _ => {}
@@ -177,14 +169,10 @@ impl CertificateInfo {
         match &self.key_algorithm {
             KeyAlgorithm::Rsa | KeyAlgorithm::RsaOaep => {}
             KeyAlgorithm::Ec(curve) => {
-                return Err(Unusable::UnsupportedAlgorithm(format!(
-                    "EC key agreement ({curve})"
-                )));
+                return Err(Unusable::UnsupportedAlgorithm(format!("EC key agreement ({curve})")));
             }
             KeyAlgorithm::Ed25519 => {
-                return Err(Unusable::UnsupportedAlgorithm(
-                    "Ed25519 cannot encrypt".into(),
-                ));
+                return Err(Unusable::UnsupportedAlgorithm("Ed25519 cannot encrypt".into()));
             }
             KeyAlgorithm::Other(oid) => return Err(Unusable::UnsupportedAlgorithm(oid.clone())),
         }

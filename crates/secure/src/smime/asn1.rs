@@ -22,29 +22,14 @@ use x509_cert::attr::Attributes;
 #[derive(Clone, Debug, Eq, PartialEq, Sequence)]
 pub(crate) struct AuthEnvelopedData {
     pub version: CmsVersion,
-    #[asn1(
-        context_specific = "0",
-        tag_mode = "IMPLICIT",
-        constructed = "true",
-        optional = "true"
-    )]
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
     pub originator_info: Option<OriginatorInfo>,
     pub recip_infos: RecipientInfos,
     pub auth_encrypted_content: EncryptedContentInfo,
-    #[asn1(
-        context_specific = "1",
-        tag_mode = "IMPLICIT",
-        constructed = "true",
-        optional = "true"
-    )]
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
     pub auth_attrs: Option<Attributes>,
     pub mac: OctetString,
-    #[asn1(
-        context_specific = "2",
-        tag_mode = "IMPLICIT",
-        constructed = "true",
-        optional = "true"
-    )]
+    #[asn1(context_specific = "2", tag_mode = "IMPLICIT", constructed = "true", optional = "true")]
     pub unauth_attrs: Option<Attributes>,
 }
 

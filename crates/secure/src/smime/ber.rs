@@ -109,11 +109,7 @@ impl Reader<'_> {
         if !constructed {
             let len = length.ok_or(BerError::BadLength)?;
             let end = self.pos.checked_add(len).ok_or(BerError::BadLength)?;
-            let content = self
-                .input
-                .get(self.pos..end)
-                .ok_or(BerError::Truncated)?
-                .to_vec();
+            let content = self.input.get(self.pos..end).ok_or(BerError::Truncated)?.to_vec();
             self.pos = end;
             return Ok(Element { tag, content });
         }
@@ -125,10 +121,7 @@ impl Reader<'_> {
                 if end > self.input.len() {
                     return Err(BerError::Truncated);
                 }
-                let mut inner = Reader {
-                    input: &self.input[..end],
-                    pos: self.pos,
-                };
+                let mut inner = Reader { input: &self.input[..end], pos: self.pos };
                 while inner.pos < end {
                     children.push(inner.element(depth + 1)?);
                 }
@@ -148,20 +141,14 @@ impl Reader<'_> {
         if first == TAG_CONSTRUCTED_OCTET_STRING {
             // DER writes an OCTET STRING in one primitive piece.
             let content = children.into_iter().flat_map(|c| c.content).collect();
-            return Ok(Element {
-                tag: vec![TAG_OCTET_STRING],
-                content,
-            });
+            return Ok(Element { tag: vec![TAG_OCTET_STRING], content });
         }
         let mut encoded: Vec<Vec<u8>> = children.into_iter().map(Element::encode).collect();
         if first == TAG_SET {
             // DER orders SET OF elements by their encodings (X.690 §11.6).
             encoded.sort();
         }
-        Ok(Element {
-            tag,
-            content: encoded.concat(),
-        })
+        Ok(Element { tag, content: encoded.concat() })
     }
 
     /// A definite length, or `None` for the indefinite form.
@@ -198,33 +185,21 @@ mod tests {
     #[test]
     fn indefinite_lengths_and_chunked_octet_strings_become_der() {
         // SEQUENCE (indefinite) { OCTET STRING (constructed, indefinite) { "ab", "c" } }
-        let ber = [
-            0x30, 0x80, 0x24, 0x80, 0x04, 0x02, b'a', b'b', 0x04, 0x01, b'c', 0x00, 0x00, 0x00,
-            0x00,
-        ];
-        assert_eq!(
-            to_der(&ber).unwrap(),
-            [0x30, 0x05, 0x04, 0x03, b'a', b'b', b'c']
-        );
+        let ber = [0x30, 0x80, 0x24, 0x80, 0x04, 0x02, b'a', b'b', 0x04, 0x01, b'c', 0x00, 0x00, 0x00, 0x00];
+        assert_eq!(to_der(&ber).unwrap(), [0x30, 0x05, 0x04, 0x03, b'a', b'b', b'c']);
     }
 
     #[test]
     fn set_elements_are_sorted() {
         let ber = [0x31, 0x06, 0x02, 0x01, 0x09, 0x02, 0x01, 0x03];
-        assert_eq!(
-            to_der(&ber).unwrap(),
-            [0x31, 0x06, 0x02, 0x01, 0x03, 0x02, 0x01, 0x09]
-        );
+        assert_eq!(to_der(&ber).unwrap(), [0x31, 0x06, 0x02, 0x01, 0x03, 0x02, 0x01, 0x09]);
     }
 
     #[test]
     fn malformed_input_is_an_error() {
         assert_eq!(to_der(&[0x30, 0x80, 0x02, 0x01]), Err(BerError::Truncated));
         assert_eq!(to_der(&[0x04, 0x80]), Err(BerError::BadLength));
-        assert_eq!(
-            to_der(&[0x02, 0x01, 0x01, 0x00]),
-            Err(BerError::TrailingData)
-        );
+        assert_eq!(to_der(&[0x02, 0x01, 0x01, 0x00]), Err(BerError::TrailingData));
         let deep: Vec<u8> = std::iter::repeat_n([0x30u8, 0x80], 200).flatten().collect();
         assert_eq!(to_der(&deep), Err(BerError::TooDeep));
     }

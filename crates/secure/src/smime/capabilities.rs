@@ -39,9 +39,7 @@ impl SmimeCapabilities {
     /// Reads the value of an smimeCapabilities attribute.
     pub(crate) fn from_attribute_value(value: &Any) -> der::Result<Self> {
         let seq = SmimeCapabilitiesSeq::from_der(&der::Encode::to_der(value)?)?;
-        Ok(SmimeCapabilities {
-            algorithms: seq.into_iter().map(|c| c.oid.to_string()).collect(),
-        })
+        Ok(SmimeCapabilities { algorithms: seq.into_iter().map(|c| c.oid.to_string()).collect() })
     }
 
     /// What carepost advertises when it signs: the content encryption it
@@ -49,10 +47,7 @@ impl SmimeCapabilities {
     pub(crate) fn advertised() -> SmimeCapabilitiesSeq {
         [oids::AES256_GCM, oids::AES256_CBC, oids::RSAES_OAEP]
             .into_iter()
-            .map(|oid| AlgorithmIdentifierOwned {
-                oid,
-                parameters: None,
-            })
+            .map(|oid| AlgorithmIdentifierOwned { oid, parameters: None })
             .collect()
     }
 }

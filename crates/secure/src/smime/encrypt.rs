@@ -54,30 +54,21 @@ pub fn encrypt(entity: &[u8], recipients: &[RecipientCert]) -> Result<Vec<u8>> {
 }
 
 /// [`encrypt`] with the validity of the certificates judged at `now`.
-pub fn encrypt_at(
-    entity: &[u8],
-    recipients: &[RecipientCert],
-    now: OffsetDateTime,
-) -> Result<Vec<u8>> {
+pub fn encrypt_at(entity: &[u8], recipients: &[RecipientCert], now: OffsetDateTime) -> Result<Vec<u8>> {
     if recipients.is_empty() {
         return Err(SmimeError::NoRecipients);
     }
     for recipient in recipients {
-        recipient
-            .info()
-            .usable_for_encryption(now)
-            .map_err(|reason| SmimeError::RecipientUnusable {
-                fingerprint: recipient.info().fingerprint_sha256.clone(),
-                reason,
-            })?;
+        recipient.info().usable_for_encryption(now).map_err(|reason| SmimeError::RecipientUnusable {
+            fingerprint: recipient.info().fingerprint_sha256.clone(),
+            reason,
+        })?;
     }
     let content = to_crlf(entity);
     let content_key = new_content_key()?;
 
-    let recipient_infos = recipients
-        .iter()
-        .map(|r| r.key_trans_recipient_info(content_key.as_ref()))
-        .collect::<Result<Vec<_>>>()?;
+    let recipient_infos =
+        recipients.iter().map(|r| r.key_trans_recipient_info(content_key.as_ref())).collect::<Result<Vec<_>>>()?;
     let recip_infos = RecipientInfos(der::asn1::SetOfVec::try_from(recipient_infos)?);
 
     match choose_content_encryption(recipients) {
@@ -88,8 +79,7 @@ pub fn encrypt_at(
         }
         ContentEncryption::EnvelopedAes256Cbc => {
             let data = encrypt_cbc(content_key.as_ref(), content, recip_infos)?;
-            content_info(oids::ID_ENVELOPED_DATA, &data)
-                .map(|der| pkcs7_mime_entity("enveloped-data", &der))
+            content_info(oids::ID_ENVELOPED_DATA, &data).map(|der| pkcs7_mime_entity("enveloped-data", &der))
         }
     }
 }
@@ -101,18 +91,11 @@ fn new_content_key() -> Result<Zeroizing<[u8; CONTENT_KEY_LEN]>> {
     Ok(key)
 }
 
-fn encrypt_gcm(
-    key: &[u8],
-    mut content: Vec<u8>,
-    recip_infos: RecipientInfos,
-) -> Result<AuthEnvelopedData> {
+fn encrypt_gcm(key: &[u8], mut content: Vec<u8>, recip_infos: RecipientInfos) -> Result<AuthEnvelopedData> {
     let sealing_key = RandomizedNonceKey::new(&AES_256_GCM, key)?;
     // No authenticated attributes are sent, so the associated data is empty (RFC 5083 §2.2).
     let (nonce, tag) = sealing_key.seal_in_place_separate_tag(Aad::empty(), &mut content)?;
-    let params = GcmParameters {
-        nonce: OctetString::new(nonce.as_ref().to_vec())?,
-        icv_len: GCM_TAG_LEN,
-    };
+    let params = GcmParameters { nonce: OctetString::new(nonce.as_ref().to_vec())?, icv_len: GCM_TAG_LEN };
     Ok(AuthEnvelopedData {
         version: CmsVersion::V0,
         originator_info: None,
@@ -131,11 +114,7 @@ fn encrypt_gcm(
     })
 }
 
-fn encrypt_cbc(
-    key: &[u8],
-    mut content: Vec<u8>,
-    recip_infos: RecipientInfos,
-) -> Result<EnvelopedData> {
+fn encrypt_cbc(key: &[u8], mut content: Vec<u8>, recip_infos: RecipientInfos) -> Result<EnvelopedData> {
     let cipher = PaddedBlockEncryptingKey::cbc_pkcs7(UnboundCipherKey::new(&AES_256, key)?)?;
     // aws-lc-rs draws a random IV and hands it back in the decryption context.
     let context = cipher.encrypt(&mut content)?;
@@ -162,13 +141,6 @@ pub(super) fn to_any(value: &impl Encode) -> der::Result<Any> {
 }
 
 /// DER of a ContentInfo wrapping `content` of type `content_type`.
-pub(super) fn content_info(
-    content_type: der::asn1::ObjectIdentifier,
-    content: &impl Encode,
-) -> Result<Vec<u8>> {
-    Ok(ContentInfo {
-        content_type,
-        content: to_any(content)?,
-    }
-    .to_der()?)
+pub(super) fn content_info(content_type: der::asn1::ObjectIdentifier, content: &impl Encode) -> Result<Vec<u8>> {
+    Ok(ContentInfo { content_type, content: to_any(content)? }.to_der()?)
 }

@@ -2,8 +2,8 @@
 //! key to it (RFC 8551 §2.3: RSA PKCS#1 v1.5 or RSAES-OAEP).
 
 use aws_lc_rs::rsa::{
-    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512,
-    OaepAlgorithm, OaepPublicEncryptingKey, Pkcs1PublicEncryptingKey, PublicEncryptingKey,
+    OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OAEP_SHA384_MGF1SHA384, OAEP_SHA512_MGF1SHA512, OaepAlgorithm,
+    OaepPublicEncryptingKey, Pkcs1PublicEncryptingKey, PublicEncryptingKey,
 };
 use cms::cert::IssuerAndSerialNumber;
 use cms::content_info::CmsVersion;
@@ -36,10 +36,7 @@ impl RecipientCert {
 
     /// Wraps an already parsed certificate; AES-256-GCM support is assumed absent.
     pub fn from_info(info: CertificateInfo) -> Self {
-        RecipientCert {
-            info,
-            supports_auth_enveloped: false,
-        }
+        RecipientCert { info, supports_auth_enveloped: false }
     }
 
     /// Records whether the recipient reads AuthEnvelopedData (AES-256-GCM).
@@ -68,9 +65,7 @@ impl RecipientCert {
             KeyAlgorithm::Rsa => pkcs1_v15_transport(spki, content_key)?,
             KeyAlgorithm::RsaOaep => oaep_transport(spki, content_key)?,
             ref other => {
-                return Err(SmimeError::UnsupportedAlgorithm(format!(
-                    "key transport to {other:?}"
-                )));
+                return Err(SmimeError::UnsupportedAlgorithm(format!("key transport to {other:?}")));
             }
         };
         Ok(RecipientInfo::Ktri(KeyTransRecipientInfo {
@@ -90,14 +85,10 @@ impl RecipientCert {
 /// under another label, so it is relabelled first.
 fn rsa_public_key(spki: &SubjectPublicKeyInfoOwned) -> Result<PublicEncryptingKey> {
     let relabelled = SubjectPublicKeyInfoOwned {
-        algorithm: AlgorithmIdentifierOwned {
-            oid: oids::RSA_ENCRYPTION,
-            parameters: Some(Any::from(Null)),
-        },
+        algorithm: AlgorithmIdentifierOwned { oid: oids::RSA_ENCRYPTION, parameters: Some(Any::from(Null)) },
         subject_public_key: spki.subject_public_key.clone(),
     };
-    PublicEncryptingKey::from_der(&relabelled.to_der()?)
-        .map_err(|e| SmimeError::BadRecipientKey(e.to_string()))
+    PublicEncryptingKey::from_der(&relabelled.to_der()?).map_err(|e| SmimeError::BadRecipientKey(e.to_string()))
 }
 
 fn pkcs1_v15_transport(
@@ -108,17 +99,11 @@ fn pkcs1_v15_transport(
     let mut out = vec![0u8; key.ciphertext_size()];
     let len = key.encrypt(content_key, &mut out)?.len();
     out.truncate(len);
-    let alg = AlgorithmIdentifierOwned {
-        oid: oids::RSA_ENCRYPTION,
-        parameters: Some(Any::from(Null)),
-    };
+    let alg = AlgorithmIdentifierOwned { oid: oids::RSA_ENCRYPTION, parameters: Some(Any::from(Null)) };
     Ok((alg, out))
 }
 
-fn oaep_transport(
-    spki: &SubjectPublicKeyInfoOwned,
-    content_key: &[u8],
-) -> Result<(AlgorithmIdentifierOwned, Vec<u8>)> {
+fn oaep_transport(spki: &SubjectPublicKeyInfoOwned, content_key: &[u8]) -> Result<(AlgorithmIdentifierOwned, Vec<u8>)> {
     let hash = oaep_hash_for(spki)?;
     let algorithm = oaep_algorithm(hash)?;
     let key = OaepPublicEncryptingKey::new(rsa_public_key(spki)?)?;
@@ -128,16 +113,9 @@ fn oaep_transport(
     // Parameters are always written out, so the recipient never has to guess
     // at defaults; SHA-1 is written as the default (absent fields).
     let params = if hash == oids::SHA1 {
-        RsaesOaepParams {
-            hash: None,
-            mask_gen: None,
-            p_source: None,
-        }
+        RsaesOaepParams { hash: None, mask_gen: None, p_source: None }
     } else {
-        let hash_alg = AlgorithmIdentifierOwned {
-            oid: hash,
-            parameters: Some(Any::from(Null)),
-        };
+        let hash_alg = AlgorithmIdentifierOwned { oid: hash, parameters: Some(Any::from(Null)) };
         RsaesOaepParams {
             hash: Some(hash_alg.clone()),
             mask_gen: Some(AlgorithmIdentifierOwned {
@@ -147,10 +125,7 @@ fn oaep_transport(
             p_source: None,
         }
     };
-    let alg = AlgorithmIdentifierOwned {
-        oid: oids::RSAES_OAEP,
-        parameters: Some(Any::encode_from(&params)?),
-    };
+    let alg = AlgorithmIdentifierOwned { oid: oids::RSAES_OAEP, parameters: Some(Any::encode_from(&params)?) };
     Ok((alg, out))
 }
 
@@ -169,33 +144,23 @@ fn oaep_hash_for(spki: &SubjectPublicKeyInfoOwned) -> Result<ObjectIdentifier> {
     let mgf_hash = match &params.mask_gen {
         None => oids::SHA1,
         Some(mgf) if mgf.oid == oids::MGF1 => {
-            let inner = mgf
-                .parameters
-                .as_ref()
-                .ok_or_else(|| SmimeError::UnsupportedAlgorithm("MGF1 without hash".into()))?;
+            let inner =
+                mgf.parameters.as_ref().ok_or_else(|| SmimeError::UnsupportedAlgorithm("MGF1 without hash".into()))?;
             AlgorithmIdentifierOwned::from_der(&inner.to_der()?)?.oid
         }
         Some(other) => {
-            return Err(SmimeError::UnsupportedAlgorithm(format!(
-                "OAEP mask generation {}",
-                other.oid
-            )));
+            return Err(SmimeError::UnsupportedAlgorithm(format!("OAEP mask generation {}", other.oid)));
         }
     };
     if let Some(source) = &params.p_source {
-        let empty_label = source.oid == oids::P_SPECIFIED
-            && source
-                .parameters
-                .as_ref()
-                .is_none_or(|p| p.value().is_empty());
+        let empty_label =
+            source.oid == oids::P_SPECIFIED && source.parameters.as_ref().is_none_or(|p| p.value().is_empty());
         if !empty_label {
             return Err(SmimeError::UnsupportedAlgorithm("OAEP with a label".into()));
         }
     }
     if hash != mgf_hash {
-        return Err(SmimeError::UnsupportedAlgorithm(format!(
-            "OAEP hash {hash} with MGF1 hash {mgf_hash}"
-        )));
+        return Err(SmimeError::UnsupportedAlgorithm(format!("OAEP hash {hash} with MGF1 hash {mgf_hash}")));
     }
     Ok(hash)
 }
@@ -207,9 +172,7 @@ fn oaep_algorithm(hash: ObjectIdentifier) -> Result<&'static OaepAlgorithm> {
         oids::SHA384 => &OAEP_SHA384_MGF1SHA384,
         oids::SHA512 => &OAEP_SHA512_MGF1SHA512,
         other => {
-            return Err(SmimeError::UnsupportedAlgorithm(format!(
-                "OAEP hash {other}"
-            )));
+            return Err(SmimeError::UnsupportedAlgorithm(format!("OAEP hash {other}")));
         }
     })
 }

@@ -33,10 +33,7 @@ pub fn sign(entity: &[u8], signer: &SignerIdentity) -> Result<Vec<u8>> {
 /// [`sign`] with `now` as the signing time (and the time at which the
 /// signer's certificate must be valid).
 pub fn sign_at(entity: &[u8], signer: &SignerIdentity, now: OffsetDateTime) -> Result<Vec<u8>> {
-    signer
-        .certificate()
-        .usable_for_signing(now)
-        .map_err(SmimeError::SignerUnusable)?;
+    signer.certificate().usable_for_signing(now).map_err(SmimeError::SignerUnusable)?;
     let content = to_crlf(entity);
     let signed_data = signed_data(&content, signer, now)?;
     let der = content_info(oids::ID_SIGNED_DATA, &signed_data)?;
@@ -69,11 +66,7 @@ pub fn sign_at(entity: &[u8], signer: &SignerIdentity, now: OffsetDateTime) -> R
 
 /// Signs, then encrypts the signed entity (RFC 8551 §3.7: sign first, so the
 /// signature is hidden from everyone but the recipients).
-pub fn sign_and_encrypt(
-    entity: &[u8],
-    signer: &SignerIdentity,
-    recipients: &[RecipientCert],
-) -> Result<Vec<u8>> {
+pub fn sign_and_encrypt(entity: &[u8], signer: &SignerIdentity, recipients: &[RecipientCert]) -> Result<Vec<u8>> {
     let now = OffsetDateTime::now_utc();
     let signed = sign_at(entity, signer, now)?;
     encrypt_at(&signed, recipients, now)
@@ -85,23 +78,14 @@ fn signed_data(content: &[u8], signer: &SignerIdentity, now: OffsetDateTime) -> 
     let signed_attrs: SetOfVec<Attribute> = SetOfVec::try_from(vec![
         attribute(oids::ATTR_CONTENT_TYPE, &oids::ID_DATA)?,
         attribute(oids::ATTR_SIGNING_TIME, &signing_time(now)?)?,
-        attribute(
-            oids::ATTR_MESSAGE_DIGEST,
-            &OctetString::new(digest.as_ref())?,
-        )?,
-        attribute(
-            oids::ATTR_SMIME_CAPABILITIES,
-            &SmimeCapabilities::advertised(),
-        )?,
+        attribute(oids::ATTR_MESSAGE_DIGEST, &OctetString::new(digest.as_ref())?)?,
+        attribute(oids::ATTR_SMIME_CAPABILITIES, &SmimeCapabilities::advertised())?,
     ])?;
     // The signature covers the DER of the attributes as a SET OF (RFC 5652 §5.4).
     let signature = signer.sign(&signed_attrs.to_der()?)?;
 
     let certificate = signer.certificate().certificate();
-    let digest_algorithm = AlgorithmIdentifierOwned {
-        oid: digest_oid,
-        parameters: None,
-    };
+    let digest_algorithm = AlgorithmIdentifierOwned { oid: digest_oid, parameters: None };
     let signer_info = SignerInfo {
         version: CmsVersion::V1,
         sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
@@ -116,17 +100,12 @@ fn signed_data(content: &[u8], signer: &SignerIdentity, now: OffsetDateTime) -> 
     };
     let mut certificates = vec![CertificateChoices::Certificate(certificate.clone())];
     for intermediate in signer.intermediates() {
-        certificates.push(CertificateChoices::Certificate(
-            intermediate.certificate().clone(),
-        ));
+        certificates.push(CertificateChoices::Certificate(intermediate.certificate().clone()));
     }
     Ok(SignedData {
         version: CmsVersion::V1,
         digest_algorithms: SetOfVec::try_from(vec![digest_algorithm])?,
-        encap_content_info: EncapsulatedContentInfo {
-            econtent_type: oids::ID_DATA,
-            econtent: None,
-        },
+        encap_content_info: EncapsulatedContentInfo { econtent_type: oids::ID_DATA, econtent: None },
         certificates: Some(CertificateSet(SetOfVec::try_from(certificates)?)),
         crls: None,
         signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info])?),
@@ -134,23 +113,18 @@ fn signed_data(content: &[u8], signer: &SignerIdentity, now: OffsetDateTime) -> 
 }
 
 fn attribute(oid: ObjectIdentifier, value: &impl Encode) -> Result<Attribute> {
-    Ok(Attribute {
-        oid,
-        values: SetOfVec::try_from(vec![to_any(value)?])?,
-    })
+    Ok(Attribute { oid, values: SetOfVec::try_from(vec![to_any(value)?])? })
 }
 
 /// signingTime as RFC 5652 §11.3 wants it: UTCTime for 1950–2049,
 /// GeneralizedTime otherwise.
 fn signing_time(now: OffsetDateTime) -> Result<Time> {
-    let secs = u64::try_from(now.unix_timestamp())
-        .map_err(|_| SmimeError::Malformed("signing time before 1970".into()))?;
+    let secs =
+        u64::try_from(now.unix_timestamp()).map_err(|_| SmimeError::Malformed("signing time before 1970".into()))?;
     let date_time = DateTime::from_unix_duration(std::time::Duration::from_secs(secs))?;
     if date_time.year() < 2050 {
         Ok(Time::UtcTime(UtcTime::from_date_time(date_time)?))
     } else {
-        Ok(Time::GeneralTime(GeneralizedTime::from_date_time(
-            date_time,
-        )))
+        Ok(Time::GeneralTime(GeneralizedTime::from_date_time(date_time)))
     }
 }

@@ -3,8 +3,7 @@
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, KeyPair,
-    RSA_PKCS1_SHA256, RsaKeyPair,
+    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
 };
 use der::asn1::{Any, Null, ObjectIdentifier};
 use spki::AlgorithmIdentifierOwned;
@@ -53,22 +52,11 @@ impl SignerIdentity {
             SigningKey::Rsa(k) => k.public_key().as_ref().to_vec(),
             SigningKey::EcdsaP256(k) | SigningKey::EcdsaP384(k) => k.public_key().as_ref().to_vec(),
         };
-        let cert_key = certificate
-            .certificate()
-            .tbs_certificate
-            .subject_public_key_info
-            .subject_public_key
-            .raw_bytes();
+        let cert_key = certificate.certificate().tbs_certificate.subject_public_key_info.subject_public_key.raw_bytes();
         if public_key != cert_key {
-            return Err(SmimeError::SigningKey(
-                "private key does not match the certificate".into(),
-            ));
+            return Err(SmimeError::SigningKey("private key does not match the certificate".into()));
         }
-        Ok(SignerIdentity {
-            certificate,
-            intermediates: Vec::new(),
-            key,
-        })
+        Ok(SignerIdentity { certificate, intermediates: Vec::new(), key })
     }
 
     /// Adds intermediate CA certificates (PEM or DER each) to send with signatures.
@@ -90,13 +78,7 @@ impl SignerIdentity {
 
     /// The digest used with this key (SHA-384 for P-384, SHA-256 otherwise)
     /// and its name in the multipart/signed `micalg` parameter.
-    pub(crate) fn digest(
-        &self,
-    ) -> (
-        ObjectIdentifier,
-        &'static aws_lc_rs::digest::Algorithm,
-        &'static str,
-    ) {
+    pub(crate) fn digest(&self) -> (ObjectIdentifier, &'static aws_lc_rs::digest::Algorithm, &'static str) {
         match self.key {
             SigningKey::EcdsaP384(_) => (oids::SHA384, &aws_lc_rs::digest::SHA384, "sha-384"),
             _ => (oids::SHA256, &aws_lc_rs::digest::SHA256, "sha-256"),
@@ -107,18 +89,11 @@ impl SignerIdentity {
     /// OpenSSL and most S/MIME clients write it (RFC 3370 §3.2).
     pub(crate) fn signature_algorithm(&self) -> AlgorithmIdentifierOwned {
         match self.key {
-            SigningKey::Rsa(_) => AlgorithmIdentifierOwned {
-                oid: oids::RSA_ENCRYPTION,
-                parameters: Some(Any::from(Null)),
-            },
-            SigningKey::EcdsaP256(_) => AlgorithmIdentifierOwned {
-                oid: oids::ECDSA_WITH_SHA256,
-                parameters: None,
-            },
-            SigningKey::EcdsaP384(_) => AlgorithmIdentifierOwned {
-                oid: oids::ECDSA_WITH_SHA384,
-                parameters: None,
-            },
+            SigningKey::Rsa(_) => {
+                AlgorithmIdentifierOwned { oid: oids::RSA_ENCRYPTION, parameters: Some(Any::from(Null)) }
+            }
+            SigningKey::EcdsaP256(_) => AlgorithmIdentifierOwned { oid: oids::ECDSA_WITH_SHA256, parameters: None },
+            SigningKey::EcdsaP384(_) => AlgorithmIdentifierOwned { oid: oids::ECDSA_WITH_SHA384, parameters: None },
         }
     }
 
@@ -131,9 +106,7 @@ impl SignerIdentity {
                 key.sign(&RSA_PKCS1_SHA256, &rng, message, &mut signature)?;
                 Ok(signature)
             }
-            SigningKey::EcdsaP256(key) | SigningKey::EcdsaP384(key) => {
-                Ok(key.sign(&rng, message)?.as_ref().to_vec())
-            }
+            SigningKey::EcdsaP256(key) | SigningKey::EcdsaP384(key) => Ok(key.sign(&rng, message)?.as_ref().to_vec()),
         }
     }
 }
@@ -149,27 +122,15 @@ fn load_key(input: &[u8], certificate: &CertificateInfo) -> Result<SigningKey> {
     let rejected = |e: aws_lc_rs::error::KeyRejected| SmimeError::SigningKey(e.to_string());
     match &certificate.key_algorithm {
         KeyAlgorithm::Rsa => {
-            let key = if pkcs1 {
-                RsaKeyPair::from_der(&der)
-            } else {
-                RsaKeyPair::from_pkcs8(&der)
-            };
+            let key = if pkcs1 { RsaKeyPair::from_der(&der) } else { RsaKeyPair::from_pkcs8(&der) };
             Ok(SigningKey::Rsa(key.map_err(rejected)?))
         }
-        KeyAlgorithm::Ec(curve) if *curve == oids::SECP256R1.to_string() => {
-            Ok(SigningKey::EcdsaP256(
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der)
-                    .map_err(rejected)?,
-            ))
-        }
-        KeyAlgorithm::Ec(curve) if *curve == oids::SECP384R1.to_string() => {
-            Ok(SigningKey::EcdsaP384(
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &der)
-                    .map_err(rejected)?,
-            ))
-        }
-        other => Err(SmimeError::UnsupportedAlgorithm(format!(
-            "signing with {other:?}"
-        ))),
+        KeyAlgorithm::Ec(curve) if *curve == oids::SECP256R1.to_string() => Ok(SigningKey::EcdsaP256(
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &der).map_err(rejected)?,
+        )),
+        KeyAlgorithm::Ec(curve) if *curve == oids::SECP384R1.to_string() => Ok(SigningKey::EcdsaP384(
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &der).map_err(rejected)?,
+        )),
+        other => Err(SmimeError::UnsupportedAlgorithm(format!("signing with {other:?}"))),
     }
 }

@@ -15,9 +15,7 @@ use x509_cert::time::Time;
 
 use super::{Result, SmimeCapabilities, SmimeError};
 use crate::keys::{CertificateInfo, KeyError, from_unix};
-use crate::mime::{
-    content_type, decode_base64_body, header_value, multipart_parts, split_head_body, to_crlf,
-};
+use crate::mime::{content_type, decode_base64_body, header_value, multipart_parts, split_head_body, to_crlf};
 use crate::oids;
 
 /// A certificate authority whose certificates carepost trusts for S/MIME.
@@ -30,9 +28,7 @@ impl TrustAnchor {
     /// Reads one CA certificate (PEM or DER).
     pub fn parse(bytes: &[u8]) -> std::result::Result<Self, KeyError> {
         let info = CertificateInfo::parse(bytes)?;
-        Ok(TrustAnchor {
-            der: info.der().to_vec(),
-        })
+        Ok(TrustAnchor { der: info.der().to_vec() })
     }
 
     /// Reads every certificate of a PEM bundle.
@@ -89,54 +85,31 @@ pub fn verify(message: &[u8], anchors: &[TrustAnchor]) -> Result<VerifiedSigner>
 }
 
 /// [`verify`] with certificate validity judged at `now`.
-pub fn verify_at(
-    message: &[u8],
-    anchors: &[TrustAnchor],
-    now: OffsetDateTime,
-) -> Result<VerifiedSigner> {
+pub fn verify_at(message: &[u8], anchors: &[TrustAnchor], now: OffsetDateTime) -> Result<VerifiedSigner> {
     let message = to_crlf(message);
     let (head, body) = split_head_body(&message);
     let ct = content_type(head);
     match ct.mime_type.as_str() {
         "multipart/signed" => {
-            let protocol = ct
-                .param("protocol")
-                .unwrap_or_default()
-                .to_ascii_lowercase();
-            if protocol != "application/pkcs7-signature"
-                && protocol != "application/x-pkcs7-signature"
-            {
-                return Err(SmimeError::NotSigned(format!(
-                    "multipart/signed with protocol {protocol:?}"
-                )));
+            let protocol = ct.param("protocol").unwrap_or_default().to_ascii_lowercase();
+            if protocol != "application/pkcs7-signature" && protocol != "application/x-pkcs7-signature" {
+                return Err(SmimeError::NotSigned(format!("multipart/signed with protocol {protocol:?}")));
             }
-            let boundary = ct
-                .param("boundary")
-                .ok_or_else(|| SmimeError::NotSigned("no boundary".into()))?;
-            let parts = multipart_parts(body, boundary)
-                .map_err(|e| SmimeError::NotSigned(e.to_string()))?;
+            let boundary = ct.param("boundary").ok_or_else(|| SmimeError::NotSigned("no boundary".into()))?;
+            let parts = multipart_parts(body, boundary).map_err(|e| SmimeError::NotSigned(e.to_string()))?;
             let [content, signature_part, ..] = parts.as_slice() else {
-                return Err(SmimeError::NotSigned(
-                    "multipart/signed needs two parts".into(),
-                ));
+                return Err(SmimeError::NotSigned("multipart/signed needs two parts".into()));
             };
             let (sig_head, sig_body) = split_head_body(signature_part);
             let sig_type = content_type(sig_head).mime_type;
-            if sig_type != "application/pkcs7-signature"
-                && sig_type != "application/x-pkcs7-signature"
-            {
-                return Err(SmimeError::NotSigned(format!(
-                    "signature part is {sig_type}"
-                )));
+            if sig_type != "application/pkcs7-signature" && sig_type != "application/x-pkcs7-signature" {
+                return Err(SmimeError::NotSigned(format!("signature part is {sig_type}")));
             }
             let der = decode_body(sig_head, sig_body)?;
             verify_cms(&der, Some(content), anchors, now)
         }
         "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
-            let smime_type = ct
-                .param("smime-type")
-                .unwrap_or("signed-data")
-                .to_ascii_lowercase();
+            let smime_type = ct.param("smime-type").unwrap_or("signed-data").to_ascii_lowercase();
             if smime_type != "signed-data" {
                 return Err(SmimeError::NotSigned(format!("smime-type={smime_type}")));
             }
@@ -149,13 +122,9 @@ pub fn verify_at(
 
 /// The bytes of a body per its Content-Transfer-Encoding (base64 or binary).
 fn decode_body(head: &[u8], body: &[u8]) -> Result<Vec<u8>> {
-    let encoding = header_value(head, "Content-Transfer-Encoding")
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let encoding = header_value(head, "Content-Transfer-Encoding").unwrap_or_default().to_ascii_lowercase();
     match encoding.as_str() {
-        "base64" => {
-            decode_base64_body(body).ok_or_else(|| SmimeError::NotSigned("invalid base64".into()))
-        }
+        "base64" => decode_base64_body(body).ok_or_else(|| SmimeError::NotSigned("invalid base64".into())),
         "" | "binary" | "7bit" | "8bit" => Ok(body.to_vec()),
         other => Err(SmimeError::NotSigned(format!("transfer encoding {other}"))),
     }
@@ -172,10 +141,7 @@ fn verify_cms(
     let der = super::ber::to_der(der)?;
     let content_info = ContentInfo::from_der(&der)?;
     if content_info.content_type != oids::ID_SIGNED_DATA {
-        return Err(SmimeError::NotSigned(format!(
-            "CMS content type {}",
-            content_info.content_type
-        )));
+        return Err(SmimeError::NotSigned(format!("CMS content type {}", content_info.content_type)));
     }
     let signed_data: SignedData = content_info.content.decode_as()?;
     let encapsulated = match &signed_data.encap_content_info.econtent {
@@ -186,9 +152,7 @@ fn verify_cms(
         (Some(detached), None) => detached.to_vec(),
         (None, Some(encapsulated)) => encapsulated,
         (Some(_), Some(_)) => {
-            return Err(SmimeError::Malformed(
-                "content both detached and encapsulated".into(),
-            ));
+            return Err(SmimeError::Malformed("content both detached and encapsulated".into()));
         }
         (None, None) => return Err(SmimeError::Malformed("no signed content".into())),
     };
@@ -205,12 +169,7 @@ fn verify_cms(
     let mut first: Option<(Certificate, SmimeCapabilities, Option<OffsetDateTime>)> = None;
     for signer_info in signed_data.signer_infos.0.iter() {
         let cert = find_signer_certificate(&signer_info.sid, &certificates)?;
-        let facts = verify_signer_info(
-            signer_info,
-            cert,
-            &content,
-            signed_data.encap_content_info.econtent_type,
-        )?;
+        let facts = verify_signer_info(signer_info, cert, &content, signed_data.encap_content_info.econtent_type)?;
         if first.is_none() {
             first = Some((cert.clone(), facts.0, facts.1));
         }
@@ -222,26 +181,14 @@ fn verify_cms(
     let chain = if anchors.is_empty() {
         ChainStatus::NotChecked
     } else {
-        let intermediates = certificates
-            .iter()
-            .map(|c| c.to_der())
-            .collect::<der::Result<Vec<_>>>()?;
+        let intermediates = certificates.iter().map(|c| c.to_der()).collect::<der::Result<Vec<_>>>()?;
         validate_chain(certificate.der(), &intermediates, anchors, now)?;
         ChainStatus::Trusted
     };
-    Ok(VerifiedSigner {
-        certificate,
-        capabilities,
-        signing_time,
-        chain,
-        content,
-    })
+    Ok(VerifiedSigner { certificate, capabilities, signing_time, chain, content })
 }
 
-fn find_signer_certificate<'a>(
-    sid: &SignerIdentifier,
-    certificates: &[&'a Certificate],
-) -> Result<&'a Certificate> {
+fn find_signer_certificate<'a>(sid: &SignerIdentifier, certificates: &[&'a Certificate]) -> Result<&'a Certificate> {
     let found = certificates.iter().find(|cert| {
         let tbs = &cert.tbs_certificate;
         match sid {
@@ -253,9 +200,7 @@ fn find_signer_certificate<'a>(
                 .iter()
                 .flatten()
                 .filter(|ext| ext.extn_id == oids::EXT_SUBJECT_KEY_IDENTIFIER)
-                .any(|ext| {
-                    OctetString::from_der(ext.extn_value.as_bytes()).is_ok_and(|v| v == ski.0)
-                }),
+                .any(|ext| OctetString::from_der(ext.extn_value.as_bytes()).is_ok_and(|v| v == ski.0)),
         }
     });
     found.copied().ok_or(SmimeError::SignerCertificateMissing)
@@ -276,23 +221,15 @@ fn verify_signer_info(
     let mut signing_time = None;
     let signed_message: Vec<u8> = match &signer_info.signed_attrs {
         Some(attrs) => {
-            let claimed_type: ObjectIdentifier =
-                single_value(attrs.iter(), oids::ATTR_CONTENT_TYPE)?
-                    .ok_or_else(|| {
-                        SmimeError::Malformed("signed attributes without content-type".into())
-                    })?
-                    .decode_as()?;
+            let claimed_type: ObjectIdentifier = single_value(attrs.iter(), oids::ATTR_CONTENT_TYPE)?
+                .ok_or_else(|| SmimeError::Malformed("signed attributes without content-type".into()))?
+                .decode_as()?;
             if claimed_type != econtent_type {
-                return Err(SmimeError::Malformed(
-                    "content-type attribute differs from the content".into(),
-                ));
+                return Err(SmimeError::Malformed("content-type attribute differs from the content".into()));
             }
-            let claimed_digest: OctetString =
-                single_value(attrs.iter(), oids::ATTR_MESSAGE_DIGEST)?
-                    .ok_or_else(|| {
-                        SmimeError::Malformed("signed attributes without message-digest".into())
-                    })?
-                    .decode_as()?;
+            let claimed_digest: OctetString = single_value(attrs.iter(), oids::ATTR_MESSAGE_DIGEST)?
+                .ok_or_else(|| SmimeError::Malformed("signed attributes without message-digest".into()))?
+                .decode_as()?;
             if claimed_digest.as_bytes() != digest.as_ref() {
                 return Err(SmimeError::DigestMismatch);
             }
@@ -308,9 +245,7 @@ fn verify_signer_info(
         }
         None => {
             if econtent_type != oids::ID_DATA {
-                return Err(SmimeError::Malformed(
-                    "signed attributes are required for this content type".into(),
-                ));
+                return Err(SmimeError::Malformed("signed attributes are required for this content type".into()));
             }
             content.to_vec()
         }
@@ -334,9 +269,7 @@ fn single_value<'a>(
         return Ok(None);
     };
     if attrs.any(|a| a.oid == oid) || attr.values.len() != 1 {
-        return Err(SmimeError::Malformed(format!(
-            "attribute {oid} must have exactly one value"
-        )));
+        return Err(SmimeError::Malformed(format!("attribute {oid} must have exactly one value")));
     }
     Ok(attr.values.get(0))
 }
@@ -358,12 +291,8 @@ fn verification_algorithm(
     signature_oid: ObjectIdentifier,
     digest_oid: ObjectIdentifier,
 ) -> Result<&'static dyn VerificationAlgorithm> {
-    let unsupported = || {
-        SmimeError::UnsupportedAlgorithm(format!(
-            "signature {signature_oid} with key {}",
-            spki.algorithm.oid
-        ))
-    };
+    let unsupported =
+        || SmimeError::UnsupportedAlgorithm(format!("signature {signature_oid} with key {}", spki.algorithm.oid));
     match spki.algorithm.oid {
         oids::RSA_ENCRYPTION => {
             let hash = match signature_oid {
@@ -381,13 +310,8 @@ fn verification_algorithm(
             }
         }
         oids::EC_PUBLIC_KEY => {
-            let curve: ObjectIdentifier = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .ok_or_else(unsupported)?
-                .decode_as()
-                .map_err(|_| unsupported())?;
+            let curve: ObjectIdentifier =
+                spki.algorithm.parameters.as_ref().ok_or_else(unsupported)?.decode_as().map_err(|_| unsupported())?;
             let hash = match signature_oid {
                 oids::ECDSA_WITH_SHA256 => oids::SHA256,
                 oids::ECDSA_WITH_SHA384 => oids::SHA384,
@@ -422,19 +346,14 @@ fn validate_chain(
 
     let end_entity = CertificateDer::from(end_entity);
     let end_entity = webpki::EndEntityCert::try_from(&end_entity).map_err(untrusted)?;
-    let anchor_ders: Vec<CertificateDer<'_>> = anchors
-        .iter()
-        .map(|a| CertificateDer::from(a.der.as_slice()))
-        .collect();
+    let anchor_ders: Vec<CertificateDer<'_>> = anchors.iter().map(|a| CertificateDer::from(a.der.as_slice())).collect();
     let trust_anchors = anchor_ders
         .iter()
         .map(webpki::anchor_from_trusted_cert)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(untrusted)?;
-    let intermediates: Vec<CertificateDer<'_>> = intermediates
-        .iter()
-        .map(|d| CertificateDer::from(d.as_slice()))
-        .collect();
+    let intermediates: Vec<CertificateDer<'_>> =
+        intermediates.iter().map(|d| CertificateDer::from(d.as_slice())).collect();
     let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     let time = UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs));
     end_entity

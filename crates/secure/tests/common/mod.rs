@@ -20,17 +20,12 @@ pub fn require_tool(name: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(
-        found,
-        "`{name}` is not installed; install the Debian package (openssl / gnupg) to run these tests"
-    );
+    assert!(found, "`{name}` is not installed; install the Debian package (openssl / gnupg) to run these tests");
 }
 
 /// Runs a command, failing the test with its stderr if it does not succeed.
 pub fn run_ok(command: &mut Command) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(
         output.status.success(),
         "{command:?} failed: {}\n{}",
@@ -42,9 +37,7 @@ pub fn run_ok(command: &mut Command) -> Output {
 
 /// Runs a command and returns whether it succeeded.
 pub fn run_status(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+    command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
 }
 
 pub fn openssl(dir: &Path) -> Command {
@@ -126,13 +119,7 @@ impl Pki {
     }
 
     /// Issues a leaf for `email` with the given openssl extension file text.
-    pub fn issue_with_extensions(
-        &self,
-        name: &str,
-        email: &str,
-        key: LeafKey,
-        extensions: &str,
-    ) -> Leaf {
+    pub fn issue_with_extensions(&self, name: &str, email: &str, key: LeafKey, extensions: &str) -> Leaf {
         let newkey: &[&str] = match key {
             LeafKey::Rsa => &["-newkey", "rsa:2048"],
             LeafKey::EcP256 => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
@@ -168,10 +155,7 @@ impl Pki {
             "-extfile",
             &ext,
         ]));
-        Leaf {
-            cert: self.path(&cert),
-            key: self.path(&key_file),
-        }
+        Leaf { cert: self.path(&cert), key: self.path(&key_file) }
     }
 
     /// Issues an RSA leaf whose SubjectPublicKeyInfo is labelled
@@ -182,30 +166,18 @@ impl Pki {
         let pem = leaf.cert_pem();
         let (_, der) = der::pem::decode_vec(&pem).unwrap();
         let mut cert = x509_cert::Certificate::from_der(&der).unwrap();
-        cert.tbs_certificate.subject_public_key_info.algorithm = spki::AlgorithmIdentifierOwned {
-            oid: "1.2.840.113549.1.1.7".parse().unwrap(),
-            parameters: None,
-        };
+        cert.tbs_certificate.subject_public_key_info.algorithm =
+            spki::AlgorithmIdentifierOwned { oid: "1.2.840.113549.1.1.7".parse().unwrap(), parameters: None };
         let tbs = cert.tbs_certificate.to_der().unwrap();
         let ca_key_pem = std::fs::read(self.path("ca.key")).unwrap();
         let (_, ca_key) = der::pem::decode_vec(&ca_key_pem).unwrap();
         let ca_key = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&ca_key).unwrap();
         let mut signature = vec![0u8; ca_key.public_modulus_len()];
         ca_key
-            .sign(
-                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                &tbs,
-                &mut signature,
-            )
+            .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), &tbs, &mut signature)
             .unwrap();
         cert.signature = der::asn1::BitString::from_bytes(&signature).unwrap();
-        let pem = der::pem::encode_string(
-            "CERTIFICATE",
-            der::pem::LineEnding::LF,
-            &cert.to_der().unwrap(),
-        )
-        .unwrap();
+        let pem = der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &cert.to_der().unwrap()).unwrap();
         std::fs::write(&leaf.cert, pem).unwrap();
         leaf
     }
@@ -241,17 +213,14 @@ impl GpgHome {
     /// A `gpg` command in batch mode, using this home, with no passphrases.
     pub fn gpg(&self) -> Command {
         let mut command = Command::new("gpg");
-        command
-            .env("GNUPGHOME", self.dir.path())
-            .current_dir(self.dir.path())
-            .args([
-                "--batch",
-                "--yes",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-            ]);
+        command.env("GNUPGHOME", self.dir.path()).current_dir(self.dir.path()).args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
         command
     }
 
@@ -299,10 +268,7 @@ impl GpgHome {
 
 impl Drop for GpgHome {
     fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", self.dir.path())
-            .args(["--kill", "all"])
-            .output();
+        let _ = Command::new("gpgconf").env("GNUPGHOME", self.dir.path()).args(["--kill", "all"]).output();
     }
 }
 
@@ -310,9 +276,7 @@ impl Drop for GpgHome {
 /// client would hand it to gpg.
 pub fn armored_part(entity: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(entity);
-    let start = text
-        .find("-----BEGIN PGP MESSAGE-----")
-        .expect("no armored message");
+    let start = text.find("-----BEGIN PGP MESSAGE-----").expect("no armored message");
     let end_marker = "-----END PGP MESSAGE-----";
     let end = text.find(end_marker).expect("unterminated armored message") + end_marker.len();
     text[start..end].as_bytes().to_vec()

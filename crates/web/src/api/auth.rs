@@ -80,7 +80,12 @@ impl Caller {
 }
 
 /// The caller of a sending endpoint: authenticated, with the `send` scope.
-pub(crate) async fn sending_caller(state: &WebState, shared: &ApiShared, headers: &HeaderMap, ip: IpAddr) -> Result<Caller, ApiError> {
+pub(crate) async fn sending_caller(
+    state: &WebState,
+    shared: &ApiShared,
+    headers: &HeaderMap,
+    ip: IpAddr,
+) -> Result<Caller, ApiError> {
     let caller = authenticate(state, shared, headers, ip).await?;
     caller.require("send")?;
     Ok(caller)
@@ -94,21 +99,28 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Finds and checks the key a request names: known, unrevoked, unexpired, used from an
 /// allowed network, within its rate. Refusals of a presented key are audited.
-pub(crate) async fn authenticate(state: &WebState, shared: &ApiShared, headers: &HeaderMap, ip: IpAddr) -> Result<Caller, ApiError> {
+pub(crate) async fn authenticate(
+    state: &WebState,
+    shared: &ApiShared,
+    headers: &HeaderMap,
+    ip: IpAddr,
+) -> Result<Caller, ApiError> {
     let Some(token) = bearer(headers) else {
         return Err(ApiError::Unauthorized("an API key is required: Authorization: Bearer <key>"));
     };
     let audit = |outcome: Outcome, reason: &str, key: Option<&ApiKey>| {
-        let mut event = Event::new(key.map_or_else(|| "apikey:unknown".to_owned(), |k| format!("apikey:{}", k.id)), "api.auth")
-            .ip(Some(ip))
-            .outcome(outcome)
-            .detail("reason", reason);
+        let mut event =
+            Event::new(key.map_or_else(|| "apikey:unknown".to_owned(), |k| format!("apikey:{}", k.id)), "api.auth")
+                .ip(Some(ip))
+                .outcome(outcome)
+                .detail("reason", reason);
         if let Some(k) = key {
             event = event.target(format!("apikey:{}", k.id));
         }
         event
     };
-    let key = if keys::well_formed(token) { state.services.store.api_key_by_hash(&keys::hash(token)).await? } else { None };
+    let key =
+        if keys::well_formed(token) { state.services.store.api_key_by_hash(&keys::hash(token)).await? } else { None };
     let Some(key) = key else {
         append(state, audit(Outcome::Denied, "unknown key", None)).await;
         return Err(ApiError::Unauthorized("the API key is not valid"));

@@ -22,9 +22,26 @@ const MAX_HEADERS: usize = 100;
 
 /// Headers the API sets itself; a client cannot give them.
 const RESERVED_HEADERS: &[&str] = &[
-    "from", "to", "cc", "bcc", "reply-to", "sender", "subject", "date", "message-id", "mime-version", "content-type",
-    "content-transfer-encoding", "content-disposition", "received", "return-path", "dkim-signature", "arc-seal",
-    "arc-message-signature", "arc-authentication-results", "authentication-results",
+    "from",
+    "to",
+    "cc",
+    "bcc",
+    "reply-to",
+    "sender",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+    "content-disposition",
+    "received",
+    "return-path",
+    "dkim-signature",
+    "arc-seal",
+    "arc-message-signature",
+    "arc-authentication-results",
+    "authentication-results",
     // The sender's portal passphrase is the request's `portal_passphrase`, never a header.
     "x-carepost-passphrase",
 ];
@@ -37,7 +54,8 @@ pub struct Mailbox {
 
 impl Mailbox {
     pub fn parse(field: &str, email: &str, name: Option<&str>) -> Result<Self, ApiError> {
-        let email = Address::parse(email.trim()).map_err(|e| ApiError::invalid(field, format!("not a valid address: {e}")))?;
+        let email =
+            Address::parse(email.trim()).map_err(|e| ApiError::invalid(field, format!("not a valid address: {e}")))?;
         let name = name.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
         if name.as_deref().is_some_and(|n| n.chars().any(char::is_control) || n.len() > 256) {
             return Err(ApiError::invalid(field, "the name has control characters or is longer than 256 bytes"));
@@ -77,15 +95,22 @@ impl Attachment {
         let content = STANDARD
             .decode(cleaned.as_deref().unwrap_or(content_b64).as_bytes())
             .map_err(|_| ApiError::invalid(format!("{field}.content"), "not valid base64"))?;
-        if filename.trim().is_empty() || filename.len() > 255 || filename.chars().any(|c| c.is_control() || c == '/' || c == '\\') {
-            return Err(ApiError::invalid(format!("{field}.filename"), "a file name has 1 to 255 characters, no slashes or control characters"));
+        if filename.trim().is_empty()
+            || filename.len() > 255
+            || filename.chars().any(|c| c.is_control() || c == '/' || c == '\\')
+        {
+            return Err(ApiError::invalid(
+                format!("{field}.filename"),
+                "a file name has 1 to 255 characters, no slashes or control characters",
+            ));
         }
         let content_type = content_type.map(str::trim).filter(|t| !t.is_empty()).unwrap_or("application/octet-stream");
         if !media_type_ok(content_type) {
             return Err(ApiError::invalid(format!("{field}.type"), "not a media type such as application/pdf"));
         }
         if let Some(cid) = inline_cid {
-            if cid.is_empty() || cid.len() > 255 || !cid.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>') {
+            if cid.is_empty() || cid.len() > 255 || !cid.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+            {
                 return Err(ApiError::invalid(format!("{field}.content_id"), "not a valid content id"));
             }
         }
@@ -114,7 +139,10 @@ pub fn check_header(field: &str, name: &str, value: &str) -> Result<(), ApiError
         return Err(ApiError::invalid(field, format!("'{name}' is not a header field name")));
     }
     if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-        return Err(ApiError::invalid(field, format!("{name} is set by carepost from the request, not as an extra header")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{name} is set by carepost from the request, not as an extra header"),
+        ));
     }
     if value.contains(['\r', '\n']) || value.len() > 998 || value.chars().any(|c| c.is_control() && c != '\t') {
         return Err(ApiError::invalid(field, format!("the value of {name} must be one line of at most 998 bytes")));
@@ -157,10 +185,16 @@ impl Draft {
             return Err(ApiError::invalid(format!("{prefix}to"), "at least one recipient (to, cc or bcc) is required"));
         }
         if total > MAX_RECIPIENTS {
-            return Err(ApiError::invalid(format!("{prefix}to"), format!("at most {MAX_RECIPIENTS} recipients per message")));
+            return Err(ApiError::invalid(
+                format!("{prefix}to"),
+                format!("at most {MAX_RECIPIENTS} recipients per message"),
+            ));
         }
         if self.subject.len() > MAX_SUBJECT || self.subject.contains(['\r', '\n']) {
-            return Err(ApiError::invalid(format!("{prefix}subject"), format!("one line of at most {MAX_SUBJECT} bytes")));
+            return Err(ApiError::invalid(
+                format!("{prefix}subject"),
+                format!("one line of at most {MAX_SUBJECT} bytes"),
+            ));
         }
         if self.text.is_none() && self.html.is_none() {
             return Err(ApiError::invalid(format!("{prefix}text"), "text or html (or both) is required"));
@@ -187,7 +221,8 @@ impl Draft {
             .filter(|m| seen.insert(m.email.as_str().to_ascii_lowercase()))
             .map(|m| Recipient::new(m.email.clone()))
             .collect();
-        let smtputf8 = !self.from.email.as_str().is_ascii() || recipients.iter().any(|r| !r.address.as_str().is_ascii());
+        let smtputf8 =
+            !self.from.email.as_str().is_ascii() || recipients.iter().any(|r| !r.address.as_str().is_ascii());
         Envelope {
             mail_from: Some(self.from.email.clone()),
             recipients,
@@ -205,7 +240,10 @@ impl Draft {
         // Everything large is borrowed from the draft: the only copy of an attachment made
         // here is its base64 in the output.
         let list = |v: &[Mailbox]| MimeAddress::new_list(v.iter().map(Mailbox::mime).collect());
-        let mut b = MessageBuilder::new().from(self.from.mime()).message_id(message_id.to_owned()).subject(self.subject.clone());
+        let mut b = MessageBuilder::new()
+            .from(self.from.mime())
+            .message_id(message_id.to_owned())
+            .subject(self.subject.clone());
         if !self.to.is_empty() {
             b = b.to(list(&self.to));
         }
@@ -244,11 +282,17 @@ mod tests {
             reply_to: None,
             to: vec![Mailbox::parse("to[0]", "pat@example.org", None).unwrap()],
             cc: vec![],
-            bcc: vec![Mailbox::parse("bcc[0]", "audit@clinic.example", None).unwrap(), Mailbox::parse("bcc[1]", "PAT@example.org", None).unwrap()],
+            bcc: vec![
+                Mailbox::parse("bcc[0]", "audit@clinic.example", None).unwrap(),
+                Mailbox::parse("bcc[1]", "PAT@example.org", None).unwrap(),
+            ],
             subject: "Your results".into(),
             text: Some("Hello, your results are ready.".into()),
             html: Some("<p>Hello</p>".into()),
-            attachments: vec![Attachment::parse("attachments[0]", "aGVsbG8=", "r.pdf", Some("application/pdf"), None).unwrap()].into(),
+            attachments: vec![
+                Attachment::parse("attachments[0]", "aGVsbG8=", "r.pdf", Some("application/pdf"), None).unwrap(),
+            ]
+            .into(),
             headers: vec![("X-Lab-Order".into(), "123".into())],
         }
     }
@@ -269,7 +313,9 @@ mod tests {
 
     #[test]
     fn bad_input_is_named() {
-        assert!(matches!(Mailbox::parse("to[0]", "not an address", None), Err(ApiError::Invalid { field: Some(f), .. }) if f == "to[0]"));
+        assert!(
+            matches!(Mailbox::parse("to[0]", "not an address", None), Err(ApiError::Invalid { field: Some(f), .. }) if f == "to[0]")
+        );
         assert!(Attachment::parse("a", "!!!", "x", None, None).is_err());
         assert!(Attachment::parse("a", "aGk=", "../x", None, None).is_err());
         assert!(check_header("h", "Bcc", "x").is_err());
@@ -288,9 +334,16 @@ mod tests {
         d.check("").unwrap();
         for (field, payload) in [("text", "a\r.\r\nMAIL FROM:<x@y.example>"), ("html", "<p>a</p>\r"), ("text", "\rX")] {
             let mut d = draft();
-            if field == "text" { d.text = Some(payload.into()) } else { d.html = Some(payload.into()) }
+            if field == "text" {
+                d.text = Some(payload.into())
+            } else {
+                d.html = Some(payload.into())
+            }
             let err = d.check("messages[0].").unwrap_err();
-            assert!(matches!(&err, ApiError::Invalid { field: Some(f), .. } if *f == format!("messages[0].{field}")), "{err:?}");
+            assert!(
+                matches!(&err, ApiError::Invalid { field: Some(f), .. } if *f == format!("messages[0].{field}")),
+                "{err:?}"
+            );
         }
     }
 }

@@ -113,7 +113,13 @@ impl SendRequest {
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                Attachment::parse(&f(&format!("attachments[{i}]")), &a.content, &a.filename, a.content_type.as_deref(), a.content_id.as_deref())
+                Attachment::parse(
+                    &f(&format!("attachments[{i}]")),
+                    &a.content,
+                    &a.filename,
+                    a.content_type.as_deref(),
+                    a.content_id.as_deref(),
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         for (name, value) in &self.headers {
@@ -213,7 +219,15 @@ impl StatusEvent {
     }
 
     fn synthesized(status: &str, at: String, method: Option<String>) -> Self {
-        StatusEvent { status: status.to_owned(), at, method, attempt: None, next_attempt_at: None, code: None, event_id: None }
+        StatusEvent {
+            status: status.to_owned(),
+            at,
+            method,
+            attempt: None,
+            next_attempt_at: None,
+            code: None,
+            event_id: None,
+        }
     }
 }
 
@@ -245,7 +259,11 @@ pub struct MessageStatus {
 }
 
 /// The bytes of a JSON request body, with size and media type checked.
-pub(crate) fn json_bytes(state: &WebState, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(crate) fn json_bytes(
+    state: &WebState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(state.config.max_upload_bytes)
@@ -291,7 +309,13 @@ struct Ready {
 /// What single and batch sends check after parsing, before anything is sent: each
 /// message's From against the key's allowed senders, and its idempotency key (its own, else
 /// the header's; in a batch the header's as `<key>#<index>`).
-async fn ready(state: &WebState, caller: &Caller, messages: Vec<CheckedMessage>, header_key: Option<String>, batch: bool) -> Result<Vec<Ready>, ApiError> {
+async fn ready(
+    state: &WebState,
+    caller: &Caller,
+    messages: Vec<CheckedMessage>,
+    header_key: Option<String>,
+    batch: bool,
+) -> Result<Vec<Ready>, ApiError> {
     let mut out = Vec::with_capacity(messages.len());
     for (i, m) in messages.into_iter().enumerate() {
         caller.require_sender(state, &m.draft.from.email, &format!("{}from", m.prefix)).await?;
@@ -355,7 +379,8 @@ pub(crate) async fn submit(
     let id = accepted.id.to_string();
     // The message is durable: from here on the answer is 202 whatever happens, or the client
     // would send it again.
-    if let Err(e) = state.services.store.record_api_message(&caller.key.id, &caller.key.tenant, &id, idempotency).await {
+    if let Err(e) = state.services.store.record_api_message(&caller.key.id, &caller.key.tenant, &id, idempotency).await
+    {
         tracing::error!(message = %id, error = %e, "cannot record the API key of an accepted message");
     }
     Ok((id, false))
@@ -416,7 +441,9 @@ pub async fn send(
     let caller = sending_caller(&state, &shared, &headers, ip).await?;
     let message = caller.audit_refused(&state, request::parse_message(&json_bytes(&state, &headers, body)?)).await?;
     let checked = ready(&state, &caller, vec![message], idempotency_header(&headers)?, false).await?;
-    let Some(m) = checked.into_iter().next() else { return Err(ApiError::internal("a single send checked no message")) };
+    let Some(m) = checked.into_iter().next() else {
+        return Err(ApiError::internal("a single send checked no message"));
+    };
     let (id, replayed) = submit(&state, &shared, &caller, &m.draft, m.hints, m.idempotency).await?;
     Ok(accepted_response(id, replayed))
 }
@@ -499,13 +526,15 @@ pub async fn status(
     let spool = state.services.intake.spool();
     let opened = match spool.open(&id).await {
         Ok(o) => o,
-        Err(carepost_delivery::SpoolError::NotFound(_)) | Err(carepost_delivery::SpoolError::Store(StoreError::NotFound(_))) => {
+        Err(carepost_delivery::SpoolError::NotFound(_))
+        | Err(carepost_delivery::SpoolError::Store(StoreError::NotFound(_))) => {
             return Err(ApiError::NotFound);
         }
         Err(e) => return Err(ApiError::internal(e)),
     };
     let events = state.services.store.message_events(&id).await?;
-    append(&state, Event::new(caller.actor(), "api.message.status").target(format!("msg:{id}")).ip(Some(caller.ip))).await;
+    append(&state, Event::new(caller.actor(), "api.message.status").target(format!("msg:{id}")).ip(Some(caller.ip)))
+        .await;
     let received = Timestamp::from_micros(opened.row.received_at).to_rfc3339();
     let recipients = opened
         .recipients
@@ -533,6 +562,7 @@ pub async fn status(
             }
         })
         .collect();
-    let body = MessageStatus { id: opened.row.id.clone(), received_at: received, state: opened.row.state.clone(), recipients };
+    let body =
+        MessageStatus { id: opened.row.id.clone(), received_at: received, state: opened.row.state.clone(), recipients };
     Ok(axum::Json(body).into_response())
 }

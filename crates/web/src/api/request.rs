@@ -23,7 +23,8 @@ pub struct CheckedMessage {
 }
 
 fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::Invalid { field: None, detail: format!("the JSON is not a valid request: {e}") })
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Invalid { field: None, detail: format!("the JSON is not a valid request: {e}") })
 }
 
 fn checked(m: &SendRequest, prefix: String) -> Result<CheckedMessage, ApiError> {
@@ -67,9 +68,9 @@ pub fn parse_sendgrid(body: &[u8]) -> Result<Vec<Draft>, ApiError> {
 /// tenant's domains instead (see `Caller::require_sender`).
 pub fn sender_allowed(allowed: &[String], from: &Address) -> bool {
     allowed.iter().any(|a| match a.strip_prefix('@') {
-            Some(domain) => from.domain().eq_ignore_ascii_case(domain),
-            None => from.as_str().eq_ignore_ascii_case(a),
-        })
+        Some(domain) => from.domain().eq_ignore_ascii_case(domain),
+        None => from.as_str().eq_ignore_ascii_case(a),
+    })
 }
 
 #[cfg(test)]
@@ -91,9 +92,13 @@ mod tests {
         let one = br#"{"from": "a@b.example", "to": ["c@d.example"], "text": "x"}"#;
         assert!(parse_message(one).is_ok());
         let keyed = br#"{"from": "a@b.example", "to": ["c@d.example"], "text": "x", "idempotency_key": "k"}"#;
-        assert!(matches!(parse_message(keyed), Err(ApiError::Invalid { field: Some(f), .. }) if f == "idempotency_key"));
+        assert!(
+            matches!(parse_message(keyed), Err(ApiError::Invalid { field: Some(f), .. }) if f == "idempotency_key")
+        );
         let batch = br#"{"messages": [{"from": "a@b.example", "to": ["c@d.example"], "text": "x"}, {"from": "a@b.example", "to": ["x"], "text": "x"}]}"#;
-        assert!(matches!(parse_batch(batch), Err(ApiError::Invalid { field: Some(f), .. }) if f == "messages[1].to[0]"));
+        assert!(
+            matches!(parse_batch(batch), Err(ApiError::Invalid { field: Some(f), .. }) if f == "messages[1].to[0]")
+        );
         assert!(parse_batch(br#"{"messages": []}"#).is_err());
         assert!(parse_message(b"\xff\x00").is_err());
         let sg = br#"{"personalizations": [{"to": [{"email": "c@d.example"}]}], "from": {"email": "a@b.example"}, "subject": "s", "content": [{"type": "text/plain", "value": "x"}]}"#;

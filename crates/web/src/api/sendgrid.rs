@@ -129,12 +129,17 @@ impl MailSend {
         if self.personalizations.is_empty() || self.personalizations.len() > 1000 {
             return Err(ApiError::invalid("personalizations", "between 1 and 1000 personalizations are required"));
         }
-        let from = self.from.as_ref().ok_or_else(|| ApiError::invalid("from.email", "The from object must be provided for every email send."))?;
+        let from = self
+            .from
+            .as_ref()
+            .ok_or_else(|| ApiError::invalid("from.email", "The from object must be provided for every email send."))?;
         let from = from.parse("from.email")?;
         let reply_to = match (&self.reply_to, &self.reply_to_list) {
             (Some(r), _) => Some(r.parse("reply_to.email")?),
             (None, Some(list)) if list.len() == 1 => Some(list[0].parse("reply_to_list[0].email")?),
-            (None, Some(list)) if !list.is_empty() => return Err(ApiError::invalid("reply_to_list", "carepost takes one reply-to address")),
+            (None, Some(list)) if !list.is_empty() => {
+                return Err(ApiError::invalid("reply_to_list", "carepost takes one reply-to address"));
+            }
             _ => None,
         };
         let (mut text, mut html) = (None, None);
@@ -142,18 +147,28 @@ impl MailSend {
             match c.kind.to_ascii_lowercase().as_str() {
                 "text/plain" if text.is_none() => text = Some(Arc::<str>::from(c.value.as_str())),
                 "text/html" if html.is_none() => html = Some(Arc::<str>::from(c.value.as_str())),
-                _ => return Err(ApiError::invalid(format!("content[{i}].type"), "one text/plain and one text/html content are supported")),
+                _ => {
+                    return Err(ApiError::invalid(
+                        format!("content[{i}].type"),
+                        "one text/plain and one text/html content are supported",
+                    ));
+                }
             }
         }
         if text.as_deref().is_some_and(str::is_empty) && html.is_none() || self.content.is_empty() {
-            return Err(ApiError::invalid("content", "Unless a valid template_id is provided, the content parameter is required."));
+            return Err(ApiError::invalid(
+                "content",
+                "Unless a valid template_id is provided, the content parameter is required.",
+            ));
         }
         let mut attachments = Vec::new();
         for (i, a) in self.attachments.iter().enumerate() {
             let field = format!("attachments[{i}]");
             let inline = match a.disposition.as_deref().unwrap_or("attachment") {
                 "attachment" => None,
-                "inline" => Some(a.content_id.as_deref().ok_or_else(|| ApiError::invalid(format!("{field}.content_id"), "inline attachments need a content_id"))?),
+                "inline" => Some(a.content_id.as_deref().ok_or_else(|| {
+                    ApiError::invalid(format!("{field}.content_id"), "inline attachments need a content_id")
+                })?),
                 _ => return Err(ApiError::invalid(format!("{field}.disposition"), "attachment or inline")),
             };
             attachments.push(Attachment::parse(&field, &a.content, &a.filename, a.kind.as_deref(), inline)?);
@@ -182,7 +197,10 @@ impl MailSend {
             }
             let subject = p.subject.clone().or_else(|| self.subject.clone()).unwrap_or_default();
             if subject.is_empty() {
-                return Err(ApiError::invalid("subject", "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined."));
+                return Err(ApiError::invalid(
+                    "subject",
+                    "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.",
+                ));
             }
             let draft = Draft {
                 from: from.clone(),
@@ -197,7 +215,10 @@ impl MailSend {
                 headers: headers.into_iter().collect(),
             };
             if draft.to.is_empty() {
-                return Err(ApiError::invalid(format!("{field}.to"), "The to array is required for all personalization objects, and must have at least one email object with a valid email address."));
+                return Err(ApiError::invalid(
+                    format!("{field}.to"),
+                    "The to array is required for all personalization objects, and must have at least one email object with a valid email address.",
+                ));
             }
             draft.check(&format!("{field}."))?;
             drafts.push(draft);

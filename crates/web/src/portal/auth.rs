@@ -23,7 +23,6 @@ use crate::{ClientIp, WebState, cookies, micros};
 
 const MIN_PASSWORD: usize = 10;
 
-
 /// Whose address a form is about: from a pick-up link's token, or typed in.
 struct Who {
     tenant: TenantId,
@@ -51,7 +50,9 @@ async fn who(state: &WebState, token: &str, email: &str) -> Result<Option<Who>, 
 }
 
 fn safe_next(next: &str) -> &str {
-    let ok = next.starts_with("/p/") && !next.contains("//") && next.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_".contains(&b));
+    let ok = next.starts_with("/p/")
+        && !next.contains("//")
+        && next.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_".contains(&b));
     if ok { next } else { "/p/inbox" }
 }
 
@@ -69,7 +70,12 @@ struct LinkPage {
 }
 
 /// `GET /p/m/{token}`: the pick-up link.
-pub async fn link(State(state): State<WebState>, Csrf(csrf): Csrf, headers: HeaderMap, Path(token): Path<String>) -> Result<Response, WebError> {
+pub async fn link(
+    State(state): State<WebState>,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
     let Some((kind, message)) = state.services.portal.resolve(&token).await.map_err(WebError::internal)? else {
         return Err(WebError::NotFound);
     };
@@ -86,10 +92,18 @@ pub async fn link(State(state): State<WebState>, Csrf(csrf): Csrf, headers: Head
             return Ok(see_other(&format!("/p/read/{}", message.row.id)));
         }
     }
-    let account = state.services.store.portal_account(&message.row.tenant, &message.row.recipient_index).await.map_err(WebError::internal)?;
+    let account = state
+        .services
+        .store
+        .portal_account(&message.row.tenant, &message.row.recipient_index)
+        .await
+        .map_err(WebError::internal)?;
     let has_password = account.is_some_and(|a| a.password_hash.is_some());
     let passphrase = message.envelope.as_ref().is_some_and(|e| e.passphrase_hash.is_some());
-    page(StatusCode::OK, &LinkPage { signed_in, csrf, token, masked: masked(&message.recipient), has_password, passphrase, error: None })
+    page(
+        StatusCode::OK,
+        &LinkPage { signed_in, csrf, token, masked: masked(&message.recipient), has_password, passphrase, error: None },
+    )
 }
 
 #[derive(Deserialize)]
@@ -111,7 +125,12 @@ impl CsrfField for PassphraseForm {
 /// the one-time code. Wrong passphrases change nothing; they count against the client's
 /// address and the message (after `web.code_attempts` of them the passphrase no longer works
 /// for it).
-pub async fn passphrase(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, CsrfForm(form): CsrfForm<PassphraseForm>) -> Result<Response, WebError> {
+pub async fn passphrase(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    CsrfForm(form): CsrfForm<PassphraseForm>,
+) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let Some((kind, message)) = state.services.portal.resolve(&form.token).await.map_err(WebError::internal)? else {
         return Err(WebError::NotFound);
@@ -122,25 +141,58 @@ pub async fn passphrase(State(state): State<WebState>, ip: ClientIp, Csrf(csrf):
     if !message.is_active() || message.row.expires_at <= Timestamp::now().as_micros() {
         return super::withdrawn(csrf, false);
     }
-    let Some(expected) = message.envelope.as_ref().and_then(|e| e.passphrase_hash.clone()) else { return Err(WebError::NotFound) };
+    let Some(expected) = message.envelope.as_ref().and_then(|e| e.passphrase_hash.clone()) else {
+        return Err(WebError::NotFound);
+    };
     let id = message.row.id.clone();
     let again = |status: StatusCode, error: &str| {
         let masked = masked(&message.recipient);
-        page(status, &LinkPage { signed_in: false, csrf: csrf.clone(), token: form.token.clone(), masked, has_password: false, passphrase: true, error: Some(error.into()) })
+        page(
+            status,
+            &LinkPage {
+                signed_in: false,
+                csrf: csrf.clone(),
+                token: form.token.clone(),
+                masked,
+                has_password: false,
+                passphrase: true,
+                error: Some(error.into()),
+            },
+        )
     };
     let store = &state.services.store;
-    let account = store.portal_account(&message.row.tenant, &message.row.recipient_index).await.map_err(WebError::internal)?;
+    let account =
+        store.portal_account(&message.row.tenant, &message.row.recipient_index).await.map_err(WebError::internal)?;
     if account.as_ref().is_some_and(|a| a.password_hash.is_some()) {
-        return again(StatusCode::BAD_REQUEST, "This address already has a password. Sign in with it, or ask for a code if you forgot it.");
+        return again(
+            StatusCode::BAD_REQUEST,
+            "This address already has a password. Sign in with it, or ask for a code if you forgot it.",
+        );
     }
     let address_tag = carepost_model::redaction_tag(message.recipient.canonical().as_bytes());
     let target = format!("portal:{id}");
     // A slot is reserved in the store before the comparison (and given back when right), so
     // parallel guesses and restarts cannot stretch the limit.
-    if !store.reserve_portal_passphrase_attempt(&id, i64::from(state.config.code_attempts)).await.map_err(WebError::internal)? {
+    if !store
+        .reserve_portal_passphrase_attempt(&id, i64::from(state.config.code_attempts))
+        .await
+        .map_err(WebError::internal)?
+    {
         failed_attempt(&state, ip, "portal-passphrase").await;
-        audit(&state, ip, "portal", "portal.passphrase.verify", &target, Outcome::Denied, &[("address", address_tag), ("reason", "attempts".into())]).await;
-        return again(StatusCode::TOO_MANY_REQUESTS, "Too many wrong passphrases were tried for this message. Ask for a code instead.");
+        audit(
+            &state,
+            ip,
+            "portal",
+            "portal.passphrase.verify",
+            &target,
+            Outcome::Denied,
+            &[("address", address_tag), ("reason", "attempts".into())],
+        )
+        .await;
+        return again(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many wrong passphrases were tried for this message. Ask for a code instead.",
+        );
     }
     let given = form.passphrase.trim().to_owned();
     let matched = match password::verify_password_limited(expected, given).await {
@@ -155,19 +207,37 @@ pub async fn passphrase(State(state): State<WebState>, ip: ClientIp, Csrf(csrf):
         store.release_portal_passphrase_attempt(&id).await.map_err(WebError::internal)?;
     } else {
         failed_attempt(&state, ip, "portal-passphrase").await;
-        audit(&state, ip, "portal", "portal.passphrase.verify", &target, Outcome::Failure, &[("address", address_tag)]).await;
-        return again(StatusCode::BAD_REQUEST, "That passphrase is not right. Check it with the sender, or ask for a code instead.");
+        audit(&state, ip, "portal", "portal.passphrase.verify", &target, Outcome::Failure, &[("address", address_tag)])
+            .await;
+        return again(
+            StatusCode::BAD_REQUEST,
+            "That passphrase is not right. Check it with the sender, or ask for a code instead.",
+        );
     }
     let account = match account {
         Some(a) => a,
         None => {
             let tenant = TenantId::new(&message.row.tenant).map_err(WebError::internal)?;
-            let who = Who { tenant, address: message.recipient.clone(), index: message.row.recipient_index.clone(), next: String::new() };
+            let who = Who {
+                tenant,
+                address: message.recipient.clone(),
+                index: message.row.recipient_index.clone(),
+                next: String::new(),
+            };
             let id = new_account(&state, &who, None).await?;
             store.portal_account_by_id(&id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?
         }
     };
-    audit(&state, ip, &format!("portal:{}", account.id), "portal.passphrase.verify", &target, Outcome::Success, &[("address", address_tag)]).await;
+    audit(
+        &state,
+        ip,
+        &format!("portal:{}", account.id),
+        "portal.passphrase.verify",
+        &target,
+        Outcome::Success,
+        &[("address", address_tag)],
+    )
+    .await;
     let mut response = see_other(&format!("/p/read/{id}"));
     session::start_for_message(&state, &account, &id, &mut response).await?;
     Ok(response)
@@ -199,20 +269,33 @@ struct CodePage {
     error: Option<String>,
 }
 
-fn code_page(state: &WebState, status: StatusCode, csrf: String, token: &str, email: &str, error: Option<String>) -> Result<Response, WebError> {
+fn code_page(
+    state: &WebState,
+    status: StatusCode,
+    csrf: String,
+    token: &str,
+    email: &str,
+    error: Option<String>,
+) -> Result<Response, WebError> {
     let minutes = state.config.code_lifetime.as_secs().div_ceil(60);
     page(status, &CodePage { signed_in: false, csrf, token: token.into(), email: email.into(), minutes, error })
 }
 
 /// What a code proves: the first visit (verify) or a forgotten password (reset).
 async fn code_purpose(state: &WebState, who: &Who) -> Result<(&'static str, Option<AccountRow>), WebError> {
-    let account = state.services.store.portal_account(who.tenant.as_str(), &who.index).await.map_err(WebError::internal)?;
-    let kind = if account.as_ref().is_some_and(|a| a.password_hash.is_some()) { purpose::RESET } else { purpose::VERIFY };
+    let account =
+        state.services.store.portal_account(who.tenant.as_str(), &who.index).await.map_err(WebError::internal)?;
+    let kind =
+        if account.as_ref().is_some_and(|a| a.password_hash.is_some()) { purpose::RESET } else { purpose::VERIFY };
     Ok((kind, account))
 }
 
 fn code_hash(state: &WebState, tenant: &TenantId, id: &str, code: &str) -> Result<Vec<u8>, WebError> {
-    state.services.ring.blind_index(tenant, "portal-code", format!("{id}\0{code}").as_bytes()).map_err(WebError::internal)
+    state
+        .services
+        .ring
+        .blind_index(tenant, "portal-code", format!("{id}\0{code}").as_bytes())
+        .map_err(WebError::internal)
 }
 
 fn new_code() -> Result<String, WebError> {
@@ -223,36 +306,87 @@ fn new_code() -> Result<String, WebError> {
 
 /// `POST /p/code`: sends a one-time code to the address. The page is the same whether or
 /// not the address has anything here.
-pub async fn send_code(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, CsrfForm(form): CsrfForm<CodeForm>) -> Result<Response, WebError> {
+pub async fn send_code(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    CsrfForm(form): CsrfForm<CodeForm>,
+) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let Some(who) = who(&state, &form.token, &form.email).await? else {
         if form.token.is_empty() {
-            return Err(WebError::BadRequest("That does not look like an e-mail address. Go back and check it.".into()));
+            return Err(WebError::BadRequest(
+                "That does not look like an e-mail address. Go back and check it.".into(),
+            ));
         }
         return Err(WebError::NotFound);
     };
     let (kind, account) = code_purpose(&state, &who).await?;
     let store = &state.services.store;
-    let eligible = account.is_some() || !store.portal_messages_for(who.tenant.as_str(), &who.index).await.map_err(WebError::internal)?.is_empty();
+    let eligible = account.is_some()
+        || !store.portal_messages_for(who.tenant.as_str(), &who.index).await.map_err(WebError::internal)?.is_empty();
     let address_tag = carepost_model::redaction_tag(who.address.canonical().as_bytes());
     if !eligible {
-        audit(&state, ip, "portal", "portal.code.send", "", Outcome::Denied, &[("address", address_tag), ("reason", "no messages".into())]).await;
+        audit(
+            &state,
+            ip,
+            "portal",
+            "portal.code.send",
+            "",
+            Outcome::Denied,
+            &[("address", address_tag), ("reason", "no messages".into())],
+        )
+        .await;
         return code_page(&state, StatusCode::OK, csrf, &form.token, &form.email, None);
     }
     let now = Timestamp::now().as_micros();
-    let sent = store.portal_codes_sent_since(who.tenant.as_str(), &who.index, kind, now - 3_600_000_000).await.map_err(WebError::internal)?;
+    let sent = store
+        .portal_codes_sent_since(who.tenant.as_str(), &who.index, kind, now - 3_600_000_000)
+        .await
+        .map_err(WebError::internal)?;
     if sent >= i64::from(state.config.codes_per_hour) {
-        audit(&state, ip, "portal", "portal.code.send", "", Outcome::Denied, &[("address", address_tag), ("reason", "codes per hour".into())]).await;
-        return code_page(&state, StatusCode::TOO_MANY_REQUESTS, csrf, &form.token, &form.email, Some("Several codes were sent to this address in the last hour. Use the latest one, or wait and try again.".into()));
+        audit(
+            &state,
+            ip,
+            "portal",
+            "portal.code.send",
+            "",
+            Outcome::Denied,
+            &[("address", address_tag), ("reason", "codes per hour".into())],
+        )
+        .await;
+        return code_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            csrf,
+            &form.token,
+            &form.email,
+            Some(
+                "Several codes were sent to this address in the last hour. Use the latest one, or wait and try again."
+                    .into(),
+            ),
+        );
     }
     let code = new_code()?;
     let id = Id::new().to_string();
     let hash = code_hash(&state, &who.tenant, &id, &code)?;
     let expires = now.saturating_add(micros(state.config.code_lifetime.as_secs()));
-    store.insert_portal_code(id.clone(), who.tenant.to_string(), who.index.clone(), kind, hash, now, expires).await.map_err(WebError::internal)?;
+    store
+        .insert_portal_code(id.clone(), who.tenant.to_string(), who.index.clone(), kind, hash, now, expires)
+        .await
+        .map_err(WebError::internal)?;
     let queued = send_code_mail(&state, &who, &code).await;
     let outcome = if queued.is_ok() { Outcome::Success } else { Outcome::Failure };
-    audit(&state, ip, "portal", "portal.code.send", &format!("code:{id}"), outcome, &[("address", address_tag), ("purpose", kind.into())]).await;
+    audit(
+        &state,
+        ip,
+        "portal",
+        "portal.code.send",
+        &format!("code:{id}"),
+        outcome,
+        &[("address", address_tag), ("purpose", kind.into())],
+    )
+    .await;
     queued?;
     code_page(&state, StatusCode::OK, csrf, &form.token, &form.email, None)
 }
@@ -261,7 +395,11 @@ pub async fn send_code(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): 
 /// by delivery. It carries no PHI.
 async fn send_code_mail(state: &WebState, who: &Who, code: &str) -> Result<(), WebError> {
     let settings = state.services.portal.settings();
-    let org = if state.config.organization.is_empty() { settings.hostname.clone() } else { state.config.organization.clone() };
+    let org = if state.config.organization.is_empty() {
+        settings.hostname.clone()
+    } else {
+        state.config.organization.clone()
+    };
     let minutes = state.config.code_lifetime.as_secs().div_ceil(60);
     let text = format!(
         "Your code for the secure message portal of {org} is:\r\n\r\n    {code}\r\n\r\nIt is valid for {minutes} minutes. \
@@ -284,7 +422,14 @@ async fn send_code_mail(state: &WebState, who: &Who, code: &str) -> Result<(), W
         smtputf8: who.address.is_utf8(),
         body: Default::default(),
     };
-    let arrival = Arrival { source: Source::System, client_ip: None, helo: None, authenticated_as: None, tls: None, sender_auth: None };
+    let arrival = Arrival {
+        source: Source::System,
+        client_ip: None,
+        helo: None,
+        authenticated_as: None,
+        tls: None,
+        sender_auth: None,
+    };
     let submission = Submission::new(who.tenant.clone(), envelope, arrival, Bytes::from(message));
     state.services.intake.spool().accept(submission).await.map_err(WebError::internal)?;
     Ok(())
@@ -335,7 +480,12 @@ fn password_problem(password: &str, again: &str, address: &Address) -> Option<St
 
 /// `POST /p/verify`: the code from the e-mail and a new password. A wrong code changes
 /// nothing but its attempt count.
-pub async fn verify(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, CsrfForm(form): CsrfForm<VerifyForm>) -> Result<Response, WebError> {
+pub async fn verify(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    CsrfForm(form): CsrfForm<VerifyForm>,
+) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let Some(who) = who(&state, &form.token, &form.email).await? else { return Err(WebError::NotFound) };
     if let Some(problem) = password_problem(&form.password, &form.password2, &who.address) {
@@ -345,7 +495,8 @@ pub async fn verify(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
     let store = &state.services.store;
     let now = Timestamp::now().as_micros();
     let address_tag = carepost_model::redaction_tag(who.address.canonical().as_bytes());
-    let current = store.current_portal_code(who.tenant.as_str(), &who.index, kind, now).await.map_err(WebError::internal)?;
+    let current =
+        store.current_portal_code(who.tenant.as_str(), &who.index, kind, now).await.map_err(WebError::internal)?;
     let code: String = form.code.chars().filter(|c| c.is_ascii_digit()).collect();
     let max = i64::from(state.config.code_attempts);
     // The attempt is counted before the comparison, in one statement with the check, so
@@ -365,24 +516,68 @@ pub async fn verify(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
     if !reserved {
         failed_attempt(&state, ip, "portal-code").await;
         let reason = if current.is_some() { "attempts" } else { "no code" };
-        audit(&state, ip, "portal", "portal.code.verify", "", Outcome::Denied, &[("address", address_tag), ("purpose", kind.into()), ("reason", reason.into())]).await;
-        return code_page(&state, StatusCode::BAD_REQUEST, csrf, &form.token, &form.email, Some("That code is no longer valid. Ask for a new one.".into()));
+        audit(
+            &state,
+            ip,
+            "portal",
+            "portal.code.verify",
+            "",
+            Outcome::Denied,
+            &[("address", address_tag), ("purpose", kind.into()), ("reason", reason.into())],
+        )
+        .await;
+        return code_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            csrf,
+            &form.token,
+            &form.email,
+            Some("That code is no longer valid. Ask for a new one.".into()),
+        );
     }
     if !matched {
         failed_attempt(&state, ip, "portal-code").await;
-        audit(&state, ip, "portal", "portal.code.verify", "", Outcome::Failure, &[("address", address_tag), ("purpose", kind.into())]).await;
-        let text = if current.is_some() { "That code is not right. Check the latest e-mail and try again." } else { "That code is no longer valid. Ask for a new one." };
+        audit(
+            &state,
+            ip,
+            "portal",
+            "portal.code.verify",
+            "",
+            Outcome::Failure,
+            &[("address", address_tag), ("purpose", kind.into())],
+        )
+        .await;
+        let text = if current.is_some() {
+            "That code is not right. Check the latest e-mail and try again."
+        } else {
+            "That code is no longer valid. Ask for a new one."
+        };
         return code_page(&state, StatusCode::BAD_REQUEST, csrf, &form.token, &form.email, Some(text.into()));
     }
     let account_id = set_password(&state, &who, account, &form.password).await?;
-    let account = store.portal_account_by_id(&account_id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
-    audit(&state, ip, &format!("portal:{account_id}"), "portal.password.set", &format!("portal-account:{account_id}"), Outcome::Success, &[("purpose", kind.into())]).await;
+    let account =
+        store.portal_account_by_id(&account_id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    audit(
+        &state,
+        ip,
+        &format!("portal:{account_id}"),
+        "portal.password.set",
+        &format!("portal-account:{account_id}"),
+        Outcome::Success,
+        &[("purpose", kind.into())],
+    )
+    .await;
     signed_in(&state, &account, &who.next).await
 }
 
 /// Sets the password of the address's account once the address is proven: a reset for an
 /// existing account (signing out its other browsers), else a new account. Returns its id.
-async fn set_password(state: &WebState, who: &Who, account: Option<AccountRow>, password_text: &str) -> Result<String, WebError> {
+async fn set_password(
+    state: &WebState,
+    who: &Who,
+    account: Option<AccountRow>,
+    password_text: &str,
+) -> Result<String, WebError> {
     let store = &state.services.store;
     let now = Timestamp::now().as_micros();
     let hash = {
@@ -411,7 +606,9 @@ async fn new_account(state: &WebState, who: &Who, password_hash: Option<String>)
     let tenant = who.tenant.clone();
     store
         .writer()
-        .run(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &tenant, &object, &wrapped).await }))
+        .run(move |tx| {
+            Box::pin(async move { carepost_store::keys::put_data_key(tx, &tenant, &object, &wrapped).await })
+        })
         .await
         .map_err(WebError::internal)?;
     let sealed = key.seal_field("address", who.address.as_str().as_bytes()).map_err(WebError::internal)?;
@@ -462,10 +659,17 @@ const WRONG: &str = "The address or password is not right.";
 
 /// `POST /p/signin`: password sign-in; wrong passwords count towards the account's lockout
 /// and the client address's block.
-pub async fn signin(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, CsrfForm(form): CsrfForm<SigninForm>) -> Result<Response, WebError> {
+pub async fn signin(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    CsrfForm(form): CsrfForm<SigninForm>,
+) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let email = form.email.clone();
-    let wrong = |csrf: String, status: StatusCode, text: &str| page(status, &SigninPage { signed_in: false, csrf, email: email.clone(), error: Some(text.into()) });
+    let wrong = |csrf: String, status: StatusCode, text: &str| {
+        page(status, &SigninPage { signed_in: false, csrf, email: email.clone(), error: Some(text.into()) })
+    };
     let who = who(&state, &form.token, &form.email).await?;
     let store = &state.services.store;
     let account = match &who {
@@ -476,7 +680,8 @@ pub async fn signin(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
         let p = form.password.clone();
         let _ = password::verify_nothing_limited(p).await;
         failed_attempt(&state, ip, "portal-password").await;
-        audit(&state, ip, "portal", "portal.signin", "", Outcome::Failure, &[("reason", "unknown account".into())]).await;
+        audit(&state, ip, "portal", "portal.signin", "", Outcome::Failure, &[("reason", "unknown account".into())])
+            .await;
         return wrong(csrf, StatusCode::UNAUTHORIZED, WRONG);
     };
     let now = Timestamp::now().as_micros();
@@ -492,11 +697,33 @@ pub async fn signin(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csr
     };
     if !ok {
         let locked = count_failure(&state, ip, &account).await?;
-        audit(&state, ip, &actor, "portal.signin", &target, Outcome::Failure, &[("reason", "password".into()), ("locked", locked.to_string())]).await;
-        return wrong(csrf, if locked { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED }, if locked { LOCKED } else { WRONG });
+        audit(
+            &state,
+            ip,
+            &actor,
+            "portal.signin",
+            &target,
+            Outcome::Failure,
+            &[("reason", "password".into()), ("locked", locked.to_string())],
+        )
+        .await;
+        return wrong(
+            csrf,
+            if locked { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED },
+            if locked { LOCKED } else { WRONG },
+        );
     }
     store.portal_signin_succeeded(&account.id).await.map_err(WebError::internal)?;
-    audit(&state, ip, &actor, "portal.signin", &target, Outcome::Success, &[("stage", if account.totp.is_some() { "password".into() } else { "complete".into() })]).await;
+    audit(
+        &state,
+        ip,
+        &actor,
+        "portal.signin",
+        &target,
+        Outcome::Success,
+        &[("stage", if account.totp.is_some() { "password".into() } else { "complete".into() })],
+    )
+    .await;
     signed_in(&state, &account, &who.next).await
 }
 
@@ -536,9 +763,15 @@ pub struct NextQuery {
 }
 
 /// `GET /p/signin/totp`
-pub async fn totp_page(State(state): State<WebState>, Csrf(csrf): Csrf, headers: HeaderMap) -> Result<Response, WebError> {
+pub async fn totp_page(
+    State(state): State<WebState>,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     match session::current(&state, &headers).await? {
-        Some(s) if s.row.stage == session::TOTP => page(StatusCode::OK, &TotpSigninPage { signed_in: false, csrf, error: None }),
+        Some(s) if s.row.stage == session::TOTP => {
+            page(StatusCode::OK, &TotpSigninPage { signed_in: false, csrf, error: None })
+        }
         Some(_) => Ok(see_other("/p/inbox")),
         None => Ok(see_other("/p/signin")),
     }
@@ -555,7 +788,6 @@ impl CsrfField for CodeOnlyForm {
         &self.csrf
     }
 }
-
 
 /// Checks a TOTP code against a sealed secret; a code's time step is accepted once.
 async fn check_totp(state: &WebState, account: &AccountRow, sealed: &[u8], code: &str) -> Result<bool, WebError> {
@@ -577,7 +809,9 @@ pub async fn totp_signin(
     CsrfForm(form): CsrfForm<CodeOnlyForm>,
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
-    let Some(s) = session::current(&state, &headers).await?.filter(|s| s.row.stage == session::TOTP) else { return Ok(see_other("/p/signin")) };
+    let Some(s) = session::current(&state, &headers).await?.filter(|s| s.row.stage == session::TOTP) else {
+        return Ok(see_other("/p/signin"));
+    };
     let actor = format!("portal:{}", s.account.id);
     let target = format!("portal-account:{}", s.account.id);
     let Some(sealed) = s.account.totp.clone() else { return Ok(see_other("/p/signin")) };
@@ -587,16 +821,25 @@ pub async fn totp_signin(
     }
     if !check_totp(&state, &s.account, &sealed, &form.code).await? {
         let locked = count_failure(&state, ip, &s.account).await?;
-        audit(&state, ip, &actor, "portal.signin.totp", &target, Outcome::Failure, &[("locked", locked.to_string())]).await;
+        audit(&state, ip, &actor, "portal.signin.totp", &target, Outcome::Failure, &[("locked", locked.to_string())])
+            .await;
         if locked {
-            state.services.store.end_portal_sessions(Some(s.id_hash.clone()), None).await.map_err(WebError::internal)?;
+            state
+                .services
+                .store
+                .end_portal_sessions(Some(s.id_hash.clone()), None)
+                .await
+                .map_err(WebError::internal)?;
         }
         let text = if locked { LOCKED } else { "That code is not right. Enter the code your app shows now." };
         return page(StatusCode::UNAUTHORIZED, &TotpSigninPage { signed_in: false, csrf, error: Some(text.into()) });
     }
     let store = &state.services.store;
     store.portal_signin_succeeded(&s.account.id).await.map_err(WebError::internal)?;
-    store.touch_portal_session(&s.id_hash, Timestamp::now().as_micros(), Some(session::FULL)).await.map_err(WebError::internal)?;
+    store
+        .touch_portal_session(&s.id_hash, Timestamp::now().as_micros(), Some(session::FULL))
+        .await
+        .map_err(WebError::internal)?;
     audit(&state, ip, &actor, "portal.signin.totp", &target, Outcome::Success, &[]).await;
     Ok(see_other(safe_next(&q.next)))
 }
@@ -613,10 +856,24 @@ impl CsrfField for CsrfOnly {
 }
 
 /// `POST /p/signout`
-pub async fn signout(State(state): State<WebState>, ip: ClientIp, headers: HeaderMap, CsrfForm(_): CsrfForm<CsrfOnly>) -> Result<Response, WebError> {
+pub async fn signout(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
+) -> Result<Response, WebError> {
     if let Some(s) = session::current(&state, &headers).await? {
         state.services.store.end_portal_sessions(Some(s.id_hash), None).await.map_err(WebError::internal)?;
-        audit(&state, ip, &format!("portal:{}", s.account.id), "portal.signout", &format!("portal-account:{}", s.account.id), Outcome::Success, &[]).await;
+        audit(
+            &state,
+            ip,
+            &format!("portal:{}", s.account.id),
+            "portal.signout",
+            &format!("portal-account:{}", s.account.id),
+            Outcome::Success,
+            &[],
+        )
+        .await;
     }
     let mut response = see_other("/p/signin");
     cookies::append(response.headers_mut(), cookies::clear_cookie(session::COOKIE));
@@ -636,29 +893,49 @@ struct AccountPage {
     error: Option<String>,
 }
 
-async fn account_page(state: &WebState, s: &Session, csrf: String, message: Option<String>, error: Option<String>) -> Result<Response, WebError> {
+async fn account_page(
+    state: &WebState,
+    s: &Session,
+    csrf: String,
+    message: Option<String>,
+    error: Option<String>,
+) -> Result<Response, WebError> {
     let key = session::account_key(state, &s.tenant, &s.account.id).await?;
-    let address = String::from_utf8(key.open_field("address", &s.account.address).map_err(WebError::internal)?).map_err(WebError::internal)?;
+    let address = String::from_utf8(key.open_field("address", &s.account.address).map_err(WebError::internal)?)
+        .map_err(WebError::internal)?;
     let (mut secret, mut uri) = (None, String::new());
     if s.account.totp.is_none() {
         if let Some(sealed) = &s.account.totp_pending {
             let raw = key.open_field("totp", sealed).map_err(WebError::internal)?;
-            let issuer = if state.config.organization.is_empty() { "carepost" } else { state.config.organization.as_str() };
+            let issuer =
+                if state.config.organization.is_empty() { "carepost" } else { state.config.organization.as_str() };
             uri = totp::uri(&raw, issuer, &address);
             secret = Some(totp::encoded(&raw));
         }
     }
-    page(StatusCode::OK, &AccountPage { signed_in: true, csrf, address, totp_on: s.account.totp.is_some(), secret, uri, message, error })
+    page(
+        StatusCode::OK,
+        &AccountPage { signed_in: true, csrf, address, totp_on: s.account.totp.is_some(), secret, uri, message, error },
+    )
 }
 
 /// `GET /p/account`
-pub async fn account(State(state): State<WebState>, Csrf(csrf): Csrf, headers: HeaderMap) -> Result<Response, WebError> {
+pub async fn account(
+    State(state): State<WebState>,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     let s = session::require(&state, &headers).await?;
     account_page(&state, &s, csrf, None, None).await
 }
 
 /// `POST /p/account/totp`: a new secret to confirm.
-pub async fn totp_setup(State(state): State<WebState>, Csrf(csrf): Csrf, headers: HeaderMap, CsrfForm(_): CsrfForm<CsrfOnly>) -> Result<Response, WebError> {
+pub async fn totp_setup(
+    State(state): State<WebState>,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
+) -> Result<Response, WebError> {
     let mut s = session::require(&state, &headers).await?;
     if s.account.totp.is_some() {
         return account_page(&state, &s, csrf, None, None).await;
@@ -667,24 +944,49 @@ pub async fn totp_setup(State(state): State<WebState>, Csrf(csrf): Csrf, headers
     let key = session::account_key(&state, &s.tenant, &s.account.id).await?;
     let sealed = key.seal_field("totp", &secret).map_err(WebError::internal)?;
     let now = Timestamp::now().as_micros();
-    state.services.store.set_portal_totp(&s.account.id, Some(sealed.clone()), false, now).await.map_err(WebError::internal)?;
+    state
+        .services
+        .store
+        .set_portal_totp(&s.account.id, Some(sealed.clone()), false, now)
+        .await
+        .map_err(WebError::internal)?;
     s.account.totp_pending = Some(sealed);
     account_page(&state, &s, csrf, None, None).await
 }
 
 /// `POST /p/account/totp/confirm`: turns TOTP on once the app's code matches.
-pub async fn totp_confirm(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, headers: HeaderMap, CsrfForm(form): CsrfForm<CodeOnlyForm>) -> Result<Response, WebError> {
+pub async fn totp_confirm(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<CodeOnlyForm>,
+) -> Result<Response, WebError> {
     let s = session::require(&state, &headers).await?;
     let Some(pending) = s.account.totp_pending.clone() else { return account_page(&state, &s, csrf, None, None).await };
     let actor = format!("portal:{}", s.account.id);
     let target = format!("portal-account:{}", s.account.id);
     if !check_totp(&state, &s.account, &pending, &form.code).await? {
         audit(&state, ip, &actor, "portal.totp.enable", &target, Outcome::Failure, &[]).await;
-        return account_page(&state, &s, csrf, None, Some("That code is not right. Enter the code the app shows now.".into())).await;
+        return account_page(
+            &state,
+            &s,
+            csrf,
+            None,
+            Some("That code is not right. Enter the code the app shows now.".into()),
+        )
+        .await;
     }
     let store = &state.services.store;
     store.set_portal_totp(&s.account.id, None, true, Timestamp::now().as_micros()).await.map_err(WebError::internal)?;
     audit(&state, ip, &actor, "portal.totp.enable", &target, Outcome::Success, &[]).await;
-    let s = Session { account: store.portal_account_by_id(&s.account.id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?, ..s };
+    let s = Session {
+        account: store
+            .portal_account_by_id(&s.account.id)
+            .await
+            .map_err(WebError::internal)?
+            .ok_or(WebError::NotFound)?,
+        ..s
+    };
     account_page(&state, &s, csrf, Some("Two-step sign-in is on.".into()), None).await
 }

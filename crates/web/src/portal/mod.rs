@@ -76,7 +76,14 @@ pub(crate) struct NoticePage<'a> {
 }
 
 /// A page that says one thing.
-pub(crate) fn notice(status: StatusCode, csrf: String, signed_in: bool, title: &str, text: &str, link: Option<(&str, &str)>) -> Result<Response, WebError> {
+pub(crate) fn notice(
+    status: StatusCode,
+    csrf: String,
+    signed_in: bool,
+    title: &str,
+    text: &str,
+    link: Option<(&str, &str)>,
+) -> Result<Response, WebError> {
     page(status, &NoticePage { signed_in, csrf, title, text, link })
 }
 
@@ -99,7 +106,15 @@ pub(crate) fn date(micros: i64) -> String {
 }
 
 /// Appends an audit record; a failure to audit is logged (the step itself already happened).
-pub(crate) async fn audit(state: &WebState, ip: ClientIp, actor: &str, action: &str, target: &str, outcome: Outcome, details: &[(&str, String)]) {
+pub(crate) async fn audit(
+    state: &WebState,
+    ip: ClientIp,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: Outcome,
+    details: &[(&str, String)],
+) {
     let mut event = Event::new(actor, action).target(target).ip(Some(ip.0)).outcome(outcome);
     for (k, v) in details {
         event = event.detail(*k, v);

@@ -35,14 +35,21 @@ struct InboxPage {
 /// `GET /p/inbox`
 pub async fn inbox(State(state): State<WebState>, Csrf(csrf): Csrf, headers: HeaderMap) -> Result<Response, WebError> {
     let s = session::require(&state, &headers).await?;
-    let rows = state.services.store.portal_messages_for(s.tenant.as_str(), &s.account.address_index).await.map_err(WebError::internal)?;
+    let rows = state
+        .services
+        .store
+        .portal_messages_for(s.tenant.as_str(), &s.account.address_index)
+        .await
+        .map_err(WebError::internal)?;
     let now = carepost_model::Timestamp::now().as_micros();
     let mut items = Vec::new();
     for row in rows {
         let m = state.services.portal.message(&row.id).await.map_err(portal_error)?;
         let active = m.is_active() && m.row.expires_at > now;
         let (subject, from) = match (&m.envelope, active) {
-            (Some(e), true) => (if e.subject.is_empty() { "(no subject)".into() } else { e.subject.clone() }, e.from.clone()),
+            (Some(e), true) => {
+                (if e.subject.is_empty() { "(no subject)".into() } else { e.subject.clone() }, e.from.clone())
+            }
             _ => (String::new(), String::new()),
         };
         items.push(Item { id: m.row.id.clone(), active, subject, from, date: date(m.row.created_at) });
@@ -174,21 +181,41 @@ pub async fn message(
         None => String::from_utf8_lossy(&bytes).into_owned(),
     };
     if let Some(p) = &parsed {
-        if let Some(h) = p.html_bodies().next().filter(|part| part.is_text_html()).and_then(|part| part.text_contents()) {
+        if let Some(h) = p.html_bodies().next().filter(|part| part.is_text_html()).and_then(|part| part.text_contents())
+        {
             let clean = sanitize::html(h, allow_remote);
             has_html = true;
             html = clean.html;
             blocked_images = clean.blocked_images;
         }
         for (index, part) in p.attachments().enumerate() {
-            attachments.push(Attachment { index, name: attachment_name(part, index), content_type: content_type_of(part), size: human_size(part.contents().len()) });
+            attachments.push(Attachment {
+                index,
+                name: attachment_name(part, index),
+                content_type: content_type_of(part),
+                size: human_size(part.contents().len()),
+            });
         }
     }
     let text_view = q.view == "text" || !has_html;
     state.services.portal.record_open(&m, Some(ip.0), &agent(&headers)).await.map_err(WebError::internal)?;
-    audit(&state, ip, &format!("portal:{}", s.account.id), "portal.open", &format!("portal:{}", m.row.id), Outcome::Success, &[("view", if text_view { "text".into() } else { "html".into() }), ("remote_content", allow_remote.to_string())]).await;
+    audit(
+        &state,
+        ip,
+        &format!("portal:{}", s.account.id),
+        "portal.open",
+        &format!("portal:{}", m.row.id),
+        Outcome::Success,
+        &[
+            ("view", if text_view { "text".into() } else { "html".into() }),
+            ("remote_content", allow_remote.to_string()),
+        ],
+    )
+    .await;
     let (from_name, from_address) = match &envelope.from_address {
-        Some(a) => (envelope.from.split('<').next().unwrap_or("").trim().trim_matches('"').to_owned(), a.as_str().to_owned()),
+        Some(a) => {
+            (envelope.from.split('<').next().unwrap_or("").trim().trim_matches('"').to_owned(), a.as_str().to_owned())
+        }
         None => (envelope.from.clone(), envelope.sender.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default()),
     };
     let others = envelope.others.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
@@ -218,7 +245,13 @@ pub async fn message(
 }
 
 /// `GET /p/read/{id}/part/{n}`: one attachment, always as a download.
-pub async fn attachment(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, headers: HeaderMap, Path((id, n)): Path<(String, usize)>) -> Result<Response, WebError> {
+pub async fn attachment(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+    Path((id, n)): Path<(String, usize)>,
+) -> Result<Response, WebError> {
     let s = session::require_for(&state, &headers, &id).await?;
     let m = owned(&state, &s, &id).await?;
     let Some(bytes) = body(&state, &m).await? else { return super::withdrawn(csrf, true) };
@@ -228,15 +261,36 @@ pub async fn attachment(State(state): State<WebState>, ip: ClientIp, Csrf(csrf):
     let ascii: String = name.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '_' }).collect();
     let encoded: String = name
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect();
     let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}");
     let content_type = content_type_of(part);
-    audit(&state, ip, &format!("portal:{}", s.account.id), "portal.download", &format!("portal:{}", m.row.id), Outcome::Success, &[("part", n.to_string())]).await;
+    audit(
+        &state,
+        ip,
+        &format!("portal:{}", s.account.id),
+        "portal.download",
+        &format!("portal:{}", m.row.id),
+        Outcome::Success,
+        &[("part", n.to_string())],
+    )
+    .await;
     let mut response = part.contents().to_vec().into_response();
     let h = response.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
-    h.insert(CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(
+        CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).unwrap_or(HeaderValue::from_static("attachment")),
+    );
     response.extensions_mut().insert(Rendered);
     Ok(response)
 }

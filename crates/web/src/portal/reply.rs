@@ -61,7 +61,11 @@ pub struct AllQuery {
     all: String,
 }
 
-async fn active(state: &WebState, s: &session::Session, id: &str) -> Result<Option<(PortalMessage, PortalEnvelope)>, WebError> {
+async fn active(
+    state: &WebState,
+    s: &session::Session,
+    id: &str,
+) -> Result<Option<(PortalMessage, PortalEnvelope)>, WebError> {
     let m = super::read::owned(state, s, id).await?;
     if !m.is_active() || m.row.expires_at <= carepost_model::Timestamp::now().as_micros() {
         return Ok(None);
@@ -71,15 +75,31 @@ async fn active(state: &WebState, s: &session::Session, id: &str) -> Result<Opti
 }
 
 /// `GET /p/read/{id}/reply[?all=1]`
-pub async fn form(State(state): State<WebState>, Csrf(csrf): Csrf, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<AllQuery>) -> Result<Response, WebError> {
+pub async fn form(
+    State(state): State<WebState>,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<AllQuery>,
+) -> Result<Response, WebError> {
     let s = session::require_for(&state, &headers, &id).await?;
     let Some((m, envelope)) = active(&state, &s, &id).await? else { return super::withdrawn(csrf, true) };
     let all = q.all == "1";
     let to = participants(&envelope, all).iter().map(Address::as_str).collect::<Vec<_>>().join(", ");
     if to.is_empty() {
-        return notice(StatusCode::OK, csrf, true, "No reply possible", "This message does not say who sent it, so it cannot be answered here.", None);
+        return notice(
+            StatusCode::OK,
+            csrf,
+            true,
+            "No reply possible",
+            "This message does not say who sent it, so it cannot be answered here.",
+            None,
+        );
     }
-    page(StatusCode::OK, &ReplyPage { signed_in: true, csrf, id: m.row.id, to, subject: reply_subject(&envelope.subject), all })
+    page(
+        StatusCode::OK,
+        &ReplyPage { signed_in: true, csrf, id: m.row.id, to, subject: reply_subject(&envelope.subject), all },
+    )
 }
 
 struct Upload {
@@ -89,7 +109,13 @@ struct Upload {
 }
 
 /// `POST /p/read/{id}/reply` (multipart: csrf, body, all, files).
-pub async fn send(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, Path(id): Path<String>, request: Request) -> Result<Response, WebError> {
+pub async fn send(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, WebError> {
     let (parts, body) = request.into_parts();
     let s = session::require_for(&state, &parts.headers, &id).await?;
     let mut multipart = Multipart::from_request(Request::from_parts(parts.clone(), body), &state)
@@ -104,11 +130,21 @@ pub async fn send(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf,
             "body" => text = field.text().await.map_err(bad)?,
             "all" => all = field.text().await.map_err(bad)? == "1",
             "files" => {
-                let file_name: String = field.file_name().unwrap_or("").chars().filter(|c| !c.is_control() && !matches!(c, '/' | '\\' | '"')).take(150).collect();
+                let file_name: String = field
+                    .file_name()
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| !c.is_control() && !matches!(c, '/' | '\\' | '"'))
+                    .take(150)
+                    .collect();
                 let content_type = field.content_type().unwrap_or("application/octet-stream").to_owned();
                 let data = field.bytes().await.map_err(bad)?;
                 if !file_name.is_empty() || !data.is_empty() {
-                    files.push(Upload { name: if file_name.is_empty() { "attachment".into() } else { file_name }, content_type, data });
+                    files.push(Upload {
+                        name: if file_name.is_empty() { "attachment".into() } else { file_name },
+                        content_type,
+                        data,
+                    });
                 }
             }
             _ => {}
@@ -121,7 +157,9 @@ pub async fn send(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf,
     }
     let to = participants(&envelope, all);
     if to.is_empty() {
-        return Err(WebError::BadRequest("This message does not say who sent it, so it cannot be answered here.".into()));
+        return Err(WebError::BadRequest(
+            "This message does not say who sent it, so it cannot be answered here.".into(),
+        ));
     }
     let actor = format!("portal:{}", s.account.id);
     let target = format!("portal:{}", m.row.id);
@@ -144,7 +182,11 @@ pub async fn send(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf,
         builder = builder.in_reply_to(bare.clone()).references(bare);
     }
     for f in files {
-        let ct = if f.content_type.bytes().all(|b| b.is_ascii_graphic()) && f.content_type.contains('/') { f.content_type } else { "application/octet-stream".into() };
+        let ct = if f.content_type.bytes().all(|b| b.is_ascii_graphic()) && f.content_type.contains('/') {
+            f.content_type
+        } else {
+            "application/octet-stream".into()
+        };
         builder = builder.attachment(ct, f.name, f.data.to_vec());
     }
     let message = builder.write_to_vec().map_err(WebError::internal)?;
@@ -157,11 +199,34 @@ pub async fn send(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf,
         smtputf8: me.is_utf8() || to.iter().any(Address::is_utf8),
         body: Default::default(),
     };
-    let arrival = Arrival { source: Source::Portal, client_ip: Some(ip.0), helo: None, authenticated_as: Some(actor.clone()), tls: None, sender_auth: None };
+    let arrival = Arrival {
+        source: Source::Portal,
+        client_ip: Some(ip.0),
+        helo: None,
+        authenticated_as: Some(actor.clone()),
+        tls: None,
+        sender_auth: None,
+    };
     match state.services.intake.submit(s.tenant.clone(), envelope_out, arrival, Bytes::from(message)).await {
         Ok(accepted) => {
-            audit(&state, ip, &actor, "portal.reply", &target, Outcome::Success, &[("message", accepted.id.to_string()), ("recipients", to.len().to_string()), ("all", all.to_string())]).await;
-            notice(StatusCode::OK, csrf, true, "Reply sent", "Your reply was sent securely.", Some((&format!("/p/read/{}", m.row.id), "Back to the message")))
+            audit(
+                &state,
+                ip,
+                &actor,
+                "portal.reply",
+                &target,
+                Outcome::Success,
+                &[("message", accepted.id.to_string()), ("recipients", to.len().to_string()), ("all", all.to_string())],
+            )
+            .await;
+            notice(
+                StatusCode::OK,
+                csrf,
+                true,
+                "Reply sent",
+                "Your reply was sent securely.",
+                Some((&format!("/p/read/{}", m.row.id), "Back to the message")),
+            )
         }
         Err(IntakeError::Blocked(reason)) => {
             audit(&state, ip, &actor, "portal.reply", &target, Outcome::Denied, &[]).await;

@@ -22,7 +22,8 @@ pub fn html(input: &str, allow_remote: bool) -> Clean {
         .set_tag_attribute_value("a", "target", "_blank")
         .attribute_filter(move |element, attribute, value| {
             if element == "img" && attribute == "src" {
-                let remote = value.trim_start().get(..4).is_some_and(|p| p.eq_ignore_ascii_case("http")) || value.trim_start().starts_with("//");
+                let remote = value.trim_start().get(..4).is_some_and(|p| p.eq_ignore_ascii_case("http"))
+                    || value.trim_start().starts_with("//");
                 if remote && !allow_remote {
                     counter.fetch_add(1, Ordering::Relaxed);
                     return None;

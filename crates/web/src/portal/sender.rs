@@ -42,13 +42,22 @@ fn state_text(m: &PortalMessage) -> (String, bool) {
     match m.row.state.as_str() {
         pstate::ACTIVE if m.row.expires_at > now => (format!("available until {}", date(m.row.expires_at)), true),
         pstate::ACTIVE => ("expired".into(), false),
-        pstate::RETRACTED => (format!("withdrawn on {}; its content was deleted", date(m.row.withdrawn_at.unwrap_or(0))), false),
-        _ => (format!("expired on {}; its content was deleted", date(m.row.withdrawn_at.unwrap_or(m.row.expires_at))), false),
+        pstate::RETRACTED => {
+            (format!("withdrawn on {}; its content was deleted", date(m.row.withdrawn_at.unwrap_or(0))), false)
+        }
+        _ => (
+            format!("expired on {}; its content was deleted", date(m.row.withdrawn_at.unwrap_or(m.row.expires_at))),
+            false,
+        ),
     }
 }
 
 /// `GET /p/s/{token}`
-pub async fn status(State(state): State<WebState>, Csrf(csrf): Csrf, Path(token): Path<String>) -> Result<Response, WebError> {
+pub async fn status(
+    State(state): State<WebState>,
+    Csrf(csrf): Csrf,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
     let m = by_token(&state, &token).await?;
     let opens = state
         .services
@@ -57,7 +66,13 @@ pub async fn status(State(state): State<WebState>, Csrf(csrf): Csrf, Path(token)
         .await
         .map_err(WebError::internal)?
         .into_iter()
-        .map(|o| (o.at.map(|t| date(t.as_micros())).unwrap_or_default(), o.ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into()), o.agent))
+        .map(|o| {
+            (
+                o.at.map(|t| date(t.as_micros())).unwrap_or_default(),
+                o.ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into()),
+                o.agent,
+            )
+        })
         .collect();
     let (text, active) = state_text(&m);
     let withdrawn = m.row.state == pstate::RETRACTED;
@@ -79,9 +94,24 @@ pub async fn status(State(state): State<WebState>, Csrf(csrf): Csrf, Path(token)
 }
 
 /// `POST /p/s/{token}/retract`
-pub async fn retract(State(state): State<WebState>, ip: ClientIp, Path(token): Path<String>, CsrfForm(_): CsrfForm<CsrfOnly>) -> Result<Response, WebError> {
+pub async fn retract(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Path(token): Path<String>,
+    CsrfForm(_): CsrfForm<CsrfOnly>,
+) -> Result<Response, WebError> {
     let m = by_token(&state, &token).await?;
-    let changed = state.services.portal.withdraw(&m.row.id, Withdrawal::Retracted, "sender").await.map_err(WebError::internal)?;
-    audit(&state, ip, "portal-sender", "portal.retract", &format!("portal:{}", m.row.id), Outcome::Success, &[("changed", changed.to_string()), ("by", "sender link".into())]).await;
+    let changed =
+        state.services.portal.withdraw(&m.row.id, Withdrawal::Retracted, "sender").await.map_err(WebError::internal)?;
+    audit(
+        &state,
+        ip,
+        "portal-sender",
+        "portal.retract",
+        &format!("portal:{}", m.row.id),
+        Outcome::Success,
+        &[("changed", changed.to_string()), ("by", "sender link".into())],
+    )
+    .await;
     Ok(see_other(&format!("/p/s/{token}")))
 }

@@ -42,7 +42,6 @@ pub fn hash(id: &str) -> Vec<u8> {
     digest::digest(&digest::SHA256, id.as_bytes()).as_ref().to_vec()
 }
 
-
 /// The request's session, if it is still valid (an idle or over-age one is ended). Marks
 /// activity on it.
 pub async fn current(state: &WebState, headers: &HeaderMap) -> Result<Option<Session>, WebError> {
@@ -55,7 +54,9 @@ pub async fn current(state: &WebState, headers: &HeaderMap) -> Result<Option<Ses
         store.end_portal_sessions(Some(id_hash), None).await.map_err(WebError::internal)?;
         return Ok(None);
     }
-    let Some(account) = store.portal_account_by_id(&row.account_id).await.map_err(WebError::internal)? else { return Ok(None) };
+    let Some(account) = store.portal_account_by_id(&row.account_id).await.map_err(WebError::internal)? else {
+        return Ok(None);
+    };
     let tenant = TenantId::new(&account.tenant).map_err(WebError::internal)?;
     store.touch_portal_session(&id_hash, now, None).await.map_err(WebError::internal)?;
     Ok(Some(Session { id_hash, row, account, tenant }))
@@ -87,11 +88,21 @@ pub async fn start(state: &WebState, account: &AccountRow, response: &mut Respon
 
 /// Starts a session limited to portal message `id`, for a recipient who proved the address
 /// with the sender's passphrase.
-pub async fn start_for_message(state: &WebState, account: &AccountRow, id: &str, response: &mut Response) -> Result<(), WebError> {
+pub async fn start_for_message(
+    state: &WebState,
+    account: &AccountRow,
+    id: &str,
+    response: &mut Response,
+) -> Result<(), WebError> {
     start_stage(state, account, format!("{ONE_MESSAGE}{id}"), response).await
 }
 
-async fn start_stage(state: &WebState, account: &AccountRow, stage: String, response: &mut Response) -> Result<(), WebError> {
+async fn start_stage(
+    state: &WebState,
+    account: &AccountRow,
+    stage: String,
+    response: &mut Response,
+) -> Result<(), WebError> {
     let id = csrf::random_token()?;
     let now = Timestamp::now().as_micros();
     let row = SessionRow {

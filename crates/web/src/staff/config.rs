@@ -80,7 +80,9 @@ impl StaffConfig {
     /// The rules new staff passwords are held to (web and CLI alike). Commands that do not
     /// validate the whole configuration still never go below 8 characters.
     pub fn password_policy(&self) -> carepost_vault::PasswordPolicy {
-        carepost_vault::PasswordPolicy { min_length: usize::try_from(self.password_min_length.max(8)).unwrap_or(usize::MAX) }
+        carepost_vault::PasswordPolicy {
+            min_length: usize::try_from(self.password_min_length.max(8)).unwrap_or(usize::MAX),
+        }
     }
 }
 
@@ -94,8 +96,18 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(toml::from_str::<StaffConfig>(&toml::to_string(&c).unwrap()).unwrap(), c);
         assert!(toml::from_str::<StaffConfig>("session_idel = \"1m\"").is_err());
-        assert_eq!(StaffConfig { password_min_length: 6, ..c.clone() }.validate(), Err(StaffConfigError::ShortPasswords(6)));
-        assert_eq!(StaffConfig { password_min_length: 6, ..c.clone() }.password_policy().min_length, 8, "never below 8");
-        assert_eq!(StaffConfig { lockout_failures: 0, ..c }.validate(), Err(StaffConfigError::Zero("lockout_failures")));
+        assert_eq!(
+            StaffConfig { password_min_length: 6, ..c.clone() }.validate(),
+            Err(StaffConfigError::ShortPasswords(6))
+        );
+        assert_eq!(
+            StaffConfig { password_min_length: 6, ..c.clone() }.password_policy().min_length,
+            8,
+            "never below 8"
+        );
+        assert_eq!(
+            StaffConfig { lockout_failures: 0, ..c }.validate(),
+            Err(StaffConfigError::Zero("lockout_failures"))
+        );
     }
 }

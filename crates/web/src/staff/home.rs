@@ -29,7 +29,9 @@ fn allowances(role: Role) -> &'static [&'static str] {
             "Read the audit log and reports.",
             "Change organization settings, such as requiring two-step sign-in for everyone.",
         ],
-        Role::Compliance => &["Read the audit log and reports.", "Send mail through SMTP submission.", "Change no settings."],
+        Role::Compliance => {
+            &["Read the audit log and reports.", "Send mail through SMTP submission.", "Change no settings."]
+        }
         Role::Sender => &["Send mail through SMTP submission with your password or app passwords."],
         Role::ApiOnly => &["Send through the REST API with API keys only."],
     }
@@ -85,7 +87,12 @@ pub async fn redirect() -> Response {
 }
 
 /// `GET /staff/`
-pub async fn home(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, headers: HeaderMap) -> Result<Response, WebError> {
+pub async fn home(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     match session::current(&state, ip, &headers).await? {
         Some(s) if s.stage == Stage::Full => render(&state, &s, csrf, StatusCode::OK, None, None).await,
         Some(s) if s.stage == Stage::Enroll => Ok(see_other("/staff/mfa")),
@@ -120,26 +127,47 @@ pub async fn change_password(
     let s = session::require(&state, ip, &headers, &[Stage::Full]).await?;
     let (who, whom) = (actor(&s.account.id), target(&s.account.id));
     let store = &state.services.store;
-    let creds = store.account_credentials(&state.services.ring, &s.account.login).await.map_err(WebError::internal)?.ok_or(WebError::Unauthorized)?;
+    let creds = store
+        .account_credentials(&state.services.ring, &s.account.login)
+        .await
+        .map_err(WebError::internal)?
+        .ok_or(WebError::Unauthorized)?;
     let ok = {
         let (h, p) = (creds.password_hash.unwrap_or_default(), form.current.clone());
         password::verify_password_limited(h, p).await.map_err(WebError::internal)?
     };
     if !ok {
         let locked = count_failure(&state, ip, &s.account, "password").await?;
-        audit(&state, ip, &who, "staff.password.change", &whom, Outcome::Failure, &[("reason", "current password".into()), ("locked", locked.to_string())])
-            .await;
+        audit(
+            &state,
+            ip,
+            &who,
+            "staff.password.change",
+            &whom,
+            Outcome::Failure,
+            &[("reason", "current password".into()), ("locked", locked.to_string())],
+        )
+        .await;
         if locked {
             return Err(WebError::Unauthorized);
         }
-        return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some("Your current password is not right.")).await;
+        return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some("Your current password is not right."))
+            .await;
     }
     if let Err(e) = state.staff.password_policy().check(&form.new, &s.account.login) {
         audit(&state, ip, &who, "staff.password.change", &whom, Outcome::Denied, &[("reason", e.to_string())]).await;
         return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some(&format!("Not changed: {e}."))).await;
     }
     if form.new != form.again {
-        return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some("Not changed: the two new passwords are not the same.")).await;
+        return render(
+            &state,
+            &s,
+            csrf,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some("Not changed: the two new passwords are not the same."),
+        )
+        .await;
     }
     let hash = {
         let p = form.new.clone();
@@ -169,15 +197,34 @@ impl CsrfField for SwitchForm {
 
 /// `POST /staff/settings/require-mfa` (administrators): on, every account without a second
 /// factor must enroll one at its next sign-in.
-pub async fn require_mfa(State(state): State<WebState>, ip: ClientIp, headers: HeaderMap, CsrfForm(form): CsrfForm<SwitchForm>) -> Result<Response, WebError> {
+pub async fn require_mfa(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<SwitchForm>,
+) -> Result<Response, WebError> {
     let s = session::require_role(&state, ip, &headers, Role::may_change_settings).await?;
     let value = match form.value.as_str() {
         "on" | "off" => form.value.as_str(),
         _ => return Err(WebError::BadRequest("The setting is on or off.".into())),
     };
     let now = Timestamp::now().as_micros();
-    state.services.store.set_org_setting(s.account.tenant.as_str(), REQUIRE_MFA, value, &actor(&s.account.id), now).await.map_err(WebError::internal)?;
-    audit(&state, ip, &actor(&s.account.id), "staff.require_mfa", &format!("tenant:{}", s.account.tenant), Outcome::Success, &[("value", value.into())]).await;
+    state
+        .services
+        .store
+        .set_org_setting(s.account.tenant.as_str(), REQUIRE_MFA, value, &actor(&s.account.id), now)
+        .await
+        .map_err(WebError::internal)?;
+    audit(
+        &state,
+        ip,
+        &actor(&s.account.id),
+        "staff.require_mfa",
+        &format!("tenant:{}", s.account.tenant),
+        Outcome::Success,
+        &[("value", value.into())],
+    )
+    .await;
     Ok(see_other("/staff/"))
 }
 
@@ -200,16 +247,41 @@ struct AuditLine {
 
 /// `GET /staff/audit` (administrators and compliance officers): the newest records,
 /// read-only. Records hold no PHI (addresses appear as keyed hashes).
-pub async fn audit_view(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, headers: HeaderMap) -> Result<Response, WebError> {
+pub async fn audit_view(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     let s = session::require_role(&state, ip, &headers, Role::may_read_audit).await?;
     // The audit log is the installation's, every tenant's records in one chain: only the
     // operator's own organization (the default tenant) may read it here.
     if s.account.tenant != carepost_model::TenantId::default() {
-        audit(&state, ip, &actor(&s.account.id), "staff.audit.view", "audit", Outcome::Denied, &[("reason", "tenant".into())]).await;
-        return Err(WebError::Forbidden("The audit log covers the whole installation; ask its operator for your organization's records.".into()));
+        audit(
+            &state,
+            ip,
+            &actor(&s.account.id),
+            "staff.audit.view",
+            "audit",
+            Outcome::Denied,
+            &[("reason", "tenant".into())],
+        )
+        .await;
+        return Err(WebError::Forbidden(
+            "The audit log covers the whole installation; ask its operator for your organization's records.".into(),
+        ));
     }
     let records = state.services.store.audit_records_latest(200).await.map_err(WebError::internal)?;
-    audit(&state, ip, &actor(&s.account.id), "staff.audit.view", "audit", Outcome::Success, &[("records", records.len().to_string())]).await;
+    audit(
+        &state,
+        ip,
+        &actor(&s.account.id),
+        "staff.audit.view",
+        "audit",
+        Outcome::Success,
+        &[("records", records.len().to_string())],
+    )
+    .await;
     let rows = records
         .into_iter()
         .map(|r| AuditLine {

@@ -60,8 +60,13 @@ async fn render(
         uri = totp::uri(&raw, issuer, &s.account.login);
         secret = Some(totp::encoded(&raw));
     }
-    let keys =
-        store.staff_security_keys(&s.account.id).await.map_err(WebError::internal)?.into_iter().map(|k| (k.name, crate::portal::date(k.created_at))).collect();
+    let keys = store
+        .staff_security_keys(&s.account.id)
+        .await
+        .map_err(WebError::internal)?
+        .into_iter()
+        .map(|k| (k.name, crate::portal::date(k.created_at)))
+        .collect();
     let page = MfaPage {
         signed_in: s.stage == Stage::Full,
         csrf,
@@ -79,7 +84,12 @@ async fn render(
 }
 
 /// `GET /staff/mfa`
-pub async fn page(State(state): State<WebState>, ip: ClientIp, Csrf(csrf): Csrf, headers: HeaderMap) -> Result<Response, WebError> {
+pub async fn page(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    Csrf(csrf): Csrf,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
     match session::current(&state, ip, &headers).await? {
         Some(s) if STAGES.contains(&s.stage) => render(&state, &s, csrf, StatusCode::OK, None, None).await,
         Some(_) => Ok(see_other("/staff/signin/mfa")),
@@ -102,13 +112,24 @@ pub async fn totp_setup(
     let secret = totp::new_secret().ok_or_else(|| WebError::internal("the system random number generator failed"))?;
     let key = state.services.store.account_key(&state.services.ring, &s.account).await.map_err(WebError::internal)?;
     let sealed = key.seal_field("totp", &secret).map_err(WebError::internal)?;
-    state.services.store.set_staff_totp(&s.account.id, Some(sealed), false, Timestamp::now().as_micros()).await.map_err(WebError::internal)?;
+    state
+        .services
+        .store
+        .set_staff_totp(&s.account.id, Some(sealed), false, Timestamp::now().as_micros())
+        .await
+        .map_err(WebError::internal)?;
     render(&state, &s, csrf, StatusCode::OK, None, None).await
 }
 
 /// After a factor is enrolled: an `enroll` session becomes a complete sign-in, under a new
 /// session id set on `response`.
-async fn enrolled(state: &WebState, ip: ClientIp, s: &StaffSession, headers: &HeaderMap, response: &mut Response) -> Result<bool, WebError> {
+async fn enrolled(
+    state: &WebState,
+    ip: ClientIp,
+    s: &StaffSession,
+    headers: &HeaderMap,
+    response: &mut Response,
+) -> Result<bool, WebError> {
     if s.stage != Stage::Enroll {
         return Ok(false);
     }
@@ -127,12 +148,28 @@ pub async fn totp_confirm(
 ) -> Result<Response, WebError> {
     let s = session::require(&state, ip, &headers, STAGES).await?;
     let (who, whom) = (actor(&s.account.id), target(&s.account.id));
-    let Some(pending) = s.auth.totp_pending.clone() else { return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some("Set up an authenticator app first.")).await };
+    let Some(pending) = s.auth.totp_pending.clone() else {
+        return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some("Set up an authenticator app first."))
+            .await;
+    };
     if !check_totp(&state, &s.account, &pending, &form.code).await? {
         audit(&state, ip, &who, "staff.mfa.enroll", &whom, Outcome::Failure, &[("method", "totp".into())]).await;
-        return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some("That code is not right. Enter the code the app shows now.")).await;
+        return render(
+            &state,
+            &s,
+            csrf,
+            StatusCode::BAD_REQUEST,
+            None,
+            Some("That code is not right. Enter the code the app shows now."),
+        )
+        .await;
     }
-    state.services.store.set_staff_totp(&s.account.id, None, true, Timestamp::now().as_micros()).await.map_err(WebError::internal)?;
+    state
+        .services
+        .store
+        .set_staff_totp(&s.account.id, None, true, Timestamp::now().as_micros())
+        .await
+        .map_err(WebError::internal)?;
     audit(&state, ip, &who, "staff.mfa.enroll", &whom, Outcome::Success, &[("method", "totp".into())]).await;
     let mut response = see_other("/staff/");
     if enrolled(&state, ip, &s, &headers, &mut response).await? {
@@ -142,7 +179,12 @@ pub async fn totp_confirm(
 }
 
 /// `POST /staff/mfa/key/start`: the options for registering a new security key.
-pub async fn key_start(State(state): State<WebState>, ip: ClientIp, headers: HeaderMap, CsrfForm(form): CsrfForm<KeyNameForm>) -> Result<Response, WebError> {
+pub async fn key_start(
+    State(state): State<WebState>,
+    ip: ClientIp,
+    headers: HeaderMap,
+    CsrfForm(form): CsrfForm<KeyNameForm>,
+) -> Result<Response, WebError> {
     let s = session::require(&state, ip, &headers, STAGES).await?;
     let Some(relying_party) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
     let name: String = form.name.trim().chars().filter(|c| !c.is_control()).take(60).collect();
@@ -150,7 +192,14 @@ pub async fn key_start(State(state): State<WebState>, ip: ClientIp, headers: Hea
     let existing = state.services.store.staff_security_keys(&s.account.id).await.map_err(WebError::internal)?;
     let exclude = existing.into_iter().map(|k| k.credential_id).collect::<Vec<_>>();
     let (options, registration) = relying_party
-        .start_securitykey_registration(webauthn::user_handle(&s.account.id), &s.account.login, &s.account.login, Some(exclude), None, None)
+        .start_securitykey_registration(
+            webauthn::user_handle(&s.account.id),
+            &s.account.login,
+            &s.account.login,
+            Some(exclude),
+            None,
+            None,
+        )
         .map_err(WebError::internal)?;
     let text = Ceremony::Register { name, state: registration }.to_json()?;
     state.services.store.set_staff_ceremony(&s.id_hash, Some(text)).await.map_err(WebError::internal)?;
@@ -172,12 +221,29 @@ pub async fn key_finish(
     store.set_staff_ceremony(&s.id_hash, None).await.map_err(WebError::internal)?;
     let ceremony = s.row.ceremony.as_deref().and_then(Ceremony::from_json);
     let credential = serde_json::from_str::<RegisterPublicKeyCredential>(&form.credential);
-    let (Some(Ceremony::Register { name, state: registration }), Ok(credential)) = (ceremony, credential) else { return Ok(super::json(StatusCode::BAD_REQUEST, json!({ "error": "Start again: the security key's answer did not match a request." }))) };
+    let (Some(Ceremony::Register { name, state: registration }), Ok(credential)) = (ceremony, credential) else {
+        return Ok(super::json(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "Start again: the security key's answer did not match a request." }),
+        ));
+    };
     let security_key = match relying_party.finish_securitykey_registration(&credential, &registration) {
         Ok(k) => k,
         Err(e) => {
-            audit(&state, ip, &who, "staff.mfa.enroll", &whom, Outcome::Failure, &[("method", "security-key".into()), ("reason", e.to_string())]).await;
-            return Ok(super::json(StatusCode::BAD_REQUEST, json!({ "error": "The security key could not be registered. Try again." })));
+            audit(
+                &state,
+                ip,
+                &who,
+                "staff.mfa.enroll",
+                &whom,
+                Outcome::Failure,
+                &[("method", "security-key".into()), ("reason", e.to_string())],
+            )
+            .await;
+            return Ok(super::json(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "The security key could not be registered. Try again." }),
+            ));
         }
     };
     let key = store.account_key(&state.services.ring, &s.account).await.map_err(WebError::internal)?;
@@ -191,13 +257,33 @@ pub async fn key_finish(
     };
     match store.add_staff_security_key(&s.account.id, row).await {
         Err(StoreError::Conflict(_)) => {
-            audit(&state, ip, &who, "staff.mfa.enroll", &whom, Outcome::Denied, &[("method", "security-key".into()), ("reason", "registered already".into())])
-                .await;
-            return Ok(super::json(StatusCode::CONFLICT, json!({ "error": "This security key is registered already." })));
+            audit(
+                &state,
+                ip,
+                &who,
+                "staff.mfa.enroll",
+                &whom,
+                Outcome::Denied,
+                &[("method", "security-key".into()), ("reason", "registered already".into())],
+            )
+            .await;
+            return Ok(super::json(
+                StatusCode::CONFLICT,
+                json!({ "error": "This security key is registered already." }),
+            ));
         }
         other => other.map_err(WebError::internal)?,
     }
-    audit(&state, ip, &who, "staff.mfa.enroll", &whom, Outcome::Success, &[("method", "security-key".into()), ("key", name)]).await;
+    audit(
+        &state,
+        ip,
+        &who,
+        "staff.mfa.enroll",
+        &whom,
+        Outcome::Success,
+        &[("method", "security-key".into()), ("key", name)],
+    )
+    .await;
     let mut response = super::json(StatusCode::OK, json!({ "next": "/staff/" }));
     if enrolled(&state, ip, &s, &headers, &mut response).await? {
         return Ok(response);

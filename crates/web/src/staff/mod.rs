@@ -59,7 +59,15 @@ pub(crate) fn target(account_id: &str) -> String {
     format!("account:{account_id}")
 }
 
-pub(crate) async fn audit(state: &WebState, ip: ClientIp, actor: &str, action: &str, target: &str, outcome: Outcome, details: &[(&str, String)]) {
+pub(crate) async fn audit(
+    state: &WebState,
+    ip: ClientIp,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: Outcome,
+    details: &[(&str, String)],
+) {
     crate::portal::audit(state, ip, actor, action, target, outcome, details).await;
 }
 

@@ -16,14 +16,32 @@ use crate::{ClientIp, WebState};
 /// Notes the sign-in's address and mails the notice when it is new. A notice that cannot be
 /// queued is audited and logged; the sign-in itself stands.
 pub async fn after_signin(state: &WebState, ip: ClientIp, account: &Account, user_agent: &str) -> Result<(), WebError> {
-    let ip_hash = state.services.ring.blind_index(&account.tenant, "staff-ip", ip.0.to_string().as_bytes()).map_err(WebError::internal)?;
-    let seen = state.services.store.note_staff_ip(&account.id, ip_hash, Timestamp::now().as_micros()).await.map_err(WebError::internal)?;
+    let ip_hash = state
+        .services
+        .ring
+        .blind_index(&account.tenant, "staff-ip", ip.0.to_string().as_bytes())
+        .map_err(WebError::internal)?;
+    let seen = state
+        .services
+        .store
+        .note_staff_ip(&account.id, ip_hash, Timestamp::now().as_micros())
+        .await
+        .map_err(WebError::internal)?;
     if !(seen.new_address && seen.seen_before && state.staff.new_ip_notice) {
         return Ok(());
     }
     let (who, whom) = (actor(&account.id), target(&account.id));
     let Some(to) = account.addresses.first() else {
-        audit(state, ip, &who, "staff.notice.new_ip", &whom, Outcome::Denied, &[("reason", "the account has no address".into())]).await;
+        audit(
+            state,
+            ip,
+            &who,
+            "staff.notice.new_ip",
+            &whom,
+            Outcome::Denied,
+            &[("reason", "the account has no address".into())],
+        )
+        .await;
         return Ok(());
     };
     let outcome = match queue(state, ip, account, to, user_agent).await {
@@ -39,23 +57,41 @@ pub async fn after_signin(state: &WebState, ip: ClientIp, account: &Account, use
 
 /// A short, safe description of a browser: its family and system, never the raw header.
 pub fn browser_summary(user_agent: &str) -> String {
-    let family = [("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl")]
-        .into_iter()
-        .find(|(token, _)| user_agent.contains(token))
-        .map_or("an unknown browser", |(_, name)| name);
-    let system = [("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iPadOS"), ("Windows", "Windows"), ("Mac OS X", "macOS"), ("Linux", "Linux")]
-        .into_iter()
-        .find(|(token, _)| user_agent.contains(token))
-        .map(|(_, name)| name);
+    let family =
+        [("Edg/", "Edge"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl")]
+            .into_iter()
+            .find(|(token, _)| user_agent.contains(token))
+            .map_or("an unknown browser", |(_, name)| name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .into_iter()
+    .find(|(token, _)| user_agent.contains(token))
+    .map(|(_, name)| name);
     match system {
         Some(system) => format!("{family} on {system}"),
         None => family.to_owned(),
     }
 }
 
-async fn queue(state: &WebState, ip: ClientIp, account: &Account, to: &carepost_model::Address, user_agent: &str) -> Result<(), WebError> {
+async fn queue(
+    state: &WebState,
+    ip: ClientIp,
+    account: &Account,
+    to: &carepost_model::Address,
+    user_agent: &str,
+) -> Result<(), WebError> {
     let settings = state.services.portal.settings();
-    let org = if state.config.organization.is_empty() { settings.hostname.clone() } else { state.config.organization.clone() };
+    let org = if state.config.organization.is_empty() {
+        settings.hostname.clone()
+    } else {
+        state.config.organization.clone()
+    };
     let when = Timestamp::now().to_rfc3339();
     let text = format!(
         "Your {org} staff account signed in from a network address it has not used before.\r\n\r\n\
@@ -84,7 +120,14 @@ async fn queue(state: &WebState, ip: ClientIp, account: &Account, to: &carepost_
         smtputf8: to.is_utf8(),
         body: Default::default(),
     };
-    let arrival = Arrival { source: Source::System, client_ip: None, helo: None, authenticated_as: None, tls: None, sender_auth: None };
+    let arrival = Arrival {
+        source: Source::System,
+        client_ip: None,
+        helo: None,
+        authenticated_as: None,
+        tls: None,
+        sender_auth: None,
+    };
     let submission = Submission::new(account.tenant.clone(), envelope, arrival, Bytes::from(message));
     state.services.intake.spool().accept(submission).await.map_err(WebError::internal)?;
     Ok(())

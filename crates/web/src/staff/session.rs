@@ -59,7 +59,6 @@ impl StaffSession {
     }
 }
 
-
 /// The request's session, if still valid. An idle or over-age session is ended (and the
 /// automatic log-off audited); so is one whose account was disabled or lost web access since.
 pub async fn current(state: &WebState, ip: ClientIp, headers: &HeaderMap) -> Result<Option<StaffSession>, WebError> {
@@ -72,7 +71,16 @@ pub async fn current(state: &WebState, ip: ClientIp, headers: &HeaderMap) -> Res
     if now >= row.expires_at || idle {
         store.end_staff_sessions(Some(id_hash), None).await.map_err(WebError::internal)?;
         let reason = if idle { "idle" } else { "lifetime" };
-        audit(state, ip, &actor(&row.account_id), "staff.signout", &target(&row.account_id), Outcome::Success, &[("reason", reason.into())]).await;
+        audit(
+            state,
+            ip,
+            &actor(&row.account_id),
+            "staff.signout",
+            &target(&row.account_id),
+            Outcome::Success,
+            &[("reason", reason.into())],
+        )
+        .await;
         return Ok(None);
     }
     let account = store.account_by_id(&state.services.ring, &row.account_id).await.map_err(WebError::internal)?;
@@ -87,7 +95,12 @@ pub async fn current(state: &WebState, ip: ClientIp, headers: &HeaderMap) -> Res
 }
 
 /// A session in one of `stages`, or `Unauthorized`.
-pub async fn require(state: &WebState, ip: ClientIp, headers: &HeaderMap, stages: &[Stage]) -> Result<StaffSession, WebError> {
+pub async fn require(
+    state: &WebState,
+    ip: ClientIp,
+    headers: &HeaderMap,
+    stages: &[Stage],
+) -> Result<StaffSession, WebError> {
     match current(state, ip, headers).await? {
         Some(s) if stages.contains(&s.stage) => Ok(s),
         _ => Err(WebError::Unauthorized),
@@ -96,10 +109,24 @@ pub async fn require(state: &WebState, ip: ClientIp, headers: &HeaderMap, stages
 
 /// A complete session whose role passes `allowed`, or `Unauthorized` / `Forbidden`. Every
 /// staff route that shows or changes anything goes through here.
-pub async fn require_role(state: &WebState, ip: ClientIp, headers: &HeaderMap, allowed: fn(Role) -> bool) -> Result<StaffSession, WebError> {
+pub async fn require_role(
+    state: &WebState,
+    ip: ClientIp,
+    headers: &HeaderMap,
+    allowed: fn(Role) -> bool,
+) -> Result<StaffSession, WebError> {
     let s = require(state, ip, headers, &[Stage::Full]).await?;
     if !allowed(s.role()) {
-        audit(state, ip, &actor(&s.account.id), "staff.access", &target(&s.account.id), Outcome::Denied, &[("role", s.role().to_string())]).await;
+        audit(
+            state,
+            ip,
+            &actor(&s.account.id),
+            "staff.access",
+            &target(&s.account.id),
+            Outcome::Denied,
+            &[("role", s.role().to_string())],
+        )
+        .await;
         return Err(WebError::Forbidden("Your role does not allow this.".into()));
     }
     Ok(s)

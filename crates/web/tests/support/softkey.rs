@@ -83,7 +83,9 @@ impl SoftKey {
     }
 
     fn client_data(&self, kind: &str, challenge: &str) -> Vec<u8> {
-        json!({ "type": kind, "challenge": b64(&unb64(challenge)), "origin": self.origin, "crossOrigin": false }).to_string().into_bytes()
+        json!({ "type": kind, "challenge": b64(&unb64(challenge)), "origin": self.origin, "crossOrigin": false })
+            .to_string()
+            .into_bytes()
     }
 
     /// Answers `navigator.credentials.create` options (`{"publicKey": ...}` as the server
