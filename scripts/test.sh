@@ -43,6 +43,9 @@ if ! "$venv/bin/python" -c "import sendgrid, schemathesis" 2>/dev/null; then
 fi
 export CAREPOST_TEST_PYTHON="$venv/bin/python"
 export CARGO_TERM_COLOR=never
+# The habits first: formatted as rustfmt.toml says, and no clippy warning anywhere.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets
 
 # Fuzz smoke: 30 seconds per cargo-fuzz target when a nightly toolchain is present (the

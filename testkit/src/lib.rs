@@ -92,10 +92,10 @@ impl Server {
         server.wait_for_line("ready", START_TIMEOUT);
         for line in &server.banner {
             let mut words = line.split_whitespace();
-            if let (Some(name), Some(addr)) = (words.next(), words.next()) {
-                if let Ok(addr) = addr.parse() {
-                    server.listeners.insert(name.to_owned(), addr);
-                }
+            if let (Some(name), Some(addr)) = (words.next(), words.next())
+                && let Ok(addr) = addr.parse()
+            {
+                server.listeners.insert(name.to_owned(), addr);
             }
         }
         server
@@ -183,10 +183,10 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                if bytes.windows(needle.len().max(1)).any(|w| w == needle) {
-                    found.push(path);
-                }
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(needle.len().max(1)).any(|w| w == needle)
+            {
+                found.push(path);
             }
         }
     }

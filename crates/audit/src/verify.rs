@@ -211,10 +211,10 @@ impl Audit {
                 if wanted.contains(&row.seq) {
                     stored_hashes.insert(row.seq, row.hash.clone());
                 }
-                if row.action == UNANCHORED_ACTION {
-                    if let Some(range) = unanchored_range(&row.details) {
-                        recovered.push((range.0, range.1, row.seq));
-                    }
+                if row.action == UNANCHORED_ACTION
+                    && let Some(range) = unanchored_range(&row.details)
+                {
+                    recovered.push((range.0, range.1, row.seq));
                 }
                 prev_hash = row.hash.clone();
                 expected = row.seq + 1;

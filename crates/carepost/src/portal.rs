@@ -61,10 +61,10 @@ fn mail_message_id(message: &[u8]) -> Option<String> {
     let head = message.split(|b| *b == b'\n').take_while(|l| l.len() > 1);
     for line in head {
         let text = String::from_utf8_lossy(line);
-        if let Some((name, value)) = text.split_once(':') {
-            if name.eq_ignore_ascii_case("message-id") {
-                return Some(value.trim().to_owned());
-            }
+        if let Some((name, value)) = text.split_once(':')
+            && name.eq_ignore_ascii_case("message-id")
+        {
+            return Some(value.trim().to_owned());
         }
     }
     None

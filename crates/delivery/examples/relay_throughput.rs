@@ -104,6 +104,7 @@ async fn main() {
     let _ = stop.send(true);
     let _ = task.await;
     let _ = sink.kill();
+    let _ = sink.wait();
     println!(
         "{count} messages of {size} bytes: accepted in {:.2}s ({:.0} msg/s), delivered over {sessions} sessions in {:.2}s ({:.0} msg/s)",
         accepted.as_secs_f64(),

@@ -95,20 +95,23 @@ pub fn apply_header_actions(message: &[u8], add: &BTreeMap<String, String>, tag:
     let mut line_start = true;
     let mut i = 0;
     while i < head.len() {
-        if line_start && !tagged && head.len() - i >= 8 && head[i..i + 8].eq_ignore_ascii_case(b"subject:") {
-            if let Some(tag) = tag {
-                out.extend_from_slice(&head[i..i + 8]);
-                i += 8;
-                while i < head.len() && (head[i] == b' ' || head[i] == b'\t') {
-                    i += 1;
-                }
-                out.push(b' ');
-                out.extend_from_slice(header_text(tag).as_bytes());
-                out.push(b' ');
-                tagged = true;
-                line_start = false;
-                continue;
+        if line_start
+            && !tagged
+            && head.len() - i >= 8
+            && head[i..i + 8].eq_ignore_ascii_case(b"subject:")
+            && let Some(tag) = tag
+        {
+            out.extend_from_slice(&head[i..i + 8]);
+            i += 8;
+            while i < head.len() && (head[i] == b' ' || head[i] == b'\t') {
+                i += 1;
             }
+            out.push(b' ');
+            out.extend_from_slice(header_text(tag).as_bytes());
+            out.push(b' ');
+            tagged = true;
+            line_start = false;
+            continue;
         }
         line_start = head[i] == b'\n';
         out.push(head[i]);

@@ -75,6 +75,10 @@ pub struct RunnerEnv {
     pub portal: Option<Arc<dyn PortalHandoff>>,
 }
 
+/// What makes two recipients' copies identical: the route, whether it is TLS-only, and the
+/// transform's cache key. Recipients with the same shape share one SMTP transaction.
+type CopyShape = (Route, bool, String);
+
 impl RunnerEnv {
     pub fn production(dns: Arc<dyn Dns>, hostname: &str) -> Self {
         RunnerEnv {
@@ -618,7 +622,7 @@ impl QueueRunner {
         let mut immediate: Vec<(usize, Outcome)> = Vec::new();
         // Recipients whose copies come out the same share transactions; an end-to-end
         // encrypted copy travels alone.
-        let mut groups: HashMap<(Route, bool, String), (Arc<Transform>, Vec<usize>)> = HashMap::new();
+        let mut groups: HashMap<CopyShape, (Arc<Transform>, Vec<usize>)> = HashMap::new();
         let mut alone: Vec<(Route, bool, Arc<Transform>, usize)> = Vec::new();
         for (pos, row) in positions(&ctx.opened, &rows).into_iter().zip(&rows) {
             if suppressed.contains(&row.address_index) {
@@ -910,17 +914,17 @@ impl Inner {
                 }
                 HostPolicy::Defer(reason) => {
                     let tlsa = ReportedPolicy { kind: PolicyType::Tlsa, strings: Vec::new() };
-                    if let Some(c) = &self.tls_rpt {
-                        if reports_on(route) {
-                            c.failure(
-                                Timestamp::now(),
-                                &route.domain,
-                                &tlsa,
-                                &candidate.host,
-                                None,
-                                ResultType::DnssecInvalid,
-                            );
-                        }
+                    if let Some(c) = &self.tls_rpt
+                        && reports_on(route)
+                    {
+                        c.failure(
+                            Timestamp::now(),
+                            &route.domain,
+                            &tlsa,
+                            &candidate.host,
+                            None,
+                            ResultType::DnssecInvalid,
+                        );
                     }
                     last = SessionFailure { permanent: false, status: "4.7.5", reason, tls: false, remote: None };
                     continue;

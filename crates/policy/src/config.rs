@@ -179,10 +179,10 @@ impl PolicyConfig {
                     return Err(err(key, format!("group '{g}' is not defined in [policy.groups]")));
                 }
             }
-            if let (Some(lo), Some(hi)) = (rule.when.min_size, rule.when.max_size) {
-                if lo > hi {
-                    return Err(err("when.min_size", format!("{lo} is above max_size {hi}")));
-                }
+            if let (Some(lo), Some(hi)) = (rule.when.min_size, rule.when.max_size)
+                && lo > hi
+            {
+                return Err(err("when.min_size", format!("{lo} is above max_size {hi}")));
             }
             for t in &rule.when.attachment_type {
                 if !t.contains('/') {
@@ -200,15 +200,15 @@ impl PolicyConfig {
                     return Err(err("then.add_header", format!("the value of {name} has a line break")));
                 }
             }
-            if let Some(tag) = &rule.then.tag_subject {
-                if !line_safe(tag) || tag.trim().is_empty() {
-                    return Err(err("then.tag_subject", "must be one line of text".into()));
-                }
+            if let Some(tag) = &rule.then.tag_subject
+                && (!line_safe(tag) || tag.trim().is_empty())
+            {
+                return Err(err("then.tag_subject", "must be one line of text".into()));
             }
-            if let Some(text) = &rule.then.block {
-                if !line_safe(text) || text.trim().is_empty() || text.len() > 400 {
-                    return Err(err("then.block", "the bounce text must be one line of at most 400 characters".into()));
-                }
+            if let Some(text) = &rule.then.block
+                && (!line_safe(text) || text.trim().is_empty() || text.len() > 400)
+            {
+                return Err(err("then.block", "the bounce text must be one line of at most 400 characters".into()));
             }
             if rule.then.notify_compliance && self.compliance_address.is_none() {
                 return Err(err("then.notify_compliance", "policy.compliance_address is not set".into()));

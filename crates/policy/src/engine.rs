@@ -93,11 +93,11 @@ impl Policy {
     fn apply(&self, rule: &Rule, decision: &mut Decision, notice_subject: &mut Option<NoticeSubject>) {
         let then = &rule.then;
         decision.matched_rules.push(rule.name.clone());
-        if decision.method.is_none() {
-            if let Some(m) = then.method {
-                decision.method = Some(m);
-                decision.method_rule = rule.name.clone();
-            }
+        if decision.method.is_none()
+            && let Some(m) = then.method
+        {
+            decision.method = Some(m);
+            decision.method_rule = rule.name.clone();
         }
         if decision.block.is_none() {
             decision.block = then.block.clone();

@@ -492,10 +492,10 @@ impl KeyDirectory {
         let canonical = address.canonical();
         let index = self.address_index(tenant, &canonical)?;
         let mut found = self.stored_keys(tenant, &canonical, &index, now).await?;
-        if found.pgp.is_empty() {
-            if let Some(key) = self.wkd_lookup(tenant, &canonical, &index, now).await? {
-                found.pgp.push(key);
-            }
+        if found.pgp.is_empty()
+            && let Some(key) = self.wkd_lookup(tenant, &canonical, &index, now).await?
+        {
+            found.pgp.push(key);
         }
         Ok(found)
     }
@@ -536,7 +536,7 @@ impl KeyDirectory {
             }
         }
         // Newest expiry first; a key without expiry counts as newest.
-        smime.sort_by(|a, b| b.0.cmp(&a.0));
+        smime.sort_by_key(|k| std::cmp::Reverse(k.0));
         pgp.sort_by(|a, b| match (a.0, b.0) {
             (None, None) => std::cmp::Ordering::Equal,
             (None, _) => std::cmp::Ordering::Less,

@@ -182,7 +182,7 @@ fn recipient(to: smtp_proto::RcptTo<std::borrow::Cow<'_, str>>) -> Result<Recipi
     }
     let address = Address::parse(&to.address).map_err(|_| Reply::new(501, "5.1.3", "Bad recipient address syntax"))?;
     let notify_flags = RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY | RCPT_NOTIFY_NEVER;
-    let notify = (to.flags & notify_flags != 0).then(|| DsnNotify {
+    let notify = (to.flags & notify_flags != 0).then_some(DsnNotify {
         never: to.flags & RCPT_NOTIFY_NEVER != 0,
         success: to.flags & RCPT_NOTIFY_SUCCESS != 0,
         failure: to.flags & RCPT_NOTIFY_FAILURE != 0,

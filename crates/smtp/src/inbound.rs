@@ -176,6 +176,17 @@ fn resolver_config(servers: &[String]) -> Result<Option<ResolverConfig>, Inbound
     Ok(Some(ResolverConfig::from_parts(None, Vec::new(), name_servers)))
 }
 
+/// A mail-auth lookup that answers from this verifier's DNS caches first.
+type CachedParameters<'a, P> = Parameters<
+    'a,
+    P,
+    TtlCache<Box<str>, Txt>,
+    TtlCache<Box<str>, RecordSet<MX>>,
+    TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
+    TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
+    TtlCache<IpAddr, RecordSet<Box<str>>>,
+>;
+
 impl SenderVerifier {
     /// A verifier using `dns_servers`, or the system's resolver configuration when empty.
     pub fn new(dns_servers: &[String], hostname: &str, enforcement: DmarcEnforcement) -> Result<Self, InboundError> {
@@ -194,18 +205,7 @@ impl SenderVerifier {
         &self.caches
     }
 
-    fn params<P>(
-        &self,
-        p: P,
-    ) -> Parameters<
-        '_,
-        P,
-        TtlCache<Box<str>, Txt>,
-        TtlCache<Box<str>, RecordSet<MX>>,
-        TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
-        TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
-        TtlCache<IpAddr, RecordSet<Box<str>>>,
-    > {
+    fn params<P>(&self, p: P) -> CachedParameters<'_, P> {
         Parameters::new(p)
             .with_txt_cache(&self.caches.txt)
             .with_mx_cache(&self.caches.mx)

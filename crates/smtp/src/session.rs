@@ -579,7 +579,7 @@ impl Session {
         if recipient.address.is_utf8() && !tx.mail.smtputf8 {
             return Reply::new(553, "5.6.7", "Must declare SMTPUTF8 to send unicode address");
         }
-        if !may_relay && !(kind == ListenerKind::Mx && local) {
+        if !(may_relay || kind == ListenerKind::Mx && local) {
             return Reply::new(554, "5.7.1", format!("<{}>: Relay access denied", recipient.address));
         }
         tx.recipients.push(recipient);

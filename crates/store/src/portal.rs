@@ -225,6 +225,18 @@ pub struct FailureCount {
     pub locked_until: Option<i64>,
 }
 
+/// A one-time code about to be sent to a portal recipient; `code_hash` is keyed, never the code.
+#[derive(Debug, Clone)]
+pub struct NewPortalCode {
+    pub id: String,
+    pub tenant: String,
+    pub address_index: Vec<u8>,
+    pub purpose: &'static str,
+    pub code_hash: Vec<u8>,
+    pub now: i64,
+    pub expires_at: i64,
+}
+
 impl Store {
     pub async fn portal_message(&self, id: &str) -> Result<Option<PortalMessageRow>, StoreError> {
         let row =
@@ -575,17 +587,8 @@ impl Store {
 
     /// Stores a new one-time code and voids the address's earlier codes of the same purpose.
     /// The caller checks [`Store::portal_codes_sent_since`] against its limit first.
-    pub async fn insert_portal_code(
-        &self,
-        id: String,
-        tenant: String,
-        address_index: Vec<u8>,
-        code_purpose: &str,
-        code_hash: Vec<u8>,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        let code_purpose = code_purpose.to_owned();
+    pub async fn insert_portal_code(&self, code: NewPortalCode) -> Result<(), StoreError> {
+        let NewPortalCode { id, tenant, address_index, purpose: code_purpose, code_hash, now, expires_at } = code;
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
@@ -596,7 +599,7 @@ impl Store {
                     .bind(now)
                     .bind(&tenant)
                     .bind(&address_index)
-                    .bind(&code_purpose)
+                    .bind(code_purpose)
                     .execute(tx.conn())
                     .await?;
                     sqlx::query(
@@ -606,7 +609,7 @@ impl Store {
                     .bind(&id)
                     .bind(&tenant)
                     .bind(&address_index)
-                    .bind(&code_purpose)
+                    .bind(code_purpose)
                     .bind(&code_hash)
                     .bind(now)
                     .bind(expires_at)
@@ -853,15 +856,15 @@ mod tests {
     async fn codes_expire_void_older_ones_and_count_attempts() {
         let (_dir, store) = store().await;
         let add = |id: &str, now: i64| {
-            store.insert_portal_code(
-                id.into(),
-                "default".into(),
-                b"r".to_vec(),
-                purpose::VERIFY,
-                b"h".to_vec(),
+            store.insert_portal_code(NewPortalCode {
+                id: id.into(),
+                tenant: "default".into(),
+                address_index: b"r".to_vec(),
+                purpose: purpose::VERIFY,
+                code_hash: b"h".to_vec(),
                 now,
-                now + 100,
-            )
+                expires_at: now + 100,
+            })
         };
         add("C1", 1).await.unwrap();
         add("C2", 2).await.unwrap();
@@ -890,7 +893,15 @@ mod tests {
     async fn parallel_guesses_reserve_no_more_attempts_than_allowed() {
         let (_dir, store) = store().await;
         store
-            .insert_portal_code("C1".into(), "default".into(), b"r".to_vec(), purpose::VERIFY, b"h".to_vec(), 1, 1000)
+            .insert_portal_code(NewPortalCode {
+                id: "C1".into(),
+                tenant: "default".into(),
+                address_index: b"r".to_vec(),
+                purpose: purpose::VERIFY,
+                code_hash: b"h".to_vec(),
+                now: 1,
+                expires_at: 1000,
+            })
             .await
             .unwrap();
         let w = store.writer();

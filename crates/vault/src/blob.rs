@@ -135,10 +135,8 @@ impl BlobStore for LocalDirBlobStore {
             std::fs::rename(&tmp, &file)?;
             // The rename is durable only once the directory entry is.
             sync_dir(&dir)?;
-            if new_dir {
-                if let Some(parent) = dir.parent() {
-                    sync_dir(parent)?;
-                }
+            if new_dir && let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
             }
             Ok(())
         })

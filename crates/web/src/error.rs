@@ -130,10 +130,10 @@ impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let reference = self.log();
         let mut response = error_page(self.status(), &self.public_message(), reference.as_deref());
-        if let WebError::TooManyRequests(wait) = &self {
-            if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-                response.headers_mut().insert(RETRY_AFTER, v);
-            }
+        if let WebError::TooManyRequests(wait) = &self
+            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+        {
+            response.headers_mut().insert(RETRY_AFTER, v);
         }
         response
     }

@@ -43,10 +43,10 @@ pub async fn run(global: &Global, command: KeyCommand) -> anyhow::Result<ExitCod
         };
         new_master.write_new_file(&target).with_context(|| format!("writing {}", target.display()))?;
         let count = install.store.rotate_master_key(&install.ring, &new_master).await?;
-        if let MasterKeySource::File(path) = &source {
-            if target == carepost::install::staged_master_key_path(path) {
-                std::fs::rename(&target, path).with_context(|| format!("installing {}", path.display()))?;
-            }
+        if let MasterKeySource::File(path) = &source
+            && target == carepost::install::staged_master_key_path(path)
+        {
+            std::fs::rename(&target, path).with_context(|| format!("installing {}", path.display()))?;
         }
         install
             .audit

@@ -108,11 +108,12 @@ impl Attachment {
         if !media_type_ok(content_type) {
             return Err(ApiError::invalid(format!("{field}.type"), "not a media type such as application/pdf"));
         }
-        if let Some(cid) = inline_cid {
-            if cid.is_empty() || cid.len() > 255 || !cid.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
-            {
-                return Err(ApiError::invalid(format!("{field}.content_id"), "not a valid content id"));
-            }
+        if let Some(cid) = inline_cid
+            && (cid.is_empty()
+                || cid.len() > 255
+                || !cid.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>'))
+        {
+            return Err(ApiError::invalid(format!("{field}.content_id"), "not a valid content id"));
         }
         Ok(Attachment {
             filename: filename.trim().to_owned(),

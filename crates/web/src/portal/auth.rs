@@ -10,7 +10,7 @@ use carepost_audit::Outcome;
 use carepost_delivery::Submission;
 use carepost_model::{Address, Arrival, Envelope, Id, Recipient, Source, TenantId, Timestamp};
 use carepost_secure::portal::masked;
-use carepost_store::portal::{AccountRow, purpose};
+use carepost_store::portal::{AccountRow, NewPortalCode, purpose};
 use carepost_vault as password;
 use serde::Deserialize;
 
@@ -87,10 +87,11 @@ pub async fn link(
     if !message.is_active() || message.row.expires_at <= Timestamp::now().as_micros() {
         return super::withdrawn(csrf, signed_in);
     }
-    if let Some(s) = current.filter(|s| s.allows(&message.row.id)) {
-        if s.account.address_index == message.row.recipient_index && s.account.tenant == message.row.tenant {
-            return Ok(see_other(&format!("/p/read/{}", message.row.id)));
-        }
+    if let Some(s) = current.filter(|s| s.allows(&message.row.id))
+        && s.account.address_index == message.row.recipient_index
+        && s.account.tenant == message.row.tenant
+    {
+        return Ok(see_other(&format!("/p/read/{}", message.row.id)));
     }
     let account = state
         .services
@@ -372,7 +373,15 @@ pub async fn send_code(
     let hash = code_hash(&state, &who.tenant, &id, &code)?;
     let expires = now.saturating_add(micros(state.config.code_lifetime.as_secs()));
     store
-        .insert_portal_code(id.clone(), who.tenant.to_string(), who.index.clone(), kind, hash, now, expires)
+        .insert_portal_code(NewPortalCode {
+            id: id.clone(),
+            tenant: who.tenant.to_string(),
+            address_index: who.index.clone(),
+            purpose: kind,
+            code_hash: hash,
+            now,
+            expires_at: expires,
+        })
         .await
         .map_err(WebError::internal)?;
     let queued = send_code_mail(&state, &who, &code).await;
@@ -904,14 +913,13 @@ async fn account_page(
     let address = String::from_utf8(key.open_field("address", &s.account.address).map_err(WebError::internal)?)
         .map_err(WebError::internal)?;
     let (mut secret, mut uri) = (None, String::new());
-    if s.account.totp.is_none() {
-        if let Some(sealed) = &s.account.totp_pending {
-            let raw = key.open_field("totp", sealed).map_err(WebError::internal)?;
-            let issuer =
-                if state.config.organization.is_empty() { "carepost" } else { state.config.organization.as_str() };
-            uri = totp::uri(&raw, issuer, &address);
-            secret = Some(totp::encoded(&raw));
-        }
+    if s.account.totp.is_none()
+        && let Some(sealed) = &s.account.totp_pending
+    {
+        let raw = key.open_field("totp", sealed).map_err(WebError::internal)?;
+        let issuer = if state.config.organization.is_empty() { "carepost" } else { state.config.organization.as_str() };
+        uri = totp::uri(&raw, issuer, &address);
+        secret = Some(totp::encoded(&raw));
     }
     page(
         StatusCode::OK,
