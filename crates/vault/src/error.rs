@@ -23,6 +23,10 @@ pub enum VaultError {
     Blob { key: String, source: std::io::Error },
     #[error("blob {0} does not exist")]
     BlobMissing(String),
+    #[error("blob {0}: the copy read back differs from the source")]
+    BlobCopyMismatch(String),
+    #[error("blob store settings: {0}")]
+    BlobSettings(String),
     #[error("invalid blob key '{0}'")]
     BlobKey(String),
     #[error("password: {0}")]

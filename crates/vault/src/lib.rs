@@ -16,6 +16,8 @@
 //! live.
 
 mod blob;
+#[cfg(feature = "s3")]
+mod blob_s3;
 mod error;
 mod keyring;
 mod master;
@@ -23,7 +25,9 @@ mod password;
 pub mod password_policy;
 mod seal;
 
-pub use blob::{BlobKey, BlobStore, LocalDirBlobStore};
+pub use blob::{BlobKey, BlobStore, CopyProgress, CopyReport, LocalDirBlobStore, copy_blobs};
+#[cfg(feature = "s3")]
+pub use blob_s3::{DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, S3BlobStore, S3Settings, parse_s3_url};
 pub use error::VaultError;
 pub use keyring::{DataKey, KeyRing, SecretPurpose, WrappedDataKey, WrappedSecret, object_aad};
 pub use master::{MasterKey, MasterKeySource};
