@@ -33,13 +33,14 @@ fi
 command -v smtp-sink >/dev/null || export PATH="$PATH:/usr/sbin"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-# Python tools the tests drive carepost with (the official `sendgrid` client, schemathesis),
-# from PyPI into a virtual environment beside the build.
+# Python tools the tests drive carepost with (the official `sendgrid` client, schemathesis)
+# and moto's S3-compatible server (testkit/src/s3.rs), from PyPI into a virtual environment
+# beside the build.
 venv="$CARGO_TARGET_DIR/pyenv"
-if ! "$venv/bin/python" -c "import sendgrid, schemathesis" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import sendgrid, schemathesis, moto.server, boto3" 2>/dev/null; then
   mkdir -p "$CARGO_TARGET_DIR"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check sendgrid schemathesis
+  "$venv/bin/pip" install -q --disable-pip-version-check sendgrid schemathesis 'moto[server]'
 fi
 export CAREPOST_TEST_PYTHON="$venv/bin/python"
 export CARGO_TERM_COLOR=never

@@ -177,11 +177,12 @@ impl S3BlobStore {
             builder = builder.with_secret_access_key(secret);
         }
         let store = builder
-            // AWS_ALLOW_HTTP in the environment must not undo the check above.
-            .with_allow_http(settings.allow_http)
             .with_client_options(
                 ClientOptions::new().with_timeout(REQUEST_TIMEOUT).with_connect_timeout(CONNECT_TIMEOUT),
             )
+            // After the client options, which carry it too; and AWS_ALLOW_HTTP in the
+            // environment must not undo the check above.
+            .with_allow_http(settings.allow_http)
             .with_retry(RetryConfig {
                 backoff: BackoffConfig {
                     init_backoff: Duration::from_millis(200),
