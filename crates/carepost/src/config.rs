@@ -31,6 +31,7 @@ pub struct Config {
     pub policy: carepost_policy::PolicyConfig,
     pub secure: carepost_secure::config::SecureConfig,
     pub webhooks: carepost_delivery::webhooks::WebhooksConfig,
+    pub blobs: BlobsConfig,
 }
 
 impl Default for Config {
@@ -50,6 +51,7 @@ impl Default for Config {
             policy: carepost_policy::PolicyConfig::default(),
             secure: carepost_secure::config::SecureConfig::default(),
             webhooks: carepost_delivery::webhooks::WebhooksConfig::default(),
+            blobs: BlobsConfig::default(),
         }
     }
 }
@@ -114,6 +116,47 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig { database: PathBuf::from("carepost.db"), blob_dir: PathBuf::from("blobs") }
+    }
+}
+
+/// An S3-compatible bucket for sealed blobs, shared by every node (docs/scale-out.md). With
+/// `url` empty, blobs stay in the local directory `store.blob_dir`. Empty strings leave a
+/// setting to the AWS environment variables.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobsConfig {
+    pub url: String,
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for BlobsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobsConfig")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &if self.secret_access_key.is_empty() { "" } else { "(set)" })
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+impl BlobsConfig {
+    /// The vault's settings for this bucket; an empty string is "not set".
+    pub fn s3_settings(&self) -> carepost_vault::S3Settings {
+        let set = |v: &String| Some(v.clone()).filter(|v| !v.is_empty());
+        let mut settings = carepost_vault::S3Settings::new(self.url.clone());
+        settings.endpoint = set(&self.endpoint);
+        settings.region = set(&self.region);
+        settings.access_key_id = set(&self.access_key_id);
+        settings.secret_access_key = set(&self.secret_access_key);
+        settings.allow_http = self.allow_http;
+        settings
     }
 }
 
@@ -248,6 +291,15 @@ mod tests {
                 assert!(docs.contains(&format!("`{full}`")), "docs/config.md does not describe `{full}`");
             }
         }
+    }
+
+    #[test]
+    fn the_blob_secret_stays_out_of_debug_output() {
+        let text = "[blobs]\nurl = \"s3://bucket/p\"\nsecret_access_key = \"wJalr-secret\"\n";
+        let config = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(config.blobs.s3_settings().secret_access_key.as_deref(), Some("wJalr-secret"));
+        assert!(!format!("{config:?}").contains("wJalr-secret"));
+        assert!(Config::parse("[blobs]\nbucket = \"x\"\n", Path::new("c.toml")).is_err());
     }
 
     #[test]

@@ -10,10 +10,10 @@ use carepost_audit::{Audit, CheckpointKey};
 use carepost_model::TenantId;
 use carepost_store::Store;
 use carepost_store::keys::SYSTEM_SCOPE;
-use carepost_vault::{BlobStore, KeyRing, LocalDirBlobStore, MasterKey, MasterKeySource, SecretPurpose};
+use carepost_vault::{BlobStore, KeyRing, LocalDirBlobStore, MasterKey, MasterKeySource, S3BlobStore, SecretPurpose};
 
 use crate::Config;
-use crate::config::MasterKeyKind;
+use crate::config::{BlobsConfig, MasterKeyKind};
 
 /// Whether the caller needs the installation to itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +126,18 @@ fn load_master_key(config: &Config, stored_id: Option<&str>) -> anyhow::Result<M
     Ok(key)
 }
 
+/// The blob store `blobs` names: its S3 bucket, or (with no url) the local directory
+/// `store.blob_dir`. A bucket is checked with one request, so that a wrong setting stops the
+/// command at once.
+pub async fn open_blob_store(config: &Config, blobs: &BlobsConfig) -> anyhow::Result<Arc<dyn BlobStore>> {
+    if blobs.url.is_empty() {
+        return Ok(Arc::new(LocalDirBlobStore::open(config.in_data_dir(&config.store.blob_dir))?));
+    }
+    let store = S3BlobStore::open(&blobs.s3_settings()).context("blobs")?;
+    store.check().await.with_context(|| format!("reaching the blob store {}", store.location()))?;
+    Ok(Arc::new(store))
+}
+
 impl Installation {
     /// Opens (on first start: creates) the installation described by `config`.
     pub async fn open(config: Config, access: Access) -> anyhow::Result<Installation> {
@@ -151,7 +163,7 @@ impl Installation {
             config.audit.checkpoint_every,
             Some(config.in_data_dir(&config.audit.anchor_file)),
         );
-        let blobs: Arc<dyn BlobStore> = Arc::new(LocalDirBlobStore::open(config.in_data_dir(&config.store.blob_dir))?);
+        let blobs = open_blob_store(&config, &config.blobs).await?;
         Ok(Installation { config, store, ring, audit, blobs, _lock: lock })
     }
 

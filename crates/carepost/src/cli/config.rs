@@ -20,6 +20,10 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
         ConfigCommand::Check { file } => {
             let checked = Config::load(&file).map_err(|e| e.to_string()).and_then(|config| {
                 // What the file cannot say wrongly in TOML but can in meaning.
+                if !config.blobs.url.is_empty() {
+                    carepost_vault::S3BlobStore::open(&config.blobs.s3_settings())
+                        .map_err(|e| format!("{}: blobs: {e}", file.display()))?;
+                }
                 carepost_policy::Policy::new(config.policy).map(drop).map_err(|e| format!("{}: {e}", file.display()))
             });
             match checked {
