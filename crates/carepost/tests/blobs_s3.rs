@@ -1,0 +1,140 @@
+//! Sealed blobs in an S3-compatible bucket, end to end: `carepost serve` with `[blobs]` on a
+//! real S3 server (moto, from the testkit) accepts mail from swaks, keeps the body in the
+//! bucket sealed, and delivers it to smtp-sink after a restart; the local blob directory is
+//! never used. A bucket that cannot be reached stops the server at start.
+
+use std::path::Path;
+
+use carepost_testkit::{Server, Sink, files_containing, run, s3, swaks};
+
+const BIN: &str = env!("CARGO_BIN_EXE_carepost");
+
+fn config(blobs: &str, delivery: &str) -> String {
+    format!(
+        r#"[smtp]
+mx_listen = ""
+submission_listen = "127.0.0.1:0"
+submissions_listen = ""
+local_domains = ["clinic.example.org"]
+relay_networks = ["127.0.0.0/8"]
+
+[web]
+listen = ""
+
+[secure]
+# Tests stay on loopback: no WKD look-ups on the Internet.
+wkd = false
+
+[delivery]
+{delivery}
+
+{blobs}
+"#
+    )
+}
+
+#[test]
+fn mail_is_kept_sealed_in_the_bucket_and_delivered_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server_s3 = s3::server();
+    let bucket = server_s3.new_bucket("e2e");
+    let blobs = server_s3.blobs_config(&bucket);
+    let markers: Vec<String> = (0..3).map(|i| format!("S3-BODY-MARKER-{i}-{}", std::process::id())).collect();
+
+    // First with delivery off, so the bodies are certainly in the bucket when it is looked at.
+    // The recipient is in a local domain: such mail goes through the transport (smtp-sink)
+    // as it is, where outbound mail would wait for verified TLS or go to the portal.
+    let server = Server::start(Path::new(BIN), dir, &config(&blobs, "enabled = false"));
+    for marker in &markers {
+        let (code, out) = swaks(
+            server.addr("submission"),
+            &[
+                "--from",
+                "nurse@clinic.example.org",
+                "--to",
+                "dr.smith@clinic.example.org",
+                "--header",
+                "Subject: results",
+                "--body",
+                &format!("Your appointment is confirmed: {marker}"),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("queued"), "{out}");
+    }
+    assert!(server.stop().success());
+
+    let objects = server_s3.objects(&bucket);
+    assert!(
+        objects.iter().filter(|o| o.key.starts_with("carepost/")).count() >= markers.len(),
+        "one object per body at least: {objects:?}"
+    );
+    let readable = |objects: &[s3::S3Object]| {
+        objects
+            .iter()
+            .filter(|o| {
+                markers.iter().any(|m| o.body.windows(m.len()).any(|w| w == m.as_bytes()))
+                    || o.body.windows(11).any(|w| w == b"appointment")
+            })
+            .map(|o| o.key.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(readable(&objects), Vec::<String>::new(), "plaintext in the bucket");
+    let data = dir.join("data");
+    let local = data.join("blobs");
+    assert!(
+        !local.exists() || std::fs::read_dir(&local).unwrap().next().is_none(),
+        "the local blob directory was used"
+    );
+
+    // Restarted with delivery on: the bodies come back out of the bucket to the sink.
+    let sink = Sink::start(dir, &[]);
+    let delivery =
+        format!("smart_host = \"{}\"\nsmart_host_tls = \"none\"\nretry_first = \"1s\"\nretry_max = \"2s\"", sink.addr);
+    let server = Server::start(Path::new(BIN), dir, &config(&blobs, &delivery));
+    for marker in &markers {
+        sink.wait_for(&[marker.as_str(), "Subject: results"], &[]);
+    }
+    assert!(server.stop().success());
+    assert_eq!(readable(&server_s3.objects(&bucket)), Vec::<String>::new(), "plaintext in the bucket");
+    assert!(
+        !local.exists() || std::fs::read_dir(&local).unwrap().next().is_none(),
+        "the local blob directory was used"
+    );
+    for marker in &markers {
+        assert!(files_containing(&data, marker.as_bytes()).is_empty(), "{marker} readable in the data directory");
+    }
+    let (code, out, err) = run(Path::new(BIN), dir, &["audit", "verify", "--config", "carepost.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn an_unreachable_bucket_stops_the_server_at_start_without_naming_the_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server_s3 = s3::server();
+    let blobs = server_s3
+        .blobs_config("no-such-bucket")
+        .replace(server_s3.secret_access_key, "secret-that-must-not-be-printed");
+    std::fs::write(
+        dir.join("carepost.toml"),
+        carepost_testkit::test_config(&dir.join("data"), &config(&blobs, "enabled = false")),
+    )
+    .unwrap();
+    let (code, out, err) = run(Path::new(BIN), dir, &["serve", "--config", "carepost.toml"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("reaching the blob store s3://no-such-bucket/carepost"), "{err}");
+    assert!(!format!("{out}{err}").contains("secret-that-must-not-be-printed"), "{err}");
+
+    // Plain HTTP to another machine is refused before any request.
+    let blobs = server_s3.blobs_config("b12").replace("127.0.0.1", "192.0.2.10");
+    std::fs::write(
+        dir.join("carepost.toml"),
+        carepost_testkit::test_config(&dir.join("data"), &config(&blobs, "enabled = false")),
+    )
+    .unwrap();
+    let (code, _, err) = run(Path::new(BIN), dir, &["config", "check", "carepost.toml"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("allow_http is only for an endpoint on this machine"), "{err}");
+}
