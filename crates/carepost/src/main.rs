@@ -80,6 +80,9 @@ enum Command {
     /// Endpoints that receive signed delivery events (webhooks).
     #[command(subcommand)]
     Webhook(cli::webhook::WebhookCommand),
+    /// The sealed blob store: copy it to an S3-compatible bucket.
+    #[command(subcommand)]
+    Blobs(cli::blobs::BlobsCommand),
 }
 
 fn main() -> ExitCode {
@@ -112,6 +115,7 @@ fn main() -> ExitCode {
             Command::Dns(c) => cli::dns::run(&global, c).await,
             Command::Suppress(c) => cli::suppress::run(&global, c).await,
             Command::Webhook(c) => cli::webhook::run(&global, c).await,
+            Command::Blobs(c) => cli::blobs::run(&global, c).await,
         }
     });
     match result {

@@ -138,3 +138,83 @@ fn an_unreachable_bucket_stops_the_server_at_start_without_naming_the_secret() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("allow_http is only for an endpoint on this machine"), "{err}");
 }
+
+fn send(server: &Server, marker: &str) {
+    let body = format!("Your appointment is confirmed: {marker}");
+    let (code, out) = swaks(
+        server.addr("submission"),
+        &["--from", "nurse@clinic.example.org", "--to", "dr.smith@clinic.example.org", "--body", &body],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Every file under `dir`, by name, with its bytes.
+fn files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if entry.path().is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.insert(entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_local_install_copies_its_blobs_to_a_bucket_and_serves_from_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server_s3 = s3::server();
+    let bucket = server_s3.new_bucket("copy");
+    let markers: Vec<String> = (0..4).map(|i| format!("COPY-MARKER-{i}-{}", std::process::id())).collect();
+
+    let server = Server::start(Path::new(BIN), dir, &config("", "enabled = false"));
+    for marker in &markers {
+        send(&server, marker);
+    }
+    assert!(server.stop().success());
+    let local = files(&dir.join("data/blobs"));
+    assert!(local.len() >= markers.len(), "{:?}", local.keys());
+
+    // The bucket's settings without its url: the install still uses the local directory.
+    let s3_settings = server_s3.blobs_config(&bucket);
+    let unused: String = s3_settings.lines().filter(|l| !l.starts_with("url")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(
+        dir.join("carepost.toml"),
+        carepost_testkit::test_config(&dir.join("data"), &config(&unused, "enabled = false")),
+    )
+    .unwrap();
+    let target = format!("s3://{bucket}/carepost");
+    let (code, out, err) = run(Path::new(BIN), dir, &["blobs", "copy", "--to", &target, "--config", "carepost.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with(&format!("copied {} blobs (0 already there", local.len())), "{out}");
+    assert!(err.contains(&format!("{0}/{0} blobs", local.len())), "{err}");
+    // The same sealed bytes under the same names; the source untouched.
+    let copied: std::collections::BTreeMap<String, Vec<u8>> = server_s3
+        .objects(&bucket)
+        .into_iter()
+        .map(|o| (o.key.rsplit('/').next().unwrap().to_owned(), o.body))
+        .collect();
+    assert_eq!(copied, local);
+    assert_eq!(files(&dir.join("data/blobs")), local);
+    let (code, out, err) = run(Path::new(BIN), dir, &["blobs", "copy", "--to", &target, "--config", "carepost.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with(&format!("copied 0 blobs ({} already there", local.len())), "{out}");
+
+    // Switched to the bucket, with the local copies gone: the queue is delivered from S3.
+    std::fs::remove_dir_all(dir.join("data/blobs")).unwrap();
+    let sink = Sink::start(dir, &[]);
+    let delivery = format!("smart_host = \"{}\"\nsmart_host_tls = \"none\"\nretry_first = \"1s\"", sink.addr);
+    let server = Server::start(Path::new(BIN), dir, &config(&s3_settings, &delivery));
+    for marker in &markers {
+        sink.wait_for(&[marker.as_str()], &[]);
+    }
+    assert!(server.stop().success());
+    let (code, out, _) = run(Path::new(BIN), dir, &["audit", "export", "--config", "carepost.toml"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("\"action\":\"blobs.copy\"").count(), 2, "{out}");
+}

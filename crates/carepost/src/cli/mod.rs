@@ -2,6 +2,7 @@
 
 pub mod apikey;
 pub mod audit;
+pub mod blobs;
 pub mod block;
 pub mod config;
 pub mod dkim;
