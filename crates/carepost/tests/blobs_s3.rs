@@ -218,3 +218,39 @@ fn a_local_install_copies_its_blobs_to_a_bucket_and_serves_from_it() {
     assert_eq!(code, 0);
     assert_eq!(out.matches("\"action\":\"blobs.copy\"").count(), 2, "{out}");
 }
+
+#[test]
+fn portal_copies_are_kept_sealed_in_the_bucket_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server_s3 = s3::server();
+    let bucket = server_s3.new_bucket("portal");
+    let sink = Sink::start(dir, &[]);
+    let marker = format!("PORTAL-S3-MARKER-{}", std::process::id());
+    let extra = format!(
+        "[smtp]\nmx_listen = \"\"\nsubmission_listen = \"127.0.0.1:0\"\nsubmissions_listen = \"\"\nlocal_domains = [\"clinic.example.org\"]\nrelay_networks = [\"127.0.0.0/8\"]\n\n\
+         [web]\nlisten = \"127.0.0.1:0\"\norganization = \"Example Clinic\"\n\n\
+         [secure]\nwkd = false\n\n\
+         [delivery]\nsmart_host = \"{}\"\nsmart_host_tls = \"none\"\nretry_first = \"1s\"\n\n\
+         [[policy.rules]]\nname = \"patients read in the portal\"\nwhen = {{ recipient = [\"@patient.example\"] }}\nthen = {{ method = \"portal\" }}\n\n{}",
+        sink.addr,
+        server_s3.blobs_config(&bucket)
+    );
+    let server = Server::start(Path::new(BIN), dir, &extra);
+    let (code, out) = swaks(
+        server.addr("submission"),
+        &["--from", "nurse@clinic.example.org", "--to", "pat@patient.example", "--body", &format!("Biopsy: {marker}")],
+    );
+    assert_eq!(code, 0, "{out}");
+    // The notice reaches the recipient; the message itself stays in the portal, in the bucket.
+    let notice = sink.wait_for(&["pat@patient.example", "https://"], &[]);
+    assert!(!notice.contains(&marker), "{notice}");
+    assert!(server.stop().success());
+    let objects = server_s3.objects(&bucket);
+    assert!(objects.iter().any(|o| o.key.starts_with("carepost/portal/")), "{:?}", objects.iter().map(|o| &o.key));
+    for o in &objects {
+        assert!(!o.body.windows(marker.len()).any(|w| w == marker.as_bytes()), "{} holds plaintext", o.key);
+        assert!(!o.body.windows(6).any(|w| w == b"Biopsy"), "{} holds plaintext", o.key);
+    }
+    assert!(!dir.join("data/blobs").exists(), "the local blob directory was used");
+}
