@@ -41,7 +41,7 @@ const MAX_MESSAGE: usize = 400;
 
 /// Where the bucket is and how to sign in. Anything left `None` comes from the usual AWS
 /// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
-/// `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT`), then from the defaults of the AWS
+/// `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT`, `AWS_ENDPOINT_URL`), then from the defaults of the AWS
 /// client (region `us-east-1`, instance or container credentials).
 #[derive(Clone, PartialEq, Eq)]
 pub struct S3Settings {
@@ -140,8 +140,9 @@ impl S3BlobStore {
     /// Builds the client; no request is made (see [`S3BlobStore::check`]).
     pub fn open(settings: &S3Settings) -> Result<Self, VaultError> {
         let (bucket, prefix) = parse_s3_url(&settings.url)?;
-        let endpoint =
-            settings.endpoint.clone().filter(|e| !e.is_empty()).or_else(|| std::env::var("AWS_ENDPOINT").ok());
+        // The same variables the AWS client reads, so the HTTP check below sees its endpoint.
+        let from_env = || ["AWS_ENDPOINT", "AWS_ENDPOINT_URL"].into_iter().find_map(|v| std::env::var(v).ok());
+        let endpoint = settings.endpoint.clone().filter(|e| !e.is_empty()).or_else(from_env);
         if let Some(endpoint) = &endpoint {
             let http = endpoint.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"));
             if http && !settings.allow_http {
