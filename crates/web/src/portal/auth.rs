@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::session::{self, Session};
 use super::{audit, failed_attempt, page, refuse_blocked, see_other};
-use crate::csrf::{Csrf, CsrfField, CsrfForm};
+use crate::csrf::{CodeForm as OneCode, Csrf, CsrfField, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::totp;
 use crate::{ClientIp, WebState, cookies, micros};
@@ -655,18 +655,6 @@ pub async fn totp_page(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CodeOnlyForm {
-    csrf: String,
-    code: String,
-}
-
-impl CsrfField for CodeOnlyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
 /// `POST /p/signin/totp?next=`: the second step.
 pub async fn totp_signin(
     State(state): State<WebState>,
@@ -674,7 +662,7 @@ pub async fn totp_signin(
     Csrf(csrf): Csrf,
     headers: HeaderMap,
     Query(q): Query<NextQuery>,
-    CsrfForm(form): CsrfForm<CodeOnlyForm>,
+    CsrfForm(form): CsrfForm<OneCode>,
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let Some(s) = session::current(&state, &headers).await?.filter(|s| s.session.stage == Stage::SecondFactor) else {
@@ -701,17 +689,6 @@ pub async fn totp_signin(
             session::set(&mut response, &token);
             Ok(response)
         }
-    }
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
-impl CsrfField for CsrfOnly {
-    fn csrf(&self) -> &str {
-        &self.csrf
     }
 }
 
@@ -801,7 +778,7 @@ pub async fn totp_confirm(
     ip: ClientIp,
     Csrf(csrf): Csrf,
     headers: HeaderMap,
-    CsrfForm(form): CsrfForm<CodeOnlyForm>,
+    CsrfForm(form): CsrfForm<OneCode>,
 ) -> Result<Response, WebError> {
     let s = session::require(&state, &headers).await?;
     if s.account.totp_pending.is_none() {

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::session::{self, StaffSession};
 use super::signin::user_agent;
-use super::{CodeForm, CredentialForm, CsrfOnly, KeyNameForm, allow_own_script, audit, notice};
-use crate::csrf::{Csrf, CsrfForm};
+use super::{CredentialForm, KeyNameForm, allow_own_script, audit, notice};
+use crate::csrf::{CodeForm, Csrf, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::portal::see_other;
 use crate::{ClientIp, WebState, totp};

@@ -83,29 +83,6 @@ pub(crate) fn keys_unavailable() -> Response {
     json(axum::http::StatusCode::BAD_REQUEST, serde_json::json!({ "error": "Security keys are not available here." }))
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
-impl CsrfField for CsrfOnly {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-#[derive(Deserialize)]
-pub struct CodeForm {
-    csrf: String,
-    code: String,
-}
-
-impl CsrfField for CodeForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
 /// What the WebAuthn script posts back: the browser's credential as JSON.
 #[derive(Deserialize)]
 pub struct CredentialForm {

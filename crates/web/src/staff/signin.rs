@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::session::{self, StaffSession};
-use super::{CodeForm, CredentialForm, CsrfOnly, allow_own_script, audit, notice};
-use crate::csrf::{Csrf, CsrfField, CsrfForm};
+use super::{CredentialForm, allow_own_script, audit, notice};
+use crate::csrf::{CodeForm, Csrf, CsrfField, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::portal::{failed_login, refuse_blocked, see_other};
 use crate::{ClientIp, WebState, cookies};
