@@ -9,8 +9,8 @@
 //! into calls here and the answers back; none of them holds an account rule.
 //!
 //! Staff and portal accounts are kept in different tables, but sessions, TOTP and lockout
-//! are written once here, parameterized by [`Kind`]; `rows` is the only place that knows
-//! which table a kind lives in.
+//! are written once here, parameterized by [`Kind`]; `rows` is the only place that chooses
+//! between a staff store function and its portal twin.
 
 pub mod api_keys;
 mod kind;
