@@ -139,6 +139,14 @@ pub async fn open_blob_store(config: &Config, blobs: &BlobsConfig) -> anyhow::Re
 }
 
 impl Installation {
+    /// The identity room over this installation's store, holding staff and portal accounts
+    /// to the configured rules (`[staff]`, `[web]`).
+    pub fn identity(&self) -> carepost_identity::Identity {
+        let policies =
+            carepost_identity::Policies { staff: self.config.staff.policy(), portal: self.config.web.portal_policy() };
+        carepost_identity::Identity::new(self.store.clone(), self.ring.clone(), policies)
+    }
+
     /// Opens (on first start: creates) the installation described by `config`.
     pub async fn open(config: Config, access: Access) -> anyhow::Result<Installation> {
         prepare_data_dir(&config.data_dir)?;

@@ -28,11 +28,7 @@ pub async fn start(install: &Installation, spool: &Spool, tls: &TlsIdentity) -> 
     };
     let services = Services {
         ingress: Arc::new(IntakeIngress::new(intake(install, spool)?)),
-        authenticator: Arc::new(StoreAuthenticator::new(
-            install.store.clone(),
-            install.ring.clone(),
-            config.staff.lockout(),
-        )),
+        authenticator: Arc::new(StoreAuthenticator::new(install.identity())),
         guard: Arc::new(guard),
         verifier,
         tls: Some(tls_config),

@@ -548,7 +548,7 @@ impl Session {
             return Reply::new(530, "5.7.10", "REQUIRETLS needs a TLS session");
         }
         if let Some(account) = &self.account {
-            let owned = params.sender.as_ref().is_some_and(|s| account.may_send_as(s));
+            let owned = params.sender.as_ref().is_some_and(|s| carepost_identity::may_send_as(account, s));
             if !owned {
                 let shown = params.sender.as_ref().map(|s| s.to_string()).unwrap_or_default();
                 return Reply::new(
@@ -816,8 +816,9 @@ impl Session {
             );
             return Some((reply, event));
         };
-        let foreign =
-            from.iter().find(|a| !carepost_model::Address::parse(a).is_ok_and(|a| account.may_send_as(&a)))?;
+        let foreign = from
+            .iter()
+            .find(|a| !carepost_model::Address::parse(a).is_ok_and(|a| carepost_identity::may_send_as(account, &a)))?;
         tracing::info!(listener = self.kind.name(), account = %account.id, "refused a From header the account may not use");
         let event = carepost_audit::Event::new(format!("account:{}", account.id), "smtp.sender")
             .target(format!("account:{}", account.id))

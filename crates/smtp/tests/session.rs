@@ -70,7 +70,11 @@ impl Harness {
                     learning: None,
                 },
             ))),
-            authenticator: Arc::new(StoreAuthenticator::new(store, ring, Default::default())),
+            authenticator: Arc::new(StoreAuthenticator::new(carepost_identity::Identity::new(
+                store,
+                ring,
+                Default::default(),
+            ))),
             guard: Arc::new(guard),
             verifier: Some(verifier.clone()),
             tls: None,

@@ -86,7 +86,25 @@ pub enum WebConfigError {
     Zero(&'static str),
 }
 
+/// The shortest password a portal recipient may choose: shorter than staff's, since a
+/// patient signs in rarely and from a phone.
+pub const PORTAL_MIN_PASSWORD: usize = 10;
+
 impl WebConfig {
+    /// What the identity room holds portal recipients' accounts to.
+    pub fn portal_policy(&self) -> carepost_identity::KindPolicy {
+        carepost_identity::KindPolicy {
+            lockout: carepost_identity::Lockout {
+                failures: i64::from(self.lockout_failures),
+                window: crate::micros(self.failure_window.as_secs()),
+                lock_for: crate::micros(self.lockout_duration.as_secs()),
+            },
+            session_idle: crate::micros(self.session_idle.as_secs()),
+            session_lifetime: crate::micros(self.session_lifetime.as_secs()),
+            passwords: carepost_vault::PasswordPolicy { min_length: PORTAL_MIN_PASSWORD },
+        }
+    }
+
     /// Checks what serde cannot: the public URL's shape and the limits that must not be zero.
     pub fn validate(&self) -> Result<(), WebConfigError> {
         if !self.public_url.is_empty() {

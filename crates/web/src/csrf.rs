@@ -109,6 +109,31 @@ pub trait CsrfField {
     fn csrf(&self) -> &str;
 }
 
+/// A form with nothing but its CSRF token (sign out, start a ceremony, withdraw).
+#[derive(serde::Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+impl CsrfField for CsrfOnly {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A form with one code (an authenticator app's), as the staff pages and the portal post it.
+#[derive(serde::Deserialize)]
+pub struct CodeForm {
+    csrf: String,
+    pub code: String,
+}
+
+impl CsrfField for CodeForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
 /// A URL-encoded form whose CSRF token was checked. Malformed forms are a plain 400 that
 /// names no field.
 pub struct CsrfForm<T>(pub T);

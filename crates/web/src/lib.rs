@@ -25,13 +25,14 @@ pub mod security;
 pub mod server;
 pub mod staff;
 mod state;
-pub mod totp;
 
 use std::net::IpAddr;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+/// TOTP as the identity room computes it (tests compute codes with it).
+pub use carepost_identity::totp;
 pub use config::{WebConfig, WebConfigError};
 pub use error::WebError;
 pub use problem::Problem;

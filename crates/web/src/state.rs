@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carepost_audit::Audit;
+use carepost_identity::{Identity, Policies};
 use carepost_model::{ClientKey, TenantId};
 use carepost_store::Store;
 use carepost_vault::{BlobStore, KeyRing, VaultError};
@@ -38,6 +39,8 @@ pub struct WebContext {
     /// Where links point: `web.public_url`, or `https://` and the bound address.
     pub public_url: String,
     pub services: Services,
+    /// Accounts, sessions, second factors and lockout of staff and portal recipients alike.
+    pub identity: Identity,
     pub(crate) csrf: CsrfKey,
     /// Requests per client (address, or IPv6 /64) and minute.
     pub(crate) requests: RateLimiter<ClientKey>,
@@ -45,7 +48,7 @@ pub struct WebContext {
     pub(crate) hsts: axum::http::HeaderValue,
     /// WebAuthn for staff security keys; `None` when the public URL's host cannot be a
     /// WebAuthn relying party (an IP address).
-    pub(crate) webauthn: Option<webauthn_rs::Webauthn>,
+    pub(crate) webauthn: Option<carepost_identity::webauthn::RelyingParty>,
 }
 
 impl std::fmt::Debug for WebContext {
@@ -67,12 +70,15 @@ impl WebContext {
         let requests = RateLimiter::new(config.requests_per_minute, Duration::from_secs(60));
         let hsts = axum::http::HeaderValue::from_str(&config.hsts())
             .unwrap_or_else(|_| axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains"));
-        let webauthn = crate::staff::webauthn::relying_party(&public_url, &config.organization);
+        let webauthn = carepost_identity::webauthn::relying_party(&public_url, &config.organization);
+        let policies = Policies { staff: staff.policy(), portal: config.portal_policy() };
+        let identity = Identity::new(services.store.clone(), services.ring.clone(), policies);
         Ok(Arc::new(WebContext {
             csrf: CsrfKey::new(&csrf_secret),
             requests,
             hsts,
             webauthn,
+            identity,
             config,
             staff,
             public_url,

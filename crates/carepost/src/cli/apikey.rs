@@ -6,11 +6,10 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use carepost::install::{Access, Installation};
 use carepost_audit::Event;
+use carepost_identity::api_keys::KeyRequest;
+use carepost_identity::{ApiKey, IdentityError};
 use carepost_model::{Address, TenantId, Timestamp};
 use carepost_smtp::network::Network;
-use carepost_store::StoreError;
-use carepost_store::api_keys::{ApiKey, NewApiKey};
-use carepost_web::api::keys;
 use clap::Subcommand;
 
 use super::Global;
@@ -104,58 +103,31 @@ fn allowed_senders(values: &[String]) -> anyhow::Result<Vec<String>> {
 }
 
 async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Result<ExitCode> {
+    let identity = install.identity();
     match command {
         ApikeyCommand::Create { name, scope, networks, expires, rate, allowed_from, tenant } => {
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-                bail!("a key name has 1 to 100 printable characters");
-            }
-            let mut scopes: Vec<String> = Vec::new();
-            for s in scope.iter().map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()) {
-                if !keys::SCOPES.contains(&s.as_str()) {
-                    bail!("unknown scope '{s}': use {}", keys::SCOPES.join(", "));
-                }
-                if !scopes.contains(&s) {
-                    scopes.push(s);
-                }
-            }
-            if scopes.is_empty() {
-                bail!("give at least one scope: {}", keys::SCOPES.join(", "));
-            }
             for n in &networks {
                 Network::from_str(n).map_err(|_| anyhow::anyhow!("--ip '{n}' is not an address or a CIDR network"))?;
             }
             let expires_at = match &expires {
                 None => None,
-                Some(text) => {
-                    let t = Timestamp::parse(text).with_context(|| {
-                        format!("--expires '{text}' is not a date (2027-01-31) or an RFC 3339 time")
-                    })?;
-                    if t.as_micros() <= Timestamp::now().as_micros() {
-                        bail!("--expires '{text}' is in the past");
-                    }
-                    Some(t.as_micros())
-                }
+                Some(text) => Some(
+                    Timestamp::parse(text)
+                        .with_context(|| format!("--expires '{text}' is not a date (2027-01-31) or an RFC 3339 time"))?
+                        .as_micros(),
+                ),
             };
-            if rate == 0 {
-                bail!("--rate must be more than zero");
-            }
-            let allowed_from = allowed_senders(&allowed_from)?;
-            let (secret, prefix) =
-                keys::generate().map_err(|_| anyhow::anyhow!("the system random number generator failed"))?;
-            let new = NewApiKey {
+            let request = KeyRequest {
                 tenant,
-                name: name.clone(),
-                prefix,
-                secret_hash: keys::hash(&secret),
-                scopes,
+                name,
+                scopes: scope,
                 networks,
                 rate_per_minute: rate,
-                allowed_from,
+                allowed_from: allowed_senders(&allowed_from)?,
                 expires_at,
             };
-            let key = match install.store.create_api_key(new).await {
-                Err(StoreError::Conflict(reason)) => bail!("{reason}"),
+            let (secret, key) = match identity.create_api_key(request).await {
+                Err(IdentityError::Refused(reason)) => bail!("{reason}"),
                 other => other?,
             };
             install
@@ -171,7 +143,7 @@ async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Res
             println!("{secret}");
         }
         ApikeyCommand::List => {
-            let keys = install.store.api_keys().await?;
+            let keys = identity.api_keys().await?;
             if keys.is_empty() {
                 println!("no API keys");
             }
@@ -182,8 +154,8 @@ async fn run_with(install: &Installation, command: ApikeyCommand) -> anyhow::Res
         }
         ApikeyCommand::Revoke { id } => {
             let id = id.trim().to_ascii_uppercase();
-            let Some(key) = install.store.api_key(&id).await? else { bail!("no API key with the id '{id}'") };
-            if !install.store.revoke_api_key(&key.id).await? {
+            let Some(key) = identity.api_key_by_id(&id).await? else { bail!("no API key with the id '{id}'") };
+            if !identity.revoke_api_key(&key).await? {
                 bail!("API key {id} was already revoked");
             }
             install.audit.append(audit_event("apikey.revoke", &key)).await?;

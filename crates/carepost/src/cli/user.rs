@@ -1,5 +1,6 @@
 //! `carepost user`: the organization's accounts: SMTP submission and the staff pages, their
-//! roles, and the organization's require-MFA setting.
+//! roles, and the organization's require-MFA setting. The rules are the identity room's;
+//! this command reads arguments and passwords, asks the room, audits and prints.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -7,10 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use carepost::install::{Access, Installation};
 use carepost_audit::Event;
+use carepost_identity::{Account, DEFAULT_ROLE, Identity, IdentityError, NewStaffAccount, Role};
 use carepost_model::{Address, TenantId, Timestamp};
-use carepost_store::StoreError;
-use carepost_store::accounts::{Account, DEFAULT_ROLE, NewAccount, Role, app_password_hash};
-use carepost_store::staff::REQUIRE_MFA;
 use clap::Subcommand;
 
 use super::Global;
@@ -86,32 +85,23 @@ pub enum AppPasswordCommand {
 }
 
 /// Reads a password: from stdin with `--password-stdin`, else from the terminal without echo.
-/// It must pass the password policy (`[staff]`): long enough, not a common password, not
-/// containing the login name.
-fn read_password(from_stdin: bool, policy: &carepost_vault::PasswordPolicy, login: &str) -> anyhow::Result<String> {
+/// The identity room holds it to the password rules (`[staff]`).
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    let password = if from_stdin {
+    if from_stdin {
         let mut line = String::new();
         stdin.lock().read_line(&mut line).context("reading the password from standard input")?;
-        line.trim_end_matches(['\r', '\n']).to_owned()
-    } else {
-        if !stdin.is_terminal() {
-            bail!("no terminal to ask for the password on; use --password-stdin");
-        }
-        let first = prompt("Password: ")?;
-        let second = prompt("Again: ")?;
-        if first != second {
-            bail!("the passwords differ");
-        }
-        first
-    };
-    if password.is_empty() {
-        bail!("the password is empty");
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
     }
-    if let Err(rejected) = policy.check(&password, login) {
-        bail!("{rejected}");
+    if !stdin.is_terminal() {
+        bail!("no terminal to ask for the password on; use --password-stdin");
     }
-    Ok(password)
+    let first = prompt("Password: ")?;
+    let second = prompt("Again: ")?;
+    if first != second {
+        bail!("the passwords differ");
+    }
+    Ok(first)
 }
 
 /// Asks on the terminal with echo off (through stty, so no extra dependency is needed).
@@ -132,47 +122,16 @@ fn prompt(label: &str) -> anyhow::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-async fn hash(password: String) -> anyhow::Result<String> {
-    Ok(tokio::task::spawn_blocking(move || carepost_vault::hash_password(&password)).await??)
+async fn find(identity: &Identity, login: &str) -> anyhow::Result<Account> {
+    identity.staff_account(login).await?.with_context(|| format!("no account with the login name '{login}'"))
 }
 
-/// A random app password: 20 lowercase letters in groups of four (94 bits), easy to type
-/// into a phone's mail settings.
-fn new_app_password() -> anyhow::Result<String> {
-    const LETTERS: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
-    let mut out = String::with_capacity(24);
-    let mut random = [0u8; 64];
-    random_bytes(&mut random)?;
-    let mut picked = 0;
-    for b in random {
-        // Rejection sampling keeps every letter equally likely.
-        if usize::from(b) >= 250 {
-            continue;
-        }
-        if picked > 0 && picked % 4 == 0 {
-            out.push('-');
-        }
-        out.push(LETTERS[usize::from(b) % LETTERS.len()] as char);
-        picked += 1;
-        if picked == 20 {
-            return Ok(out);
-        }
+/// A refusal of the account rules is the user's error, said as is.
+fn refused(e: IdentityError) -> anyhow::Error {
+    match e {
+        IdentityError::Refused(reason) => anyhow::anyhow!(reason),
+        other => other.into(),
     }
-    bail!("the random number generator gave too few usable bytes")
-}
-
-fn random_bytes(buf: &mut [u8]) -> anyhow::Result<()> {
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, buf))
-        .context("reading /dev/urandom")
-}
-
-async fn find(install: &Installation, login: &str) -> anyhow::Result<Account> {
-    install
-        .store
-        .account(&install.ring, login)
-        .await?
-        .with_context(|| format!("no account with the login name '{login}'"))
 }
 
 fn audit_event(action: &str, account: &Account) -> Event {
@@ -189,33 +148,14 @@ pub async fn run(global: &Global, command: UserCommand) -> anyhow::Result<ExitCo
 }
 
 async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Result<ExitCode> {
+    let identity = install.identity();
     match command {
-        UserCommand::Add { login, mut addresses, tenant, role, password_stdin, no_password } => {
-            if login.trim().is_empty() || login.len() > 254 || login.chars().any(char::is_control) {
-                bail!("a login name has 1 to 254 printable characters");
-            }
-            if let Ok(address) = Address::parse(&login) {
-                addresses.insert(0, address);
-            }
-            // A taken name is refused before the password is asked for.
-            if install.store.account(&install.ring, &login).await?.is_some() {
-                bail!("an account with this login name already exists");
-            }
-            let policy = install.config.staff.password_policy();
-            let password_hash =
-                if no_password { None } else { Some(hash(read_password(password_stdin, &policy, &login)?).await?) };
-            install.store.load_tenant_keys(&install.ring, &tenant).await?;
-            let account = match install
-                .store
-                .create_account(
-                    &install.ring,
-                    NewAccount { tenant, login: &login, role, addresses: &addresses, password_hash },
-                )
-                .await
-            {
-                Err(StoreError::Conflict(reason)) => bail!("{reason}"),
-                other => other?,
-            };
+        UserCommand::Add { login, addresses, tenant, role, password_stdin, no_password } => {
+            // A bad or taken name is refused before the password is asked for.
+            identity.check_new_login(&login).await.map_err(refused)?;
+            let password = if no_password { None } else { Some(read_password(password_stdin)?) };
+            let new = NewStaffAccount { tenant, login: &login, role, addresses, password };
+            let account = identity.create_staff_account(new).await.map_err(refused)?;
             install
                 .audit
                 .append(
@@ -232,18 +172,14 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             );
         }
         UserCommand::Passwd { login, password_stdin } => {
-            let account = find(install, &login).await?;
-            let password_hash =
-                hash(read_password(password_stdin, &install.config.staff.password_policy(), &account.login)?).await?;
-            install.store.set_password_hash(&account.id, Some(password_hash)).await?;
+            let account = find(&identity, &login).await?;
+            identity.set_password(&account, &read_password(password_stdin)?).await.map_err(refused)?;
             install.audit.append(audit_event("user.passwd", &account)).await?;
-            println!("password of {login} changed");
+            println!("password of {login} changed; its sessions ended");
         }
         UserCommand::Role { login, role } => {
-            let account = find(install, &login).await?;
-            install.store.set_account_role(&account.id, role).await?;
-            // A new role takes effect at once: sessions signed in under the old one end.
-            install.store.end_staff_sessions(None, Some(account.id.clone())).await?;
+            let account = find(&identity, &login).await?;
+            identity.set_role(&account, role).await?;
             install
                 .audit
                 .append(
@@ -255,8 +191,7 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             println!("{login} is now {role}");
         }
         UserCommand::RequireMfa { value, tenant } => {
-            let now = Timestamp::now().as_micros();
-            install.store.set_org_setting(tenant.as_str(), REQUIRE_MFA, &value, "cli", now).await?;
+            identity.set_mfa_required(&tenant, value == "on", "cli").await?;
             install
                 .audit
                 .append(
@@ -272,39 +207,39 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             }
         }
         UserCommand::Unlock { login } => {
-            let account = find(install, &login).await?;
-            install.store.staff_unlock(&account.id).await?;
+            let account = find(&identity, &login).await?;
+            identity.unlock(&account).await?;
             install.audit.append(audit_event("user.unlock", &account)).await?;
             println!("{login} unlocked");
         }
         UserCommand::ResetMfa { login } => {
-            let account = find(install, &login).await?;
-            install.store.staff_reset_mfa(&account.id).await?;
+            let account = find(&identity, &login).await?;
+            identity.reset_second_factors(&account).await?;
             install.audit.append(audit_event("user.reset_mfa", &account)).await?;
             println!("second factors of {login} removed; its sessions ended");
         }
         UserCommand::Disable { login } => {
-            let account = find(install, &login).await?;
-            install.store.set_account_disabled(&account.id, true).await?;
+            let account = find(&identity, &login).await?;
+            identity.set_disabled(&account, true).await?;
             install.audit.append(audit_event("user.disable", &account)).await?;
             println!("{login} disabled");
         }
         UserCommand::Enable { login } => {
-            let account = find(install, &login).await?;
-            install.store.set_account_disabled(&account.id, false).await?;
+            let account = find(&identity, &login).await?;
+            identity.set_disabled(&account, false).await?;
             install.audit.append(audit_event("user.enable", &account)).await?;
             println!("{login} enabled");
         }
         UserCommand::List => {
-            let accounts = install.store.accounts(&install.ring).await?;
+            let accounts = identity.staff_accounts().await?;
             if accounts.is_empty() {
                 println!("no accounts");
             }
             let now = Timestamp::now().as_micros();
-            for a in accounts {
-                let auth = install.store.staff_auth(&a.id).await?.unwrap_or_default();
-                let mfa = if auth.has_mfa() { "mfa" } else { "no-mfa" };
-                let state = match auth.locked_until {
+            for summary in accounts {
+                let (a, factors) = (summary.account, summary.factors);
+                let mfa = if factors.has_second_factor() { "mfa" } else { "no-mfa" };
+                let state = match factors.locked_until {
                     _ if a.disabled => "disabled".to_owned(),
                     Some(until) if until > now => {
                         format!("locked-until={}", Timestamp::from_micros(until).to_rfc3339())
@@ -325,27 +260,21 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             }
         }
         UserCommand::AppPassword(AppPasswordCommand::Add { login, name }) => {
-            let account = find(install, &login).await?;
-            let secret = new_app_password()?;
-            let hash = app_password_hash(&install.ring, &account.tenant, &secret)?;
-            match install.store.add_app_password(&account.id, &name, hash).await {
-                Err(StoreError::Conflict(reason)) => bail!("{reason}"),
-                other => other?,
-            };
+            let account = find(&identity, &login).await?;
+            let secret = identity.add_app_password(&account, &name).await.map_err(refused)?;
             install.audit.append(audit_event("user.app_password.add", &account).detail("name", &name)).await?;
             println!("app password '{name}' for {login} (shown once; spaces and dashes are optional):");
             println!("{secret}");
         }
         UserCommand::AppPassword(AppPasswordCommand::List { login }) => {
-            let creds = install
-                .store
-                .account_credentials(&install.ring, &login)
+            let apps = identity
+                .app_passwords(&login)
                 .await?
                 .with_context(|| format!("no account with the login name '{login}'"))?;
-            if creds.app_passwords.is_empty() {
+            if apps.is_empty() {
                 println!("{login} has no app passwords");
             }
-            for app in creds.app_passwords {
+            for app in apps {
                 let used =
                     app.last_used_at.map_or_else(|| "never".to_owned(), |t| Timestamp::from_micros(t).to_rfc3339());
                 println!(
@@ -356,8 +285,8 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
             }
         }
         UserCommand::AppPassword(AppPasswordCommand::Revoke { login, name }) => {
-            let account = find(install, &login).await?;
-            if !install.store.revoke_app_password(&account.id, &name).await? {
+            let account = find(&identity, &login).await?;
+            if !identity.revoke_app_password(&account, &name).await? {
                 bail!("{login} has no app password named '{name}'");
             }
             install.audit.append(audit_event("user.app_password.revoke", &account).detail("name", &name)).await?;
@@ -365,16 +294,4 @@ async fn run_with(install: &Installation, command: UserCommand) -> anyhow::Resul
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn app_passwords_are_grouped_letters() {
-        let p = super::new_app_password().unwrap();
-        assert_eq!(p.len(), 24, "{p}");
-        assert_eq!(p.matches('-').count(), 4);
-        assert!(p.chars().all(|c| c == '-' || c.is_ascii_lowercase()));
-        assert_ne!(p, super::new_app_password().unwrap());
-    }
 }

@@ -1,4 +1,6 @@
-//! Bearer authentication with API keys.
+//! Bearer authentication with API keys: the identity room checks the key (known, active,
+//! from an allowed network) and its scopes and senders; this module reads the header,
+//! applies the per-key request rate, and audits refusals.
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -6,11 +8,12 @@ use std::str::FromStr;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use carepost_audit::{Event, Outcome};
-use carepost_model::{Address, Timestamp};
+use carepost_identity::ApiKey;
+use carepost_identity::permission::{key_allows, listed_sender};
+use carepost_model::Address;
 use carepost_smtp::network::Network;
-use carepost_store::api_keys::ApiKey;
 
-use super::{ApiError, ApiShared, keys};
+use super::{ApiError, ApiShared};
 use crate::WebState;
 
 /// The authenticated key behind a request.
@@ -27,7 +30,7 @@ impl Caller {
     }
 
     pub fn require(&self, scope: &str) -> Result<(), ApiError> {
-        if self.key.has_scope(scope) || self.key.has_scope("admin") {
+        if key_allows(&self.key, scope) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!("this API key does not have the '{scope}' scope")))
@@ -59,7 +62,7 @@ impl Caller {
         let allowed = if self.key.allowed_from.is_empty() {
             state.services.intake.is_tenant_domain(&self.key.tenant, from.domain()).await.map_err(ApiError::internal)?
         } else {
-            super::request::sender_allowed(&self.key.allowed_from, from)
+            listed_sender(&self.key.allowed_from, from)
         };
         if allowed {
             return Ok(());
@@ -119,24 +122,21 @@ pub(crate) async fn authenticate(
         }
         event
     };
-    let key =
-        if keys::well_formed(token) { state.services.store.api_key_by_hash(&keys::hash(token)).await? } else { None };
-    let Some(key) = key else {
-        append(state, audit(Outcome::Denied, "unknown key", None)).await;
-        return Err(ApiError::Unauthorized("the API key is not valid"));
-    };
-    if !key.is_usable(Timestamp::now().as_micros()) {
-        let reason = if key.revoked_at.is_some() { "revoked" } else { "expired" };
-        append(state, audit(Outcome::Denied, reason, Some(&key))).await;
-        return Err(ApiError::Unauthorized("the API key is revoked or expired"));
-    }
-    if !key.networks.is_empty() {
-        let allowed = key.networks.iter().filter_map(|n| Network::from_str(n).ok()).any(|n| n.contains(ip));
-        if !allowed {
-            append(state, audit(Outcome::Denied, "address not allowed", Some(&key))).await;
-            return Err(ApiError::Forbidden("this API key may not be used from this address".into()));
+    let in_network = |cidr: &str, ip: IpAddr| Network::from_str(cidr).is_ok_and(|n| n.contains(ip));
+    let checked = state.identity.api_key(token, ip, in_network).await.map_err(ApiError::internal)?;
+    let key = match checked {
+        Ok(key) => key,
+        Err(refused) => {
+            append(state, audit(Outcome::Denied, refused.reason(), refused.key())).await;
+            return Err(match refused {
+                carepost_identity::api_keys::KeyRefused::Unknown => ApiError::Unauthorized("the API key is not valid"),
+                carepost_identity::api_keys::KeyRefused::Network(_) => {
+                    ApiError::Forbidden("this API key may not be used from this address".into())
+                }
+                _ => ApiError::Unauthorized("the API key is revoked or expired"),
+            });
         }
-    }
+    };
     shared.check_rate(&key.id, key.rate_per_minute).map_err(ApiError::RateLimited)?;
     Ok(Caller { key, ip })
 }

@@ -8,10 +8,12 @@
 //! [`Intake`](carepost_delivery::Intake) as SMTP (DLP, policy, sealing) and 202 is answered
 //! only once it is durable.
 
+/// API key secrets are the identity room's; the idempotency hash reuses their digest.
+pub use carepost_identity::api_keys as keys;
 mod auth;
 pub mod compose;
 mod error;
-pub mod keys;
+
 mod messages;
 mod openapi;
 pub mod request;

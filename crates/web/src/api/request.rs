@@ -4,7 +4,6 @@
 //! wrong in the body is found here and named.
 
 use carepost_delivery::SubmitHints;
-use carepost_model::Address;
 use serde::de::DeserializeOwned;
 
 use super::compose::Draft;
@@ -63,29 +62,9 @@ pub fn parse_sendgrid(body: &[u8]) -> Result<Vec<Draft>, ApiError> {
     super::sendgrid::drafts(from_json(body)?)
 }
 
-/// Whether a key limited to `allowed` senders (addresses, or `@domain` for a whole domain)
-/// may send from `from`. An empty list allows no one here: such a key is limited to its
-/// tenant's domains instead (see `Caller::require_sender`).
-pub fn sender_allowed(allowed: &[String], from: &Address) -> bool {
-    allowed.iter().any(|a| match a.strip_prefix('@') {
-        Some(domain) => from.domain().eq_ignore_ascii_case(domain),
-        None => from.as_str().eq_ignore_ascii_case(a),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn senders_are_matched_by_address_or_domain() {
-        let from = Address::parse("Results@Lab.example.org").unwrap();
-        assert!(!sender_allowed(&[], &from));
-        assert!(sender_allowed(&["results@lab.example.org".into()], &from));
-        assert!(sender_allowed(&["@lab.example.org".into()], &from));
-        assert!(!sender_allowed(&["@example.org".into()], &from), "a parent domain is another domain");
-        assert!(!sender_allowed(&["billing@lab.example.org".into(), "@clinic.example".into()], &from));
-    }
 
     #[test]
     fn bodies_are_parsed_and_checked_the_way_the_handlers_do() {

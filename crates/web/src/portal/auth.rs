@@ -1,27 +1,29 @@
-//! Proving the address, choosing a password, signing in (with TOTP), signing out.
+//! Proving the address, choosing a password, signing in (with TOTP), signing out, over
+//! HTTP. Accounts, codes, sessions and lockout are the identity room's; these handlers add
+//! the client's block and the audit record, and render the answer.
 
 use askama::Template;
-use aws_lc_rs::constant_time;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use carepost_audit::Outcome;
 use carepost_delivery::Submission;
-use carepost_model::{Address, Arrival, Envelope, Id, Recipient, Source, TenantId, Timestamp};
+use carepost_identity::{
+    AccountRef, CodeEntered, CodeIssued, CodeRules, PasswordStep, PortalAccount, PortalWho, SecondStep, Stage,
+};
+use carepost_model::{Address, Arrival, Envelope, Recipient, Source, TenantId, Timestamp};
 use carepost_secure::portal::masked;
-use carepost_store::portal::{AccountRow, NewPortalCode, purpose};
+use carepost_store::portal::purpose;
 use carepost_vault as password;
 use serde::Deserialize;
 
 use super::session::{self, Session};
 use super::{audit, failed_attempt, page, refuse_blocked, see_other};
-use crate::csrf::{Csrf, CsrfField, CsrfForm};
+use crate::csrf::{CodeForm as OneCode, Csrf, CsrfField, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::totp;
 use crate::{ClientIp, WebState, cookies, micros};
-
-const MIN_PASSWORD: usize = 10;
 
 /// Whose address a form is about: from a pick-up link's token, or typed in.
 struct Who {
@@ -30,6 +32,26 @@ struct Who {
     index: Vec<u8>,
     /// Where to go once signed in.
     next: String,
+}
+
+impl Who {
+    fn portal(&self) -> PortalWho {
+        PortalWho { tenant: self.tenant.clone(), address: self.address.clone(), index: self.index.clone() }
+    }
+}
+
+fn code_rules(state: &WebState) -> CodeRules {
+    CodeRules {
+        per_hour: i64::from(state.config.codes_per_hour),
+        lifetime: micros(state.config.code_lifetime.as_secs()),
+        attempts: i64::from(state.config.code_attempts),
+    }
+}
+
+/// The address a pick-up link's message is for.
+fn message_who(message: &carepost_secure::portal::PortalMessage) -> Result<PortalWho, WebError> {
+    let tenant = TenantId::new(&message.row.tenant).map_err(WebError::internal)?;
+    Ok(PortalWho { tenant, address: message.recipient.clone(), index: message.row.recipient_index.clone() })
 }
 
 async fn who(state: &WebState, token: &str, email: &str) -> Result<Option<Who>, WebError> {
@@ -93,12 +115,7 @@ pub async fn link(
     {
         return Ok(see_other(&format!("/p/read/{}", message.row.id)));
     }
-    let account = state
-        .services
-        .store
-        .portal_account(&message.row.tenant, &message.row.recipient_index)
-        .await
-        .map_err(WebError::internal)?;
+    let account = state.identity.portal_account(&message_who(&message)?).await.map_err(WebError::internal)?;
     let has_password = account.is_some_and(|a| a.password_hash.is_some());
     let passphrase = message.envelope.as_ref().is_some_and(|e| e.passphrase_hash.is_some());
     page(
@@ -162,8 +179,8 @@ pub async fn passphrase(
         )
     };
     let store = &state.services.store;
-    let account =
-        store.portal_account(&message.row.tenant, &message.row.recipient_index).await.map_err(WebError::internal)?;
+    let recipient = message_who(&message)?;
+    let account = state.identity.portal_account(&recipient).await.map_err(WebError::internal)?;
     if account.as_ref().is_some_and(|a| a.password_hash.is_some()) {
         return again(
             StatusCode::BAD_REQUEST,
@@ -217,17 +234,7 @@ pub async fn passphrase(
     }
     let account = match account {
         Some(a) => a,
-        None => {
-            let tenant = TenantId::new(&message.row.tenant).map_err(WebError::internal)?;
-            let who = Who {
-                tenant,
-                address: message.recipient.clone(),
-                index: message.row.recipient_index.clone(),
-                next: String::new(),
-            };
-            let id = new_account(&state, &who, None).await?;
-            store.portal_account_by_id(&id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?
-        }
+        None => state.identity.portal_account_for(&recipient).await.map_err(WebError::internal)?,
     };
     audit(
         &state,
@@ -239,8 +246,9 @@ pub async fn passphrase(
         &[("address", address_tag)],
     )
     .await;
+    let token = state.identity.portal_message_session(&account, &id).await.map_err(WebError::internal)?;
     let mut response = see_other(&format!("/p/read/{id}"));
-    session::start_for_message(&state, &account, &id, &mut response).await?;
+    session::set(&mut response, &token);
     Ok(response)
 }
 
@@ -282,29 +290,6 @@ fn code_page(
     page(status, &CodePage { signed_in: false, csrf, token: token.into(), email: email.into(), minutes, error })
 }
 
-/// What a code proves: the first visit (verify) or a forgotten password (reset).
-async fn code_purpose(state: &WebState, who: &Who) -> Result<(&'static str, Option<AccountRow>), WebError> {
-    let account =
-        state.services.store.portal_account(who.tenant.as_str(), &who.index).await.map_err(WebError::internal)?;
-    let kind =
-        if account.as_ref().is_some_and(|a| a.password_hash.is_some()) { purpose::RESET } else { purpose::VERIFY };
-    Ok((kind, account))
-}
-
-fn code_hash(state: &WebState, tenant: &TenantId, id: &str, code: &str) -> Result<Vec<u8>, WebError> {
-    state
-        .services
-        .ring
-        .blind_index(tenant, "portal-code", format!("{id}\0{code}").as_bytes())
-        .map_err(WebError::internal)
-}
-
-fn new_code() -> Result<String, WebError> {
-    let mut bytes = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| WebError::internal("the system random number generator failed"))?;
-    Ok(format!("{:08}", u64::from_le_bytes(bytes) % 100_000_000))
-}
-
 /// `POST /p/code`: sends a one-time code to the address. The page is the same whether or
 /// not the address has anything here.
 pub async fn send_code(
@@ -322,7 +307,7 @@ pub async fn send_code(
         }
         return Err(WebError::NotFound);
     };
-    let (kind, account) = code_purpose(&state, &who).await?;
+    let (kind, account) = state.identity.portal_code_purpose(&who.portal()).await.map_err(WebError::internal)?;
     let store = &state.services.store;
     let eligible = account.is_some()
         || !store.portal_messages_for(who.tenant.as_str(), &who.index).await.map_err(WebError::internal)?.is_empty();
@@ -340,12 +325,9 @@ pub async fn send_code(
         .await;
         return code_page(&state, StatusCode::OK, csrf, &form.token, &form.email, None);
     }
-    let now = Timestamp::now().as_micros();
-    let sent = store
-        .portal_codes_sent_since(who.tenant.as_str(), &who.index, kind, now - 3_600_000_000)
-        .await
-        .map_err(WebError::internal)?;
-    if sent >= i64::from(state.config.codes_per_hour) {
+    let issued =
+        state.identity.issue_portal_code(&who.portal(), kind, code_rules(&state)).await.map_err(WebError::internal)?;
+    let CodeIssued::Issued { id, code } = issued else {
         audit(
             &state,
             ip,
@@ -367,23 +349,7 @@ pub async fn send_code(
                     .into(),
             ),
         );
-    }
-    let code = new_code()?;
-    let id = Id::new().to_string();
-    let hash = code_hash(&state, &who.tenant, &id, &code)?;
-    let expires = now.saturating_add(micros(state.config.code_lifetime.as_secs()));
-    store
-        .insert_portal_code(NewPortalCode {
-            id: id.clone(),
-            tenant: who.tenant.to_string(),
-            address_index: who.index.clone(),
-            purpose: kind,
-            code_hash: hash,
-            now,
-            expires_at: expires,
-        })
-        .await
-        .map_err(WebError::internal)?;
+    };
     let queued = send_code_mail(&state, &who, &code).await;
     let outcome = if queued.is_ok() { Outcome::Success } else { Outcome::Failure };
     audit(
@@ -464,8 +430,8 @@ impl CsrfField for VerifyForm {
 
 /// Recipients' passwords follow the staff rules (no common passwords, not the address),
 /// with a shorter minimum: a patient signs in rarely and from a phone.
-fn password_problem(password: &str, again: &str, address: &Address) -> Option<String> {
-    let policy = password::PasswordPolicy { min_length: MIN_PASSWORD };
+fn password_problem(state: &WebState, password: &str, again: &str, address: &Address) -> Option<String> {
+    let policy = state.identity.password_rules(carepost_identity::Kind::Portal);
     match policy.check(password, address.as_str()) {
         Err(password::PasswordRejected::TooShort(n)) => {
             return Some(format!("Choose a password of at least {n} characters."));
@@ -497,34 +463,21 @@ pub async fn verify(
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
     let Some(who) = who(&state, &form.token, &form.email).await? else { return Err(WebError::NotFound) };
-    if let Some(problem) = password_problem(&form.password, &form.password2, &who.address) {
+    if let Some(problem) = password_problem(&state, &form.password, &form.password2, &who.address) {
         return code_page(&state, StatusCode::BAD_REQUEST, csrf, &form.token, &form.email, Some(problem));
     }
-    let (kind, account) = code_purpose(&state, &who).await?;
-    let store = &state.services.store;
-    let now = Timestamp::now().as_micros();
+    let (kind, _) = state.identity.portal_code_purpose(&who.portal()).await.map_err(WebError::internal)?;
     let address_tag = carepost_model::redaction_tag(who.address.canonical().as_bytes());
-    let current =
-        store.current_portal_code(who.tenant.as_str(), &who.index, kind, now).await.map_err(WebError::internal)?;
-    let code: String = form.code.chars().filter(|c| c.is_ascii_digit()).collect();
-    let max = i64::from(state.config.code_attempts);
-    // The attempt is counted before the comparison, in one statement with the check, so
-    // parallel guesses get no more than `code_attempts` comparisons between them.
-    let reserved = match &current {
-        Some(row) => store.reserve_portal_code_attempt(&row.id, max, now).await.map_err(WebError::internal)?,
-        None => false,
-    };
-    let matched = match current.as_ref().filter(|_| reserved) {
-        Some(row) => {
-            let expected = code_hash(&state, &who.tenant, &row.id, &code)?;
-            let ok = constant_time::verify_slices_are_equal(&expected, &row.code_hash).is_ok();
-            store.portal_code_entered(&row.id, ok, max, now).await.map_err(WebError::internal)?
-        }
-        None => false,
-    };
-    if !reserved {
+    // The attempt is counted before the comparison, so parallel guesses get no more than
+    // `code_attempts` comparisons between them.
+    let entered = state
+        .identity
+        .enter_portal_code(&who.portal(), kind, &form.code, code_rules(&state))
+        .await
+        .map_err(WebError::internal)?;
+    if matches!(entered, CodeEntered::NoCode | CodeEntered::Exhausted) {
         failed_attempt(&state, ip, "portal-code").await;
-        let reason = if current.is_some() { "attempts" } else { "no code" };
+        let reason = if entered == CodeEntered::Exhausted { "attempts" } else { "no code" };
         audit(
             &state,
             ip,
@@ -544,7 +497,7 @@ pub async fn verify(
             Some("That code is no longer valid. Ask for a new one.".into()),
         );
     }
-    if !matched {
+    if entered == CodeEntered::Wrong {
         failed_attempt(&state, ip, "portal-code").await;
         audit(
             &state,
@@ -556,16 +509,13 @@ pub async fn verify(
             &[("address", address_tag), ("purpose", kind.into())],
         )
         .await;
-        let text = if current.is_some() {
-            "That code is not right. Check the latest e-mail and try again."
-        } else {
-            "That code is no longer valid. Ask for a new one."
-        };
+        let text = "That code is not right. Check the latest e-mail and try again.";
         return code_page(&state, StatusCode::BAD_REQUEST, csrf, &form.token, &form.email, Some(text.into()));
     }
-    let account_id = set_password(&state, &who, account, &form.password).await?;
-    let account =
-        store.portal_account_by_id(&account_id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    // A reset signs out every other browser (the identity room's rule for every new password).
+    let (account, token, session) =
+        state.identity.portal_set_password(&who.portal(), &form.password).await.map_err(WebError::internal)?;
+    let account_id = account.id;
     audit(
         &state,
         ip,
@@ -576,62 +526,16 @@ pub async fn verify(
         &[("purpose", kind.into())],
     )
     .await;
-    signed_in(&state, &account, &who.next).await
+    Ok(signed_in(&session.stage, &token, &who.next))
 }
 
-/// Sets the password of the address's account once the address is proven: a reset for an
-/// existing account (signing out its other browsers), else a new account. Returns its id.
-async fn set_password(
-    state: &WebState,
-    who: &Who,
-    account: Option<AccountRow>,
-    password_text: &str,
-) -> Result<String, WebError> {
-    let store = &state.services.store;
-    let now = Timestamp::now().as_micros();
-    let hash = {
-        let p = password_text.to_owned();
-        password::hash_password_limited(p).await.map_err(WebError::internal)?
-    };
-    match account {
-        Some(a) => {
-            store.set_portal_password(a.clone(), hash, now).await.map_err(WebError::internal)?;
-            // A reset signs out every other browser.
-            store.end_portal_sessions(None, Some(a.id.clone())).await.map_err(WebError::internal)?;
-            Ok(a.id)
-        }
-        None => new_account(state, who, Some(hash)).await,
-    }
-}
-
-/// Creates the address's account (its own data key seals the address), with a password hash
-/// or, for a passphrase visit, none yet. Returns its id.
-async fn new_account(state: &WebState, who: &Who, password_hash: Option<String>) -> Result<String, WebError> {
-    let store = &state.services.store;
-    let now = Timestamp::now().as_micros();
-    let id = Id::new().to_string();
-    let object = format!("portal-account/{id}");
-    let (key, wrapped) = state.services.ring.new_data_key(&who.tenant, &object).map_err(WebError::internal)?;
-    let tenant = who.tenant.clone();
-    store
-        .writer()
-        .run(move |tx| {
-            Box::pin(async move { carepost_store::keys::put_data_key(tx, &tenant, &object, &wrapped).await })
-        })
-        .await
-        .map_err(WebError::internal)?;
-    let sealed = key.seal_field("address", who.address.as_str().as_bytes()).map_err(WebError::internal)?;
-    let row = AccountRow::new(id, who.tenant.to_string(), who.index.clone(), sealed, now);
-    store.insert_portal_account(row, password_hash, now).await.map_err(WebError::internal)
-}
-
-/// Starts a session and sends the browser on: to the TOTP step when the account has one.
-async fn signed_in(state: &WebState, account: &AccountRow, next: &str) -> Result<Response, WebError> {
+/// Sends the browser on with its new session: to the TOTP step when the account has one.
+fn signed_in(stage: &Stage, token: &str, next: &str) -> Response {
     let next = safe_next(next);
-    let to = if account.totp.is_some() { format!("/p/signin/totp?next={next}") } else { next.to_owned() };
+    let to = if *stage == Stage::SecondFactor { format!("/p/signin/totp?next={next}") } else { next.to_owned() };
     let mut response = see_other(&to);
-    session::start(state, account, &mut response).await?;
-    Ok(response)
+    session::set(&mut response, token);
+    response
 }
 
 #[derive(Template)]
@@ -680,82 +584,47 @@ pub async fn signin(
         page(status, &SigninPage { signed_in: false, csrf, email: email.clone(), error: Some(text.into()) })
     };
     let who = who(&state, &form.token, &form.email).await?;
-    let store = &state.services.store;
     let account = match &who {
-        Some(w) => store.portal_account(w.tenant.as_str(), &w.index).await.map_err(WebError::internal)?,
+        Some(w) => state.identity.portal_account(&w.portal()).await.map_err(WebError::internal)?,
         None => None,
     };
-    let (Some(who), Some(account)) = (who, account.filter(|a| a.password_hash.is_some())) else {
-        let p = form.password.clone();
-        let _ = password::verify_nothing_limited(p).await;
-        failed_attempt(&state, ip, "portal-password").await;
-        audit(&state, ip, "portal", "portal.signin", "", Outcome::Failure, &[("reason", "unknown account".into())])
-            .await;
-        return wrong(csrf, StatusCode::UNAUTHORIZED, WRONG);
+    let account = account.filter(|a| a.password_hash.is_some());
+    let step = state.identity.portal_password(account, &form.password, ip.0).await.map_err(WebError::internal)?;
+    let signin_audit = |account: &PortalAccount, outcome: Outcome, details: Vec<(&'static str, String)>| {
+        let (state, who) = (state.clone(), AccountRef::portal(account));
+        async move {
+            let who = who.map_err(WebError::internal)?;
+            audit(&state, ip, &who.actor(), "portal.signin", &who.target(), outcome, &details).await;
+            Ok::<(), WebError>(())
+        }
     };
-    let now = Timestamp::now().as_micros();
-    let actor = format!("portal:{}", account.id);
-    let target = format!("portal-account:{}", account.id);
-    if account.locked_until.is_some_and(|t| t > now) {
-        audit(&state, ip, &actor, "portal.signin", &target, Outcome::Denied, &[("reason", "locked".into())]).await;
-        return wrong(csrf, StatusCode::FORBIDDEN, LOCKED);
+    match (step, who) {
+        (PasswordStep::Passed { account, token, session, .. }, Some(who)) => {
+            let stage = if session.stage == Stage::SecondFactor { "password" } else { "complete" };
+            signin_audit(&account, Outcome::Success, vec![("stage", stage.into())]).await?;
+            Ok(signed_in(&session.stage, &token, &who.next))
+        }
+        (PasswordStep::Locked { account, .. }, _) => {
+            signin_audit(&account, Outcome::Denied, vec![("reason", "locked".into())]).await?;
+            wrong(csrf, StatusCode::FORBIDDEN, LOCKED)
+        }
+        (PasswordStep::Wrong { account, locked_now }, _) => {
+            failed_attempt(&state, ip, "portal-password").await;
+            let details = vec![("reason", "password".into()), ("locked", locked_now.to_string())];
+            signin_audit(&account, Outcome::Failure, details).await?;
+            let status = if locked_now { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+            wrong(csrf, status, if locked_now { LOCKED } else { WRONG })
+        }
+        _ => {
+            failed_attempt(&state, ip, "portal-password").await;
+            audit(&state, ip, "portal", "portal.signin", "", Outcome::Failure, &[("reason", "unknown account".into())])
+                .await;
+            wrong(csrf, StatusCode::UNAUTHORIZED, WRONG)
+        }
     }
-    let ok = {
-        let (h, p) = (account.password_hash.clone().unwrap_or_default(), form.password.clone());
-        password::verify_password_limited(h, p).await.map_err(WebError::internal)?
-    };
-    if !ok {
-        let locked = count_failure(&state, ip, &account).await?;
-        audit(
-            &state,
-            ip,
-            &actor,
-            "portal.signin",
-            &target,
-            Outcome::Failure,
-            &[("reason", "password".into()), ("locked", locked.to_string())],
-        )
-        .await;
-        return wrong(
-            csrf,
-            if locked { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED },
-            if locked { LOCKED } else { WRONG },
-        );
-    }
-    store.portal_signin_succeeded(&account.id).await.map_err(WebError::internal)?;
-    audit(
-        &state,
-        ip,
-        &actor,
-        "portal.signin",
-        &target,
-        Outcome::Success,
-        &[("stage", if account.totp.is_some() { "password".into() } else { "complete".into() })],
-    )
-    .await;
-    signed_in(&state, &account, &who.next).await
 }
 
 const LOCKED: &str = "This account is locked for a while after too many failed sign-ins. You can unlock it now by resetting your password with a code sent to your address.";
-
-/// Counts a failed sign-in; true when the account is now locked.
-async fn count_failure(state: &WebState, ip: ClientIp, account: &AccountRow) -> Result<bool, WebError> {
-    failed_attempt(state, ip, "portal-password").await;
-    let c = &state.config;
-    let count = state
-        .services
-        .store
-        .portal_signin_failed(
-            &account.id,
-            Timestamp::now().as_micros(),
-            micros(c.failure_window.as_secs()),
-            i64::from(c.lockout_failures),
-            micros(c.lockout_duration.as_secs()),
-        )
-        .await
-        .map_err(WebError::internal)?;
-    Ok(count.locked_until.is_some())
-}
 
 #[derive(Template)]
 #[template(path = "portal/totp_signin.html")]
@@ -778,34 +647,12 @@ pub async fn totp_page(
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
     match session::current(&state, &headers).await? {
-        Some(s) if s.row.stage == session::TOTP => {
+        Some(s) if s.session.stage == Stage::SecondFactor => {
             page(StatusCode::OK, &TotpSigninPage { signed_in: false, csrf, error: None })
         }
         Some(_) => Ok(see_other("/p/inbox")),
         None => Ok(see_other("/p/signin")),
     }
-}
-
-#[derive(Deserialize)]
-pub struct CodeOnlyForm {
-    csrf: String,
-    code: String,
-}
-
-impl CsrfField for CodeOnlyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-/// Checks a TOTP code against a sealed secret; a code's time step is accepted once.
-async fn check_totp(state: &WebState, account: &AccountRow, sealed: &[u8], code: &str) -> Result<bool, WebError> {
-    let tenant = TenantId::new(&account.tenant).map_err(WebError::internal)?;
-    let key = session::account_key(state, &tenant, &account.id).await?;
-    let secret = key.open_field("totp", sealed).map_err(WebError::internal)?;
-    let Some(step) = totp::matching_step_now(&secret, code) else { return Ok(false) };
-    let step = i64::try_from(step).map_err(WebError::internal)?;
-    state.services.store.use_portal_totp_step(&account.id, step).await.map_err(WebError::internal)
 }
 
 /// `POST /p/signin/totp?next=`: the second step.
@@ -815,52 +662,33 @@ pub async fn totp_signin(
     Csrf(csrf): Csrf,
     headers: HeaderMap,
     Query(q): Query<NextQuery>,
-    CsrfForm(form): CsrfForm<CodeOnlyForm>,
+    CsrfForm(form): CsrfForm<OneCode>,
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
-    let Some(s) = session::current(&state, &headers).await?.filter(|s| s.row.stage == session::TOTP) else {
+    let Some(s) = session::current(&state, &headers).await?.filter(|s| s.session.stage == Stage::SecondFactor) else {
         return Ok(see_other("/p/signin"));
     };
-    let actor = format!("portal:{}", s.account.id);
-    let target = format!("portal-account:{}", s.account.id);
-    let Some(sealed) = s.account.totp.clone() else { return Ok(see_other("/p/signin")) };
-    if s.account.locked_until.is_some_and(|t| t > Timestamp::now().as_micros()) {
-        state.services.store.end_portal_sessions(Some(s.id_hash.clone()), None).await.map_err(WebError::internal)?;
-        return page(StatusCode::FORBIDDEN, &TotpSigninPage { signed_in: false, csrf, error: Some(LOCKED.into()) });
-    }
-    if !check_totp(&state, &s.account, &sealed, &form.code).await? {
-        let locked = count_failure(&state, ip, &s.account).await?;
-        audit(&state, ip, &actor, "portal.signin.totp", &target, Outcome::Failure, &[("locked", locked.to_string())])
-            .await;
-        if locked {
-            state
-                .services
-                .store
-                .end_portal_sessions(Some(s.id_hash.clone()), None)
-                .await
-                .map_err(WebError::internal)?;
+    let who = s.who();
+    let (actor, target) = (who.actor(), who.target());
+    let again = |status: StatusCode, text: &str| {
+        page(status, &TotpSigninPage { signed_in: false, csrf: csrf.clone(), error: Some(text.into()) })
+    };
+    match state.identity.totp_step(&who, &s.session, &form.code, ip.0).await.map_err(WebError::internal)? {
+        SecondStep::NoFactor => Ok(see_other("/p/signin")),
+        SecondStep::Locked => again(StatusCode::FORBIDDEN, LOCKED),
+        SecondStep::Wrong { locked_now } => {
+            failed_attempt(&state, ip, "portal-password").await;
+            let details = [("locked", locked_now.to_string())];
+            audit(&state, ip, &actor, "portal.signin.totp", &target, Outcome::Failure, &details).await;
+            let text = if locked_now { LOCKED } else { "That code is not right. Enter the code your app shows now." };
+            again(StatusCode::UNAUTHORIZED, text)
         }
-        let text = if locked { LOCKED } else { "That code is not right. Enter the code your app shows now." };
-        return page(StatusCode::UNAUTHORIZED, &TotpSigninPage { signed_in: false, csrf, error: Some(text.into()) });
-    }
-    let store = &state.services.store;
-    store.portal_signin_succeeded(&s.account.id).await.map_err(WebError::internal)?;
-    store
-        .touch_portal_session(&s.id_hash, Timestamp::now().as_micros(), Some(session::FULL))
-        .await
-        .map_err(WebError::internal)?;
-    audit(&state, ip, &actor, "portal.signin.totp", &target, Outcome::Success, &[]).await;
-    Ok(see_other(safe_next(&q.next)))
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
-impl CsrfField for CsrfOnly {
-    fn csrf(&self) -> &str {
-        &self.csrf
+        SecondStep::Passed { token, .. } => {
+            audit(&state, ip, &actor, "portal.signin.totp", &target, Outcome::Success, &[]).await;
+            let mut response = see_other(safe_next(&q.next));
+            session::set(&mut response, &token);
+            Ok(response)
+        }
     }
 }
 
@@ -872,17 +700,9 @@ pub async fn signout(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
     if let Some(s) = session::current(&state, &headers).await? {
-        state.services.store.end_portal_sessions(Some(s.id_hash), None).await.map_err(WebError::internal)?;
-        audit(
-            &state,
-            ip,
-            &format!("portal:{}", s.account.id),
-            "portal.signout",
-            &format!("portal-account:{}", s.account.id),
-            Outcome::Success,
-            &[],
-        )
-        .await;
+        state.identity.end_session(&s.session).await.map_err(WebError::internal)?;
+        let who = s.who();
+        audit(&state, ip, &who.actor(), "portal.signout", &who.target(), Outcome::Success, &[]).await;
     }
     let mut response = see_other("/p/signin");
     cookies::append(response.headers_mut(), cookies::clear_cookie(session::COOKIE));
@@ -909,14 +729,13 @@ async fn account_page(
     message: Option<String>,
     error: Option<String>,
 ) -> Result<Response, WebError> {
-    let key = session::account_key(state, &s.tenant, &s.account.id).await?;
-    let address = String::from_utf8(key.open_field("address", &s.account.address).map_err(WebError::internal)?)
-        .map_err(WebError::internal)?;
+    let who = s.who();
+    let address = state.identity.portal_address(&who, &s.account).await.map_err(WebError::internal)?;
     let (mut secret, mut uri) = (None, String::new());
     if s.account.totp.is_none()
         && let Some(sealed) = &s.account.totp_pending
     {
-        let raw = key.open_field("totp", sealed).map_err(WebError::internal)?;
+        let raw = state.identity.open_totp(&who, sealed).await.map_err(WebError::internal)?;
         let issuer = if state.config.organization.is_empty() { "carepost" } else { state.config.organization.as_str() };
         uri = totp::uri(&raw, issuer, &address);
         secret = Some(totp::encoded(&raw));
@@ -948,17 +767,8 @@ pub async fn totp_setup(
     if s.account.totp.is_some() {
         return account_page(&state, &s, csrf, None, None).await;
     }
-    let secret = totp::new_secret().ok_or_else(|| WebError::internal("the system random number generator failed"))?;
-    let key = session::account_key(&state, &s.tenant, &s.account.id).await?;
-    let sealed = key.seal_field("totp", &secret).map_err(WebError::internal)?;
-    let now = Timestamp::now().as_micros();
-    state
-        .services
-        .store
-        .set_portal_totp(&s.account.id, Some(sealed.clone()), false, now)
-        .await
-        .map_err(WebError::internal)?;
-    s.account.totp_pending = Some(sealed);
+    state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?;
+    s.account = state.identity.portal_account_by_id(&s.account.id).await.map_err(WebError::internal)?;
     account_page(&state, &s, csrf, None, None).await
 }
 
@@ -968,13 +778,15 @@ pub async fn totp_confirm(
     ip: ClientIp,
     Csrf(csrf): Csrf,
     headers: HeaderMap,
-    CsrfForm(form): CsrfForm<CodeOnlyForm>,
+    CsrfForm(form): CsrfForm<OneCode>,
 ) -> Result<Response, WebError> {
     let s = session::require(&state, &headers).await?;
-    let Some(pending) = s.account.totp_pending.clone() else { return account_page(&state, &s, csrf, None, None).await };
-    let actor = format!("portal:{}", s.account.id);
-    let target = format!("portal-account:{}", s.account.id);
-    if !check_totp(&state, &s.account, &pending, &form.code).await? {
+    if s.account.totp_pending.is_none() {
+        return account_page(&state, &s, csrf, None, None).await;
+    }
+    let who = s.who();
+    let (actor, target) = (who.actor(), who.target());
+    if !state.identity.confirm_totp(&who, &form.code).await.map_err(WebError::internal)? {
         audit(&state, ip, &actor, "portal.totp.enable", &target, Outcome::Failure, &[]).await;
         return account_page(
             &state,
@@ -985,16 +797,8 @@ pub async fn totp_confirm(
         )
         .await;
     }
-    let store = &state.services.store;
-    store.set_portal_totp(&s.account.id, None, true, Timestamp::now().as_micros()).await.map_err(WebError::internal)?;
     audit(&state, ip, &actor, "portal.totp.enable", &target, Outcome::Success, &[]).await;
-    let s = Session {
-        account: store
-            .portal_account_by_id(&s.account.id)
-            .await
-            .map_err(WebError::internal)?
-            .ok_or(WebError::NotFound)?,
-        ..s
-    };
+    let account = state.identity.portal_account_by_id(&s.account.id).await.map_err(WebError::internal)?;
+    let s = Session { account, ..s };
     account_page(&state, &s, csrf, Some("Two-step sign-in is on.".into()), None).await
 }

@@ -9,9 +9,8 @@ use carepost_audit::Outcome;
 use carepost_secure::portal::{PortalMessage, Withdrawal, masked};
 use carepost_store::portal::{purpose, state as pstate};
 
-use super::auth::CsrfOnly;
 use super::{audit, date, page, see_other};
-use crate::csrf::{Csrf, CsrfForm};
+use crate::csrf::{Csrf, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::{ClientIp, WebState};
 

@@ -84,6 +84,16 @@ impl StaffConfig {
             min_length: usize::try_from(self.password_min_length.max(8)).unwrap_or(usize::MAX),
         }
     }
+
+    /// What the identity room holds staff accounts to.
+    pub fn policy(&self) -> carepost_identity::KindPolicy {
+        carepost_identity::KindPolicy {
+            lockout: self.lockout(),
+            session_idle: crate::micros(self.session_idle.as_secs()),
+            session_lifetime: crate::micros(self.session_lifetime.as_secs()),
+            passwords: self.password_policy(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,15 +7,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use carepost_audit::Outcome;
-use carepost_model::Timestamp;
-use carepost_store::accounts::Role;
-use carepost_store::staff::REQUIRE_MFA;
-use carepost_vault as password;
+use carepost_identity::{PasswordChange, Permission, Role, Stage, allows};
 use serde::Deserialize;
 
-use super::session::{self, StaffSession, Stage};
-use super::signin::count_failure;
-use super::{actor, audit, target};
+use super::audit;
+use super::session::{self, StaffSession};
+use super::signin::failed;
 use crate::csrf::{Csrf, CsrfField, CsrfForm};
 use crate::error::WebError;
 use crate::portal::see_other;
@@ -63,16 +60,16 @@ async fn render(
     error: Option<&str>,
 ) -> Result<Response, WebError> {
     let role = s.role();
-    let require_mfa = state.services.store.mfa_required(s.account.tenant.as_str()).await.map_err(WebError::internal)?;
+    let require_mfa = state.identity.mfa_required(&s.account.tenant).await.map_err(WebError::internal)?;
     let page = HomePage {
         signed_in: true,
         csrf,
         login: s.account.login.clone(),
         role: role.to_string(),
         allowances: allowances(role),
-        mfa_on: s.auth.has_mfa(),
-        may_read_audit: role.may_read_audit(),
-        may_change_settings: role.may_change_settings(),
+        mfa_on: s.factors.has_second_factor(),
+        may_read_audit: allows(role, Permission::ReadAudit),
+        may_change_settings: allows(role, Permission::ChangeSettings),
         require_mfa,
         idle_minutes: state.staff.session_idle.as_secs().div_ceil(60),
         message: message.map(str::to_owned),
@@ -94,8 +91,8 @@ pub async fn home(
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
     match session::current(&state, ip, &headers).await? {
-        Some(s) if s.stage == Stage::Full => render(&state, &s, csrf, StatusCode::OK, None, None).await,
-        Some(s) if s.stage == Stage::Enroll => Ok(see_other("/staff/mfa")),
+        Some(s) if s.session.stage == Stage::Full => render(&state, &s, csrf, StatusCode::OK, None, None).await,
+        Some(s) if s.session.stage == Stage::Enroll => Ok(see_other("/staff/mfa")),
         Some(_) => Ok(see_other("/staff/signin/mfa")),
         None => Ok(see_other("/staff/signin")),
     }
@@ -125,62 +122,38 @@ pub async fn change_password(
     CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Result<Response, WebError> {
     let s = session::require(&state, ip, &headers, &[Stage::Full]).await?;
-    let (who, whom) = (actor(&s.account.id), target(&s.account.id));
-    let store = &state.services.store;
-    let creds = store
-        .account_credentials(&state.services.ring, &s.account.login)
+    let who = s.who();
+    let (actor, target) = (who.actor(), who.target());
+    let change = state
+        .identity
+        .change_password(&s.account, &form.current, &form.new, &form.again)
         .await
-        .map_err(WebError::internal)?
-        .ok_or(WebError::Unauthorized)?;
-    let ok = {
-        let (h, p) = (creds.password_hash.unwrap_or_default(), form.current.clone());
-        password::verify_password_limited(h, p).await.map_err(WebError::internal)?
-    };
-    if !ok {
-        let locked = count_failure(&state, ip, &s.account, "password").await?;
-        audit(
-            &state,
-            ip,
-            &who,
-            "staff.password.change",
-            &whom,
-            Outcome::Failure,
-            &[("reason", "current password".into()), ("locked", locked.to_string())],
-        )
-        .await;
-        if locked {
-            return Err(WebError::Unauthorized);
+        .map_err(WebError::internal)?;
+    let text = match change {
+        PasswordChange::WrongCurrent { locked_now } => {
+            failed(&state, ip, &s.account, "password", locked_now).await;
+            let details = [("reason", "current password".into()), ("locked", locked_now.to_string())];
+            audit(&state, ip, &actor, "staff.password.change", &target, Outcome::Failure, &details).await;
+            if locked_now {
+                return Err(WebError::Unauthorized);
+            }
+            "Your current password is not right.".to_owned()
         }
-        return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some("Your current password is not right."))
-            .await;
-    }
-    if let Err(e) = state.staff.password_policy().check(&form.new, &s.account.login) {
-        audit(&state, ip, &who, "staff.password.change", &whom, Outcome::Denied, &[("reason", e.to_string())]).await;
-        return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some(&format!("Not changed: {e}."))).await;
-    }
-    if form.new != form.again {
-        return render(
-            &state,
-            &s,
-            csrf,
-            StatusCode::BAD_REQUEST,
-            None,
-            Some("Not changed: the two new passwords are not the same."),
-        )
-        .await;
-    }
-    let hash = {
-        let p = form.new.clone();
-        password::hash_password_limited(p).await.map_err(WebError::internal)?
+        PasswordChange::Rejected(e) => {
+            let details = [("reason", e.to_string())];
+            audit(&state, ip, &actor, "staff.password.change", &target, Outcome::Denied, &details).await;
+            format!("Not changed: {e}.")
+        }
+        PasswordChange::Mismatch => "Not changed: the two new passwords are not the same.".to_owned(),
+        PasswordChange::Changed { token } => {
+            audit(&state, ip, &actor, "staff.password.change", &target, Outcome::Success, &[]).await;
+            let mut response =
+                render(&state, &s, csrf, StatusCode::OK, Some("Your password is changed."), None).await?;
+            session::set(&mut response, &token);
+            return Ok(response);
+        }
     };
-    store.set_password_hash(&s.account.id, Some(hash)).await.map_err(WebError::internal)?;
-    // Whoever else holds a session of this account (a stolen one, say) is signed out; this
-    // browser goes on in a new session.
-    store.end_staff_sessions(None, Some(s.account.id.clone())).await.map_err(WebError::internal)?;
-    audit(&state, ip, &who, "staff.password.change", &whom, Outcome::Success, &[]).await;
-    let mut response = render(&state, &s, csrf, StatusCode::OK, Some("Your password is changed."), None).await?;
-    session::start(&state, &s.account, Stage::Full, &mut response).await?;
-    Ok(response)
+    render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some(&text)).await
 }
 
 #[derive(Deserialize)]
@@ -203,22 +176,17 @@ pub async fn require_mfa(
     headers: HeaderMap,
     CsrfForm(form): CsrfForm<SwitchForm>,
 ) -> Result<Response, WebError> {
-    let s = session::require_role(&state, ip, &headers, Role::may_change_settings).await?;
+    let s = session::require_role(&state, ip, &headers, Permission::ChangeSettings).await?;
     let value = match form.value.as_str() {
         "on" | "off" => form.value.as_str(),
         _ => return Err(WebError::BadRequest("The setting is on or off.".into())),
     };
-    let now = Timestamp::now().as_micros();
-    state
-        .services
-        .store
-        .set_org_setting(s.account.tenant.as_str(), REQUIRE_MFA, value, &actor(&s.account.id), now)
-        .await
-        .map_err(WebError::internal)?;
+    let actor = s.who().actor();
+    state.identity.set_mfa_required(&s.account.tenant, value == "on", &actor).await.map_err(WebError::internal)?;
     audit(
         &state,
         ip,
-        &actor(&s.account.id),
+        &actor,
         "staff.require_mfa",
         &format!("tenant:{}", s.account.tenant),
         Outcome::Success,
@@ -253,35 +221,19 @@ pub async fn audit_view(
     Csrf(csrf): Csrf,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
-    let s = session::require_role(&state, ip, &headers, Role::may_read_audit).await?;
+    let s = session::require_role(&state, ip, &headers, Permission::ReadAudit).await?;
+    let actor = s.who().actor();
     // The audit log is the installation's, every tenant's records in one chain: only the
     // operator's own organization (the default tenant) may read it here.
     if s.account.tenant != carepost_model::TenantId::default() {
-        audit(
-            &state,
-            ip,
-            &actor(&s.account.id),
-            "staff.audit.view",
-            "audit",
-            Outcome::Denied,
-            &[("reason", "tenant".into())],
-        )
-        .await;
+        audit(&state, ip, &actor, "staff.audit.view", "audit", Outcome::Denied, &[("reason", "tenant".into())]).await;
         return Err(WebError::Forbidden(
             "The audit log covers the whole installation; ask its operator for your organization's records.".into(),
         ));
     }
     let records = state.services.store.audit_records_latest(200).await.map_err(WebError::internal)?;
-    audit(
-        &state,
-        ip,
-        &actor(&s.account.id),
-        "staff.audit.view",
-        "audit",
-        Outcome::Success,
-        &[("records", records.len().to_string())],
-    )
-    .await;
+    audit(&state, ip, &actor, "staff.audit.view", "audit", Outcome::Success, &[("records", records.len().to_string())])
+        .await;
     let rows = records
         .into_iter()
         .map(|r| AuditLine {

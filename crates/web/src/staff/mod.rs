@@ -3,9 +3,10 @@
 //! (an authenticator app, TOTP, or a WebAuthn security key), enroll second factors, and see
 //! what their role allows. API-only accounts never sign in here.
 //!
-//! Roles are checked on the server for every route ([`session::require_role`]); an
-//! organization can require a second factor of everyone, enforced at the next sign-in.
-//! Every authentication event is audited with the client address.
+//! The rules (roles, stages, lockout, second factors) are the identity room's
+//! (`carepost_identity`); these pages ask it and render its answers. Roles are checked for
+//! every route ([`session::require_role`]). Every authentication event is audited with the
+//! client address.
 
 pub mod config;
 mod home;
@@ -13,7 +14,6 @@ mod mfa;
 mod notice;
 pub(crate) mod session;
 mod signin;
-pub mod webauthn;
 
 use axum::Router;
 use axum::http::HeaderValue;
@@ -49,16 +49,6 @@ pub fn routes() -> Router<WebState> {
         .route("/staff/audit", get(home::audit_view))
 }
 
-/// The actor an account appears as in the audit log.
-pub(crate) fn actor(account_id: &str) -> String {
-    format!("staff:{account_id}")
-}
-
-/// The target an account appears as (the same as `carepost user` writes).
-pub(crate) fn target(account_id: &str) -> String {
-    format!("account:{account_id}")
-}
-
 pub(crate) async fn audit(
     state: &WebState,
     ip: ClientIp,
@@ -91,29 +81,6 @@ pub(crate) fn json(status: axum::http::StatusCode, value: serde_json::Value) -> 
 /// an IP address), or the account has no key.
 pub(crate) fn keys_unavailable() -> Response {
     json(axum::http::StatusCode::BAD_REQUEST, serde_json::json!({ "error": "Security keys are not available here." }))
-}
-
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    csrf: String,
-}
-
-impl CsrfField for CsrfOnly {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
-#[derive(Deserialize)]
-pub struct CodeForm {
-    csrf: String,
-    code: String,
-}
-
-impl CsrfField for CodeForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 /// What the WebAuthn script posts back: the browser's credential as JSON.

@@ -1,48 +1,31 @@
 //! The notice a staff member gets after signing in from a client address their account
 //! never used: when, from which address, and which browser, so that a stolen password shows
-//! up in the owner's mailbox. It carries no PHI. Addresses are remembered only as keyed
-//! hashes; an account's first sign-in is not news and sends nothing.
+//! up in the owner's mailbox. It carries no PHI. Which addresses are new is the identity
+//! room's to know; this module only writes and queues the notice.
 
 use bytes::Bytes;
 use carepost_audit::Outcome;
 use carepost_delivery::Submission;
+use carepost_identity::{Account, AccountRef};
 use carepost_model::{Arrival, Envelope, Recipient, Source, Timestamp};
-use carepost_store::accounts::Account;
 
-use super::{actor, audit, target};
+use super::audit;
 use crate::error::WebError;
 use crate::{ClientIp, WebState};
 
-/// Notes the sign-in's address and mails the notice when it is new. A notice that cannot be
-/// queued is audited and logged; the sign-in itself stands.
-pub async fn after_signin(state: &WebState, ip: ClientIp, account: &Account, user_agent: &str) -> Result<(), WebError> {
-    let ip_hash = state
-        .services
-        .ring
-        .blind_index(&account.tenant, "staff-ip", ip.0.to_string().as_bytes())
-        .map_err(WebError::internal)?;
-    let seen = state
-        .services
-        .store
-        .note_staff_ip(&account.id, ip_hash, Timestamp::now().as_micros())
-        .await
-        .map_err(WebError::internal)?;
-    if !(seen.new_address && seen.seen_before && state.staff.new_ip_notice) {
-        return Ok(());
+/// Mails the notice of a sign-in the identity room found to come from a new address (when
+/// `[staff] new_ip_notice` is on). A notice that cannot be queued is audited and logged; the
+/// sign-in itself stands.
+pub async fn after_signin(state: &WebState, ip: ClientIp, account: &Account, user_agent: &str) {
+    if !state.staff.new_ip_notice {
+        return;
     }
-    let (who, whom) = (actor(&account.id), target(&account.id));
+    let who = AccountRef::staff(account);
+    let (actor, target) = (who.actor(), who.target());
     let Some(to) = account.addresses.first() else {
-        audit(
-            state,
-            ip,
-            &who,
-            "staff.notice.new_ip",
-            &whom,
-            Outcome::Denied,
-            &[("reason", "the account has no address".into())],
-        )
-        .await;
-        return Ok(());
+        let details = [("reason", "the account has no address".into())];
+        audit(state, ip, &actor, "staff.notice.new_ip", &target, Outcome::Denied, &details).await;
+        return;
     };
     let outcome = match queue(state, ip, account, to, user_agent).await {
         Ok(()) => Outcome::Success,
@@ -51,8 +34,7 @@ pub async fn after_signin(state: &WebState, ip: ClientIp, account: &Account, use
             Outcome::Failure
         }
     };
-    audit(state, ip, &who, "staff.notice.new_ip", &whom, outcome, &[]).await;
-    Ok(())
+    audit(state, ip, &actor, "staff.notice.new_ip", &target, outcome, &[]).await;
 }
 
 /// A short, safe description of a browser: its family and system, never the raw header.

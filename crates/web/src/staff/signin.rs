@@ -1,28 +1,24 @@
-//! Signing in: the password, then the second factor (an authenticator code or a security
-//! key), or enrollment when the organization requires one and the account has none.
-//! Failures count towards the account's lockout (`[staff]`, shared with SMTP AUTH) and the
-//! client's block. Completing the second factor starts a new session id: the id a password
-//! alone earned never becomes a full session.
+//! Signing in over HTTP: the password page, the second-factor page (an authenticator code
+//! or a security key), signing out. The rules (lockout, stages, a new session id after the
+//! second factor) are the identity room's; these handlers add the client's block and the
+//! audit record, and render the answer.
 
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use carepost_audit::Outcome;
-use carepost_model::Timestamp;
-use carepost_store::accounts::Account;
-use carepost_vault as password;
+use carepost_identity::webauthn::KeyStep;
+use carepost_identity::{Account, AccountRef, PasswordStep, SecondStep, Stage};
 use serde::Deserialize;
 use serde_json::json;
-use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::session::{self, StaffSession, Stage};
-use super::webauthn::Ceremony;
-use super::{CodeForm, CredentialForm, CsrfOnly, actor, allow_own_script, audit, notice, target};
-use crate::csrf::{Csrf, CsrfField, CsrfForm};
+use super::session::{self, StaffSession};
+use super::{CredentialForm, allow_own_script, audit, notice};
+use crate::csrf::{CodeForm, Csrf, CsrfField, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::portal::{failed_login, refuse_blocked, see_other};
-use crate::{ClientIp, WebState, cookies, totp};
+use crate::{ClientIp, WebState, cookies};
 
 /// The one answer to every refused password step: unknown account, wrong password, locked
 /// account (even with the right password) read alike.
@@ -62,8 +58,7 @@ impl CsrfField for SigninForm {
 }
 
 /// `POST /staff/signin`: the password step. Unknown, disabled, API-only and locked accounts
-/// read exactly like a wrong password and take as long: the password is verified (against a
-/// dummy hash when there is no account) before the lock is looked at.
+/// read exactly like a wrong password and take as long.
 pub async fn password(
     State(state): State<WebState>,
     ip: ClientIp,
@@ -72,159 +67,72 @@ pub async fn password(
     CsrfForm(form): CsrfForm<SigninForm>,
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
-    let store = &state.services.store;
     let login = form.login.trim();
+    let refused = |csrf: String| page_with(StatusCode::UNAUTHORIZED, csrf, form.login.clone(), Some(WRONG));
     if state.services.guard.login_refused(ip.0, login) {
-        audit(
-            &state,
-            ip,
-            "staff",
-            "staff.signin",
-            "",
-            Outcome::Denied,
-            &[("reason", "too many failures for this login from this client".into())],
-        )
-        .await;
-        return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
+        let reason = "too many failures for this login from this client";
+        audit(&state, ip, "staff", "staff.signin", "", Outcome::Denied, &[("reason", reason.into())]).await;
+        return refused(csrf);
     }
-    let creds = if login.len() <= 254 {
-        store.account_credentials(&state.services.ring, login).await.map_err(WebError::internal)?
-    } else {
-        None
+    let step = state.identity.staff_password(login, &form.password, ip.0).await.map_err(WebError::internal)?;
+    let (account, token, stage, notice) = match step {
+        PasswordStep::Unknown => {
+            failed_login(&state, ip, login, "staff-password").await;
+            let reason = "unknown, disabled or api-only account";
+            audit(&state, ip, "staff", "staff.signin", "", Outcome::Failure, &[("reason", reason.into())]).await;
+            return refused(csrf);
+        }
+        PasswordStep::Locked { account, password_right } => {
+            // Not counted toward the lock, which already holds (a right password must not
+            // extend it); counted toward the client like any other refused attempt.
+            failed_login(&state, ip, login, "staff-password").await;
+            let details = [("reason", "locked".into()), ("password_right", password_right.to_string())];
+            signin_audit(&state, ip, &account, Outcome::Denied, &details).await;
+            return refused(csrf);
+        }
+        PasswordStep::Wrong { account, locked_now } => {
+            failed(&state, ip, &account, "password", locked_now).await;
+            let details = [("reason", "password".into()), ("locked", locked_now.to_string())];
+            signin_audit(&state, ip, &account, Outcome::Failure, &details).await;
+            return refused(csrf);
+        }
+        PasswordStep::Passed { account, token, session, notice } => (account, token, session.stage, notice),
     };
-    let usable =
-        creds.filter(|c| !c.account.disabled && c.account.role.may_sign_in_to_web() && c.password_hash.is_some());
-    let Some(creds) = usable else {
-        let p = form.password.clone();
-        let _ = password::verify_nothing_limited(p).await;
-        failed_login(&state, ip, login, "staff-password").await;
-        audit(
-            &state,
-            ip,
-            "staff",
-            "staff.signin",
-            "",
-            Outcome::Failure,
-            &[("reason", "unknown, disabled or api-only account".into())],
-        )
-        .await;
-        return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
-    };
-    let account = creds.account;
-    let (who, whom) = (actor(&account.id), target(&account.id));
-    let auth = store.staff_auth(&account.id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
-    let ok = {
-        let (h, p) = (creds.password_hash.unwrap_or_default(), form.password.clone());
-        password::verify_password_limited(h, p).await.map_err(WebError::internal)?
-    };
-    if auth.locked_at(Timestamp::now().as_micros()) {
-        // Not counted toward the lock, which already holds (a right password must not
-        // extend it); counted toward the client like any other refused attempt.
-        failed_login(&state, ip, login, "staff-password").await;
-        audit(
-            &state,
-            ip,
-            &who,
-            "staff.signin",
-            &whom,
-            Outcome::Denied,
-            &[("reason", "locked".into()), ("password_right", ok.to_string())],
-        )
-        .await;
-        return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
-    }
-    if !ok {
-        let locked = count_failure(&state, ip, &account, "password").await?;
-        audit(
-            &state,
-            ip,
-            &who,
-            "staff.signin",
-            &whom,
-            Outcome::Failure,
-            &[("reason", "password".into()), ("locked", locked.to_string())],
-        )
-        .await;
-        return page_with(StatusCode::UNAUTHORIZED, csrf, form.login, Some(WRONG));
-    }
     state.services.guard.forgive(ip.0, login);
-    let stage = if auth.has_mfa() {
-        Stage::Mfa
-    } else if store.mfa_required(account.tenant.as_str()).await.map_err(WebError::internal)? {
-        Stage::Enroll
-    } else {
-        Stage::Full
-    };
-    audit(
-        &state,
-        ip,
-        &who,
-        "staff.signin",
-        &whom,
-        Outcome::Success,
-        &[("stage", stage.as_str().into()), ("role", account.role.to_string())],
-    )
-    .await;
+    let details = [("stage", stage.stored(carepost_identity::Kind::Staff)), ("role", account.role.to_string())];
+    signin_audit(&state, ip, &account, Outcome::Success, &details).await;
     let to = match stage {
-        Stage::Full => "/staff/",
-        Stage::Mfa => "/staff/signin/mfa",
+        Stage::SecondFactor => "/staff/signin/mfa",
         Stage::Enroll => "/staff/mfa",
+        _ => "/staff/",
     };
     let mut response = see_other(to);
-    session::start(&state, &account, stage, &mut response).await?;
-    if stage == Stage::Full {
-        completed(&state, ip, &account, user_agent(&headers)).await?;
+    session::set(&mut response, &token);
+    if notice {
+        notice::after_signin(&state, ip, &account, &user_agent(&headers)).await;
     }
     Ok(response)
+}
+
+async fn signin_audit(state: &WebState, ip: ClientIp, account: &Account, outcome: Outcome, details: &[(&str, String)]) {
+    let who = AccountRef::staff(account);
+    audit(state, ip, &who.actor(), "staff.signin", &who.target(), outcome, details).await;
 }
 
 pub(crate) fn user_agent(headers: &HeaderMap) -> String {
     headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
 }
 
-/// Counts a failed step; true when the account is now locked (the lock is audited; the
-/// store ends the account's sessions with it).
-pub(crate) async fn count_failure(
-    state: &WebState,
-    ip: ClientIp,
-    account: &Account,
-    what: &str,
-) -> Result<bool, WebError> {
+/// A failed step counted by the identity room: counted against the client too, and the
+/// lock it caused audited.
+pub(crate) async fn failed(state: &WebState, ip: ClientIp, account: &Account, what: &str, locked_now: bool) {
     failed_login(state, ip, &account.login, &format!("staff-{what}")).await;
-    let c = &state.staff;
-    let count = state
-        .services
-        .store
-        .staff_signin_failed(&account.id, Timestamp::now().as_micros(), c.lockout())
-        .await
-        .map_err(WebError::internal)?;
-    let locked = count.locked_until.is_some();
-    if locked {
-        let minutes = c.lockout_duration.as_secs().div_ceil(60);
-        audit(
-            state,
-            ip,
-            &actor(&account.id),
-            "staff.lockout",
-            &target(&account.id),
-            Outcome::Success,
-            &[("after", what.into()), ("minutes", minutes.to_string())],
-        )
-        .await;
+    if locked_now {
+        let who = AccountRef::staff(account);
+        let minutes = state.staff.lockout_duration.as_secs().div_ceil(60);
+        let details = [("after", what.into()), ("minutes", minutes.to_string())];
+        audit(state, ip, &who.actor(), "staff.lockout", &who.target(), Outcome::Success, &details).await;
     }
-    Ok(locked)
-}
-
-/// The end of every successful sign-in: failures forgotten, the client address noted, and
-/// the owner told when it is one the account never used.
-pub(crate) async fn completed(
-    state: &WebState,
-    ip: ClientIp,
-    account: &Account,
-    user_agent: String,
-) -> Result<(), WebError> {
-    state.services.store.staff_signin_succeeded(&account.id).await.map_err(WebError::internal)?;
-    notice::after_signin(state, ip, account, &user_agent).await
 }
 
 #[derive(Template)]
@@ -244,10 +152,10 @@ fn mfa_page_with(
     s: &StaffSession,
     error: Option<&str>,
 ) -> Result<Response, WebError> {
-    let keys = s.auth.security_keys > 0 && state.webauthn.is_some();
+    let keys = s.factors.security_keys > 0 && state.webauthn.is_some();
     let response = crate::portal::page(
         status,
-        &MfaPage { signed_in: false, csrf, totp: s.auth.totp.is_some(), keys, error: error.map(str::to_owned) },
+        &MfaPage { signed_in: false, csrf, totp: s.factors.totp.is_some(), keys, error: error.map(str::to_owned) },
     )?;
     Ok(if keys { allow_own_script(response) } else { response })
 }
@@ -260,34 +168,11 @@ pub async fn mfa_page(
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
     match session::current(&state, ip, &headers).await? {
-        Some(s) if s.stage == Stage::Mfa => mfa_page_with(&state, StatusCode::OK, csrf, &s, None),
-        Some(s) if s.stage == Stage::Enroll => Ok(see_other("/staff/mfa")),
+        Some(s) if s.session.stage == Stage::SecondFactor => mfa_page_with(&state, StatusCode::OK, csrf, &s, None),
+        Some(s) if s.session.stage == Stage::Enroll => Ok(see_other("/staff/mfa")),
         Some(_) => Ok(see_other("/staff/")),
         None => Ok(see_other("/staff/signin")),
     }
-}
-
-/// Checks a code against a sealed TOTP secret of the account; each time step counts once.
-pub(crate) async fn check_totp(
-    state: &WebState,
-    account: &Account,
-    sealed: &[u8],
-    code: &str,
-) -> Result<bool, WebError> {
-    let key = state.services.store.account_key(&state.services.ring, account).await.map_err(WebError::internal)?;
-    let secret = key.open_field("totp", sealed).map_err(WebError::internal)?;
-    let Some(step) = totp::matching_step_now(&secret, code) else { return Ok(false) };
-    let step = i64::try_from(step).map_err(WebError::internal)?;
-    state.services.store.use_staff_totp_step(&account.id, step).await.map_err(WebError::internal)
-}
-
-/// Refuses a second step on a locked account and ends its session.
-async fn refuse_locked(state: &WebState, s: &StaffSession) -> Result<bool, WebError> {
-    if s.auth.locked_until.is_some_and(|t| t > Timestamp::now().as_micros()) {
-        state.services.store.end_staff_sessions(Some(s.id_hash.clone()), None).await.map_err(WebError::internal)?;
-        return Ok(true);
-    }
-    Ok(false)
 }
 
 /// `POST /staff/signin/totp`: the authenticator code.
@@ -299,50 +184,45 @@ pub async fn totp(
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
-    let Some(s) = session::current(&state, ip, &headers).await?.filter(|s| s.stage == Stage::Mfa) else {
+    let Some(s) = session::current(&state, ip, &headers).await?.filter(|s| s.session.stage == Stage::SecondFactor)
+    else {
         return Ok(see_other("/staff/signin"));
     };
-    let (who, whom) = (actor(&s.account.id), target(&s.account.id));
-    if refuse_locked(&state, &s).await? {
-        return page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED));
-    }
-    let Some(sealed) = s.auth.totp.clone() else {
-        return mfa_page_with(
-            &state,
-            StatusCode::BAD_REQUEST,
-            csrf,
-            &s,
-            Some("This account has no authenticator app."),
-        );
+    let who = s.who();
+    let step = state.identity.totp_step(&who, &s.session, &form.code, ip.0).await.map_err(WebError::internal)?;
+    let mfa_audit = |outcome: Outcome, details: Vec<(&'static str, String)>| {
+        let (state, who) = (state.clone(), who.clone());
+        async move { audit(&state, ip, &who.actor(), "staff.signin.mfa", &who.target(), outcome, &details).await }
     };
-    if !check_totp(&state, &s.account, &sealed, &form.code).await? {
-        let locked = count_failure(&state, ip, &s.account, "totp").await?;
-        audit(
-            &state,
-            ip,
-            &who,
-            "staff.signin.mfa",
-            &whom,
-            Outcome::Failure,
-            &[("method", "totp".into()), ("locked", locked.to_string())],
-        )
-        .await;
-        if locked {
-            return page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED));
+    match step {
+        SecondStep::Locked => page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED)),
+        SecondStep::NoFactor => {
+            mfa_page_with(&state, StatusCode::BAD_REQUEST, csrf, &s, Some("This account has no authenticator app."))
         }
-        return mfa_page_with(
-            &state,
-            StatusCode::UNAUTHORIZED,
-            csrf,
-            &s,
-            Some("That code is not right. Enter the code your app shows now."),
-        );
+        SecondStep::Wrong { locked_now } => {
+            failed(&state, ip, &s.account, "totp", locked_now).await;
+            mfa_audit(Outcome::Failure, vec![("method", "totp".into()), ("locked", locked_now.to_string())]).await;
+            if locked_now {
+                return page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED));
+            }
+            mfa_page_with(
+                &state,
+                StatusCode::UNAUTHORIZED,
+                csrf,
+                &s,
+                Some("That code is not right. Enter the code your app shows now."),
+            )
+        }
+        SecondStep::Passed { token, notice } => {
+            let mut response = see_other("/staff/");
+            session::set(&mut response, &token);
+            mfa_audit(Outcome::Success, vec![("method", "totp".into())]).await;
+            if notice {
+                notice::after_signin(&state, ip, &s.account, &user_agent(&headers)).await;
+            }
+            Ok(response)
+        }
     }
-    let mut response = see_other("/staff/");
-    session::renew(&state, &s, Stage::Full, &mut response).await?;
-    audit(&state, ip, &who, "staff.signin.mfa", &whom, Outcome::Success, &[("method", "totp".into())]).await;
-    completed(&state, ip, &s.account, user_agent(&headers)).await?;
-    Ok(response)
 }
 
 /// `POST /staff/signin/key/start`: the challenge for the account's security keys.
@@ -353,22 +233,17 @@ pub async fn key_start(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
-    let s = session::require(&state, ip, &headers, &[Stage::Mfa]).await?;
+    let s = session::require(&state, ip, &headers, &[Stage::SecondFactor]).await?;
     let Some(webauthn) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
-    let key = state.services.store.account_key(&state.services.ring, &s.account).await.map_err(WebError::internal)?;
-    let rows = state.services.store.staff_security_keys(&s.account.id).await.map_err(WebError::internal)?;
-    let keys = rows.iter().map(|r| super::webauthn::open(&key, &r.credential)).collect::<Result<Vec<_>, _>>()?;
-    if keys.is_empty() {
-        return Ok(super::keys_unavailable());
+    let challenge =
+        state.identity.start_key_sign_in(webauthn, &s.session, &s.account).await.map_err(WebError::internal)?;
+    match challenge {
+        Some(challenge) => Ok(super::json(StatusCode::OK, challenge)),
+        None => Ok(super::keys_unavailable()),
     }
-    let (challenge, ceremony) = webauthn.start_securitykey_authentication(&keys).map_err(WebError::internal)?;
-    let text = Ceremony::Authenticate(ceremony).to_json()?;
-    state.services.store.set_staff_ceremony(&s.id_hash, Some(text)).await.map_err(WebError::internal)?;
-    Ok(super::json(StatusCode::OK, serde_json::to_value(challenge).map_err(WebError::internal)?))
 }
 
-/// `POST /staff/signin/key/finish`: the key's signature over the challenge, verified by
-/// webauthn-rs against the registered public key. A ceremony is used once.
+/// `POST /staff/signin/key/finish`: the key's signature over the challenge.
 pub async fn key_finish(
     State(state): State<WebState>,
     ip: ClientIp,
@@ -376,71 +251,44 @@ pub async fn key_finish(
     CsrfForm(form): CsrfForm<CredentialForm>,
 ) -> Result<Response, WebError> {
     refuse_blocked(&state, ip)?;
-    let s = session::require(&state, ip, &headers, &[Stage::Mfa]).await?;
+    let s = session::require(&state, ip, &headers, &[Stage::SecondFactor]).await?;
     let Some(webauthn) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
-    let store = &state.services.store;
-    let (who, whom) = (actor(&s.account.id), target(&s.account.id));
-    if refuse_locked(&state, &s).await? {
-        return Ok(super::json(StatusCode::FORBIDDEN, json!({ "error": LOCKED, "next": "/staff/signin" })));
-    }
-    store.set_staff_ceremony(&s.id_hash, None).await.map_err(WebError::internal)?;
-    let ceremony = s.row.ceremony.as_deref().and_then(Ceremony::from_json);
-    let credential = serde_json::from_str::<PublicKeyCredential>(&form.credential);
-    let (Some(Ceremony::Authenticate(ceremony)), Ok(credential)) = (ceremony, credential) else {
-        return Ok(super::json(
-            StatusCode::BAD_REQUEST,
-            json!({ "error": "Start again: the security key's answer did not match a request." }),
-        ));
-    };
-    let result = match webauthn.finish_securitykey_authentication(&credential, &ceremony) {
-        Ok(r) => r,
-        Err(e) => {
-            let locked = count_failure(&state, ip, &s.account, "security-key").await?;
-            audit(
-                &state,
-                ip,
-                &who,
-                "staff.signin.mfa",
-                &whom,
-                Outcome::Failure,
-                &[("method", "security-key".into()), ("reason", e.to_string()), ("locked", locked.to_string())],
-            )
-            .await;
+    let who = s.who();
+    let step = state
+        .identity
+        .finish_key_sign_in(webauthn, &s.session, &s.account, &form.credential, ip.0)
+        .await
+        .map_err(WebError::internal)?;
+    let locked_answer = || super::json(StatusCode::FORBIDDEN, json!({ "error": LOCKED, "next": "/staff/signin" }));
+    let (key, token, notice) = match step {
+        KeyStep::Step(SecondStep::Locked) => return Ok(locked_answer()),
+        KeyStep::NoCeremony | KeyStep::Step(_) => {
+            return Ok(super::json(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "Start again: the security key's answer did not match a request." }),
+            ));
+        }
+        KeyStep::Refused { reason, step } => {
+            let locked = matches!(step, SecondStep::Wrong { locked_now: true });
+            failed(&state, ip, &s.account, "security-key", locked).await;
+            let details = [("method", "security-key".into()), ("reason", reason), ("locked", locked.to_string())];
+            audit(&state, ip, &who.actor(), "staff.signin.mfa", &who.target(), Outcome::Failure, &details).await;
             let next = if locked { "/staff/signin" } else { "/staff/signin/mfa" };
             return Ok(super::json(
                 StatusCode::UNAUTHORIZED,
                 json!({ "error": if locked { LOCKED } else { "The security key was not accepted." }, "next": next }),
             ));
         }
+        KeyStep::Passed { key, step: SecondStep::Passed { token, notice } } => (key, token, notice),
+        KeyStep::Passed { .. } => return Err(WebError::internal("a passed key step without a session")),
     };
-    // Keep the key's new signature counter, so a cloned key shows up.
-    let key = store.account_key(&state.services.ring, &s.account).await.map_err(WebError::internal)?;
-    let now = Timestamp::now().as_micros();
-    let mut used = None;
-    for row in store.staff_security_keys(&s.account.id).await.map_err(WebError::internal)? {
-        let mut sk = super::webauthn::open(&key, &row.credential)?;
-        if sk.cred_id() == result.cred_id() {
-            sk.update_credential(&result);
-            store
-                .used_staff_security_key(&row.id, super::webauthn::seal(&key, &sk)?, now)
-                .await
-                .map_err(WebError::internal)?;
-            used = Some(row.name);
-        }
-    }
     let mut response = super::json(StatusCode::OK, json!({ "next": "/staff/" }));
-    session::renew(&state, &s, Stage::Full, &mut response).await?;
-    audit(
-        &state,
-        ip,
-        &who,
-        "staff.signin.mfa",
-        &whom,
-        Outcome::Success,
-        &[("method", "security-key".into()), ("key", used.unwrap_or_default())],
-    )
-    .await;
-    completed(&state, ip, &s.account, user_agent(&headers)).await?;
+    session::set(&mut response, &token);
+    let details = [("method", "security-key".into()), ("key", key)];
+    audit(&state, ip, &who.actor(), "staff.signin.mfa", &who.target(), Outcome::Success, &details).await;
+    if notice {
+        notice::after_signin(&state, ip, &s.account, &user_agent(&headers)).await;
+    }
     Ok(response)
 }
 
@@ -452,17 +300,10 @@ pub async fn signout(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
     if let Some(s) = session::current(&state, ip, &headers).await? {
-        state.services.store.end_staff_sessions(Some(s.id_hash), None).await.map_err(WebError::internal)?;
-        audit(
-            &state,
-            ip,
-            &actor(&s.account.id),
-            "staff.signout",
-            &target(&s.account.id),
-            Outcome::Success,
-            &[("reason", "signed out".into())],
-        )
-        .await;
+        state.identity.end_session(&s.session).await.map_err(WebError::internal)?;
+        let who = s.who();
+        let details = [("reason", "signed out".into())];
+        audit(&state, ip, &who.actor(), "staff.signout", &who.target(), Outcome::Success, &details).await;
     }
     let mut response = see_other("/staff/signin");
     cookies::append(response.headers_mut(), cookies::clear_cookie(session::COOKIE));
