@@ -169,18 +169,14 @@ pub fn app_password_hash(ring: &KeyRing, tenant: &TenantId, secret: &str) -> Res
 }
 
 async fn address_rows(tx: &mut Tx, account_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-    let rows = sqlx::query("SELECT address FROM account_addresses WHERE account_id = $1 ORDER BY rowid")
+    let rows = sqlx::query("SELECT address FROM account_addresses WHERE account_id = $1 ORDER BY position")
         .bind(account_id)
         .fetch_all(tx.conn())
         .await?;
     rows.iter().map(|r| Ok(r.try_get("address")?)).collect()
 }
 
-fn open_account(
-    row: &sqlx::sqlite::SqliteRow,
-    key: &DataKey,
-    sealed_addresses: &[Vec<u8>],
-) -> Result<Account, StoreError> {
+fn open_account(row: &sqlx::any::AnyRow, key: &DataKey, sealed_addresses: &[Vec<u8>]) -> Result<Account, StoreError> {
     let id: String = row.try_get("id")?;
     let tenant: String = row.try_get("tenant")?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("account {id}: {what}"));
@@ -235,7 +231,7 @@ impl Store {
             let Some(row) = row else { continue };
             let id: String = row.try_get("id")?;
             let key = self.account_data_key(ring, &tenant, &id).await?;
-            let mut conn = Tx::pooled(self.pool().acquire().await?);
+            let mut conn = self.reader().await?;
             let sealed = address_rows(&mut conn, &id).await?;
             let account = open_account(&row, &key, &sealed)?;
             let app_rows = sqlx::query(
@@ -281,7 +277,7 @@ impl Store {
         let tenant =
             TenantId::new(&row.try_get::<String, _>("tenant")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = self.account_data_key(ring, &tenant, id).await?;
-        let mut conn = Tx::pooled(self.pool().acquire().await?);
+        let mut conn = self.reader().await?;
         let sealed = address_rows(&mut conn, id).await?;
         Ok(Some(open_account(&row, &key, &sealed)?))
     }
@@ -319,7 +315,7 @@ impl Store {
     pub async fn accounts(&self, ring: &KeyRing) -> Result<Vec<Account>, StoreError> {
         let rows = sqlx::query("SELECT * FROM accounts ORDER BY tenant, created_at").fetch_all(self.pool()).await?;
         let mut out = Vec::with_capacity(rows.len());
-        let mut conn = Tx::pooled(self.pool().acquire().await?);
+        let mut conn = self.reader().await?;
         for row in &rows {
             let id: String = row.try_get("id")?;
             let tenant =
@@ -369,12 +365,16 @@ impl Store {
                     .bind(now)
                     .execute(tx.conn())
                     .await?;
-                    for (address_index, sealed) in &addresses {
-                        sqlx::query("INSERT INTO account_addresses (account_id, tenant, address_index, address) VALUES ($1, $2, $3, $4)")
-                            .bind(&account_id)
-                            .bind(tenant.as_str())
-                            .bind(address_index)
-                            .bind(sealed)
+                    for (position, (address_index, sealed)) in (0_i64..).zip(&addresses) {
+                        sqlx::query(
+                            "INSERT INTO account_addresses (account_id, tenant, address_index, address, position) \
+                             VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(&account_id)
+                        .bind(tenant.as_str())
+                        .bind(address_index)
+                        .bind(sealed)
+                        .bind(position)
                             .execute(tx.conn())
                             .await?;
                     }

@@ -57,7 +57,7 @@ fn split(text: &str) -> Vec<String> {
     text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-fn key_from(r: &sqlx::sqlite::SqliteRow) -> Result<ApiKey, StoreError> {
+fn key_from(r: &sqlx::any::AnyRow) -> Result<ApiKey, StoreError> {
     let tenant: String = r.try_get("tenant")?;
     Ok(ApiKey {
         id: r.try_get("id")?,

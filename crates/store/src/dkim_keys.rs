@@ -20,7 +20,7 @@ pub struct DkimKeyRow {
     pub retired_at: Option<i64>,
 }
 
-fn row_from(r: &sqlx::sqlite::SqliteRow) -> Result<DkimKeyRow, StoreError> {
+fn row_from(r: &sqlx::any::AnyRow) -> Result<DkimKeyRow, StoreError> {
     Ok(DkimKeyRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,

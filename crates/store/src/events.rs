@@ -9,7 +9,8 @@
 use carepost_model::Id;
 use sqlx::Row;
 
-use crate::{Store, StoreError, Tx};
+use crate::backend::postgres::lock;
+use crate::{Backend, Store, StoreError, Tx};
 
 /// What happened to a recipient.
 pub mod kind {
@@ -72,7 +73,7 @@ pub struct EventRow {
     pub at: i64,
 }
 
-pub(crate) fn event_from(r: &sqlx::sqlite::SqliteRow) -> Result<EventRow, StoreError> {
+pub(crate) fn event_from(r: &sqlx::any::AnyRow) -> Result<EventRow, StoreError> {
     Ok(EventRow {
         seq: r.try_get("seq")?,
         id: r.try_get("id")?,
@@ -93,6 +94,15 @@ pub(crate) fn event_from(r: &sqlx::sqlite::SqliteRow) -> Result<EventRow, StoreE
 /// and blind index come from the recipient's queue row; an event for a recipient that is
 /// not in the queue (any more) is not recorded. Returns whether it was.
 pub async fn record(tx: &mut Tx, e: &NewEvent) -> Result<bool, StoreError> {
+    if tx.backend() == Backend::Postgres && !tx.holds_events_lock {
+        // PostgreSQL hands out `seq` when a row is inserted, not when it commits, so
+        // transactions can commit sequence numbers out of order, and a reader that moved a
+        // cursor past seq 11 while seq 10 was still uncommitted would never see 10. Writers
+        // hold this lock shared until they commit; `horizon` takes it exclusively, so it
+        // only returns once every sequence number up to the one it reads is settled.
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(lock::EVENTS).execute(tx.conn()).await?;
+        tx.holds_events_lock = true;
+    }
     let done = sqlx::query(
         "INSERT INTO message_events (id, tenant, message_id, recipient, address_index, kind, method, attempt, next_attempt_at, status, at) \
          SELECT $1, tenant, message_id, idx, address_index, $2, $3, $4, $5, $6, $7 FROM recipients WHERE message_id = $8 AND idx = $9",
@@ -111,6 +121,17 @@ pub async fn record(tx: &mut Tx, e: &NewEvent) -> Result<bool, StoreError> {
     Ok(done.rows_affected() == 1)
 }
 
+/// The newest event's sequence number such that every event up to it is committed (or
+/// rolled back for good): what an outbox cursor may move to. Inside a write transaction.
+pub async fn horizon(tx: &mut Tx) -> Result<i64, StoreError> {
+    if tx.backend() == Backend::Postgres {
+        // Waits for the transactions that are writing events now; they hold the lock shared.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock::EVENTS).execute(tx.conn()).await?;
+    }
+    // On SQLite, writes go through one writer, so every event up to the newest is committed.
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn()).await?)
+}
+
 /// Removes a message's events (with the message itself).
 pub async fn delete_for_message(tx: &mut Tx, message_id: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM message_events WHERE message_id = $1").bind(message_id).execute(tx.conn()).await?;
@@ -127,9 +148,15 @@ impl Store {
         rows.iter().map(event_from).collect()
     }
 
-    /// The newest event's sequence number (0 when there is none).
+    /// The newest event's sequence number (0 when there is none) up to which every event is
+    /// committed (see [`horizon`]).
     pub async fn last_event_seq(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(self.pool()).await?)
+        match self.backend() {
+            Backend::Sqlite => Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events")
+                .fetch_one(self.pool())
+                .await?),
+            Backend::Postgres => self.write(|tx| Box::pin(horizon(tx))).await,
+        }
     }
 
     /// One event by its sequence number.

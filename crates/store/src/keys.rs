@@ -22,7 +22,7 @@ pub struct KekRotation {
     pub rewrapped: u64,
 }
 
-fn secret_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<WrappedSecret, StoreError> {
+fn secret_from_row(row: &sqlx::any::AnyRow) -> Result<WrappedSecret, StoreError> {
     let purpose: String = row.try_get("purpose")?;
     Ok(WrappedSecret {
         scope: row.try_get("scope")?,
@@ -176,7 +176,7 @@ impl Store {
             .active_version(tenant.as_str(), SecretPurpose::Kek)
             .ok_or_else(|| StoreError::NotFound(format!("kek of tenant {tenant}")))?;
         let to_version = from_version + 1;
-        let mut tx = Tx::pooled(self.pool().acquire().await?);
+        let mut tx = self.reader().await?;
         tx.begin().await?;
         let new_kek = ring.generate_secret(tenant.as_str(), SecretPurpose::Kek, to_version)?;
         let result = async {
@@ -236,7 +236,7 @@ impl Store {
     /// Rewraps every stored secret under `new_master`, in one transaction. The caller installs
     /// the new master key where the configuration expects it once this returns.
     pub async fn rotate_master_key(&self, ring: &KeyRing, new_master: &MasterKey) -> Result<u64, StoreError> {
-        let mut tx = Tx::pooled(self.pool().acquire().await?);
+        let mut tx = self.reader().await?;
         tx.begin().await?;
         let result = async {
             let rows = sqlx::query("SELECT * FROM vault_secrets").fetch_all(tx.conn()).await?;

@@ -3,7 +3,7 @@
 //! of tokens are the callers' (secure and web); this module only stores what it is given.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::events::{self, NewEvent, kind};
 use crate::{Store, StoreError, Tx};
@@ -46,7 +46,7 @@ pub struct PortalMessageRow {
     pub withdrawn_by: Option<String>,
 }
 
-fn message_from(r: &SqliteRow) -> Result<PortalMessageRow, StoreError> {
+fn message_from(r: &AnyRow) -> Result<PortalMessageRow, StoreError> {
     Ok(PortalMessageRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
@@ -182,7 +182,7 @@ impl AccountRow {
     }
 }
 
-fn account_from(r: &SqliteRow) -> Result<AccountRow, StoreError> {
+fn account_from(r: &AnyRow) -> Result<AccountRow, StoreError> {
     Ok(AccountRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,

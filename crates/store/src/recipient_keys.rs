@@ -77,7 +77,7 @@ impl LookupResult {
     }
 }
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecipientKeyRow, StoreError> {
+fn from_row(r: &sqlx::any::AnyRow) -> Result<RecipientKeyRow, StoreError> {
     Ok(RecipientKeyRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,

@@ -5,7 +5,7 @@
 //! from (keyed hashes), and organization settings.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::portal::FailureCount;
 use crate::{Store, StoreError};
@@ -83,7 +83,7 @@ pub struct StaffSessionRow {
     pub expires_at: i64,
 }
 
-fn key_from(r: &SqliteRow) -> Result<SecurityKeyRow, StoreError> {
+fn key_from(r: &AnyRow) -> Result<SecurityKeyRow, StoreError> {
     Ok(SecurityKeyRow {
         id: r.try_get("id")?,
         name: r.try_get("name")?,

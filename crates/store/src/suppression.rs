@@ -17,7 +17,7 @@ pub struct SuppressionRow {
     pub created_at: i64,
 }
 
-fn row_from(r: &sqlx::sqlite::SqliteRow) -> Result<SuppressionRow, StoreError> {
+fn row_from(r: &sqlx::any::AnyRow) -> Result<SuppressionRow, StoreError> {
     Ok(SuppressionRow {
         tenant: r.try_get("tenant")?,
         address_index: r.try_get("address_index")?,

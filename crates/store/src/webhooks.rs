@@ -8,9 +8,9 @@
 //! caller's; this module stores what it is given.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
-use crate::{Store, StoreError, Tx};
+use crate::{Store, StoreError, Tx, events};
 
 /// States of a delivery row.
 pub mod state {
@@ -40,7 +40,7 @@ impl EndpointRow {
     }
 }
 
-fn endpoint_from(r: &SqliteRow) -> Result<EndpointRow, StoreError> {
+fn endpoint_from(r: &AnyRow) -> Result<EndpointRow, StoreError> {
     let events: String = r.try_get("events")?;
     Ok(EndpointRow {
         id: r.try_get("id")?,
@@ -68,7 +68,7 @@ pub struct DeliveryRow {
     pub updated_at: i64,
 }
 
-fn delivery_from(r: &SqliteRow) -> Result<DeliveryRow, StoreError> {
+fn delivery_from(r: &AnyRow) -> Result<DeliveryRow, StoreError> {
     Ok(DeliveryRow {
         endpoint_id: r.try_get("endpoint_id")?,
         event_seq: r.try_get("event_seq")?,
@@ -172,9 +172,9 @@ impl Store {
                         return Ok(0);
                     };
                     let endpoint = endpoint_from(&row)?;
-                    // Writes go through this one writer, so every event up to the newest is
-                    // committed: the cursor may pass other tenants' events up to it.
-                    let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn()).await?;
+                    // Every event up to the horizon is committed: the cursor may pass other
+                    // tenants' events up to it.
+                    let newest = events::horizon(tx).await?;
                     let events = sqlx::query(
                         "SELECT seq, kind FROM message_events WHERE tenant = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
                     )
