@@ -5,6 +5,7 @@
 //! race each other for ports. Everything is bounded by timeouts.
 
 pub mod dns;
+pub mod postgres;
 mod sink;
 
 pub use sink::Sink;

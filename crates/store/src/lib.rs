@@ -134,30 +134,3 @@ impl Store {
         self.pool.close().await;
     }
 }
-
-#[cfg(test)]
-pub(crate) mod test_support {
-    pub async fn store() -> (tempfile::TempDir, super::Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = super::Store::open(&dir.path().join("t.db")).await.unwrap();
-        (dir, store)
-    }
-
-    /// Every file under `dir` whose bytes contain `needle`.
-    pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-        let mut found = Vec::new();
-        let mut stack = vec![dir.to_owned()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-                    found.push(path);
-                }
-            }
-        }
-        found
-    }
-}

