@@ -66,6 +66,20 @@ impl StoreOptions {
     pub fn backend(&self) -> Backend {
         Backend::of_url(&self.url)
     }
+
+    /// The URL without its password, for messages and logs.
+    pub fn display(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else { return self.url.clone() };
+        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                let hidden = if userinfo.contains(':') { ":***" } else { "" };
+                format!("{scheme}://{user}{hidden}@{host}{tail}")
+            }
+            None => self.url.clone(),
+        }
+    }
 }
 
 /// A handle on the metadata store; cheap to clone.
