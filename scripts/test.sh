@@ -33,7 +33,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf \
     || echo "create_main_cluster = false" >> /etc/postgresql-common/createcluster.conf
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing[@]}" >/dev/null
 fi
 # Postfix's own daemons are not needed: the tests start smtp-sink themselves.
 command -v smtp-sink >/dev/null || export PATH="$PATH:/usr/sbin"
