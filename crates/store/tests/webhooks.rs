@@ -10,6 +10,11 @@ use carepost_store::events::{self, NewEvent, kind};
 use carepost_store::queue::{self, MessageRow, RecipientRow};
 
 async fn message_with_events(store: &Store, id: &str, kinds: &'static [&'static str]) {
+    slow_message_with_events(store, id, kinds, 0).await
+}
+
+/// As [`message_with_events`], with the transaction kept open `hold_ms` after its events.
+async fn slow_message_with_events(store: &Store, id: &str, kinds: &'static [&'static str], hold_ms: u64) {
     let id = id.to_owned();
     store
         .writer()
@@ -49,6 +54,9 @@ async fn message_with_events(store: &Store, id: &str, kinds: &'static [&'static 
                 queue::insert_message(tx, &m, &[r]).await?;
                 for k in kinds {
                     events::record(tx, &NewEvent::new(&id, 0, k, 2)).await?;
+                }
+                if hold_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(hold_ms)).await;
                 }
                 Ok(())
             })
@@ -129,4 +137,67 @@ async fn the_cursor_passes_other_tenants_events(db: Db) {
     assert_eq!(cursor, store.last_event_seq().await.unwrap(), "and are not scanned again");
 }
 
-backends!(endpoints_receive_new_events_of_their_kinds_once, the_cursor_passes_other_tenants_events);
+/// Events committed out of sequence order (PostgreSQL numbers rows when they are inserted,
+/// not when they commit) are still fanned out: the cursor never passes an event that is yet
+/// to commit.
+async fn the_cursor_passes_no_event_still_to_commit(db: Db) {
+    let store = db.store.clone();
+    let other = db.reopen().await;
+    let endpoint = EndpointRow {
+        id: "W3".into(),
+        tenant: "default".into(),
+        url: "https://hooks.example/carepost".into(),
+        events: vec![kind::DELIVERED.into()],
+        secret: vec![9; 40],
+        cursor: 0,
+        created_at: 10,
+        removed_at: None,
+    };
+    store.write(move |tx| Box::pin(async move { insert_endpoint(tx, &endpoint).await })).await.unwrap();
+    let writers: Vec<_> = [store.clone(), other.clone(), store.clone(), other.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(w, node)| {
+            tokio::spawn(async move {
+                for i in 0..25_u64 {
+                    // Transactions of different lengths, so that later sequence numbers
+                    // commit before earlier ones.
+                    slow_message_with_events(&node, &format!("M{w}-{i}"), &[kind::DELIVERED], (i * 7 + w as u64) % 5)
+                        .await;
+                }
+            })
+        })
+        .collect();
+    let fan = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut owed = 0;
+            for _ in 0..400 {
+                owed += store.fan_out_webhook_events("W3", 100, 1_000).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            owed
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut owed = fan.await.unwrap();
+    loop {
+        let more = store.fan_out_webhook_events("W3", 100, 1_000).await.unwrap();
+        if more == 0 {
+            break;
+        }
+        owed += more;
+    }
+    assert_eq!(owed, 100, "every delivered event is owed once");
+    let counts = store.webhook_delivery_counts("W3").await.unwrap();
+    assert_eq!(counts, [("pending".to_string(), 100)]);
+    other.close().await;
+}
+
+backends!(
+    endpoints_receive_new_events_of_their_kinds_once,
+    the_cursor_passes_other_tenants_events,
+    the_cursor_passes_no_event_still_to_commit
+);
