@@ -296,6 +296,8 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
+                    // Opens of one message on two nodes at once take turns for the next number.
+                    tx.lock_row("portal_messages", "id", &id).await?;
                     let seq: i64 =
                         sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_opens WHERE message_id = $1")
                             .bind(&id)
@@ -414,6 +416,9 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
+                    // Two nodes counting failures of one account at once must not both count
+                    // from the same number.
+                    tx.lock_row("portal_accounts", "id", &id).await?;
                     let row = sqlx::query("SELECT failures, first_failure_at FROM portal_accounts WHERE id = $1")
                         .bind(&id)
                         .fetch_optional(tx.conn())

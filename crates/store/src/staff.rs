@@ -130,6 +130,9 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
+                    // Two nodes counting failures of one account at once must not both count
+                    // from the same number.
+                    tx.lock_row("accounts", "id", &id).await?;
                     let row = sqlx::query("SELECT failures, first_failure_at FROM accounts WHERE id = $1")
                         .bind(&id)
                         .fetch_optional(tx.conn())

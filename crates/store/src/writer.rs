@@ -65,6 +65,32 @@ impl Tx {
         self.backend
     }
 
+    /// Row locks for a read that the same transaction then writes back (a counter, a
+    /// sequence number): on PostgreSQL, where transactions of other connections and nodes run
+    /// at the same time, `FOR UPDATE` makes them wait their turn instead of both updating
+    /// what they read. SQLite has one writer at a time and no such clause.
+    pub(crate) async fn lock_row(
+        &mut self,
+        table: &'static str,
+        id_column: &'static str,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            let sql = format!("SELECT 1 FROM {table} WHERE {id_column} = $1 FOR UPDATE");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Serializes this transaction with every other that takes the same `key`, until it
+    /// ends (PostgreSQL; on SQLite every write transaction is serialized already).
+    pub(crate) async fn serialize_on(&mut self, key: i64) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
     /// The node this transaction's leases are taken for.
     pub(crate) fn node(&self) -> &str {
         &self.node

@@ -140,9 +140,52 @@ async fn parallel_guesses_reserve_no_more_attempts_than_allowed(db: Db) {
     assert!(!store.reserve_portal_passphrase_attempt("M1", 5).await.unwrap());
 }
 
+/// A recipient's account and sessions live in the store: signed in on one node, served by
+/// another.
+async fn accounts_and_sessions_are_served_by_any_node(db: Db) {
+    let (a, b) = (db.store.clone(), db.reopen().await);
+    let row = AccountRow::new("A9".into(), "default".into(), b"r9".to_vec(), b"sealed".to_vec(), 0);
+    assert_eq!(a.insert_portal_account(row.clone(), None, 1).await.unwrap(), "A9");
+    assert_eq!(a.portal_account_by_id("A9").await.unwrap().unwrap().password_hash, None);
+    let other = AccountRow { id: "A10".into(), ..row.clone() };
+    assert_eq!(b.insert_portal_account(other, Some("h".into()), 2).await.unwrap(), "A9", "one account per address");
+    assert_eq!(a.portal_account_by_id("A9").await.unwrap().unwrap().password_hash.as_deref(), Some("h"));
+
+    b.set_portal_totp("A9", Some(vec![5; 20]), false, 3).await.unwrap();
+    a.set_portal_totp("A9", None, true, 4).await.unwrap();
+    let acct = b.portal_account_by_id("A9").await.unwrap().unwrap();
+    assert_eq!((acct.totp, acct.totp_pending), (Some(vec![5; 20]), None));
+    assert!(matches!(a.set_portal_totp("A9", None, true, 5).await, Err(carepost_store::StoreError::NotFound(_))));
+
+    a.portal_signin_failed("A9", 10, 1000, 5, 500).await.unwrap();
+    assert_eq!(b.portal_signin_failed("A9", 11, 1000, 5, 500).await.unwrap().failures, 2, "counted across nodes");
+    b.portal_signin_succeeded("A9").await.unwrap();
+    assert_eq!(a.portal_account_by_id("A9").await.unwrap().unwrap().failures, 0);
+
+    let session = |stage: &str| SessionRow {
+        account_id: "A9".into(),
+        stage: stage.into(),
+        created_at: 1,
+        last_seen_at: 1,
+        expires_at: 1_000,
+    };
+    a.insert_portal_session(vec![1], session("totp")).await.unwrap();
+    a.insert_portal_session(vec![2], session("full")).await.unwrap();
+    b.touch_portal_session(&[1], 20, Some("full")).await.unwrap();
+    b.touch_portal_session(&[2], 30, None).await.unwrap();
+    assert_eq!(a.portal_session(&[1]).await.unwrap().unwrap(), SessionRow { last_seen_at: 20, ..session("full") });
+    assert_eq!(a.portal_session(&[2]).await.unwrap().unwrap(), SessionRow { last_seen_at: 30, ..session("full") });
+    assert_eq!(b.end_portal_sessions(Some(vec![1]), None).await.unwrap(), 1);
+    assert!(a.portal_session(&[1]).await.unwrap().is_none());
+    assert_eq!(b.end_portal_sessions(None, Some("A9".into())).await.unwrap(), 1);
+    assert!(a.portal_session(&[2]).await.unwrap().is_none());
+    b.close().await;
+}
+
 backends!(
     messages_tokens_opens_and_withdrawal,
     accounts_lock_after_failures_and_a_new_password_unlocks,
     codes_expire_void_older_ones_and_count_attempts,
-    parallel_guesses_reserve_no_more_attempts_than_allowed
+    parallel_guesses_reserve_no_more_attempts_than_allowed,
+    accounts_and_sessions_are_served_by_any_node
 );

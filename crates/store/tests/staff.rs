@@ -102,4 +102,70 @@ async fn staff_state_lockout_ips_keys_and_settings(db: Db) {
     assert!(!store.mfa_required("other").await.unwrap());
 }
 
-backends!(staff_state_lockout_ips_keys_and_settings);
+/// Sessions, security keys and settings live in the store, so any node serves any request.
+async fn sessions_and_keys_are_served_by_any_node(db: Db) {
+    let (a, b) = (db.store.clone(), db.reopen().await);
+    let ring = KeyRing::new(MasterKey::generate().unwrap());
+    a.load_system_keys(&ring).await.unwrap();
+    a.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
+    let account = a
+        .create_account(
+            &ring,
+            NewAccount {
+                tenant: TenantId::default(),
+                login: "nurse@clinic.example",
+                role: Role::Sender,
+                addresses: &[],
+                password_hash: None,
+            },
+        )
+        .await
+        .unwrap();
+    let session = |stage: &str| StaffSessionRow {
+        account_id: account.id.clone(),
+        stage: stage.into(),
+        ceremony: None,
+        created_at: 1,
+        last_seen_at: 1,
+        expires_at: 1_000,
+    };
+    a.insert_staff_session(vec![1], session("mfa")).await.unwrap();
+    a.insert_staff_session(vec![2], session("full")).await.unwrap();
+    b.set_staff_ceremony(&[1], Some("{\"challenge\":1}".into())).await.unwrap();
+    b.touch_staff_session(&[1], 50, Some("full")).await.unwrap();
+    let seen = a.staff_session(&[1]).await.unwrap().unwrap();
+    assert_eq!((seen.stage.as_str(), seen.last_seen_at), ("full", 50));
+    assert_eq!(seen.ceremony.as_deref(), Some("{\"challenge\":1}"));
+    b.set_staff_ceremony(&[1], None).await.unwrap();
+    assert_eq!(a.staff_session(&[1]).await.unwrap().unwrap().ceremony, None);
+    assert_eq!(b.end_staff_sessions(Some(vec![1]), None).await.unwrap(), 1);
+    assert!(a.staff_session(&[1]).await.unwrap().is_none());
+    assert_eq!(b.end_staff_sessions(None, Some(account.id.clone())).await.unwrap(), 1, "the account's others");
+
+    let policy = Lockout { failures: 5, window: 1_000_000, lock_for: 60 };
+    a.staff_signin_failed(&account.id, 10, policy).await.unwrap();
+    b.staff_signin_failed(&account.id, 11, policy).await.unwrap();
+    assert_eq!(a.staff_auth(&account.id).await.unwrap().unwrap().failures, 2, "counted across nodes");
+    b.staff_signin_succeeded(&account.id).await.unwrap();
+    assert_eq!(a.staff_auth(&account.id).await.unwrap().unwrap().failures, 0);
+
+    let key = SecurityKeyRow {
+        id: "K1".into(),
+        name: "green key".into(),
+        credential_id: vec![4; 16],
+        credential: vec![1],
+        created_at: 1,
+        last_used_at: None,
+    };
+    a.add_staff_security_key(&account.id, key).await.unwrap();
+    b.used_staff_security_key("K1", vec![2], 77).await.unwrap();
+    let keys = a.staff_security_keys(&account.id).await.unwrap();
+    assert_eq!((keys[0].credential.clone(), keys[0].last_used_at), (vec![2], Some(77)));
+
+    assert_eq!(a.org_setting("default", REQUIRE_MFA).await.unwrap(), None);
+    b.set_org_setting("default", REQUIRE_MFA, "on", "cli", 1).await.unwrap();
+    assert_eq!(a.org_setting("default", REQUIRE_MFA).await.unwrap().as_deref(), Some("on"));
+    b.close().await;
+}
+
+backends!(staff_state_lockout_ips_keys_and_settings, sessions_and_keys_are_served_by_any_node);

@@ -38,4 +38,6 @@ pub(crate) mod lock {
     pub(crate) const EVENTS: i64 = 0x6370_0000_0001;
     /// Appends to the audit chain: one at a time across all nodes.
     pub(crate) const AUDIT: i64 = 0x6370_0000_0002;
+    /// Keys learned from signed mail: whether one is held depends on the others.
+    pub(crate) const RECIPIENT_KEYS: i64 = 0x6370_0000_0003;
 }
