@@ -74,6 +74,11 @@ async fn accounts_are_sealed_unique_and_found_by_login(db: Db) {
         store.account_credentials(&ring, "jane.roe@clinic.example").await.unwrap().unwrap().app_passwords.is_empty()
     );
     assert_eq!(store.accounts(&ring).await.unwrap().len(), 1);
+    // The account's own data key opens what is sealed for it, through any connection.
+    let sealed = store.account_key(&ring, &created).await.unwrap().seal(b"note").unwrap();
+    let other = db.reopen().await;
+    assert_eq!(other.account_key(&ring, &created).await.unwrap().open(&sealed).unwrap(), b"note");
+    other.close().await;
     store.close().await;
     assert!(!db.holds(b"clinic.example"));
 }

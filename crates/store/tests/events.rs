@@ -127,6 +127,8 @@ async fn portal_opens_and_withdrawal_join_the_recipients_history(db: Db) {
         })
         .await
         .unwrap();
+    let copies = store.portal_messages_from("M2").await.unwrap();
+    assert_eq!(copies.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["P1"]);
     store.add_portal_open("P1", 2_000, b"sealed".to_vec()).await.unwrap();
     let withdrawn = store
         .writer()
