@@ -80,12 +80,12 @@ macro_rules! backends {
             mod $name {
                 #[tokio::test]
                 async fn sqlite() {
-                    super::$name(crate::support::Db::sqlite().await).await
+                    super::$name($crate::support::Db::sqlite().await).await
                 }
 
                 #[tokio::test]
                 async fn postgres() {
-                    super::$name(crate::support::Db::postgres().await).await
+                    super::$name($crate::support::Db::postgres().await).await
                 }
             }
         )*
