@@ -9,6 +9,10 @@
 //! A small watchdog process stops the cluster and removes its directory once the test binary
 //! has exited, however it exits: Rust runs no destructors for statics at exit.
 //!
+//! The cluster also speaks TLS (a throwaway self-signed certificate) and has a role,
+//! [`TLS_ROLE`], that may only connect over TLS, so that tests can show a connection really
+//! is encrypted: the same connection without TLS is refused.
+//!
 //! Binaries come from `CAREPOST_TEST_PG_BIN` or the newest `/usr/lib/postgresql/*/bin` (the
 //! Debian `postgresql` package, which scripts/test.sh installs). Nothing here skips: if the
 //! server cannot start, the test fails and says why.
@@ -22,6 +26,9 @@ use std::time::Duration;
 
 /// How long initdb, starting the server and creating a database may each take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A superuser that `pg_hba.conf` admits over TLS only.
+pub const TLS_ROLE: &str = "tls_only";
 
 /// The running cluster of this test binary.
 pub struct Postgres {
@@ -59,6 +66,13 @@ impl Postgres {
     /// The URL of database `name` on this cluster.
     pub fn url(&self, name: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates a new, empty database and returns a URL that connects to it as
+    /// [`TLS_ROLE`], without TLS settings: the caller adds `sslmode`.
+    pub fn create_tls_only_database(&self) -> String {
+        let url = self.create_database();
+        url.replacen("postgres://postgres@", &format!("postgres://{TLS_ROLE}@"), 1)
     }
 
     /// Creates a new, empty database and returns its URL.
@@ -164,6 +178,7 @@ fn start() -> Result<Postgres, String> {
     if !ok {
         return Err(format!("initdb failed: {out}"));
     }
+    tls_setup(&data, as_postgres)?;
     let log = dir.join("server.log");
     let log_arg = log.to_string_lossy().into_owned();
     // A free port can be taken by someone else between our probe and the server's bind: try
@@ -188,11 +203,63 @@ fn start() -> Result<Postgres, String> {
             &["start", "-D", &data_arg, "-l", &log_arg, "-w", "-t", &timeout],
         ))?;
         if ok {
+            let port_arg = port.to_string();
+            let (ok, out) = run(Command::new(bin.join("createuser")).args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port_arg,
+                "-U",
+                "postgres",
+                "-s",
+                TLS_ROLE,
+            ]))?;
+            if !ok {
+                return Err(format!("createuser {TLS_ROLE}: {out}"));
+            }
             return Ok(Postgres { bin, port });
         }
         last = format!("{out}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     }
     Err(format!("pg_ctl start failed: {last}"))
+}
+
+/// A self-signed certificate for the server, `ssl = on`, and [`TLS_ROLE`] refused without
+/// TLS (pg_hba.conf takes the first line that matches, so these go first).
+fn tls_setup(data: &Path, as_postgres: bool) -> Result<(), String> {
+    let (key, cert) = (data.join("server.key"), data.join("server.crt"));
+    let (ok, out) = run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert))?;
+    if !ok {
+        return Err(format!("openssl req (the test server's certificate): {out}"));
+    }
+    // PostgreSQL refuses a key that others can read, or that is not its own.
+    let (ok, out) = run(Command::new("chmod").arg("600").arg(&key))?;
+    if !ok {
+        return Err(format!("chmod {}: {out}", key.display()));
+    }
+    if as_postgres {
+        let (ok, out) = run(Command::new("chown").arg("postgres:postgres").arg(&key).arg(&cert))?;
+        if !ok {
+            return Err(format!("chown the server key: {out}"));
+        }
+    }
+    let append = |file: &str, text: &str| {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join(file))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+            .map_err(|e| format!("writing {file}: {e}"))
+    };
+    append("postgresql.conf", "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")?;
+    let hba = data.join("pg_hba.conf");
+    let old = std::fs::read_to_string(&hba).map_err(|e| format!("reading pg_hba.conf: {e}"))?;
+    let new = format!("hostnossl all {TLS_ROLE} 127.0.0.1/32 reject\nhostssl all {TLS_ROLE} 127.0.0.1/32 trust\n{old}");
+    std::fs::write(&hba, new).map_err(|e| format!("writing pg_hba.conf: {e}"))
 }
 
 /// Stops the cluster and removes `dir` once this process has gone.

@@ -48,3 +48,20 @@ async fn a_second_connection_sees_the_same_store(db: Db) {
 }
 
 backends!(a_second_connection_sees_the_same_store);
+
+/// TLS to the database comes from the URL: a role the server admits over TLS only connects
+/// with `sslmode=require` and is refused without it.
+#[tokio::test]
+async fn postgres_over_tls_through_the_url() {
+    let url = carepost_testkit::postgres::cluster().create_tls_only_database();
+    let plain = StoreOptions { url: format!("{url}?sslmode=disable"), pool_size: 2 };
+    let refused = carepost_store::Store::connect(&plain).await;
+    let refused = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(refused.contains("no encryption"), "the role is refused without TLS: {refused}");
+    let tls = StoreOptions { url: format!("{url}?sslmode=require"), pool_size: 2 };
+    let store = carepost_store::Store::connect(&tls).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    assert!(store.try_acquire_lease("tls", "me", 0, 10).await.unwrap(), "reads and writes over TLS");
+    assert_eq!(store.lease("tls").await.unwrap().unwrap().holder, "me");
+    store.close().await;
+}
