@@ -16,6 +16,7 @@ packages=(
   chromium chromium-driver  # headless browser driven over WebDriver: the portal at phone size
   curl                  # HTTP/2 uploads and plain HTTP checks in the end-to-end tests
   python3 python3-venv sqlite3 bc procps
+  postgresql            # server binaries (initdb, pg_ctl): testkit starts a throwaway cluster on loopback
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -26,8 +27,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   echo "postfix postfix/mailname string localhost.localdomain" | debconf-set-selections
+  # The store tests start their own PostgreSQL cluster; the package must not create (and
+  # start) the system's "main" cluster.
+  mkdir -p /etc/postgresql-common
+  grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf \
+    || echo "create_main_cluster = false" >> /etc/postgresql-common/createcluster.conf
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing[@]}" >/dev/null
 fi
 # Postfix's own daemons are not needed: the tests start smtp-sink themselves.
 command -v smtp-sink >/dev/null || export PATH="$PATH:/usr/sbin"

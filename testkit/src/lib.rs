@@ -5,6 +5,7 @@
 //! race each other for ports. Everything is bounded by timeouts.
 
 pub mod dns;
+pub mod postgres;
 pub mod s3;
 mod sink;
 

@@ -111,11 +111,24 @@ impl Default for VaultConfig {
 pub struct StoreConfig {
     pub database: PathBuf,
     pub blob_dir: PathBuf,
+    /// A PostgreSQL URL several nodes share; empty: the SQLite file `database`.
+    /// `CAREPOST_STORE_URL` in the environment takes precedence (a URL holds a password).
+    pub url: String,
+    /// Most database connections this process opens.
+    pub pool_size: u32,
 }
+
+/// The environment variable that names the store in place of `store.url`.
+pub const STORE_URL_ENV: &str = "CAREPOST_STORE_URL";
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { database: PathBuf::from("carepost.db"), blob_dir: PathBuf::from("blobs") }
+        StoreConfig {
+            database: PathBuf::from("carepost.db"),
+            blob_dir: PathBuf::from("blobs"),
+            url: String::new(),
+            pool_size: carepost_store::DEFAULT_POOL_SIZE,
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use carepost_audit::{Audit, CheckpointKey};
 use carepost_model::TenantId;
-use carepost_store::Store;
 use carepost_store::keys::SYSTEM_SCOPE;
+use carepost_store::{Store, StoreOptions};
 use carepost_vault::{BlobStore, KeyRing, LocalDirBlobStore, MasterKey, MasterKeySource, S3BlobStore, SecretPurpose};
 
 use crate::Config;
@@ -138,6 +138,21 @@ pub async fn open_blob_store(config: &Config, blobs: &BlobsConfig) -> anyhow::Re
     Ok(Arc::new(store))
 }
 
+/// Where the store is: `CAREPOST_STORE_URL`, else `store.url`, else the SQLite file in the
+/// data directory.
+pub fn store_options(config: &Config) -> StoreOptions {
+    let env = std::env::var(crate::config::STORE_URL_ENV).ok().filter(|u| !u.trim().is_empty());
+    let url = env.unwrap_or_else(|| config.store.url.clone());
+    if url.trim().is_empty() {
+        StoreOptions {
+            pool_size: config.store.pool_size,
+            ..StoreOptions::sqlite(&config.in_data_dir(&config.store.database))
+        }
+    } else {
+        StoreOptions { url, pool_size: config.store.pool_size }
+    }
+}
+
 impl Installation {
     /// The identity room over this installation's store, holding staff and portal accounts
     /// to the configured rules (`[staff]`, `[web]`).
@@ -154,8 +169,9 @@ impl Installation {
             Access::Exclusive => Some(lock_data_dir(&config.data_dir)?),
             Access::Shared => None,
         };
-        let db = config.in_data_dir(&config.store.database);
-        let store = Store::open(&db).await.with_context(|| format!("opening the database {}", db.display()))?;
+        let options = store_options(&config);
+        let store =
+            Store::connect(&options).await.with_context(|| format!("opening the database {}", options.display()))?;
         let stored_id = store.stored_master_key_id().await?;
         let master = load_master_key(&config, stored_id.as_deref())?;
         let ring = Arc::new(KeyRing::new(master));

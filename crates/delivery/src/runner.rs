@@ -392,22 +392,37 @@ impl QueueRunner {
     /// finish within the grace period, and puts back what it had not started.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let inner = &self.inner;
-        // One serve owns the queue (the data directory lock): in-flight rows are leftovers.
-        let now = Timestamp::now().as_micros();
-        match inner
-            .spool
-            .store()
-            .writer()
-            .run(move |tx| Box::pin(async move { queue::requeue_inflight(tx, now).await }))
-            .await
-        {
-            Ok(n) if n > 0 => tracing::info!(recipients = n, "re-queued deliveries interrupted by the last stop"),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot re-queue interrupted deliveries"),
+        // On SQLite one serve owns the queue (the data directory lock proves it), so in-flight
+        // rows are leftovers of its own last run. On a shared store they are other nodes'
+        // live leases: a dead node's run out and are claimed again instead.
+        if !inner.spool.store().backend().is_shared() {
+            let now = Timestamp::now().as_micros();
+            match inner
+                .spool
+                .store()
+                .writer()
+                .run(move |tx| Box::pin(async move { queue::requeue_inflight(tx, now).await }))
+                .await
+            {
+                Ok(n) if n > 0 => tracing::info!(recipients = n, "re-queued deliveries interrupted by the last stop"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot re-queue interrupted deliveries"),
+            }
         }
+        let mut renewed = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            // A live process keeps its leases (a slow delivery must not be claimed again by
+            // another node); a dead one's run out. A third of the lease leaves two chances.
+            let lease = inner.config.lease.as_secs().max(60);
+            if renewed.elapsed() >= Duration::from_secs(lease / 3) {
+                renewed = tokio::time::Instant::now();
+                let now = Timestamp::now().as_micros();
+                if let Err(e) = inner.spool.store().renew_queue_leases(now, now + lease as i64 * 1_000_000).await {
+                    tracing::error!(error = %e, "renewing delivery leases failed");
+                }
             }
             let claimed = match self.claim_once().await {
                 Ok(n) => n,

@@ -169,18 +169,14 @@ pub fn app_password_hash(ring: &KeyRing, tenant: &TenantId, secret: &str) -> Res
 }
 
 async fn address_rows(tx: &mut Tx, account_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-    let rows = sqlx::query("SELECT address FROM account_addresses WHERE account_id = $1 ORDER BY rowid")
+    let rows = sqlx::query("SELECT address FROM account_addresses WHERE account_id = $1 ORDER BY position")
         .bind(account_id)
         .fetch_all(tx.conn())
         .await?;
     rows.iter().map(|r| Ok(r.try_get("address")?)).collect()
 }
 
-fn open_account(
-    row: &sqlx::sqlite::SqliteRow,
-    key: &DataKey,
-    sealed_addresses: &[Vec<u8>],
-) -> Result<Account, StoreError> {
+fn open_account(row: &sqlx::any::AnyRow, key: &DataKey, sealed_addresses: &[Vec<u8>]) -> Result<Account, StoreError> {
     let id: String = row.try_get("id")?;
     let tenant: String = row.try_get("tenant")?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("account {id}: {what}"));
@@ -235,7 +231,7 @@ impl Store {
             let Some(row) = row else { continue };
             let id: String = row.try_get("id")?;
             let key = self.account_data_key(ring, &tenant, &id).await?;
-            let mut conn = Tx::pooled(self.pool().acquire().await?);
+            let mut conn = self.reader().await?;
             let sealed = address_rows(&mut conn, &id).await?;
             let account = open_account(&row, &key, &sealed)?;
             let app_rows = sqlx::query(
@@ -281,7 +277,7 @@ impl Store {
         let tenant =
             TenantId::new(&row.try_get::<String, _>("tenant")?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let key = self.account_data_key(ring, &tenant, id).await?;
-        let mut conn = Tx::pooled(self.pool().acquire().await?);
+        let mut conn = self.reader().await?;
         let sealed = address_rows(&mut conn, id).await?;
         Ok(Some(open_account(&row, &key, &sealed)?))
     }
@@ -319,7 +315,7 @@ impl Store {
     pub async fn accounts(&self, ring: &KeyRing) -> Result<Vec<Account>, StoreError> {
         let rows = sqlx::query("SELECT * FROM accounts ORDER BY tenant, created_at").fetch_all(self.pool()).await?;
         let mut out = Vec::with_capacity(rows.len());
-        let mut conn = Tx::pooled(self.pool().acquire().await?);
+        let mut conn = self.reader().await?;
         for row in &rows {
             let id: String = row.try_get("id")?;
             let tenant =
@@ -369,12 +365,16 @@ impl Store {
                     .bind(now)
                     .execute(tx.conn())
                     .await?;
-                    for (address_index, sealed) in &addresses {
-                        sqlx::query("INSERT INTO account_addresses (account_id, tenant, address_index, address) VALUES ($1, $2, $3, $4)")
-                            .bind(&account_id)
-                            .bind(tenant.as_str())
-                            .bind(address_index)
-                            .bind(sealed)
+                    for (position, (address_index, sealed)) in (0_i64..).zip(&addresses) {
+                        sqlx::query(
+                            "INSERT INTO account_addresses (account_id, tenant, address_index, address, position) \
+                             VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(&account_id)
+                        .bind(tenant.as_str())
+                        .bind(address_index)
+                        .bind(sealed)
+                        .bind(position)
                             .execute(tx.conn())
                             .await?;
                     }
@@ -561,110 +561,5 @@ impl Store {
                 })
             })
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::store;
-    use carepost_vault::MasterKey;
-
-    async fn ring_for(store: &Store) -> KeyRing {
-        let ring = KeyRing::new(MasterKey::generate().unwrap());
-        store.load_system_keys(&ring).await.unwrap();
-        store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
-        ring
-    }
-
-    #[tokio::test]
-    async fn accounts_are_sealed_unique_and_found_by_login() {
-        let (dir, store) = store().await;
-        let ring = ring_for(&store).await;
-        let jane = Address::parse("Jane.Roe@Clinic.example").unwrap();
-        let created = store
-            .create_account(
-                &ring,
-                NewAccount {
-                    tenant: TenantId::default(),
-                    login: "Jane.Roe@clinic.example",
-                    role: DEFAULT_ROLE,
-                    addresses: &[jane.clone(), Address::parse("front-desk@clinic.example").unwrap()],
-                    password_hash: Some("$argon2id$fake".into()),
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(created.addresses.len(), 2);
-        assert!(created.may_send_as(&Address::parse("jane.roe@clinic.example").unwrap()));
-        assert!(!created.may_send_as(&Address::parse("boss@clinic.example").unwrap()));
-        let found = store.account_credentials(&ring, "jane.roe@CLINIC.example").await.unwrap().unwrap();
-        assert_eq!(found.account, created);
-        assert_eq!(found.password_hash.as_deref(), Some("$argon2id$fake"));
-        let dup = store
-            .create_account(
-                &ring,
-                NewAccount {
-                    tenant: TenantId::default(),
-                    login: "JANE.ROE@clinic.example",
-                    role: Role::Sender,
-                    addresses: &[],
-                    password_hash: None,
-                },
-            )
-            .await;
-        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
-
-        store.set_account_disabled(&created.id, true).await.unwrap();
-        store.set_password_hash(&created.id, Some("$argon2id$other".into())).await.unwrap();
-        let found = store.account_credentials(&ring, "jane.roe@clinic.example").await.unwrap().unwrap();
-        assert!(found.account.disabled);
-        assert_eq!(found.password_hash.as_deref(), Some("$argon2id$other"));
-
-        let hash = app_password_hash(&ring, &TenantId::default(), "abcd-efgh").unwrap();
-        assert_eq!(hash, app_password_hash(&ring, &TenantId::default(), "ABCD EFGH").unwrap());
-        let app = store.add_app_password(&created.id, "phone", hash.clone()).await.unwrap();
-        assert!(matches!(store.add_app_password(&created.id, "phone", hash).await, Err(StoreError::Conflict(_))));
-        store.touch_app_password(&app).await.unwrap();
-        let found = store.account_credentials(&ring, "jane.roe@clinic.example").await.unwrap().unwrap();
-        assert_eq!(found.app_passwords.len(), 1);
-        assert!(found.app_passwords[0].last_used_at.is_some());
-        assert!(store.revoke_app_password(&created.id, "phone").await.unwrap());
-        assert!(!store.revoke_app_password(&created.id, "phone").await.unwrap());
-        assert!(
-            store
-                .account_credentials(&ring, "jane.roe@clinic.example")
-                .await
-                .unwrap()
-                .unwrap()
-                .app_passwords
-                .is_empty()
-        );
-        assert_eq!(store.accounts(&ring).await.unwrap().len(), 1);
-        store.close().await;
-        assert!(crate::test_support::files_containing(dir.path(), b"clinic.example").is_empty());
-    }
-
-    #[tokio::test]
-    async fn blocks_expire_and_are_replaced() {
-        let (_dir, store) = store().await;
-        let now = Timestamp::now().as_micros();
-        let block = |network: &str, until: Option<i64>| BlockRow {
-            network: network.into(),
-            until,
-            reason: "test".into(),
-            created_by: "smtp".into(),
-            created_at: now,
-        };
-        store.put_block(block("192.0.2.7", Some(now + 60_000_000))).await.unwrap();
-        store.put_block(block("198.51.100.0/24", None)).await.unwrap();
-        store.put_block(block("203.0.113.9", Some(now - 1))).await.unwrap();
-        let active: Vec<_> = store.active_blocks(now).await.unwrap().into_iter().map(|b| b.network).collect();
-        assert_eq!(active, vec!["192.0.2.7", "198.51.100.0/24"]);
-        store.put_block(block("192.0.2.7", None)).await.unwrap();
-        assert_eq!(store.active_blocks(now + 120_000_000).await.unwrap().len(), 2);
-        assert!(store.remove_block("192.0.2.7").await.unwrap());
-        assert!(!store.remove_block("192.0.2.7").await.unwrap());
-        assert_eq!(store.active_blocks(now).await.unwrap().len(), 1);
     }
 }

@@ -3,7 +3,8 @@
 
 use sqlx::Row;
 
-use crate::{Store, StoreError, Tx};
+use crate::backend::postgres::lock;
+use crate::{Backend, Store, StoreError, Tx};
 
 /// One audit record as stored. `details` is a JSON object of ids and hashes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +31,7 @@ pub struct CheckpointRow {
     pub signature: Vec<u8>,
 }
 
-fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> {
+fn row_to_record(row: &sqlx::any::AnyRow) -> Result<AuditRow, StoreError> {
     Ok(AuditRow {
         seq: row.try_get("seq")?,
         at: row.try_get("at")?,
@@ -47,7 +48,14 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRow, StoreError> 
 
 /// The last record's sequence number and hash, inside the caller's transaction so that
 /// appends in one group commit chain onto each other.
+///
+/// On PostgreSQL, where several nodes append to one chain, this first takes a lock that the
+/// transaction holds until it ends: the chain is serialized through the database, and the
+/// head read here stays the head until the caller's record is committed after it.
 pub async fn head(tx: &mut Tx) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    if tx.backend() == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock::AUDIT).execute(tx.conn()).await?;
+    }
     let row =
         sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetch_optional(tx.conn()).await?;
     row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?))).transpose()

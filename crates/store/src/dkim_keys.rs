@@ -20,7 +20,7 @@ pub struct DkimKeyRow {
     pub retired_at: Option<i64>,
 }
 
-fn row_from(r: &sqlx::sqlite::SqliteRow) -> Result<DkimKeyRow, StoreError> {
+fn row_from(r: &sqlx::any::AnyRow) -> Result<DkimKeyRow, StoreError> {
     Ok(DkimKeyRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
@@ -87,49 +87,5 @@ impl Store {
             }
         };
         rows.iter().map(row_from).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::store;
-
-    fn key(id: &str, selector: &str, active_from: i64) -> DkimKeyRow {
-        DkimKeyRow {
-            id: id.into(),
-            tenant: "default".into(),
-            domain: "example.org".into(),
-            selector: selector.into(),
-            algorithm: "ed25519".into(),
-            public_key: vec![1],
-            private_key: vec![2],
-            created_at: 0,
-            active_from,
-            retired_at: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn keys_are_stored_listed_and_retired() {
-        let (_dir, store) = store().await;
-        let w = store.writer();
-        w.run(|tx| Box::pin(async move { insert(tx, &key("a", "s1", 10)).await })).await.unwrap();
-        assert!(
-            w.run(|tx| Box::pin(async move { insert(tx, &key("x", "s1", 10)).await })).await.is_err(),
-            "selectors are unique per domain"
-        );
-        w.run(|tx| Box::pin(async move { insert(tx, &key("b", "s2", 20)).await })).await.unwrap();
-        let n = w
-            .run(|tx| Box::pin(async move { schedule_retirement(tx, "example.org", 99, &["b".to_owned()]).await }))
-            .await
-            .unwrap();
-        assert_eq!(n, 1);
-        let keys = store.dkim_keys(Some("example.org")).await.unwrap();
-        assert_eq!(
-            keys.iter().map(|k| (k.id.as_str(), k.retired_at)).collect::<Vec<_>>(),
-            vec![("a", Some(99)), ("b", None)]
-        );
-        assert!(store.dkim_keys(Some("other.org")).await.unwrap().is_empty());
     }
 }

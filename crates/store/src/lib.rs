@@ -1,22 +1,27 @@
 //! The metadata store: queue rows, keys, users, audit records and everything else that is not
 //! a message body.
 //!
-//! SQLite through sqlx by default (one file, WAL, `synchronous=FULL` so that a committed
-//! transaction survives power loss). SQL lives only in this crate, written in the subset that
-//! SQLite and PostgreSQL share (`$n` parameters, `ON CONFLICT`, integer timestamps), so that a
-//! PostgreSQL backend can sit behind the same API and pass the same tests.
+//! Two backends behind one API (see [`backend`]): SQLite, embedded and the default (one file,
+//! WAL, `synchronous=FULL` so that a committed transaction survives power loss), and
+//! PostgreSQL, which several nodes share. Queries run through sqlx's `Any` driver, so nearly
+//! all SQL is written once, in the subset both dialects share (`$n` parameters,
+//! `ON CONFLICT`, integer timestamps, `CAST(... AS BIGINT)` around aggregates); the few
+//! statements where the dialects differ ask [`Tx::backend`] or [`Store::backend`].
 //!
-//! Writes on the hot path go through the [`GroupWriter`]: concurrent callers' operations run
-//! in one transaction and share one fsync, each in its own savepoint so that one failure does
-//! not undo the others.
+//! Writes go through [`Store::write`]: on SQLite concurrent callers' operations run in one
+//! transaction and share one fsync, each in its own savepoint so that one failure does not
+//! undo the others; on PostgreSQL each operation is its own transaction on a pooled
+//! connection (see [`writer`]).
 
 pub mod accounts;
 pub mod api_keys;
 pub mod audit_log;
+mod backend;
 pub mod dkim_keys;
 mod error;
 pub mod events;
 pub mod keys;
+pub mod leases;
 pub mod mta_sts;
 pub mod portal;
 pub mod queue;
@@ -27,84 +32,119 @@ pub mod webhooks;
 mod writer;
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqlitePool};
+use futures::future::BoxFuture;
+use sqlx::AnyPool;
 
+pub use backend::Backend;
 pub use error::StoreError;
 pub use writer::{GroupWriter, Tx};
+
+/// Connections a pool keeps unless told otherwise: SQLite readers beside its one writer,
+/// or PostgreSQL connections shared by readers and writers of one node.
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+
+/// Where the store lives and how many connections to keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// A SQLite file (a path, or `sqlite://path`) or a PostgreSQL URL (`postgres://` or
+    /// `postgresql://`; TLS through `sslmode=require`, `verify-ca` or `verify-full`, with
+    /// `sslrootcert=` for a private CA).
+    pub url: String,
+    /// Most connections the pool opens.
+    pub pool_size: u32,
+}
+
+impl StoreOptions {
+    /// The embedded default: a SQLite file.
+    pub fn sqlite(path: &Path) -> StoreOptions {
+        StoreOptions { url: path.display().to_string(), pool_size: DEFAULT_POOL_SIZE }
+    }
+
+    /// Which backend the URL names.
+    pub fn backend(&self) -> Backend {
+        Backend::of_url(&self.url)
+    }
+
+    /// The URL without its password, for messages and logs.
+    pub fn display(&self) -> String {
+        let Some((scheme, rest)) = self.url.split_once("://") else { return self.url.clone() };
+        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                let hidden = if userinfo.contains(':') { ":***" } else { "" };
+                format!("{scheme}://{user}{hidden}@{host}{tail}")
+            }
+            None => self.url.clone(),
+        }
+    }
+}
 
 /// A handle on the metadata store; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     writer: GroupWriter,
-}
-
-fn connect_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::from_str("sqlite://")
-        .expect("a constant URL parses")
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // In WAL mode, FULL syncs the log on every commit: NORMAL could lose the last
-        // transactions on power loss, and a 250 reply promises they are not lost.
-        .synchronous(SqliteSynchronous::Full)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10))
-        .pragma("temp_store", "memory")
+    /// Names this process in queue leases and singleton-job leases: random per process, so
+    /// that a restarted node never mistakes its predecessor's leases for its own.
+    node: Arc<str>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        let options = connect_options(path);
-        let pool = SqlitePoolOptions::new().max_connections(8).min_connections(1).connect_with(options.clone()).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let writer_conn = sqlx::SqliteConnection::connect_with(&options).await?;
-        Ok(Store { pool, writer: GroupWriter::start(writer_conn) })
+        Store::connect(&StoreOptions::sqlite(path)).await
+    }
+
+    /// Opens the store `options` names and applies pending migrations.
+    pub async fn connect(options: &StoreOptions) -> Result<Store, StoreError> {
+        let node: Arc<str> = carepost_model::Id::new().to_string().into();
+        let (pool, writer, backend) = match options.backend() {
+            Backend::Sqlite => backend::sqlite::open(options, node.clone()).await?,
+            Backend::Postgres => backend::postgres::open(options, node.clone()).await?,
+        };
+        Ok(Store { pool, backend, writer, node })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// This process's name in leases it holds.
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Runs `op` in a write transaction and returns its result once that transaction is
+    /// durable. If `op` fails, its changes are rolled back. The same contract as
+    /// [`GroupWriter::run`], which this is.
+    pub async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
+        self.writer.run(op).await
     }
 
     pub fn writer(&self) -> &GroupWriter {
         &self.writer
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
+    pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A pooled connection for reads that span several statements (no transaction).
+    pub(crate) async fn reader(&self) -> Result<Tx, StoreError> {
+        Ok(Tx::pooled(self.pool.acquire().await?, self.backend, self.node.clone()))
     }
 
     /// Waits for queued writes, then closes every connection.
     pub async fn close(&self) {
         self.writer.close().await;
         self.pool.close().await;
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod test_support {
-    pub async fn store() -> (tempfile::TempDir, super::Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = super::Store::open(&dir.path().join("t.db")).await.unwrap();
-        (dir, store)
-    }
-
-    /// Every file under `dir` whose bytes contain `needle`.
-    pub fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-        let mut found = Vec::new();
-        let mut stack = vec![dir.to_owned()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-                    found.push(path);
-                }
-            }
-        }
-        found
     }
 }

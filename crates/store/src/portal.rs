@@ -3,7 +3,7 @@
 //! of tokens are the callers' (secure and web); this module only stores what it is given.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use crate::events::{self, NewEvent, kind};
 use crate::{Store, StoreError, Tx};
@@ -46,7 +46,7 @@ pub struct PortalMessageRow {
     pub withdrawn_by: Option<String>,
 }
 
-fn message_from(r: &SqliteRow) -> Result<PortalMessageRow, StoreError> {
+fn message_from(r: &AnyRow) -> Result<PortalMessageRow, StoreError> {
     Ok(PortalMessageRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
@@ -182,7 +182,7 @@ impl AccountRow {
     }
 }
 
-fn account_from(r: &SqliteRow) -> Result<AccountRow, StoreError> {
+fn account_from(r: &AnyRow) -> Result<AccountRow, StoreError> {
     Ok(AccountRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
@@ -296,6 +296,8 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
+                    // Opens of one message on two nodes at once take turns for the next number.
+                    tx.lock_row("portal_messages", "id", &id).await?;
                     let seq: i64 =
                         sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_opens WHERE message_id = $1")
                             .bind(&id)
@@ -414,6 +416,9 @@ impl Store {
         self.writer()
             .run(move |tx| {
                 Box::pin(async move {
+                    // Two nodes counting failures of one account at once must not both count
+                    // from the same number.
+                    tx.lock_row("portal_accounts", "id", &id).await?;
                     let row = sqlx::query("SELECT failures, first_failure_at FROM portal_accounts WHERE id = $1")
                         .bind(&id)
                         .fetch_optional(tx.conn())
@@ -761,159 +766,5 @@ impl Store {
                 })
             })
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::store;
-
-    fn message(id: &str) -> PortalMessageRow {
-        PortalMessageRow {
-            id: id.into(),
-            tenant: "default".into(),
-            source_message: "Q1".into(),
-            source_recipient: None,
-            recipient_index: b"r".to_vec(),
-            recipient: b"sealed".to_vec(),
-            envelope: b"sealed".to_vec(),
-            body_blob: format!("portal/{id}"),
-            size: 10,
-            created_at: 1,
-            expires_at: 100,
-            state: state::ACTIVE.into(),
-            withdrawn_at: None,
-            withdrawn_by: None,
-        }
-    }
-
-    #[tokio::test]
-    async fn messages_tokens_opens_and_withdrawal() {
-        let (_dir, store) = store().await;
-        let w = store.writer();
-        w.run(|tx| {
-            Box::pin(async move {
-                insert_message(
-                    tx,
-                    &message("M1"),
-                    &[(b"t1".to_vec(), purpose::PICKUP), (b"t2".to_vec(), purpose::SENDER)],
-                )
-                .await
-            })
-        })
-        .await
-        .unwrap();
-        assert_eq!(store.portal_token(b"t1").await.unwrap(), Some(("pickup".into(), "M1".into())));
-        assert_eq!(store.portal_token(b"nope").await.unwrap(), None);
-        assert_eq!(store.portal_messages_for("default", b"r").await.unwrap().len(), 1);
-        assert_eq!(store.portal_expired(99, 10).await.unwrap().len(), 0);
-        assert_eq!(store.portal_expired(100, 10).await.unwrap()[0].id, "M1");
-        assert_eq!(store.add_portal_open("M1", 5, b"x".to_vec()).await.unwrap(), 1);
-        assert_eq!(store.add_portal_open("M1", 6, b"y".to_vec()).await.unwrap(), 2);
-        assert_eq!(store.portal_opens("M1").await.unwrap().len(), 2);
-        assert!(
-            w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::RETRACTED, 7, "cli").await })).await.unwrap()
-        );
-        assert!(
-            !w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::EXPIRED, 8, "sweep").await })).await.unwrap()
-        );
-        let m = store.portal_message("M1").await.unwrap().unwrap();
-        assert_eq!((m.state.as_str(), m.withdrawn_at, m.withdrawn_by.as_deref()), ("retracted", Some(7), Some("cli")));
-        assert!(store.portal_expired(1000, 10).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn accounts_lock_after_failures_and_a_new_password_unlocks() {
-        let (_dir, store) = store().await;
-        let row = AccountRow::new("A1".into(), "default".into(), b"r".to_vec(), b"sealed".to_vec(), 0);
-        let id = store.set_portal_password(row.clone(), "h1".into(), 1).await.unwrap();
-        assert_eq!(id, "A1");
-        for n in 1..3 {
-            let f = store.portal_signin_failed("A1", 10 + n, 1000, 3, 500).await.unwrap();
-            assert_eq!(f, FailureCount { failures: n, locked_until: None });
-        }
-        let f = store.portal_signin_failed("A1", 13, 1000, 3, 500).await.unwrap();
-        assert_eq!(f.locked_until, Some(513));
-        assert_eq!(store.portal_account("default", b"r").await.unwrap().unwrap().locked_until, Some(513));
-        // Setting the password again (a reset) keeps the id and lifts the lock.
-        assert_eq!(
-            store.set_portal_password(AccountRow { id: "other".into(), ..row }, "h2".into(), 20).await.unwrap(),
-            "A1"
-        );
-        let a = store.portal_account_by_id("A1").await.unwrap().unwrap();
-        assert_eq!((a.password_hash.as_deref(), a.locked_until), (Some("h2"), None));
-        // A failure outside the window starts a new count.
-        store.portal_signin_failed("A1", 30, 5, 3, 500).await.unwrap();
-        assert_eq!(store.portal_signin_failed("A1", 100, 5, 3, 500).await.unwrap().failures, 1);
-        // TOTP steps are accepted once, in increasing order.
-        assert!(store.use_portal_totp_step("A1", 7).await.unwrap());
-        assert!(!store.use_portal_totp_step("A1", 7).await.unwrap());
-        assert!(!store.use_portal_totp_step("A1", 6).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn codes_expire_void_older_ones_and_count_attempts() {
-        let (_dir, store) = store().await;
-        let add = |id: &str, now: i64| {
-            store.insert_portal_code(NewPortalCode {
-                id: id.into(),
-                tenant: "default".into(),
-                address_index: b"r".to_vec(),
-                purpose: purpose::VERIFY,
-                code_hash: b"h".to_vec(),
-                now,
-                expires_at: now + 100,
-            })
-        };
-        add("C1", 1).await.unwrap();
-        add("C2", 2).await.unwrap();
-        assert_eq!(store.portal_codes_sent_since("default", b"r", purpose::VERIFY, 0).await.unwrap(), 2);
-        let current = store.current_portal_code("default", b"r", purpose::VERIFY, 3).await.unwrap().unwrap();
-        assert_eq!(current.id, "C2", "the newer code voids the older");
-        assert!(store.current_portal_code("default", b"r", purpose::VERIFY, 102).await.unwrap().is_none(), "expired");
-        assert!(store.reserve_portal_code_attempt("C2", 2, 4).await.unwrap());
-        assert!(!store.portal_code_entered("C2", false, 2, 4).await.unwrap());
-        assert_eq!(store.current_portal_code("default", b"r", purpose::VERIFY, 5).await.unwrap().unwrap().attempts, 1);
-        assert!(store.reserve_portal_code_attempt("C2", 2, 5).await.unwrap());
-        store.portal_code_entered("C2", false, 2, 5).await.unwrap();
-        assert!(
-            store.current_portal_code("default", b"r", purpose::VERIFY, 6).await.unwrap().is_none(),
-            "void after 2 misses"
-        );
-        assert!(!store.reserve_portal_code_attempt("C2", 2, 6).await.unwrap(), "no attempt at a void code");
-        add("C3", 10).await.unwrap();
-        assert!(!store.reserve_portal_code_attempt("C3", 2, 110).await.unwrap(), "nor at an expired one");
-        assert!(store.reserve_portal_code_attempt("C3", 2, 11).await.unwrap());
-        assert!(store.portal_code_entered("C3", true, 2, 11).await.unwrap());
-        assert!(!store.portal_code_entered("C3", true, 2, 11).await.unwrap(), "a code is used once");
-    }
-
-    #[tokio::test]
-    async fn parallel_guesses_reserve_no_more_attempts_than_allowed() {
-        let (_dir, store) = store().await;
-        store
-            .insert_portal_code(NewPortalCode {
-                id: "C1".into(),
-                tenant: "default".into(),
-                address_index: b"r".to_vec(),
-                purpose: purpose::VERIFY,
-                code_hash: b"h".to_vec(),
-                now: 1,
-                expires_at: 1000,
-            })
-            .await
-            .unwrap();
-        let w = store.writer();
-        w.run(|tx| Box::pin(async move { insert_message(tx, &message("M1"), &[]).await })).await.unwrap();
-        let codes = futures::future::join_all((0..40).map(|_| store.reserve_portal_code_attempt("C1", 5, 2))).await;
-        assert_eq!(codes.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 5);
-        let phrases =
-            futures::future::join_all((0..40).map(|_| store.reserve_portal_passphrase_attempt("M1", 5))).await;
-        assert_eq!(phrases.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 5);
-        // A right passphrase gives its slot back; the count is in the database, not the process.
-        store.release_portal_passphrase_attempt("M1").await.unwrap();
-        assert!(store.reserve_portal_passphrase_attempt("M1", 5).await.unwrap());
-        assert!(!store.reserve_portal_passphrase_attempt("M1", 5).await.unwrap());
     }
 }

@@ -5,7 +5,7 @@ use carepost_model::Timestamp;
 use sqlx::Row;
 
 use crate::events::{self, NewEvent, kind};
-use crate::{Store, StoreError, Tx};
+use crate::{Backend, Store, StoreError, Tx};
 
 /// A message as stored; sealed columns are opaque bytes here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub mod state {
     pub const DONE: &str = "done";
 }
 
-fn message_from(r: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
+fn message_from(r: &sqlx::any::AnyRow) -> Result<MessageRow, StoreError> {
     Ok(MessageRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
@@ -73,7 +73,7 @@ fn message_from(r: &sqlx::sqlite::SqliteRow) -> Result<MessageRow, StoreError> {
     })
 }
 
-fn recipient_from(r: &sqlx::sqlite::SqliteRow) -> Result<RecipientRow, StoreError> {
+fn recipient_from(r: &sqlx::any::AnyRow) -> Result<RecipientRow, StoreError> {
     Ok(RecipientRow {
         message_id: r.try_get("message_id")?,
         idx: r.try_get("idx")?,
@@ -141,14 +141,36 @@ pub async fn insert_message(tx: &mut Tx, m: &MessageRow, recipients: &[Recipient
     Ok(())
 }
 
-/// Marks up to `limit` due recipients in flight until `lease_until` and returns them, oldest
-/// first. A lease that expires (the process died mid-delivery) makes them due again: delivery
-/// is at least once, never lost.
+/// Marks up to `limit` due recipients in flight until `lease_until`, leased to this node
+/// (the store's [`node_id`](crate::Store::node_id)), and returns them, oldest first. A lease
+/// that expires (the node died mid-delivery, or stopped renewing) makes them due again, to
+/// any node: delivery is at least once, never lost.
 pub async fn claim_due(tx: &mut Tx, now: i64, lease_until: i64, limit: i64) -> Result<Vec<RecipientRow>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT * FROM recipients WHERE (state = 'queued' AND next_attempt_at <= $1) \
-         OR (state = 'inflight' AND lease_until < $1) ORDER BY next_attempt_at LIMIT $2",
-    )
+    const DUE: &str = "(state = 'queued' AND next_attempt_at <= $1) OR (state = 'inflight' AND lease_until < $1)";
+    let node = tx.node().to_owned();
+    if tx.backend() == Backend::Postgres {
+        // Several nodes claim at once: SKIP LOCKED passes over the rows another node's claim
+        // holds instead of waiting for it and then taking them too, so no recipient is
+        // claimed twice and no claim waits on another.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE recipients SET state = 'inflight', lease_until = $3, lease_holder = $4, updated_at = $1 \
+             WHERE (message_id, idx) IN (SELECT message_id, idx FROM recipients WHERE {DUE} \
+             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *"
+        )))
+        .bind(now)
+        .bind(limit)
+        .bind(lease_until)
+        .bind(&node)
+        .fetch_all(tx.conn())
+        .await?;
+        let mut claimed = rows.iter().map(recipient_from).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by_key(|r| r.next_attempt_at);
+        return Ok(claimed);
+    }
+    // SQLite: the group writer is the only writer, so reading then updating cannot race.
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM recipients WHERE {DUE} ORDER BY next_attempt_at LIMIT $2"
+    )))
     .bind(now)
     .bind(limit)
     .fetch_all(tx.conn())
@@ -156,13 +178,17 @@ pub async fn claim_due(tx: &mut Tx, now: i64, lease_until: i64, limit: i64) -> R
     let mut claimed = Vec::with_capacity(rows.len());
     for row in &rows {
         let mut r = recipient_from(row)?;
-        sqlx::query("UPDATE recipients SET state = 'inflight', lease_until = $1, updated_at = $2 WHERE message_id = $3 AND idx = $4")
-            .bind(lease_until)
-            .bind(now)
-            .bind(&r.message_id)
-            .bind(r.idx)
-            .execute(tx.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE recipients SET state = 'inflight', lease_until = $1, lease_holder = $2, updated_at = $3 \
+             WHERE message_id = $4 AND idx = $5",
+        )
+        .bind(lease_until)
+        .bind(&node)
+        .bind(now)
+        .bind(&r.message_id)
+        .bind(r.idx)
+        .execute(tx.conn())
+        .await?;
         r.state = state::INFLIGHT.into();
         r.lease_until = Some(lease_until);
         claimed.push(r);
@@ -170,12 +196,31 @@ pub async fn claim_due(tx: &mut Tx, now: i64, lease_until: i64, limit: i64) -> R
     Ok(claimed)
 }
 
-/// Makes every in-flight recipient due at once. For a process that owns the queue alone
+/// Extends this node's live leases to `lease_until`: a node renews them while its
+/// deliveries run, so that only a dead (or stalled) node's leases run out. Leases already
+/// expired at `now` are left to whichever node claims them next. Returns how many it renewed.
+pub async fn renew_leases(tx: &mut Tx, now: i64, lease_until: i64) -> Result<u64, StoreError> {
+    let node = tx.node().to_owned();
+    let done = sqlx::query(
+        "UPDATE recipients SET lease_until = $1 WHERE state = 'inflight' AND lease_holder = $2 AND lease_until >= $3",
+    )
+    .bind(lease_until)
+    .bind(&node)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Makes every in-flight recipient due at once. Only for a process that owns the queue alone
 /// (SQLite, one `serve` per data directory): at start-up any lease is a leftover of a crash,
-/// and at shutdown the recipients it did not get to. Returns how many it released.
+/// and at shutdown the recipients it did not get to. On a shared store the other nodes'
+/// leases are live; see [`Backend::is_shared`](crate::Backend::is_shared). Returns how many
+/// it released.
 pub async fn requeue_inflight(tx: &mut Tx, now: i64) -> Result<u64, StoreError> {
     let done = sqlx::query(
-        "UPDATE recipients SET state = 'queued', lease_until = NULL, next_attempt_at = MIN(next_attempt_at, $1), updated_at = $1 \
+        "UPDATE recipients SET state = 'queued', lease_until = NULL, lease_holder = NULL, \
+         next_attempt_at = CASE WHEN next_attempt_at < $1 THEN next_attempt_at ELSE $1 END, updated_at = $1 \
          WHERE state = 'inflight'",
     )
     .bind(now)
@@ -189,7 +234,8 @@ pub async fn requeue(tx: &mut Tx, recipients: &[(String, i64)], now: i64) -> Res
     let mut n = 0;
     for (message_id, idx) in recipients {
         let done = sqlx::query(
-            "UPDATE recipients SET state = 'queued', lease_until = NULL, updated_at = $1 WHERE message_id = $2 AND idx = $3 AND state = 'inflight'",
+            "UPDATE recipients SET state = 'queued', lease_until = NULL, lease_holder = NULL, updated_at = $1 \
+             WHERE message_id = $2 AND idx = $3 AND state = 'inflight'",
         )
         .bind(now)
         .bind(message_id)

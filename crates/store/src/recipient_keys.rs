@@ -77,7 +77,7 @@ impl LookupResult {
     }
 }
 
-fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecipientKeyRow, StoreError> {
+fn from_row(r: &sqlx::any::AnyRow) -> Result<RecipientKeyRow, StoreError> {
     Ok(RecipientKeyRow {
         id: r.try_get("id")?,
         tenant: r.try_get("tenant")?,
@@ -166,6 +166,9 @@ pub async fn insert(tx: &mut Tx, k: &RecipientKeyRow) -> Result<(String, bool), 
 /// takes `k.state` only when the address has no key at all (of any kind or state), and is
 /// held otherwise. A learned key never replaces or outranks one already known.
 pub async fn insert_learned(tx: &mut Tx, k: &RecipientKeyRow) -> Result<Learned, StoreError> {
+    // Whether a key is held depends on the keys already stored: two nodes learning two keys
+    // for one address at once must not both see none and both add theirs unheld.
+    tx.serialize_on(crate::backend::postgres::lock::RECIPIENT_KEYS).await?;
     if let Some((id, state)) = same_key(tx, k).await? {
         refresh_capabilities(tx, &id, &k.capabilities).await?;
         return Ok(Learned::Known { id, state });

@@ -17,7 +17,7 @@ pub struct SuppressionRow {
     pub created_at: i64,
 }
 
-fn row_from(r: &sqlx::sqlite::SqliteRow) -> Result<SuppressionRow, StoreError> {
+fn row_from(r: &sqlx::any::AnyRow) -> Result<SuppressionRow, StoreError> {
     Ok(SuppressionRow {
         tenant: r.try_get("tenant")?,
         address_index: r.try_get("address_index")?,
@@ -91,40 +91,5 @@ impl Store {
             found.extend(query.fetch_all(self.pool()).await?);
         }
         Ok(found)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::store;
-
-    fn row(index: &[u8], id: &str) -> SuppressionRow {
-        SuppressionRow {
-            tenant: "default".into(),
-            address_index: index.to_vec(),
-            id: id.into(),
-            address: b"sealed".to_vec(),
-            reason: "hard-bounce".into(),
-            detail: None,
-            created_at: 1,
-        }
-    }
-
-    #[tokio::test]
-    async fn add_find_and_remove() {
-        let (_dir, store) = store().await;
-        let w = store.writer();
-        assert!(w.run(|tx| Box::pin(async move { insert(tx, &row(b"a", "1")).await })).await.unwrap());
-        assert!(!w.run(|tx| Box::pin(async move { insert(tx, &row(b"a", "2")).await })).await.unwrap(), "listed once");
-        w.run(|tx| Box::pin(async move { insert(tx, &row(b"b", "3")).await })).await.unwrap();
-        let found = store.suppressed_among("default", &[b"a".to_vec(), b"c".to_vec(), b"b".to_vec()]).await.unwrap();
-        assert_eq!(found, HashSet::from([b"a".to_vec(), b"b".to_vec()]));
-        assert!(store.suppressed_among("other", &[b"a".to_vec()]).await.unwrap().is_empty(), "per tenant");
-        assert_eq!(store.suppressions("default").await.unwrap().len(), 2);
-        let removed = w.run(|tx| Box::pin(async move { delete(tx, "default", b"a").await })).await.unwrap();
-        assert_eq!(removed.as_deref(), Some("1"));
-        assert_eq!(w.run(|tx| Box::pin(async move { delete(tx, "default", b"a").await })).await.unwrap(), None);
-        assert_eq!(store.suppressions("default").await.unwrap().len(), 1);
     }
 }

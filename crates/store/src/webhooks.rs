@@ -8,9 +8,9 @@
 //! caller's; this module stores what it is given.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
-use crate::{Store, StoreError, Tx};
+use crate::{Store, StoreError, Tx, events};
 
 /// States of a delivery row.
 pub mod state {
@@ -40,7 +40,7 @@ impl EndpointRow {
     }
 }
 
-fn endpoint_from(r: &SqliteRow) -> Result<EndpointRow, StoreError> {
+fn endpoint_from(r: &AnyRow) -> Result<EndpointRow, StoreError> {
     let events: String = r.try_get("events")?;
     Ok(EndpointRow {
         id: r.try_get("id")?,
@@ -68,7 +68,7 @@ pub struct DeliveryRow {
     pub updated_at: i64,
 }
 
-fn delivery_from(r: &SqliteRow) -> Result<DeliveryRow, StoreError> {
+fn delivery_from(r: &AnyRow) -> Result<DeliveryRow, StoreError> {
     Ok(DeliveryRow {
         endpoint_id: r.try_get("endpoint_id")?,
         event_seq: r.try_get("event_seq")?,
@@ -172,9 +172,9 @@ impl Store {
                         return Ok(0);
                     };
                     let endpoint = endpoint_from(&row)?;
-                    // Writes go through this one writer, so every event up to the newest is
-                    // committed: the cursor may pass other tenants' events up to it.
-                    let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn()).await?;
+                    // Every event up to the horizon is committed: the cursor may pass other
+                    // tenants' events up to it.
+                    let newest = events::horizon(tx).await?;
                     let events = sqlx::query(
                         "SELECT seq, kind FROM message_events WHERE tenant = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
                     )
@@ -319,139 +319,5 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::events::{self, NewEvent, kind};
-    use crate::queue::{self, MessageRow, RecipientRow};
-
-    async fn message_with_events(store: &Store, id: &str, kinds: &'static [&'static str]) {
-        let id = id.to_owned();
-        store
-            .writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let m = MessageRow {
-                        id: id.clone(),
-                        tenant: "default".into(),
-                        received_at: 1,
-                        source: "api".into(),
-                        size: 1,
-                        body_blob: format!("msg/{id}"),
-                        envelope: vec![1],
-                        arrival: vec![1],
-                        message_id_index: None,
-                        inspection: None,
-                        state: "active".into(),
-                        done_at: None,
-                    };
-                    let r = RecipientRow {
-                        message_id: id.clone(),
-                        idx: 0,
-                        tenant: "default".into(),
-                        address: vec![1],
-                        address_index: vec![2; 32],
-                        domain_index: vec![3; 32],
-                        decision: None,
-                        state: "queued".into(),
-                        attempts: 0,
-                        next_attempt_at: 1,
-                        lease_until: None,
-                        last_reply: None,
-                        method: None,
-                        delay_notified: false,
-                        updated_at: 1,
-                    };
-                    queue::insert_message(tx, &m, &[r]).await?;
-                    for k in kinds {
-                        events::record(tx, &NewEvent::new(&id, 0, k, 2)).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .await
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn endpoints_receive_new_events_of_their_kinds_once() {
-        let (_dir, store) = crate::test_support::store().await;
-        message_with_events(&store, "OLD", &[kind::DELIVERED]).await;
-        let endpoint = EndpointRow {
-            id: "W1".into(),
-            tenant: "default".into(),
-            url: "https://hooks.example/carepost".into(),
-            events: vec![kind::DELIVERED.into(), kind::BOUNCED.into()],
-            secret: vec![9; 40],
-            cursor: 0,
-            created_at: 10,
-            removed_at: None,
-        };
-        let e = endpoint.clone();
-        store.writer().run(move |tx| Box::pin(async move { insert_endpoint(tx, &e).await })).await.unwrap();
-        // Events from before the endpoint existed are not owed to it.
-        assert_eq!(store.fan_out_webhook_events("W1", 100, 10).await.unwrap(), 0);
-        message_with_events(&store, "NEW", &[kind::DEFERRED, kind::DELIVERED]).await;
-        assert_eq!(store.fan_out_webhook_events("W1", 100, 10).await.unwrap(), 1, "queued and deferred are not wanted");
-        assert_eq!(store.fan_out_webhook_events("W1", 100, 10).await.unwrap(), 0, "the cursor moved");
-        let due = store.due_webhook_deliveries(100, 10).await.unwrap();
-        assert_eq!(due.len(), 1);
-        let event = store.event(due[0].event_seq).await.unwrap().unwrap();
-        assert_eq!((event.message_id.as_str(), event.kind.as_str()), ("NEW", "delivered"));
-
-        let retry = AttemptResult {
-            state: state::PENDING,
-            next_attempt_at: 200,
-            status: Some(500),
-            error: Some("HTTP 500".into()),
-            at: 100,
-        };
-        store.record_webhook_attempt("W1", due[0].event_seq, retry).await.unwrap();
-        assert!(store.due_webhook_deliveries(150, 10).await.unwrap().is_empty(), "not due before its retry time");
-        assert!(store.webhook_endpoints_due(150).await.unwrap().is_empty());
-        assert_eq!(store.webhook_endpoints_due(200).await.unwrap(), vec!["W1".to_owned()]);
-        assert_eq!(store.due_webhook_deliveries_for("W1", 200, 10).await.unwrap()[0].event_seq, due[0].event_seq);
-        assert!(store.due_webhook_deliveries_for("W2", 200, 10).await.unwrap().is_empty());
-        assert_eq!(store.next_webhook_due().await.unwrap(), Some(200));
-        let done =
-            AttemptResult { state: state::DELIVERED, next_attempt_at: 200, status: Some(204), error: None, at: 200 };
-        store.record_webhook_attempt("W1", due[0].event_seq, done).await.unwrap();
-        let rows = store.webhook_deliveries("W1", 10).await.unwrap();
-        assert_eq!((rows[0].state.as_str(), rows[0].attempts, rows[0].last_status), ("delivered", 2, Some(204)));
-        assert_eq!(store.webhook_delivery_counts("W1").await.unwrap(), vec![("delivered".to_owned(), 1)]);
-
-        // A removed endpoint is owed nothing more.
-        message_with_events(&store, "LATER", &[kind::BOUNCED]).await;
-        assert!(store.writer().run(|tx| Box::pin(async move { remove_endpoint(tx, "W1", 300).await })).await.unwrap());
-        assert_eq!(store.fan_out_webhook_events("W1", 300, 10).await.unwrap(), 0);
-        assert!(store.webhook_endpoints(false).await.unwrap().is_empty());
-        assert_eq!(store.webhook_endpoints(true).await.unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn the_cursor_passes_other_tenants_events() {
-        let (_dir, store) = crate::test_support::store().await;
-        let endpoint = EndpointRow {
-            id: "W2".into(),
-            tenant: "other".into(),
-            url: "https://hooks.example/other".into(),
-            events: vec![kind::DELIVERED.into()],
-            secret: vec![9; 40],
-            cursor: 0,
-            created_at: 10,
-            removed_at: None,
-        };
-        store.writer().run(move |tx| Box::pin(async move { insert_endpoint(tx, &endpoint).await })).await.unwrap();
-        message_with_events(&store, "DEFAULTS", &[kind::DELIVERED, kind::BOUNCED]).await;
-        assert_eq!(
-            store.fan_out_webhook_events("W2", 100, 10).await.unwrap(),
-            0,
-            "another tenant's events are not owed"
-        );
-        let cursor = store.webhook_endpoint("W2").await.unwrap().unwrap().cursor;
-        assert_eq!(cursor, store.last_event_seq().await.unwrap(), "and are not scanned again");
     }
 }

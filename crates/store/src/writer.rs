@@ -1,16 +1,27 @@
-//! Group commit.
+//! Write transactions.
 //!
-//! Every acknowledged message costs a durable commit. Instead of one fsync per message, the
-//! writer task runs whatever operations have queued up since the last commit inside one
-//! transaction, commits once, and only then answers each caller. Under load many sessions
-//! share one fsync; when idle an operation commits alone, without waiting for company.
+//! SQLite: group commit. Every acknowledged message costs a durable commit. Instead of one
+//! fsync per message, the writer task runs whatever operations have queued up since the last
+//! commit inside one transaction, commits once, and only then answers each caller. Under load
+//! many sessions share one fsync; when idle an operation commits alone, without waiting for
+//! company. SQLite has one writer at a time anyway, so nothing is lost by funnelling writes
+//! through one connection.
+//!
+//! PostgreSQL: each operation is its own transaction on a pooled connection. The server
+//! already shares one WAL flush among commits that arrive together, and it takes writes on
+//! many connections at once, from many nodes; funnelling one node's writes through one
+//! connection would only add a queue and make one failed statement (which aborts a whole
+//! PostgreSQL transaction, savepoints aside) a risk to its neighbours.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
-use sqlx::{Sqlite, SqliteConnection};
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::StoreError;
+use crate::{Backend, StoreError};
 
 /// Most operations one transaction takes before it commits.
 const MAX_BATCH: usize = 512;
@@ -19,25 +30,70 @@ const MAX_BATCH: usize = 512;
 /// store compose those functions without writing SQL themselves.
 pub struct Tx {
     conn: TxConn,
+    backend: Backend,
+    /// The store's node name, for the leases this transaction takes.
+    node: Arc<str>,
+    /// This PostgreSQL transaction holds the message-events lock shared (see
+    /// `events::record`).
+    pub(crate) holds_events_lock: bool,
     /// Run once this operation's changes are durable; dropped if they are rolled back.
     on_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 enum TxConn {
-    Owned(SqliteConnection),
-    Pooled(PoolConnection<Sqlite>),
+    Owned(AnyConnection),
+    Pooled(PoolConnection<Any>),
+    /// A PostgreSQL transaction: rolled back by sqlx if dropped before commit.
+    Txn(Transaction<'static, Any>),
 }
 
 impl Tx {
-    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         match &mut self.conn {
             TxConn::Owned(c) => c,
             TxConn::Pooled(c) => c,
+            TxConn::Txn(t) => t,
         }
     }
 
-    pub(crate) fn pooled(conn: PoolConnection<Sqlite>) -> Tx {
-        Tx { conn: TxConn::Pooled(conn), on_commit: Vec::new() }
+    pub(crate) fn pooled(conn: PoolConnection<Any>, backend: Backend, node: Arc<str>) -> Tx {
+        Tx { conn: TxConn::Pooled(conn), backend, node, holds_events_lock: false, on_commit: Vec::new() }
+    }
+
+    /// The backend this transaction runs on, for the few statements whose SQL differs.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Row locks for a read that the same transaction then writes back (a counter, a
+    /// sequence number): on PostgreSQL, where transactions of other connections and nodes run
+    /// at the same time, `FOR UPDATE` makes them wait their turn instead of both updating
+    /// what they read. SQLite has one writer at a time and no such clause.
+    pub(crate) async fn lock_row(
+        &mut self,
+        table: &'static str,
+        id_column: &'static str,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            let sql = format!("SELECT 1 FROM {table} WHERE {id_column} = $1 FOR UPDATE");
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Serializes this transaction with every other that takes the same `key`, until it
+    /// ends (PostgreSQL; on SQLite every write transaction is serialized already).
+    pub(crate) async fn serialize_on(&mut self, key: i64) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// The node this transaction's leases are taken for.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
     }
 
     /// Runs `f` once the current operation's changes are durable (after the group commit),
@@ -58,9 +114,13 @@ impl Tx {
     }
 
     /// Starts a write transaction. SQLite takes the write lock at once (IMMEDIATE) so that a
-    /// transaction never fails half-way on lock upgrade.
+    /// transaction never fails half-way on lock upgrade; PostgreSQL locks rows as it writes
+    /// them.
     pub(crate) async fn begin(&mut self) -> Result<(), StoreError> {
-        self.execute("BEGIN IMMEDIATE").await
+        match self.backend {
+            Backend::Sqlite => self.execute("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.execute("BEGIN").await,
+        }
     }
 }
 
@@ -121,10 +181,17 @@ enum Msg {
     Close(oneshot::Sender<()>),
 }
 
-/// Runs write operations in shared transactions. Cheap to clone.
+/// Runs write operations: in shared transactions on SQLite, each in its own on PostgreSQL.
+/// Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct GroupWriter {
-    tx: mpsc::UnboundedSender<Msg>,
+    inner: Inner,
+}
+
+#[derive(Clone, Debug)]
+enum Inner {
+    Group(mpsc::UnboundedSender<Msg>),
+    Direct { pool: AnyPool, node: Arc<str>, closed: Arc<AtomicBool> },
 }
 
 impl std::fmt::Debug for Msg {
@@ -134,10 +201,23 @@ impl std::fmt::Debug for Msg {
 }
 
 impl GroupWriter {
-    pub(crate) fn start(conn: SqliteConnection) -> GroupWriter {
+    /// SQLite: one connection, group commit.
+    pub(crate) fn group(conn: AnyConnection, node: Arc<str>) -> GroupWriter {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer_loop(Tx { conn: TxConn::Owned(conn), on_commit: Vec::new() }, rx));
-        GroupWriter { tx }
+        let tx_conn = Tx {
+            conn: TxConn::Owned(conn),
+            backend: Backend::Sqlite,
+            node,
+            holds_events_lock: false,
+            on_commit: Vec::new(),
+        };
+        tokio::spawn(writer_loop(tx_conn, rx));
+        GroupWriter { inner: Inner::Group(tx) }
+    }
+
+    /// PostgreSQL: a transaction per operation on the shared pool.
+    pub(crate) fn direct(pool: AnyPool, node: Arc<str>) -> GroupWriter {
+        GroupWriter { inner: Inner::Direct { pool, node, closed: Arc::new(AtomicBool::new(false)) } }
     }
 
     /// Runs `op` in the next group transaction and returns its result once that transaction
@@ -147,16 +227,67 @@ impl GroupWriter {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        self.tx.send(Msg::Job(Box::new(OpJob { op, reply }))).map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        match &self.inner {
+            Inner::Group(sender) => {
+                let (reply, answer) = oneshot::channel();
+                sender.send(Msg::Job(Box::new(OpJob { op, reply }))).map_err(|_| StoreError::Closed)?;
+                answer.await.map_err(|_| StoreError::Closed)?
+            }
+            Inner::Direct { pool, node, closed } => {
+                if closed.load(Ordering::Acquire) {
+                    return Err(StoreError::Closed);
+                }
+                // In a task of its own, as on the group writer: a caller that gives up (a
+                // dropped SMTP session) neither cuts an operation in half nor leaves its
+                // on-commit hooks unrun after a commit.
+                let work = tokio::spawn(run_direct(pool.clone(), node.clone(), op));
+                work.await.map_err(|e| StoreError::Corrupt(format!("a write operation stopped: {e}")))?
+            }
+        }
     }
 
     /// Finishes the operations already queued, then stops the writer.
     pub async fn close(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Close(done)).is_ok() {
-            let _ = wait.await;
+        match &self.inner {
+            Inner::Group(sender) => {
+                let (done, wait) = oneshot::channel();
+                if sender.send(Msg::Close(done)).is_ok() {
+                    let _ = wait.await;
+                }
+            }
+            // Operations under way hold pooled connections; closing the pool waits for them.
+            Inner::Direct { closed, .. } => closed.store(true, Ordering::Release),
+        }
+    }
+}
+
+async fn run_direct<T, F>(pool: AnyPool, node: Arc<str>, op: F) -> Result<T, StoreError>
+where
+    F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, StoreError>>,
+{
+    let txn = pool.begin().await?;
+    let mut tx = Tx {
+        conn: TxConn::Txn(txn),
+        backend: Backend::Postgres,
+        node,
+        holds_events_lock: false,
+        on_commit: Vec::new(),
+    };
+    let result = op(&mut tx).await;
+    let hooks = tx.take_on_commit();
+    let TxConn::Txn(txn) = tx.conn else { return Err(StoreError::Corrupt("a write lost its transaction".into())) };
+    match result {
+        Ok(value) => {
+            txn.commit().await.map_err(|e| StoreError::Corrupt(format!("commit failed: {e}")))?;
+            for hook in hooks {
+                hook();
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            // The operation's own error is its answer; nothing of it stays.
+            let _ = txn.rollback().await;
+            Err(e)
         }
     }
 }
@@ -282,89 +413,4 @@ async fn run_alone(tx: &mut Tx, job: Box<dyn Job>) {
         }
     }
     outcome.deliver(end);
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::test_support::store;
-    use crate::{StoreError, Tx};
-
-    async fn insert(tx: &mut Tx, object: String) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ('t', $1, 1, x'00', 0)",
-        )
-        .bind(object)
-        .execute(tx.conn())
-        .await?;
-        Ok(())
-    }
-
-    async fn count(store: &crate::Store) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM data_keys").fetch_one(store.pool()).await.unwrap()
-    }
-
-    #[tokio::test]
-    async fn concurrent_operations_commit_and_a_failing_one_changes_nothing() {
-        let (_dir, store) = store().await;
-        let mut handles = Vec::new();
-        for i in 0..200 {
-            let w = store.writer().clone();
-            handles.push(tokio::spawn(async move { w.run(move |tx| Box::pin(insert(tx, format!("o{i}")))).await }));
-        }
-        // a duplicate primary key fails alone
-        let dup = store.writer().run(|tx| {
-            Box::pin(async move {
-                insert(tx, "o0-dup".into()).await?;
-                insert(tx, "o0-dup".into()).await
-            })
-        });
-        for h in handles {
-            h.await.unwrap().unwrap();
-        }
-        assert!(dup.await.is_err());
-        assert_eq!(count(&store).await, 200);
-        store.close().await;
-        assert!(matches!(store.writer().run(|tx| Box::pin(insert(tx, "late".into()))).await, Err(StoreError::Closed)));
-    }
-
-    #[tokio::test]
-    async fn on_commit_runs_for_committed_operations_only() {
-        let (_dir, store) = store().await;
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let op = |name: &'static str, fail: bool| {
-            let seen = seen.clone();
-            store.writer().run(move |tx| {
-                Box::pin(async move {
-                    insert(tx, name.into()).await?;
-                    tx.on_commit(move || seen.lock().unwrap().push(name));
-                    if fail { insert(tx, name.into()).await } else { Ok(()) }
-                })
-            })
-        };
-        // Alone in a transaction, then several sharing one, with a failing one among them.
-        op("alone", false).await.unwrap();
-        assert!(op("alone-failing", true).await.is_err());
-        let (a, b, c) = tokio::join!(op("a", false), op("b", true), op("c", false));
-        assert!(a.is_ok() && b.is_err() && c.is_ok());
-        let mut seen = seen.lock().unwrap().clone();
-        seen.sort();
-        assert_eq!(seen, ["a", "alone", "c"]);
-    }
-
-    #[tokio::test]
-    async fn an_operation_alone_in_its_transaction_commits_or_changes_nothing() {
-        let (_dir, store) = store().await;
-        let w = store.writer();
-        let failed = w.run(|tx| {
-            Box::pin(async move {
-                insert(tx, "a".into()).await?;
-                insert(tx, "a".into()).await
-            })
-        });
-        assert!(failed.await.is_err());
-        assert_eq!(count(&store).await, 0, "the failed operation's first insert is undone");
-        w.run(|tx| Box::pin(insert(tx, "a".into()))).await.unwrap();
-        assert_eq!(count(&store).await, 1, "the writer goes on after a failure");
-        store.close().await;
-    }
 }

@@ -50,7 +50,8 @@ pub enum KeysCommand {
 /// The key directory of an existing installation, without network look-ups; `None` when the
 /// data directory does not exist yet (nothing to look up).
 pub async fn directory_if_installed(config: &Config) -> anyhow::Result<Option<KeyDirectory>> {
-    if !config.in_data_dir(&config.store.database).exists() {
+    let shared = carepost::install::store_options(config).backend().is_shared();
+    if !shared && !config.in_data_dir(&config.store.database).exists() {
         return Ok(None);
     }
     let install = Installation::open(config.clone(), Access::Shared).await?;

@@ -1,0 +1,93 @@
+//! One test suite, both backends: every test here is an `async fn(Db)`, and `backends!`
+//! turns it into a `sqlite` and a `postgres` test. The PostgreSQL tests run on a throwaway
+//! cluster (testkit), a fresh database each.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use carepost_store::{Backend, Store, StoreOptions};
+
+/// A store on one backend, and what it lives in.
+pub struct Db {
+    pub store: Store,
+    pub backend: Backend,
+    /// The SQLite file's directory (also scratch space on PostgreSQL).
+    pub dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Db {
+    pub async fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("t.db").display().to_string();
+        Db::open(dir, url).await
+    }
+
+    pub async fn postgres() -> Db {
+        let url = carepost_testkit::postgres::fresh_database();
+        Db::open(tempfile::tempdir().unwrap(), url).await
+    }
+
+    async fn open(dir: tempfile::TempDir, url: String) -> Db {
+        let store = Store::connect(&StoreOptions { url: url.clone(), pool_size: 4 }).await.unwrap();
+        Db { backend: store.backend(), store, dir, url }
+    }
+
+    /// A second handle on the same database, as another node (or a restarted process) has.
+    pub async fn reopen(&self) -> Store {
+        Store::connect(&StoreOptions { url: self.url.clone(), pool_size: 4 }).await.unwrap()
+    }
+
+    /// Whether `needle` appears anywhere in what the database keeps: the SQLite files, or
+    /// on PostgreSQL a dump of every row (searched as text and as the hex that `bytea`
+    /// columns dump as). Close the store first on SQLite so that the WAL is checkpointed.
+    pub fn holds(&self, needle: &[u8]) -> bool {
+        match self.backend {
+            Backend::Sqlite => !carepost_testkit::files_containing(self.dir.path(), needle).is_empty(),
+            Backend::Postgres => {
+                let dump = pg_dump(&self.url);
+                let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
+                dump.windows(needle.len()).any(|w| w == needle) || String::from_utf8_lossy(&dump).contains(&hex)
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn pg_dump(url: &str) -> Vec<u8> {
+    let pg = carepost_testkit::postgres::cluster();
+    let name = url.rsplit('/').next().unwrap();
+    let port = pg.port().to_string();
+    let (code, out, err) = carepost_testkit::run_peer(
+        &pg.bin().join("pg_dump").display().to_string(),
+        &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "--data-only", name],
+        "",
+    );
+    assert_eq!(code, 0, "pg_dump: {err}");
+    out.into_bytes()
+}
+
+/// `backends!(a, b)` makes `a::sqlite`, `a::postgres`, `b::sqlite` and `b::postgres` from
+/// `async fn a(db: Db)` and `async fn b(db: Db)`.
+#[macro_export]
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::support::Db::sqlite().await).await
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::support::Db::postgres().await).await
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,101 @@
+//! Write transactions (group commit on SQLite, one transaction per operation on
+//! PostgreSQL), on both backends: the same promises either way.
+
+mod support;
+
+use carepost_store::queue::{self, MessageRow, state};
+use carepost_store::{Store, StoreError, Tx};
+use support::Db;
+
+async fn insert(tx: &mut Tx, id: String) -> Result<(), StoreError> {
+    let m = MessageRow {
+        id: id.clone(),
+        tenant: "default".into(),
+        received_at: 1,
+        source: "test".into(),
+        size: 1,
+        body_blob: format!("msg/{id}"),
+        envelope: b"sealed".to_vec(),
+        arrival: b"sealed".to_vec(),
+        message_id_index: None,
+        inspection: None,
+        state: state::ACTIVE.into(),
+        done_at: None,
+    };
+    queue::insert_message(tx, &m, &[]).await
+}
+
+async fn count(store: &Store) -> usize {
+    store.messages_in_state(state::ACTIVE, 10_000).await.unwrap().len()
+}
+
+async fn concurrent_operations_commit_and_a_failing_one_changes_nothing(db: Db) {
+    let store = db.store.clone();
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let s = store.clone();
+        handles.push(tokio::spawn(async move { s.write(move |tx| Box::pin(insert(tx, format!("o{i}")))).await }));
+    }
+    // a duplicate primary key fails alone
+    let dup = store.write(|tx| {
+        Box::pin(async move {
+            insert(tx, "o0-dup".into()).await?;
+            insert(tx, "o0-dup".into()).await
+        })
+    });
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    assert!(dup.await.is_err());
+    assert_eq!(count(&store).await, 200);
+    store.close().await;
+    assert!(matches!(store.write(|tx| Box::pin(insert(tx, "late".into()))).await, Err(StoreError::Closed)));
+}
+
+async fn on_commit_runs_for_committed_operations_only(db: Db) {
+    let store = db.store.clone();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let op = |name: &'static str, fail: bool| {
+        let seen = seen.clone();
+        store.write(move |tx| {
+            Box::pin(async move {
+                insert(tx, name.into()).await?;
+                tx.on_commit(move || seen.lock().unwrap().push(name));
+                if fail { insert(tx, name.into()).await } else { Ok(()) }
+            })
+        })
+    };
+    // Alone in a transaction, then several sharing one (on SQLite), with a failing one
+    // among them.
+    op("alone", false).await.unwrap();
+    assert!(op("alone-failing", true).await.is_err());
+    let (a, b, c) = tokio::join!(op("a", false), op("b", true), op("c", false));
+    assert!(a.is_ok() && b.is_err() && c.is_ok());
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ["a", "alone", "c"]);
+}
+
+async fn an_operation_alone_in_its_transaction_commits_or_changes_nothing(db: Db) {
+    let store = db.store.clone();
+    let failed = store.write(|tx| {
+        Box::pin(async move {
+            insert(tx, "a".into()).await?;
+            insert(tx, "a".into()).await
+        })
+    });
+    assert!(failed.await.is_err());
+    assert_eq!(count(&store).await, 0, "the failed operation's first insert is undone");
+    store.write(|tx| Box::pin(insert(tx, "a".into()))).await.unwrap();
+    assert_eq!(count(&store).await, 1, "the writer goes on after a failure");
+    // The writer the callers outside the store still use is the same writer.
+    store.writer().run(|tx| Box::pin(insert(tx, "b".into()))).await.unwrap();
+    assert_eq!(count(&store).await, 2);
+    store.close().await;
+}
+
+backends!(
+    concurrent_operations_commit_and_a_failing_one_changes_nothing,
+    on_commit_runs_for_committed_operations_only,
+    an_operation_alone_in_its_transaction_commits_or_changes_nothing,
+);
