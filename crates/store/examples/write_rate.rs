@@ -28,7 +28,10 @@ async fn main() {
             tokio::spawn(async move {
                 for i in (t..count).step_by(tasks) {
                     let (m, r) = message(&format!("W{i}"));
-                    store.write(move |tx| Box::pin(async move { queue::insert_message(tx, &m, &r).await })).await.unwrap();
+                    store
+                        .write(move |tx| Box::pin(async move { queue::insert_message(tx, &m, &r).await }))
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -37,7 +40,11 @@ async fn main() {
         w.await.unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("{:?}: {count} messages from {tasks} writers in {secs:.2}s: {:.0}/s", store.backend(), count as f64 / secs);
+    println!(
+        "{:?}: {count} messages from {tasks} writers in {secs:.2}s: {:.0}/s",
+        store.backend(),
+        count as f64 / secs
+    );
     store.close().await;
 }
 
