@@ -98,8 +98,8 @@ impl Tx {
 
     /// Runs `f` once the current operation's changes are durable (after the group commit),
     /// never if they are rolled back. For state outside the database that must only ever
-    /// describe committed rows, such as the audit log's knowledge of its own head. Only the
-    /// group writer's transactions run these.
+    /// describe committed rows, such as the audit log's knowledge of its own head. Only write
+    /// transactions ([`Store::write`](crate::Store::write)) run these.
     pub fn on_commit(&mut self, f: impl FnOnce() + Send + 'static) {
         self.on_commit.push(Box::new(f));
     }
