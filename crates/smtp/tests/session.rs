@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carepost_audit::{Audit, CheckpointKey};
-use carepost_delivery::{Intake, IntakeSettings, Spool};
+use carepost_guard::Guard;
+use carepost_intake::{Intake, IntakeSettings};
 use carepost_model::{Address, Listen, TenantId};
 use carepost_policy::{Policy, PolicyConfig};
 use carepost_smtp::{
-    Guard, IntakeIngress, RunningServer, SenderVerifier, Services, SmtpConfig, SmtpServer, StoreAuthenticator,
+    IntakeIngress, RunningServer, SenderVerifier, Services, SmtpConfig, SmtpServer, StoreAuthenticator,
 };
+use carepost_spool::Spool;
 use carepost_store::Store;
 use carepost_testkit::dns::TestDns;
 use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};

@@ -6,8 +6,8 @@ use std::str::FromStr;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use carepost_audit::{Event, Outcome};
+use carepost_guard::Network;
 use carepost_model::{Address, Timestamp};
-use carepost_smtp::network::Network;
 use carepost_store::api_keys::ApiKey;
 
 use super::{ApiError, ApiShared, keys};

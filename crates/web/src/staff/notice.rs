@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use carepost_audit::Outcome;
-use carepost_delivery::Submission;
 use carepost_model::{Arrival, Envelope, Recipient, Source, Timestamp};
+use carepost_spool::Submission;
 use carepost_store::accounts::Account;
 
 use super::{actor, audit, target};
