@@ -8,10 +8,6 @@ pub mod softkey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use carepost_audit::{Audit, CheckpointKey};
-use carepost_model::TenantId;
-use carepost_store::Store;
-use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
 use carepost_web::{RunningWeb, Services, StaffConfig, WebConfig, WebContext, WebServer, WebState};
 
 pub struct TestWeb {
@@ -27,13 +23,9 @@ pub struct TestWeb {
 }
 
 pub async fn services(dir: &std::path::Path) -> Services {
-    let store = Store::open(&dir.join("web.db")).await.unwrap();
-    let ring = Arc::new(KeyRing::new(MasterKey::generate().unwrap()));
-    store.load_system_keys(&ring).await.unwrap();
-    store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
-    let audit = Audit::new(store.clone(), CheckpointKey::from_ring(&ring).unwrap(), 1000, None);
-    let blobs = Arc::new(LocalDirBlobStore::open(dir.join("blobs")).unwrap());
-    let spool = carepost_spool::Spool::new(store.clone(), ring.clone(), blobs.clone(), audit.clone());
+    let spool = carepost_spool::testing::spool(dir).await;
+    let (store, ring, blobs, audit) =
+        (spool.store().clone(), spool.ring().clone(), spool.blobs().clone(), spool.audit().clone());
     let settings = carepost_intake::IntakeSettings {
         local_domains: Vec::new(),
         limits: Default::default(),
