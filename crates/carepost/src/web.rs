@@ -51,10 +51,9 @@ pub async fn start(install: &Installation, tls: &TlsIdentity, spool: &Spool) -> 
     {
         // Blocks made by SMTP or `carepost block` reach the web guard too.
         let guard = guard.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(carepost_guard::REFRESH_EVERY);
-            loop {
-                tick.tick().await;
+        crate::jobs::every(carepost_guard::REFRESH_EVERY, move || {
+            let guard = guard.clone();
+            async move {
                 if let Err(e) = guard.refresh().await {
                     tracing::warn!(error = %e, "cannot refresh the web's address blocks");
                 }

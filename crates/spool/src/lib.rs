@@ -415,6 +415,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn decisions_go_in_typed_and_come_back_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool(dir.path()).await;
+        let decision = Decision {
+            method: Some(carepost_policy::Method::Portal),
+            reveal_subject: true,
+            matched_rules: vec!["phi".into()],
+            ..Decision::default()
+        };
+        let mut s = submission("Subject: x\r\n\r\nbody");
+        s.decisions = vec![Some(decision.clone()), None];
+        let id = spool.accept(s).await.unwrap();
+        let opened = spool.open(&id.to_string()).await.unwrap();
+        assert_eq!(opened.recipients[0].decision.as_ref(), Some(&decision));
+        assert_eq!(opened.recipients[1].decision, None, "no decision: the transport decides");
+    }
+
+    #[tokio::test]
     async fn concurrent_acceptance_shares_commits() {
         let dir = tempfile::tempdir().unwrap();
         let spool = spool(dir.path()).await;
