@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod install;
+pub mod intake;
+pub mod jobs;
 pub mod logging;
 pub mod portal;
 pub mod smtp;

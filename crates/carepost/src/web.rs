@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use carepost_delivery::Spool;
+use carepost_guard::{Guard, GuardSettings};
 use carepost_secure::portal::Portal;
-use carepost_smtp::{Guard, GuardSettings};
+use carepost_spool::Spool;
 use carepost_web::{RunningWeb, Services, WebContext, WebServer};
 
 use crate::Installation;
@@ -51,10 +51,9 @@ pub async fn start(install: &Installation, tls: &TlsIdentity, spool: &Spool) -> 
     {
         // Blocks made by SMTP or `carepost block` reach the web guard too.
         let guard = guard.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(carepost_smtp::guard::REFRESH_EVERY);
-            loop {
-                tick.tick().await;
+        crate::jobs::every(carepost_guard::REFRESH_EVERY, move || {
+            let guard = guard.clone();
+            async move {
                 if let Err(e) = guard.refresh().await {
                     tracing::warn!(error = %e, "cannot refresh the web's address blocks");
                 }
@@ -66,7 +65,7 @@ pub async fn start(install: &Installation, tls: &TlsIdentity, spool: &Spool) -> 
         ring: install.ring.clone(),
         blobs: install.blobs.clone(),
         audit: install.audit.clone(),
-        intake: Arc::new(crate::smtp::intake(install, spool)?),
+        intake: Arc::new(crate::intake::intake(install, spool)?),
         portal: portal.clone(),
         guard,
     };

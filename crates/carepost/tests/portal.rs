@@ -43,13 +43,13 @@ async fn submit(dir: &Path, subject: &str) {
 async fn submit_with_headers(dir: &Path, subject: &str, headers: &str) {
     let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
     let install = Installation::open(config, Access::Shared).await.unwrap();
-    let spool = carepost_delivery::Spool::new(
+    let spool = carepost_spool::Spool::new(
         install.store.clone(),
         install.ring.clone(),
         install.blobs.clone(),
         install.audit.clone(),
     );
-    let intake = carepost::smtp::intake(&install, &spool).unwrap();
+    let intake = carepost::intake::intake(&install, &spool).unwrap();
     let arrival: Arrival =
         serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
     let envelope = Envelope {

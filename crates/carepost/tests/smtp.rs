@@ -250,7 +250,7 @@ s.quit()
             Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Exclusive)
                 .await
                 .unwrap();
-        let spool = carepost_delivery::Spool::new(
+        let spool = carepost_spool::Spool::new(
             install.store.clone(),
             install.ring.clone(),
             install.blobs.clone(),
@@ -439,7 +439,7 @@ fn a_message_acknowledged_before_kill_9_is_in_the_queue_after_restart() {
             Installation::open(carepost::Config::load(&tmp.path().join("carepost.toml")).unwrap(), Access::Exclusive)
                 .await
                 .unwrap();
-        let spool = carepost_delivery::Spool::new(
+        let spool = carepost_spool::Spool::new(
             install.store.clone(),
             install.ring.clone(),
             install.blobs.clone(),

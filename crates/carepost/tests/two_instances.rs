@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use carepost::install::{Access, Installation};
-use carepost_delivery::{Spool, Submission};
 use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
+use carepost_spool::{Spool, Submission};
 use carepost_testkit::{Server, files_containing};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");

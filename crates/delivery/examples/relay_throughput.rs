@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use carepost_audit::{Audit, CheckpointKey};
 use carepost_delivery::dns::StaticDns;
-use carepost_delivery::{DeliveryConfig, QueueRunner, RunnerEnv, SmartHostTls, Spool, Submission};
+use carepost_delivery::{DeliveryConfig, QueueRunner, RunnerEnv, SmartHostTls};
 use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
+use carepost_spool::{Spool, Submission};
 use carepost_store::Store;
 use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
 

@@ -1,6 +1,7 @@
 //! Delivery status notifications (RFC 3464, with RFC 6533 for UTF-8 addresses): the bounce
 //! and delay notices carepost sends to a message's sender, quoting the remote reply.
 
+use carepost_model::header::headers_of;
 use carepost_model::{DsnReturn, Timestamp};
 use time::format_description::well_known::Rfc2822;
 
@@ -61,25 +62,6 @@ pub struct DsnReport<'a> {
 
 fn date(t: Timestamp) -> String {
     t.to_datetime().format(&Rfc2822).unwrap_or_else(|_| t.to_rfc3339())
-}
-
-/// The header block of a message (up to the first empty line).
-pub fn headers_of(message: &[u8]) -> &[u8] {
-    let mut i = 0;
-    while i < message.len() {
-        let rest = &message[i..];
-        if rest.starts_with(b"\r\n") {
-            return &message[..i];
-        }
-        if rest.starts_with(b"\n") {
-            return &message[..i];
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(nl) => i += nl + 1,
-            None => return message,
-        }
-    }
-    message
 }
 
 fn one_line(text: &str, max: usize) -> String {
@@ -263,12 +245,5 @@ mod tests {
         let text = String::from_utf8(build(&report, "<z@h>")).unwrap();
         assert!(text.contains("Action: delayed") && text.contains("Will-Retry-Until:"), "{text}");
         assert!(!text.contains("SECRET BODY"));
-    }
-
-    #[test]
-    fn headers_end_at_the_first_empty_line() {
-        assert_eq!(headers_of(b"A: 1\r\nB: 2\r\n\r\nbody"), b"A: 1\r\nB: 2\r\n");
-        assert_eq!(headers_of(b"A: 1\nB: 2\n\nbody"), b"A: 1\nB: 2\n");
-        assert_eq!(headers_of(b"A: 1"), b"A: 1");
     }
 }

@@ -1,9 +1,8 @@
 //! The durable queue and everything that moves mail out of it.
 //!
-//! [`Spool`] is the only way into the queue: SMTP ingress, the REST API, portal replies and
-//! carepost's own notices all hand it a message, and it answers only once the message is
-//! durable (sealed body fsynced, queue rows and audit record committed). Delivery reads
-//! messages back through it.
+//! Messages come in through intake (carepost-intake), which queues them in the spool
+//! (carepost-spool); delivery reads them back through the same spool, and queues its own
+//! DSNs and reports there. It depends on neither intake nor the doors.
 //!
 //! Outbound delivery: [`QueueRunner`] claims due recipients and delivers them per
 //! destination ([`routing`]: smart host, transport map, MX with null and implicit MX) over
@@ -20,7 +19,6 @@ pub mod decision;
 pub mod dkim;
 pub mod dns;
 pub mod dsn;
-pub mod intake;
 pub mod portal;
 pub mod protect;
 pub mod quarantine;
@@ -28,15 +26,11 @@ pub mod queue_admin;
 pub mod retry;
 pub mod routing;
 pub mod runner;
-mod spool;
 pub mod suppression;
 pub mod tls_policy;
 pub mod tls_rpt;
 pub mod webhooks;
 
+pub(crate) use carepost_spool::{OpenedMessage, Spool, SpoolError, Submission};
 pub use config::{DeliveryConfig, Interval, SmartHostTls};
-pub use intake::{
-    Accepted, CertificateLearning, Inspection, Intake, IntakeError, IntakeSettings, SubmitHints, inspect,
-};
 pub use runner::{QueueRunner, RunnerEnv, RunnerError};
-pub use spool::{OpenedMessage, OpenedRecipient, Spool, SpoolError, Submission, message_object};

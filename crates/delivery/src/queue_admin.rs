@@ -112,7 +112,7 @@ pub async fn show(spool: &Spool, actor: &str, id: &str) -> Result<MessageView, S
                 next_attempt: Timestamp::from_micros(r.row.next_attempt_at),
                 last_reply: r.last_reply.clone(),
                 method: r.row.method.clone(),
-                require_verified_tls: decision::requires_verified_tls(r.row.decision.as_deref()),
+                require_verified_tls: decision::requires_verified_tls(r.decision.as_ref()),
             })
             .collect(),
     })
@@ -247,7 +247,7 @@ pub(crate) async fn end_recipients(
         let message_id = format!("<{}.dsn@{reporting_mta}>", carepost_model::Id::new());
         let body = dsn::build(&report, &message_id);
         let strict = opened.envelope.require_tls
-            || opened.recipients.iter().any(|r| decision::requires_verified_tls(r.row.decision.as_deref()));
+            || opened.recipients.iter().any(|r| decision::requires_verified_tls(r.decision.as_ref()));
         let envelope = carepost_model::Envelope {
             mail_from: None,
             recipients: vec![carepost_model::Recipient::new(sender.clone())],
@@ -257,10 +257,10 @@ pub(crate) async fn end_recipients(
             smtputf8: sender.is_utf8(),
             body: carepost_model::BodyType::EightBitMime,
         };
-        let arrival = crate::runner::system_arrival();
+        let arrival = carepost_model::Arrival::system();
         let mut submission = Submission::new(opened.tenant.clone(), envelope, arrival, bytes::Bytes::from(body));
         submission.message_id_header = Some(message_id);
-        submission.decisions = vec![strict.then(|| decision::verified_tls().to_json())];
+        submission.decisions = vec![strict.then(decision::verified_tls)];
         spool.accept(submission).await?;
     }
     let mut updates = Vec::new();

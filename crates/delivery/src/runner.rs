@@ -38,7 +38,6 @@ use crate::config::DeliveryConfig;
 use crate::decision::{self, Decision, Step};
 use crate::dns::Dns;
 use crate::dsn::{self, Action, DsnRecipient};
-use crate::portal::PortalHandoff;
 use crate::protect::{EndToEnd, Transform};
 use crate::routing::{self, Route, RouteKind, RoutingError};
 use crate::suppression::{self, SuppressionReason};
@@ -72,7 +71,7 @@ pub struct RunnerEnv {
     /// The organization's signing identities for S/MIME and PGP/MIME.
     pub signers: Arc<OrganizationSigners>,
     /// Where copies go when their plan reaches the secure portal (none: they are held).
-    pub portal: Option<Arc<dyn PortalHandoff>>,
+    pub portal: Option<carepost_secure::portal::Portal>,
 }
 
 /// What makes two recipients' copies identical: the route, whether it is TLS-only, and the
@@ -645,7 +644,7 @@ impl QueueRunner {
                 continue;
             }
             let recipient = &ctx.opened.recipients[pos];
-            let decision = decision::read(recipient.row.decision.as_deref());
+            let decision = recipient.decision.clone();
             let (step, transform) = self.first_step(&ctx.opened, pos, decision.as_ref()).await;
             let require_tls = ctx.opened.envelope.require_tls;
             let require_verified = match step {
@@ -1503,8 +1502,8 @@ impl Inner {
         for (pos, outcome) in outcomes {
             let outcome = match outcome {
                 Outcome::NeedsProtectedFallback { reason, remote } => {
-                    let decision = decision::read(message.opened.recipients[pos].row.decision.as_deref());
-                    match decision::after_verified_tls(decision.as_ref()) {
+                    let decision = message.opened.recipients[pos].decision.as_ref();
+                    match decision::after_verified_tls(decision) {
                         Step::Bounce => Outcome::Failed { reason, status: "5.7.10".into(), reply: None, remote },
                         // RFC 8689: a REQUIRETLS message that cannot be sent as asked is returned.
                         Step::Hold if message.opened.envelope.require_tls => {
@@ -1535,7 +1534,7 @@ impl Inner {
             Ok(b) => b,
             Err(e) => return deferred(e),
         };
-        match portal.hand_over(&message.opened, pos, &stored).await {
+        match crate::portal::hand_over(portal, self.spool.audit(), &message.opened, pos, &stored).await {
             Ok(notices) => {
                 for notice in notices {
                     if let Err(e) = self.spool.accept(notice).await {
@@ -1577,7 +1576,7 @@ impl Inner {
         // The notice quotes the original's headers (and with RET=FULL its body): it gets the
         // strictest protection any of the original's recipients had.
         let strict = opened.envelope.require_tls
-            || opened.recipients.iter().any(|r| decision::requires_verified_tls(r.row.decision.as_deref()));
+            || opened.recipients.iter().any(|r| decision::requires_verified_tls(r.decision.as_ref()));
         let envelope = Envelope {
             mail_from: None,
             recipients: vec![Recipient::new(sender.clone())],
@@ -1587,10 +1586,10 @@ impl Inner {
             smtputf8: sender.is_utf8() || entries.iter().any(|(_, d)| !d.address.is_ascii()),
             body: BodyType::EightBitMime,
         };
-        let arrival = system_arrival();
+        let arrival = Arrival::system();
         let mut submission = Submission::new(opened.tenant.clone(), envelope, arrival, Bytes::from(body));
         submission.message_id_header = Some(message_id);
-        submission.decisions = vec![strict.then(|| decision::verified_tls().to_json())];
+        submission.decisions = vec![strict.then(decision::verified_tls)];
         let id = self.spool.accept(submission).await?;
         Ok(Some(id.to_string()))
     }
@@ -1620,11 +1619,4 @@ fn session_outcome(f: &SessionFailure, require_verified: bool) -> Outcome {
     } else {
         Outcome::Deferred { reason: f.reason.clone(), status: f.status.into(), reply: None, remote: f.remote.clone() }
     }
-}
-
-/// How carepost's own notices "arrive". Built through serde so that fields Arrival gains
-/// later (with serde defaults) need no change here.
-pub(crate) fn system_arrival() -> Arrival {
-    serde_json::from_value(serde_json::json!({ "source": "system", "client_ip": null }))
-        .expect("source and client_ip are all an Arrival needs")
 }

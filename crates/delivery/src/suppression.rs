@@ -173,7 +173,7 @@ mod tests {
     #[tokio::test]
     async fn entries_are_sealed_listed_and_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = crate::spool::test_support::spool(dir.path()).await;
+        let spool = carepost_spool::testing::spool(dir.path()).await;
         let tenant = TenantId::default();
         let a = Address::parse("Patient.One@Example.net").unwrap();
         assert!(add(&spool, "cli", &tenant, &a, SuppressionReason::Manual, Some("asked to stop")).await.unwrap());

@@ -261,8 +261,12 @@ pub async fn deliver(
                     smtputf8: false,
                     body: BodyType::SevenBit,
                 };
-                let submission =
-                    Submission::new(TenantId::default(), envelope, crate::runner::system_arrival(), Bytes::from(text));
+                let submission = Submission::new(
+                    TenantId::default(),
+                    envelope,
+                    carepost_model::Arrival::system(),
+                    Bytes::from(text),
+                );
                 match spool.accept(submission).await {
                     Ok(_) => sent += mailboxes.len(),
                     Err(e) => tracing::warn!(error = %e, "cannot queue a TLS report"),

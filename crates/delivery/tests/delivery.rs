@@ -11,8 +11,9 @@ use bytes::Bytes;
 use carepost_delivery::dns::StaticDns;
 use carepost_delivery::tls_policy::dane;
 use carepost_delivery::tls_policy::mta_sts::StsFetchOptions;
-use carepost_delivery::{DeliveryConfig, Interval, QueueRunner, RunnerEnv, SmartHostTls, Spool, Submission, decision};
+use carepost_delivery::{DeliveryConfig, Interval, QueueRunner, RunnerEnv, SmartHostTls, decision};
 use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
+use carepost_spool::{Spool, Submission};
 use carepost_store::audit_log::AuditRow;
 use carepost_testkit::Sink;
 use support::{Behaviour, TestCa, TestHttps, TestSmtp, eventually};
@@ -59,7 +60,13 @@ fn loopback() -> IpAddr {
     "127.0.0.1".parse().unwrap()
 }
 
-async fn submit(spool: &Spool, from: Option<&str>, to: &[&str], body: &str, decisions: Vec<Option<String>>) -> String {
+async fn submit(
+    spool: &Spool,
+    from: Option<&str>,
+    to: &[&str],
+    body: &str,
+    decisions: Vec<Option<decision::Decision>>,
+) -> String {
     let envelope = Envelope {
         mail_from: from.map(|f| Address::parse(f).unwrap()),
         recipients: to.iter().map(|t| Recipient::new(Address::parse(t).unwrap())).collect(),
@@ -299,7 +306,7 @@ async fn a_peer_hiding_starttls_never_gets_a_tls_required_message_in_clear() {
         Some("clinic@clinic.test"),
         &["patient@open.test"],
         "SECRET-DECIDED",
-        vec![Some(decision::verified_tls().to_json())],
+        vec![Some(decision::verified_tls())],
     )
     .await;
     // Without a requirement the same peer gets mail (opportunistic TLS).
@@ -651,7 +658,7 @@ async fn smart_host_with_required_tls_and_auth() {
         Some("clinic@clinic.test"),
         &["patient@example.net"],
         "VIA-RELAY",
-        vec![Some(decision::verified_tls().to_json())],
+        vec![Some(decision::verified_tls())],
     )
     .await;
     let handle = start(&runner);

@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use carepost_delivery::Interval;
 use carepost_delivery::webhooks::endpoints::{self, EndpointError};
 use carepost_delivery::webhooks::{Dispatcher, UrlError, WebhooksConfig};
-use carepost_delivery::{Interval, Spool, Submission};
 use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
+use carepost_spool::{Spool, Submission};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;

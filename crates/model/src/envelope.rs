@@ -145,6 +145,20 @@ pub struct Arrival {
     pub sender_auth: Option<SenderAuthentication>,
 }
 
+impl Arrival {
+    /// carepost's own mail (notices, DSNs, reports): no client, nothing authenticated.
+    pub fn system() -> Self {
+        Arrival {
+            source: Source::System,
+            client_ip: None,
+            helo: None,
+            authenticated_as: None,
+            tls: None,
+            sender_auth: None,
+        }
+    }
+}
+
 /// Results of inbound sender authentication, as the MX recorded them in its
 /// Authentication-Results header. Each result is the RFC 8601 keyword (`pass`, `fail`,
 /// `softfail`, `neutral`, `none`, `temperror`, `permerror`).

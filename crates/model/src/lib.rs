@@ -8,7 +8,9 @@
 mod address;
 mod client;
 mod envelope;
+pub mod header;
 mod id;
+mod interval;
 mod listen;
 mod sensitive;
 mod timestamp;
@@ -19,6 +21,7 @@ pub use envelope::{
     Arrival, BodyType, DsnNotify, DsnReturn, Envelope, Recipient, SenderAuthentication, Source, TlsInfo,
 };
 pub use id::{Id, IdError, MessageId, TenantId, TenantIdError};
+pub use interval::{Interval, IntervalError};
 pub use listen::Listen;
 pub use sensitive::{Sensitive, install_redaction_key, redaction_tag};
 pub use timestamp::Timestamp;

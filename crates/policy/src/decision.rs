@@ -130,4 +130,22 @@ impl Decision {
     pub fn from_json(text: &str) -> Option<Decision> {
         serde_json::from_str(text).ok()
     }
+
+    /// Verified TLS or nothing: held for an operator otherwise. What a stored decision that
+    /// no longer reads back stands for: failing closed costs a held message, failing open
+    /// could leak PHI.
+    pub fn strictest() -> Decision {
+        Decision {
+            method: Some(Method::TlsVerified),
+            require_verified_tls: true,
+            tls_fallback: TlsFallback::Hold,
+            method_rule: "unreadable decision".into(),
+            ..Decision::default()
+        }
+    }
+
+    /// The stored text of a decision read back; an unreadable one is [`Decision::strictest`].
+    pub fn read_stored(text: &str) -> Decision {
+        Decision::from_json(text).unwrap_or_else(Decision::strictest)
+    }
 }

@@ -8,6 +8,9 @@
 //! link to see opens and to retract). The caller queues both through normal delivery, which
 //! DKIM-signs them; this crate does not depend on the queue.
 //!
+//! [`Portal::hand_over`] is the queue runner's way in: it keeps the copy, audits it and
+//! returns the notices. [`Portal::expire_due`] is the expiry job the binary schedules.
+//!
 //! [`Portal::withdraw`] retracts or expires a message: its state changes and its data key is
 //! deleted in one transaction (crypto-shredding), then the sealed copy is removed. Who the
 //! recipient is and when and from where they opened the message are sealed under a second
@@ -20,6 +23,7 @@ use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use carepost_audit::{Audit, Event, Outcome};
 use carepost_model::{Address, Envelope, Id, Recipient, TenantId, Timestamp};
 use carepost_store::portal::{self as rows, PortalMessageRow, purpose, state};
 use carepost_store::{Store, StoreError, keys};
@@ -101,6 +105,8 @@ pub struct Notice {
     pub envelope: Envelope,
     /// The RFC 5322 message.
     pub message: Vec<u8>,
+    /// Its Message-ID, with angle brackets, for the queue's duplicate detection.
+    pub message_id: String,
 }
 
 /// One recipient's copy to keep.
@@ -366,7 +372,9 @@ impl Portal {
         subject: &str,
         text: String,
     ) -> Result<Notice, PortalError> {
+        let id = format!("{}.portal@{}", Id::new(), self.settings.hostname);
         let message = MessageBuilder::new()
+            .message_id(id.as_str())
             .from((from_name, from))
             .to(to.as_str())
             .subject(subject)
@@ -383,7 +391,7 @@ impl Portal {
             smtputf8: to.is_utf8(),
             body: Default::default(),
         };
-        Ok(Notice { envelope, message })
+        Ok(Notice { envelope, message, message_id: format!("<{id}>") })
     }
 
     fn notification(
@@ -570,6 +578,37 @@ impl Portal {
             }
         }
         Ok(changed)
+    }
+
+    /// Keeps a copy for one queue recipient whose plan reached the portal, audits it
+    /// (`portal.store`), and returns the notices to queue: the recipient's notification, then
+    /// the sender's receipt when there is a sender.
+    pub async fn hand_over(&self, request: PickupRequest<'_>, audit: &Audit) -> Result<Vec<Notice>, PortalError> {
+        let pickup = self.deliver(request).await?;
+        let event = Event::new("system", "portal.store")
+            .target(pickup.id.to_string())
+            .detail("message", request.source_message)
+            .detail("expires_at", pickup.expires_at.as_micros());
+        if let Err(e) = audit.append(event).await {
+            tracing::error!(error = %e, "cannot audit a message kept in the portal");
+        }
+        Ok(std::iter::once(pickup.notification).chain(pickup.receipt).collect())
+    }
+
+    /// The expiry job: shreds every message whose time has run out and audits each
+    /// (`portal.expire`), or the failure. Idempotent; the binary runs it on a timer.
+    pub async fn expire_due(&self, audit: &Audit) {
+        match self.sweep_expired().await {
+            Ok(ids) => {
+                for id in ids {
+                    let _ = audit.append(Event::new("system", "portal.expire").target(id)).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "portal expiry sweep failed");
+                let _ = audit.append(Event::new("system", "portal.expire").outcome(Outcome::Failure)).await;
+            }
+        }
     }
 
     /// Expires every message whose time has run out; returns their ids.

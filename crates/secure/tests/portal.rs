@@ -185,3 +185,46 @@ async fn the_sweep_expires_messages_whose_time_ran_out() {
     assert!(live.message(&kept).await.unwrap().is_active());
     assert_eq!(live.messages_for(&tenant, &recipient).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn the_hand_over_audits_the_copy_and_names_each_notice_by_its_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, ring, blobs) = parts(dir.path()).await;
+    store.load_system_keys(&ring).await.unwrap();
+    let audit =
+        carepost_audit::Audit::new(store.clone(), carepost_audit::CheckpointKey::from_ring(&ring).unwrap(), 100, None);
+    let portal = Portal::new(store.clone(), ring, blobs, settings(3600));
+    let tenant = TenantId::default();
+    let sender = Address::parse("alice@clinic.example.org").unwrap();
+    let recipient = Address::parse("pat@example.net").unwrap();
+    let request = PickupRequest {
+        tenant: &tenant,
+        source_message: "Q4",
+        source_recipient: Some(0),
+        sender: Some(&sender),
+        recipient: &recipient,
+        message: MESSAGE.as_bytes(),
+        reveal_subject: false,
+        passphrase_hash: None,
+    };
+    let notices = portal.hand_over(request, &audit).await.unwrap();
+    // The recipient's notification first, then the sender's receipt.
+    let to: Vec<&str> = notices.iter().map(|n| n.envelope.recipients[0].address.as_str()).collect();
+    assert_eq!(to, vec!["pat@example.net", "alice@clinic.example.org"]);
+    for notice in &notices {
+        let text = String::from_utf8_lossy(&notice.message);
+        assert!(notice.message_id.starts_with('<') && notice.message_id.ends_with(".portal@mx.example.org>"));
+        assert!(text.contains(&format!("Message-ID: {}", notice.message_id)), "{text}");
+    }
+    assert_ne!(notices[0].message_id, notices[1].message_id);
+
+    let records = store.audit_records_latest(10).await.unwrap();
+    let stored = records.iter().find(|r| r.action == "portal.store").expect("a portal.store record");
+    assert!(stored.details.contains("Q4"), "{}", stored.details);
+    assert!(portal.message(&stored.target).await.unwrap().is_active());
+
+    // Nothing is due yet: the expiry job shreds nothing and audits nothing.
+    portal.expire_due(&audit).await;
+    let after = store.audit_records_latest(10).await.unwrap();
+    assert!(after.iter().all(|r| r.action != "portal.expire"));
+}

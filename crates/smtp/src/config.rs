@@ -3,7 +3,7 @@
 use carepost_model::Listen;
 use serde::{Deserialize, Serialize};
 
-use crate::network::Network;
+use carepost_guard::Network;
 
 /// What the MX does when a message fails DMARC and the sender's domain asks for
 /// `p=reject` or `p=quarantine`.

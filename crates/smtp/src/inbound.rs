@@ -216,7 +216,7 @@ impl SenderVerifier {
 
     /// Verifies one message as received from `ip` after `HELO helo` and `MAIL FROM:<sender>`.
     pub async fn verify(&self, ip: IpAddr, helo: &str, sender: Option<&Address>, message: &[u8]) -> Verdict {
-        let ip = crate::network::canonical_ip(ip);
+        let ip = carepost_model::canonical_ip(ip);
         let sender_text = sender.map(|a| a.as_str()).unwrap_or("");
         let mail_from_domain = sender.map(|a| a.domain()).unwrap_or(helo);
         let spf = self

@@ -8,7 +8,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use carepost_delivery::{Intake, IntakeError};
+use carepost_intake::{Intake, IntakeError};
 use carepost_model::{Arrival, Envelope, MessageId, TenantId};
 use futures::future::BoxFuture;
 

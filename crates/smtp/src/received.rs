@@ -53,7 +53,7 @@ fn clean_helo(helo: &str) -> String {
 }
 
 fn ip_literal(ip: IpAddr) -> String {
-    match crate::network::canonical_ip(ip) {
+    match carepost_model::canonical_ip(ip) {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => format!("IPv6:{v6}"),
     }

@@ -14,13 +14,13 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::accounts::Authenticator;
 use crate::config::SmtpConfig;
-use crate::guard::{Guard, REFRESH_EVERY};
 use crate::inbound::SenderVerifier;
 use crate::ingress::Ingress;
 use crate::limits::{ConnectionLimiter, LimitExceeded};
 use crate::reply::Reply;
 use crate::session::{ListenerKind, Session, Shared};
 use crate::stream::Connection;
+use carepost_guard::{Guard, REFRESH_EVERY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SmtpError {

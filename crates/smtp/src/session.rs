@@ -19,13 +19,13 @@ use crate::budget::{BodyBuffer, DataBudget};
 use crate::command::{self, Command, MailParams, Mechanism};
 use crate::config::SmtpConfig;
 use crate::data::{BodyDecoder, BodyProblem};
-use crate::guard::Guard;
 use crate::inbound::SenderVerifier;
 use crate::ingress::{AcceptedMessage, Ingress};
 use crate::received::{self, Trace};
 use crate::reply::Reply;
 use crate::sasl;
 use crate::stream::{Connection, ReadError};
+use carepost_guard::Guard;
 
 /// The longest command line, CRLF included. RFC 5321 asks for at least 512; AUTH initial
 /// responses need more (RFC 4954 section 4).
@@ -769,7 +769,7 @@ impl Session {
             },
             arrival: Arrival {
                 source,
-                client_ip: Some(crate::network::canonical_ip(self.peer)),
+                client_ip: Some(carepost_model::canonical_ip(self.peer)),
                 helo: self.helo.clone(),
                 authenticated_as: self.account.as_ref().map(|a| a.login.clone()),
                 tls: self.tls.clone(),
@@ -800,8 +800,8 @@ impl Session {
     fn foreign_header_from(&self, body: &[u8]) -> Option<(Reply, carepost_audit::Event)> {
         let account = self.account.as_ref()?;
         let message = body.get(HEADROOM..).unwrap_or_default();
-        let Some(from) = carepost_delivery::dkim::header_from(message) else {
-            if !carepost_delivery::dkim::has_from_field(message) {
+        let Some(from) = carepost_model::header::header_from(message) else {
+            if !carepost_model::header::has_from_field(message) {
                 return None;
             }
             tracing::info!(listener = self.kind.name(), account = %account.id, "refused an unreadable or repeated From header");

@@ -5,16 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use carepost_audit::{Audit, CheckpointKey};
-use carepost_delivery::{Intake, IntakeSettings, Spool};
-use carepost_model::{Address, Listen, TenantId};
+use carepost_guard::Guard;
+use carepost_intake::{Intake, IntakeSettings};
+use carepost_model::{Address, Listen};
 use carepost_policy::{Policy, PolicyConfig};
 use carepost_smtp::{
-    Guard, IntakeIngress, RunningServer, SenderVerifier, Services, SmtpConfig, SmtpServer, StoreAuthenticator,
+    IntakeIngress, RunningServer, SenderVerifier, Services, SmtpConfig, SmtpServer, StoreAuthenticator,
 };
-use carepost_store::Store;
+use carepost_spool::Spool;
 use carepost_testkit::dns::TestDns;
-use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::dmarc::Dmarc;
 use mail_auth::spf::Spf;
@@ -40,13 +39,8 @@ impl Harness {
     async fn with_dns(records: &[(&str, &str)], adjust: impl FnOnce(&mut SmtpConfig)) -> Harness {
         let dns = TestDns::start(records);
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("q.db")).await.unwrap();
-        let ring = Arc::new(KeyRing::new(MasterKey::generate().unwrap()));
-        store.load_system_keys(&ring).await.unwrap();
-        store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
-        let audit = Audit::new(store.clone(), CheckpointKey::from_ring(&ring).unwrap(), 1000, None);
-        let blobs = Arc::new(LocalDirBlobStore::open(dir.path().join("blobs")).unwrap());
-        let spool = Spool::new(store.clone(), ring.clone(), blobs, audit.clone());
+        let spool = carepost_spool::testing::spool(dir.path()).await;
+        let (store, ring, audit) = (spool.store().clone(), spool.ring().clone(), spool.audit().clone());
         let mut config = SmtpConfig {
             mx_listen: Listen::at("127.0.0.1:0"),
             submission_listen: Listen::at("127.0.0.1:0"),

@@ -4,7 +4,7 @@
 //! `crates/carepost/carepost.example.toml` lists them (tests in the binary crate keep the three
 //! in step).
 
-use carepost_delivery::Interval;
+use carepost_model::Interval;
 use carepost_model::Listen;
 use serde::{Deserialize, Serialize};
 

@@ -52,7 +52,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         parts
             .extensions
             .get::<ClientAddr>()
-            .map(|a| ClientIp(carepost_smtp::network::canonical_ip(a.0.ip())))
+            .map(|a| ClientIp(carepost_model::canonical_ip(a.0.ip())))
             .ok_or_else(|| WebError::internal("request without a client address"))
     }
 }

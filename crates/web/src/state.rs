@@ -22,11 +22,11 @@ pub struct Services {
     pub blobs: Arc<dyn BlobStore>,
     pub audit: Audit,
     /// The way into the queue (inspection, policy, sealing): portal replies and one-time codes.
-    pub intake: Arc<carepost_delivery::Intake>,
+    pub intake: Arc<carepost_intake::Intake>,
     /// Messages kept for pick-up.
     pub portal: carepost_secure::portal::Portal,
     /// Failed sign-ins and blocked client addresses, shared with SMTP.
-    pub guard: Arc<carepost_smtp::Guard>,
+    pub guard: Arc<carepost_guard::Guard>,
 }
 
 /// The shared state of every handler. Cheap to clone.

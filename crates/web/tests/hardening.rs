@@ -37,7 +37,7 @@ async fn every_response_carries_the_security_headers() {
 async fn hsts_follows_the_configuration() {
     let config = WebConfig {
         hsts_include_subdomains: false,
-        hsts_max_age: carepost_delivery::Interval::secs(86400),
+        hsts_max_age: carepost_model::Interval::secs(86400),
         ..WebConfig::default()
     };
     let web = TestWeb::start(config).await;

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use carepost_delivery::Interval;
+use carepost_model::Interval;
 use carepost_model::{Address, TenantId, Timestamp};
 use carepost_secure::portal::{PickupRequest, Withdrawal};
 use carepost_store::portal::AccountRow;

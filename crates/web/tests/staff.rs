@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use carepost_delivery::Interval;
+use carepost_model::Interval;
 use carepost_model::{Address, TenantId};
 use carepost_store::accounts::{NewAccount, Role};
 use carepost_web::{StaffConfig, WebConfig};

@@ -6,10 +6,10 @@ use std::str::FromStr;
 use anyhow::{Context, bail};
 use carepost::install::{Access, Installation};
 use carepost_audit::Event;
+use carepost_guard::Network;
 use carepost_identity::api_keys::KeyRequest;
 use carepost_identity::{ApiKey, IdentityError};
 use carepost_model::{Address, TenantId, Timestamp};
-use carepost_smtp::network::Network;
 use clap::Subcommand;
 
 use super::Global;

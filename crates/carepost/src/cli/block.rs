@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use carepost::install::{Access, Installation};
 use carepost_audit::{Event, Outcome};
+use carepost_guard::Network;
 use carepost_model::Timestamp;
-use carepost_smtp::Network;
 use carepost_store::accounts::BlockRow;
 use clap::Subcommand;
 

@@ -22,7 +22,7 @@ pub mod webhook;
 use std::path::{Path, PathBuf};
 
 use carepost::{Config, Installation};
-use carepost_delivery::Spool;
+use carepost_spool::Spool;
 
 /// Options every command accepts.
 pub struct Global {

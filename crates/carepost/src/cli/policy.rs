@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use carepost_delivery::inspect;
+use carepost_intake::inspect;
 use carepost_model::{Address, Arrival, Envelope, Recipient, Source};
 use carepost_policy::{Capabilities, Policy};
 use clap::Subcommand;

@@ -5,6 +5,9 @@ use carepost_audit::Event;
 
 use super::Global;
 
+/// How often expired portal messages are shredded.
+const PORTAL_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     let (config, origin) = global.load_config()?;
     let install = Installation::open(config, Access::Exclusive).await?;
@@ -37,8 +40,13 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     let carepost::web::Web { running: web, portal } = carepost::web::start(&install, &tls, &spool).await?;
     let delivery = start_delivery(&install, &spool, portal.clone())?;
     let webhooks = start_webhooks(&install, &spool)?;
-    let sweep =
-        portal.map(|p| carepost::portal::start_sweep(p, install.audit.clone(), std::time::Duration::from_secs(60)));
+    let sweep = portal.map(|portal| {
+        let audit = install.audit.clone();
+        carepost::jobs::every(PORTAL_SWEEP_EVERY, move || {
+            let (portal, audit) = (portal.clone(), audit.clone());
+            async move { portal.expire_due(&audit).await }
+        })
+    });
     let smtp = carepost::smtp::start(&install, &spool, &tls).await?;
     for (kind, addr) in smtp.local_addrs() {
         println!("  {:<12}{addr}", kind.name());
@@ -55,10 +63,9 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     // that a tail deleted or rewritten in the database is named by sequence number.
     let anchors = {
         let audit = install.audit.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(carepost_audit::HEAD_SIGN_INTERVAL);
-            loop {
-                tick.tick().await;
+        carepost::jobs::every(carepost_audit::HEAD_SIGN_INTERVAL, move || {
+            let audit = audit.clone();
+            async move {
                 if let Err(e) = audit.sign_head().await {
                     tracing::warn!(error = %e, "cannot sign the audit head");
                 }
@@ -114,7 +121,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 /// Starts the outbound queue runner unless `delivery.enabled` is off; prints how mail leaves.
 fn start_delivery(
     install: &Installation,
-    spool: &carepost_delivery::Spool,
+    spool: &carepost_spool::Spool,
     portal: Option<carepost_secure::portal::Portal>,
 ) -> anyhow::Result<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>> {
     let config = &install.config;
@@ -134,9 +141,7 @@ fn start_delivery(
     env.keys = Some(carepost_secure::directory::KeyDirectory::new(install.store.clone(), install.ring.clone(), wkd));
     env.signers = std::sync::Arc::new(config.secure.signers(|p| config.in_data_dir(p))?);
     match portal {
-        Some(portal) => {
-            env.portal = Some(std::sync::Arc::new(carepost::portal::Handoff::new(portal, install.audit.clone())));
-        }
+        Some(portal) => env.portal = Some(portal),
         None => println!("  portal      off (no web.listen and no web.public_url): such copies are held"),
     }
     let runner = carepost_delivery::QueueRunner::new(spool.clone(), config.delivery.clone(), env)?;
@@ -156,7 +161,7 @@ fn start_delivery(
 /// Starts the webhook dispatcher unless `webhooks.enabled` is off.
 fn start_webhooks(
     install: &Installation,
-    spool: &carepost_delivery::Spool,
+    spool: &carepost_spool::Spool,
 ) -> anyhow::Result<Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>> {
     let config = &install.config.webhooks;
     if !config.enabled {

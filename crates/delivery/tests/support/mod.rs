@@ -6,29 +6,16 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use carepost_audit::CheckpointKey;
-use carepost_delivery::Spool;
-use carepost_model::TenantId;
-use carepost_store::Store;
-use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-pub async fn spool(dir: &Path) -> Spool {
-    let store = Store::open(&dir.join("q.db")).await.unwrap();
-    let ring = Arc::new(KeyRing::new(MasterKey::generate().unwrap()));
-    store.load_system_keys(&ring).await.unwrap();
-    store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
-    let audit = carepost_audit::Audit::new(store.clone(), CheckpointKey::from_ring(&ring).unwrap(), 1000, None);
-    let blobs = Arc::new(LocalDirBlobStore::open(dir.join("blobs")).unwrap());
-    Spool::new(store, ring, blobs, audit)
-}
+/// A spool with its own store, keys and blobs in a directory.
+pub use carepost_spool::testing::spool;
 
 /// A test certificate authority and the certificates it issues.
 pub struct TestCa {

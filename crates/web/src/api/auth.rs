@@ -8,10 +8,10 @@ use std::str::FromStr;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use carepost_audit::{Event, Outcome};
+use carepost_guard::Network;
 use carepost_identity::ApiKey;
 use carepost_identity::permission::{key_allows, listed_sender};
 use carepost_model::Address;
-use carepost_smtp::network::Network;
 
 use super::{ApiError, ApiShared};
 use crate::WebState;

@@ -11,7 +11,7 @@ use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use carepost_audit::Event;
-use carepost_delivery::{IntakeError, SubmitHints};
+use carepost_intake::{IntakeError, SubmitHints};
 use carepost_model::{Arrival, Id, Source, Timestamp};
 use carepost_store::StoreError;
 use serde::{Deserialize, Serialize};
@@ -526,8 +526,8 @@ pub async fn status(
     let spool = state.services.intake.spool();
     let opened = match spool.open(&id).await {
         Ok(o) => o,
-        Err(carepost_delivery::SpoolError::NotFound(_))
-        | Err(carepost_delivery::SpoolError::Store(StoreError::NotFound(_))) => {
+        Err(carepost_spool::SpoolError::NotFound(_))
+        | Err(carepost_spool::SpoolError::Store(StoreError::NotFound(_))) => {
             return Err(ApiError::NotFound);
         }
         Err(e) => return Err(ApiError::internal(e)),

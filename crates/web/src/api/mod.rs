@@ -5,7 +5,7 @@
 //! Callers authenticate with `Authorization: Bearer <API key>`; no cookies, so no CSRF token
 //! is involved. Keys are scoped (`send`, `status`, `admin`), may be limited to networks and
 //! may expire; each key has its own request rate. Every message goes through the same
-//! [`Intake`](carepost_delivery::Intake) as SMTP (DLP, policy, sealing) and 202 is answered
+//! [`Intake`](carepost_intake::Intake) as SMTP (DLP, policy, sealing) and 202 is answered
 //! only once it is durable.
 
 /// API key secrets are the identity room's; the idempotency hash reuses their digest.

@@ -3,7 +3,7 @@
 //! the `api_request` fuzz target. Nothing here touches state; everything a client can get
 //! wrong in the body is found here and named.
 
-use carepost_delivery::SubmitHints;
+use carepost_intake::SubmitHints;
 use serde::de::DeserializeOwned;
 
 use super::compose::Draft;
@@ -27,7 +27,7 @@ fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 }
 
 fn checked(m: &SendRequest, prefix: String) -> Result<CheckedMessage, ApiError> {
-    if let Some(problem) = m.portal_passphrase.as_deref().and_then(carepost_delivery::intake::passphrase_problem) {
+    if let Some(problem) = m.portal_passphrase.as_deref().and_then(carepost_intake::passphrase_problem) {
         return Err(ApiError::invalid(format!("{prefix}portal_passphrase"), problem));
     }
     Ok(CheckedMessage {

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use carepost_delivery::SubmitHints;
+use carepost_intake::SubmitHints;
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -8,12 +8,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use carepost_audit::Outcome;
-use carepost_delivery::Submission;
 use carepost_identity::{
     AccountRef, CodeEntered, CodeIssued, CodeRules, PasswordStep, PortalAccount, PortalWho, SecondStep, Stage,
 };
 use carepost_model::{Address, Arrival, Envelope, Recipient, Source, TenantId, Timestamp};
 use carepost_secure::portal::masked;
+use carepost_spool::Submission;
 use carepost_store::portal::purpose;
 use carepost_vault as password;
 use serde::Deserialize;

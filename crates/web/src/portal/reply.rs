@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use carepost_audit::Outcome;
-use carepost_delivery::IntakeError;
+use carepost_intake::IntakeError;
 use carepost_model::{Address, Arrival, Envelope, Recipient, Source};
 use carepost_secure::portal::{PortalEnvelope, PortalMessage};
 use serde::Deserialize;

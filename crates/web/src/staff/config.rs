@@ -2,7 +2,7 @@
 //!
 //! Every key has a default; docs/config.md describes each one.
 
-use carepost_delivery::Interval;
+use carepost_model::Interval;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

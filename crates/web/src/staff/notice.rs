@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 use carepost_audit::Outcome;
-use carepost_delivery::Submission;
 use carepost_identity::{Account, AccountRef};
 use carepost_model::{Arrival, Envelope, Recipient, Source, Timestamp};
+use carepost_spool::Submission;
 
 use super::audit;
 use crate::error::WebError;

@@ -8,10 +8,6 @@ pub mod softkey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use carepost_audit::{Audit, CheckpointKey};
-use carepost_model::TenantId;
-use carepost_store::Store;
-use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
 use carepost_web::{RunningWeb, Services, StaffConfig, WebConfig, WebContext, WebServer, WebState};
 
 pub struct TestWeb {
@@ -27,21 +23,17 @@ pub struct TestWeb {
 }
 
 pub async fn services(dir: &std::path::Path) -> Services {
-    let store = Store::open(&dir.join("web.db")).await.unwrap();
-    let ring = Arc::new(KeyRing::new(MasterKey::generate().unwrap()));
-    store.load_system_keys(&ring).await.unwrap();
-    store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
-    let audit = Audit::new(store.clone(), CheckpointKey::from_ring(&ring).unwrap(), 1000, None);
-    let blobs = Arc::new(LocalDirBlobStore::open(dir.join("blobs")).unwrap());
-    let spool = carepost_delivery::Spool::new(store.clone(), ring.clone(), blobs.clone(), audit.clone());
-    let settings = carepost_delivery::IntakeSettings {
+    let spool = carepost_spool::testing::spool(dir).await;
+    let (store, ring, blobs, audit) =
+        (spool.store().clone(), spool.ring().clone(), spool.blobs().clone(), spool.audit().clone());
+    let settings = carepost_intake::IntakeSettings {
         local_domains: Vec::new(),
         limits: Default::default(),
         notices_from: carepost_model::Address::parse("postmaster@localhost").unwrap(),
         learning: None,
     };
     let policy = carepost_policy::Policy::new(Default::default()).unwrap();
-    let intake = Arc::new(carepost_delivery::Intake::new(spool, Arc::new(policy), settings));
+    let intake = Arc::new(carepost_intake::Intake::new(spool, Arc::new(policy), settings));
     let portal_settings = carepost_secure::portal::PortalSettings {
         public_url: "https://localhost".into(),
         organization: String::new(),
@@ -49,14 +41,14 @@ pub async fn services(dir: &std::path::Path) -> Services {
         hostname: "localhost".into(),
     };
     let portal = carepost_secure::portal::Portal::new(store.clone(), ring.clone(), blobs.clone(), portal_settings);
-    let guard_settings = carepost_smtp::GuardSettings {
+    let guard_settings = carepost_guard::GuardSettings {
         failures_per_ip: 20,
         failures_per_account: 1000,
         window: std::time::Duration::from_secs(900),
         block_for: std::time::Duration::from_secs(3600),
         ..Default::default()
     };
-    let guard = Arc::new(carepost_smtp::Guard::load(guard_settings, store.clone(), audit.clone()).await.unwrap());
+    let guard = Arc::new(carepost_guard::Guard::load(guard_settings, store.clone(), audit.clone()).await.unwrap());
     Services { store, ring, blobs, audit, intake, portal, guard }
 }
 

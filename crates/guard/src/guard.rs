@@ -8,7 +8,7 @@
 //! count toward the client. The client is blocked only when failures add up across logins
 //! (password spraying, or several devices failing at once). Networks in `trusted` are never
 //! blocked or refused automatically. The account itself is protected by its persistent
-//! lockout (see [`crate::accounts`]), which counts failures from every client.
+//! lockout (kept with the accounts), which counts failures from every client.
 //!
 //! Blocks live in the store so that they survive restarts and so that `carepost block`
 //! can add and remove them while the server runs; the server keeps them in memory and

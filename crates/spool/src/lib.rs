@@ -1,10 +1,17 @@
-//! Durable acceptance.
+//! The spool: the durable queue's way in and out.
+//!
+//! [`Spool::accept`] makes a message durable (sealed body fsynced, queue rows and audit record
+//! committed) before anyone may say 250 or 202; [`Spool::open`] reads it back for delivery,
+//! the portal and the operator's tools. It sits below intake (which decides what to queue)
+//! and delivery (which sends it, and queues its own DSNs), so neither depends on the other.
+//! Policy's decisions cross it as typed values; JSON exists only in the queue rows.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use carepost_audit::{Audit, Event};
 use carepost_model::{Arrival, Envelope, MessageId, Recipient, TenantId, Timestamp};
+use carepost_policy::Decision;
 use carepost_store::queue::{self, MessageRow, RecipientRow, state};
 use carepost_store::{Store, StoreError, keys};
 use carepost_vault::{BlobKey, BlobStore, DataKey, KeyRing, VaultError};
@@ -37,8 +44,9 @@ pub struct Submission {
     pub message_id_header: Option<String>,
     /// Inspection summary (JSON): verdict, entity types and counts; never values.
     pub inspection: Option<String>,
-    /// Policy's decision (JSON) for each recipient, in envelope order.
-    pub decisions: Vec<Option<String>>,
+    /// Policy's decision for each recipient, in envelope order; none for carepost's own
+    /// notices, which go as the transport says.
+    pub decisions: Vec<Option<Decision>>,
     /// Recipients policy quarantines instead of queueing.
     pub quarantined: Vec<bool>,
     /// Value-free facts for the `message.accepted` audit record (verdict, rules, methods).
@@ -104,6 +112,9 @@ pub struct OpenedMessage {
 pub struct OpenedRecipient {
     pub row: RecipientRow,
     pub recipient: Recipient,
+    /// Policy's decision, read back from the row; one that no longer reads is the strictest
+    /// ([`Decision::strictest`]).
+    pub decision: Option<Decision>,
     /// The last remote reply or local reason, opened.
     pub last_reply: Option<String>,
 }
@@ -226,7 +237,7 @@ impl Spool {
                 address: key.seal_field(&recipient_field(idx), &json)?,
                 address_index: self.ring.blind_index(&s.tenant, "rcpt", r.address.canonical().as_bytes())?,
                 domain_index: self.ring.blind_index(&s.tenant, "domain", r.address.domain().as_bytes())?,
-                decision: s.decisions.get(i).cloned().flatten(),
+                decision: s.decisions.get(i).and_then(Option::as_ref).map(Decision::to_json),
                 state: if quarantined { state::QUARANTINED } else { state::QUEUED }.into(),
                 attempts: 0,
                 next_attempt_at: now,
@@ -291,7 +302,8 @@ impl Spool {
                 .map(|sealed| key.open_field(&format!("reply/{}", r.idx), sealed))
                 .transpose()?
                 .map(|b| String::from_utf8_lossy(&b).into_owned());
-            recipients.push(OpenedRecipient { row: r, recipient, last_reply });
+            let decision = r.decision.as_deref().map(Decision::read_stored);
+            recipients.push(OpenedRecipient { row: r, recipient, decision, last_reply });
         }
         let SealedEnvelope { mut envelope, portal_passphrase } = envelope;
         envelope.recipients = recipients.iter().map(|r| r.recipient.clone()).collect();
@@ -322,13 +334,14 @@ fn actor_of(arrival: &Arrival) -> String {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod test_support {
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
     use super::*;
     use carepost_audit::CheckpointKey;
     use carepost_vault::{LocalDirBlobStore, MasterKey};
 
-    pub(crate) async fn spool(dir: &std::path::Path) -> Spool {
+    /// A spool with its own store, keys and blobs in `dir`.
+    pub async fn spool(dir: &std::path::Path) -> Spool {
         let store = Store::open(&dir.join("q.db")).await.unwrap();
         let ring = Arc::new(KeyRing::new(MasterKey::generate().unwrap()));
         store.load_system_keys(&ring).await.unwrap();
@@ -341,7 +354,7 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::spool;
+    use super::testing::spool;
     use super::*;
     use carepost_model::{Address, Source};
 
@@ -399,6 +412,24 @@ mod tests {
             let found = carepost_testkit::files_containing(dir.path(), needle.as_bytes());
             assert!(found.is_empty(), "{needle} readable in {found:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn decisions_go_in_typed_and_come_back_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool(dir.path()).await;
+        let decision = Decision {
+            method: Some(carepost_policy::Method::Portal),
+            reveal_subject: true,
+            matched_rules: vec!["phi".into()],
+            ..Decision::default()
+        };
+        let mut s = submission("Subject: x\r\n\r\nbody");
+        s.decisions = vec![Some(decision.clone()), None];
+        let id = spool.accept(s).await.unwrap();
+        let opened = spool.open(&id.to_string()).await.unwrap();
+        assert_eq!(opened.recipients[0].decision.as_ref(), Some(&decision));
+        assert_eq!(opened.recipients[1].decision, None, "no decision: the transport decides");
     }
 
     #[tokio::test]

@@ -3,20 +3,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use carepost_audit::{Audit, CheckpointKey};
-use carepost_delivery::{Intake, IntakeError, IntakeSettings, Spool};
+use carepost_intake::{Intake, IntakeError, IntakeSettings};
 use carepost_model::{Address, Arrival, Envelope, Recipient, Source, TenantId};
 use carepost_policy::{Policy, PolicyConfig};
-use carepost_store::Store;
-use carepost_vault::{KeyRing, LocalDirBlobStore, MasterKey};
 
 async fn intake(dir: &std::path::Path, policy_toml: &str) -> Intake {
-    let store = Store::open(&dir.join("q.db")).await.unwrap();
-    let ring = Arc::new(KeyRing::new(MasterKey::generate().unwrap()));
-    store.load_system_keys(&ring).await.unwrap();
-    store.load_tenant_keys(&ring, &TenantId::default()).await.unwrap();
-    let audit = Audit::new(store.clone(), CheckpointKey::from_ring(&ring).unwrap(), 100, None);
-    let blobs = Arc::new(LocalDirBlobStore::open(dir.join("blobs")).unwrap());
     #[derive(serde::Deserialize)]
     struct File {
         #[serde(default)]
@@ -24,7 +15,7 @@ async fn intake(dir: &std::path::Path, policy_toml: &str) -> Intake {
     }
     let file: File = toml::from_str(policy_toml).unwrap();
     Intake::new(
-        Spool::new(store, ring, blobs, audit),
+        carepost_spool::testing::spool(dir).await,
         Arc::new(Policy::new(file.policy).unwrap()),
         IntakeSettings {
             local_domains: vec!["clinic.example.org".into()],
