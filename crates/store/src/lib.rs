@@ -26,6 +26,7 @@ pub mod mta_sts;
 pub mod portal;
 pub mod queue;
 pub mod recipient_keys;
+pub mod signin;
 pub mod staff;
 pub mod suppression;
 pub mod webhooks;

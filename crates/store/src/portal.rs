@@ -1,5 +1,6 @@
 //! Rows of the secure portal: messages kept for pick-up, single-purpose links, opens,
-//! recipient accounts, their sessions and one-time codes. Sealing, blind indexes and hashing
+//! recipient accounts and one-time codes (their sessions, failures and TOTP are kept by
+//! [`crate::signin`], as staff accounts' are). Sealing, blind indexes and hashing
 //! of tokens are the callers' (secure and web); this module only stores what it is given.
 
 use sqlx::Row;
@@ -200,15 +201,6 @@ fn account_from(r: &AnyRow) -> Result<AccountRow, StoreError> {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRow {
-    pub account_id: String,
-    pub stage: String,
-    pub created_at: i64,
-    pub last_seen_at: i64,
-    pub expires_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeRow {
     pub id: String,
     pub code_hash: Vec<u8>,
@@ -216,13 +208,6 @@ pub struct CodeRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
-}
-
-/// A sign-in failure as recorded: how many in the current window, and the lock if one began.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureCount {
-    pub failures: i64,
-    pub locked_until: Option<i64>,
 }
 
 /// A one-time code about to be sent to a portal recipient; `code_hash` is keyed, never the code.
@@ -397,194 +382,6 @@ impl Store {
                     .execute(tx.conn())
                     .await?;
                     Ok(new_row.id)
-                })
-            })
-            .await
-    }
-
-    /// Counts a failed sign-in within `window` microseconds; reaching `threshold` locks the
-    /// account until `now + lock_for`.
-    pub async fn portal_signin_failed(
-        &self,
-        account_id: &str,
-        now: i64,
-        window: i64,
-        threshold: i64,
-        lock_for: i64,
-    ) -> Result<FailureCount, StoreError> {
-        let id = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    // Two nodes counting failures of one account at once must not both count
-                    // from the same number.
-                    tx.lock_row("portal_accounts", "id", &id).await?;
-                    let row = sqlx::query("SELECT failures, first_failure_at FROM portal_accounts WHERE id = $1")
-                        .bind(&id)
-                        .fetch_optional(tx.conn())
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound(format!("portal account {id}")))?;
-                    let first: Option<i64> = row.try_get("first_failure_at")?;
-                    let (failures, first) = match first {
-                        Some(f) if now - f < window => (row.try_get::<i64, _>("failures")? + 1, f),
-                        _ => (1, now),
-                    };
-                    let locked_until = (failures >= threshold).then_some(now + lock_for);
-                    let (failures, first) = if locked_until.is_some() { (0, None) } else { (failures, Some(first)) };
-                    sqlx::query(
-                        "UPDATE portal_accounts SET failures = $1, first_failure_at = $2, \
-                         locked_until = COALESCE($3, locked_until) WHERE id = $4",
-                    )
-                    .bind(failures)
-                    .bind(first)
-                    .bind(locked_until)
-                    .bind(&id)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok(FailureCount { failures, locked_until })
-                })
-            })
-            .await
-    }
-
-    /// Forgets an account's failures after a successful sign-in.
-    pub async fn portal_signin_succeeded(&self, account_id: &str) -> Result<(), StoreError> {
-        let id = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE portal_accounts SET failures = 0, first_failure_at = NULL WHERE id = $1")
-                        .bind(&id)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    /// Stores a TOTP secret being set up (`confirm = false`) or makes the pending one active
-    /// (`confirm = true`, `secret` ignored).
-    pub async fn set_portal_totp(
-        &self,
-        account_id: &str,
-        secret: Option<Vec<u8>>,
-        confirm: bool,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let id = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let sql = if confirm {
-                        "UPDATE portal_accounts SET totp = totp_pending, totp_pending = NULL, updated_at = $2 \
-                         WHERE id = $3 AND totp_pending IS NOT NULL AND $1 IS NULL"
-                    } else {
-                        "UPDATE portal_accounts SET totp_pending = $1, updated_at = $2 WHERE id = $3"
-                    };
-                    let done = sqlx::query(sql).bind(&secret).bind(now).bind(&id).execute(tx.conn()).await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound(format!("portal account {id} with a TOTP secret to confirm")));
-                    }
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    /// Accepts a TOTP time step once: false when it (or a later one) was used already.
-    pub async fn use_portal_totp_step(&self, account_id: &str, step: i64) -> Result<bool, StoreError> {
-        let id = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE portal_accounts SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
-                    )
-                    .bind(step)
-                    .bind(&id)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                })
-            })
-            .await
-    }
-
-    pub async fn insert_portal_session(&self, id_hash: Vec<u8>, session: SessionRow) -> Result<(), StoreError> {
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO portal_sessions (id_hash, account_id, stage, created_at, last_seen_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(&id_hash)
-                    .bind(&session.account_id)
-                    .bind(&session.stage)
-                    .bind(session.created_at)
-                    .bind(session.last_seen_at)
-                    .bind(session.expires_at)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    pub async fn portal_session(&self, id_hash: &[u8]) -> Result<Option<SessionRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM portal_sessions WHERE id_hash = $1")
-            .bind(id_hash)
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| {
-            Ok(SessionRow {
-                account_id: r.try_get("account_id")?,
-                stage: r.try_get("stage")?,
-                created_at: r.try_get("created_at")?,
-                last_seen_at: r.try_get("last_seen_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Records activity on a session, and optionally moves it to another stage.
-    pub async fn touch_portal_session(&self, id_hash: &[u8], now: i64, stage: Option<&str>) -> Result<(), StoreError> {
-        let (hash, stage) = (id_hash.to_vec(), stage.map(str::to_owned));
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE portal_sessions SET last_seen_at = $1, stage = COALESCE($2, stage) WHERE id_hash = $3",
-                    )
-                    .bind(now)
-                    .bind(&stage)
-                    .bind(&hash)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    /// Ends one session, or (with `account_id`) every session of an account.
-    pub async fn end_portal_sessions(
-        &self,
-        id_hash: Option<Vec<u8>>,
-        account_id: Option<String>,
-    ) -> Result<u64, StoreError> {
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let done = sqlx::query("DELETE FROM portal_sessions WHERE id_hash = $1 OR account_id = $2")
-                        .bind(&id_hash)
-                        .bind(&account_id)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok(done.rows_affected())
                 })
             })
             .await

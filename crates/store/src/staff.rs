@@ -1,13 +1,13 @@
-//! What staff sign-in keeps beside the accounts of [`crate::accounts`]: the second factors (a
-//! TOTP secret and WebAuthn security keys, both sealed under the account's data key by the
-//! caller), failures and lockout (one lock per account, counted by the staff pages and SMTP
-//! AUTH alike), sessions (only a hash of the id), the client addresses each account signed in
-//! from (keyed hashes), and organization settings.
+//! What staff sign-in keeps beside the accounts of [`crate::accounts`] and the sign-in state
+//! every kind of account shares ([`crate::signin`]: sessions, failures and lockout, TOTP):
+//! WebAuthn security keys (sealed under the account's data key by the caller), the WebAuthn
+//! ceremony a session is in, the client addresses each account signed in from (keyed
+//! hashes), and organization settings.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::portal::FailureCount;
+use crate::signin::{AccountKind, end_account_sessions};
 use crate::{Store, StoreError};
 
 /// The organization setting that makes every staff account use a second factor.
@@ -36,22 +36,6 @@ impl StaffAuth {
     }
 }
 
-/// When failed sign-ins lock an account, in microseconds: `failures` within `window` lock it
-/// for `lock_for`. One policy for every way in (the staff pages and SMTP AUTH).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lockout {
-    pub failures: i64,
-    pub window: i64,
-    pub lock_for: i64,
-}
-
-impl Default for Lockout {
-    /// Five failures within 15 minutes lock for 15 minutes (`[staff]`'s defaults).
-    fn default() -> Self {
-        Lockout { failures: 5, window: 15 * 60 * 1_000_000, lock_for: 15 * 60 * 1_000_000 }
-    }
-}
-
 /// A registered security key; `credential` is sealed by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityKeyRow {
@@ -71,16 +55,6 @@ pub struct IpSeen {
     /// The account had signed in before (from any address): the first sign-in of an account
     /// is not news to its owner.
     pub seen_before: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaffSessionRow {
-    pub account_id: String,
-    pub stage: String,
-    pub ceremony: Option<String>,
-    pub created_at: i64,
-    pub last_seen_at: i64,
-    pub expires_at: i64,
 }
 
 fn key_from(r: &AnyRow) -> Result<SecurityKeyRow, StoreError> {
@@ -116,56 +90,6 @@ impl Store {
         .transpose()
     }
 
-    /// Counts a failed sign-in (staff pages or SMTP AUTH) under `policy`. The failure that
-    /// reaches the threshold locks the account and ends its staff sessions: someone is
-    /// guessing, and a session they may already hold must not outlive the lock.
-    pub async fn staff_signin_failed(
-        &self,
-        account_id: &str,
-        now: i64,
-        policy: Lockout,
-    ) -> Result<FailureCount, StoreError> {
-        let id = account_id.to_owned();
-        let Lockout { failures: threshold, window, lock_for } = policy;
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    // Two nodes counting failures of one account at once must not both count
-                    // from the same number.
-                    tx.lock_row("accounts", "id", &id).await?;
-                    let row = sqlx::query("SELECT failures, first_failure_at FROM accounts WHERE id = $1")
-                        .bind(&id)
-                        .fetch_optional(tx.conn())
-                        .await?
-                        .ok_or_else(|| StoreError::NotFound(format!("account {id}")))?;
-                    let first: Option<i64> = row.try_get("first_failure_at")?;
-                    let (failures, first) = match first {
-                        Some(f) if now - f < window => (row.try_get::<i64, _>("failures")? + 1, f),
-                        _ => (1, now),
-                    };
-                    let locked_until = (failures >= threshold).then_some(now.saturating_add(lock_for));
-                    let (failures, first) = if locked_until.is_some() { (0, None) } else { (failures, Some(first)) };
-                    sqlx::query("UPDATE accounts SET failures = $1, first_failure_at = $2, locked_until = COALESCE($3, locked_until) WHERE id = $4")
-                        .bind(failures)
-                        .bind(first)
-                        .bind(locked_until)
-                        .bind(&id)
-                        .execute(tx.conn())
-                        .await?;
-                    if locked_until.is_some() {
-                        sqlx::query("DELETE FROM staff_sessions WHERE account_id = $1").bind(&id).execute(tx.conn()).await?;
-                    }
-                    Ok(FailureCount { failures, locked_until })
-                })
-            })
-            .await
-    }
-
-    /// Forgets an account's failures after a complete sign-in.
-    pub async fn staff_signin_succeeded(&self, account_id: &str) -> Result<(), StoreError> {
-        self.simple_update("UPDATE accounts SET failures = 0, first_failure_at = NULL WHERE id = $1", account_id).await
-    }
-
     /// Lifts a lockout (an administrator's decision, e.g. `carepost user unlock`).
     pub async fn staff_unlock(&self, account_id: &str) -> Result<(), StoreError> {
         self.simple_update(
@@ -192,10 +116,7 @@ impl Store {
                         .bind(&id)
                         .execute(tx.conn())
                         .await?;
-                    sqlx::query("DELETE FROM staff_sessions WHERE account_id = $1")
-                        .bind(&id)
-                        .execute(tx.conn())
-                        .await?;
+                    end_account_sessions(tx, AccountKind::Staff, &id).await?;
                     Ok(())
                 })
             })
@@ -209,52 +130,6 @@ impl Store {
                 Box::pin(async move {
                     sqlx::query(sql).bind(&id).execute(tx.conn()).await?;
                     Ok(())
-                })
-            })
-            .await
-    }
-
-    /// Stores a TOTP secret being set up (`confirm = false`) or makes the pending one active
-    /// (`confirm = true`, `secret` ignored).
-    pub async fn set_staff_totp(
-        &self,
-        account_id: &str,
-        secret: Option<Vec<u8>>,
-        confirm: bool,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let id = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let sql = if confirm {
-                        "UPDATE accounts SET totp = totp_pending, totp_pending = NULL, updated_at = $2 \
-                         WHERE id = $3 AND totp_pending IS NOT NULL AND $1 IS NULL"
-                    } else {
-                        "UPDATE accounts SET totp_pending = $1, updated_at = $2 WHERE id = $3"
-                    };
-                    let done = sqlx::query(sql).bind(&secret).bind(now).bind(&id).execute(tx.conn()).await?;
-                    if done.rows_affected() == 0 {
-                        return Err(StoreError::NotFound(format!("account {id} with a TOTP secret to confirm")));
-                    }
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    /// Accepts a TOTP time step once: false when it (or a later one) was used already.
-    pub async fn use_staff_totp_step(&self, account_id: &str, step: i64) -> Result<bool, StoreError> {
-        let id = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let done = sqlx::query("UPDATE accounts SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)")
-                        .bind(step)
-                        .bind(&id)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok(done.rows_affected() == 1)
                 })
             })
             .await
@@ -320,67 +195,6 @@ impl Store {
             .await
     }
 
-    pub async fn insert_staff_session(&self, id_hash: Vec<u8>, session: StaffSessionRow) -> Result<(), StoreError> {
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO staff_sessions (id_hash, account_id, stage, ceremony, created_at, last_seen_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&id_hash)
-                    .bind(&session.account_id)
-                    .bind(&session.stage)
-                    .bind(&session.ceremony)
-                    .bind(session.created_at)
-                    .bind(session.last_seen_at)
-                    .bind(session.expires_at)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    pub async fn staff_session(&self, id_hash: &[u8]) -> Result<Option<StaffSessionRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM staff_sessions WHERE id_hash = $1")
-            .bind(id_hash)
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| {
-            Ok(StaffSessionRow {
-                account_id: r.try_get("account_id")?,
-                stage: r.try_get("stage")?,
-                ceremony: r.try_get("ceremony")?,
-                created_at: r.try_get("created_at")?,
-                last_seen_at: r.try_get("last_seen_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Records activity on a session, and optionally moves it to another stage.
-    pub async fn touch_staff_session(&self, id_hash: &[u8], now: i64, stage: Option<&str>) -> Result<(), StoreError> {
-        let (hash, stage) = (id_hash.to_vec(), stage.map(str::to_owned));
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE staff_sessions SET last_seen_at = $1, stage = COALESCE($2, stage) WHERE id_hash = $3",
-                    )
-                    .bind(now)
-                    .bind(&stage)
-                    .bind(&hash)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
     /// Keeps (or with `None` clears) the WebAuthn ceremony a session is in the middle of.
     pub async fn set_staff_ceremony(&self, id_hash: &[u8], ceremony: Option<String>) -> Result<(), StoreError> {
         let hash = id_hash.to_vec();
@@ -393,26 +207,6 @@ impl Store {
                         .execute(tx.conn())
                         .await?;
                     Ok(())
-                })
-            })
-            .await
-    }
-
-    /// Ends one session, or (with `account_id`) every session of an account.
-    pub async fn end_staff_sessions(
-        &self,
-        id_hash: Option<Vec<u8>>,
-        account_id: Option<String>,
-    ) -> Result<u64, StoreError> {
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let done = sqlx::query("DELETE FROM staff_sessions WHERE id_hash = $1 OR account_id = $2")
-                        .bind(&id_hash)
-                        .bind(&account_id)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok(done.rows_affected())
                 })
             })
             .await

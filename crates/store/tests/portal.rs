@@ -3,6 +3,7 @@
 mod support;
 
 use carepost_store::portal::*;
+use carepost_store::signin::{AccountKind, FailureCount, Lockout, SessionRow};
 use support::Db;
 
 fn message(id: &str) -> PortalMessageRow {
@@ -56,11 +57,27 @@ async fn accounts_lock_after_failures_and_a_new_password_unlocks(db: Db) {
     let id = store.set_portal_password(row.clone(), "h1".into(), 1).await.unwrap();
     assert_eq!(id, "A1");
     for n in 1..3 {
-        let f = store.portal_signin_failed("A1", 10 + n, 1000, 3, 500).await.unwrap();
+        let f = store
+            .signin_failed(AccountKind::Portal, "A1", 10 + n, Lockout { failures: 3, window: 1000, lock_for: 500 })
+            .await
+            .unwrap();
         assert_eq!(f, FailureCount { failures: n, locked_until: None });
     }
-    let f = store.portal_signin_failed("A1", 13, 1000, 3, 500).await.unwrap();
+    let held = SessionRow {
+        account_id: "A1".into(),
+        stage: "full".into(),
+        ceremony: None,
+        created_at: 1,
+        last_seen_at: 1,
+        expires_at: 1_000,
+    };
+    store.insert_session(AccountKind::Portal, vec![9], held).await.unwrap();
+    let f = store
+        .signin_failed(AccountKind::Portal, "A1", 13, Lockout { failures: 3, window: 1000, lock_for: 500 })
+        .await
+        .unwrap();
     assert_eq!(f.locked_until, Some(513));
+    assert!(store.session(AccountKind::Portal, &[9]).await.unwrap().is_none(), "the lock ends the account's sessions");
     assert_eq!(store.portal_account("default", b"r").await.unwrap().unwrap().locked_until, Some(513));
     // Setting the password again (a reset) keeps the id and lifts the lock.
     assert_eq!(
@@ -70,12 +87,22 @@ async fn accounts_lock_after_failures_and_a_new_password_unlocks(db: Db) {
     let a = store.portal_account_by_id("A1").await.unwrap().unwrap();
     assert_eq!((a.password_hash.as_deref(), a.locked_until), (Some("h2"), None));
     // A failure outside the window starts a new count.
-    store.portal_signin_failed("A1", 30, 5, 3, 500).await.unwrap();
-    assert_eq!(store.portal_signin_failed("A1", 100, 5, 3, 500).await.unwrap().failures, 1);
+    store
+        .signin_failed(AccountKind::Portal, "A1", 30, Lockout { failures: 3, window: 5, lock_for: 500 })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .signin_failed(AccountKind::Portal, "A1", 100, Lockout { failures: 3, window: 5, lock_for: 500 })
+            .await
+            .unwrap()
+            .failures,
+        1
+    );
     // TOTP steps are accepted once, in increasing order.
-    assert!(store.use_portal_totp_step("A1", 7).await.unwrap());
-    assert!(!store.use_portal_totp_step("A1", 7).await.unwrap());
-    assert!(!store.use_portal_totp_step("A1", 6).await.unwrap());
+    assert!(store.use_totp_step(AccountKind::Portal, "A1", 7).await.unwrap());
+    assert!(!store.use_totp_step(AccountKind::Portal, "A1", 7).await.unwrap());
+    assert!(!store.use_totp_step(AccountKind::Portal, "A1", 6).await.unwrap());
 }
 
 async fn codes_expire_void_older_ones_and_count_attempts(db: Db) {
@@ -151,34 +178,51 @@ async fn accounts_and_sessions_are_served_by_any_node(db: Db) {
     assert_eq!(b.insert_portal_account(other, Some("h".into()), 2).await.unwrap(), "A9", "one account per address");
     assert_eq!(a.portal_account_by_id("A9").await.unwrap().unwrap().password_hash.as_deref(), Some("h"));
 
-    b.set_portal_totp("A9", Some(vec![5; 20]), false, 3).await.unwrap();
-    a.set_portal_totp("A9", None, true, 4).await.unwrap();
+    b.set_totp(AccountKind::Portal, "A9", Some(vec![5; 20]), false, 3).await.unwrap();
+    a.set_totp(AccountKind::Portal, "A9", None, true, 4).await.unwrap();
     let acct = b.portal_account_by_id("A9").await.unwrap().unwrap();
     assert_eq!((acct.totp, acct.totp_pending), (Some(vec![5; 20]), None));
-    assert!(matches!(a.set_portal_totp("A9", None, true, 5).await, Err(carepost_store::StoreError::NotFound(_))));
+    assert!(matches!(
+        a.set_totp(AccountKind::Portal, "A9", None, true, 5).await,
+        Err(carepost_store::StoreError::NotFound(_))
+    ));
 
-    a.portal_signin_failed("A9", 10, 1000, 5, 500).await.unwrap();
-    assert_eq!(b.portal_signin_failed("A9", 11, 1000, 5, 500).await.unwrap().failures, 2, "counted across nodes");
-    b.portal_signin_succeeded("A9").await.unwrap();
+    a.signin_failed(AccountKind::Portal, "A9", 10, Lockout { failures: 5, window: 1000, lock_for: 500 }).await.unwrap();
+    assert_eq!(
+        b.signin_failed(AccountKind::Portal, "A9", 11, Lockout { failures: 5, window: 1000, lock_for: 500 })
+            .await
+            .unwrap()
+            .failures,
+        2,
+        "counted across nodes"
+    );
+    b.signin_succeeded(AccountKind::Portal, "A9").await.unwrap();
     assert_eq!(a.portal_account_by_id("A9").await.unwrap().unwrap().failures, 0);
 
     let session = |stage: &str| SessionRow {
         account_id: "A9".into(),
         stage: stage.into(),
+        ceremony: None,
         created_at: 1,
         last_seen_at: 1,
         expires_at: 1_000,
     };
-    a.insert_portal_session(vec![1], session("totp")).await.unwrap();
-    a.insert_portal_session(vec![2], session("full")).await.unwrap();
-    b.touch_portal_session(&[1], 20, Some("full")).await.unwrap();
-    b.touch_portal_session(&[2], 30, None).await.unwrap();
-    assert_eq!(a.portal_session(&[1]).await.unwrap().unwrap(), SessionRow { last_seen_at: 20, ..session("full") });
-    assert_eq!(a.portal_session(&[2]).await.unwrap().unwrap(), SessionRow { last_seen_at: 30, ..session("full") });
-    assert_eq!(b.end_portal_sessions(Some(vec![1]), None).await.unwrap(), 1);
-    assert!(a.portal_session(&[1]).await.unwrap().is_none());
-    assert_eq!(b.end_portal_sessions(None, Some("A9".into())).await.unwrap(), 1);
-    assert!(a.portal_session(&[2]).await.unwrap().is_none());
+    a.insert_session(AccountKind::Portal, vec![1], session("totp")).await.unwrap();
+    a.insert_session(AccountKind::Portal, vec![2], session("full")).await.unwrap();
+    b.touch_session(AccountKind::Portal, &[1], 20, Some("full")).await.unwrap();
+    b.touch_session(AccountKind::Portal, &[2], 30, None).await.unwrap();
+    assert_eq!(
+        a.session(AccountKind::Portal, &[1]).await.unwrap().unwrap(),
+        SessionRow { last_seen_at: 20, ..session("full") }
+    );
+    assert_eq!(
+        a.session(AccountKind::Portal, &[2]).await.unwrap().unwrap(),
+        SessionRow { last_seen_at: 30, ..session("full") }
+    );
+    assert_eq!(b.end_sessions(AccountKind::Portal, Some(vec![1]), None).await.unwrap(), 1);
+    assert!(a.session(AccountKind::Portal, &[1]).await.unwrap().is_none());
+    assert_eq!(b.end_sessions(AccountKind::Portal, None, Some("A9".into())).await.unwrap(), 1);
+    assert!(a.session(AccountKind::Portal, &[2]).await.unwrap().is_none());
     b.close().await;
 }
 

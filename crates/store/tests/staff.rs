@@ -3,6 +3,7 @@
 mod support;
 
 use carepost_store::StoreError;
+use carepost_store::signin::{AccountKind, Lockout, SessionRow};
 use carepost_store::staff::*;
 use support::Db;
 
@@ -36,13 +37,14 @@ async fn staff_state_lockout_ips_keys_and_settings(db: Db) {
     assert!(!auth.has_mfa());
     let policy = Lockout { failures: 3, window: 1_000_000, lock_for: 60 };
     for n in 1..3 {
-        assert_eq!(store.staff_signin_failed(&account.id, 1000, policy).await.unwrap().failures, n);
+        assert_eq!(store.signin_failed(AccountKind::Staff, &account.id, 1000, policy).await.unwrap().failures, n);
     }
     assert_eq!(store.staff_auth(&account.id).await.unwrap().unwrap().failures, 2);
     store
-        .insert_staff_session(
+        .insert_session(
+            AccountKind::Staff,
             vec![7],
-            StaffSessionRow {
+            SessionRow {
                 account_id: account.id.clone(),
                 stage: "full".into(),
                 ceremony: None,
@@ -53,18 +55,21 @@ async fn staff_state_lockout_ips_keys_and_settings(db: Db) {
         )
         .await
         .unwrap();
-    assert_eq!(store.staff_signin_failed(&account.id, 1000, policy).await.unwrap().locked_until, Some(1060));
+    assert_eq!(
+        store.signin_failed(AccountKind::Staff, &account.id, 1000, policy).await.unwrap().locked_until,
+        Some(1060)
+    );
     let auth = store.staff_auth(&account.id).await.unwrap().unwrap();
     assert!(auth.locked_at(1059) && !auth.locked_at(1060));
-    assert!(store.staff_session(&[7]).await.unwrap().is_none(), "the lock ends the account's sessions");
+    assert!(store.session(AccountKind::Staff, &[7]).await.unwrap().is_none(), "the lock ends the account's sessions");
     store.staff_unlock(&account.id).await.unwrap();
     assert_eq!(store.staff_auth(&account.id).await.unwrap().unwrap().locked_until, None);
 
-    store.set_staff_totp(&account.id, Some(vec![1, 2]), false, 5).await.unwrap();
-    store.set_staff_totp(&account.id, None, true, 6).await.unwrap();
+    store.set_totp(AccountKind::Staff, &account.id, Some(vec![1, 2]), false, 5).await.unwrap();
+    store.set_totp(AccountKind::Staff, &account.id, None, true, 6).await.unwrap();
     assert!(store.staff_auth(&account.id).await.unwrap().unwrap().has_mfa());
-    assert!(store.use_staff_totp_step(&account.id, 10).await.unwrap());
-    assert!(!store.use_staff_totp_step(&account.id, 10).await.unwrap(), "a step is accepted once");
+    assert!(store.use_totp_step(AccountKind::Staff, &account.id, 10).await.unwrap());
+    assert!(!store.use_totp_step(AccountKind::Staff, &account.id, 10).await.unwrap(), "a step is accepted once");
 
     let key = SecurityKeyRow {
         id: "K1".into(),
@@ -121,7 +126,7 @@ async fn sessions_and_keys_are_served_by_any_node(db: Db) {
         )
         .await
         .unwrap();
-    let session = |stage: &str| StaffSessionRow {
+    let session = |stage: &str| SessionRow {
         account_id: account.id.clone(),
         stage: stage.into(),
         ceremony: None,
@@ -129,24 +134,28 @@ async fn sessions_and_keys_are_served_by_any_node(db: Db) {
         last_seen_at: 1,
         expires_at: 1_000,
     };
-    a.insert_staff_session(vec![1], session("mfa")).await.unwrap();
-    a.insert_staff_session(vec![2], session("full")).await.unwrap();
+    a.insert_session(AccountKind::Staff, vec![1], session("mfa")).await.unwrap();
+    a.insert_session(AccountKind::Staff, vec![2], session("full")).await.unwrap();
     b.set_staff_ceremony(&[1], Some("{\"challenge\":1}".into())).await.unwrap();
-    b.touch_staff_session(&[1], 50, Some("full")).await.unwrap();
-    let seen = a.staff_session(&[1]).await.unwrap().unwrap();
+    b.touch_session(AccountKind::Staff, &[1], 50, Some("full")).await.unwrap();
+    let seen = a.session(AccountKind::Staff, &[1]).await.unwrap().unwrap();
     assert_eq!((seen.stage.as_str(), seen.last_seen_at), ("full", 50));
     assert_eq!(seen.ceremony.as_deref(), Some("{\"challenge\":1}"));
     b.set_staff_ceremony(&[1], None).await.unwrap();
-    assert_eq!(a.staff_session(&[1]).await.unwrap().unwrap().ceremony, None);
-    assert_eq!(b.end_staff_sessions(Some(vec![1]), None).await.unwrap(), 1);
-    assert!(a.staff_session(&[1]).await.unwrap().is_none());
-    assert_eq!(b.end_staff_sessions(None, Some(account.id.clone())).await.unwrap(), 1, "the account's others");
+    assert_eq!(a.session(AccountKind::Staff, &[1]).await.unwrap().unwrap().ceremony, None);
+    assert_eq!(b.end_sessions(AccountKind::Staff, Some(vec![1]), None).await.unwrap(), 1);
+    assert!(a.session(AccountKind::Staff, &[1]).await.unwrap().is_none());
+    assert_eq!(
+        b.end_sessions(AccountKind::Staff, None, Some(account.id.clone())).await.unwrap(),
+        1,
+        "the account's others"
+    );
 
     let policy = Lockout { failures: 5, window: 1_000_000, lock_for: 60 };
-    a.staff_signin_failed(&account.id, 10, policy).await.unwrap();
-    b.staff_signin_failed(&account.id, 11, policy).await.unwrap();
+    a.signin_failed(AccountKind::Staff, &account.id, 10, policy).await.unwrap();
+    b.signin_failed(AccountKind::Staff, &account.id, 11, policy).await.unwrap();
     assert_eq!(a.staff_auth(&account.id).await.unwrap().unwrap().failures, 2, "counted across nodes");
-    b.staff_signin_succeeded(&account.id).await.unwrap();
+    b.signin_succeeded(AccountKind::Staff, &account.id).await.unwrap();
     assert_eq!(a.staff_auth(&account.id).await.unwrap().unwrap().failures, 0);
 
     let key = SecurityKeyRow {

@@ -69,8 +69,8 @@ impl StaffConfig {
     }
 
     /// The account lockout, as the store counts it for the staff pages and SMTP AUTH alike.
-    pub fn lockout(&self) -> carepost_store::staff::Lockout {
-        carepost_store::staff::Lockout {
+    pub fn lockout(&self) -> carepost_store::signin::Lockout {
+        carepost_store::signin::Lockout {
             failures: i64::from(self.lockout_failures.max(1)),
             window: crate::micros(self.failure_window.as_secs()),
             lock_for: crate::micros(self.lockout_duration.as_secs()),
