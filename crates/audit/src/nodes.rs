@@ -64,11 +64,8 @@ impl Audit {
         let store = &self.inner.store;
         if store.backend().is_shared() {
             let now = Timestamp::now().as_micros();
-            let others_alive = store
-                .leases_with_prefix(PREFIX)
-                .await?
-                .iter()
-                .any(|l| l.holder != store.node_id() && l.until >= now);
+            let others_alive =
+                store.leases_with_prefix(PREFIX).await?.iter().any(|l| l.holder != store.node_id() && l.until >= now);
             if others_alive {
                 return Ok(None);
             }

@@ -88,7 +88,9 @@ impl Store {
             .fetch_all(self.pool())
             .await?;
         rows.iter()
-            .map(|r| Ok(LeaseRow { name: r.try_get("name")?, holder: r.try_get("holder")?, until: r.try_get("until")? }))
+            .map(|r| {
+                Ok(LeaseRow { name: r.try_get("name")?, holder: r.try_get("holder")?, until: r.try_get("until")? })
+            })
             .collect()
     }
 
