@@ -324,6 +324,7 @@ async fn three_nodes_one_killed_lose_nothing() {
     let mut held = c_in_flight();
     while held == 0 && accepted.lock().unwrap().len() < 2 * MESSAGES / 3 {
         assert!(Instant::now() < deadline, "the nodes did not take the load in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
         held = c_in_flight();
     }
     c.kill9();
