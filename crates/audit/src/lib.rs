@@ -16,9 +16,11 @@
 mod chain;
 mod event;
 mod export;
+mod nodes;
 mod verify;
 
 pub use chain::{Audit, AuditError, CheckpointKey, HEAD_SIGN_INTERVAL, UNANCHORED_ACTION, record_hash};
 pub use event::{Event, Outcome};
 pub use export::ExportFormat;
+pub use nodes::{NODE_LEASE, NODE_LOST_ACTION, node_lease};
 pub use verify::{Problem, Verification};

@@ -52,6 +52,11 @@ use mail_auth::report::tlsrpt::{PolicyType, ResultType};
 
 /// What the runner needs besides its configuration: the resolver, trust roots and test
 /// hooks. Production uses [`RunnerEnv::production`].
+/// The shortest `delivery.lease` the runner uses: it renews its leases every third of the
+/// lease, so a shorter one would turn renewal into a busy loop. Several nodes on one store may
+/// set a lease this short so that a dead node's deliveries are taken over quickly.
+pub const LEASE_FLOOR_SECS: u64 = 5;
+
 pub struct RunnerEnv {
     pub dns: Arc<dyn Dns>,
     /// The name carepost reports in DSNs and (unless `helo_name` is set) says in EHLO.
@@ -415,7 +420,7 @@ impl QueueRunner {
             }
             // A live process keeps its leases (a slow delivery must not be claimed again by
             // another node); a dead one's run out. A third of the lease leaves two chances.
-            let lease = inner.config.lease.as_secs().max(60);
+            let lease = inner.config.lease.as_secs().max(LEASE_FLOOR_SECS);
             if renewed.elapsed() >= Duration::from_secs(lease / 3) {
                 renewed = tokio::time::Instant::now();
                 let now = Timestamp::now().as_micros();
@@ -537,7 +542,7 @@ impl QueueRunner {
         }
         let limit = inner.config.claim_batch.max(1).min(max_in_memory - held) as i64;
         let now = Timestamp::now().as_micros();
-        let lease_until = now + inner.config.lease.as_secs().max(60) as i64 * 1_000_000;
+        let lease_until = now + inner.config.lease.as_secs().max(LEASE_FLOOR_SECS) as i64 * 1_000_000;
         let rows = inner
             .spool
             .store()

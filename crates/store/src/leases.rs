@@ -80,6 +80,20 @@ impl Store {
         .await
     }
 
+    /// Every lease whose name starts with `prefix`, expired or not, by name.
+    pub async fn leases_with_prefix(&self, prefix: &str) -> Result<Vec<LeaseRow>, StoreError> {
+        let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let rows = sqlx::query("SELECT name, holder, until FROM leases WHERE name LIKE $1 ESCAPE '\\' ORDER BY name")
+            .bind(pattern)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LeaseRow { name: r.try_get("name")?, holder: r.try_get("holder")?, until: r.try_get("until")? })
+            })
+            .collect()
+    }
+
     /// The lease `name` as stored, expired or not.
     pub async fn lease(&self, name: &str) -> Result<Option<LeaseRow>, StoreError> {
         let row = sqlx::query("SELECT name, holder, until FROM leases WHERE name = $1")

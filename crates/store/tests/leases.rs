@@ -52,4 +52,16 @@ async fn racing_for_a_free_lease_makes_one_winner(db: Db) {
     }
 }
 
-backends!(one_holder_at_a_time, racing_for_a_free_lease_makes_one_winner);
+async fn leases_are_listed_by_prefix(db: Db) {
+    let store = db.store.clone();
+    for (name, holder) in [("node:b", "b"), ("node:a", "a"), ("nodes", "x"), ("node_a", "y"), ("sweep", "a")] {
+        assert!(store.try_acquire_lease(name, holder, 0, 100).await.unwrap());
+    }
+    let names = |rows: Vec<carepost_store::leases::LeaseRow>| rows.into_iter().map(|l| l.name).collect::<Vec<_>>();
+    // `_` and `%` in a prefix are literal, not LIKE's wildcards.
+    assert_eq!(names(store.leases_with_prefix("node:").await.unwrap()), ["node:a", "node:b"]);
+    assert_eq!(names(store.leases_with_prefix("node_").await.unwrap()), ["node_a"]);
+    assert!(store.leases_with_prefix("%").await.unwrap().is_empty());
+}
+
+backends!(one_holder_at_a_time, racing_for_a_free_lease_makes_one_winner, leases_are_listed_by_prefix);

@@ -5,6 +5,10 @@ use carepost_audit::Event;
 
 use super::Global;
 
+/// How long the webhook dispatcher's lease lasts: another node takes dispatch over at most
+/// this long after the dispatching node dies.
+const WEBHOOK_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How often expired portal messages are shredded.
 const PORTAL_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -12,8 +16,10 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     let (config, origin) = global.load_config()?;
     let install = Installation::open(config, Access::Exclusive).await?;
     let tls = carepost::tls::ensure_identity(&install.config)?;
-    // Before this process signs anything, name what the last one left unsigned.
-    let unsigned = install.audit.recover().await?;
+    // Before this process signs anything, name what the last one left unsigned (on a shared
+    // store, only if no other node is alive to sign it: docs/audit.md).
+    let unsigned = install.audit.recover_shared().await?;
+    install.audit.renew_node_lease().await?;
     install.audit.append(Event::new("system", "system.start").detail("version", env!("CARGO_PKG_VERSION"))).await?;
 
     let data_dir = std::fs::canonicalize(&install.config.data_dir).unwrap_or_else(|_| install.config.data_dir.clone());
@@ -42,7 +48,7 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     let webhooks = start_webhooks(&install, &spool)?;
     let sweep = portal.map(|portal| {
         let audit = install.audit.clone();
-        carepost::jobs::every(PORTAL_SWEEP_EVERY, move || {
+        carepost::jobs::every_on_one_node(install.store.clone(), "portal.expiry", PORTAL_SWEEP_EVERY, move || {
             let (portal, audit) = (portal.clone(), audit.clone());
             async move { portal.expire_due(&audit).await }
         })
@@ -60,7 +66,9 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
     println!("ready; Ctrl-C or SIGTERM stops carepost");
 
     // The head of the audit chain is signed at most this far behind the newest record, so
-    // that a tail deleted or rewritten in the database is named by sequence number.
+    // that a tail deleted or rewritten in the database is named by sequence number. Every
+    // node signs what it wrote (no lease: a node can vouch only for its own records); on a
+    // shared store it also keeps its node lease and names nodes that died (docs/audit.md).
     let anchors = {
         let audit = install.audit.clone();
         carepost::jobs::every(carepost_audit::HEAD_SIGN_INTERVAL, move || {
@@ -68,6 +76,20 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
             async move {
                 if let Err(e) = audit.sign_head().await {
                     tracing::warn!(error = %e, "cannot sign the audit head");
+                }
+            }
+        })
+    };
+    let liveness = {
+        let audit = install.audit.clone();
+        carepost::jobs::every(carepost_audit::NODE_LEASE / 3, move || {
+            let audit = audit.clone();
+            async move {
+                if let Err(e) = audit.renew_node_lease().await {
+                    tracing::warn!(error = %e, "cannot renew this node's lease");
+                }
+                if let Err(e) = audit.name_lost_nodes().await {
+                    tracing::warn!(error = %e, "cannot look for nodes that stopped");
                 }
             }
         })
@@ -91,10 +113,15 @@ pub async fn run(global: &Global) -> anyhow::Result<ExitCode> {
         let _ = dispatcher.await;
     }
     anchors.abort();
-    if let Some(sweep) = sweep {
+    liveness.abort();
+    if let Some((lease, sweep)) = sweep {
         sweep.abort();
+        lease.release().await;
     }
     install.audit.append(Event::new("system", "system.stop")).await?;
+    // The node lease goes back only once its last records are signed.
+    install.audit.checkpoint().await?;
+    install.audit.release_node_lease().await?;
     install.close().await?;
     println!("stopped");
     Ok(ExitCode::SUCCESS)
@@ -170,7 +197,12 @@ fn start_webhooks(
     }
     let dispatcher =
         carepost_delivery::webhooks::Dispatcher::new(spool.clone(), config.clone()).map_err(anyhow::Error::msg)?;
+    // One dispatcher across the nodes, so that each event is sent once.
+    let lease = carepost::jobs::Singleton::new(install.store.clone(), "webhooks.dispatch", WEBHOOK_LEASE);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let handle = tokio::spawn(async move { dispatcher.run(stopped).await });
+    let handle = tokio::spawn(carepost::jobs::while_holding(lease, WEBHOOK_LEASE / 3, stopped, move |stopped| {
+        let dispatcher = dispatcher.clone();
+        async move { dispatcher.run(stopped).await }
+    }));
     Ok(Some((stop, handle)))
 }
