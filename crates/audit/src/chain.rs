@@ -185,8 +185,7 @@ impl Audit {
         let seq = self
             .inner
             .store
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     this.append_in(tx, &event).await.map_err(|e| match e {
                         AuditError::Store(s) => s,
@@ -325,8 +324,7 @@ impl Audit {
         let stored = self
             .inner
             .store
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     let stored = audit_log::hash_at(tx, seq).await?;
                     audit_log::insert_checkpoint(tx, &row).await?;

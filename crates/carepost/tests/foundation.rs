@@ -28,8 +28,7 @@ async fn write_marker(dir: &Path, marker: &str) {
     let t = tenant.clone();
     install
         .store
-        .writer()
-        .run(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &t, "marker", &wrapped).await }))
+        .write(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &t, "marker", &wrapped).await }))
         .await
         .unwrap();
     let sealed = dk.seal(marker.as_bytes()).unwrap();

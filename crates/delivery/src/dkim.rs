@@ -171,8 +171,7 @@ async fn store(
     let (audit, tenant, domain) = (spool.audit().clone(), tenant.clone(), domain.to_owned());
     spool
         .store()
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 let keep: Vec<String> = generated.iter().map(|(r, _)| r.id.clone()).collect();
                 for (row, wrapped) in &generated {

@@ -134,8 +134,7 @@ pub(crate) async fn change(
     let now = Timestamp::now().as_micros();
     let changed = spool
         .store()
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 let n = queue::set_recipient_state(tx, &id, None, from, to, Some(now)).await?;
                 let event = Event::new(actor, action).target(format!("msg:{id}")).detail("recipients", n);
@@ -287,8 +286,7 @@ pub(crate) async fn end_recipients(
     let (audit, id) = (spool.audit().clone(), id.to_owned());
     spool
         .store()
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 for (idx, u) in &updates {
                     queue::update_recipient(tx, &id, *idx, u).await?;

@@ -404,8 +404,7 @@ impl QueueRunner {
             match inner
                 .spool
                 .store()
-                .writer()
-                .run(move |tx| Box::pin(async move { queue::requeue_inflight(tx, now).await }))
+                .write(move |tx| Box::pin(async move { queue::requeue_inflight(tx, now).await }))
                 .await
             {
                 Ok(n) if n > 0 => tracing::info!(recipients = n, "re-queued deliveries interrupted by the last stop"),
@@ -522,8 +521,7 @@ impl QueueRunner {
             let result = inner
                 .spool
                 .store()
-                .writer()
-                .run(move |tx| Box::pin(async move { queue::requeue(tx, &unstarted, now).await }))
+                .write(move |tx| Box::pin(async move { queue::requeue(tx, &unstarted, now).await }))
                 .await;
             if let Err(e) = result {
                 tracing::error!(error = %e, recipients = n, "cannot put back unstarted deliveries; their leases will");
@@ -546,8 +544,7 @@ impl QueueRunner {
         let rows = inner
             .spool
             .store()
-            .writer()
-            .run(move |tx| Box::pin(async move { queue::claim_due(tx, now, lease_until, limit).await }))
+            .write(move |tx| Box::pin(async move { queue::claim_due(tx, now, lease_until, limit).await }))
             .await?;
         let count = rows.len();
         let mut by_message: HashMap<String, Vec<RecipientRow>> = HashMap::new();
@@ -594,8 +591,7 @@ impl QueueRunner {
             let result = inner
                 .spool
                 .store()
-                .writer()
-                .run(move |tx| {
+                .write(move |tx| {
                     Box::pin(async move {
                         queue::set_recipient_state(tx, &id, Some(idx), &[state::INFLIGHT], state::HELD, None).await?;
                         audit.append_in(tx, &event).await.map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -1468,8 +1464,7 @@ impl Inner {
         let result = self
             .spool
             .store()
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     for (idx, update) in &updates {
                         queue::update_recipient(tx, &message_id, *idx, update).await?;

@@ -102,8 +102,7 @@ pub async fn add(
     let audit = spool.audit().clone();
     Ok(spool
         .store()
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 let added = insert_in(tx, &entry).await?;
                 if added {
@@ -124,8 +123,7 @@ pub async fn remove(spool: &Spool, actor: &str, tenant: &TenantId, address: &Add
     let (audit, tenant) = (spool.audit().clone(), tenant.clone());
     Ok(spool
         .store()
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 let Some(id) = suppression::delete(tx, tenant.as_str(), &index).await? else {
                     return Ok(false);

@@ -87,8 +87,7 @@ impl Identity {
         let (key, wrapped) = self.ring.new_data_key(&who.tenant, &object)?;
         let tenant = who.tenant.clone();
         self.store
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move { carepost_store::keys::put_data_key(tx, &tenant, &object, &wrapped).await })
             })
             .await?;

@@ -376,8 +376,7 @@ impl KeyDirectory {
             let t = tenant.clone();
             let stored = self
                 .store
-                .writer()
-                .run(move |tx| {
+                .write(move |tx| {
                     Box::pin(async move {
                         let (stored_id, new) = recipient_keys::insert(tx, &row).await?;
                         if new {
@@ -463,8 +462,7 @@ impl KeyDirectory {
         let (t, id) = (tenant.clone(), id.to_owned());
         Ok(self
             .store
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     let removed = recipient_keys::delete(tx, t.as_str(), &id).await?;
                     if removed {
@@ -582,8 +580,7 @@ impl KeyDirectory {
         let (t, index) = (tenant.to_string(), index.to_vec());
         let at = now_ts.as_micros();
         self.store
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move { recipient_keys::record_lookup(tx, &t, &index, "wkd", at, result).await })
             })
             .await?;
@@ -626,8 +623,7 @@ impl KeyDirectory {
         let t = tenant.clone();
         let learned = self
             .store
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     let learned = recipient_keys::insert_learned(tx, &row).await?;
                     if matches!(learned, Learned::Added { .. }) {
@@ -648,11 +644,8 @@ impl KeyDirectory {
     /// an imported one.
     pub async fn confirm(&self, tenant: &TenantId, id: &str) -> Result<Confirmation, DirectoryError> {
         let (t, id) = (tenant.to_string(), id.to_owned());
-        let was = self
-            .store
-            .writer()
-            .run(move |tx| Box::pin(async move { recipient_keys::confirm(tx, &t, &id).await }))
-            .await?;
+        let was =
+            self.store.write(move |tx| Box::pin(async move { recipient_keys::confirm(tx, &t, &id).await })).await?;
         Ok(match was.map(|s| KeyState::parse(&s)) {
             None => Confirmation::NotFound,
             Some(s) if s.usable() => Confirmation::AlreadyUsable(s),

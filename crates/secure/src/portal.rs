@@ -337,8 +337,7 @@ impl Portal {
         let tenant_owned = tenant.clone();
         let stored = self
             .store
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     keys::put_data_key(tx, &tenant_owned, &content_object(&row.id), &content_wrapped).await?;
                     keys::put_data_key(tx, &tenant_owned, &track_object(&row.id), &track_wrapped).await?;
@@ -560,8 +559,7 @@ impl Portal {
         let (id_owned, by) = (id.to_owned(), by.to_owned());
         let changed = self
             .store
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     let changed = rows::withdraw(tx, &id_owned, new_state, Timestamp::now().as_micros(), &by).await?;
                     if changed {

@@ -262,8 +262,7 @@ impl Spool {
         let (tenant, audit) = (s.tenant.clone(), self.audit.clone());
         let committed = self
             .store
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     keys::put_data_key(tx, &tenant, &object, &wrapped).await?;
                     queue::insert_message(tx, &message, &recipients).await?;

@@ -292,8 +292,7 @@ impl Store {
     pub async fn set_account_role(&self, account_id: &str, role: Role) -> Result<(), StoreError> {
         let id = account_id.to_owned();
         let changed = self
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     let done = sqlx::query("UPDATE accounts SET role = $1, updated_at = $2 WHERE id = $3")
                         .bind(role.as_str())
@@ -348,8 +347,7 @@ impl Store {
         }
         let (tenant, role, hash, account_id) =
             (new.tenant.clone(), new.role.as_str(), new.password_hash.clone(), id.clone());
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     keys::put_data_key(tx, &tenant, &object, &wrapped).await?;
                     sqlx::query(
@@ -389,8 +387,7 @@ impl Store {
     pub async fn set_password_hash(&self, account_id: &str, hash: Option<String>) -> Result<(), StoreError> {
         let id = account_id.to_owned();
         let changed = self
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     let done = sqlx::query("UPDATE accounts SET password_hash = $1, updated_at = $2 WHERE id = $3")
                         .bind(&hash)
@@ -411,8 +408,7 @@ impl Store {
     pub async fn set_account_disabled(&self, account_id: &str, disabled: bool) -> Result<(), StoreError> {
         let id = account_id.to_owned();
         let changed = self
-            .writer()
-            .run(move |tx| {
+            .write(move |tx| {
                 Box::pin(async move {
                     let done = sqlx::query("UPDATE accounts SET disabled = $1, updated_at = $2 WHERE id = $3")
                         .bind(i64::from(disabled))
@@ -440,8 +436,7 @@ impl Store {
     ) -> Result<String, StoreError> {
         let (account, name, id) = (account_id.to_owned(), name.to_owned(), Id::new().to_string());
         let app_id = id.clone();
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     let taken: Option<String> = sqlx::query_scalar("SELECT id FROM app_passwords WHERE account_id = $1 AND name = $2")
                         .bind(&account)
@@ -469,8 +464,7 @@ impl Store {
     /// Revokes an account's app password by name. Returns whether one was revoked.
     pub async fn revoke_app_password(&self, account_id: &str, name: &str) -> Result<bool, StoreError> {
         let (account, name) = (account_id.to_owned(), name.to_owned());
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     let done = sqlx::query(
                         "UPDATE app_passwords SET revoked_at = $1 WHERE account_id = $2 AND name = $3 AND revoked_at IS NULL",
@@ -489,18 +483,17 @@ impl Store {
     /// Notes that an app password was just used to sign in.
     pub async fn touch_app_password(&self, app_password_id: &str) -> Result<(), StoreError> {
         let id = app_password_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE app_passwords SET last_used_at = $1 WHERE id = $2")
-                        .bind(Timestamp::now().as_micros())
-                        .bind(&id)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok(())
-                })
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE app_passwords SET last_used_at = $1 WHERE id = $2")
+                    .bind(Timestamp::now().as_micros())
+                    .bind(&id)
+                    .execute(tx.conn())
+                    .await?;
+                Ok(())
             })
-            .await
+        })
+        .await
     }
 
     /// Blocks in force at `now` (microseconds), oldest first.
@@ -524,42 +517,40 @@ impl Store {
 
     /// Adds or replaces the block of `b.network`; expired blocks are swept at the same time.
     pub async fn put_block(&self, b: BlockRow) -> Result<(), StoreError> {
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("DELETE FROM blocks WHERE until IS NOT NULL AND until <= $1")
-                        .bind(Timestamp::now().as_micros())
-                        .execute(tx.conn())
-                        .await?;
-                    sqlx::query(
-                        "INSERT INTO blocks (network, until, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
-                         ON CONFLICT (network) DO UPDATE SET until = excluded.until, reason = excluded.reason, \
-                         created_by = excluded.created_by, created_at = excluded.created_at",
-                    )
-                    .bind(&b.network)
-                    .bind(b.until)
-                    .bind(&b.reason)
-                    .bind(&b.created_by)
-                    .bind(b.created_at)
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM blocks WHERE until IS NOT NULL AND until <= $1")
+                    .bind(Timestamp::now().as_micros())
                     .execute(tx.conn())
                     .await?;
-                    Ok(())
-                })
+                sqlx::query(
+                    "INSERT INTO blocks (network, until, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (network) DO UPDATE SET until = excluded.until, reason = excluded.reason, \
+                         created_by = excluded.created_by, created_at = excluded.created_at",
+                )
+                .bind(&b.network)
+                .bind(b.until)
+                .bind(&b.reason)
+                .bind(&b.created_by)
+                .bind(b.created_at)
+                .execute(tx.conn())
+                .await?;
+                Ok(())
             })
-            .await
+        })
+        .await
     }
 
     /// Removes the block of exactly `network`. Returns whether there was one.
     pub async fn remove_block(&self, network: &str) -> Result<bool, StoreError> {
         let network = network.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let done =
-                        sqlx::query("DELETE FROM blocks WHERE network = $1").bind(&network).execute(tx.conn()).await?;
-                    Ok(done.rows_affected() == 1)
-                })
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done =
+                    sqlx::query("DELETE FROM blocks WHERE network = $1").bind(&network).execute(tx.conn()).await?;
+                Ok(done.rows_affected() == 1)
             })
-            .await
+        })
+        .await
     }
 }

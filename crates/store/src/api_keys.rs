@@ -91,8 +91,7 @@ impl Store {
             revoked_at: None,
         };
         let (k, hash) = (key.clone(), new.secret_hash);
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     let taken: Option<String> =
                         sqlx::query_scalar("SELECT id FROM api_keys WHERE tenant = $1 AND name = $2 AND revoked_at IS NULL")
@@ -148,18 +147,17 @@ impl Store {
     /// Revokes a key. Returns whether it was active until now.
     pub async fn revoke_api_key(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-                        .bind(Timestamp::now().as_micros())
-                        .bind(&id)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok(done.rows_affected() == 1)
-                })
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                    .bind(Timestamp::now().as_micros())
+                    .bind(&id)
+                    .execute(tx.conn())
+                    .await?;
+                Ok(done.rows_affected() == 1)
             })
-            .await
+        })
+        .await
     }
 
     /// Records that `key_id` submitted `message_id`, under an idempotency hash if it gave one.
@@ -172,8 +170,7 @@ impl Store {
         idempotency_hash: Option<Vec<u8>>,
     ) -> Result<(), StoreError> {
         let (key, tenant, message) = (key_id.to_owned(), tenant.as_str().to_owned(), message_id.to_owned());
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     if let Some(hash) = &idempotency_hash {
                         let taken: Option<String> =

@@ -103,8 +103,7 @@ impl Store {
             }
             let wrapped = ring.generate_secret(scope, purpose, 1)?;
             let created = self
-                .writer()
-                .run({
+                .write({
                     let wrapped = wrapped.clone();
                     move |tx| Box::pin(async move { insert_secret(tx, &wrapped).await })
                 })
@@ -162,7 +161,7 @@ impl Store {
     /// Crypto-shreds one object.
     pub async fn shred(&self, tenant: &TenantId, object: &str) -> Result<bool, StoreError> {
         let (tenant, object) = (tenant.clone(), object.to_owned());
-        self.writer().run(move |tx| Box::pin(async move { shred_data_key(tx, &tenant, &object).await })).await
+        self.write(move |tx| Box::pin(async move { shred_data_key(tx, &tenant, &object).await })).await
     }
 
     /// Creates a new kek version for `tenant`, rewraps every data key under it (payloads are not

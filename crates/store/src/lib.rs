@@ -40,7 +40,8 @@ use sqlx::AnyPool;
 
 pub use backend::Backend;
 pub use error::StoreError;
-pub use writer::{GroupWriter, Tx};
+use writer::GroupWriter;
+pub use writer::Tx;
 
 /// Connections a pool keeps unless told otherwise: SQLite readers beside its one writer,
 /// or PostgreSQL connections shared by readers and writers of one node.
@@ -120,18 +121,15 @@ impl Store {
     }
 
     /// Runs `op` in a write transaction and returns its result once that transaction is
-    /// durable. If `op` fails, its changes are rolled back. The same contract as
-    /// [`GroupWriter::run`], which this is.
+    /// durable. If `op` fails, its changes are rolled back, and other callers' operations are
+    /// not. On SQLite, operations queued at the same time share one transaction and one fsync
+    /// (group commit, each in its own savepoint); on PostgreSQL each is its own transaction.
     pub async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
         self.writer.run(op).await
-    }
-
-    pub fn writer(&self) -> &GroupWriter {
-        &self.writer
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

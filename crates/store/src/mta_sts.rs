@@ -47,8 +47,7 @@ impl Store {
         object: String,
         wrapped: WrappedDataKey,
     ) -> Result<(), StoreError> {
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     keys::shred_data_key(tx, &tenant, &object).await?;
                     keys::put_data_key(tx, &tenant, &object, &wrapped).await?;

@@ -278,28 +278,27 @@ impl Store {
     /// Records one open; returns its sequence number.
     pub async fn add_portal_open(&self, message_id: &str, at: i64, detail: Vec<u8>) -> Result<i64, StoreError> {
         let id = message_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    // Opens of one message on two nodes at once take turns for the next number.
-                    tx.lock_row("portal_messages", "id", &id).await?;
-                    let seq: i64 =
-                        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_opens WHERE message_id = $1")
-                            .bind(&id)
-                            .fetch_one(tx.conn())
-                            .await?;
-                    sqlx::query("INSERT INTO portal_opens (message_id, seq, at, detail) VALUES ($1, $2, $3, $4)")
+        self.write(move |tx| {
+            Box::pin(async move {
+                // Opens of one message on two nodes at once take turns for the next number.
+                tx.lock_row("portal_messages", "id", &id).await?;
+                let seq: i64 =
+                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_opens WHERE message_id = $1")
                         .bind(&id)
-                        .bind(seq)
-                        .bind(at)
-                        .bind(&detail)
-                        .execute(tx.conn())
+                        .fetch_one(tx.conn())
                         .await?;
-                    record_for_source(tx, &id, kind::OPENED, at).await?;
-                    Ok(seq)
-                })
+                sqlx::query("INSERT INTO portal_opens (message_id, seq, at, detail) VALUES ($1, $2, $3, $4)")
+                    .bind(&id)
+                    .bind(seq)
+                    .bind(at)
+                    .bind(&detail)
+                    .execute(tx.conn())
+                    .await?;
+                record_for_source(tx, &id, kind::OPENED, at).await?;
+                Ok(seq)
             })
-            .await
+        })
+        .await
     }
 
     pub async fn portal_opens(&self, message_id: &str) -> Result<Vec<OpenRow>, StoreError> {
@@ -347,8 +346,7 @@ impl Store {
         password_hash: Option<String>,
         now: i64,
     ) -> Result<String, StoreError> {
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     let existing: Option<String> =
                         sqlx::query_scalar("SELECT id FROM portal_accounts WHERE tenant = $1 AND address_index = $2")
@@ -391,8 +389,7 @@ impl Store {
     /// The caller checks [`Store::portal_codes_sent_since`] against its limit first.
     pub async fn insert_portal_code(&self, code: NewPortalCode) -> Result<(), StoreError> {
         let NewPortalCode { id, tenant, address_index, purpose: code_purpose, code_hash, now, expires_at } = code;
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     // A new code voids the older ones of the same purpose.
                     sqlx::query(
@@ -479,22 +476,21 @@ impl Store {
     /// `max_attempts` times between them.
     pub async fn reserve_portal_code_attempt(&self, id: &str, max_attempts: i64, now: i64) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE portal_codes SET attempts = attempts + 1 \
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE portal_codes SET attempts = attempts + 1 \
                          WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3",
-                    )
-                    .bind(&id)
-                    .bind(now)
-                    .bind(max_attempts)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                })
+                )
+                .bind(&id)
+                .bind(now)
+                .bind(max_attempts)
+                .execute(tx.conn())
+                .await?;
+                Ok(done.rows_affected() == 1)
             })
-            .await
+        })
+        .await
     }
 
     /// Records the outcome of a reserved attempt: a match uses the code up (true when it was
@@ -508,19 +504,18 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let sql = if matched {
-                        "UPDATE portal_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND $3 > 0"
-                    } else {
-                        "UPDATE portal_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND attempts >= $3"
-                    };
-                    let done = sqlx::query(sql).bind(now).bind(&id).bind(max_attempts).execute(tx.conn()).await?;
-                    Ok(matched && done.rows_affected() == 1)
-                })
+        self.write(move |tx| {
+            Box::pin(async move {
+                let sql = if matched {
+                    "UPDATE portal_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND $3 > 0"
+                } else {
+                    "UPDATE portal_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND attempts >= $3"
+                };
+                let done = sqlx::query(sql).bind(now).bind(&id).bind(max_attempts).execute(tx.conn()).await?;
+                Ok(matched && done.rows_affected() == 1)
             })
-            .await
+        })
+        .await
     }
 
     /// Reserves one wrong-passphrase slot of a portal message before its passphrase is
@@ -532,28 +527,26 @@ impl Store {
         max_failures: i64,
     ) -> Result<bool, StoreError> {
         let id = message_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE portal_messages SET passphrase_failures = passphrase_failures + 1 \
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE portal_messages SET passphrase_failures = passphrase_failures + 1 \
                          WHERE id = $1 AND passphrase_failures < $2",
-                    )
-                    .bind(&id)
-                    .bind(max_failures)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                })
+                )
+                .bind(&id)
+                .bind(max_failures)
+                .execute(tx.conn())
+                .await?;
+                Ok(done.rows_affected() == 1)
             })
-            .await
+        })
+        .await
     }
 
     /// Gives back a slot reserved for a passphrase that turned out right.
     pub async fn release_portal_passphrase_attempt(&self, message_id: &str) -> Result<(), StoreError> {
         let id = message_id.to_owned();
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     sqlx::query("UPDATE portal_messages SET passphrase_failures = passphrase_failures - 1 WHERE id = $1 AND passphrase_failures > 0")
                         .bind(&id)

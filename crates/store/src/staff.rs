@@ -103,36 +103,34 @@ impl Store {
     /// asks to enroll again when MFA is required.
     pub async fn staff_reset_mfa(&self, account_id: &str) -> Result<(), StoreError> {
         let id = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE accounts SET totp = NULL, totp_pending = NULL, totp_last_step = NULL WHERE id = $1",
-                    )
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE accounts SET totp = NULL, totp_pending = NULL, totp_last_step = NULL WHERE id = $1",
+                )
+                .bind(&id)
+                .execute(tx.conn())
+                .await?;
+                sqlx::query("DELETE FROM staff_security_keys WHERE account_id = $1")
                     .bind(&id)
                     .execute(tx.conn())
                     .await?;
-                    sqlx::query("DELETE FROM staff_security_keys WHERE account_id = $1")
-                        .bind(&id)
-                        .execute(tx.conn())
-                        .await?;
-                    end_account_sessions(tx, AccountKind::Staff, &id).await?;
-                    Ok(())
-                })
+                end_account_sessions(tx, AccountKind::Staff, &id).await?;
+                Ok(())
             })
-            .await
+        })
+        .await
     }
 
     async fn simple_update(&self, sql: &'static str, account_id: &str) -> Result<(), StoreError> {
         let id = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query(sql).bind(&id).execute(tx.conn()).await?;
-                    Ok(())
-                })
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query(sql).bind(&id).execute(tx.conn()).await?;
+                Ok(())
             })
-            .await
+        })
+        .await
     }
 
     pub async fn staff_security_keys(&self, account_id: &str) -> Result<Vec<SecurityKeyRow>, StoreError> {
@@ -147,77 +145,73 @@ impl Store {
     /// registered already (to this or any other account).
     pub async fn add_staff_security_key(&self, account_id: &str, key: SecurityKeyRow) -> Result<(), StoreError> {
         let account = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    let taken: Option<String> =
-                        sqlx::query_scalar("SELECT id FROM staff_security_keys WHERE credential_id = $1")
-                            .bind(&key.credential_id)
-                            .fetch_optional(tx.conn())
-                            .await?;
-                    if taken.is_some() {
-                        return Err(StoreError::Conflict("this security key is registered already".into()));
-                    }
-                    sqlx::query(
-                        "INSERT INTO staff_security_keys (id, account_id, name, credential_id, credential, created_at) \
+        self.write(move |tx| {
+            Box::pin(async move {
+                let taken: Option<String> =
+                    sqlx::query_scalar("SELECT id FROM staff_security_keys WHERE credential_id = $1")
+                        .bind(&key.credential_id)
+                        .fetch_optional(tx.conn())
+                        .await?;
+                if taken.is_some() {
+                    return Err(StoreError::Conflict("this security key is registered already".into()));
+                }
+                sqlx::query(
+                    "INSERT INTO staff_security_keys (id, account_id, name, credential_id, credential, created_at) \
                          VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(&key.id)
-                    .bind(&account)
-                    .bind(&key.name)
-                    .bind(&key.credential_id)
-                    .bind(&key.credential)
-                    .bind(key.created_at)
-                    .execute(tx.conn())
-                    .await?;
-                    Ok(())
-                })
+                )
+                .bind(&key.id)
+                .bind(&account)
+                .bind(&key.name)
+                .bind(&key.credential_id)
+                .bind(&key.credential)
+                .bind(key.created_at)
+                .execute(tx.conn())
+                .await?;
+                Ok(())
             })
-            .await
+        })
+        .await
     }
 
     /// Notes a security key's use and its updated (sealed) credential, whose signature
     /// counter moved on.
     pub async fn used_staff_security_key(&self, key_id: &str, credential: Vec<u8>, now: i64) -> Result<(), StoreError> {
         let id = key_id.to_owned();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE staff_security_keys SET credential = $1, last_used_at = $2 WHERE id = $3")
-                        .bind(&credential)
-                        .bind(now)
-                        .bind(&id)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok(())
-                })
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE staff_security_keys SET credential = $1, last_used_at = $2 WHERE id = $3")
+                    .bind(&credential)
+                    .bind(now)
+                    .bind(&id)
+                    .execute(tx.conn())
+                    .await?;
+                Ok(())
             })
-            .await
+        })
+        .await
     }
 
     /// Keeps (or with `None` clears) the WebAuthn ceremony a session is in the middle of.
     pub async fn set_staff_ceremony(&self, id_hash: &[u8], ceremony: Option<String>) -> Result<(), StoreError> {
         let hash = id_hash.to_vec();
-        self.writer()
-            .run(move |tx| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE staff_sessions SET ceremony = $1 WHERE id_hash = $2")
-                        .bind(&ceremony)
-                        .bind(&hash)
-                        .execute(tx.conn())
-                        .await?;
-                    Ok(())
-                })
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE staff_sessions SET ceremony = $1 WHERE id_hash = $2")
+                    .bind(&ceremony)
+                    .bind(&hash)
+                    .execute(tx.conn())
+                    .await?;
+                Ok(())
             })
-            .await
+        })
+        .await
     }
 
     /// Records a sign-in from the address with keyed hash `ip_hash`: whether the account had
     /// never signed in from it, and whether it had signed in from anywhere before.
     pub async fn note_staff_ip(&self, account_id: &str, ip_hash: Vec<u8>, now: i64) -> Result<IpSeen, StoreError> {
         let id = account_id.to_owned();
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     let done = sqlx::query("UPDATE staff_seen_ips SET last_seen_at = $1 WHERE account_id = $2 AND ip_hash = $3")
                         .bind(now)
@@ -259,8 +253,7 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let (tenant, name, value, by) = (tenant.to_owned(), name.to_owned(), value.to_owned(), by.to_owned());
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     sqlx::query(
                         "INSERT INTO org_settings (tenant, name, value, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5) \

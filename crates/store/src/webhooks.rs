@@ -161,8 +161,7 @@ impl Store {
     /// transaction. Returns how many events it owes now.
     pub async fn fan_out_webhook_events(&self, endpoint_id: &str, now: i64, limit: i64) -> Result<u64, StoreError> {
         let id = endpoint_id.to_owned();
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     let Some(row) = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND removed_at IS NULL")
                         .bind(&id)
@@ -277,8 +276,7 @@ impl Store {
         result: AttemptResult,
     ) -> Result<(), StoreError> {
         let id = endpoint_id.to_owned();
-        self.writer()
-            .run(move |tx| {
+        self.write(move |tx| {
                 Box::pin(async move {
                     sqlx::query(
                         "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, next_attempt_at = $2, last_status = $3, \

@@ -22,15 +22,14 @@ fn key(id: &str, selector: &str, active_from: i64) -> DkimKeyRow {
 
 async fn keys_are_stored_listed_and_retired(db: Db) {
     let store = db.store.clone();
-    let w = store.writer();
-    w.run(|tx| Box::pin(async move { insert(tx, &key("a", "s1", 10)).await })).await.unwrap();
+    store.write(|tx| Box::pin(async move { insert(tx, &key("a", "s1", 10)).await })).await.unwrap();
     assert!(
-        w.run(|tx| Box::pin(async move { insert(tx, &key("x", "s1", 10)).await })).await.is_err(),
+        store.write(|tx| Box::pin(async move { insert(tx, &key("x", "s1", 10)).await })).await.is_err(),
         "selectors are unique per domain"
     );
-    w.run(|tx| Box::pin(async move { insert(tx, &key("b", "s2", 20)).await })).await.unwrap();
-    let n = w
-        .run(|tx| Box::pin(async move { schedule_retirement(tx, "example.org", 99, &["b".to_owned()]).await }))
+    store.write(|tx| Box::pin(async move { insert(tx, &key("b", "s2", 20)).await })).await.unwrap();
+    let n = store
+        .write(|tx| Box::pin(async move { schedule_retirement(tx, "example.org", 99, &["b".to_owned()]).await }))
         .await
         .unwrap();
     assert_eq!(n, 1);

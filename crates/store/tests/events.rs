@@ -57,8 +57,7 @@ async fn every_state_change_writes_its_event_in_the_same_transaction(db: Db) {
     let (deferred, delivered) =
         (update(state::QUEUED, 1, None, "4.4.1"), update(state::DELIVERED, 2, Some("tls"), "2.0.0"));
     store
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 queue::insert_message(tx, &m, &rcpts).await?;
                 queue::update_recipient(tx, "M1", 0, &deferred).await?;
@@ -87,13 +86,12 @@ async fn every_state_change_writes_its_event_in_the_same_transaction(db: Db) {
 
     // An event for a recipient the queue does not have is not recorded.
     let recorded = store
-        .writer()
-        .run(|tx| Box::pin(async move { record(tx, &NewEvent::new("M1", 7, kind::OPENED, 2_000)).await }))
+        .write(|tx| Box::pin(async move { record(tx, &NewEvent::new("M1", 7, kind::OPENED, 2_000)).await }))
         .await
         .unwrap();
     assert!(!recorded);
 
-    store.writer().run(|tx| Box::pin(async move { queue::delete_message(tx, "M1").await })).await.unwrap();
+    store.write(|tx| Box::pin(async move { queue::delete_message(tx, "M1").await })).await.unwrap();
     assert!(store.message_events("M1").await.unwrap().is_empty(), "events go with their message");
 }
 
@@ -118,8 +116,7 @@ async fn portal_opens_and_withdrawal_join_the_recipients_history(db: Db) {
         withdrawn_by: None,
     };
     store
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 queue::insert_message(tx, &m, &rcpts).await?;
                 portal::insert_message(tx, &copy, &[]).await
@@ -131,8 +128,9 @@ async fn portal_opens_and_withdrawal_join_the_recipients_history(db: Db) {
     assert_eq!(copies.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["P1"]);
     store.add_portal_open("P1", 2_000, b"sealed".to_vec()).await.unwrap();
     let withdrawn = store
-        .writer()
-        .run(|tx| Box::pin(async move { portal::withdraw(tx, "P1", portal::state::RETRACTED, 3_000, "sender").await }))
+        .write(|tx| {
+            Box::pin(async move { portal::withdraw(tx, "P1", portal::state::RETRACTED, 3_000, "sender").await })
+        })
         .await
         .unwrap();
     assert!(withdrawn);

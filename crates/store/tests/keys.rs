@@ -11,7 +11,7 @@ use support::Db;
 async fn seal_object(store: &Store, ring: &KeyRing, tenant: &TenantId, object: &str, plain: &[u8]) -> Vec<u8> {
     let (dk, wrapped) = ring.new_data_key(tenant, object).unwrap();
     let (t, o) = (tenant.clone(), object.to_owned());
-    store.writer().run(move |tx| Box::pin(async move { put_data_key(tx, &t, &o, &wrapped).await })).await.unwrap();
+    store.write(move |tx| Box::pin(async move { put_data_key(tx, &t, &o, &wrapped).await })).await.unwrap();
     dk.seal(plain).unwrap()
 }
 

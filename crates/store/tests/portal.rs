@@ -27,15 +27,19 @@ fn message(id: &str) -> PortalMessageRow {
 
 async fn messages_tokens_opens_and_withdrawal(db: Db) {
     let store = db.store.clone();
-    let w = store.writer();
-    w.run(|tx| {
-        Box::pin(async move {
-            insert_message(tx, &message("M1"), &[(b"t1".to_vec(), purpose::PICKUP), (b"t2".to_vec(), purpose::SENDER)])
+    store
+        .write(|tx| {
+            Box::pin(async move {
+                insert_message(
+                    tx,
+                    &message("M1"),
+                    &[(b"t1".to_vec(), purpose::PICKUP), (b"t2".to_vec(), purpose::SENDER)],
+                )
                 .await
+            })
         })
-    })
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     assert_eq!(store.portal_token(b"t1").await.unwrap(), Some(("pickup".into(), "M1".into())));
     assert_eq!(store.portal_token(b"nope").await.unwrap(), None);
     assert_eq!(store.portal_messages_for("default", b"r").await.unwrap().len(), 1);
@@ -44,8 +48,12 @@ async fn messages_tokens_opens_and_withdrawal(db: Db) {
     assert_eq!(store.add_portal_open("M1", 5, b"x".to_vec()).await.unwrap(), 1);
     assert_eq!(store.add_portal_open("M1", 6, b"y".to_vec()).await.unwrap(), 2);
     assert_eq!(store.portal_opens("M1").await.unwrap().len(), 2);
-    assert!(w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::RETRACTED, 7, "cli").await })).await.unwrap());
-    assert!(!w.run(|tx| Box::pin(async move { withdraw(tx, "M1", state::EXPIRED, 8, "sweep").await })).await.unwrap());
+    assert!(
+        store.write(|tx| Box::pin(async move { withdraw(tx, "M1", state::RETRACTED, 7, "cli").await })).await.unwrap()
+    );
+    assert!(
+        !store.write(|tx| Box::pin(async move { withdraw(tx, "M1", state::EXPIRED, 8, "sweep").await })).await.unwrap()
+    );
     let m = store.portal_message("M1").await.unwrap().unwrap();
     assert_eq!((m.state.as_str(), m.withdrawn_at, m.withdrawn_by.as_deref()), ("retracted", Some(7), Some("cli")));
     assert!(store.portal_expired(1000, 10).await.unwrap().is_empty());
@@ -155,8 +163,7 @@ async fn parallel_guesses_reserve_no_more_attempts_than_allowed(db: Db) {
         })
         .await
         .unwrap();
-    let w = store.writer();
-    w.run(|tx| Box::pin(async move { insert_message(tx, &message("M1"), &[]).await })).await.unwrap();
+    store.write(|tx| Box::pin(async move { insert_message(tx, &message("M1"), &[]).await })).await.unwrap();
     let codes = futures::future::join_all((0..40).map(|_| store.reserve_portal_code_attempt("C1", 5, 2))).await;
     assert_eq!(codes.into_iter().filter(|r| *r.as_ref().unwrap()).count(), 5);
     let phrases = futures::future::join_all((0..40).map(|_| store.reserve_portal_passphrase_attempt("M1", 5))).await;

@@ -17,8 +17,7 @@ async fn message_with_events(store: &Store, id: &str, kinds: &'static [&'static 
 async fn slow_message_with_events(store: &Store, id: &str, kinds: &'static [&'static str], hold_ms: u64) {
     let id = id.to_owned();
     store
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 let m = MessageRow {
                     id: id.clone(),
@@ -79,7 +78,7 @@ async fn endpoints_receive_new_events_of_their_kinds_once(db: Db) {
         removed_at: None,
     };
     let e = endpoint.clone();
-    store.writer().run(move |tx| Box::pin(async move { insert_endpoint(tx, &e).await })).await.unwrap();
+    store.write(move |tx| Box::pin(async move { insert_endpoint(tx, &e).await })).await.unwrap();
     // Events from before the endpoint existed are not owed to it.
     assert_eq!(store.fan_out_webhook_events("W1", 100, 10).await.unwrap(), 0);
     message_with_events(&store, "NEW", &[kind::DEFERRED, kind::DELIVERED]).await;
@@ -112,7 +111,7 @@ async fn endpoints_receive_new_events_of_their_kinds_once(db: Db) {
 
     // A removed endpoint is owed nothing more.
     message_with_events(&store, "LATER", &[kind::BOUNCED]).await;
-    assert!(store.writer().run(|tx| Box::pin(async move { remove_endpoint(tx, "W1", 300).await })).await.unwrap());
+    assert!(store.write(|tx| Box::pin(async move { remove_endpoint(tx, "W1", 300).await })).await.unwrap());
     assert_eq!(store.fan_out_webhook_events("W1", 300, 10).await.unwrap(), 0);
     assert!(store.webhook_endpoints(false).await.unwrap().is_empty());
     assert_eq!(store.webhook_endpoints(true).await.unwrap().len(), 1);
@@ -130,7 +129,7 @@ async fn the_cursor_passes_other_tenants_events(db: Db) {
         created_at: 10,
         removed_at: None,
     };
-    store.writer().run(move |tx| Box::pin(async move { insert_endpoint(tx, &endpoint).await })).await.unwrap();
+    store.write(move |tx| Box::pin(async move { insert_endpoint(tx, &endpoint).await })).await.unwrap();
     message_with_events(&store, "DEFAULTS", &[kind::DELIVERED, kind::BOUNCED]).await;
     assert_eq!(store.fan_out_webhook_events("W2", 100, 10).await.unwrap(), 0, "another tenant's events are not owed");
     let cursor = store.webhook_endpoint("W2").await.unwrap().unwrap().cursor;

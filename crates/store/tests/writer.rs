@@ -89,7 +89,7 @@ async fn an_operation_alone_in_its_transaction_commits_or_changes_nothing(db: Db
     store.write(|tx| Box::pin(insert(tx, "a".into()))).await.unwrap();
     assert_eq!(count(&store).await, 1, "the writer goes on after a failure");
     // The writer the callers outside the store still use is the same writer.
-    store.writer().run(|tx| Box::pin(insert(tx, "b".into()))).await.unwrap();
+    store.write(|tx| Box::pin(insert(tx, "b".into()))).await.unwrap();
     assert_eq!(count(&store).await, 2);
     store.close().await;
 }

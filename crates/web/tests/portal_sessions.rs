@@ -25,8 +25,7 @@ async fn account(web: &TestWeb) {
     let (key, wrapped) = s.ring.new_data_key(&tenant, &object).unwrap();
     let t = tenant.clone();
     s.store
-        .writer()
-        .run(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &t, &object, &wrapped).await }))
+        .write(move |tx| Box::pin(async move { carepost_store::keys::put_data_key(tx, &t, &object, &wrapped).await }))
         .await
         .unwrap();
     let row = AccountRow::new(

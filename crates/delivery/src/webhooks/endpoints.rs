@@ -108,8 +108,7 @@ pub async fn add(
     let (r, t, audit) = (row.clone(), tenant.clone(), spool.audit().clone());
     spool
         .store()
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 keys::put_data_key(tx, &t, &object, &wrapped).await?;
                 rows::insert_endpoint(tx, &r).await?;
@@ -135,8 +134,7 @@ pub async fn remove(spool: &Spool, actor: &str, id: &str) -> Result<EndpointRow,
     let (id_owned, audit) = (id.to_owned(), spool.audit().clone());
     let removed = spool
         .store()
-        .writer()
-        .run(move |tx| {
+        .write(move |tx| {
             Box::pin(async move {
                 let removed = rows::remove_endpoint(tx, &id_owned, Timestamp::now().as_micros()).await?;
                 if removed {
