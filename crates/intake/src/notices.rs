@@ -10,7 +10,7 @@ use carepost_secure::directory::LearnOutcome;
 use carepost_spool::Submission;
 
 use crate::intake::entity_counts;
-use crate::{CertificateLearning, Inspection, Intake};
+use crate::{CertificateLearning, Inspection, Intake, IntakeError};
 
 impl Intake {
     /// Learns the signer's certificate in the background: the sender's 250 does not wait for
@@ -123,18 +123,33 @@ impl Intake {
             .text_body(text)
             .write_to_vec();
         let Ok(notice) = notice else { return };
+        let from = Some(self.settings.notices_from.clone());
+        if let Err(e) = self.queue_own_mail(tenant, from, to, notice).await {
+            tracing::error!(error = %e, "cannot queue a notice");
+        }
+    }
+
+    /// Queues carepost's own mail to one person (policy notices, sign-in notices, portal
+    /// codes) as it is: it carries no PHI, so it is neither inspected nor decided on; a
+    /// portal code sent through policy could even be sent to the portal it opens. It still
+    /// enters here, the one way in, and is sealed and spooled like any other message.
+    pub async fn queue_own_mail(
+        &self,
+        tenant: &TenantId,
+        mail_from: Option<Address>,
+        to: &Address,
+        message: Vec<u8>,
+    ) -> Result<MessageId, IntakeError> {
         let envelope = Envelope {
-            mail_from: Some(self.settings.notices_from.clone()),
+            mail_from,
             recipients: vec![Recipient::new(to.clone())],
             dsn_ret: None,
             dsn_envid: None,
             require_tls: false,
-            smtputf8: false,
+            smtputf8: to.is_utf8(),
             body: Default::default(),
         };
-        let submission = Submission::new(tenant.clone(), envelope, Arrival::system(), Bytes::from(notice));
-        if let Err(e) = self.spool.accept(submission).await {
-            tracing::error!(error = %e, "cannot queue a notice");
-        }
+        let submission = Submission::new(tenant.clone(), envelope, Arrival::system(), Bytes::from(message));
+        Ok(self.spool.accept(submission).await?)
     }
 }

@@ -13,6 +13,9 @@ use crate::WebConfig;
 use crate::csrf::CsrfKey;
 use crate::rate_limit::RateLimiter;
 use crate::staff::StaffConfig;
+use carepost_audit::{Event, Outcome};
+
+use crate::ClientIp;
 
 /// carepost's services as the binary opened them.
 #[derive(Clone)]
@@ -84,5 +87,33 @@ impl WebContext {
             public_url,
             services,
         }))
+    }
+
+    /// The organization named in carepost's own mail: `web.organization`, or the host name.
+    pub fn organization_name(&self) -> String {
+        if self.config.organization.is_empty() {
+            self.services.portal.settings().hostname.clone()
+        } else {
+            self.config.organization.clone()
+        }
+    }
+}
+
+/// Appends an audit record; a failure to audit is logged (the step itself already happened).
+pub(crate) async fn audit(
+    state: &WebState,
+    ip: ClientIp,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: Outcome,
+    details: &[(&str, String)],
+) {
+    let mut event = Event::new(actor, action).target(target).ip(Some(ip.0)).outcome(outcome);
+    for (k, v) in details {
+        event = event.detail(*k, v);
+    }
+    if let Err(e) = state.services.audit.append(event).await {
+        tracing::error!(error = %e, action, "cannot audit a web step");
     }
 }

@@ -6,14 +6,12 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use bytes::Bytes;
 use carepost_audit::Outcome;
 use carepost_identity::{
     AccountRef, CodeEntered, CodeIssued, CodeRules, PasswordStep, PortalAccount, PortalWho, SecondStep, Stage,
 };
-use carepost_model::{Address, Arrival, Envelope, Recipient, Source, TenantId, Timestamp};
+use carepost_model::{Address, TenantId, Timestamp};
 use carepost_secure::portal::masked;
-use carepost_spool::Submission;
 use carepost_store::portal::purpose;
 use carepost_vault as password;
 use serde::Deserialize;
@@ -370,11 +368,7 @@ pub async fn send_code(
 /// by delivery. It carries no PHI.
 async fn send_code_mail(state: &WebState, who: &Who, code: &str) -> Result<(), WebError> {
     let settings = state.services.portal.settings();
-    let org = if state.config.organization.is_empty() {
-        settings.hostname.clone()
-    } else {
-        state.config.organization.clone()
-    };
+    let org = state.organization_name();
     let minutes = state.config.code_lifetime.as_secs().div_ceil(60);
     let text = format!(
         "Your code for the secure message portal of {org} is:\r\n\r\n    {code}\r\n\r\nIt is valid for {minutes} minutes. \
@@ -388,25 +382,7 @@ async fn send_code_mail(state: &WebState, who: &Who, code: &str) -> Result<(), W
         .text_body(text)
         .write_to_vec()
         .map_err(WebError::internal)?;
-    let envelope = Envelope {
-        mail_from: None,
-        recipients: vec![Recipient::new(who.address.clone())],
-        dsn_ret: None,
-        dsn_envid: None,
-        require_tls: false,
-        smtputf8: who.address.is_utf8(),
-        body: Default::default(),
-    };
-    let arrival = Arrival {
-        source: Source::System,
-        client_ip: None,
-        helo: None,
-        authenticated_as: None,
-        tls: None,
-        sender_auth: None,
-    };
-    let submission = Submission::new(who.tenant.clone(), envelope, arrival, Bytes::from(message));
-    state.services.intake.spool().accept(submission).await.map_err(WebError::internal)?;
+    state.services.intake.queue_own_mail(&who.tenant, None, &who.address, message).await.map_err(WebError::internal)?;
     Ok(())
 }
 

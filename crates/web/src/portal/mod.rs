@@ -18,10 +18,10 @@ use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use carepost_audit::{Event, Outcome};
 use carepost_model::Timestamp;
 
 use crate::error::{Rendered, WebError};
+pub(crate) use crate::state::audit;
 use crate::{ClientIp, WebState};
 
 pub use session::Session;
@@ -103,25 +103,6 @@ pub(crate) fn withdrawn(csrf: String, signed_in: bool) -> Result<Response, WebEr
 pub(crate) fn date(micros: i64) -> String {
     let d = Timestamp::from_micros(micros).to_datetime();
     format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute())
-}
-
-/// Appends an audit record; a failure to audit is logged (the step itself already happened).
-pub(crate) async fn audit(
-    state: &WebState,
-    ip: ClientIp,
-    actor: &str,
-    action: &str,
-    target: &str,
-    outcome: Outcome,
-    details: &[(&str, String)],
-) {
-    let mut event = Event::new(actor, action).target(target).ip(Some(ip.0)).outcome(outcome);
-    for (k, v) in details {
-        event = event.detail(*k, v);
-    }
-    if let Err(e) = state.services.audit.append(event).await {
-        tracing::error!(error = %e, action, "cannot audit a portal step");
-    }
 }
 
 /// Refuses a blocked client address before any sign-in work.

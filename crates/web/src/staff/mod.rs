@@ -20,13 +20,13 @@ use axum::http::HeaderValue;
 use axum::http::header::CONTENT_SECURITY_POLICY;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use carepost_audit::Outcome;
 use serde::Deserialize;
 
 pub use config::{StaffConfig, StaffConfigError};
 
+use crate::WebState;
 use crate::csrf::CsrfField;
-use crate::{ClientIp, WebState};
+pub(crate) use crate::state::audit;
 
 /// The staff pages' routes.
 pub fn routes() -> Router<WebState> {
@@ -47,18 +47,6 @@ pub fn routes() -> Router<WebState> {
         .route("/staff/password", post(home::change_password))
         .route("/staff/settings/require-mfa", post(home::require_mfa))
         .route("/staff/audit", get(home::audit_view))
-}
-
-pub(crate) async fn audit(
-    state: &WebState,
-    ip: ClientIp,
-    actor: &str,
-    action: &str,
-    target: &str,
-    outcome: Outcome,
-    details: &[(&str, String)],
-) {
-    crate::portal::audit(state, ip, actor, action, target, outcome, details).await;
 }
 
 /// The Content-Security-Policy of the pages that load `/static/webauthn.js`: the page's

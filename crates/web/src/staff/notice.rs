@@ -3,11 +3,9 @@
 //! up in the owner's mailbox. It carries no PHI. Which addresses are new is the identity
 //! room's to know; this module only writes and queues the notice.
 
-use bytes::Bytes;
 use carepost_audit::Outcome;
 use carepost_identity::{Account, AccountRef};
-use carepost_model::{Arrival, Envelope, Recipient, Source, Timestamp};
-use carepost_spool::Submission;
+use carepost_model::Timestamp;
 
 use super::audit;
 use crate::error::WebError;
@@ -69,11 +67,7 @@ async fn queue(
     user_agent: &str,
 ) -> Result<(), WebError> {
     let settings = state.services.portal.settings();
-    let org = if state.config.organization.is_empty() {
-        settings.hostname.clone()
-    } else {
-        state.config.organization.clone()
-    };
+    let org = state.organization_name();
     let when = Timestamp::now().to_rfc3339();
     let text = format!(
         "Your {org} staff account signed in from a network address it has not used before.\r\n\r\n\
@@ -93,25 +87,7 @@ async fn queue(
         .text_body(text)
         .write_to_vec()
         .map_err(WebError::internal)?;
-    let envelope = Envelope {
-        mail_from: None,
-        recipients: vec![Recipient::new(to.clone())],
-        dsn_ret: None,
-        dsn_envid: None,
-        require_tls: false,
-        smtputf8: to.is_utf8(),
-        body: Default::default(),
-    };
-    let arrival = Arrival {
-        source: Source::System,
-        client_ip: None,
-        helo: None,
-        authenticated_as: None,
-        tls: None,
-        sender_auth: None,
-    };
-    let submission = Submission::new(account.tenant.clone(), envelope, arrival, Bytes::from(message));
-    state.services.intake.spool().accept(submission).await.map_err(WebError::internal)?;
+    state.services.intake.queue_own_mail(&account.tenant, None, to, message).await.map_err(WebError::internal)?;
     Ok(())
 }
 
