@@ -100,12 +100,12 @@ impl Store {
         Store::connect(&StoreOptions::sqlite(path)).await
     }
 
-    /// Opens the SQLite database at `path` read-only, as it is: no migrations, no writes (a
-    /// write fails). For copying an installation out ([`Store::copy_into`]) without changing
-    /// a byte of it.
-    pub async fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+    /// Opens an existing SQLite database (a path, or `sqlite://path`) read-only, as it is: no
+    /// migrations, no writes (a write fails). For copying an installation out
+    /// ([`Store::copy_into`]) without changing a byte of it.
+    pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
         let node: Arc<str> = carepost_model::Id::new().to_string().into();
-        let (pool, writer, backend) = backend::sqlite::open_read_only(path, node.clone()).await?;
+        let (pool, writer, backend) = backend::sqlite::open_read_only(url, node.clone()).await?;
         Ok(Store { pool, backend, writer, node })
     }
 

@@ -73,7 +73,7 @@ async fn every_row_is_copied_as_stored_and_verified_and_the_source_is_unchanged(
     let path = sqlite_with_mail(dir.path(), 400).await;
     let before = std::fs::read(&path).unwrap();
 
-    let source = Store::open_read_only(&path).await.unwrap();
+    let source = Store::open_read_only(&path.display().to_string()).await.unwrap();
     let target = postgres().await;
     let mut seen: Vec<CopyProgress> = Vec::new();
     let report = source.copy_into(&target, &mut |p| seen.push(p.clone())).await.unwrap();
@@ -106,7 +106,7 @@ async fn every_row_is_copied_as_stored_and_verified_and_the_source_is_unchanged(
     assert_eq!(new[0].seq, 1201, "{new:?}");
 
     // A second copy into the same database is refused and changes nothing there.
-    let source = Store::open_read_only(&path).await.unwrap();
+    let source = Store::open_read_only(&path.display().to_string()).await.unwrap();
     let err = source.copy_into(&target, &mut |_| {}).await.unwrap_err();
     assert!(matches!(err, StoreError::Copy(_)), "{err}");
     assert!(err.to_string().contains("the target database is not empty: table"), "{err}");
@@ -127,7 +127,7 @@ async fn a_source_with_a_table_the_target_lacks_is_refused_and_the_target_stays_
         conn.execute("CREATE TABLE local_notes (id INTEGER PRIMARY KEY, note TEXT)").await.unwrap();
         conn.close().await.unwrap();
     }
-    let source = Store::open_read_only(&path).await.unwrap();
+    let source = Store::open_read_only(&path.display().to_string()).await.unwrap();
     let target = postgres().await;
     let err = source.copy_into(&target, &mut |_| {}).await.unwrap_err();
     assert!(err.to_string().contains("only in the source: local_notes"), "{err}");
@@ -147,6 +147,6 @@ async fn a_source_with_a_table_the_target_lacks_is_refused_and_the_target_stays_
 #[tokio::test]
 async fn a_missing_source_database_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let err = Store::open_read_only(&dir.path().join("nowhere.db")).await.unwrap_err();
+    let err = Store::open_read_only(&dir.path().join("nowhere.db").display().to_string()).await.unwrap_err();
     assert!(err.to_string().contains("nowhere.db"), "{err}");
 }

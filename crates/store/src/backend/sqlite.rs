@@ -68,12 +68,13 @@ pub(crate) async fn open(
 /// Opens an existing database for reading only: no migrations, no journal-mode change, and
 /// `query_only` on every connection besides the read-only open, so not a byte of the file
 /// changes.
-pub(crate) async fn open_read_only(path: &Path, node: Arc<str>) -> Result<(AnyPool, GroupWriter, Backend), StoreError> {
+pub(crate) async fn open_read_only(url: &str, node: Arc<str>) -> Result<(AnyPool, GroupWriter, Backend), StoreError> {
     sqlx::any::install_default_drivers();
+    let path = path_of(url);
     if !path.is_file() {
         return Err(StoreError::NotFound(format!("the database {}", path.display())));
     }
-    let absolute = std::path::absolute(path)
+    let absolute = std::path::absolute(&path)
         .map_err(|e| StoreError::Corrupt(format!("cannot resolve the database path {}: {e}", path.display())))?;
     let url = SqliteConnectOptions::new().filename(absolute).read_only(true).to_url_lossy();
     let connect = AnyConnectOptions::from_url(&url)?;
