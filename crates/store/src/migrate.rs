@@ -571,7 +571,7 @@ async fn copy_tables(
         {
             number += 1;
             hash.add(&table.read(&row, number)?);
-            if number % BATCH_ROWS as u64 == 0 {
+            if number.is_multiple_of(BATCH_ROWS as u64) {
                 at.done = checked + number;
                 progress(&at);
             }
