@@ -66,3 +66,36 @@ carepost_stop() {
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# A throwaway PostgreSQL cluster for carepost's store (STORES=postgres in the relay bench),
+# the way testkit/src/postgres.rs starts one: the Debian binaries, initdb and pg_ctl as the
+# postgres user when run as root, in a scratch directory, on a free 127.0.0.1 port, no unix
+# socket. Unlike the tests' cluster, fsync stays on: a commit is as durable as SQLite's.
+#   pg_start                 sets pg_port
+#   pg_database NAME         creates NAME, prints its URL
+#   pg_stop
+pg_start() {
+  pg_bin=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+  [ -x "$pg_bin/initdb" ] || { echo "no initdb under /usr/lib/postgresql/*/bin: apt-get install postgresql" >&2; return 1; }
+  pg_dir=$(mktemp -d /tmp/carepost-bench-pg.XXXXXX)
+  as_pg=()
+  if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$pg_dir"; as_pg=(runuser -u postgres --); fi
+  "${as_pg[@]}" "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres -E UTF8 --locale=C >"$pg_dir/initdb.log" 2>&1 \
+    || { cat "$pg_dir/initdb.log" >&2; return 1; }
+  pg_port=$(free_port)
+  printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = ''\n" "$pg_port" >>"$pg_dir/data/postgresql.conf"
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/data/server.log" -w -t 60 start >/dev/null \
+    || { cat "$pg_dir/data/server.log" >&2; return 1; }
+}
+
+pg_database() {
+  "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -qc "CREATE DATABASE $1" postgres >&2 || return 1
+  echo "postgres://postgres@127.0.0.1:$pg_port/$1"
+}
+
+pg_stop() {
+  [ -n "${pg_dir:-}" ] || return 0
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast -w stop >/dev/null 2>&1
+  rm -rf "$pg_dir"
+  pg_dir=
+}

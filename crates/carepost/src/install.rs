@@ -61,7 +61,9 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+/// Holds the data directory's `.lock` until the file is dropped: no `carepost serve` (or
+/// other exclusive command) can start on it meanwhile, and none may be running.
+pub fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
     let path = dir.join(".lock");
     let file = File::options()
         .create(true)
@@ -164,12 +166,18 @@ impl Installation {
 
     /// Opens (on first start: creates) the installation described by `config`.
     pub async fn open(config: Config, access: Access) -> anyhow::Result<Installation> {
+        let options = store_options(&config);
+        Installation::open_on(config, options, access).await
+    }
+
+    /// Opens the installation described by `config` on the store `options` names rather
+    /// than the configured one (`carepost store migrate` writes to the store it copied to).
+    pub async fn open_on(config: Config, options: StoreOptions, access: Access) -> anyhow::Result<Installation> {
         prepare_data_dir(&config.data_dir)?;
         let lock = match access {
             Access::Exclusive => Some(lock_data_dir(&config.data_dir)?),
             Access::Shared => None,
         };
-        let options = store_options(&config);
         let store =
             Store::connect(&options).await.with_context(|| format!("opening the database {}", options.display()))?;
         let stored_id = store.stored_master_key_id().await?;

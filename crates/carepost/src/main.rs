@@ -83,6 +83,9 @@ enum Command {
     /// The sealed blob store: copy it to an S3-compatible bucket.
     #[command(subcommand)]
     Blobs(cli::blobs::BlobsCommand),
+    /// The metadata store: move a SQLite installation to PostgreSQL.
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
             Command::Suppress(c) => cli::suppress::run(&global, c).await,
             Command::Webhook(c) => cli::webhook::run(&global, c).await,
             Command::Blobs(c) => cli::blobs::run(&global, c).await,
+            Command::Store(c) => cli::store::run(&global, c).await,
         }
     });
     match result {

@@ -12,6 +12,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// Copying one store into another ([`Store::copy_into`](crate::Store::copy_into)) found
+    /// the target unfit or the copy different from its source.
+    #[error("copying the store: {0}")]
+    Copy(String),
     #[error("the store is shutting down")]
     Closed,
 }

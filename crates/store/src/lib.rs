@@ -22,6 +22,7 @@ mod error;
 pub mod events;
 pub mod keys;
 pub mod leases;
+pub mod migrate;
 pub mod mta_sts;
 pub mod portal;
 pub mod queue;
@@ -99,6 +100,15 @@ impl Store {
     /// Opens (creating if needed) the SQLite database at `path` and applies pending migrations.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         Store::connect(&StoreOptions::sqlite(path)).await
+    }
+
+    /// Opens an existing SQLite database (a path, or `sqlite://path`) read-only, as it is: no
+    /// migrations, no writes (a write fails). For copying an installation out
+    /// ([`Store::copy_into`]) without changing a byte of it.
+    pub async fn open_read_only(url: &str) -> Result<Store, StoreError> {
+        let node: Arc<str> = carepost_model::Id::new().to_string().into();
+        let (pool, writer, backend) = backend::sqlite::open_read_only(url, node.clone()).await?;
+        Ok(Store { pool, backend, writer, node })
     }
 
     /// Opens the store `options` names and applies pending migrations.

@@ -15,6 +15,7 @@ pub mod portal;
 pub mod quarantine;
 pub mod queue;
 pub mod serve;
+pub mod store;
 pub mod suppress;
 pub mod user;
 pub mod webhook;

@@ -64,3 +64,32 @@ pub(crate) async fn open(
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
     Ok((pool, GroupWriter::group(writer, node), Backend::Sqlite))
 }
+
+/// Opens an existing database for reading only: no migrations, no journal-mode change, and
+/// `query_only` on every connection besides the read-only open, so not a byte of the file
+/// changes.
+pub(crate) async fn open_read_only(url: &str, node: Arc<str>) -> Result<(AnyPool, GroupWriter, Backend), StoreError> {
+    sqlx::any::install_default_drivers();
+    let path = path_of(url);
+    if !path.is_file() {
+        return Err(StoreError::NotFound(format!("the database {}", path.display())));
+    }
+    let absolute = std::path::absolute(&path)
+        .map_err(|e| StoreError::Corrupt(format!("cannot resolve the database path {}: {e}", path.display())))?;
+    let url = SqliteConnectOptions::new().filename(absolute).read_only(true).to_url_lossy();
+    let connect = AnyConnectOptions::from_url(&url)?;
+    async fn settle(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        conn.execute("PRAGMA query_only = ON").await?;
+        conn.execute("PRAGMA busy_timeout = 10000").await?;
+        Ok(())
+    }
+    let mut writer = AnyConnection::connect_with(&connect).await?;
+    settle(&mut writer).await?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(2)
+        .min_connections(0)
+        .after_connect(|conn, _| Box::pin(settle(conn)))
+        .connect_with(connect)
+        .await?;
+    Ok((pool, GroupWriter::group(writer, node), Backend::Sqlite))
+}
