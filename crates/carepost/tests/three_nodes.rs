@@ -5,7 +5,7 @@
 //! restarted. Every message that got a 250 must reach smtp-sink (by the unique id in its
 //! subject), the dead node's in-flight deliveries are taken over once their lease runs out
 //! (the time is printed), a portal message accepted on node A is picked up over HTTPS on node
-//! B, the dead node is named in the audit log, and `carepost audit verify` passes on the
+//! B, a REST API send is accepted on node B with a key made on node A, the dead node is named in the audit log, and `carepost audit verify` passes on the
 //! shared chain without naming live nodes' records as left unsigned.
 
 use std::collections::{HashMap, HashSet};
@@ -436,6 +436,38 @@ async fn three_nodes_one_killed_lose_nothing() {
     let page = browser.get(&verified.location).await;
     assert_eq!(page.status, 200, "{}", page.text);
     assert!(page.text.contains("NODEPORTALMARKER"), "{}", page.text);
+
+    // An application's API send, with a key made through node A's command line, is
+    // accepted on node B and delivered from the shared store and bucket.
+    let (code, out, err) = run(
+        Path::new(BIN),
+        &root.join("a"),
+        &["apikey", "create", "--name", "lab system", "--scope", "send", "--config", "carepost.toml"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let key = out.trim().to_owned();
+    let api = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let request = serde_json::json!({
+        "from": {"email": "lab@clinic.example.org"},
+        "to": ["dr.smith@clinic.example.org"],
+        "subject": "Lab report",
+        "text": "The lab report is ready. NODEAPIMARKER",
+    });
+    let reply = api
+        .post(format!("https://{}/api/v1/messages", webs[1]))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(request.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status().as_u16();
+    assert_eq!(status, 202, "{}", reply.text().await.unwrap_or_default());
+    sink.wait_for(&["NODEAPIMARKER"], &[]);
 
     // A live node names the dead one once its node lease has run out.
     let deadline = Instant::now() + WAIT;
