@@ -109,29 +109,31 @@ pub trait CsrfField {
     fn csrf(&self) -> &str;
 }
 
+/// Names the `csrf` field of each form type listed as its CSRF token.
+macro_rules! csrf_field {
+    ($($form:ty),+ $(,)?) => {
+        $(impl $crate::csrf::CsrfField for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
+}
+pub(crate) use csrf_field;
+
 /// A form with nothing but its CSRF token (sign out, start a ceremony, withdraw).
 #[derive(serde::Deserialize)]
 pub struct CsrfOnly {
     csrf: String,
 }
 
-impl CsrfField for CsrfOnly {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(CsrfOnly, CodeForm);
 
 /// A form with one code (an authenticator app's), as the staff pages and the portal post it.
 #[derive(serde::Deserialize)]
 pub struct CodeForm {
     csrf: String,
     pub code: String,
-}
-
-impl CsrfField for CodeForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 /// A URL-encoded form whose CSRF token was checked. Malformed forms are a plain 400 that

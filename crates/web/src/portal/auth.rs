@@ -18,7 +18,8 @@ use serde::Deserialize;
 
 use super::session::{self, Session};
 use super::{audit, failed_attempt, page, refuse_blocked, see_other};
-use crate::csrf::{CodeForm as OneCode, Csrf, CsrfField, CsrfForm, CsrfOnly};
+use crate::csrf::csrf_field;
+use crate::csrf::{CodeForm as OneCode, Csrf, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::totp;
 use crate::{ClientIp, WebState, cookies, micros};
@@ -129,11 +130,7 @@ pub struct PassphraseForm {
     passphrase: String,
 }
 
-impl CsrfField for PassphraseForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(PassphraseForm, CodeForm, VerifyForm, SigninForm);
 
 /// `POST /p/passphrase`: proves the address with the passphrase the sender set for this
 /// message. It opens this one message only: a passphrase is the sender's secret, weaker than
@@ -257,12 +254,6 @@ pub struct CodeForm {
     token: String,
     #[serde(default)]
     email: String,
-}
-
-impl CsrfField for CodeForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 #[derive(Template)]
@@ -398,12 +389,6 @@ pub struct VerifyForm {
     password2: String,
 }
 
-impl CsrfField for VerifyForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
-
 /// Recipients' passwords follow the staff rules (no common passwords, not the address),
 /// with a shorter minimum: a patient signs in rarely and from a phone.
 fn password_problem(state: &WebState, password: &str, again: &str, address: &Address) -> Option<String> {
@@ -536,12 +521,6 @@ pub struct SigninForm {
     #[serde(default)]
     email: String,
     password: String,
-}
-
-impl CsrfField for SigninForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 const WRONG: &str = "The address or password is not right.";

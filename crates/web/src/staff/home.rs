@@ -13,7 +13,8 @@ use serde::Deserialize;
 use super::audit;
 use super::session::{self, StaffSession};
 use super::signin::failed;
-use crate::csrf::{Csrf, CsrfField, CsrfForm};
+use crate::csrf::csrf_field;
+use crate::csrf::{Csrf, CsrfForm};
 use crate::error::WebError;
 use crate::portal::see_other;
 use crate::{ClientIp, WebState};
@@ -106,11 +107,7 @@ pub struct PasswordForm {
     again: String,
 }
 
-impl CsrfField for PasswordForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(PasswordForm, SwitchForm);
 
 /// `POST /staff/password`: a new password, held to the password policy. A wrong current
 /// password counts as a failed sign-in.
@@ -160,12 +157,6 @@ pub async fn change_password(
 pub struct SwitchForm {
     csrf: String,
     value: String,
-}
-
-impl CsrfField for SwitchForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }
 
 /// `POST /staff/settings/require-mfa` (administrators): on, every account without a second

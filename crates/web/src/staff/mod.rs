@@ -25,7 +25,7 @@ use serde::Deserialize;
 pub use config::{StaffConfig, StaffConfigError};
 
 use crate::WebState;
-use crate::csrf::CsrfField;
+use crate::csrf::csrf_field;
 pub(crate) use crate::state::audit;
 
 /// The staff pages' routes.
@@ -78,21 +78,11 @@ pub struct CredentialForm {
     credential: String,
 }
 
-impl CsrfField for CredentialForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(CredentialForm, KeyNameForm);
 
 #[derive(Deserialize)]
 pub struct KeyNameForm {
     csrf: String,
     #[serde(default)]
     name: String,
-}
-
-impl CsrfField for KeyNameForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
 }

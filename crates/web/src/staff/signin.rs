@@ -15,7 +15,8 @@ use serde_json::json;
 
 use super::session::{self, StaffSession};
 use super::{CredentialForm, allow_own_script, audit, notice};
-use crate::csrf::{CodeForm, Csrf, CsrfField, CsrfForm, CsrfOnly};
+use crate::csrf::csrf_field;
+use crate::csrf::{CodeForm, Csrf, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::portal::{failed_login, refuse_blocked, see_other};
 use crate::{ClientIp, WebState, cookies};
@@ -51,11 +52,7 @@ pub struct SigninForm {
     password: String,
 }
 
-impl CsrfField for SigninForm {
-    fn csrf(&self) -> &str {
-        &self.csrf
-    }
-}
+csrf_field!(SigninForm);
 
 /// `POST /staff/signin`: the password step. Unknown, disabled, API-only and locked accounts
 /// read exactly like a wrong password and take as long.
