@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use carepost_audit::{Event, Outcome as AuditOutcome};
-use carepost_model::{Address, Arrival, BodyType, DsnNotify, Envelope, Recipient, Timestamp};
+use carepost_model::{Address, Arrival, BodyType, DsnNotify, Envelope, Timestamp};
 use carepost_store::StoreError;
 use carepost_store::queue::{self, RecipientRow, RecipientUpdate, state};
 use futures::StreamExt;
@@ -1578,13 +1578,9 @@ impl Inner {
         let strict = opened.envelope.require_tls
             || opened.recipients.iter().any(|r| decision::requires_verified_tls(r.decision.as_ref()));
         let envelope = Envelope {
-            mail_from: None,
-            recipients: vec![Recipient::new(sender.clone())],
-            dsn_ret: None,
-            dsn_envid: None,
-            require_tls: false,
             smtputf8: sender.is_utf8() || entries.iter().any(|(_, d)| !d.address.is_ascii()),
             body: BodyType::EightBitMime,
+            ..Envelope::to_one(None, sender.clone())
         };
         let arrival = Arrival::system();
         let mut submission = Submission::new(opened.tenant.clone(), envelope, arrival, Bytes::from(body));

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use carepost_model::{Address, Arrival, Envelope, MessageId, Recipient, TenantId};
+use carepost_model::{Address, Arrival, Envelope, MessageId, TenantId};
 use carepost_secure::directory::LearnOutcome;
 use carepost_spool::Submission;
 
@@ -140,15 +140,7 @@ impl Intake {
         to: &Address,
         message: Vec<u8>,
     ) -> Result<MessageId, IntakeError> {
-        let envelope = Envelope {
-            mail_from,
-            recipients: vec![Recipient::new(to.clone())],
-            dsn_ret: None,
-            dsn_envid: None,
-            require_tls: false,
-            smtputf8: to.is_utf8(),
-            body: Default::default(),
-        };
+        let envelope = Envelope::to_one(mail_from, to.clone());
         let submission = Submission::new(tenant.clone(), envelope, Arrival::system(), Bytes::from(message));
         Ok(self.spool.accept(submission).await?)
     }

@@ -77,6 +77,22 @@ pub struct Envelope {
     pub body: BodyType,
 }
 
+impl Envelope {
+    /// An envelope of carepost's own mail to one person (notices, codes, reports): no DSN
+    /// options, SMTPUTF8 only when the address needs it.
+    pub fn to_one(mail_from: Option<Address>, to: Address) -> Self {
+        Envelope {
+            mail_from,
+            smtputf8: to.is_utf8(),
+            recipients: vec![Recipient::new(to)],
+            dsn_ret: None,
+            dsn_envid: None,
+            require_tls: false,
+            body: Default::default(),
+        }
+    }
+}
+
 /// Where a message entered carepost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -24,7 +24,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use carepost_audit::{Audit, Event, Outcome};
-use carepost_model::{Address, Envelope, Id, Recipient, TenantId, Timestamp};
+use carepost_model::{Address, Envelope, Id, TenantId, Timestamp};
 use carepost_store::portal::{self as rows, PortalMessageRow, purpose, state};
 use carepost_store::{Store, StoreError, keys};
 use carepost_vault::{BlobKey, BlobStore, DataKey, KeyRing, VaultError};
@@ -381,15 +381,7 @@ impl Portal {
             .text_body(text)
             .write_to_vec()
             .map_err(|e| PortalError::Notice(e.to_string()))?;
-        let envelope = Envelope {
-            mail_from: None,
-            recipients: vec![Recipient::new(to.clone())],
-            dsn_ret: None,
-            dsn_envid: None,
-            require_tls: false,
-            smtputf8: to.is_utf8(),
-            body: Default::default(),
-        };
+        let envelope = Envelope::to_one(None, to.clone());
         Ok(Notice { envelope, message, message_id: format!("<{id}>") })
     }
 
