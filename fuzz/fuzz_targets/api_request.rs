@@ -9,6 +9,7 @@
 
 #![no_main]
 
+use carepost_identity::permission::listed_sender;
 use carepost_web::api::ApiError;
 use carepost_web::api::compose::Draft;
 use carepost_web::api::request;
@@ -28,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(drafts) => {
             let allowed = ["lab@clinic.example".to_owned(), "@results.example".to_owned()];
             for d in drafts {
-                request::sender_allowed(&allowed, &d.from.email);
+                listed_sender(&allowed, &d.from.email);
                 assert!(!d.envelope().recipients.is_empty(), "a checked draft has a recipient");
                 // A draft that passed the checks must build: a failure here would be a 500.
                 assert!(d.build("fuzz@carepost.test").is_ok(), "a checked draft does not build");
