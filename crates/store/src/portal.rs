@@ -4,7 +4,6 @@
 //! of tokens are the callers' (secure and web); this module only stores what it is given.
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::events::{self, NewEvent, kind};
 use crate::{Store, StoreError, Tx};
@@ -27,7 +26,7 @@ pub mod purpose {
     pub const RESET: &str = "reset";
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PortalMessageRow {
     pub id: String,
     pub tenant: String,
@@ -47,24 +46,6 @@ pub struct PortalMessageRow {
     pub withdrawn_by: Option<String>,
 }
 
-fn message_from(r: &AnyRow) -> Result<PortalMessageRow, StoreError> {
-    Ok(PortalMessageRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        source_message: r.try_get("source_message")?,
-        source_recipient: r.try_get("source_recipient")?,
-        recipient_index: r.try_get("recipient_index")?,
-        recipient: r.try_get("recipient")?,
-        envelope: r.try_get("envelope")?,
-        body_blob: r.try_get("body_blob")?,
-        size: r.try_get("size")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-        state: r.try_get("state")?,
-        withdrawn_at: r.try_get("withdrawn_at")?,
-        withdrawn_by: r.try_get("withdrawn_by")?,
-    })
-}
 
 /// Stores a new portal message with its link tokens (`(hash, purpose)`).
 pub async fn insert_message(tx: &mut Tx, m: &PortalMessageRow, tokens: &[(Vec<u8>, &str)]) -> Result<(), StoreError> {
@@ -139,7 +120,7 @@ async fn record_for_source(tx: &mut Tx, portal_id: &str, event_kind: &'static st
     Ok(())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct OpenRow {
     pub seq: i64,
     pub at: i64,
@@ -147,7 +128,7 @@ pub struct OpenRow {
     pub detail: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccountRow {
     pub id: String,
     pub tenant: String,
@@ -183,24 +164,8 @@ impl AccountRow {
     }
 }
 
-fn account_from(r: &AnyRow) -> Result<AccountRow, StoreError> {
-    Ok(AccountRow {
-        id: r.try_get("id")?,
-        tenant: r.try_get("tenant")?,
-        address_index: r.try_get("address_index")?,
-        address: r.try_get("address")?,
-        password_hash: r.try_get("password_hash")?,
-        totp: r.try_get("totp")?,
-        totp_pending: r.try_get("totp_pending")?,
-        totp_last_step: r.try_get("totp_last_step")?,
-        failures: r.try_get("failures")?,
-        first_failure_at: r.try_get("first_failure_at")?,
-        locked_until: r.try_get("locked_until")?,
-        created_at: r.try_get("created_at")?,
-    })
-}
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CodeRow {
     pub id: String,
     pub code_hash: Vec<u8>,
@@ -225,8 +190,8 @@ pub struct NewPortalCode {
 impl Store {
     pub async fn portal_message(&self, id: &str) -> Result<Option<PortalMessageRow>, StoreError> {
         let row =
-            sqlx::query("SELECT * FROM portal_messages WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
-        row.as_ref().map(message_from).transpose()
+            sqlx::query_as("SELECT * FROM portal_messages WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        Ok(row)
     }
 
     /// The message and purpose a link token (by its hash) stands for.
@@ -244,35 +209,35 @@ impl Store {
         tenant: &str,
         recipient_index: &[u8],
     ) -> Result<Vec<PortalMessageRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as(
             "SELECT * FROM portal_messages WHERE tenant = $1 AND recipient_index = $2 ORDER BY created_at DESC LIMIT 500",
         )
         .bind(tenant)
         .bind(recipient_index)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(message_from).collect()
+        Ok(rows)
     }
 
     /// Portal messages made from one queue message.
     pub async fn portal_messages_from(&self, source_message: &str) -> Result<Vec<PortalMessageRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM portal_messages WHERE source_message = $1 ORDER BY created_at")
+        let rows = sqlx::query_as("SELECT * FROM portal_messages WHERE source_message = $1 ORDER BY created_at")
             .bind(source_message)
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(message_from).collect()
+        Ok(rows)
     }
 
     /// Active messages whose expiry has passed, oldest first.
     pub async fn portal_expired(&self, now: i64, limit: i64) -> Result<Vec<PortalMessageRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query_as(
             "SELECT * FROM portal_messages WHERE state = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(message_from).collect()
+        Ok(rows)
     }
 
     /// Records one open; returns its sequence number.
@@ -302,28 +267,26 @@ impl Store {
     }
 
     pub async fn portal_opens(&self, message_id: &str) -> Result<Vec<OpenRow>, StoreError> {
-        let rows = sqlx::query("SELECT seq, at, detail FROM portal_opens WHERE message_id = $1 ORDER BY seq")
+        let rows = sqlx::query_as("SELECT seq, at, detail FROM portal_opens WHERE message_id = $1 ORDER BY seq")
             .bind(message_id)
             .fetch_all(self.pool())
             .await?;
-        rows.iter()
-            .map(|r| Ok(OpenRow { seq: r.try_get("seq")?, at: r.try_get("at")?, detail: r.try_get("detail")? }))
-            .collect()
+        Ok(rows)
     }
 
     pub async fn portal_account(&self, tenant: &str, address_index: &[u8]) -> Result<Option<AccountRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM portal_accounts WHERE tenant = $1 AND address_index = $2")
+        let row = sqlx::query_as("SELECT * FROM portal_accounts WHERE tenant = $1 AND address_index = $2")
             .bind(tenant)
             .bind(address_index)
             .fetch_optional(self.pool())
             .await?;
-        row.as_ref().map(account_from).transpose()
+        Ok(row)
     }
 
     pub async fn portal_account_by_id(&self, id: &str) -> Result<Option<AccountRow>, StoreError> {
         let row =
-            sqlx::query("SELECT * FROM portal_accounts WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
-        row.as_ref().map(account_from).transpose()
+            sqlx::query_as("SELECT * FROM portal_accounts WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
+        Ok(row)
     }
 
     /// Sets an account's password, creating the account (with `new_row`'s sealed address)
@@ -447,7 +410,7 @@ impl Store {
         code_purpose: &str,
         now: i64,
     ) -> Result<Option<CodeRow>, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query_as(
             "SELECT * FROM portal_codes WHERE tenant = $1 AND address_index = $2 AND purpose = $3 AND used_at IS NULL \
              AND expires_at > $4 ORDER BY created_at DESC LIMIT 1",
         )
@@ -457,17 +420,7 @@ impl Store {
         .bind(now)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| {
-            Ok(CodeRow {
-                id: r.try_get("id")?,
-                code_hash: r.try_get("code_hash")?,
-                attempts: r.try_get("attempts")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-                used_at: r.try_get("used_at")?,
-            })
-        })
-        .transpose()
+        Ok(row)
     }
 
     /// Reserves one attempt at a code before it is compared: true when the code is current

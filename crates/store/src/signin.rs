@@ -6,7 +6,6 @@
 //! The rules (when to lock, when a session ends) are the identity room's; this module stores.
 
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::{Store, StoreError, Tx};
 
@@ -54,11 +53,13 @@ fn sql(kind_sql: String) -> sqlx::AssertSqlSafe<String> {
 }
 
 /// A session as stored; the caller keeps the id, the store only its hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRow {
     pub account_id: String,
     pub stage: String,
-    /// A WebAuthn ceremony in progress (staff sessions only; always `None` for the portal).
+    /// A WebAuthn ceremony in progress (staff sessions only; the portal's table has no such
+    /// column, so it is always `None` there).
+    #[sqlx(default)]
     pub ceremony: Option<String>,
     pub created_at: i64,
     pub last_seen_at: i64,
@@ -88,16 +89,6 @@ pub struct FailureCount {
     pub locked_until: Option<i64>,
 }
 
-fn session_from(kind: AccountKind, r: &AnyRow) -> Result<SessionRow, StoreError> {
-    Ok(SessionRow {
-        account_id: r.try_get("account_id")?,
-        stage: r.try_get("stage")?,
-        ceremony: if kind.has_ceremony() { r.try_get("ceremony")? } else { None },
-        created_at: r.try_get("created_at")?,
-        last_seen_at: r.try_get("last_seen_at")?,
-        expires_at: r.try_get("expires_at")?,
-    })
-}
 
 /// Ends every session of an account, inside a caller's transaction.
 pub(crate) async fn end_account_sessions(tx: &mut Tx, kind: AccountKind, account_id: &str) -> Result<(), StoreError> {
@@ -144,11 +135,11 @@ impl Store {
     }
 
     pub async fn session(&self, kind: AccountKind, id_hash: &[u8]) -> Result<Option<SessionRow>, StoreError> {
-        let row = sqlx::query(sql(format!("SELECT * FROM {} WHERE id_hash = $1", kind.sessions())))
+        let row = sqlx::query_as(sql(format!("SELECT * FROM {} WHERE id_hash = $1", kind.sessions())))
             .bind(id_hash)
             .fetch_optional(self.pool())
             .await?;
-        row.map(|r| session_from(kind, &r)).transpose()
+        Ok(row)
     }
 
     /// Records activity on a session, and optionally moves it to another stage.

@@ -4,8 +4,6 @@
 //! ceremony a session is in, the client addresses each account signed in from (keyed
 //! hashes), and organization settings.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::signin::{AccountKind, end_account_sessions};
 use crate::{Store, StoreError};
@@ -14,7 +12,7 @@ use crate::{Store, StoreError};
 pub const REQUIRE_MFA: &str = "require_mfa";
 
 /// An account's sign-in state beyond its password.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct StaffAuth {
     pub totp: Option<Vec<u8>>,
     pub totp_pending: Option<Vec<u8>>,
@@ -37,7 +35,7 @@ impl StaffAuth {
 }
 
 /// A registered security key; `credential` is sealed by the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SecurityKeyRow {
     pub id: String,
     pub name: String,
@@ -57,20 +55,10 @@ pub struct IpSeen {
     pub seen_before: bool,
 }
 
-fn key_from(r: &AnyRow) -> Result<SecurityKeyRow, StoreError> {
-    Ok(SecurityKeyRow {
-        id: r.try_get("id")?,
-        name: r.try_get("name")?,
-        credential_id: r.try_get("credential_id")?,
-        credential: r.try_get("credential")?,
-        created_at: r.try_get("created_at")?,
-        last_used_at: r.try_get("last_used_at")?,
-    })
-}
 
 impl Store {
     pub async fn staff_auth(&self, account_id: &str) -> Result<Option<StaffAuth>, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query_as(
             "SELECT totp, totp_pending, locked_until, failures, \
              (SELECT COUNT(*) FROM staff_security_keys k WHERE k.account_id = a.id) AS security_keys \
              FROM accounts a WHERE id = $1",
@@ -78,16 +66,7 @@ impl Store {
         .bind(account_id)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| {
-            Ok(StaffAuth {
-                totp: r.try_get("totp")?,
-                totp_pending: r.try_get("totp_pending")?,
-                locked_until: r.try_get("locked_until")?,
-                security_keys: r.try_get("security_keys")?,
-                failures: r.try_get("failures")?,
-            })
-        })
-        .transpose()
+        Ok(row)
     }
 
     /// Lifts a lockout (an administrator's decision, e.g. `carepost user unlock`).
@@ -134,11 +113,11 @@ impl Store {
     }
 
     pub async fn staff_security_keys(&self, account_id: &str) -> Result<Vec<SecurityKeyRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM staff_security_keys WHERE account_id = $1 ORDER BY created_at")
+        let rows = sqlx::query_as("SELECT * FROM staff_security_keys WHERE account_id = $1 ORDER BY created_at")
             .bind(account_id)
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(key_from).collect()
+        Ok(rows)
     }
 
     /// Registers a security key. Fails with [`StoreError::Conflict`] when the credential is
