@@ -9,6 +9,11 @@ use carepost_testkit::{Server, Sink, files_containing, run, s3, swaks};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 
+/// A body too large to be kept in the database with the queue rows, so that it is a blob.
+fn large_body(first_line: &str) -> String {
+    format!("{first_line}\n{}", "Please bring your insurance card and a list of medications.\n".repeat(1200))
+}
+
 fn config(blobs: &str, delivery: &str) -> String {
     format!(
         r#"[smtp]
@@ -57,7 +62,7 @@ fn mail_is_kept_sealed_in_the_bucket_and_delivered_from_it() {
                 "--header",
                 "Subject: results",
                 "--body",
-                &format!("Your appointment is confirmed: {marker}"),
+                &large_body(&format!("Your appointment is confirmed: {marker}")),
             ],
         );
         assert_eq!(code, 0, "{out}");
@@ -140,7 +145,7 @@ fn an_unreachable_bucket_stops_the_server_at_start_without_naming_the_secret() {
 }
 
 fn send(server: &Server, marker: &str) {
-    let body = format!("Your appointment is confirmed: {marker}");
+    let body = large_body(&format!("Your appointment is confirmed: {marker}"));
     let (code, out) = swaks(
         server.addr("submission"),
         &["--from", "nurse@clinic.example.org", "--to", "dr.smith@clinic.example.org", "--body", &body],

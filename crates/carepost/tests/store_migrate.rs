@@ -86,8 +86,14 @@ fn a_sqlite_install_moves_to_postgres_and_s3_and_carries_on_there() {
     // Mail that stays queued: delivery is off.
     let server = Server::start(Path::new(BIN), dir, &config("enabled = false", ""));
     let markers: Vec<String> = (0..3).map(|i| format!("{marker}-queued-{i}")).collect();
-    for m in &markers {
-        send(&server, "dr.smith@clinic.example.org", &format!("Your appointment is confirmed: {m}"));
+    for (i, m) in markers.iter().enumerate() {
+        // The first body is too large to be kept with the queue rows: it is a blob.
+        let filler = if i == 0 {
+            "Please bring your insurance card and a list of medications.\n".repeat(1200)
+        } else {
+            String::new()
+        };
+        send(&server, "dr.smith@clinic.example.org", &format!("Your appointment is confirmed: {m}\n{filler}"));
     }
     assert!(server.stop().success());
     add_user(dir, "admin@clinic.example.org", "admin");
@@ -121,7 +127,7 @@ fn a_sqlite_install_moves_to_postgres_and_s3_and_carries_on_there() {
     assert!(err.contains(" blobs, "), "{err}");
     assert!(!format!("{out}{err}").contains(&marker), "plaintext in the output");
     assert_eq!(std::fs::read(&database).unwrap(), source_bytes, "the SQLite file changed");
-    assert!(server_s3.objects(&bucket).len() >= 4, "the bodies and the portal copy in the bucket");
+    assert!(server_s3.objects(&bucket).len() >= 2, "the large body and the portal copy in the bucket");
 
     // Into a database that now holds the installation: refused, naming a table.
     let (code, out, err) = carepost(dir, &["store", "migrate", "--to", &url]);

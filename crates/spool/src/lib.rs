@@ -1,6 +1,6 @@
 //! The spool: the durable queue's way in and out.
 //!
-//! [`Spool::accept`] makes a message durable (sealed body fsynced, queue rows and audit record
+//! [`Spool::accept`] makes a message durable (sealed body, queue rows and audit record
 //! committed) before anyone may say 250 or 202; [`Spool::open`] reads it back for delivery,
 //! the portal and the operator's tools. It sits below intake (which decides what to queue)
 //! and delivery (which sends it, and queues its own DSNs), so neither depends on the other.
@@ -89,6 +89,12 @@ pub fn message_object(id: &str) -> String {
     format!("msg/{id}")
 }
 
+/// Sealed bodies up to this size are kept in the database ([`queue::INLINE_BODY`]); larger
+/// ones are blobs. At 64 KiB nearly all clinical mail without attachments, and much with a
+/// small one, shares the queue's commit, while the database does not carry the attachments
+/// that make up most of the bytes.
+pub const INLINE_BODY_MAX: usize = 64 * 1024;
+
 fn body_blob(id: &MessageId) -> Result<BlobKey, VaultError> {
     BlobKey::new("msg", &id.to_string())
 }
@@ -172,8 +178,9 @@ impl Spool {
         &self.wake
     }
 
-    /// Makes `s` durable and returns its id: the body is sealed and fsynced, then its data key,
-    /// queue rows and `message.accepted` audit record commit in one group transaction. Only
+    /// Makes `s` durable and returns its id: the body is sealed, then its data key, queue rows,
+    /// `message.accepted` audit record and (up to [`INLINE_BODY_MAX`]) the sealed body commit
+    /// in one group transaction; a larger body is a blob, written and fsynced first. Only
     /// after this returns may ingress say 250 (or the API 202).
     pub async fn accept(&self, s: Submission) -> Result<MessageId, SpoolError> {
         if s.envelope.recipients.is_empty() {
@@ -195,8 +202,15 @@ impl Spool {
                 key.seal(&body)?
             }
         };
-        let blob = body_blob(&id)?;
-        self.blobs.put(&blob, Bytes::from(sealed_body)).await?;
+        // A small body goes into the database with the queue rows and shares their commit; a
+        // large one is a blob, durable before the rows that name it commit.
+        let (blob, inline_body) = if sealed_body.len() <= INLINE_BODY_MAX {
+            (None, Some(sealed_body))
+        } else {
+            let blob = body_blob(&id)?;
+            self.blobs.put(&blob, Bytes::from(sealed_body)).await?;
+            (Some(blob), None)
+        };
 
         let now = Timestamp::now().as_micros();
         let envelope_json = serde_json::to_vec(&SealedEnvelope {
@@ -212,7 +226,7 @@ impl Spool {
             received_at: now,
             source: s.arrival.source.as_str().to_owned(),
             size: s.body.len() as i64,
-            body_blob: blob.to_string(),
+            body_blob: blob.as_ref().map_or_else(|| queue::INLINE_BODY.to_owned(), BlobKey::to_string),
             envelope: key.seal_field("envelope", &envelope_json)?,
             arrival: key.seal_field("arrival", &arrival_json)?,
             message_id_index: s
@@ -266,6 +280,9 @@ impl Spool {
                 Box::pin(async move {
                     keys::put_data_key(tx, &tenant, &object, &wrapped).await?;
                     queue::insert_message(tx, &message, &recipients).await?;
+                    if let Some(sealed) = &inline_body {
+                        queue::insert_inline_body(tx, &message.id, sealed).await?;
+                    }
                     audit.append_in(tx, &event).await.map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     Ok(())
                 })
@@ -274,7 +291,9 @@ impl Spool {
         if let Err(e) = committed {
             // Nothing references the blob; removing it keeps the store tidy. The client gets a
             // temporary failure and will retry.
-            let _ = self.blobs.delete(&blob).await;
+            if let Some(blob) = &blob {
+                let _ = self.blobs.delete(blob).await;
+            }
             return Err(e.into());
         }
         self.wake.notify_one();
@@ -311,8 +330,15 @@ impl Spool {
 
     /// The message as it will be delivered.
     pub async fn body(&self, message: &OpenedMessage) -> Result<Bytes, SpoolError> {
-        let blob = BlobKey::parse(&message.row.body_blob)?;
-        let sealed = self.blobs.get(&blob).await?;
+        let sealed = if message.row.body_blob == queue::INLINE_BODY {
+            let id = &message.row.id;
+            let sealed = self.store.inline_body(id).await?;
+            Bytes::from(
+                sealed.ok_or_else(|| SpoolError::Corrupt { id: id.clone(), reason: "its body is missing".into() })?,
+            )
+        } else {
+            self.blobs.get(&BlobKey::parse(&message.row.body_blob)?).await?
+        };
         let key = &message.key;
         let plain = if sealed.len() > 256 * 1024 {
             // Opening is CPU work proportional to the size; keep it off the reactor.
@@ -411,6 +437,26 @@ mod tests {
             let found = carepost_testkit::files_containing(dir.path(), needle.as_bytes());
             assert!(found.is_empty(), "{needle} readable in {found:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn small_bodies_share_the_commit_and_large_ones_are_blobs() {
+        use futures::TryStreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool(dir.path()).await;
+        let small = format!("Subject: small\r\n\r\n{}\r\n", "s".repeat(1000));
+        let large = format!("Subject: large\r\n\r\n{}\r\n", "l".repeat(INLINE_BODY_MAX));
+        let (small_id, large_id) =
+            (spool.accept(submission(&small)).await.unwrap(), spool.accept(submission(&large)).await.unwrap());
+
+        let blobs: Vec<BlobKey> = spool.blobs().list().try_collect().await.unwrap();
+        assert_eq!(blobs.len(), 1, "only the large body is a blob: {blobs:?}");
+        let small_opened = spool.open(&small_id.to_string()).await.unwrap();
+        assert_eq!(small_opened.row.body_blob, queue::INLINE_BODY);
+        assert_eq!(&spool.body(&small_opened).await.unwrap()[..], small.as_bytes());
+        let large_opened = spool.open(&large_id.to_string()).await.unwrap();
+        assert_eq!(large_opened.row.body_blob, blobs[0].to_string());
+        assert_eq!(&spool.body(&large_opened).await.unwrap()[..], large.as_bytes());
     }
 
     #[tokio::test]

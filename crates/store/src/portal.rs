@@ -46,7 +46,6 @@ pub struct PortalMessageRow {
     pub withdrawn_by: Option<String>,
 }
 
-
 /// Stores a new portal message with its link tokens (`(hash, purpose)`).
 pub async fn insert_message(tx: &mut Tx, m: &PortalMessageRow, tokens: &[(Vec<u8>, &str)]) -> Result<(), StoreError> {
     sqlx::query(
@@ -163,7 +162,6 @@ impl AccountRow {
         }
     }
 }
-
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CodeRow {

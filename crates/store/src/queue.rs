@@ -15,6 +15,8 @@ pub struct MessageRow {
     pub received_at: i64,
     pub source: String,
     pub size: i64,
+    /// The sealed body's blob key, or [`INLINE_BODY`] when the body is kept in the database
+    /// ([`insert_inline_body`]).
     pub body_blob: String,
     pub envelope: Vec<u8>,
     pub arrival: Vec<u8>,
@@ -23,6 +25,10 @@ pub struct MessageRow {
     pub state: String,
     pub done_at: Option<i64>,
 }
+
+/// `MessageRow::body_blob` of a message whose sealed body is a row of `message_bodies`,
+/// written in the transaction that queues the message.
+pub const INLINE_BODY: &str = "inline";
 
 /// One recipient of a message, and where its delivery stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,8 +373,20 @@ pub async fn finish_if_done(tx: &mut Tx, message_id: &str) -> Result<bool, Store
     Ok(true)
 }
 
+/// Keeps a message's sealed body in the database; call in the transaction of
+/// [`insert_message`], whose row names [`INLINE_BODY`] as its blob.
+pub async fn insert_inline_body(tx: &mut Tx, message_id: &str, sealed: &[u8]) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO message_bodies (message_id, sealed) VALUES ($1, $2)")
+        .bind(message_id)
+        .bind(sealed)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
+
 pub async fn delete_message(tx: &mut Tx, message_id: &str) -> Result<bool, StoreError> {
     events::delete_for_message(tx, message_id).await?;
+    sqlx::query("DELETE FROM message_bodies WHERE message_id = $1").bind(message_id).execute(tx.conn()).await?;
     sqlx::query("DELETE FROM recipients WHERE message_id = $1").bind(message_id).execute(tx.conn()).await?;
     let done = sqlx::query("DELETE FROM messages WHERE id = $1").bind(message_id).execute(tx.conn()).await?;
     Ok(done.rows_affected() == 1)
@@ -383,6 +401,15 @@ impl Store {
     pub async fn message(&self, id: &str) -> Result<Option<MessageRow>, StoreError> {
         let row = sqlx::query("SELECT * FROM messages WHERE id = $1").bind(id).fetch_optional(self.pool()).await?;
         row.as_ref().map(message_from).transpose()
+    }
+
+    /// The sealed body kept in the database for a message whose row names [`INLINE_BODY`].
+    pub async fn inline_body(&self, message_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let sealed = sqlx::query_scalar("SELECT sealed FROM message_bodies WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(sealed)
     }
 
     pub async fn recipients(&self, message_id: &str) -> Result<Vec<RecipientRow>, StoreError> {

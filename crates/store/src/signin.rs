@@ -89,7 +89,6 @@ pub struct FailureCount {
     pub locked_until: Option<i64>,
 }
 
-
 /// Ends every session of an account, inside a caller's transaction.
 pub(crate) async fn end_account_sessions(tx: &mut Tx, kind: AccountKind, account_id: &str) -> Result<(), StoreError> {
     sqlx::query(sql(format!("DELETE FROM {} WHERE account_id = $1", kind.sessions())))

@@ -4,7 +4,6 @@
 //! ceremony a session is in, the client addresses each account signed in from (keyed
 //! hashes), and organization settings.
 
-
 use crate::signin::{AccountKind, end_account_sessions};
 use crate::{Store, StoreError};
 
@@ -54,7 +53,6 @@ pub struct IpSeen {
     /// is not news to its owner.
     pub seen_before: bool,
 }
-
 
 impl Store {
     pub async fn staff_auth(&self, account_id: &str) -> Result<Option<StaffAuth>, StoreError> {

@@ -1,0 +1,8 @@
+-- Small sealed message bodies kept in the database, in the transaction that queues the
+-- message, so they share its commit (one fsync for many messages) instead of costing a file
+-- and two fsyncs each. Large bodies stay blobs; messages.body_blob says which (see
+-- carepost_store::queue::INLINE_BODY).
+CREATE TABLE message_bodies (
+    message_id TEXT PRIMARY KEY,
+    sealed     BLOB NOT NULL
+);
