@@ -661,9 +661,8 @@ pub async fn totp_setup(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
     let s = session::require(&state, &headers).await?;
-    if s.account.totp.is_none() {
-        state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?;
-    }
+    // With an app on already, nothing changes: the page shows it on.
+    state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?;
     account_page(&state, &s, csrf, None, None).await
 }
 

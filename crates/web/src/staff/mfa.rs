@@ -84,10 +84,9 @@ pub async fn totp_setup(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
     let s = session::require(&state, ip, &headers, STAGES).await?;
-    if s.factors.totp.is_some() {
+    if state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?.is_none() {
         return render(&state, &s, csrf, StatusCode::OK, None, Some("An authenticator app is set up already.")).await;
     }
-    state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?;
     render(&state, &s, csrf, StatusCode::OK, None, None).await
 }
 
