@@ -239,7 +239,7 @@ mod tests {
         let pat = AccountRef::portal(&account).unwrap();
         assert_eq!(f.identity.portal_address(&pat, &account).await.unwrap(), "pat@home.example");
         // An authenticator app makes the password a first step only.
-        let secret = f.identity.begin_totp(&pat).await.unwrap();
+        let secret = f.identity.begin_totp(&pat).await.unwrap().unwrap();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         assert!(f.identity.confirm_totp(&pat, &totp::code_at(&secret, now).unwrap()).await.unwrap());
         let found = f.identity.portal_account(&who()).await.unwrap();

@@ -251,13 +251,18 @@ impl Identity {
     }
 
     /// Begins setting up an authenticator app: a new secret, sealed and kept as pending
-    /// until a code confirms it. Returns the raw secret, to show.
-    pub async fn begin_totp(&self, who: &AccountRef) -> Result<Vec<u8>, IdentityError> {
+    /// until a code confirms it. Returns the raw secret, to show; `None`, and nothing
+    /// changed, when the account has an app on already (a signed-in browser must not swap
+    /// the account's second factor for one of its choosing).
+    pub async fn begin_totp(&self, who: &AccountRef) -> Result<Option<Vec<u8>>, IdentityError> {
+        if self.factors(who.kind, &who.id).await?.unwrap_or_default().totp.is_some() {
+            return Ok(None);
+        }
         let secret = totp::new_secret().ok_or(IdentityError::Random)?;
         let key = self.account_key(who.kind, &who.tenant, &who.id).await?;
         let sealed = key.seal_field("totp", &secret)?;
         self.store_totp(who.kind, &who.id, Some(sealed), false).await?;
-        Ok(secret)
+        Ok(Some(secret))
     }
 
     /// Turns the pending authenticator app on once a code from it matches. False (and
@@ -375,9 +380,10 @@ mod tests {
         let f = fixture().await;
         let jane = jane(&f).await;
         let who = AccountRef::staff(&jane);
-        let secret = f.identity.begin_totp(&who).await.unwrap();
+        let secret = f.identity.begin_totp(&who).await.unwrap().unwrap();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         assert!(f.identity.confirm_totp(&who, &totp::code_at(&secret, now).unwrap()).await.unwrap());
+        assert_eq!(f.identity.begin_totp(&who).await.unwrap(), None, "an app that is on is not replaced");
         let step = f.identity.staff_password("jane@clinic.example", PASSWORD, IP).await.unwrap();
         let PasswordStep::Passed { token, session, .. } = step else { panic!("{step:?}") };
         assert_eq!(session.stage, Stage::SecondFactor, "a password alone is not a sign-in");

@@ -23,6 +23,7 @@ pub mod rate_limit;
 mod router;
 pub mod security;
 pub mod server;
+mod signin;
 pub mod staff;
 mod state;
 

@@ -21,8 +21,8 @@ use super::{audit, failed_attempt, page, refuse_blocked, see_other};
 use crate::csrf::csrf_field;
 use crate::csrf::{CodeForm as OneCode, Csrf, CsrfForm, CsrfOnly};
 use crate::error::WebError;
-use crate::totp;
-use crate::{ClientIp, WebState, cookies, micros};
+use crate::signin::{self, Door, SecondFactor, TotpState, Visit};
+use crate::{ClientIp, WebState, micros};
 
 /// Whose address a form is about: from a pick-up link's token, or typed in.
 struct Who {
@@ -243,7 +243,7 @@ pub async fn passphrase(
     .await;
     let token = state.identity.portal_message_session(&account, &id).await.map_err(WebError::internal)?;
     let mut response = see_other(&format!("/p/read/{id}"));
-    session::set(&mut response, &token);
+    Session::set_cookie(&mut response, &token);
     Ok(response)
 }
 
@@ -302,31 +302,13 @@ pub async fn send_code(
         || !store.portal_messages_for(who.tenant.as_str(), &who.index).await.map_err(WebError::internal)?.is_empty();
     let address_tag = carepost_model::redaction_tag(who.address.canonical().as_bytes());
     if !eligible {
-        audit(
-            &state,
-            ip,
-            "portal",
-            "portal.code.send",
-            "",
-            Outcome::Denied,
-            &[("address", address_tag), ("reason", "no messages".into())],
-        )
-        .await;
+        code_refused(&state, ip, address_tag, "no messages").await;
         return code_page(&state, StatusCode::OK, csrf, &form.token, &form.email, None);
     }
     let issued =
         state.identity.issue_portal_code(&who.portal(), kind, code_rules(&state)).await.map_err(WebError::internal)?;
     let CodeIssued::Issued { id, code } = issued else {
-        audit(
-            &state,
-            ip,
-            "portal",
-            "portal.code.send",
-            "",
-            Outcome::Denied,
-            &[("address", address_tag), ("reason", "codes per hour".into())],
-        )
-        .await;
+        code_refused(&state, ip, address_tag, "codes per hour").await;
         return code_page(
             &state,
             StatusCode::TOO_MANY_REQUESTS,
@@ -353,6 +335,12 @@ pub async fn send_code(
     .await;
     queued?;
     code_page(&state, StatusCode::OK, csrf, &form.token, &form.email, None)
+}
+
+/// Audits a code request refused without telling the visitor (the page reads the same).
+async fn code_refused(state: &WebState, ip: ClientIp, address_tag: String, reason: &str) {
+    let details = [("address", address_tag), ("reason", reason.to_owned())];
+    audit(state, ip, "portal", "portal.code.send", "", Outcome::Denied, &details).await;
 }
 
 /// Queues the code mail like carepost's other notices: straight to the spool, DKIM-signed
@@ -495,7 +483,7 @@ fn signed_in(stage: &Stage, token: &str, next: &str) -> Response {
     let next = safe_next(next);
     let to = if *stage == Stage::SecondFactor { format!("/p/signin/totp?next={next}") } else { next.to_owned() };
     let mut response = see_other(&to);
-    session::set(&mut response, token);
+    Session::set_cookie(&mut response, token);
     response
 }
 
@@ -596,18 +584,8 @@ pub struct NextQuery {
 }
 
 /// `GET /p/signin/totp`
-pub async fn totp_page(
-    State(state): State<WebState>,
-    Csrf(csrf): Csrf,
-    headers: HeaderMap,
-) -> Result<Response, WebError> {
-    match session::current(&state, &headers).await? {
-        Some(s) if s.session.stage == Stage::SecondFactor => {
-            page(StatusCode::OK, &TotpSigninPage { signed_in: false, csrf, error: None })
-        }
-        Some(_) => Ok(see_other("/p/inbox")),
-        None => Ok(see_other("/p/signin")),
-    }
+pub async fn totp_page(Csrf(csrf): Csrf, _: Visit<Session, SecondFactor>) -> Result<Response, WebError> {
+    page(StatusCode::OK, &TotpSigninPage { signed_in: false, csrf, error: None })
 }
 
 /// `POST /p/signin/totp?next=`: the second step.
@@ -619,49 +597,26 @@ pub async fn totp_signin(
     Query(q): Query<NextQuery>,
     CsrfForm(form): CsrfForm<OneCode>,
 ) -> Result<Response, WebError> {
-    refuse_blocked(&state, ip)?;
-    let Some(s) = session::current(&state, &headers).await?.filter(|s| s.session.stage == Stage::SecondFactor) else {
+    let Some((_, step)) =
+        signin::totp_step::<Session>(&state, ip, &headers, &form.code, ("portal.signin.totp", &[])).await?
+    else {
         return Ok(see_other("/p/signin"));
     };
-    let who = s.who();
-    let (actor, target) = (who.actor(), who.target());
     let again = |status: StatusCode, text: &str| {
         page(status, &TotpSigninPage { signed_in: false, csrf: csrf.clone(), error: Some(text.into()) })
     };
-    match state.identity.totp_step(&who, &s.session, &form.code, ip.0).await.map_err(WebError::internal)? {
+    match step {
         SecondStep::NoFactor => Ok(see_other("/p/signin")),
         SecondStep::Locked => again(StatusCode::FORBIDDEN, LOCKED),
         SecondStep::Wrong { locked_now } => {
-            failed_attempt(&state, ip, "portal-password").await;
-            let details = [("locked", locked_now.to_string())];
-            audit(&state, ip, &actor, "portal.signin.totp", &target, Outcome::Failure, &details).await;
-            let text = if locked_now { LOCKED } else { "That code is not right. Enter the code your app shows now." };
-            again(StatusCode::UNAUTHORIZED, text)
+            again(StatusCode::UNAUTHORIZED, if locked_now { LOCKED } else { signin::WRONG_CODE })
         }
         SecondStep::Passed { token, .. } => {
-            audit(&state, ip, &actor, "portal.signin.totp", &target, Outcome::Success, &[]).await;
             let mut response = see_other(safe_next(&q.next));
-            session::set(&mut response, &token);
+            Session::set_cookie(&mut response, &token);
             Ok(response)
         }
     }
-}
-
-/// `POST /p/signout`
-pub async fn signout(
-    State(state): State<WebState>,
-    ip: ClientIp,
-    headers: HeaderMap,
-    CsrfForm(_): CsrfForm<CsrfOnly>,
-) -> Result<Response, WebError> {
-    if let Some(s) = session::current(&state, &headers).await? {
-        state.identity.end_session(&s.session).await.map_err(WebError::internal)?;
-        let who = s.who();
-        audit(&state, ip, &who.actor(), "portal.signout", &who.target(), Outcome::Success, &[]).await;
-    }
-    let mut response = see_other("/p/signin");
-    cookies::append(response.headers_mut(), cookies::clear_cookie(session::COOKIE));
-    Ok(response)
 }
 
 #[derive(Template)]
@@ -670,9 +625,7 @@ struct AccountPage {
     signed_in: bool,
     csrf: String,
     address: String,
-    totp_on: bool,
-    secret: Option<String>,
-    uri: String,
+    totp: TotpState,
     message: Option<String>,
     error: Option<String>,
 }
@@ -686,19 +639,8 @@ async fn account_page(
 ) -> Result<Response, WebError> {
     let who = s.who();
     let address = state.identity.portal_address(&who, &s.account).await.map_err(WebError::internal)?;
-    let (mut secret, mut uri) = (None, String::new());
-    if s.account.totp.is_none()
-        && let Some(sealed) = &s.account.totp_pending
-    {
-        let raw = state.identity.open_totp(&who, sealed).await.map_err(WebError::internal)?;
-        let issuer = if state.config.organization.is_empty() { "carepost" } else { state.config.organization.as_str() };
-        uri = totp::uri(&raw, issuer, &address);
-        secret = Some(totp::encoded(&raw));
-    }
-    page(
-        StatusCode::OK,
-        &AccountPage { signed_in: true, csrf, address, totp_on: s.account.totp.is_some(), secret, uri, message, error },
-    )
+    let totp = signin::totp_state(state, &who, &address).await?;
+    page(StatusCode::OK, &AccountPage { signed_in: true, csrf, address, totp, message, error })
 }
 
 /// `GET /p/account`
@@ -718,12 +660,9 @@ pub async fn totp_setup(
     headers: HeaderMap,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    let mut s = session::require(&state, &headers).await?;
-    if s.account.totp.is_some() {
-        return account_page(&state, &s, csrf, None, None).await;
-    }
+    let s = session::require(&state, &headers).await?;
+    // With an app on already, nothing changes: the page shows it on.
     state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?;
-    s.account = state.identity.portal_account_by_id(&s.account.id).await.map_err(WebError::internal)?;
     account_page(&state, &s, csrf, None, None).await
 }
 
@@ -739,21 +678,8 @@ pub async fn totp_confirm(
     if s.account.totp_pending.is_none() {
         return account_page(&state, &s, csrf, None, None).await;
     }
-    let who = s.who();
-    let (actor, target) = (who.actor(), who.target());
-    if !state.identity.confirm_totp(&who, &form.code).await.map_err(WebError::internal)? {
-        audit(&state, ip, &actor, "portal.totp.enable", &target, Outcome::Failure, &[]).await;
-        return account_page(
-            &state,
-            &s,
-            csrf,
-            None,
-            Some("That code is not right. Enter the code the app shows now.".into()),
-        )
-        .await;
+    if !signin::confirm_totp(&state, ip, &s.who(), &form.code, ("portal.totp.enable", &[])).await? {
+        return account_page(&state, &s, csrf, None, Some(signin::WRONG_SETUP_CODE.into())).await;
     }
-    audit(&state, ip, &actor, "portal.totp.enable", &target, Outcome::Success, &[]).await;
-    let account = state.identity.portal_account_by_id(&s.account.id).await.map_err(WebError::internal)?;
-    let s = Session { account, ..s };
     account_page(&state, &s, csrf, Some("Two-step sign-in is on.".into()), None).await
 }

@@ -35,7 +35,7 @@ pub fn routes() -> Router<WebState> {
         .route("/p/passphrase", post(auth::passphrase))
         .route("/p/signin", get(auth::signin_page).post(auth::signin))
         .route("/p/signin/totp", get(auth::totp_page).post(auth::totp_signin))
-        .route("/p/signout", post(auth::signout))
+        .route("/p/signout", post(crate::signin::sign_out::<Session>))
         .route("/p/account", get(auth::account))
         .route("/p/account/totp", post(auth::totp_setup))
         .route("/p/account/totp/confirm", post(auth::totp_confirm))

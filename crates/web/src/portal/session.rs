@@ -2,12 +2,14 @@
 //! session stands, and what it may open, is the room's to say.
 
 use axum::http::HeaderMap;
-use axum::response::Response;
 
 pub use carepost_identity::PortalSession as Session;
 
+use carepost_identity::Stage;
+
 use crate::error::WebError;
-use crate::{WebState, cookies};
+use crate::signin::Door;
+use crate::{ClientIp, WebState, cookies};
 
 pub const COOKIE: &str = "cp_session";
 
@@ -35,7 +37,26 @@ pub async fn require_for(state: &WebState, headers: &HeaderMap, id: &str) -> Res
     }
 }
 
-/// Sets the session cookie on `response`.
-pub fn set(response: &mut Response, token: &str) {
-    cookies::append(response.headers_mut(), cookies::set_cookie(COOKIE, token, None));
+/// Portal pages: a signed-in recipient's place is the inbox.
+impl Door for Session {
+    const COOKIE: &'static str = COOKIE;
+    const SIGNIN: &'static str = "/p/signin";
+    const SIGNED_OUT: (&'static str, &'static [(&'static str, &'static str)]) = ("portal.signout", &[]);
+
+    fn place(stage: &Stage) -> &'static str {
+        if *stage == Stage::SecondFactor { "/p/signin/totp" } else { "/p/inbox" }
+    }
+
+    async fn current(state: &WebState, _: ClientIp, headers: &HeaderMap) -> Result<Option<Self>, WebError> {
+        current(state, headers).await
+    }
+
+    fn parts(&self) -> (&carepost_identity::Session, carepost_identity::AccountRef) {
+        (&self.session, self.who())
+    }
+
+    /// Counted per client, under the password's name: a portal address is no login to count by.
+    async fn count_wrong_code(&self, state: &WebState, ip: ClientIp, _locked_now: bool) {
+        super::failed_attempt(state, ip, "portal-password").await;
+    }
 }

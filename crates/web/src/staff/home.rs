@@ -17,6 +17,7 @@ use crate::csrf::csrf_field;
 use crate::csrf::{Csrf, CsrfForm};
 use crate::error::WebError;
 use crate::portal::see_other;
+use crate::signin::{Door, Full, Visit};
 use crate::{ClientIp, WebState};
 
 /// What each role may do, as the home page lists it.
@@ -87,16 +88,10 @@ pub async fn redirect() -> Response {
 /// `GET /staff/`
 pub async fn home(
     State(state): State<WebState>,
-    ip: ClientIp,
     Csrf(csrf): Csrf,
-    headers: HeaderMap,
+    Visit(s, _): Visit<StaffSession, Full>,
 ) -> Result<Response, WebError> {
-    match session::current(&state, ip, &headers).await? {
-        Some(s) if s.session.stage == Stage::Full => render(&state, &s, csrf, StatusCode::OK, None, None).await,
-        Some(s) if s.session.stage == Stage::Enroll => Ok(see_other("/staff/mfa")),
-        Some(_) => Ok(see_other("/staff/signin/mfa")),
-        None => Ok(see_other("/staff/signin")),
-    }
+    render(&state, &s, csrf, StatusCode::OK, None, None).await
 }
 
 #[derive(Deserialize)]
@@ -146,7 +141,7 @@ pub async fn change_password(
             audit(&state, ip, &actor, "staff.password.change", &target, Outcome::Success, &[]).await;
             let mut response =
                 render(&state, &s, csrf, StatusCode::OK, Some("Your password is changed."), None).await?;
-            session::set(&mut response, &token);
+            StaffSession::set_cookie(&mut response, &token);
             return Ok(response);
         }
     };

@@ -17,9 +17,10 @@ use super::{CredentialForm, KeyNameForm, allow_own_script, audit, notice};
 use crate::csrf::{CodeForm, Csrf, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::portal::see_other;
-use crate::{ClientIp, WebState, totp};
+use crate::signin::{self, Door, FullOrEnroll, Stages, TotpState, Visit};
+use crate::{ClientIp, WebState};
 
-const STAGES: &[Stage] = &[Stage::Full, Stage::Enroll];
+const STAGES: &[Stage] = FullOrEnroll::STAGES;
 
 #[derive(Template)]
 #[template(path = "staff/mfa.html")]
@@ -27,9 +28,7 @@ struct MfaPage {
     signed_in: bool,
     csrf: String,
     must_enroll: bool,
-    totp_on: bool,
-    secret: Option<String>,
-    uri: String,
+    totp: TotpState,
     keys: Vec<(String, String)>,
     keys_available: bool,
     message: Option<String>,
@@ -44,19 +43,9 @@ async fn render(
     message: Option<&str>,
     error: Option<&str>,
 ) -> Result<Response, WebError> {
-    let identity = &state.identity;
-    let who = s.who();
-    let factors = identity.factors(who.kind, &who.id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
-    let (mut secret, mut uri) = (None, String::new());
-    if factors.totp.is_none()
-        && let Some(sealed) = &factors.totp_pending
-    {
-        let raw = identity.open_totp(&who, sealed).await.map_err(WebError::internal)?;
-        let issuer = if state.config.organization.is_empty() { "carepost" } else { state.config.organization.as_str() };
-        uri = totp::uri(&raw, issuer, &s.account.login);
-        secret = Some(totp::encoded(&raw));
-    }
-    let keys = identity
+    let totp = signin::totp_state(state, &s.who(), &s.account.login).await?;
+    let keys = state
+        .identity
         .security_keys(&s.account)
         .await
         .map_err(WebError::internal)?
@@ -67,9 +56,7 @@ async fn render(
         signed_in: s.session.stage == Stage::Full,
         csrf,
         must_enroll: s.session.stage == Stage::Enroll,
-        totp_on: factors.totp.is_some(),
-        secret,
-        uri,
+        totp,
         keys,
         keys_available: state.webauthn.is_some(),
         message: message.map(str::to_owned),
@@ -82,15 +69,10 @@ async fn render(
 /// `GET /staff/mfa`
 pub async fn page(
     State(state): State<WebState>,
-    ip: ClientIp,
     Csrf(csrf): Csrf,
-    headers: HeaderMap,
+    Visit(s, _): Visit<StaffSession, FullOrEnroll>,
 ) -> Result<Response, WebError> {
-    match session::current(&state, ip, &headers).await? {
-        Some(s) if STAGES.contains(&s.session.stage) => render(&state, &s, csrf, StatusCode::OK, None, None).await,
-        Some(_) => Ok(see_other("/staff/signin/mfa")),
-        None => Ok(see_other("/staff/signin")),
-    }
+    render(&state, &s, csrf, StatusCode::OK, None, None).await
 }
 
 /// `POST /staff/mfa/totp`: a new secret to confirm with a code.
@@ -102,10 +84,9 @@ pub async fn totp_setup(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
     let s = session::require(&state, ip, &headers, STAGES).await?;
-    if s.factors.totp.is_some() {
+    if state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?.is_none() {
         return render(&state, &s, csrf, StatusCode::OK, None, Some("An authenticator app is set up already.")).await;
     }
-    state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?;
     render(&state, &s, csrf, StatusCode::OK, None, None).await
 }
 
@@ -123,7 +104,7 @@ async fn enrolled(
     else {
         return Ok(false);
     };
-    session::set(response, &token);
+    StaffSession::set_cookie(response, &token);
     if notice {
         notice::after_signin(state, ip, &s.account, &user_agent(headers)).await;
     }
@@ -139,25 +120,15 @@ pub async fn totp_confirm(
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, WebError> {
     let s = session::require(&state, ip, &headers, STAGES).await?;
-    let who = s.who();
-    let (actor, target) = (who.actor(), who.target());
     if s.factors.totp_pending.is_none() {
         return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some("Set up an authenticator app first."))
             .await;
     }
-    if !state.identity.confirm_totp(&who, &form.code).await.map_err(WebError::internal)? {
-        audit(&state, ip, &actor, "staff.mfa.enroll", &target, Outcome::Failure, &[("method", "totp".into())]).await;
-        return render(
-            &state,
-            &s,
-            csrf,
-            StatusCode::BAD_REQUEST,
-            None,
-            Some("That code is not right. Enter the code the app shows now."),
-        )
-        .await;
+    if !signin::confirm_totp(&state, ip, &s.who(), &form.code, ("staff.mfa.enroll", &[("method", "totp".into())]))
+        .await?
+    {
+        return render(&state, &s, csrf, StatusCode::BAD_REQUEST, None, Some(signin::WRONG_SETUP_CODE)).await;
     }
-    audit(&state, ip, &actor, "staff.mfa.enroll", &target, Outcome::Success, &[("method", "totp".into())]).await;
     let mut response = see_other("/staff/");
     if enrolled(&state, ip, &s, &headers, &mut response).await? {
         return Ok(response);

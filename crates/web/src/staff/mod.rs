@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 pub use config::{StaffConfig, StaffConfigError};
+use session::StaffSession;
 
 use crate::WebState;
 use crate::csrf::csrf_field;
@@ -38,7 +39,7 @@ pub fn routes() -> Router<WebState> {
         .route("/staff/signin/totp", post(signin::totp))
         .route("/staff/signin/key/start", post(signin::key_start))
         .route("/staff/signin/key/finish", post(signin::key_finish))
-        .route("/staff/signout", post(signin::signout))
+        .route("/staff/signout", post(crate::signin::sign_out::<StaffSession>))
         .route("/staff/mfa", get(mfa::page))
         .route("/staff/mfa/totp", post(mfa::totp_setup))
         .route("/staff/mfa/totp/confirm", post(mfa::totp_confirm))

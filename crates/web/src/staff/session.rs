@@ -3,7 +3,6 @@
 //! cookie, audits the automatic log-off, and turns a missing or short session into 401/403.
 
 use axum::http::HeaderMap;
-use axum::response::Response;
 use carepost_audit::Outcome;
 use carepost_identity::{Kind, Permission, Resumed, Stage};
 
@@ -11,6 +10,7 @@ pub use carepost_identity::StaffSession;
 
 use super::audit;
 use crate::error::WebError;
+use crate::signin::Door;
 use crate::{ClientIp, WebState, cookies};
 
 pub const COOKIE: &str = "cp_staff";
@@ -70,7 +70,33 @@ pub async fn require_role(
     Ok(s)
 }
 
-/// Sets the session cookie on `response`.
-pub fn set(response: &mut Response, token: &str) {
-    cookies::append(response.headers_mut(), cookies::set_cookie(COOKIE, token, None));
+/// Staff pages: a password alone reaches the second step, an account that must enroll a
+/// second factor only the page to do it.
+impl Door for StaffSession {
+    const COOKIE: &'static str = COOKIE;
+    const SIGNIN: &'static str = "/staff/signin";
+    const SIGNED_OUT: (&'static str, &'static [(&'static str, &'static str)]) =
+        ("staff.signout", &[("reason", "signed out")]);
+
+    fn place(stage: &Stage) -> &'static str {
+        match stage {
+            Stage::Full => "/staff/",
+            Stage::Enroll => "/staff/mfa",
+            Stage::SecondFactor => "/staff/signin/mfa",
+            Stage::OneMessage(_) => Self::SIGNIN,
+        }
+    }
+
+    async fn current(state: &WebState, ip: ClientIp, headers: &HeaderMap) -> Result<Option<Self>, WebError> {
+        current(state, ip, headers).await
+    }
+
+    fn parts(&self) -> (&carepost_identity::Session, carepost_identity::AccountRef) {
+        (&self.session, self.who())
+    }
+
+    /// Counted per login and client, like a wrong password; the lock it causes is audited.
+    async fn count_wrong_code(&self, state: &WebState, ip: ClientIp, locked_now: bool) {
+        super::signin::failed(state, ip, &self.account, "totp", locked_now).await;
+    }
 }

@@ -19,7 +19,8 @@ use crate::csrf::csrf_field;
 use crate::csrf::{CodeForm, Csrf, CsrfForm, CsrfOnly};
 use crate::error::WebError;
 use crate::portal::{failed_login, refuse_blocked, see_other};
-use crate::{ClientIp, WebState, cookies};
+use crate::signin::{self, Door, SecondFactor, Visit};
+use crate::{ClientIp, WebState};
 
 /// The one answer to every refused password step: unknown account, wrong password, locked
 /// account (even with the right password) read alike.
@@ -98,13 +99,8 @@ pub async fn password(
     state.services.guard.forgive(ip.0, login);
     let details = [("stage", stage.stored(carepost_identity::Kind::Staff)), ("role", account.role.to_string())];
     signin_audit(&state, ip, &account, Outcome::Success, &details).await;
-    let to = match stage {
-        Stage::SecondFactor => "/staff/signin/mfa",
-        Stage::Enroll => "/staff/mfa",
-        _ => "/staff/",
-    };
-    let mut response = see_other(to);
-    session::set(&mut response, &token);
+    let mut response = see_other(StaffSession::place(&stage));
+    StaffSession::set_cookie(&mut response, &token);
     if notice {
         notice::after_signin(&state, ip, &account, &user_agent(&headers)).await;
     }
@@ -160,16 +156,10 @@ fn mfa_page_with(
 /// `GET /staff/signin/mfa`: the second step.
 pub async fn mfa_page(
     State(state): State<WebState>,
-    ip: ClientIp,
     Csrf(csrf): Csrf,
-    headers: HeaderMap,
+    Visit(s, _): Visit<StaffSession, SecondFactor>,
 ) -> Result<Response, WebError> {
-    match session::current(&state, ip, &headers).await? {
-        Some(s) if s.session.stage == Stage::SecondFactor => mfa_page_with(&state, StatusCode::OK, csrf, &s, None),
-        Some(s) if s.session.stage == Stage::Enroll => Ok(see_other("/staff/mfa")),
-        Some(_) => Ok(see_other("/staff/")),
-        None => Ok(see_other("/staff/signin")),
-    }
+    mfa_page_with(&state, StatusCode::OK, csrf, &s, None)
 }
 
 /// `POST /staff/signin/totp`: the authenticator code.
@@ -180,40 +170,25 @@ pub async fn totp(
     headers: HeaderMap,
     CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Result<Response, WebError> {
-    refuse_blocked(&state, ip)?;
-    let Some(s) = session::current(&state, ip, &headers).await?.filter(|s| s.session.stage == Stage::SecondFactor)
+    let method = [("method", String::from("totp"))];
+    let Some((s, step)) =
+        signin::totp_step::<StaffSession>(&state, ip, &headers, &form.code, ("staff.signin.mfa", &method)).await?
     else {
         return Ok(see_other("/staff/signin"));
     };
-    let who = s.who();
-    let step = state.identity.totp_step(&who, &s.session, &form.code, ip.0).await.map_err(WebError::internal)?;
-    let mfa_audit = |outcome: Outcome, details: Vec<(&'static str, String)>| {
-        let (state, who) = (state.clone(), who.clone());
-        async move { audit(&state, ip, &who.actor(), "staff.signin.mfa", &who.target(), outcome, &details).await }
-    };
     match step {
-        SecondStep::Locked => page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED)),
+        SecondStep::Locked | SecondStep::Wrong { locked_now: true } => {
+            page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED))
+        }
         SecondStep::NoFactor => {
             mfa_page_with(&state, StatusCode::BAD_REQUEST, csrf, &s, Some("This account has no authenticator app."))
         }
-        SecondStep::Wrong { locked_now } => {
-            failed(&state, ip, &s.account, "totp", locked_now).await;
-            mfa_audit(Outcome::Failure, vec![("method", "totp".into()), ("locked", locked_now.to_string())]).await;
-            if locked_now {
-                return page_with(StatusCode::FORBIDDEN, csrf, String::new(), Some(LOCKED));
-            }
-            mfa_page_with(
-                &state,
-                StatusCode::UNAUTHORIZED,
-                csrf,
-                &s,
-                Some("That code is not right. Enter the code your app shows now."),
-            )
+        SecondStep::Wrong { locked_now: false } => {
+            mfa_page_with(&state, StatusCode::UNAUTHORIZED, csrf, &s, Some(signin::WRONG_CODE))
         }
         SecondStep::Passed { token, notice } => {
             let mut response = see_other("/staff/");
-            session::set(&mut response, &token);
-            mfa_audit(Outcome::Success, vec![("method", "totp".into())]).await;
+            StaffSession::set_cookie(&mut response, &token);
             if notice {
                 notice::after_signin(&state, ip, &s.account, &user_agent(&headers)).await;
             }
@@ -280,29 +255,11 @@ pub async fn key_finish(
         KeyStep::Passed { .. } => return Err(WebError::internal("a passed key step without a session")),
     };
     let mut response = super::json(StatusCode::OK, json!({ "next": "/staff/" }));
-    session::set(&mut response, &token);
+    StaffSession::set_cookie(&mut response, &token);
     let details = [("method", "security-key".into()), ("key", key)];
     audit(&state, ip, &who.actor(), "staff.signin.mfa", &who.target(), Outcome::Success, &details).await;
     if notice {
         notice::after_signin(&state, ip, &s.account, &user_agent(&headers)).await;
     }
-    Ok(response)
-}
-
-/// `POST /staff/signout`
-pub async fn signout(
-    State(state): State<WebState>,
-    ip: ClientIp,
-    headers: HeaderMap,
-    CsrfForm(_): CsrfForm<CsrfOnly>,
-) -> Result<Response, WebError> {
-    if let Some(s) = session::current(&state, ip, &headers).await? {
-        state.identity.end_session(&s.session).await.map_err(WebError::internal)?;
-        let who = s.who();
-        let details = [("reason", "signed out".into())];
-        audit(&state, ip, &who.actor(), "staff.signout", &who.target(), Outcome::Success, &details).await;
-    }
-    let mut response = see_other("/staff/signin");
-    cookies::append(response.headers_mut(), cookies::clear_cookie(session::COOKIE));
     Ok(response)
 }
