@@ -25,7 +25,7 @@ use carepost_model::{ClientKey, Timestamp};
 use carepost_store::Store;
 use carepost_store::accounts::BlockRow;
 
-use crate::network::Network;
+use carepost_model::Network;
 
 /// How often blocks are re-read from the store (to see `carepost block add|remove`).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);

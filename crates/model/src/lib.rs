@@ -12,6 +12,7 @@ pub mod header;
 mod id;
 mod interval;
 mod listen;
+mod network;
 mod sensitive;
 mod timestamp;
 
@@ -23,5 +24,6 @@ pub use envelope::{
 pub use id::{Id, IdError, MessageId, TenantId, TenantIdError};
 pub use interval::{Interval, IntervalError};
 pub use listen::Listen;
+pub use network::{Network, NetworkError};
 pub use sensitive::{Sensitive, install_redaction_key, redaction_tag};
 pub use timestamp::Timestamp;

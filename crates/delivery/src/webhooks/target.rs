@@ -11,57 +11,13 @@
 //! addresses, so the address checked is the address connected to and a DNS answer that
 //! changes after registration (rebinding) gains nothing.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use carepost_model::Network;
+
 use super::{UrlError, WebhooksConfig};
-
-/// A network in CIDR notation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Network {
-    /// Parses `10.0.0.0/8`, `fd00::/8` or a single address.
-    pub fn parse(text: &str) -> Option<Network> {
-        let text = text.trim();
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
-            None => {
-                let a = text.parse::<IpAddr>().ok()?;
-                (a, if a.is_ipv4() { 32 } else { 128 })
-            }
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        (prefix <= max).then_some(Network { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
-            if prefix == 0 { 0 } else { bits >> (width - prefix) }
-        }
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                masked(u128::from(u32::from(net)), self.prefix, 32)
-                    == masked(u128::from(u32::from(ip)), self.prefix, 32)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                masked(u128::from(net), self.prefix, 128) == masked(u128::from(ip), self.prefix, 128)
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
 
 /// An IPv4 address written as IPv6 (mapped `::ffff:a.b.c.d` or NAT64 `64:ff9b::a.b.c.d`)
 /// is judged as the IPv4 address it reaches.
@@ -149,7 +105,7 @@ impl TargetPolicy {
         let allowed = config
             .allowed_networks
             .iter()
-            .map(|n| Network::parse(n).ok_or_else(|| UrlError::Network(n.clone())))
+            .map(|n| n.parse::<Network>().map_err(|_| UrlError::Network(n.clone())))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(TargetPolicy { allowed, loopback: config.allow_http_loopback })
     }
@@ -157,7 +113,7 @@ impl TargetPolicy {
     /// Whether a POST may go to `ip`.
     pub fn check(&self, ip: IpAddr) -> Result<(), Refused> {
         let Some(kind) = restricted_kind(ip) else { return Ok(()) };
-        if self.allowed.iter().any(|n| n.contains(ip)) || (kind == "loopback" && self.loopback) {
+        if self.allowed.iter().any(|n| n.contains(canonical(ip))) || (kind == "loopback" && self.loopback) {
             return Ok(());
         }
         Err(Refused { address: ip, kind })
@@ -321,6 +277,6 @@ mod tests {
             let config = WebhooksConfig { allowed_networks: vec![bad.into()], ..WebhooksConfig::default() };
             assert!(TargetPolicy::from_config(&config).is_err(), "{bad}");
         }
-        assert!(Network::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!("0.0.0.0/0".parse::<Network>().unwrap().contains(ip("8.8.8.8")));
     }
 }

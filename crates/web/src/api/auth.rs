@@ -3,12 +3,10 @@
 //! applies the per-key request rate, and audits refusals.
 
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use carepost_audit::{Event, Outcome};
-use carepost_guard::Network;
 use carepost_identity::ApiKey;
 use carepost_identity::permission::{key_allows, listed_sender};
 use carepost_model::Address;
@@ -122,8 +120,7 @@ pub(crate) async fn authenticate(
         }
         event
     };
-    let in_network = |cidr: &str, ip: IpAddr| Network::from_str(cidr).is_ok_and(|n| n.contains(ip));
-    let checked = state.identity.api_key(token, ip, in_network).await.map_err(ApiError::internal)?;
+    let checked = state.identity.api_key(token, ip).await.map_err(ApiError::internal)?;
     let key = match checked {
         Ok(key) => key,
         Err(refused) => {

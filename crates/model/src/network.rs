@@ -33,7 +33,7 @@ fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-pub use carepost_model::canonical_ip;
+use crate::{ClientKey, canonical_ip};
 
 impl Network {
     pub fn host(ip: IpAddr) -> Self {
@@ -52,8 +52,8 @@ impl Network {
 }
 
 /// The block that covers one client: an IPv4 address, or an IPv6 /64.
-impl From<carepost_model::ClientKey> for Network {
-    fn from(key: carepost_model::ClientKey) -> Self {
+impl From<ClientKey> for Network {
+    fn from(key: ClientKey) -> Self {
         Network { base: key.base(), prefix: key.prefix() }
     }
 }
@@ -127,7 +127,7 @@ mod tests {
         let v6: Network = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
         assert_eq!("127.0.0.1".parse::<Network>().unwrap().to_string(), "127.0.0.1");
-        let client = Network::from(carepost_model::ClientKey::of("2001:db8:1:2::7".parse().unwrap()));
+        let client = Network::from(ClientKey::of("2001:db8:1:2::7".parse().unwrap()));
         assert_eq!(client.to_string(), "2001:db8:1:2::/64");
         assert_eq!(client.to_string().parse::<Network>().unwrap(), client);
         assert!(
