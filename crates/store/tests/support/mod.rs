@@ -46,7 +46,7 @@ impl Db {
         match self.backend {
             Backend::Sqlite => !carepost_testkit::files_containing(self.dir.path(), needle).is_empty(),
             Backend::Postgres => {
-                let dump = pg_dump(&self.url);
+                let dump = carepost_testkit::postgres::cluster().dump(&self.url).into_bytes();
                 let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
                 dump.windows(needle.len()).any(|w| w == needle) || String::from_utf8_lossy(&dump).contains(&hex)
             }
@@ -56,19 +56,6 @@ impl Db {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
-}
-
-fn pg_dump(url: &str) -> Vec<u8> {
-    let pg = carepost_testkit::postgres::cluster();
-    let name = url.rsplit('/').next().unwrap();
-    let port = pg.port().to_string();
-    let (code, out, err) = carepost_testkit::run_peer(
-        &pg.bin().join("pg_dump").display().to_string(),
-        &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "--data-only", name],
-        "",
-    );
-    assert_eq!(code, 0, "pg_dump: {err}");
-    out.into_bytes()
 }
 
 /// `backends!(a, b)` makes `a::sqlite`, `a::postgres`, `b::sqlite` and `b::postgres` from
