@@ -59,25 +59,8 @@ impl Pki {
     /// A fresh RSA CA.
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        run_ok(openssl(dir.path()).args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=carepost test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]));
+        let ca = ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"];
+        self_signed(dir.path(), "ca", "/CN=carepost test CA", &ca);
         Pki { dir }
     }
 
@@ -144,30 +127,27 @@ impl Default for Pki {
 /// A self-signed RSA S/MIME certificate for `address` (common name NAME), as anyone can make
 /// with `openssl req`, in `dir/NAME.pem` and `dir/NAME.key`.
 pub fn self_signed_smime(dir: &Path, name: &str, address: &str) -> Leaf {
-    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
-    run_ok(openssl(dir).args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-out",
-        &cert,
-        "-days",
-        "30",
-        "-subj",
-        &format!("/CN={name}/emailAddress={address}"),
-        "-addext",
-        &format!("subjectAltName=email:{address}"),
-        "-addext",
+    let san = format!("subjectAltName=email:{address}");
+    let extensions = [
+        san.as_str(),
         "keyUsage=critical,digitalSignature,keyEncipherment",
-        "-addext",
         "extendedKeyUsage=emailProtection",
-        "-addext",
         "basicConstraints=critical,CA:FALSE",
-    ]));
+    ];
+    self_signed(dir, name, &format!("/CN={name}/emailAddress={address}"), &extensions)
+}
+
+/// `openssl req -x509`: a self-signed RSA certificate for `subject` with `extensions`, in
+/// `dir/NAME.pem` and `dir/NAME.key`.
+fn self_signed(dir: &Path, name: &str, subject: &str, extensions: &[&str]) -> Leaf {
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    let mut command = openssl(dir);
+    command.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", subject]);
+    command.args(["-keyout", &key, "-out", &cert]);
+    for extension in extensions {
+        command.args(["-addext", extension]);
+    }
+    run_ok(&mut command);
     Leaf { cert: dir.join(cert), key: dir.join(key) }
 }
 

@@ -19,6 +19,7 @@ use carepost_testkit::{Server, Sink, totp};
 
 mod support;
 mod webdriver;
+use support::code_from;
 use webdriver::Chrome;
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
@@ -76,11 +77,6 @@ fn browser(base: String) -> Browser {
     Browser::new(web::unchecked().user_agent("portal-test/1.0").build().unwrap(), base)
 }
 
-fn code_from(mail: &str) -> String {
-    let at = mail.find("Your code: ").expect("a code mail");
-    mail[at + 11..at + 19].to_owned()
-}
-
 fn link_in(mail: &str, prefix: &str) -> String {
     let at = mail.find(prefix).unwrap_or_else(|| panic!("no {prefix} in {mail}"));
     let start = mail[..at].rfind("https://").unwrap();
@@ -127,40 +123,13 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     let code = code_from(&code_mail);
 
     // A wrong code, and a too-short password, change nothing.
-    let weak = b
-        .post(
-            "/p/verify",
-            &[("csrf", &csrf), ("token", &token), ("code", &code), ("password", "short"), ("password2", "short")],
-        )
-        .await;
+    let weak = support::verify(&mut b, &csrf, &token, &code, "short").await;
     assert_eq!(weak.status, 400);
     let wrong_code = if code == "00000000" { "11111111" } else { "00000000" };
-    let wrong = b
-        .post(
-            "/p/verify",
-            &[
-                ("csrf", &csrf),
-                ("token", &token),
-                ("code", wrong_code),
-                ("password", "a long passphrase"),
-                ("password2", "a long passphrase"),
-            ],
-        )
-        .await;
+    let wrong = support::verify(&mut b, &csrf, &token, wrong_code, "a long passphrase").await;
     assert_eq!(wrong.status, 400);
     assert!(wrong.text.contains("not right"));
-    let ok = b
-        .post(
-            "/p/verify",
-            &[
-                ("csrf", &csrf),
-                ("token", &token),
-                ("code", &code),
-                ("password", "a long passphrase"),
-                ("password2", "a long passphrase"),
-            ],
-        )
-        .await;
+    let ok = support::verify(&mut b, &csrf, &token, &code, "a long passphrase").await;
     assert_eq!(ok.status, 303, "{}", ok.text);
     let read_path = ok.location;
     assert!(read_path.starts_with("/p/read/"), "{read_path}");

@@ -5,6 +5,8 @@
 //! portal message read the same, and the audit chain verifies with the migration on it. A
 //! second migration into the now full database is refused.
 
+mod support;
+
 use std::path::Path;
 
 use carepost_testkit::cli::{add_user, carepost};
@@ -126,11 +128,7 @@ fn a_sqlite_install_moves_to_postgres_and_s3_and_carries_on_there() {
         sink.wait_for(&[m.as_str(), "Subject: results"], &[]);
     }
     assert!(server.stop().success());
-    let (code, out, err) = carepost(BIN, dir, &["queue", "list"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("the queue is empty"), "{out}");
-    let (code, out, err) = carepost(BIN, dir, &["audit", "verify"]);
-    assert_eq!(code, 0, "{out}{err}");
+    support::assert_drained_and_verified(dir);
     let (_, audit_after, _) = carepost(BIN, dir, &["audit", "export"]);
     assert_eq!(audit_after.matches("\"action\":\"store.migrate\"").count(), 1, "{audit_after}");
     assert!(audit_after.starts_with(audit_before.trim_end()), "the chain carries on from the SQLite one");

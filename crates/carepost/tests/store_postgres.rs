@@ -6,7 +6,6 @@ mod support;
 
 use std::path::Path;
 
-use carepost_testkit::cli::carepost;
 use carepost_testkit::{Server, Sink, WAIT, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
@@ -44,11 +43,7 @@ async fn serve_on_postgres_delivers_the_queue_and_keeps_no_plaintext_in_the_data
     });
     assert!(server.stop().success());
 
-    let (code, out, err) = carepost(BIN, dir, &["queue", "list"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("the queue is empty"), "{out}");
-    let (code, out, err) = carepost(BIN, dir, &["audit", "verify"]);
-    assert_eq!(code, 0, "{out}{err}");
+    support::assert_drained_and_verified(dir);
 
     // What PostgreSQL keeps, row by row: sealed, never the body or the address.
     let dump = pg.dump(&url);

@@ -8,6 +8,8 @@
 //! B, a REST API send is accepted on node B with a key made on node A, the dead node is named in the audit log, and `carepost audit verify` passes on the
 //! shared chain without naming live nodes' records as left unsigned.
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -333,21 +335,8 @@ async fn three_nodes_one_killed_lose_nothing() {
     let csrf = landing.csrf();
     let sent = browser.post("/p/code", &[("csrf", &csrf), ("token", &token)]).await;
     assert_eq!(sent.status, 200, "{}", sent.text);
-    let code_mail = sink.wait_for(&["Your code: "], &[]);
-    let at = code_mail.find("Your code: ").unwrap();
-    let code = code_mail[at + 11..at + 19].to_owned();
-    let verified = browser
-        .post(
-            "/p/verify",
-            &[
-                ("csrf", &csrf),
-                ("token", &token),
-                ("code", &code),
-                ("password", "a long passphrase"),
-                ("password2", "a long passphrase"),
-            ],
-        )
-        .await;
+    let code = support::code_from(&sink.wait_for(&["Your code: "], &[]));
+    let verified = support::verify(&mut browser, &csrf, &token, &code, "a long passphrase").await;
     assert_eq!(verified.status, 303, "{}", verified.text);
     let page = browser.get(&verified.location).await;
     assert_eq!(page.status, 200, "{}", page.text);

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use carepost_store::queue::{MessageRow, RecipientRow, state};
 use carepost_store::{Backend, Store, StoreOptions};
 
 /// A store on one backend, and what it lives in.
@@ -56,6 +57,45 @@ impl Db {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// A message as the queue stores it, received at `at`, with `recipients` recipients queued and
+/// due then; sealed columns hold placeholder bytes. Tests change the fields they are about.
+pub fn message_rows(id: &str, recipients: i64, at: i64) -> (MessageRow, Vec<RecipientRow>) {
+    let message = MessageRow {
+        id: id.into(),
+        tenant: "default".into(),
+        received_at: at,
+        source: "api".into(),
+        size: 10,
+        body_blob: format!("msg/{id}"),
+        envelope: b"sealed".to_vec(),
+        arrival: b"sealed".to_vec(),
+        message_id_index: None,
+        inspection: None,
+        state: state::ACTIVE.into(),
+        done_at: None,
+    };
+    let recipients = (0..recipients)
+        .map(|idx| RecipientRow {
+            message_id: id.into(),
+            idx,
+            tenant: "default".into(),
+            address: b"sealed".to_vec(),
+            address_index: vec![idx as u8; 32],
+            domain_index: vec![9; 32],
+            decision: None,
+            state: state::QUEUED.into(),
+            attempts: 0,
+            next_attempt_at: at,
+            lease_until: None,
+            last_reply: None,
+            method: None,
+            delay_notified: false,
+            updated_at: at,
+        })
+        .collect();
+    (message, recipients)
 }
 
 /// `backends!(a, b)` makes `a::sqlite`, `a::postgres`, `b::sqlite` and `b::postgres` from
