@@ -115,22 +115,9 @@ impl Browser {
     }
 }
 
-/// `fields` URL-encoded as a form body.
+/// `fields` URL-encoded as a form body (`application/x-www-form-urlencoded`).
 pub fn form(fields: &[(&str, &str)]) -> String {
-    fields.iter().map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v))).collect::<Vec<_>>().join("&")
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-pub fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish()
 }
 
 /// A client builder for a test server whose throw-away certificate it does not check (the
