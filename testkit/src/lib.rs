@@ -4,10 +4,16 @@
 //! on `127.0.0.1:0`, and reads the addresses it actually bound from its banner, so tests never
 //! race each other for ports. Everything is bounded by timeouts.
 
+pub mod cli;
 pub mod dns;
+pub mod gpg;
+pub mod pki;
 pub mod postgres;
 pub mod s3;
 mod sink;
+pub mod totp;
+#[cfg(feature = "http")]
+pub mod web;
 
 pub use sink::Sink;
 
@@ -197,15 +203,34 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 /// Runs `bin` with `args` in `dir`, bounded by a timeout; returns status, stdout, stderr.
 pub fn run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let child = Command::new(bin)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CAREPOST_CONFIG")
-        .stdin(Stdio::null())
+    run_with_stdin(bin, dir, args, "")
+}
+
+/// [`run`] with `stdin` as the program's standard input.
+pub fn run_with_stdin(bin: &Path, dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut command = Command::new(bin);
+    command.args(args).current_dir(dir).env_remove("CAREPOST_CONFIG");
+    finish(&mut command, stdin, &format!("{} is built by cargo for this test", bin.display()))
+}
+
+/// Runs a peer program (swaks, openssl, ...) with `stdin`, bounded in time: its exit code,
+/// standard output and standard error. Panics if it is not installed.
+pub fn run_peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    finish(Command::new(program).args(args), stdin, "scripts/test.sh installs it")
+}
+
+/// Spawns `command` with `stdin` written to it and waits (bounded) for it to end.
+fn finish(command: &mut Command, stdin: &str, hint: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = command
+        .stdin(if stdin.is_empty() { Stdio::null() } else { Stdio::piped() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("running carepost");
+        .unwrap_or_else(|e| panic!("{command:?} is needed for this test ({hint}): {e}"));
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).expect("writing the program's input");
+    }
     let out = wait_output(child, Duration::from_secs(120));
     (
         out.status.code().unwrap_or(-1),
@@ -214,26 +239,62 @@ pub fn run(bin: &Path, dir: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// Runs a peer program (swaks, openssl, ...) with `stdin`, bounded in time: its exit code,
-/// standard output and standard error. Panics if it is not installed.
-pub fn run_peer(program: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
+/// Runs a prepared peer command to its end (bounded), failing the test with its output
+/// unless it succeeds.
+pub fn run_ok(command: &mut Command) -> std::process::Output {
+    let output = run_status(command);
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    output
+}
+
+/// Runs a prepared peer command to its end (bounded), whatever its exit status.
+pub fn run_status(command: &mut Command) -> std::process::Output {
+    let child = command
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{program} is needed for this test (scripts/test.sh installs it): {e}"));
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.as_bytes()).expect("writing the peer's input");
+        .unwrap_or_else(|e| panic!("{command:?} is needed for this test (scripts/test.sh installs it): {e}"));
+    wait_output(child, Duration::from_secs(120))
+}
+
+/// Fails the test when the peer program `name` is not installed: tests never pass by
+/// skipping.
+pub fn require_tool(name: &str) {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(found, "`{name}` is not installed; scripts/test.sh installs it");
+}
+
+/// How long a test waits for what carepost does in the background (a delivery, a retry,
+/// a webhook): long enough for a loaded machine, and still bounded.
+pub const WAIT: Duration = Duration::from_secs(90);
+
+/// Polls `check` until it holds, failing the test after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let out = wait_output(child, Duration::from_secs(120));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+}
+
+/// [`wait_until`] for async tests: `check` may await, and the wait gives the runtime back.
+pub async fn eventually(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Runs swaks against the SMTP listener at `addr` (loopback) with `args`: its exit code and
@@ -244,6 +305,13 @@ pub fn swaks(addr: SocketAddr, args: &[&str]) -> (i32, String) {
     full.extend_from_slice(args);
     let (code, out, err) = run_peer("swaks", &full, "");
     (code, format!("{out}{err}"))
+}
+
+/// [`swaks`], failing the test unless the message was accepted: the transcript.
+pub fn swaks_ok(addr: SocketAddr, args: &[&str]) -> String {
+    let (code, transcript) = swaks(addr, args);
+    assert_eq!(code, 0, "swaks {args:?}: {transcript}");
+    transcript
 }
 
 /// Waits for a child with a deadline, killing it when the deadline passes.
@@ -284,19 +352,8 @@ try:
 except smtplib.SMTPException as e:
     print(e); sys.exit(3)
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script, &addr.ip().to_string(), &addr.port().to_string(), from, &to.join(",")])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs (scripts/test.sh installs it)");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin.write_all(message.as_bytes()).expect("writing the message to smtplib");
-    }
-    let out = wait_output(child, Duration::from_secs(60));
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if out.status.success() { Ok(text) } else { Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr))) }
+    let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
+    let (code, out, err) = run_peer("python3", &["-c", script, &ip, &port, from, &to.join(",")], message);
+    let text = out.trim().to_owned();
+    if code == 0 { Ok(text) } else { Err(format!("{text}{err}")) }
 }

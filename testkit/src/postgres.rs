@@ -68,6 +68,30 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// `pg_dump --data-only` of `database` (a name, or a URL on this cluster): every row as
+    /// PostgreSQL's own client writes it out.
+    pub fn dump(&self, database: &str) -> String {
+        let name = database.rsplit('/').next().unwrap_or(database);
+        self.client("pg_dump", &["--data-only", name])
+    }
+
+    /// `psql -Atc SQL` on `database` (a name, or a URL on this cluster): the unaligned result.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let name = database.rsplit('/').next().unwrap_or(database);
+        self.client("psql", &["-d", name, "-Atc", sql])
+    }
+
+    /// One of PostgreSQL's client programs, connected as the superuser; fails the test
+    /// unless it succeeds.
+    fn client(&self, program: &str, args: &[&str]) -> String {
+        let port = self.port.to_string();
+        let mut full = vec!["-h", "127.0.0.1", "-p", &port, "-U", "postgres"];
+        full.extend_from_slice(args);
+        let (code, out, err) = crate::run_peer(&self.bin.join(program).display().to_string(), &full, "");
+        assert_eq!(code, 0, "{program} {args:?}: {err}");
+        out
+    }
+
     /// Creates a new, empty database and returns a URL that connects to it as
     /// [`TLS_ROLE`], without TLS settings: the caller adds `sslmode`.
     pub fn create_tls_only_database(&self) -> String {

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use carepost_testkit::{Server, Sink, files_containing, run};
+use carepost_testkit::cli::{carepost, create_api_key};
+use carepost_testkit::{Server, Sink, WAIT, eventually, files_containing};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
-const WAIT: Duration = Duration::from_secs(90);
 
 /// Mail for clinic.example is local (inbound) and goes to the sink as is; other domains are
 /// outbound and protected by the default policy.
@@ -23,19 +23,9 @@ fn config(sink: SocketAddr) -> String {
     )
 }
 
-fn carepost(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut full: Vec<&str> = args.to_vec();
-    full.extend(["--config", "carepost.toml"]);
-    run(Path::new(BIN), dir, &full)
-}
-
 fn create_key(dir: &Path, args: &[&str]) -> String {
-    let mut full = vec!["apikey", "create"];
-    full.extend(args);
-    let (code, out, err) = carepost(dir, &full);
-    assert_eq!(code, 0, "{out}{err}");
-    let key = out.trim().to_owned();
-    assert!(key.starts_with("cpk_") && key.len() == 47, "{out}");
+    let key = create_api_key(BIN, dir, args);
+    assert!(key.starts_with("cpk_") && key.len() == 47, "{key}");
     key
 }
 
@@ -58,12 +48,8 @@ impl Reply {
 
 impl Api {
     fn new(server: &Server) -> Api {
-        let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
-        let client = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()])
-            .build()
-            .unwrap();
-        Api { base: format!("https://127.0.0.1:{}", server.addr("https").port()), client }
+        let (client, base) = server.https_client();
+        Api { base, client }
     }
 
     async fn call(
@@ -105,14 +91,6 @@ impl Api {
     }
 }
 
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn message(to: &str, marker: &str) -> Value {
     json!({
         "from": {"email": "lab@clinic.example", "name": "The Lab"},
@@ -146,15 +124,15 @@ async fn keys_sending_status_idempotency_and_problems() {
     let key = create_key(dir, &["--name", "lab system", "--scope", "send,status"]);
     let status_only = create_key(dir, &["--name", "dashboard", "--scope", "status", "--rate", "3"]);
     let elsewhere = create_key(dir, &["--name", "elsewhere", "--scope", "send", "--ip", "192.0.2.0/24"]);
-    let (code, _, err) = carepost(dir, &["apikey", "create", "--name", "x", "--scope", "root"]);
+    let (code, _, err) = carepost(BIN, dir, &["apikey", "create", "--name", "x", "--scope", "root"]);
     assert_eq!(code, 1, "an unknown scope is refused");
     assert!(err.contains("unknown scope"), "{err}");
     let (code, _, err) =
-        carepost(dir, &["apikey", "create", "--name", "x", "--scope", "send", "--expires", "2001-01-01"]);
+        carepost(BIN, dir, &["apikey", "create", "--name", "x", "--scope", "send", "--expires", "2001-01-01"]);
     assert_eq!(code, 1, "{err}");
-    let (code, _, err) = carepost(dir, &["apikey", "create", "--name", "lab system", "--scope", "send"]);
+    let (code, _, err) = carepost(BIN, dir, &["apikey", "create", "--name", "lab system", "--scope", "send"]);
     assert_eq!(code, 1, "names are unique: {err}");
-    let (code, list, _) = carepost(dir, &["apikey", "list"]);
+    let (code, list, _) = carepost(BIN, dir, &["apikey", "list"]);
     assert_eq!(code, 0);
     assert_eq!(list.lines().count(), 3, "{list}");
     assert!(
@@ -198,7 +176,7 @@ async fn keys_sending_status_idempotency_and_problems() {
     assert_problem(&r, 415, "JSON");
     let r = api.call(reqwest::Method::POST, "/api/v1/messages", Some(&key), &[], Some("{\"from\":".into())).await;
     assert_problem(&r, 400, "JSON");
-    let (_, queue, _) = carepost(dir, &["queue", "list"]);
+    let (_, queue, _) = carepost(BIN, dir, &["queue", "list"]);
     assert!(queue.contains("the queue is empty"), "nothing was queued: {queue}");
 
     // A message, sent twice with one idempotency key: one message.
@@ -214,12 +192,12 @@ async fn keys_sending_status_idempotency_and_problems() {
     );
 
     // It arrives at the sink once, as built from the request; its status says so.
-    wait_for("the message at the sink", async || sink.all().contains(&marker)).await;
+    eventually("the message at the sink", WAIT, async || sink.all().contains(&marker)).await;
     let delivered = sink.all();
     assert_eq!(sink.count(&marker), 1, "sent once");
     assert!(delivered.contains("X-Lab-Order: A-1") && delivered.contains("results.txt"), "{delivered}");
     let path = format!("/api/v1/messages/{id}");
-    wait_for("delivered status", async || {
+    eventually("delivered status", WAIT, async || {
         api.get(&path, Some(&key)).await.body["recipients"][0]["status"] == "delivered"
     })
     .await;
@@ -252,7 +230,8 @@ async fn keys_sending_status_idempotency_and_problems() {
     let r = api.post("/api/v1/messages/batch", Some(&key), &[], &json!({ "messages": messages })).await;
     assert_eq!(r.status, 202, "{:?}", r.body);
     assert_eq!(r.body["accepted"], 3);
-    wait_for("the batch at the sink", async || batch_markers.iter().all(|m| sink.all().contains(m.as_str()))).await;
+    eventually("the batch at the sink", WAIT, async || batch_markers.iter().all(|m| sink.all().contains(m.as_str())))
+        .await;
 
     // force_portal: the outbound recipient's copy must go through the portal. This build
     // has no portal configured, so carepost holds it with that reason (fail closed) and the
@@ -281,19 +260,19 @@ async fn keys_sending_status_idempotency_and_problems() {
     assert!(!sink.all().contains(&portal_marker), "portal content never goes out by mail");
 
     // Revoked keys stop working at once.
-    let (_, list, _) = carepost(dir, &["apikey", "list"]);
+    let (_, list, _) = carepost(BIN, dir, &["apikey", "list"]);
     let id_of_key =
         list.lines().find(|l| l.contains("lab system")).unwrap().split_whitespace().next().unwrap().to_owned();
-    let (code, out, err) = carepost(dir, &["apikey", "revoke", &id_of_key]);
+    let (code, out, err) = carepost(BIN, dir, &["apikey", "revoke", &id_of_key]);
     assert_eq!(code, 0, "{out}{err}");
     assert_problem(&api.post("/api/v1/messages", Some(&key), &[], &msg).await, 401, "revoked");
-    let (_, list, _) = carepost(dir, &["apikey", "list"]);
+    let (_, list, _) = carepost(BIN, dir, &["apikey", "list"]);
     assert!(list.lines().any(|l| l.contains("lab system") && l.ends_with("revoked")), "{list}");
 
     assert!(server.stop().success());
-    let (code, out, _) = carepost(dir, &["audit", "verify"]);
+    let (code, out, _) = carepost(BIN, dir, &["audit", "verify"]);
     assert_eq!(code, 0, "{out}");
-    let (_, audit, _) = carepost(dir, &["audit", "export"]);
+    let (_, audit, _) = carepost(BIN, dir, &["audit", "export"]);
     for action in ["apikey.create", "apikey.revoke", "api.auth", "api.message.status"] {
         assert!(audit.contains(&format!("\"action\":\"{action}\"")), "{action} audited");
     }
@@ -350,12 +329,12 @@ async fn keys_limited_to_senders_refuse_other_from_addresses() {
     let server = Server::start(Path::new(BIN), dir, &config(closed));
     let api = Api::new(&server);
     let (code, _, err) =
-        carepost(dir, &["apikey", "create", "--name", "x", "--scope", "send", "--from", "not an address"]);
+        carepost(BIN, dir, &["apikey", "create", "--name", "x", "--scope", "send", "--from", "not an address"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--from 'not an address'"), "{err}");
     let key =
         create_key(dir, &["--name", "lab", "--scope", "send", "--from", "Lab@clinic.example,@results.clinic.example"]);
-    let (_, list, _) = carepost(dir, &["apikey", "list"]);
+    let (_, list, _) = carepost(BIN, dir, &["apikey", "list"]);
     assert!(list.contains("from=lab@clinic.example,@results.clinic.example"), "{list}");
 
     let mut msg = message("pat@clinic.example", "FROM-CHECK");
@@ -375,7 +354,7 @@ async fn keys_limited_to_senders_refuse_other_from_addresses() {
     let r = api.post("/v3/mail/send", Some(&key), &[], &sendgrid).await;
     assert_eq!(r.status, 403, "{:?}", r.body);
     assert!(r.body["errors"][0]["message"].as_str().unwrap().contains("may not send from"), "{:?}", r.body);
-    let (_, queue, _) = carepost(dir, &["queue", "list"]);
+    let (_, queue, _) = carepost(BIN, dir, &["queue", "list"]);
     assert!(queue.contains("the queue is empty"), "refused requests queue nothing: {queue}");
 
     // Allowed senders: the address (in any case) and any address of the domain.
@@ -389,7 +368,7 @@ async fn keys_limited_to_senders_refuse_other_from_addresses() {
     assert_eq!(api.post("/v3/mail/send", Some(&key), &[], &sendgrid_ok).await.status, 202);
 
     assert!(server.stop().success());
-    let (_, audit, _) = carepost(dir, &["audit", "export"]);
+    let (_, audit, _) = carepost(BIN, dir, &["audit", "export"]);
     assert!(audit.contains("\"action\":\"api.sender\""), "refused senders are audited");
     assert!(!audit.contains("billing@clinic.example"), "the refused address is hashed in the audit log");
 }
@@ -454,11 +433,7 @@ except HTTPError as e:
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("status 202 body b''"), "{stdout}");
     assert!(stdout.contains("bad 400") && stdout.contains("\"errors\"") && stdout.contains("\"field\""), "{stdout}");
-    let deadline = Instant::now() + WAIT;
-    while !sink.all().contains(&marker) {
-        assert!(Instant::now() < deadline, "the SendGrid-sent message did not arrive");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the SendGrid-sent message", WAIT, async || sink.all().contains(&marker)).await;
     let all = sink.all();
     assert!(all.contains("Results from SendGrid code") && all.contains("report.txt"), "{all}");
     assert!(server.stop().success());
@@ -564,7 +539,7 @@ async fn a_20_mb_sendgrid_request_with_1000_personalizations_keeps_memory_bounde
     assert!(peak < 300 << 20, "peak RSS {} MiB (before the request: {} MiB)", peak >> 20, before >> 20);
 
     // Every personalization became its own message.
-    let (code, queue, err) = carepost(dir, &["queue", "list", "--limit", "2000"]);
+    let (code, queue, err) = carepost(BIN, dir, &["queue", "list", "--limit", "2000"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         queue.lines().filter(|l| l.contains(" api ")).count(),

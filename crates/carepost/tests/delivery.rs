@@ -2,18 +2,15 @@
 //! Postfix's smtp-sink, survives kill -9 in the middle of deliveries without losing a
 //! message, and the queue, suppress, dkim and dns commands work on a live installation.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use carepost::install::{Access, Installation};
-use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
-use carepost_spool::{Spool, Submission};
-use carepost_testkit::{Server, Sink, files_containing, run};
+use carepost_testkit::cli::carepost;
+use carepost_testkit::{Server, Sink, WAIT, files_containing, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
-const WAIT: Duration = Duration::from_secs(90);
 
 fn delivery_config(sink: SocketAddr) -> String {
     format!(
@@ -23,42 +20,14 @@ fn delivery_config(sink: SocketAddr) -> String {
 
 /// Queues messages the way ingress does, from another process on the same data directory.
 async fn queue_messages(dir: &Path, markers: &[String], to: &str) -> Vec<String> {
-    let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
-    let install = Installation::open(config, Access::Shared).await.unwrap();
-    let spool = Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
-    let arrival: Arrival =
-        serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
+    let (install, spool) = support::open(dir).await;
     let mut ids = Vec::new();
     for marker in markers {
-        let envelope = Envelope {
-            mail_from: Some(Address::parse("clinic@clinic.example").unwrap()),
-            recipients: vec![Recipient::new(Address::parse(to).unwrap())],
-            dsn_ret: None,
-            dsn_envid: None,
-            require_tls: false,
-            smtputf8: false,
-            body: Default::default(),
-        };
         let body = format!("From: <clinic@clinic.example>\r\nTo: <{to}>\r\nSubject: results\r\n\r\n{marker}\r\n");
-        let submission = Submission::new(TenantId::default(), envelope, arrival.clone(), Bytes::from(body));
-        ids.push(spool.accept(submission).await.unwrap().to_string());
+        ids.push(support::queue(&spool, "clinic@clinic.example", to, body).await);
     }
     install.store.close().await;
     ids
-}
-
-fn carepost(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut full: Vec<&str> = args.to_vec();
-    full.extend(["--config", "carepost.toml"]);
-    run(Path::new(BIN), dir, &full)
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,12 +39,12 @@ async fn serve_delivers_the_queue_to_smtp_sink_and_nothing_is_readable_at_rest()
     assert!(server.banner.iter().any(|l| l.contains("delivery") && l.contains("smart host")), "{:?}", server.banner);
     let markers: Vec<String> = (0..10).map(|i| format!("PHI-MARKER-{i}-{}", std::process::id())).collect();
     queue_messages(dir, &markers, "patient@example.net").await;
-    wait_until("every message at the sink", || markers.iter().all(|m| sink.all().contains(m.as_str())));
+    wait_until("every message at the sink", WAIT, || markers.iter().all(|m| sink.all().contains(m.as_str())));
     assert!(server.stop().success());
-    let (code, out, err) = carepost(dir, &["queue", "list"]);
+    let (code, out, err) = carepost(BIN, dir, &["queue", "list"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("the queue is empty"), "{out}");
-    let (code, out, _) = carepost(dir, &["audit", "export"]);
+    let (code, out, _) = carepost(BIN, dir, &["audit", "export"]);
     assert_eq!(code, 0);
     assert_eq!(out.matches("\"action\":\"delivery.attempt\"").count(), 10, "{out}");
     for m in &markers {
@@ -97,15 +66,15 @@ async fn kill_9_in_the_middle_of_deliveries_loses_nothing() {
     // Wait for the first deliveries to reach DATA (the sink counts connections in its log
     // only; the queue tells us they are in flight).
     let db = dir.join("data/carepost.db");
-    wait_until("deliveries in flight", || inflight(&db) > 0);
+    wait_until("deliveries in flight", WAIT, || inflight(&db) > 0);
     server.kill9();
     let server = Server::start(Path::new(BIN), dir, &delivery_config(sink.addr));
-    wait_until("every message at the sink after the restart", || {
+    wait_until("every message at the sink after the restart", WAIT, || {
         let all = sink.all();
         markers.iter().all(|m| all.contains(m.as_str()))
     });
     assert!(server.stop().success());
-    let (code, out, _) = carepost(dir, &["audit", "verify"]);
+    let (code, out, _) = carepost(BIN, dir, &["audit", "verify"]);
     assert_eq!(code, 0, "{out}");
 }
 
@@ -129,62 +98,62 @@ async fn queue_suppress_dkim_and_dns_commands() {
     let ids = queue_messages(dir, &["WAITING".to_owned()], "patient@example.net").await;
     let id = ids[0].clone();
     let db = dir.join("data/carepost.db");
-    wait_until("a failed attempt", || attempts(&db, &id) >= 1);
+    wait_until("a failed attempt", WAIT, || attempts(&db, &id) >= 1);
 
-    let (code, out, err) = carepost(dir, &["queue", "list"]);
+    let (code, out, err) = carepost(BIN, dir, &["queue", "list"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&id) && out.contains("queued=1"), "{out}");
-    let (code, out, _) = carepost(dir, &["queue", "show", &id]);
+    let (code, out, _) = carepost(BIN, dir, &["queue", "show", &id]);
     assert_eq!(code, 0);
     assert!(out.contains("<patient@example.net>") && out.contains("last: 4.4.1"), "{out}");
-    let (code, out, _) = carepost(dir, &["queue", "hold", &id]);
+    let (code, out, _) = carepost(BIN, dir, &["queue", "hold", &id]);
     assert_eq!(code, 0);
     assert!(out.starts_with("1 recipients held"), "{out}");
-    let (code, out, _) = carepost(dir, &["queue", "release", &id]);
+    let (code, out, _) = carepost(BIN, dir, &["queue", "release", &id]);
     assert_eq!((code, out.trim()), (0, "1 recipients released"));
-    let (code, out, _) = carepost(dir, &["queue", "retry", &id]);
+    let (code, out, _) = carepost(BIN, dir, &["queue", "retry", &id]);
     assert_eq!(code, 0, "{out}");
-    let (code, _, err) = carepost(dir, &["queue", "delete", &id, "--reason", ""]);
+    let (code, _, err) = carepost(BIN, dir, &["queue", "delete", &id, "--reason", ""]);
     assert_eq!(code, 1, "an empty reason is refused: {err}");
-    let (code, out, _) = carepost(dir, &["queue", "delete", &id, "--reason", "sent to the wrong patient"]);
+    let (code, out, _) = carepost(BIN, dir, &["queue", "delete", &id, "--reason", "sent to the wrong patient"]);
     assert_eq!(code, 0);
     assert!(out.contains("1 recipients returned to the sender"), "{out}");
-    let (code, out, _) = carepost(dir, &["queue", "show", &id]);
+    let (code, out, _) = carepost(BIN, dir, &["queue", "show", &id]);
     assert_eq!(code, 0);
     assert!(out.contains("bounced") && out.contains("sent to the wrong patient"), "{out}");
-    let (code, out, _) = carepost(dir, &["queue", "list"]);
+    let (code, out, _) = carepost(BIN, dir, &["queue", "list"]);
     assert_eq!(code, 0);
     assert!(out.contains("system"), "the returned-mail notice is queued: {out}");
 
-    let (code, out, err) = carepost(dir, &["suppress", "add", "Gone@Example.net", "--note", "left the practice"]);
+    let (code, out, err) = carepost(BIN, dir, &["suppress", "add", "Gone@Example.net", "--note", "left the practice"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "suppressed");
-    let (_, out, _) = carepost(dir, &["suppress", "add", "gone@example.NET"]);
+    let (_, out, _) = carepost(BIN, dir, &["suppress", "add", "gone@example.NET"]);
     assert_eq!(out.trim(), "already suppressed");
-    let (code, out, _) = carepost(dir, &["suppress", "list"]);
+    let (code, out, _) = carepost(BIN, dir, &["suppress", "list"]);
     assert_eq!(code, 0);
     assert!(out.contains("manual") && out.contains("Gone@example.net") && out.contains("left the practice"), "{out}");
-    let (code, _, _) = carepost(dir, &["suppress", "remove", "gone@example.net"]);
+    let (code, _, _) = carepost(BIN, dir, &["suppress", "remove", "gone@example.net"]);
     assert_eq!(code, 0);
-    let (code, _, _) = carepost(dir, &["suppress", "remove", "gone@example.net"]);
+    let (code, _, _) = carepost(BIN, dir, &["suppress", "remove", "gone@example.net"]);
     assert_eq!(code, 1);
-    let (code, _, err) = carepost(dir, &["suppress", "add", "not an address"]);
+    let (code, _, err) = carepost(BIN, dir, &["suppress", "add", "not an address"]);
     assert_ne!(code, 0, "{err}");
 
-    let (code, out, err) = carepost(dir, &["dkim", "generate", "Clinic.Example", "--selector", "s2026"]);
+    let (code, out, err) = carepost(BIN, dir, &["dkim", "generate", "Clinic.Example", "--selector", "s2026"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("s2026-ed._domainkey.clinic.example. IN TXT \"v=DKIM1; k=ed25519; p="), "{out}");
     assert!(out.contains("s2026-rsa._domainkey.clinic.example. IN TXT \"v=DKIM1; k=rsa; p="), "{out}");
-    let (code, _, err) = carepost(dir, &["dkim", "generate", "clinic.example"]);
+    let (code, _, err) = carepost(BIN, dir, &["dkim", "generate", "clinic.example"]);
     assert_eq!(code, 1);
     assert!(err.contains("dkim rotate"), "{err}");
-    let (code, out, _) = carepost(dir, &["dkim", "rotate", "clinic.example", "--selector", "s2027"]);
+    let (code, out, _) = carepost(BIN, dir, &["dkim", "rotate", "clinic.example", "--selector", "s2027"]);
     assert_eq!(code, 0, "{out}");
-    let (code, out, _) = carepost(dir, &["dkim", "list"]);
+    let (code, out, _) = carepost(BIN, dir, &["dkim", "list"]);
     assert_eq!(code, 0);
     assert_eq!(out.matches("signing").count(), 2, "{out}");
     assert_eq!(out.matches("upcoming").count(), 2, "{out}");
-    let (code, out, _) = carepost(dir, &["dns", "records", "clinic.example"]);
+    let (code, out, _) = carepost(BIN, dir, &["dns", "records", "clinic.example"]);
     assert_eq!(code, 0);
     for needle in [
         "clinic.example. IN MX 10 localhost.",
@@ -200,7 +169,7 @@ async fn queue_suppress_dkim_and_dns_commands() {
         assert!(out.contains(needle), "dns records lacks {needle}:\n{out}");
     }
     assert!(server.stop().success());
-    let (code, out, _) = carepost(dir, &["audit", "export"]);
+    let (code, out, _) = carepost(BIN, dir, &["audit", "export"]);
     assert_eq!(code, 0);
     for action in [
         "queue.show",

@@ -10,11 +10,13 @@
 //! different certificate for a known address is held for review.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use carepost_testkit::cli::{add_user, carepost_ok};
 use carepost_testkit::dns::TestDns;
-use carepost_testkit::{Server, Sink, run, send_with_smtplib, wait_output};
+use carepost_testkit::gpg::GpgHome;
+use carepost_testkit::pki::{cms_decrypt, openssl, self_signed_smime};
+use carepost_testkit::{Server, Sink, run_ok, send_with_smtplib};
 use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{DkimSigner, Done};
@@ -23,77 +25,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 const SSN: &str = "512-48-3391";
 const SUBJECT: &str = "Results for Jane Roe";
 
-fn run_ok(command: &mut Command) -> Output {
-    let output =
-        command.output().unwrap_or_else(|e| panic!("{command:?}: {e} (scripts/test.sh installs gnupg and openssl)"));
-    assert!(output.status.success(), "{command:?}: {}", String::from_utf8_lossy(&output.stderr));
-    output
-}
-
-fn gpg(home: &Path) -> Command {
-    let mut command = Command::new("gpg");
-    command.env("GNUPGHOME", home).args(["--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]);
-    command
-}
-
 /// An OpenPGP key for `address` (Ed25519 primary, Curve25519 encryption subkey), made by
-/// GnuPG; returns the armored public key file.
-fn gpg_key(dir: &Path, address: &str) -> (PathBuf, PathBuf) {
-    let home = dir.join("gnupg");
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    run_ok(gpg(&home).args(["--quick-gen-key", &format!("Pat <{address}>"), "ed25519", "sign,cert", "1y"]));
-    let listing = String::from_utf8(run_ok(gpg(&home).args(["--with-colons", "--list-keys", address])).stdout).unwrap();
-    let fingerprint = listing.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_owned();
-    run_ok(gpg(&home).args(["--quick-add-key", &fingerprint, "cv25519", "encr", "1y"]));
+/// GnuPG; returns its home and the armored public key file.
+fn gpg_key(dir: &Path, address: &str) -> (GpgHome, PathBuf) {
+    let home = GpgHome::new();
+    home.generate(&format!("Pat <{address}>"), "1y", None);
     let public = dir.join("pat.asc");
-    std::fs::write(&public, run_ok(gpg(&home).args(["--armor", "--export", address])).stdout).unwrap();
+    std::fs::write(&public, home.export_armored(address)).unwrap();
     (home, public)
-}
-
-/// A self-signed S/MIME certificate for `address` made by openssl; returns (cert, key).
-fn smime_certificate(dir: &Path, address: &str) -> (PathBuf, PathBuf) {
-    named_certificate(dir, "sam", address)
-}
-
-/// A self-signed S/MIME certificate for `address` made by `openssl req`, in NAME.pem and
-/// NAME.key; returns (cert, key).
-fn named_certificate(dir: &Path, name: &str, address: &str) -> (PathBuf, PathBuf) {
-    let (cert_file, key_file) = (format!("{name}.pem"), format!("{name}.key"));
-    let cert = dir.join(&cert_file);
-    let key = dir.join(&key_file);
-    run_ok(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &key_file,
-        "-out",
-        &cert_file,
-        "-days",
-        "30",
-        "-subj",
-        &format!("/CN=Sam/emailAddress={address}"),
-        "-addext",
-        &format!("subjectAltName=email:{address}"),
-        "-addext",
-        "keyUsage=critical,digitalSignature,keyEncipherment",
-        "-addext",
-        "extendedKeyUsage=emailProtection",
-        "-addext",
-        "basicConstraints=critical,CA:FALSE",
-    ]));
-    (cert, key)
-}
-
-fn cli(dir: &Path, args: &[&str]) -> String {
-    let mut full = args.to_vec();
-    full.extend(["--config", "carepost.toml"]);
-    let (code, out, err) = run(Path::new(BIN), dir, &full);
-    assert_eq!(code, 0, "{args:?}: {out}{err}");
-    out
 }
 
 /// The one message at the sink addressed to `rcpt`, waiting for it.
@@ -150,10 +89,10 @@ retry_max = "2s"
     );
     let server = Server::start(Path::new(BIN), dir, &config);
     let (gnupg, pat_key) = gpg_key(dir, "pat@pgp.example");
-    let (sam_cert, sam_key) = smime_certificate(dir, "sam@smime.example");
-    cli(dir, &["keys", "import", pat_key.to_str().unwrap()]);
-    cli(dir, &["keys", "import", sam_cert.to_str().unwrap()]);
-    let keys = cli(dir, &["keys", "list"]);
+    let sam = self_signed_smime(dir, "sam", "sam@smime.example");
+    carepost_ok(BIN, dir, &["keys", "import", pat_key.to_str().unwrap()]);
+    carepost_ok(BIN, dir, &["keys", "import", sam.cert.to_str().unwrap()]);
+    let keys = carepost_ok(BIN, dir, &["keys", "list"]);
     assert!(keys.contains("pat@pgp.example") && keys.contains("sam@smime.example"), "{keys}");
 
     let message = format!(
@@ -174,7 +113,7 @@ retry_max = "2s"
     assert!(pgp.contains("multipart/encrypted") && pgp.contains("application/pgp-encrypted"), "{pgp}");
     assert!(!pgp.contains(SSN) && !pgp.contains(SUBJECT), "PHI in clear in the PGP copy: {pgp}");
     let file = as_eml(dir, "pgp.eml", &pgp);
-    let decrypted = run_ok(gpg(&gnupg).arg("--decrypt").arg(&file));
+    let decrypted = run_ok(gnupg.gpg().arg("--decrypt").arg(&file));
     let text = String::from_utf8_lossy(&decrypted.stdout);
     assert!(text.contains(SSN) && text.contains(SUBJECT), "gpg decrypted: {text}");
 
@@ -183,22 +122,13 @@ retry_max = "2s"
     assert!(smime.contains("application/pkcs7-mime"), "{smime}");
     assert!(!smime.contains(SSN) && !smime.contains(SUBJECT), "PHI in clear in the S/MIME copy: {smime}");
     let file = as_eml(dir, "smime.eml", &smime);
-    let decrypted = run_ok(
-        Command::new("openssl")
-            .args(["cms", "-decrypt", "-recip"])
-            .arg(&sam_cert)
-            .arg("-inkey")
-            .arg(&sam_key)
-            .arg("-in")
-            .arg(&file),
-    );
-    let text = String::from_utf8_lossy(&decrypted.stdout);
+    let text = cms_decrypt(&sam, &file);
     assert!(text.contains(SSN) && text.contains(SUBJECT), "openssl decrypted: {text}");
 
     // No key and no verified TLS at the next hop, no portal configured: held, never sent.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let shown = cli(dir, &["queue", "show", &id]);
+        let shown = carepost_ok(BIN, dir, &["queue", "show", &id]);
         let lee = shown.lines().find(|l| l.contains("lee@plain.example")).unwrap_or_default().to_owned();
         if lee.contains("held") {
             assert!(shown.contains("verified TLS"), "{shown}");
@@ -210,7 +140,7 @@ retry_max = "2s"
     assert!(sink.all().lines().all(|l| !l.contains(SSN)), "PHI reached the sink in clear");
 
     assert!(server.stop().success());
-    let export = cli(dir, &["audit", "export"]);
+    let export = carepost_ok(BIN, dir, &["audit", "export"]);
     assert!(
         export.contains("\"method\":\"pgp\"") && export.contains("\"method\":\"smime\""),
         "delivery methods audited"
@@ -253,14 +183,14 @@ fn signed_message(
     std::fs::write(&text, "Content-Type: text/plain\r\n\r\nPlease use this certificate for our correspondence.\r\n")
         .unwrap();
     let out = run_ok(
-        Command::new("openssl")
-            .args(["cms", "-sign", "-in"])
-            .arg(&text)
-            .arg("-signer")
-            .arg(cert)
-            .arg("-inkey")
-            .arg(key)
-            .args(["-from", from, "-to", to, "-subject", "My certificate"]),
+        openssl(dir).args(["cms", "-sign", "-in"]).arg(&text).arg("-signer").arg(cert).arg("-inkey").arg(key).args([
+            "-from",
+            from,
+            "-to",
+            to,
+            "-subject",
+            "My certificate",
+        ]),
     );
     let mut message = String::from_utf8(out.stdout).unwrap().replace("\r\n", "\n").replace('\n', "\r\n");
     message.insert_str(
@@ -281,18 +211,8 @@ fn signed_message(
 
 /// Runs swaks against `addr` with `args`; panics unless it succeeds (250 to the data).
 fn swaks_ok(addr: std::net::SocketAddr, args: &[&str]) -> String {
-    let port = addr.port().to_string();
-    let child = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &port, "--timeout", "30"])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("swaks is needed for this test (scripts/test.sh installs it)");
-    let out = wait_output(child, Duration::from_secs(120));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("250 2.0.0"), "swaks {args:?}: {text}");
+    let text = carepost_testkit::swaks_ok(addr, args);
+    assert!(text.contains("250 2.0.0"), "swaks {args:?}: {text}");
     text
 }
 
@@ -300,7 +220,7 @@ fn swaks_ok(addr: std::net::SocketAddr, args: &[&str]) -> String {
 fn key_line(dir: &Path, address: &str, state: &str, not_id: Option<&str>) -> (String, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let list = cli(dir, &["keys", "list"]);
+        let list = carepost_ok(BIN, dir, &["keys", "list"]);
         let found = list.lines().find(|l| {
             l.contains(address)
                 && l.split_whitespace().nth(3) == Some(state)
@@ -354,16 +274,7 @@ retry_max = "2s"
         sink.addr
     );
     let server = Server::start(Path::new(BIN), dir, &config);
-    let mut add = Command::new(BIN);
-    add.args(["user", "add", "nurse@clinic.example.org", "--password-stdin", "--config", "carepost.toml"])
-        .current_dir(dir)
-        .env_remove("CAREPOST_CONFIG")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"correct horse battery staple\n").unwrap();
-    assert!(wait_output(child, Duration::from_secs(60)).status.success());
+    add_user(BIN, dir, "nurse@clinic.example.org", &[], "correct horse battery staple");
     let (mx, submission) = (server.addr("mx"), server.addr("submission"));
     let mut seen: Vec<String> = Vec::new();
     // Staff send PHI to `rcpt`; returns what reaches the sink for them.
@@ -399,11 +310,11 @@ retry_max = "2s"
     };
 
     // The attack: anyone on port 25 signs with a self-signed certificate made by `openssl req`.
-    let attacker = named_certificate(dir, "attacker", "patient@gmail.com");
+    let attacker = self_signed_smime(dir, "attacker", "patient@gmail.com");
     let forged = signed_message(
         dir,
         "forged",
-        (&attacker.0, &attacker.1),
+        (&attacker.cert, &attacker.key),
         "patient@gmail.com",
         "dr.jones@clinic.example.org",
         None,
@@ -422,11 +333,11 @@ retry_max = "2s"
         ],
     );
     // Even with DMARC passing on SPF alone (a shared sender), no DKIM from the author: nothing.
-    let shared = named_certificate(dir, "shared", "pat@shared.example");
+    let shared = self_signed_smime(dir, "shared", "pat@shared.example");
     let spf_only = signed_message(
         dir,
         "spf-only",
-        (&shared.0, &shared.1),
+        (&shared.cert, &shared.key),
         "pat@shared.example",
         "dr.jones@clinic.example.org",
         None,
@@ -444,23 +355,23 @@ retry_max = "2s"
             spf_only.to_str().unwrap(),
         ],
     );
-    let audit = cli(dir, &["audit", "export"]);
+    let audit = carepost_ok(BIN, dir, &["audit", "export"]);
     assert_eq!(audit.matches("keys.learn_refused").count(), 2, "{audit}");
-    let keys = cli(dir, &["keys", "list"]);
+    let keys = carepost_ok(BIN, dir, &["keys", "list"]);
     assert!(!keys.contains("patient@gmail.com") && !keys.contains("pat@shared.example"), "planted: {keys}");
     // The patient's PHI goes through the portal (no verified TLS at the sink), never to the
     // attacker's key.
     let to_patient = send_phi("patient@gmail.com", &mut seen);
     assert!(to_patient.contains("Secure message from") && !to_patient.contains("pkcs7-mime"), "{to_patient}");
-    assert!(!cli(dir, &["keys", "list"]).contains("patient@gmail.com"));
+    assert!(!carepost_ok(BIN, dir, &["keys", "list"]).contains("patient@gmail.com"));
 
     // A correspondent's own signed mail, DKIM-signed by their domain and passing DMARC: the
     // certificate is learned, but ranks below verified TLS and the portal until confirmed.
-    let doctor = named_certificate(dir, "doctor", "dr@partner.example");
+    let doctor = self_signed_smime(dir, "doctor", "dr@partner.example");
     let genuine = signed_message(
         dir,
         "genuine",
-        (&doctor.0, &doctor.1),
+        (&doctor.cert, &doctor.key),
         "dr@partner.example",
         "dr.jones@clinic.example.org",
         Some(&partner_dkim),
@@ -482,29 +393,21 @@ retry_max = "2s"
     assert!(line.contains("learned") && line.contains("keys confirm"), "{line}");
     let unconfirmed = send_phi("dr@partner.example", &mut seen);
     assert!(unconfirmed.contains("Secure message from") && !unconfirmed.contains("pkcs7-mime"), "{unconfirmed}");
-    cli(dir, &["keys", "confirm", &doctor_id]);
+    carepost_ok(BIN, dir, &["keys", "confirm", &doctor_id]);
     key_line(dir, "dr@partner.example", "confirmed", None);
     let confirmed = send_phi("dr@partner.example", &mut seen);
     assert!(confirmed.contains("application/pkcs7-mime"), "{confirmed}");
     let file = as_eml(dir, "confirmed.eml", &confirmed);
-    let decrypted = run_ok(
-        Command::new("openssl")
-            .args(["cms", "-decrypt", "-recip"])
-            .arg(&doctor.0)
-            .arg("-inkey")
-            .arg(&doctor.1)
-            .arg("-in")
-            .arg(&file),
-    );
-    assert!(String::from_utf8_lossy(&decrypted.stdout).contains(SSN));
+    let decrypted = cms_decrypt(&doctor, &file);
+    assert!(decrypted.contains(SSN));
 
     // A different certificate for the now known address, even from authenticated mail: held,
     // audited, an operator told (without the address), and the known key stays in use.
-    let other = named_certificate(dir, "other", "dr@partner.example");
+    let other = self_signed_smime(dir, "other", "dr@partner.example");
     let conflicting = signed_message(
         dir,
         "conflicting",
-        (&other.0, &other.1),
+        (&other.cert, &other.key),
         "dr@partner.example",
         "dr.jones@clinic.example.org",
         Some(&partner_dkim),
@@ -530,22 +433,14 @@ retry_max = "2s"
         !notice.contains("dr@partner.example") && !notice.contains("dr.jones"),
         "the notice names no address: {notice}"
     );
-    let audit = cli(dir, &["audit", "export"]);
+    let audit = carepost_ok(BIN, dir, &["audit", "export"]);
     assert!(audit.lines().any(|l| l.contains("keys.held") && l.contains(&held_id)), "{audit}");
     assert!(audit.contains("keys.confirm") && audit.contains("keys.learned"), "{audit}");
     let after = send_phi("dr@partner.example", &mut seen);
     assert!(after.contains("application/pkcs7-mime"), "{after}");
     let file = as_eml(dir, "after.eml", &after);
-    let decrypted = run_ok(
-        Command::new("openssl")
-            .args(["cms", "-decrypt", "-recip"])
-            .arg(&doctor.0)
-            .arg("-inkey")
-            .arg(&doctor.1)
-            .arg("-in")
-            .arg(&file),
-    );
-    assert!(String::from_utf8_lossy(&decrypted.stdout).contains(SSN), "still encrypted to the known key");
+    let decrypted = cms_decrypt(&doctor, &file);
+    assert!(decrypted.contains(SSN), "still encrypted to the known key");
 
     assert!(server.stop().success());
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use carepost_testkit::pki::self_signed_smime;
 use carepost_testkit::run;
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
@@ -95,23 +96,7 @@ fn keys_import_list_lookup_remove() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     // A certificate for S/MIME, made by openssl as a correspondent's CA would.
-    let status = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "pat.pem", "-days", "30",
-            "-subj", "/CN=Pat",
-        ])
-        .args([
-            "-addext",
-            "subjectAltName=email:pat@example.net",
-            "-addext",
-            "keyUsage=critical,digitalSignature,keyEncipherment",
-            "-addext",
-            "extendedKeyUsage=emailProtection",
-        ])
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    self_signed_smime(dir, "pat", "pat@example.net");
     std::fs::write(dir.join("carepost.toml"), format!("data_dir = \"{}\"\n", dir.join("data").display())).unwrap();
 
     let (code, out, err) = run(Path::new(BIN), dir, &["keys", "import", "pat.pem"]);

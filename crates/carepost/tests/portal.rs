@@ -8,16 +8,18 @@
 //! The same path once more in headless Chromium at a phone's size, driven through ChromeDriver,
 //! with a screenshot of every page kept under the target directory (`portal-browser/`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use bytes::Bytes;
-use carepost::install::{Access, Installation};
-use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
-use carepost_testkit::{Server, Sink, run};
+use carepost_model::{Address, Envelope, TenantId};
+use carepost_testkit::cli::carepost;
+use carepost_testkit::web::{self, Browser, Page};
+use carepost_testkit::{Server, Sink, totp};
 
+mod support;
 mod webdriver;
+use support::code_from;
 use webdriver::Chrome;
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
@@ -41,26 +43,12 @@ async fn submit(dir: &Path, subject: &str) {
 
 /// [`submit`], with `headers` (whole lines, each ending in CRLF) added to the header block.
 async fn submit_with_headers(dir: &Path, subject: &str, headers: &str) {
-    let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
-    let install = Installation::open(config, Access::Shared).await.unwrap();
-    let spool = carepost_spool::Spool::new(
-        install.store.clone(),
-        install.ring.clone(),
-        install.blobs.clone(),
-        install.audit.clone(),
-    );
+    let (install, spool) = support::open(dir).await;
     let intake = carepost::intake::intake(&install, &spool).unwrap();
-    let arrival: Arrival =
-        serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
-    let envelope = Envelope {
-        mail_from: Some(Address::parse("dr.smith@clinic.example").unwrap()),
-        recipients: vec![Recipient::new(Address::parse("jane@patient.example").unwrap())],
-        dsn_ret: None,
-        dsn_envid: None,
-        require_tls: false,
-        smtputf8: false,
-        body: Default::default(),
-    };
+    let envelope = Envelope::to_one(
+        Some(Address::parse("dr.smith@clinic.example").unwrap()),
+        Address::parse("jane@patient.example").unwrap(),
+    );
     let body = format!(
         "From: Dr Smith <dr.smith@clinic.example>\r\nTo: <jane@patient.example>\r\nCc: <nurse@clinic.example>\r\n\
          Subject: {subject}\r\n{headers}Message-ID: <orig-1@clinic.example>\r\nMIME-Version: 1.0\r\n\
@@ -70,14 +58,13 @@ async fn submit_with_headers(dir: &Path, subject: &str, headers: &str) {
          --b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"result.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
          JVBERi0xLjQKJUFUVEFDSE1FTlQK\r\n--b1--\r\n"
     );
-    intake.submit(TenantId::default(), envelope, arrival, Bytes::from(body)).await.unwrap();
+    intake.submit(TenantId::default(), envelope, support::relay_arrival(), Bytes::from(body)).await.unwrap();
     install.store.close().await;
 }
 
 /// The newest portal copy kept for `address`, opened (from another process on the data directory).
 async fn kept_for(dir: &Path, address: &str) -> String {
-    let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
-    let install = Installation::open(config, Access::Shared).await.unwrap();
+    let (install, _) = support::open(dir).await;
     let portal = carepost::portal::portal(&install, "https://localhost".into());
     let messages = portal.messages_for(&TenantId::default(), &Address::parse(address).unwrap()).await.unwrap();
     let body = portal.body(messages.first().expect("a portal copy")).await.unwrap();
@@ -85,109 +72,15 @@ async fn kept_for(dir: &Path, address: &str) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-/// A browser: cookies by name, no redirects followed.
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookies: HashMap<String, String>,
-}
-
-struct Page {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-}
-
-impl Page {
-    fn csrf(&self) -> String {
-        let at = self.text.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.text));
-        let rest = &self.text[at + 19..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-    fn location(&self) -> String {
-        self.headers.get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
-    }
-}
-
-impl Browser {
-    fn new(base: String) -> Browser {
-        let client = reqwest::Client::builder()
-            .tls_danger_accept_invalid_certs(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("portal-test/1.0")
-            .build()
-            .unwrap();
-        Browser { client, base, cookies: HashMap::new() }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let response = request.header("cookie", self.cookie_header()).send().await.unwrap();
-        for v in response.headers().get_all("set-cookie") {
-            let pair = v.to_str().unwrap().split(';').next().unwrap();
-            let (k, val) = pair.split_once('=').unwrap();
-            if val.is_empty() {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_owned(), val.to_owned());
-            }
-        }
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        Page { status, headers, text }
-    }
-
-    fn url(&self, path: &str) -> String {
-        if path.starts_with("https://") { path.to_owned() } else { format!("{}{path}", self.base) }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let r = self.client.get(self.url(path));
-        self.send(r).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let body = form.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
-        let r = self.client.post(self.url(path)).header("content-type", "application/x-www-form-urlencoded").body(body);
-        self.send(r).await
-    }
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn code_from(mail: &str) -> String {
-    let at = mail.find("Your code: ").expect("a code mail");
-    mail[at + 11..at + 19].to_owned()
+/// A browser on the portal: cookies by name, no redirects followed.
+fn browser(base: String) -> Browser {
+    Browser::new(web::unchecked().user_agent("portal-test/1.0").build().unwrap(), base)
 }
 
 fn link_in(mail: &str, prefix: &str) -> String {
     let at = mail.find(prefix).unwrap_or_else(|| panic!("no {prefix} in {mail}"));
     let start = mail[..at].rfind("https://").unwrap();
     mail[start..].split_whitespace().next().unwrap().to_owned()
-}
-
-fn secret_on(page: &Page) -> Vec<u8> {
-    let at = page.text.find("<p class=\"code\">").expect("a TOTP secret");
-    let rest = &page.text[at + 16..];
-    carepost_web::totp::decode(&rest[..rest.find('<').unwrap()]).expect("base32")
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +105,7 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     let status_link = link_in(&receipt, "/p/s/");
     assert!(link.starts_with(&format!("https://{https}/p/m/")), "{link}");
 
-    let mut b = Browser::new(format!("https://{https}"));
+    let mut b = browser(format!("https://{https}"));
     let landing = b.get(&link).await;
     assert_eq!(landing.status, 200, "{}", landing.text);
     assert!(landing.text.contains("Send me a code") && landing.text.contains("j•••@patient.example"));
@@ -230,44 +123,17 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     let code = code_from(&code_mail);
 
     // A wrong code, and a too-short password, change nothing.
-    let weak = b
-        .post(
-            "/p/verify",
-            &[("csrf", &csrf), ("token", &token), ("code", &code), ("password", "short"), ("password2", "short")],
-        )
-        .await;
+    let weak = support::verify(&mut b, &csrf, &token, &code, "short").await;
     assert_eq!(weak.status, 400);
     let wrong_code = if code == "00000000" { "11111111" } else { "00000000" };
-    let wrong = b
-        .post(
-            "/p/verify",
-            &[
-                ("csrf", &csrf),
-                ("token", &token),
-                ("code", wrong_code),
-                ("password", "a long passphrase"),
-                ("password2", "a long passphrase"),
-            ],
-        )
-        .await;
+    let wrong = support::verify(&mut b, &csrf, &token, wrong_code, "a long passphrase").await;
     assert_eq!(wrong.status, 400);
     assert!(wrong.text.contains("not right"));
-    let ok = b
-        .post(
-            "/p/verify",
-            &[
-                ("csrf", &csrf),
-                ("token", &token),
-                ("code", &code),
-                ("password", "a long passphrase"),
-                ("password2", "a long passphrase"),
-            ],
-        )
-        .await;
+    let ok = support::verify(&mut b, &csrf, &token, &code, "a long passphrase").await;
     assert_eq!(ok.status, 303, "{}", ok.text);
-    let read_path = ok.location();
+    let read_path = ok.location;
     assert!(read_path.starts_with("/p/read/"), "{read_path}");
-    assert!(b.cookies.contains_key("__Host-cp_session"));
+    assert!(b.cookies().iter().any(|(name, _)| name == "__Host-cp_session"));
     let cookie_line = ok
         .headers
         .get_all("set-cookie")
@@ -318,10 +184,10 @@ async fn pick_up_sign_in_read_reply_and_retract() {
     // TOTP: set up with a code computed here.
     let account = b.get("/p/account").await;
     let setup = b.post("/p/account/totp", &[("csrf", &account.csrf())]).await;
-    let secret = secret_on(&setup);
+    let secret = totp::secret_on_page(&setup.text);
     let bad = b.post("/p/account/totp/confirm", &[("csrf", &csrf), ("code", "000000")]).await;
-    assert!(bad.text.contains("not right") || carepost_web::totp::code_at(&secret, unix_now()).unwrap() == "000000");
-    let now_code = carepost_web::totp::code_at(&secret, unix_now()).unwrap();
+    assert!(bad.text.contains("not right") || totp::code_now(&secret) == "000000");
+    let now_code = totp::code_now(&secret);
     let on = b.post("/p/account/totp/confirm", &[("csrf", &csrf), ("code", &now_code)]).await;
     assert!(on.text.contains("Two-step sign-in is on."), "{}", on.text);
 
@@ -337,7 +203,7 @@ async fn pick_up_sign_in_read_reply_and_retract() {
          --{boundary}--\r\n"
     );
     let request = b
-        .client
+        .client()
         .post(b.url(&format!("{read_path}/reply")))
         .header("content-type", format!("multipart/form-data; boundary={boundary}"))
         .body(multipart);
@@ -365,7 +231,7 @@ async fn pick_up_sign_in_read_reply_and_retract() {
          --{boundary}--\r\n"
     );
     let request = b
-        .client
+        .client()
         .post(b.url(&format!("{read_path}/reply")))
         .header("content-type", format!("multipart/form-data; boundary={boundary}"))
         .body(crafted);
@@ -410,18 +276,18 @@ async fn pick_up_sign_in_read_reply_and_retract() {
         )
         .await;
     assert_eq!(reset.status, 303);
-    assert!(reset.location().starts_with("/p/signin/totp"), "TOTP is still due: {}", reset.location());
+    assert!(reset.location.starts_with("/p/signin/totp"), "TOTP is still due: {}", reset.location);
     assert_eq!(b.get("/p/inbox").await.status, 401, "not signed in before the second factor");
-    let wrong_totp = b.post(&reset.location(), &[("csrf", &csrf), ("code", "12345")]).await;
+    let wrong_totp = b.post(&reset.location, &[("csrf", &csrf), ("code", "12345")]).await;
     assert_eq!(wrong_totp.status, 401);
     // The next step's code (one step of skew is allowed; the current one was used already).
-    let next_code = carepost_web::totp::code_at(&secret, unix_now() + 30).unwrap();
-    let second = b.post(&reset.location(), &[("csrf", &csrf), ("code", &next_code)]).await;
+    let next_code = totp::code_at(&secret, totp::unix_now() + 30);
+    let second = b.post(&reset.location, &[("csrf", &csrf), ("code", &next_code)]).await;
     assert_eq!(second.status, 303, "{}", second.text);
     assert_eq!(b.get(&read_path).await.status, 200);
 
     // The sender sees the opens and withdraws the message.
-    let mut sender = Browser::new(format!("https://{https}"));
+    let mut sender = browser(format!("https://{https}"));
     let status = sender.get(&status_link).await;
     assert_eq!(status.status, 200);
     assert!(status.text.contains("127.0.0.1") && status.text.contains("portal-test/1.0"), "{}", status.text);
@@ -439,14 +305,13 @@ async fn pick_up_sign_in_read_reply_and_retract() {
 
     // The CLI agrees, and the content key is gone.
     let id = read_path.trim_start_matches("/p/read/");
-    let (code, out, err) = run(Path::new(BIN), dir, &["portal", "status", id, "--config", "carepost.toml"]);
+    let (code, out, err) = carepost(BIN, dir, &["portal", "status", id]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("retracted") && out.contains("opened"), "{out}");
-    let (code, out, _) =
-        run(Path::new(BIN), dir, &["portal", "retract", id, "--reason", "test", "--config", "carepost.toml"]);
+    let (code, out, _) = carepost(BIN, dir, &["portal", "retract", id, "--reason", "test"]);
     assert_eq!(code, 0);
     assert!(out.contains("already withdrawn"), "{out}");
-    let (code, _, _) = run(Path::new(BIN), dir, &["portal", "retract", "nonexistent", "--config", "carepost.toml"]);
+    let (code, _, _) = carepost(BIN, dir, &["portal", "retract", "nonexistent"]);
     assert_eq!(code, 2);
     drop(server);
 }
@@ -555,7 +420,7 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
 
     let link = link_in(&notice, "/p/m/");
     let token = link.rsplit('/').next().unwrap().to_owned();
-    let mut b = Browser::new(format!("https://{https}"));
+    let mut b = browser(format!("https://{https}"));
     let landing = b.get(&link).await;
     assert!(landing.text.contains("Or use the sender's passphrase"), "{}", landing.text);
     let csrf = landing.csrf();
@@ -565,19 +430,19 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     assert_eq!(b.get("/p/inbox").await.status, 401, "nothing changed");
     let right = post_passphrase(&mut b, &csrf, &token, "river stone 7731").await;
     assert_eq!(right.status, 303, "{}", right.text);
-    let read_path = right.location();
+    let read_path = right.location;
     assert!(read_path.starts_with("/p/read/"), "{read_path}");
     let page = b.get(&read_path).await;
     assert!(page.status == 200 && page.text.contains("PORTALBODYMARKER"));
     assert_eq!(b.get(&format!("{read_path}/part/0")).await.status, 200);
     // The passphrase opens this message only: its link leads straight to it, but there is no
     // inbox and no account settings.
-    assert_eq!(b.get(&link).await.location(), read_path);
+    assert_eq!(b.get(&link).await.location, read_path);
     assert_eq!(b.get("/p/inbox").await.status, 401);
     assert_eq!(b.get("/p/account").await.status, 401);
     // Wrong guesses are limited per message, from any address: after web.code_attempts
     // (5) of them the passphrase no longer opens it, even when right.
-    let mut guesser = Browser::new(format!("https://{https}"));
+    let mut guesser = browser(format!("https://{https}"));
     let csrf2 = guesser.get(&link).await.csrf();
     for _ in 0..4 {
         assert_eq!(post_passphrase(&mut guesser, &csrf2, &token, "a wrong guess").await.status, 400);
@@ -594,7 +459,7 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     let wrong_code: String = right_code.chars().map(|c| if c == '9' { '0' } else { char::from(c as u8 + 1) }).collect();
     let verify = |code: String| {
         let (client, url, cookie, csrf) =
-            (guesser.client.clone(), guesser.url("/p/verify"), guesser.cookie_header(), csrf2.clone());
+            (guesser.client().clone(), guesser.url("/p/verify"), guesser.cookie_header(), csrf2.clone());
         tokio::spawn(async move {
             let form = [
                 ("csrf", csrf.as_str()),
@@ -603,7 +468,7 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
                 ("password", "a long enough password 42"),
                 ("password2", "a long enough password 42"),
             ];
-            let body = form.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
+            let body = web::form(&form);
             let r = client
                 .post(url)
                 .header("cookie", cookie)
@@ -620,7 +485,7 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
         assert_eq!(g.await.unwrap(), 400);
     }
     assert_eq!(verify(right_code).await.unwrap(), 400, "the code is void after five wrong entries");
-    let (code, audit, _) = run(Path::new(BIN), dir, &["audit", "export", "--config", "carepost.toml"]);
+    let (code, audit, _) = carepost(BIN, dir, &["audit", "export"]);
     assert_eq!(code, 0);
     assert!(audit.contains("portal.passphrase.verify") && audit.contains("\"portal_passphrase\":\"set\""), "{audit}");
     let compared = audit
@@ -638,7 +503,7 @@ async fn a_passphrase_the_sender_set_stands_in_for_the_code() {
     let (config_path, data_dir) = (server.config.clone(), server.data_dir.clone());
     assert!(server.stop().success());
     let server = Server::start_with(Path::new(BIN), dir, &config_path, &data_dir);
-    let mut after = Browser::new(format!("https://{}", server.addr("https")));
+    let mut after = browser(format!("https://{}", server.addr("https")));
     // The notice's link names the first server's port; the restarted one listens elsewhere.
     let csrf3 = after.get(&format!("/p/m/{token}")).await.csrf();
     let refused = post_passphrase(&mut after, &csrf3, &token, "river stone 7731").await;

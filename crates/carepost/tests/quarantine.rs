@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use carepost_testkit::{Server, run, send_with_smtplib};
+use carepost_testkit::cli::{carepost, carepost_ok};
+use carepost_testkit::{Server, send_with_smtplib};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 
@@ -34,14 +35,6 @@ fn message(subject: &str) -> String {
     )
 }
 
-fn cli(dir: &Path, args: &[&str]) -> String {
-    let mut full = args.to_vec();
-    full.extend(["--config", "carepost.toml"]);
-    let (code, out, err) = run(Path::new(BIN), dir, &full);
-    assert_eq!(code, 0, "{args:?}: {out}{err}");
-    out
-}
-
 fn queued_id(reply: &str) -> String {
     reply.rsplit(' ').next().unwrap().trim().to_owned()
 }
@@ -62,7 +55,7 @@ fn quarantined_mail_is_reviewed_released_or_rejected() {
     let clean = "From: nurse@clinic.example.org\r\nSubject: lunch\r\n\r\nNoon?\r\n";
     send_with_smtplib(addr, "nurse@clinic.example.org", &["pat@example.net"], clean).unwrap();
 
-    let listed = cli(dir, &["quarantine", "list"]);
+    let listed = carepost_ok(BIN, dir, &["quarantine", "list"]);
     assert!(listed.contains(&kept) && listed.contains(&refused), "{listed}");
     assert_eq!(listed.lines().count(), 2, "the clean message is not quarantined: {listed}");
     assert!(
@@ -70,30 +63,30 @@ fn quarantined_mail_is_reviewed_released_or_rejected() {
         "{listed}"
     );
 
-    let shown = cli(dir, &["quarantine", "show", &kept]);
+    let shown = carepost_ok(BIN, dir, &["quarantine", "show", &kept]);
     assert!(
         shown.contains("<pat@example.net>") && shown.contains("512-48-3391"),
         "the reviewer sees what was found: {shown}"
     );
 
-    let released = cli(dir, &["quarantine", "release", &kept]);
+    let released = carepost_ok(BIN, dir, &["quarantine", "release", &kept]);
     assert!(released.starts_with("1 recipients released"), "{released}");
-    let queue = cli(dir, &["queue", "show", &kept]);
+    let queue = carepost_ok(BIN, dir, &["queue", "show", &kept]);
     assert!(queue.contains("queued") && !queue.contains("quarantined"), "{queue}");
 
-    let rejected = cli(dir, &["quarantine", "reject", &refused, "--reason", "not for e-mail"]);
+    let rejected = carepost_ok(BIN, dir, &["quarantine", "reject", &refused, "--reason", "not for e-mail"]);
     assert!(rejected.starts_with("1 recipients refused"), "{rejected}");
-    let queue = cli(dir, &["queue", "show", &refused]);
+    let queue = carepost_ok(BIN, dir, &["queue", "show", &refused]);
     assert!(queue.contains("bounced") && queue.contains("refused on compliance review"), "{queue}");
     // The sender is told: a DSN to nurse@clinic.example.org is queued.
-    let listed = cli(dir, &["queue", "list"]);
+    let listed = carepost_ok(BIN, dir, &["queue", "list"]);
     assert!(listed.contains("system"), "a bounce is queued for the sender: {listed}");
 
-    let (code, _, err) = run(Path::new(BIN), dir, &["quarantine", "release", &refused, "--config", "carepost.toml"]);
+    let (code, _, err) = carepost(BIN, dir, &["quarantine", "release", &refused]);
     assert_eq!(code, 1, "nothing is quarantined any more: {err}");
 
     assert!(server.stop().success());
-    let export = cli(dir, &["audit", "export"]);
+    let export = carepost_ok(BIN, dir, &["audit", "export"]);
     for action in ["quarantine.show", "quarantine.release", "quarantine.reject"] {
         assert!(export.contains(action), "{action} audited");
     }

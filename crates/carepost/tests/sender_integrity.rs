@@ -4,18 +4,18 @@
 //! (Postfix's smtp-sink), and a clear answer at once for data ended by a bare LF and for an
 //! oversize HTTP/2 upload (curl).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use bytes::Bytes;
-use carepost::install::{Access, Installation};
-use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
-use carepost_spool::{Spool, Submission};
+use carepost_testkit::cli::{add_user, carepost, create_api_key};
 use carepost_testkit::dns::TestDns;
-use carepost_testkit::{Server, Sink, run};
+use carepost_testkit::run_peer as peer;
+use carepost_testkit::{Server, Sink, swaks};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
@@ -31,28 +31,6 @@ fn config(sink: SocketAddr, dns: &TestDns) -> String {
          [delivery]\nsmart_host = \"{sink}\"\nsmart_host_tls = \"none\"\nretry_first = \"1s\"\nretry_max = \"2s\"\nconnection_idle = \"1s\"\n",
         dns.addr()
     )
-}
-
-use carepost_testkit::run_peer as peer;
-
-fn carepost(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let config = dir.join("carepost.toml");
-    let mut full = vec![BIN];
-    full.extend_from_slice(args);
-    full.extend(["--config", config.to_str().unwrap()]);
-    if stdin.is_empty() {
-        return run(Path::new(BIN), dir, &full[1..]);
-    }
-    peer(BIN, &full[1..], stdin)
-}
-
-use carepost_testkit::swaks;
-
-fn https_client(server: &Server) -> (reqwest::Client, String) {
-    let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
-    let client =
-        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()]).build().unwrap();
-    (client, format!("https://127.0.0.1:{}", server.addr("https").port()))
 }
 
 async fn post_json(
@@ -75,12 +53,6 @@ async fn post_json(
     (status, content_type, body)
 }
 
-fn create_key(dir: &Path) -> String {
-    let (code, out, err) = carepost(dir, &["apikey", "create", "--name", "lab", "--scope", "send"], "");
-    assert_eq!(code, 0, "{out}{err}");
-    out.trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dkim_signs_only_what_the_sender_may_send_as() {
     let tmp = tempfile::tempdir().unwrap();
@@ -88,11 +60,9 @@ async fn dkim_signs_only_what_the_sender_may_send_as() {
     let dns = TestDns::start(&[]);
     let sink = Sink::start(dir, &[]);
     let server = Server::start(Path::new(BIN), dir, &config(sink.addr, &dns));
-    let (code, out, err) = carepost(dir, &["dkim", "generate", "clinic.example"], "");
+    let (code, out, err) = carepost(BIN, dir, &["dkim", "generate", "clinic.example"]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, out, err) =
-        carepost(dir, &["user", "add", "jane@clinic.example", "--password-stdin"], &format!("{PASSWORD}\n"));
-    assert_eq!(code, 0, "{out}{err}");
+    add_user(BIN, dir, "jane@clinic.example", &[], PASSWORD);
 
     // Submission: the From header must be one of the account's addresses, like MAIL FROM.
     let auth = [
@@ -139,8 +109,8 @@ async fn dkim_signs_only_what_the_sender_may_send_as() {
     }
 
     // The API: a key without a --from list sends only from its tenant's domains.
-    let (client, base) = https_client(&server);
-    let key = create_key(dir);
+    let (client, base) = server.https_client();
+    let key = create_api_key(BIN, dir, &["--name", "lab", "--scope", "send"]);
     let own = json!({"from": "lab@clinic.example", "to": ["pat@clinic.example"], "subject": "s", "text": "APIOWN"});
     let (status, _, body) = post_json(&client, &base, &key, &own).await;
     assert_eq!(status, 202, "{body}");
@@ -173,7 +143,7 @@ async fn dkim_signs_only_what_the_sender_may_send_as() {
     let m = sink.wait_for(&["MXFORGED"], &[]);
     assert!(!m.contains("DKIM-Signature:"), "mail from the MX is never signed with our keys: {m}");
     assert_eq!(sink.count("SUBMISSIONFORGED") + sink.count("APIFOREIGN"), 0);
-    let (_, log, _) = carepost(dir, &["audit", "export"], "");
+    let (_, log, _) = carepost(BIN, dir, &["audit", "export"]);
     assert!(
         log.lines().any(|l| l.contains("\"smtp.sender\"") && l.contains("denied")),
         "the forged From is audited: {log}"
@@ -188,8 +158,8 @@ async fn bare_line_endings_and_oversize_bodies_get_clear_answers() {
     let dns = TestDns::start(&[]);
     let sink = Sink::start(dir, &[]);
     let server = Server::start(Path::new(BIN), dir, &config(sink.addr, &dns));
-    let (client, base) = https_client(&server);
-    let key = create_key(dir);
+    let (client, base) = server.https_client();
+    let key = create_api_key(BIN, dir, &["--name", "lab", "--scope", "send"]);
     let smuggled = "\r.\r\nMAIL FROM:<evil@example.net>\r\nRCPT TO:<victim@clinic.example>\r\nDATA\r\n\r\nSMUGGLED\r\n";
 
     // The API refuses a bare CR in the text, naming the field.
@@ -209,24 +179,11 @@ async fn bare_line_endings_and_oversize_bodies_get_clear_answers() {
     // A stored message with bare CRs (as a relay host may hand over through BDAT-less
     // software) goes to the next hop with each made CRLF.
     {
-        let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
-        let install = Installation::open(config, Access::Shared).await.unwrap();
-        let spool =
-            Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
-        let arrival: Arrival = serde_json::from_value(json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
-        let envelope = Envelope {
-            mail_from: Some(Address::parse("lab@clinic.example").unwrap()),
-            recipients: vec![Recipient::new(Address::parse("pat@clinic.example").unwrap())],
-            dsn_ret: None,
-            dsn_envid: None,
-            require_tls: false,
-            smtputf8: false,
-            body: Default::default(),
-        };
+        let (install, spool) = support::open(dir).await;
         let body = format!(
             "From: <lab@clinic.example>\r\nTo: <pat@clinic.example>\r\nSubject: raw\r\n\r\nSTOREDRAW{smuggled}"
         );
-        spool.accept(Submission::new(TenantId::default(), envelope, arrival, Bytes::from(body))).await.unwrap();
+        support::queue(&spool, "lab@clinic.example", "pat@clinic.example", body).await;
         install.store.close().await;
     }
     // smtp-sink writes each line it receives and drops a CR inside a line: a bare CR that was
@@ -303,7 +260,7 @@ async fn bare_line_endings_and_oversize_bodies_get_clear_answers() {
     assert_eq!(out, "413 application/problem+json 2", "{err}");
     let problem: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
     assert_eq!(problem["status"], 413, "{problem}");
-    let (_, log, _) = carepost(dir, &["audit", "export"], "");
+    let (_, log, _) = carepost(BIN, dir, &["audit", "export"]);
     assert!(
         log.lines().any(|l| l.contains("\"api.message\"") && l.contains("bare CR") && l.contains("denied")),
         "the bare CR is audited: {log}"

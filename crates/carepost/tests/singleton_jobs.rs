@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use carepost::jobs::{Singleton, every_on_one_node, while_holding};
 use carepost_store::{Store, StoreOptions};
+use carepost_testkit::eventually;
 
 const WAIT: Duration = Duration::from_secs(60);
 const PERIOD: Duration = Duration::from_secs(1);
@@ -35,14 +36,6 @@ impl Probe {
     }
 }
 
-async fn wait_until(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_periodic_job_runs_on_one_node_and_moves_when_it_stops_renewing() {
     let url = carepost_testkit::postgres::fresh_database();
@@ -65,14 +58,14 @@ async fn a_periodic_job_runs_on_one_node_and_moves_when_it_stops_renewing() {
         tasks.push(task);
     }
     let runs = |i: usize| probes[i].runs.load(Ordering::SeqCst);
-    wait_until("three runs", || runs(0) + runs(1) >= 3).await;
+    eventually("three runs", WAIT, async || runs(0) + runs(1) >= 3).await;
     let holder = if runs(0) > 0 { 0 } else { 1 };
     assert_eq!(runs(1 - holder), 0, "only the lease holder runs the job");
 
     // The holder stops (as a killed node does: no release); the other takes over once the
     // lease (three periods) runs out.
     tasks[holder].abort();
-    wait_until("the other node to take the job over", || runs(1 - holder) >= 2).await;
+    eventually("the other node to take the job over", WAIT, async || runs(1 - holder) >= 2).await;
     tasks[1 - holder].abort();
     assert!(!overlapped.load(Ordering::SeqCst), "two nodes ran the job at once");
 }
@@ -102,13 +95,13 @@ async fn a_long_running_job_runs_while_its_node_holds_the_lease_and_is_handed_ba
         })));
         stops.push(stop);
     }
-    wait_until("one node to start the job", || active.load(Ordering::SeqCst) == 1).await;
+    eventually("one node to start the job", WAIT, async || active.load(Ordering::SeqCst) == 1).await;
     let holder = if started[0].load(Ordering::SeqCst) > 0 { 0 } else { 1 };
     // A clean stop hands the lease back: the other node starts the job without waiting for
     // the lease to run out.
     stops[holder].send(true).unwrap();
     let _ = (&mut tasks[holder]).await;
-    wait_until("the other node to start the job", || started[1 - holder].load(Ordering::SeqCst) == 1).await;
+    eventually("the other node to start the job", WAIT, async || started[1 - holder].load(Ordering::SeqCst) == 1).await;
     stops[1 - holder].send(true).unwrap();
     let _ = (&mut tasks[1 - holder]).await;
     assert_eq!(active.load(Ordering::SeqCst), 0, "the job stops with its node");
@@ -127,7 +120,7 @@ async fn on_sqlite_the_one_process_runs_the_job() {
             counted.fetch_add(1, Ordering::SeqCst);
         }
     });
-    wait_until("two runs", || runs.load(Ordering::SeqCst) >= 2).await;
+    eventually("two runs", WAIT, async || runs.load(Ordering::SeqCst) >= 2).await;
     task.abort();
     assert!(lease.hold().await);
 }

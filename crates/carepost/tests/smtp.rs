@@ -5,12 +5,13 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use carepost::install::{Access, Installation};
+use carepost_testkit::cli::{self, carepost, carepost_with_stdin};
 use carepost_testkit::dns::TestDns;
-use carepost_testkit::{Server, run, wait_output};
+use carepost_testkit::run_peer as peer;
+use carepost_testkit::{Server, swaks};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 const PASSWORD: &str = "correct horse battery staple";
@@ -25,47 +26,15 @@ fn smtp_config(dns: &TestDns, extra: &str) -> String {
     )
 }
 
-use carepost_testkit::run_peer as peer;
-
-fn carepost_with_stdin(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut full = args.to_vec();
-    full.extend(["--config", "carepost.toml"]);
-    let mut child = Command::new(BIN)
-        .args(&full)
-        .current_dir(dir)
-        .env_remove("CAREPOST_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = wait_output(child, Duration::from_secs(120));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn carepost(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut full = args.to_vec();
-    full.extend(["--config", "carepost.toml"]);
-    run(Path::new(BIN), dir, &full)
-}
-
+/// A staff account with [`PASSWORD`].
 fn add_user(dir: &Path, login: &str) {
-    let (code, out, err) =
-        carepost_with_stdin(dir, &["user", "add", login, "--password-stdin"], &format!("{PASSWORD}\n"));
-    assert_eq!(code, 0, "{out}{err}");
+    cli::add_user(BIN, dir, login, &[], PASSWORD);
 }
 
 fn queue_id(transcript: &str) -> String {
     let at = transcript.find("queued as ").unwrap_or_else(|| panic!("no queue id in {transcript}"));
     transcript[at + 10..].split_whitespace().next().unwrap().trim_end_matches('\'').to_owned()
 }
-
-use carepost_testkit::swaks;
 
 /// A raw client for what real clients never send.
 struct Raw {
@@ -354,10 +323,10 @@ fn repeated_bad_passwords_block_the_address_until_removed() {
     // Every listener now refuses this address, even with the right password.
     let (_, greeting) = Raw::connect(server.addr("mx"));
     assert!(greeting.starts_with("554 5.7.1") && greeting.contains("blocked"), "{greeting}");
-    let (code, out, err) = carepost(tmp.path(), &["block", "list"]);
+    let (code, out, err) = carepost(BIN, tmp.path(), &["block", "list"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("127.0.0.1  until=") && out.contains("by=smtp"), "{out}");
-    let (code, _, err) = carepost(tmp.path(), &["block", "remove", "127.0.0.1"]);
+    let (code, _, err) = carepost(BIN, tmp.path(), &["block", "remove", "127.0.0.1"]);
     assert_eq!(code, 0, "{err}");
     // The running server re-reads blocks every few seconds.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -387,11 +356,12 @@ fn repeated_bad_passwords_block_the_address_until_removed() {
     );
     assert_eq!(code, 0, "{out}");
     // A manual block, then the audit trail of all of it, with the source address.
-    let (code, out, _) = carepost(tmp.path(), &["block", "add", "192.0.2.0/24", "--for", "1h", "--reason", "scanner"]);
+    let (code, out, _) =
+        carepost(BIN, tmp.path(), &["block", "add", "192.0.2.0/24", "--for", "1h", "--reason", "scanner"]);
     assert_eq!(code, 0);
     assert!(out.contains("192.0.2.0/24 blocked until"), "{out}");
     assert!(server.stop().success());
-    let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
+    let (_, export, _) = carepost(BIN, tmp.path(), &["audit", "export"]);
     let lines: Vec<&str> = export.lines().collect();
     let has = |action: &str, outcome: &str| {
         lines.iter().any(|l| {
@@ -403,7 +373,7 @@ fn repeated_bad_passwords_block_the_address_until_removed() {
     assert!(has("smtp.auth", "failure") && has("smtp.auth", "success") && has("smtp.block", "denied"), "{export}");
     assert!(export.contains("\"action\":\"user.add\"") && export.contains("\"action\":\"smtp.unblock\""), "{export}");
     assert!(!export.contains("jane@clinic.example"), "no login names in the audit log");
-    let (code, out, _) = carepost(tmp.path(), &["audit", "verify"]);
+    let (code, out, _) = carepost(BIN, tmp.path(), &["audit", "verify"]);
     assert_eq!(code, 0, "{out}");
 }
 
@@ -465,10 +435,10 @@ fn user_commands_manage_accounts_and_app_passwords() {
     let server = Server::start(Path::new(BIN), tmp.path(), &smtp_config(&dns, ""));
     add_user(tmp.path(), "jane@clinic.example");
     let (code, _, err) =
-        carepost_with_stdin(tmp.path(), &["user", "add", "JANE@clinic.example", "--password-stdin"], "x\n");
+        carepost_with_stdin(BIN, tmp.path(), &["user", "add", "JANE@clinic.example", "--password-stdin"], "x\n");
     assert_eq!(code, 1);
     assert!(err.contains("already exists"), "{err}");
-    let (code, out, _) = carepost(tmp.path(), &["user", "app-password", "add", "jane@clinic.example", "phone"]);
+    let (code, out, _) = carepost(BIN, tmp.path(), &["user", "app-password", "add", "jane@clinic.example", "phone"]);
     assert_eq!(code, 0);
     let app = out.lines().last().unwrap().trim().to_owned();
     let sub = server.addr("submissions");
@@ -492,6 +462,7 @@ fn user_commands_manage_accounts_and_app_passwords() {
     };
     assert_eq!(send(&app).0, 0, "the app password signs in");
     let (code, _, err) = carepost_with_stdin(
+        BIN,
         tmp.path(),
         &["user", "passwd", "jane@clinic.example", "--password-stdin"],
         "a new passphrase\n",
@@ -499,13 +470,13 @@ fn user_commands_manage_accounts_and_app_passwords() {
     assert_eq!(code, 0, "{err}");
     assert_ne!(send(PASSWORD).0, 0, "the old password no longer works");
     assert_eq!(send("a new passphrase").0, 0);
-    let (code, _, _) = carepost(tmp.path(), &["user", "app-password", "revoke", "jane@clinic.example", "phone"]);
+    let (code, _, _) = carepost(BIN, tmp.path(), &["user", "app-password", "revoke", "jane@clinic.example", "phone"]);
     assert_eq!(code, 0);
     assert_ne!(send(&app).0, 0, "a revoked app password no longer works");
-    let (code, _, _) = carepost(tmp.path(), &["user", "disable", "jane@clinic.example"]);
+    let (code, _, _) = carepost(BIN, tmp.path(), &["user", "disable", "jane@clinic.example"]);
     assert_eq!(code, 0);
     assert_ne!(send("a new passphrase").0, 0, "a disabled account cannot sign in");
-    let (code, out, _) = carepost(tmp.path(), &["user", "list"]);
+    let (code, out, _) = carepost(BIN, tmp.path(), &["user", "list"]);
     assert_eq!(code, 0);
     assert!(
         out.contains("jane@clinic.example") && out.contains("disabled") && out.contains("sends-as=jane@clinic.example"),
@@ -561,7 +532,7 @@ fn smtp_auth_failures_lock_the_account_persistently_and_a_locked_account_reads_a
         assert_eq!(auth_reply(&out), unknown, "a wrong password reads as an unknown account: {out}");
         assert!(!out.contains("421"), "one account failing does not block the address: {out}");
     }
-    let (_, out, _) = carepost(tmp.path(), &["user", "list"]);
+    let (_, out, _) = carepost(BIN, tmp.path(), &["user", "list"]);
     assert!(out.contains("locked-until="), "{out}");
     // The lock is the account's, kept in the store: a restart forgets the guard's counters
     // but not the lock.
@@ -576,14 +547,14 @@ fn smtp_auth_failures_lock_the_account_persistently_and_a_locked_account_reads_a
     assert_eq!(auth_reply(&right), unknown, "a locked account reads as an unknown one");
     // From another address too: the lock is not tied to where the failures came from.
     assert_ne!(submit_from(sub, "127.0.0.3", "jane@clinic.example", PASSWORD).0, 0);
-    let (code, _, err) = carepost(tmp.path(), &["user", "unlock", "jane@clinic.example"]);
+    let (code, _, err) = carepost(BIN, tmp.path(), &["user", "unlock", "jane@clinic.example"]);
     assert_eq!(code, 0, "{err}");
-    let (_, out, _) = carepost(tmp.path(), &["user", "list"]);
+    let (_, out, _) = carepost(BIN, tmp.path(), &["user", "list"]);
     assert!(!out.contains("locked-until=") && out.contains("active"), "{out}");
     let (code, out) = submit_from(sub, "127.0.0.3", "jane@clinic.example", PASSWORD);
     assert_eq!(code, 0, "{out}");
     assert!(server.stop().success());
-    let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
+    let (_, export, _) = carepost(BIN, tmp.path(), &["audit", "export"]);
     let has = |action: &str, outcome: &str, detail: &str| {
         export.lines().any(|l| {
             l.contains(&format!("\"action\":\"{action}\""))
@@ -608,21 +579,21 @@ fn accounts_with_a_second_factor_submit_with_app_passwords_only() {
         0,
         "no second factor yet: the password works"
     );
-    let (code, _, err) = carepost(tmp.path(), &["user", "require-mfa", "on"]);
+    let (code, _, err) = carepost(BIN, tmp.path(), &["user", "require-mfa", "on"]);
     assert_eq!(code, 0, "{err}");
     let (code, out) = submit_from(sub, "127.0.0.1", "jane@clinic.example", PASSWORD);
     assert_ne!(code, 0, "the main password of an account that needs a second factor is refused: {out}");
     let (_, wrong) = submit_from(sub, "127.0.0.1", "jane@clinic.example", "guess");
     assert_eq!(auth_reply(&out), auth_reply(&wrong), "and reads like a wrong one");
-    let (code, out, err) = carepost(tmp.path(), &["user", "app-password", "add", "jane@clinic.example", "phone"]);
+    let (code, out, err) = carepost(BIN, tmp.path(), &["user", "app-password", "add", "jane@clinic.example", "phone"]);
     assert_eq!(code, 0, "{err}");
     let app = out.lines().last().unwrap().trim().to_owned();
     let (code, out) = submit_from(sub, "127.0.0.1", "jane@clinic.example", &app);
     assert_eq!(code, 0, "the app password signs in: {out}");
-    let (code, out, _) = carepost(tmp.path(), &["user", "app-password", "list", "jane@clinic.example"]);
+    let (code, out, _) = carepost(BIN, tmp.path(), &["user", "app-password", "list", "jane@clinic.example"]);
     assert_eq!(code, 0);
     assert!(out.starts_with("phone  created=") && !out.contains("last-used=never"), "{out}");
-    let (code, _, err) = carepost(tmp.path(), &["user", "app-password", "remove", "jane@clinic.example", "phone"]);
+    let (code, _, err) = carepost(BIN, tmp.path(), &["user", "app-password", "remove", "jane@clinic.example", "phone"]);
     assert_eq!(code, 0, "{err}");
     assert_ne!(
         submit_from(sub, "127.0.0.1", "jane@clinic.example", &app).0,
@@ -630,7 +601,7 @@ fn accounts_with_a_second_factor_submit_with_app_passwords_only() {
         "a removed app password no longer works"
     );
     assert!(server.stop().success());
-    let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
+    let (_, export, _) = carepost(BIN, tmp.path(), &["audit", "export"]);
     assert!(
         export.lines().any(|l| l.contains("\"action\":\"smtp.auth\"")
             && l.contains("\"outcome\":\"denied\"")
@@ -679,12 +650,12 @@ fn one_mistyping_device_behind_nat_blocks_neither_the_address_nor_other_accounts
     let (code, out) = submit_from(sub, "127.0.0.2", "b@clinic.example", PASSWORD);
     assert_eq!(code, 0, "{out}");
     assert!(server.stop().success());
-    let (_, export, _) = carepost(tmp.path(), &["audit", "export"]);
+    let (_, export, _) = carepost(BIN, tmp.path(), &["audit", "export"]);
     assert!(
         export.lines().any(|l| l.contains("\"action\":\"smtp.blocked\"") && l.contains("\"outcome\":\"denied\"")),
         "refused connections are audited: {export}"
     );
-    let (code, out, _) = carepost(tmp.path(), &["block", "list"]);
+    let (code, out, _) = carepost(BIN, tmp.path(), &["block", "list"]);
     assert_eq!(code, 0);
     assert!(out.contains("127.0.0.1  until=") && !out.contains("127.0.0.2"), "{out}");
 }

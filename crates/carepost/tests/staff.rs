@@ -2,16 +2,20 @@
 //! and bad roles and manages roles and require-MFA; the staff pages over HTTPS sign in, and
 //! a sign-in from a new client address mails the account a notice that reaches the sink.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use carepost_testkit::{Server, Sink, run, wait_output};
+use carepost_testkit::cli::{carepost, carepost_with_stdin};
+use carepost_testkit::web::{self, Browser};
+use carepost_testkit::{Server, Sink};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 const PASSWORD: &str = "saffron dial meadow";
+
+/// `carepost user ARGS` with `stdin`.
+fn user(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    carepost_with_stdin(BIN, dir, &[&["user"], args].concat(), stdin)
+}
 
 fn config(sink: SocketAddr) -> String {
     format!(
@@ -21,58 +25,17 @@ fn config(sink: SocketAddr) -> String {
     )
 }
 
-fn user(dir: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .arg("user")
-        .args(args)
-        .args(["--config", "carepost.toml"])
-        .current_dir(dir)
-        .env_remove("CAREPOST_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = wait_output(child, Duration::from_secs(120));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// Signs in at `/staff/signin` from `local`; returns the status and where it leads.
 async fn sign_in(https: SocketAddr, local: &str, login: &str) -> (u16, String) {
-    let client = reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .redirect(reqwest::redirect::Policy::none())
+    let client = web::unchecked()
         .local_address(local.parse::<std::net::IpAddr>().unwrap())
         .user_agent("Mozilla/5.0 (Windows NT 10.0) Chrome/126.0")
         .build()
         .unwrap();
-    let base = format!("https://{https}");
-    let page = client.get(format!("{base}/staff/signin")).send().await.unwrap();
-    let cookie: Vec<String> = page
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
-        .collect();
-    let text = page.text().await.unwrap();
-    let at = text.find("name=\"csrf\" value=\"").unwrap() + 19;
-    let csrf = &text[at..at + text[at..].find('"').unwrap()];
-    let body = format!("csrf={csrf}&login={}&password={}", login.replace('@', "%40"), PASSWORD.replace(' ', "+"));
-    let response = client
-        .post(format!("{base}/staff/signin"))
-        .header("cookie", cookie.join("; "))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let location = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-    (response.status().as_u16(), location)
+    let mut browser = Browser::new(client, format!("https://{https}"));
+    let csrf = browser.get("/staff/signin").await.csrf();
+    let page = browser.post("/staff/signin", &[("csrf", &csrf), ("login", login), ("password", PASSWORD)]).await;
+    (page.status, page.location)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +84,7 @@ async fn roles_password_policy_require_mfa_and_the_new_address_notice() {
     let (code, _, err) = user(dir, &["require-mfa", "on"], "");
     assert_eq!(code, 0, "{err}");
     assert_eq!(sign_in(https, "127.0.0.1", "admin@clinic.example").await, (303, "/staff/mfa".into()));
-    let (code, out, _) = run(Path::new(BIN), dir, &["audit", "verify", "--config", "carepost.toml"]);
+    let (code, out, _) = carepost(BIN, dir, &["audit", "verify"]);
     assert_eq!(code, 0, "{out}");
     assert!(server.stop().success());
 }

@@ -5,18 +5,15 @@
 //! portal message read the same, and the audit chain verifies with the migration on it. A
 //! second migration into the now full database is refused.
 
+mod support;
+
 use std::path::Path;
 
-use carepost_testkit::{Server, Sink, run, run_peer, s3, swaks};
+use carepost_testkit::cli::{add_user, carepost};
+use carepost_testkit::{Server, Sink, s3, swaks_ok};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 const PASSWORD: &str = "correct horse battery staple 42";
-
-fn carepost(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut full: Vec<&str> = args.to_vec();
-    full.extend(["--config", "carepost.toml"]);
-    run(Path::new(BIN), dir, &full)
-}
 
 fn config(delivery: &str, store: &str) -> String {
     format!(
@@ -39,29 +36,10 @@ fn write_config(dir: &Path, delivery: &str, store: &str) {
 }
 
 fn send(server: &Server, to: &str, body: &str) {
-    let (code, out) = swaks(
+    swaks_ok(
         server.addr("submission"),
         &["--from", "nurse@clinic.example.org", "--to", to, "--header", "Subject: results", "--body", body],
     );
-    assert_eq!(code, 0, "{out}");
-}
-
-fn add_user(dir: &Path, login: &str, role: &str) {
-    let (code, out, err) = run_peer(
-        BIN,
-        &[
-            "user",
-            "add",
-            login,
-            "--role",
-            role,
-            "--password-stdin",
-            "--config",
-            &dir.join("carepost.toml").display().to_string(),
-        ],
-        &format!("{PASSWORD}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
 }
 
 #[test]
@@ -96,16 +74,16 @@ fn a_sqlite_install_moves_to_postgres_and_s3_and_carries_on_there() {
         send(&server, "dr.smith@clinic.example.org", &format!("Your appointment is confirmed: {m}\n{filler}"));
     }
     assert!(server.stop().success());
-    add_user(dir, "admin@clinic.example.org", "admin");
-    add_user(dir, "auditor@clinic.example.org", "compliance");
+    add_user(BIN, dir, "admin@clinic.example.org", &["--role", "admin"], PASSWORD);
+    add_user(BIN, dir, "auditor@clinic.example.org", &["--role", "compliance"], PASSWORD);
 
     write_config(dir, "enabled = false", &unused);
-    let (code, queue_before, err) = carepost(dir, &["queue", "list"]);
+    let (code, queue_before, err) = carepost(BIN, dir, &["queue", "list"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(queue_before.lines().filter(|l| l.contains("queued=1")).count(), 3, "{queue_before}");
-    let (code, users_before, err) = carepost(dir, &["user", "list"]);
+    let (code, users_before, err) = carepost(BIN, dir, &["user", "list"]);
     assert_eq!(code, 0, "{err}");
-    let (code, audit_before, _) = carepost(dir, &["audit", "export"]);
+    let (code, audit_before, _) = carepost(BIN, dir, &["audit", "export"]);
     assert_eq!(code, 0);
     let portal_id = audit_before
         .lines()
@@ -119,7 +97,7 @@ fn a_sqlite_install_moves_to_postgres_and_s3_and_carries_on_there() {
 
     let url = carepost_testkit::postgres::cluster().create_database();
     let blobs_to = format!("s3://{bucket}/carepost");
-    let (code, out, err) = carepost(dir, &["store", "migrate", "--to", &url, "--blobs-to", &blobs_to]);
+    let (code, out, err) = carepost(BIN, dir, &["store", "migrate", "--to", &url, "--blobs-to", &blobs_to]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("each table verified by row count and SHA-256"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("recipients ") && l.contains(" 6 rows")), "{out}");
@@ -130,7 +108,7 @@ fn a_sqlite_install_moves_to_postgres_and_s3_and_carries_on_there() {
     assert!(server_s3.objects(&bucket).len() >= 2, "the large body and the portal copy in the bucket");
 
     // Into a database that now holds the installation: refused, naming a table.
-    let (code, out, err) = carepost(dir, &["store", "migrate", "--to", &url]);
+    let (code, out, err) = carepost(BIN, dir, &["store", "migrate", "--to", &url]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("the target database is not empty: table"), "{err}");
     assert_eq!(std::fs::read(&database).unwrap(), source_bytes, "the SQLite file changed");
@@ -140,13 +118,13 @@ fn a_sqlite_install_moves_to_postgres_and_s3_and_carries_on_there() {
     std::fs::rename(dir.join("data/blobs"), dir.join("blobs.migrated")).unwrap();
     let on_postgres = format!("[store]\nurl = \"{url}\"\n\n{bucket_settings}");
     write_config(dir, "enabled = false", &on_postgres);
-    let (code, queue_after, err) = carepost(dir, &["queue", "list"]);
+    let (code, queue_after, err) = carepost(BIN, dir, &["queue", "list"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(queue_after, queue_before);
-    let (code, users_after, err) = carepost(dir, &["user", "list"]);
+    let (code, users_after, err) = carepost(BIN, dir, &["user", "list"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(users_after, users_before);
-    let (code, status, err) = carepost(dir, &["portal", "status", &portal_id]);
+    let (code, status, err) = carepost(BIN, dir, &["portal", "status", &portal_id]);
     assert_eq!(code, 0, "{err}");
     assert!(status.contains(&portal_id) && status.contains("active"), "{status}");
 
@@ -156,12 +134,8 @@ fn a_sqlite_install_moves_to_postgres_and_s3_and_carries_on_there() {
         sink.wait_for(&[m.as_str(), "Subject: results"], &[]);
     }
     assert!(server.stop().success());
-    let (code, out, err) = carepost(dir, &["queue", "list"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("the queue is empty"), "{out}");
-    let (code, out, err) = carepost(dir, &["audit", "verify"]);
-    assert_eq!(code, 0, "{out}{err}");
-    let (_, audit_after, _) = carepost(dir, &["audit", "export"]);
+    support::assert_drained_and_verified(dir);
+    let (_, audit_after, _) = carepost(BIN, dir, &["audit", "export"]);
     assert_eq!(audit_after.matches("\"action\":\"store.migrate\"").count(), 1, "{audit_after}");
     assert!(audit_after.starts_with(audit_before.trim_end()), "the chain carries on from the SQLite one");
 }

@@ -2,52 +2,21 @@
 //! cluster, delivers it to smtp-sink, the CLI reads the same store, the audit chain
 //! verifies, and no PostgreSQL column holds the messages' plaintext.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+mod support;
 
-use bytes::Bytes;
-use carepost::install::{Access, Installation};
-use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
-use carepost_spool::{Spool, Submission};
-use carepost_testkit::{Server, Sink, run};
+use std::path::Path;
+
+use carepost_testkit::{Server, Sink, WAIT, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
-const WAIT: Duration = Duration::from_secs(90);
-
-fn carepost(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut full: Vec<&str> = args.to_vec();
-    full.extend(["--config", "carepost.toml"]);
-    run(Path::new(BIN), dir, &full)
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// Queues messages the way ingress does, from another process on the same store.
 async fn queue_messages(dir: &Path, markers: &[String], to: &str) {
-    let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
-    let install = Installation::open(config, Access::Shared).await.unwrap();
+    let (install, spool) = support::open(dir).await;
     assert!(install.store.backend().is_shared(), "the configured store is PostgreSQL");
-    let spool = Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
-    let arrival: Arrival =
-        serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
     for marker in markers {
-        let envelope = Envelope {
-            mail_from: Some(Address::parse("clinic@clinic.example").unwrap()),
-            recipients: vec![Recipient::new(Address::parse(to).unwrap())],
-            dsn_ret: None,
-            dsn_envid: None,
-            require_tls: false,
-            smtputf8: false,
-            body: Default::default(),
-        };
         let body = format!("From: <clinic@clinic.example>\r\nTo: <{to}>\r\nSubject: results\r\n\r\n{marker}\r\n");
-        spool.accept(Submission::new(TenantId::default(), envelope, arrival.clone(), Bytes::from(body))).await.unwrap();
+        support::queue(&spool, "clinic@clinic.example", to, body).await;
     }
     install.audit.checkpoint().await.unwrap();
     install.store.close().await;
@@ -68,28 +37,16 @@ async fn serve_on_postgres_delivers_the_queue_and_keeps_no_plaintext_in_the_data
     assert!(!dir.join("data/carepost.db").exists(), "no SQLite file beside a PostgreSQL store");
     let markers: Vec<String> = (0..10).map(|i| format!("PG-PHI-MARKER-{i}-{}", std::process::id())).collect();
     queue_messages(dir, &markers, "patient@example.net").await;
-    wait_until("every message at the sink", || {
+    wait_until("every message at the sink", WAIT, || {
         let all = sink.all();
         markers.iter().all(|m| all.contains(m.as_str()))
     });
     assert!(server.stop().success());
 
-    let (code, out, err) = carepost(dir, &["queue", "list"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("the queue is empty"), "{out}");
-    let (code, out, err) = carepost(dir, &["audit", "verify"]);
-    assert_eq!(code, 0, "{out}{err}");
+    support::assert_drained_and_verified(dir);
 
     // What PostgreSQL keeps, row by row: sealed, never the body or the address.
-    let name = url.rsplit('/').next().unwrap();
-    let port = pg.port().to_string();
-    let pg_dump = pg.bin().join("pg_dump").display().to_string();
-    let (code, dump, err) = carepost_testkit::run_peer(
-        &pg_dump,
-        &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "--data-only", name],
-        "",
-    );
-    assert_eq!(code, 0, "{err}");
+    let dump = pg.dump(&url);
     assert!(dump.contains("delivery.attempt"), "the dump holds the store's rows");
     for m in &markers {
         assert!(!dump.contains(m.as_str()), "{m} readable in PostgreSQL");

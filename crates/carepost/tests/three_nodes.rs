@@ -8,6 +8,8 @@
 //! B, a REST API send is accepted on node B with a key made on node A, the dead node is named in the audit log, and `carepost audit verify` passes on the
 //! shared chain without naming live nodes' records as left unsigned.
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use carepost_testkit::{Server, Sink, run, run_peer, s3};
+use carepost_testkit::cli::{carepost, create_api_key};
+use carepost_testkit::web::{self, Browser};
+use carepost_testkit::{Server, Sink, s3};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 const MESSAGES: usize = 3000;
@@ -176,92 +180,6 @@ impl Delivered {
     }
 }
 
-/// A browser for the portal: cookies by name, no redirects followed.
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookies: HashMap<String, String>,
-}
-
-struct Page {
-    status: u16,
-    location: String,
-    text: String,
-}
-
-impl Page {
-    fn csrf(&self) -> String {
-        let at = self.text.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.text));
-        let rest = &self.text[at + 19..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-}
-
-impl Browser {
-    fn new(base: String) -> Browser {
-        let client = reqwest::Client::builder()
-            .tls_danger_accept_invalid_certs(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        Browser { client, base, cookies: HashMap::new() }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-        let response = request.header("cookie", cookie).send().await.unwrap();
-        for v in response.headers().get_all("set-cookie") {
-            let pair = v.to_str().unwrap().split(';').next().unwrap();
-            let (k, val) = pair.split_once('=').unwrap();
-            if val.is_empty() {
-                self.cookies.remove(k);
-            } else {
-                self.cookies.insert(k.to_owned(), val.to_owned());
-            }
-        }
-        let status = response.status().as_u16();
-        let location = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-        let text = response.text().await.unwrap_or_default();
-        Page { status, location, text }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let r = self.client.get(format!("{}{path}", self.base));
-        self.send(r).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let encode = |s: &str| {
-            s.bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect::<String>()
-        };
-        let body = form.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&");
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        self.send(r).await
-    }
-}
-
-fn psql(pg: &carepost_testkit::postgres::Postgres, database: &str, sql: &str) -> String {
-    let psql = pg.bin().join("psql").display().to_string();
-    let port = pg.port().to_string();
-    let (code, out, err) =
-        run_peer(&psql, &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", database, "-Atc", sql], "");
-    assert_eq!(code, 0, "{err}");
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_one_killed_lose_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -276,7 +194,7 @@ async fn three_nodes_one_killed_lose_nothing() {
 
     // Node A makes the master key; B and C get a copy of the file. Each node holds a node
     // lease from before it says ready: the newest one is the node's id in the store.
-    let node_ids = || psql(pg, &database, "SELECT holder FROM leases WHERE name LIKE 'node:%'");
+    let node_ids = || pg.psql(&database, "SELECT holder FROM leases WHERE name LIKE 'node:%'");
     let a = start_node(&root.join("a"), &config, None);
     let key = a.data_dir.join("master.key");
     let b = start_node(&root.join("b"), &config, Some(&key));
@@ -285,8 +203,7 @@ async fn three_nodes_one_killed_lose_nothing() {
     let c_id =
         node_ids().lines().find(|id| !before_c.lines().any(|known| known == *id)).expect("C's node lease").to_owned();
     let c_in_flight = || {
-        psql(
-            pg,
+        pg.psql(
             &database,
             &format!("SELECT count(*) FROM recipients WHERE state = 'inflight' AND lease_holder = '{c_id}'"),
         )
@@ -411,27 +328,15 @@ async fn three_nodes_one_killed_lose_nothing() {
     let notice = sink.wait_for(&["jane@patient.example", "/p/m/"], &[]);
     let at = notice.find("/p/m/").unwrap();
     let token = notice[at + 5..].split_whitespace().next().unwrap().to_owned();
-    let mut browser = Browser::new(format!("https://{}", webs[1]));
+    let client = web::unchecked().timeout(Duration::from_secs(30)).build().unwrap();
+    let mut browser = Browser::new(client, format!("https://{}", webs[1]));
     let landing = browser.get(&format!("/p/m/{token}")).await;
     assert_eq!(landing.status, 200, "{}", landing.text);
     let csrf = landing.csrf();
     let sent = browser.post("/p/code", &[("csrf", &csrf), ("token", &token)]).await;
     assert_eq!(sent.status, 200, "{}", sent.text);
-    let code_mail = sink.wait_for(&["Your code: "], &[]);
-    let at = code_mail.find("Your code: ").unwrap();
-    let code = code_mail[at + 11..at + 19].to_owned();
-    let verified = browser
-        .post(
-            "/p/verify",
-            &[
-                ("csrf", &csrf),
-                ("token", &token),
-                ("code", &code),
-                ("password", "a long passphrase"),
-                ("password2", "a long passphrase"),
-            ],
-        )
-        .await;
+    let code = support::code_from(&sink.wait_for(&["Your code: "], &[]));
+    let verified = support::verify(&mut browser, &csrf, &token, &code, "a long passphrase").await;
     assert_eq!(verified.status, 303, "{}", verified.text);
     let page = browser.get(&verified.location).await;
     assert_eq!(page.status, 200, "{}", page.text);
@@ -439,13 +344,7 @@ async fn three_nodes_one_killed_lose_nothing() {
 
     // An application's API send, with a key made through node A's command line, is
     // accepted on node B and delivered from the shared store and bucket.
-    let (code, out, err) = run(
-        Path::new(BIN),
-        &root.join("a"),
-        &["apikey", "create", "--name", "lab system", "--scope", "send", "--config", "carepost.toml"],
-    );
-    assert_eq!(code, 0, "{out}{err}");
-    let key = out.trim().to_owned();
+    let key = create_api_key(BIN, &root.join("a"), &["--name", "lab system", "--scope", "send"]);
     let api = reqwest::Client::builder()
         .tls_danger_accept_invalid_certs(true)
         .timeout(Duration::from_secs(30))
@@ -471,7 +370,7 @@ async fn three_nodes_one_killed_lose_nothing() {
 
     // A live node names the dead one once its node lease has run out.
     let deadline = Instant::now() + WAIT;
-    while psql(pg, &database, "SELECT count(*) FROM audit_records WHERE action = 'audit.node_lost'").trim() != "1" {
+    while pg.psql(&database, "SELECT count(*) FROM audit_records WHERE action = 'audit.node_lost'").trim() != "1" {
         assert!(Instant::now() < deadline, "no live node named the dead one in the audit log");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -480,12 +379,12 @@ async fn three_nodes_one_killed_lose_nothing() {
 
     assert!(a.stop().success());
     assert!(b.stop().success());
-    let (code, out, err) = run(Path::new(BIN), &root.join("a"), &["audit", "verify", "--config", "carepost.toml"]);
+    let (code, out, err) = carepost(BIN, &root.join("a"), &["audit", "verify"]);
     println!("audit verify: {}", out.trim());
     assert_eq!(code, 0, "{out}{err}");
     // No live node's records were called unsigned by a crash: nodes that started beside
     // others did not name the others' newest records.
     assert!(!out.contains("never signed"), "{out}");
-    let unanchored = psql(pg, &database, "SELECT count(*) FROM audit_records WHERE action = 'audit.unanchored'");
+    let unanchored = pg.psql(&database, "SELECT count(*) FROM audit_records WHERE action = 'audit.unanchored'");
     assert_eq!(unanchored.trim(), "0");
 }

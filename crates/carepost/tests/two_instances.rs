@@ -2,14 +2,13 @@
 //! through its transport map to the second's MX listener, which accepts the message into
 //! its own sealed queue.
 
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use carepost::install::{Access, Installation};
-use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
-use carepost_spool::{Spool, Submission};
 use carepost_testkit::{Server, files_containing};
+use support::open;
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
 
@@ -26,13 +25,6 @@ fn start(dir: &Path, hostname: &str, tables: &str) -> Server {
     )
     .unwrap();
     Server::start_with(Path::new(BIN), dir, &config, &data_dir)
-}
-
-async fn open(dir: &Path) -> (Installation, Spool) {
-    let config = carepost::Config::load(&dir.join("carepost.toml")).unwrap();
-    let install = Installation::open(config, Access::Shared).await.unwrap();
-    let spool = Spool::new(install.store.clone(), install.ring.clone(), install.blobs.clone(), install.audit.clone());
-    (install, spool)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,24 +55,12 @@ async fn one_carepost_delivers_to_another_over_loopback() {
     let marker = format!("TWO-INSTANCES-{}", std::process::id());
     let id = {
         let (install, spool) = open(&a_dir).await;
-        let envelope = Envelope {
-            mail_from: Some(Address::parse("clinic@a.test").unwrap()),
-            recipients: vec![Recipient::new(Address::parse("patient@b.test").unwrap())],
-            dsn_ret: None,
-            dsn_envid: None,
-            require_tls: false,
-            smtputf8: false,
-            body: Default::default(),
-        };
-        let arrival: Arrival =
-            serde_json::from_value(serde_json::json!({ "source": "relay", "client_ip": "127.0.0.1" })).unwrap();
         let body = format!(
             "From: <clinic@a.test>\r\nTo: <patient@b.test>\r\nSubject: results\r\nMessage-ID: <{marker}@a.test>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n{marker}\r\n"
         );
-        let id =
-            spool.accept(Submission::new(TenantId::default(), envelope, arrival, Bytes::from(body))).await.unwrap();
+        let id = support::queue(&spool, "clinic@a.test", "patient@b.test", body).await;
         install.store.close().await;
-        id.to_string()
+        id
     };
 
     // A reports the recipient delivered, over TLS (B offers STARTTLS).

@@ -8,14 +8,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use carepost_testkit::{Server, Sink, run};
+use carepost_testkit::cli::{carepost, create_api_key};
+use carepost_testkit::{Server, Sink, WAIT, eventually};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
-const WAIT: Duration = Duration::from_secs(90);
 
 /// One POST the receiver got, and what it answered.
 #[derive(Debug, Clone)]
@@ -97,12 +97,6 @@ impl Receiver {
     }
 }
 
-fn carepost(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut full: Vec<&str> = args.to_vec();
-    full.extend(["--config", "carepost.toml"]);
-    run(Path::new(BIN), dir, &full)
-}
-
 /// The check the docs describe for receivers: HMAC-SHA256 of "<t>.<body>" under the secret,
 /// hex, with a recent `t`.
 fn signature_ok(secret: &str, header: &str, body: &str) -> bool {
@@ -116,14 +110,6 @@ fn signature_ok(secret: &str, header: &str, body: &str) -> bool {
     let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()), format!("{t}.{body}").as_bytes());
     let expected: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     expected == *v1
-}
-
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn send(client: &reqwest::Client, base: &str, key: &str, to: &str, marker: &str) -> String {
@@ -167,7 +153,7 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
     let server = Server::start(Path::new(BIN), dir, &config);
 
     // Registration: https only (loopback http allowed by the test config), known events.
-    let (code, _, err) = carepost(dir, &["webhook", "add", "http://192.0.2.1/hook"]);
+    let (code, _, err) = carepost(BIN, dir, &["webhook", "add", "http://192.0.2.1/hook"]);
     assert_eq!(code, 1, "plain http elsewhere than loopback is refused");
     assert!(err.contains("https"), "{err}");
     // Nor may an endpoint reach the cloud metadata service or the internal network.
@@ -176,16 +162,16 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
         ("https://[fd00:ec2::254]/", "cloud metadata"),
         ("https://192.168.1.20/hook", "private"),
     ] {
-        let (code, _, err) = carepost(dir, &["webhook", "add", url]);
+        let (code, _, err) = carepost(BIN, dir, &["webhook", "add", url]);
         assert_eq!(code, 1, "{url}");
         assert!(err.contains(kind) && err.contains("webhooks.allowed_networks"), "{err}");
     }
     let (code, _, err) =
-        carepost(dir, &["webhook", "add", "https://hooks.example/x", "--events", "delivered,exploded"]);
+        carepost(BIN, dir, &["webhook", "add", "https://hooks.example/x", "--events", "delivered,exploded"]);
     assert_eq!(code, 1);
     assert!(err.contains("unknown event type 'exploded'"), "{err}");
     let url = format!("http://{}/carepost", receiver.addr);
-    let (code, out, err) = carepost(dir, &["webhook", "add", &url, "--events", "delivered,bounced,deferred"]);
+    let (code, out, err) = carepost(BIN, dir, &["webhook", "add", &url, "--events", "delivered,bounced,deferred"]);
     assert_eq!(code, 0, "{out}{err}");
     let secret = out.trim().to_owned();
     assert!(secret.starts_with("whsec_") && secret.len() == 49, "{out}");
@@ -193,31 +179,28 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
         carepost_testkit::files_containing(&server.data_dir, secret.as_bytes()).is_empty(),
         "the secret is kept sealed"
     );
-    let (_, list, _) = carepost(dir, &["webhook", "list"]);
+    let (_, list, _) = carepost(BIN, dir, &["webhook", "list"]);
     let endpoint_id = list.split_whitespace().next().unwrap().to_owned();
     assert!(list.contains(&url) && list.contains("events=delivered,bounced,deferred"), "{list}");
 
     // `webhook test` sends a signed test event at once.
-    let (code, out, err) = carepost(dir, &["webhook", "test", &endpoint_id]);
+    let (code, out, err) = carepost(BIN, dir, &["webhook", "test", &endpoint_id]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("HTTP 204"), "{out}");
     let test = receiver.of("test");
     assert_eq!(test.len(), 1);
     assert!(signature_ok(&secret, &test[0].headers["carepost-signature"], &test[0].body), "{:?}", test[0]);
 
-    let (code, out, _) = carepost(dir, &["apikey", "create", "--name", "lab", "--scope", "send,status"]);
-    assert_eq!(code, 0);
-    let key = out.trim().to_owned();
-    let cert = std::fs::read(server.data_dir.join("tls/cert.pem")).unwrap();
-    let client =
-        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&cert).unwrap()]).build().unwrap();
-    let base = format!("https://127.0.0.1:{}", server.addr("https").port());
+    let key = create_api_key(BIN, dir, &["--name", "lab", "--scope", "send,status"]);
+    let (client, base) = server.https_client();
 
     // Delivered: the receiver fails twice, then takes it; every try is the same signed event.
     let marker = format!("HOOK-MARKER-{}", std::process::id());
     let id = send(&client, &base, &key, "pat@clinic.example", &marker).await;
-    wait_until("the delivered webhook to be taken", || receiver.of("delivered").iter().any(|r| r.answered == 204))
-        .await;
+    eventually("the delivered webhook to be taken", WAIT, async || {
+        receiver.of("delivered").iter().any(|r| r.answered == 204)
+    })
+    .await;
     let delivered = receiver.of("delivered");
     assert_eq!(delivered.iter().map(|r| r.answered).collect::<Vec<_>>(), [500, 500, 204], "retried after failures");
     let event_ids: Vec<&str> = delivered.iter().map(|r| r.headers["carepost-event-id"].as_str()).collect();
@@ -250,7 +233,7 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
 
     // Bounced: the refusing sink answers 5xx to RCPT.
     let gone = send(&client, &base, &key, "someone@gone.clinic.example", &marker).await;
-    wait_until("the bounced webhook", || !receiver.of("bounced").is_empty()).await;
+    eventually("the bounced webhook", WAIT, async || !receiver.of("bounced").is_empty()).await;
     let bounced: Value = serde_json::from_str(&receiver.of("bounced")[0].body).unwrap();
     assert_eq!(bounced["message_id"], gone.as_str());
     assert!(bounced["status"].as_str().unwrap().starts_with('5'), "{bounced}");
@@ -266,15 +249,15 @@ async fn signed_delivery_events_reach_the_endpoint_with_retries_and_no_phi() {
     // Queued events are not sent to an endpoint that did not ask for them.
     assert!(receiver.of("queued").is_empty());
 
-    let (_, list, _) = carepost(dir, &["webhook", "list"]);
+    let (_, list, _) = carepost(BIN, dir, &["webhook", "list"]);
     assert!(list.contains("delivered=") && !list.contains("delivered=0"), "{list}");
-    let (code, out, err) = carepost(dir, &["webhook", "remove", &endpoint_id]);
+    let (code, out, err) = carepost(BIN, dir, &["webhook", "remove", &endpoint_id]);
     assert_eq!(code, 0, "{out}{err}");
-    let (code, _, err) = carepost(dir, &["webhook", "remove", &endpoint_id]);
+    let (code, _, err) = carepost(BIN, dir, &["webhook", "remove", &endpoint_id]);
     assert_eq!(code, 1, "{err}");
 
     assert!(server.stop().success());
-    let (_, audit, _) = carepost(dir, &["audit", "export"]);
+    let (_, audit, _) = carepost(BIN, dir, &["audit", "export"]);
     for action in ["webhook.add", "webhook.test", "webhook.remove"] {
         assert!(audit.contains(&format!("\"action\":\"{action}\"")), "{action} audited");
     }

@@ -12,11 +12,11 @@ use carepost_delivery::dns::StaticDns;
 use carepost_delivery::tls_policy::dane;
 use carepost_delivery::tls_policy::mta_sts::StsFetchOptions;
 use carepost_delivery::{DeliveryConfig, Interval, QueueRunner, RunnerEnv, SmartHostTls, decision};
-use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
+use carepost_model::{Address, Envelope, Recipient, TenantId};
 use carepost_spool::{Spool, Submission};
 use carepost_store::audit_log::AuditRow;
-use carepost_testkit::Sink;
-use support::{Behaviour, TestCa, TestHttps, TestSmtp, eventually};
+use carepost_testkit::{Sink, eventually};
+use support::{Behaviour, TestCa, TestHttps, TestSmtp};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -76,15 +76,13 @@ async fn submit(
         smtputf8: false,
         body: Default::default(),
     };
-    let arrival: Arrival =
-        serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
     let text = format!(
         "From: <{}>\r\nTo: <{}>\r\nSubject: test\r\nMessage-ID: <{}@clinic.test>\r\n\r\n{body}\r\n",
         from.unwrap_or("x@clinic.test"),
         to[0],
         carepost_model::Id::new()
     );
-    let mut s = Submission::new(TenantId::default(), envelope, arrival, Bytes::from(text));
+    let mut s = Submission::new(TenantId::default(), envelope, support::submission_arrival(), Bytes::from(text));
     s.decisions = decisions;
     spool.accept(s).await.unwrap().to_string()
 }
@@ -225,7 +223,7 @@ async fn a_5xx_bounces_with_a_dsn_to_the_sender_and_suppresses_the_address() {
     let handle = start(&runner);
     wait_states(&spool, &id, &["bounced", "delivered"]).await;
     // The DSN goes out like any message (through the same smart host) with the null sender.
-    eventually(WAIT, "the DSN reaching the sender's server", || {
+    eventually("the DSN reaching the sender's server", WAIT, async || {
         server.received().iter().any(|r| r.mail_from.starts_with("<>"))
     })
     .await;
@@ -314,11 +312,8 @@ async fn a_peer_hiding_starttls_never_gets_a_tls_required_message_in_clear() {
     let handle = start(&runner);
     wait_states(&spool, &decided, &["held"]).await;
     wait_states(&spool, &plain, &["delivered"]).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    while spool.store().recipients(&required).await.unwrap()[0].attempts < 2 {
-        assert!(std::time::Instant::now() < deadline, "no second attempt");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("a second attempt", WAIT, async || spool.store().recipients(&required).await.unwrap()[0].attempts >= 2)
+        .await;
     stop(handle).await;
     let received = server.received();
     assert!(received.iter().all(|r| !r.text().contains("SECRET")), "a protected message was sent in clear");
@@ -368,11 +363,7 @@ async fn mta_sts_enforce_refuses_a_certificate_for_the_wrong_name() {
     let (_dir, spool, server, https, runner, _ca) = sts_setup(&["wrong.example"]).await;
     let id = submit(&spool, Some("clinic@clinic.test"), &["patient@sts.test"], "STS-SECRET", vec![]).await;
     let handle = start(&runner);
-    let deadline = std::time::Instant::now() + WAIT;
-    while spool.store().recipients(&id).await.unwrap()[0].attempts < 1 {
-        assert!(std::time::Instant::now() < deadline, "no attempt");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("an attempt", WAIT, async || spool.store().recipients(&id).await.unwrap()[0].attempts >= 1).await;
     stop(handle).await;
     assert!(https.requests.load(std::sync::atomic::Ordering::SeqCst) >= 1, "the policy was fetched");
     assert!(server.saw_command("STARTTLS"));
@@ -428,11 +419,7 @@ async fn a_learned_mta_sts_policy_outlives_a_restart_and_its_policy_host() {
     let restarted = QueueRunner::new(spool.clone(), config(), e).unwrap();
     let id = submit(&spool, Some("clinic@clinic.test"), &["patient@sts.test"], "STS-SECRET-2", vec![]).await;
     let handle = start(&restarted);
-    let deadline = std::time::Instant::now() + WAIT;
-    while spool.store().recipients(&id).await.unwrap()[0].attempts < 1 {
-        assert!(std::time::Instant::now() < deadline, "no attempt");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("an attempt", WAIT, async || spool.store().recipients(&id).await.unwrap()[0].attempts >= 1).await;
     stop(handle).await;
     assert!(!impostor.saw_command("MAIL FROM"), "nothing was sent to the host the policy does not vouch for");
     assert!(impostor.received().is_empty());
@@ -462,11 +449,7 @@ async fn dane_matches_the_tlsa_record_or_nothing_is_sent() {
     let bad = submit(&spool, Some("clinic@clinic.test"), &["patient@wrongdane.test"], "DANE-SECRET", vec![]).await;
     let handle = start(&runner);
     wait_states(&spool, &good, &["delivered"]).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    while spool.store().recipients(&bad).await.unwrap()[0].attempts < 1 {
-        assert!(std::time::Instant::now() < deadline, "no attempt");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("an attempt", WAIT, async || spool.store().recipients(&bad).await.unwrap()[0].attempts >= 1).await;
     stop(handle).await;
     assert_eq!(attempts_of(&spool, &good).await[0]["verified"], "dane");
     assert!(server.received().iter().all(|r| !r.text().contains("DANE-SECRET")));
@@ -507,11 +490,7 @@ async fn mail_that_would_loop_back_to_this_server_waits() {
     let runner = QueueRunner::new(spool.clone(), smart_host(server.addr.port()), e).unwrap();
     let id = submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], "LOOP", vec![]).await;
     let handle = start(&runner);
-    let deadline = std::time::Instant::now() + WAIT;
-    while spool.store().recipients(&id).await.unwrap()[0].attempts < 1 {
-        assert!(std::time::Instant::now() < deadline, "no attempt");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("an attempt", WAIT, async || spool.store().recipients(&id).await.unwrap()[0].attempts >= 1).await;
     stop(handle).await;
     assert!(!server.saw_command("MAIL FROM"));
     let reason = spool.open(&id).await.unwrap().recipients[0].last_reply.clone().unwrap();
@@ -531,7 +510,7 @@ async fn null_mx_bounces_at_once() {
     let id = submit(&spool, Some("clinic@clinic.test"), &["someone@nomail.test"], "NULLMX", vec![]).await;
     let handle = start(&runner);
     wait_states(&spool, &id, &["bounced"]).await;
-    eventually(WAIT, "the DSN", || sink.received().iter().any(|r| r.text().contains("Status: 5.1.10"))).await;
+    eventually("the DSN", WAIT, async || sink.received().iter().any(|r| r.text().contains("Status: 5.1.10"))).await;
     stop(handle).await;
     assert_eq!(spool.store().recipients(&id).await.unwrap()[0].attempts, 1, "no retry");
     assert!(sink.received().iter().all(|r| !r.text().contains("NULLMX\r\n") || r.mail_from.starts_with("<>")));
@@ -549,12 +528,9 @@ async fn a_delay_notice_is_sent_once_while_retrying() {
     let runner = QueueRunner::new(spool.clone(), c, env(StaticDns::new(), 25)).unwrap();
     let id = submit(&spool, Some("clinic@clinic.test"), &["slow@example.net"], "DELAYED", vec![]).await;
     let handle = start(&runner);
-    eventually(WAIT, "a delay notice", || server.received().iter().any(|r| r.text().contains("Action: delayed"))).await;
-    let deadline = std::time::Instant::now() + WAIT;
-    while spool.store().recipients(&id).await.unwrap()[0].attempts < 4 {
-        assert!(std::time::Instant::now() < deadline, "not retried");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("a delay notice", WAIT, async || server.received().iter().any(|r| r.text().contains("Action: delayed")))
+        .await;
+    eventually("the retries", WAIT, async || spool.store().recipients(&id).await.unwrap()[0].attempts >= 4).await;
     stop(handle).await;
     let notices: Vec<_> = server.received().into_iter().filter(|r| r.text().contains("Action: delayed")).collect();
     assert_eq!(notices.len(), 1, "one delay notice per recipient");
@@ -589,7 +565,7 @@ async fn restart_mid_delivery_loses_nothing() {
     c.max_connections_per_destination = 3;
     let runner = QueueRunner::new(spool.clone(), c.clone(), env(StaticDns::new(), 25)).unwrap();
     let (_tx, task) = start(&runner);
-    eventually(WAIT, "some deliveries", || server.received().len() >= 3).await;
+    eventually("some deliveries", WAIT, async || server.received().len() >= 3).await;
     // A crash: the runner and its deliveries vanish without any clean-up.
     task.abort();
     drop(runner);
@@ -679,11 +655,7 @@ async fn smart_host_with_required_tls_and_auth() {
     let runner = QueueRunner::new(spool.clone(), c, e).unwrap();
     let id = submit(&spool, Some("clinic@clinic.test"), &["patient@example.net"], "NOT-SENT", vec![]).await;
     let handle = start(&runner);
-    let deadline = std::time::Instant::now() + WAIT;
-    while spool.store().recipients(&id).await.unwrap()[0].attempts < 1 {
-        assert!(std::time::Instant::now() < deadline, "no attempt");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually("an attempt", WAIT, async || spool.store().recipients(&id).await.unwrap()[0].attempts >= 1).await;
     stop(handle).await;
     assert!(server.received().iter().all(|r| !r.text().contains("NOT-SENT")));
     let reason = spool.open(&id).await.unwrap().recipients[0].last_reply.clone().unwrap();
@@ -703,24 +675,8 @@ async fn requiretls_goes_only_to_a_verified_server_that_offers_it() {
     let runner = QueueRunner::new(spool.clone(), config(), e).unwrap();
     let mut envelope_ids = Vec::new();
     for rcpt in ["patient@secure.test"] {
-        let envelope = Envelope {
-            mail_from: Some(Address::parse("clinic@clinic.test").unwrap()),
-            recipients: vec![Recipient::new(Address::parse(rcpt).unwrap())],
-            dsn_ret: None,
-            dsn_envid: None,
-            require_tls: true,
-            smtputf8: false,
-            body: Default::default(),
-        };
-        let arrival: Arrival =
-            serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
-        let s = Submission::new(
-            TenantId::default(),
-            envelope,
-            arrival,
-            Bytes::from_static(b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-BODY\r\n"),
-        );
-        envelope_ids.push(spool.accept(s).await.unwrap().to_string());
+        let text: &[u8] = b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-BODY\r\n";
+        envelope_ids.push(support::queue_to(&spool, "clinic@clinic.test", rcpt, true, text).await);
     }
     let handle = start(&runner);
     wait_states(&spool, &envelope_ids[0], &["delivered"]).await;
@@ -739,24 +695,8 @@ async fn requiretls_goes_only_to_a_verified_server_that_offers_it() {
     let dns = partner_dns("plain.test", "mx.plain.test");
     dns.add_mx("clinic.test", 10, "mx.plain.test");
     let runner = QueueRunner::new(spool.clone(), config(), env(dns, plain.addr.port())).unwrap();
-    let envelope = Envelope {
-        mail_from: Some(Address::parse("clinic@clinic.test").unwrap()),
-        recipients: vec![Recipient::new(Address::parse("patient@plain.test").unwrap())],
-        dsn_ret: None,
-        dsn_envid: None,
-        require_tls: true,
-        smtputf8: false,
-        body: Default::default(),
-    };
-    let arrival: Arrival =
-        serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
-    let s = Submission::new(
-        TenantId::default(),
-        envelope,
-        arrival,
-        Bytes::from_static(b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-SECRET\r\n"),
-    );
-    let id = spool.accept(s).await.unwrap().to_string();
+    let text: &[u8] = b"From: <clinic@clinic.test>\r\nSubject: x\r\n\r\nREQUIRETLS-SECRET\r\n";
+    let id = support::queue_to(&spool, "clinic@clinic.test", "patient@plain.test", true, text).await;
     let handle = start(&runner);
     wait_states(&spool, &id, &["bounced"]).await;
     stop(handle).await;

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use carepost_delivery::Interval;
 use carepost_delivery::webhooks::endpoints::{self, EndpointError};
 use carepost_delivery::webhooks::{Dispatcher, UrlError, WebhooksConfig};
-use carepost_model::{Address, Arrival, Envelope, Recipient, TenantId};
-use carepost_spool::{Spool, Submission};
+use carepost_model::TenantId;
+use carepost_spool::Spool;
+use carepost_testkit::eventually;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -83,19 +83,8 @@ impl Endpoint {
 }
 
 async fn queue_one(spool: &Spool, n: usize) {
-    let envelope = Envelope {
-        mail_from: Some(Address::parse("lab@clinic.test").unwrap()),
-        recipients: vec![Recipient::new(Address::parse("patient@example.net").unwrap())],
-        dsn_ret: None,
-        dsn_envid: None,
-        require_tls: false,
-        smtputf8: false,
-        body: Default::default(),
-    };
-    let arrival: Arrival =
-        serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap();
     let text = format!("From: <lab@clinic.test>\r\nTo: <patient@example.net>\r\nSubject: n\r\n\r\nbody {n}\r\n");
-    spool.accept(Submission::new(TenantId::default(), envelope, arrival, Bytes::from(text))).await.unwrap();
+    support::queue_to(spool, "lab@clinic.test", "patient@example.net", false, text).await;
 }
 
 fn local_config() -> WebhooksConfig {
@@ -135,7 +124,7 @@ async fn an_endpoint_that_never_answers_holds_up_neither_others_nor_shutdown() {
     let dispatcher = Dispatcher::new(spool.clone(), config).unwrap();
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(async move { dispatcher.run(stopped).await });
-    support::eventually(WAIT, "every event at the answering endpoint", || quick.received() == 12).await;
+    eventually("every event at the answering endpoint", WAIT, async || quick.received() == 12).await;
     assert_eq!(silent.connections.load(Ordering::SeqCst), 1, "one attempt at a time per endpoint");
     assert_eq!(silent.received(), 0);
     let _ = stop.send(true);

@@ -10,7 +10,7 @@ use carepost_secure::mime::{join_protected, to_crlf};
 use carepost_secure::smime::{
     self, ChainStatus, ContentEncryption, RecipientCert, SignerIdentity, SmimeError, TrustAnchor,
 };
-use common::{ENTITY, Leaf, LeafKey, OUTER, Pki, openssl, run_ok, run_status};
+use common::{ENTITY, Leaf, LeafKey, OUTER, OaepLeaf, Pki, openssl, run_ok, run_status};
 
 /// Writes `message` to a file, has openssl decrypt it with `leaf`'s key and
 /// returns the decrypted bytes.

@@ -425,20 +425,15 @@ async fn swaks(addr: SocketAddr, message: String) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("m.eml");
     std::fs::write(&file, message).unwrap();
-    let out = tokio::task::spawn_blocking(move || {
-        let child = std::process::Command::new("swaks")
-            .args(["--server", &addr.to_string(), "--from", "a@example.net", "--to", "pat@clinic.example"])
-            .args(["--helo", "client.example", "--timeout", "20", "--data"])
-            .arg(&file)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("swaks is installed (scripts/test.sh)");
-        carepost_testkit::wait_output(child, Duration::from_secs(60))
+    let file = file.display().to_string();
+    let (code, transcript) = tokio::task::spawn_blocking(move || {
+        let args =
+            ["--from", "a@example.net", "--to", "pat@clinic.example", "--helo", "client.example", "--data", &file];
+        carepost_testkit::swaks(addr, &args)
     })
     .await
     .unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (code == 0, transcript)
 }
 
 /// Starts a message and sends a first BDAT chunk of 60,000 bytes: the server holds it (and

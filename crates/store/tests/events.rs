@@ -8,38 +8,9 @@ use support::Db;
 use carepost_store::queue::{self, MessageRow, RecipientRow, RecipientUpdate, state};
 
 fn message(id: &str) -> (MessageRow, Vec<RecipientRow>) {
-    let m = MessageRow {
-        id: id.into(),
-        tenant: "default".into(),
-        received_at: 1_000,
-        source: "api".into(),
-        size: 10,
-        body_blob: format!("msg/{id}"),
-        envelope: b"sealed".to_vec(),
-        arrival: b"sealed".to_vec(),
-        message_id_index: None,
-        inspection: None,
-        state: state::ACTIVE.into(),
-        done_at: None,
-    };
-    let rcpt = |idx: i64, st: &str| RecipientRow {
-        message_id: id.into(),
-        idx,
-        tenant: "default".into(),
-        address: b"sealed".to_vec(),
-        address_index: vec![idx as u8; 32],
-        domain_index: vec![9; 32],
-        decision: None,
-        state: st.into(),
-        attempts: 0,
-        next_attempt_at: 1_000,
-        lease_until: None,
-        last_reply: None,
-        method: None,
-        delay_notified: false,
-        updated_at: 1_000,
-    };
-    (m, vec![rcpt(0, state::QUEUED), rcpt(1, state::QUARANTINED)])
+    let (m, mut rcpts) = support::message_rows(id, 2, 1_000);
+    rcpts[1].state = state::QUARANTINED.into();
+    (m, rcpts)
 }
 
 async fn every_state_change_writes_its_event_in_the_same_transaction(db: Db) {

@@ -6,44 +6,17 @@ mod support;
 
 use carepost_store::events;
 use carepost_store::migrate::{CopyProgress, Phase};
-use carepost_store::queue::{self, MessageRow, RecipientRow, state};
+use carepost_store::queue::{self, MessageRow, RecipientRow};
 use carepost_store::{Store, StoreError, StoreOptions};
 
 fn message(id: &str, recipients: i64) -> (MessageRow, Vec<RecipientRow>) {
-    let m = MessageRow {
-        id: id.into(),
-        tenant: "default".into(),
-        received_at: 1_000,
-        source: "api".into(),
-        size: 10,
-        body_blob: format!("msg/{id}"),
-        // Arbitrary bytes, as sealed columns are: not UTF-8, with a NUL.
-        envelope: vec![0, 0xff, 0xfe, 7, b'"'],
-        arrival: b"sealed".to_vec(),
-        message_id_index: None,
-        inspection: Some("{\"verdict\":\"clean\"}".into()),
-        state: state::ACTIVE.into(),
-        done_at: None,
-    };
-    let rcpts = (0..recipients)
-        .map(|idx| RecipientRow {
-            message_id: id.into(),
-            idx,
-            tenant: "default".into(),
-            address: vec![idx as u8, 0, 0xff],
-            address_index: vec![idx as u8; 32],
-            domain_index: vec![9; 32],
-            decision: None,
-            state: state::QUEUED.into(),
-            attempts: 0,
-            next_attempt_at: 1_000,
-            lease_until: None,
-            last_reply: None,
-            method: None,
-            delay_notified: false,
-            updated_at: 1_000,
-        })
-        .collect();
+    let (mut m, mut rcpts) = support::message_rows(id, recipients, 1_000);
+    // Arbitrary bytes, as sealed columns are: not UTF-8, with a NUL.
+    m.envelope = vec![0, 0xff, 0xfe, 7, b'"'];
+    m.inspection = Some("{\"verdict\":\"clean\"}".into());
+    for r in &mut rcpts {
+        r.address = vec![r.idx as u8, 0, 0xff];
+    }
     (m, rcpts)
 }
 

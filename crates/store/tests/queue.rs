@@ -10,39 +10,12 @@ use carepost_store::{Store, Tx};
 use support::Db;
 
 fn message(id: &str, recipients: i64, due: i64) -> (MessageRow, Vec<RecipientRow>) {
-    let m = MessageRow {
-        id: id.into(),
-        tenant: "default".into(),
-        received_at: due,
-        source: "smtp".into(),
-        size: 10,
-        body_blob: format!("msg/{id}"),
-        envelope: b"sealed".to_vec(),
-        arrival: b"sealed".to_vec(),
-        message_id_index: Some(format!("mid-{id}").into_bytes()),
-        inspection: None,
-        state: state::ACTIVE.into(),
-        done_at: None,
-    };
-    let rcpts = (0..recipients)
-        .map(|idx| RecipientRow {
-            message_id: id.into(),
-            idx,
-            tenant: "default".into(),
-            address: b"sealed".to_vec(),
-            address_index: vec![idx as u8; 32],
-            domain_index: vec![9; 32],
-            decision: None,
-            state: state::QUEUED.into(),
-            attempts: 0,
-            next_attempt_at: due + idx,
-            lease_until: None,
-            last_reply: None,
-            method: None,
-            delay_notified: false,
-            updated_at: due,
-        })
-        .collect();
+    let (mut m, mut rcpts) = support::message_rows(id, recipients, due);
+    m.source = "smtp".into();
+    m.message_id_index = Some(format!("mid-{id}").into_bytes());
+    for r in &mut rcpts {
+        r.next_attempt_at = due + r.idx;
+    }
     (m, rcpts)
 }
 

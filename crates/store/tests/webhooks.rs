@@ -7,7 +7,7 @@ use carepost_store::webhooks::*;
 use support::Db;
 
 use carepost_store::events::{self, NewEvent, kind};
-use carepost_store::queue::{self, MessageRow, RecipientRow};
+use carepost_store::queue;
 
 async fn message_with_events(store: &Store, id: &str, kinds: &'static [&'static str]) {
     slow_message_with_events(store, id, kinds, 0).await
@@ -19,38 +19,10 @@ async fn slow_message_with_events(store: &Store, id: &str, kinds: &'static [&'st
     store
         .write(move |tx| {
             Box::pin(async move {
-                let m = MessageRow {
-                    id: id.clone(),
-                    tenant: "default".into(),
-                    received_at: 1,
-                    source: "api".into(),
-                    size: 1,
-                    body_blob: format!("msg/{id}"),
-                    envelope: vec![1],
-                    arrival: vec![1],
-                    message_id_index: None,
-                    inspection: None,
-                    state: "active".into(),
-                    done_at: None,
-                };
-                let r = RecipientRow {
-                    message_id: id.clone(),
-                    idx: 0,
-                    tenant: "default".into(),
-                    address: vec![1],
-                    address_index: vec![2; 32],
-                    domain_index: vec![3; 32],
-                    decision: None,
-                    state: "queued".into(),
-                    attempts: 0,
-                    next_attempt_at: 1,
-                    lease_until: None,
-                    last_reply: None,
-                    method: None,
-                    delay_notified: false,
-                    updated_at: 1,
-                };
-                queue::insert_message(tx, &m, &[r]).await?;
+                let (mut m, mut r) = support::message_rows(&id, 1, 1);
+                (m.size, m.envelope, m.arrival) = (1, vec![1], vec![1]);
+                (r[0].address, r[0].address_index, r[0].domain_index) = (vec![1], vec![2; 32], vec![3; 32]);
+                queue::insert_message(tx, &m, &r).await?;
                 for k in kinds {
                     events::record(tx, &NewEvent::new(&id, 0, k, 2)).await?;
                 }

@@ -3,25 +3,13 @@
 
 mod support;
 
-use carepost_store::queue::{self, MessageRow, state};
+use carepost_store::queue::{self, state};
 use carepost_store::{Store, StoreError, Tx};
 use support::Db;
 
 async fn insert(tx: &mut Tx, id: String) -> Result<(), StoreError> {
-    let m = MessageRow {
-        id: id.clone(),
-        tenant: "default".into(),
-        received_at: 1,
-        source: "test".into(),
-        size: 1,
-        body_blob: format!("msg/{id}"),
-        envelope: b"sealed".to_vec(),
-        arrival: b"sealed".to_vec(),
-        message_id_index: None,
-        inspection: None,
-        state: state::ACTIVE.into(),
-        done_at: None,
-    };
+    let (mut m, _) = support::message_rows(&id, 0, 1);
+    (m.source, m.size) = ("test".into(), 1);
     queue::insert_message(tx, &m, &[]).await
 }
 

@@ -9,6 +9,7 @@ use carepost_model::Interval;
 use carepost_model::{Address, TenantId, Timestamp};
 use carepost_secure::portal::{PickupRequest, Withdrawal};
 use carepost_store::portal::AccountRow;
+use carepost_testkit::web;
 use carepost_web::WebConfig;
 use support::TestWeb;
 
@@ -41,50 +42,26 @@ async fn account(web: &TestWeb) {
         .unwrap();
 }
 
-struct Browser<'a> {
-    web: &'a TestWeb,
-    cookies: Vec<(String, String)>,
-}
+/// The testkit's browser, answering (status, location, text).
+struct Browser(web::Browser);
 
-impl<'a> Browser<'a> {
-    fn new(web: &'a TestWeb) -> Self {
-        Browser { web, cookies: Vec::new() }
-    }
-
-    async fn send(&mut self, r: reqwest::RequestBuilder) -> (u16, String, String) {
-        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-        let response = r.header("cookie", cookie).send().await.unwrap();
-        for v in response.headers().get_all("set-cookie") {
-            let (k, v) = v.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap();
-            self.cookies.retain(|(n, _)| n != k);
-            if !v.is_empty() {
-                self.cookies.push((k.to_owned(), v.to_owned()));
-            }
-        }
-        let status = response.status().as_u16();
-        let location = response.headers().get("location").map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
-        (status, location, response.text().await.unwrap())
+impl Browser {
+    fn new(web: &TestWeb) -> Self {
+        Browser(web.browser())
     }
 
     async fn get(&mut self, path: &str) -> (u16, String, String) {
-        let r = self.web.client.get(self.web.url(path));
-        self.send(r).await
+        let page = self.0.get(path).await;
+        (page.status, page.location, page.text)
     }
 
     async fn post(&mut self, path: &str, body: String) -> (u16, String, String) {
-        let r = self
-            .web
-            .client
-            .post(self.web.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        self.send(r).await
+        let page = self.0.post_encoded(path, body).await;
+        (page.status, page.location, page.text)
     }
 
     async fn csrf(&mut self) -> String {
-        let (_, _, page) = self.get("/p/signin").await;
-        let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
-        page[at..at + page[at..].find('"').unwrap()].to_owned()
+        self.0.get("/p/signin").await.csrf()
     }
 
     async fn sign_in(&mut self, password: &str) -> (u16, String, String) {
@@ -108,7 +85,7 @@ async fn forms_without_a_valid_token_change_nothing() {
     assert_eq!(status, 403);
     let (status, _, _) = b.post("/p/signin", "email=pat%40patient.example&password=correct+horse+battery".into()).await;
     assert_eq!(status, 400);
-    assert!(!b.cookies.iter().any(|(k, _)| k.contains("cp_session")));
+    assert!(!b.0.cookies().iter().any(|(k, _)| k.contains("cp_session")));
     // A token from another browser's nonce does not work either.
     let mut other = Browser::new(&web);
     let stolen = other.csrf().await;
@@ -131,11 +108,11 @@ async fn idle_sessions_end_and_sign_out_ends_the_session() {
 
     let (status, _, _) = b.sign_in(PASSWORD).await;
     assert_eq!(status, 303);
-    let session = b.cookies.iter().find(|(k, _)| k.contains("cp_session")).unwrap().clone();
+    let session = b.0.cookies().iter().find(|(k, _)| k.contains("cp_session")).unwrap().clone();
     let csrf = b.csrf().await;
     assert_eq!(b.post("/p/signout", format!("csrf={csrf}")).await.0, 303);
     // The old cookie is worthless once signed out, even if a browser kept it.
-    b.cookies.push(session);
+    b.0.set_cookie(&session.0, &session.1);
     assert_eq!(b.get("/p/inbox").await.0, 401);
     web.stop().await;
 }

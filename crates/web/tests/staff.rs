@@ -7,10 +7,11 @@ mod support;
 
 use std::time::Duration;
 
-use aws_lc_rs::hmac;
 use carepost_model::Interval;
 use carepost_model::{Address, TenantId};
 use carepost_store::accounts::{NewAccount, Role};
+use carepost_testkit::totp;
+use carepost_testkit::web::{Browser, Page};
 use carepost_web::{StaffConfig, WebConfig};
 use serde_json::Value;
 use support::TestWeb;
@@ -46,92 +47,31 @@ async fn audited(web: &TestWeb, action: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-struct Page {
-    status: u16,
-    location: String,
-    csp: String,
-    text: String,
+/// A browser on the staff pages, as Firefox on Linux.
+fn browser(web: &TestWeb) -> Browser {
+    web.browser().with_user_agent(FIREFOX)
 }
 
-impl Page {
-    fn csrf(&self) -> String {
-        let at =
-            self.text.find("name=\"csrf\" value=\"").unwrap_or_else(|| panic!("no csrf field in {}", self.text)) + 19;
-        self.text[at..at + self.text[at..].find('"').unwrap()].to_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
-    }
+/// [`browser`], connecting from `local`.
+fn browser_from(web: &TestWeb, local: &str) -> Browser {
+    Browser::new(web.client_from(local.parse().unwrap()), web.url.clone()).with_user_agent(FIREFOX)
 }
 
-struct Browser<'a> {
-    web: &'a TestWeb,
-    client: reqwest::Client,
-    cookies: Vec<(String, String)>,
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0";
+
+fn json(page: &Page) -> Value {
+    serde_json::from_str(&page.text).unwrap_or_else(|_| panic!("not JSON: {}", page.text))
 }
 
-fn form(fields: &[(&str, &str)]) -> String {
-    fields.iter().map(|(k, v)| format!("{k}={}", urlencode(v))).collect::<Vec<_>>().join("&")
+/// The staff pages' forms.
+trait StaffPages {
+    async fn csrf(&mut self) -> String;
+    async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> Page;
+    async fn sign_in(&mut self, login: &str, password: &str) -> Page;
+    async fn sign_out(&mut self);
 }
 
-fn urlencode(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-impl<'a> Browser<'a> {
-    fn new(web: &'a TestWeb) -> Self {
-        Browser { web, client: web.client.clone(), cookies: Vec::new() }
-    }
-
-    fn from(web: &'a TestWeb, local: &str) -> Self {
-        Browser { web, client: web.client_from(local.parse().unwrap()), cookies: Vec::new() }
-    }
-
-    async fn send(&mut self, r: reqwest::RequestBuilder) -> Page {
-        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-        let response = r
-            .header("cookie", cookie)
-            .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
-            .send()
-            .await
-            .unwrap();
-        for v in response.headers().get_all("set-cookie") {
-            let (k, v) = v.to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap();
-            self.cookies.retain(|(n, _)| n != k);
-            if !v.is_empty() {
-                self.cookies.push((k.to_owned(), v.to_owned()));
-            }
-        }
-        let status = response.status().as_u16();
-        let header =
-            |name: &str| response.headers().get(name).map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
-        let (location, csp) = (header("location"), header("content-security-policy"));
-        Page { status, location, csp, text: response.text().await.unwrap() }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let r = self.client.get(self.web.url(path));
-        self.send(r).await
-    }
-
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let r = self
-            .client
-            .post(self.web.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(fields));
-        self.send(r).await
-    }
-
+impl StaffPages for Browser {
     async fn csrf(&mut self) -> String {
         self.get("/staff/signin").await.csrf()
     }
@@ -153,41 +93,11 @@ impl<'a> Browser<'a> {
     }
 }
 
-/// RFC 6238 with HMAC-SHA-1, 6 digits, 30-second steps: the test's own implementation.
-fn totp(secret: &[u8], unix: u64) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
-    let mac = hmac::sign(&key, &(unix / 30).to_be_bytes());
-    let mac = mac.as_ref();
-    let offset = usize::from(mac[19] & 0x0f);
-    let value = u32::from_be_bytes([mac[offset] & 0x7f, mac[offset + 1], mac[offset + 2], mac[offset + 3]]);
-    format!("{:06}", value % 1_000_000)
-}
-
-/// RFC 4648 base32, as the enrollment page shows the secret.
-fn base32(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut acc, mut out) = (0u32, 0u64, Vec::new());
-    for c in text.trim().trim_end_matches('=').bytes() {
-        acc = (acc << 5) | ALPHABET.iter().position(|&a| a == c).expect("base32") as u64;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
 /// Starts TOTP enrollment and returns the secret the page shows.
-async fn start_totp(b: &mut Browser<'_>) -> Vec<u8> {
+async fn start_totp(b: &mut Browser) -> Vec<u8> {
     let page = b.submit("/staff/mfa/totp", &[]).await;
     assert_eq!(page.status, 200, "{}", page.text);
-    let at = page.text.find("<p class=\"code\">").expect("the secret is shown") + 16;
-    let secret = base32(&page.text[at..at + page.text[at..].find('<').unwrap()]);
+    let secret = totp::secret_on_page(&page.text);
     assert!(page.text.contains("otpauth://totp/"), "the otpauth URI is offered");
     secret
 }
@@ -196,7 +106,7 @@ async fn start_totp(b: &mut Browser<'_>) -> Vec<u8> {
 async fn weak_passwords_are_refused_and_change_nothing() {
     let web = TestWeb::start(WebConfig::default()).await;
     account(&web, "jane.roe@clinic.example", Role::Sender).await;
-    let mut b = Browser::new(&web);
+    let mut b = browser(&web);
     assert_eq!(b.sign_in("jane.roe@clinic.example", PASSWORD).await.location, "/staff/");
     for (new, why) in [
         ("short", "shorter than 12"),
@@ -214,7 +124,7 @@ async fn weak_passwords_are_refused_and_change_nothing() {
         "/staff/",
         "the old password still works"
     );
-    let mut elsewhere = Browser::new(&web);
+    let mut elsewhere = browser(&web);
     assert_eq!(elsewhere.sign_in("jane.roe@clinic.example", PASSWORD).await.location, "/staff/");
     let page = b
         .submit(
@@ -239,14 +149,14 @@ async fn weak_passwords_are_refused_and_change_nothing() {
 async fn totp_enrollment_and_sign_in_with_a_code_the_test_computes() {
     let web = TestWeb::start(WebConfig::default()).await;
     account(&web, "dr.smith@clinic.example", Role::Sender).await;
-    let mut b = Browser::new(&web);
+    let mut b = browser(&web);
     assert_eq!(b.sign_in("dr.smith@clinic.example", PASSWORD).await.location, "/staff/");
     let secret = start_totp(&mut b).await;
-    let wrong = format!("{:06}", (totp(&secret, now()).parse::<u32>().unwrap() + 1) % 1_000_000);
+    let wrong = format!("{:06}", (totp::code_now(&secret).parse::<u32>().unwrap() + 1) % 1_000_000);
     let page = b.submit("/staff/mfa/totp/confirm", &[("code", &wrong)]).await;
     assert_eq!(page.status, 400);
     assert!(page.text.contains("not right"));
-    let page = b.submit("/staff/mfa/totp/confirm", &[("code", &totp(&secret, now()))]).await;
+    let page = b.submit("/staff/mfa/totp/confirm", &[("code", &totp::code_now(&secret))]).await;
     assert_eq!(page.status, 200, "{}", page.text);
     assert!(page.text.contains("Your authenticator app is set up."));
     b.sign_out().await;
@@ -259,16 +169,16 @@ async fn totp_enrollment_and_sign_in_with_a_code_the_test_computes() {
     assert!(b.get("/staff/signin/mfa").await.text.contains("authenticator app"));
     let page = b.submit("/staff/signin/totp", &[("code", &wrong)]).await;
     assert_eq!(page.status, 401);
-    let password_only = b.cookies.clone();
+    let password_only = b.clone();
     // The step used to confirm cannot be replayed; the next step's code (one step of skew) works.
-    let page = b.submit("/staff/signin/totp", &[("code", &totp(&secret, now() + 30))]).await;
+    let page = b.submit("/staff/signin/totp", &[("code", &totp::code_at(&secret, totp::unix_now() + 30))]).await;
     assert_eq!((page.status, page.location.as_str()), (303, "/staff/"), "{}", page.text);
     // The second factor starts a new session id; the one the password earned is void.
     let session = |cookies: &[(String, String)]| {
         cookies.iter().find(|(k, _)| k.contains("cp_staff")).map(|(_, v)| v.clone()).unwrap()
     };
-    assert_ne!(session(&b.cookies), session(&password_only), "the session id is renewed");
-    let mut stale = Browser { web: &web, client: web.client.clone(), cookies: password_only };
+    assert_ne!(session(b.cookies()), session(password_only.cookies()), "the session id is renewed");
+    let mut stale = password_only;
     assert_eq!(stale.get("/staff/").await.location, "/staff/signin", "the old id signs nobody in");
     let home = b.get("/staff/").await;
     assert_eq!(home.status, 200);
@@ -286,20 +196,24 @@ async fn security_key_registration_and_sign_in_with_a_software_authenticator() {
     let web = TestWeb::start(WebConfig::default()).await;
     account(&web, "admin@clinic.example", Role::Admin).await;
     let mut key = SoftKey::new(&web.url);
-    let mut b = Browser::new(&web);
+    let mut b = browser(&web);
     assert_eq!(b.sign_in("admin@clinic.example", PASSWORD).await.location, "/staff/");
     let page = b.get("/staff/mfa").await;
-    assert!(page.csp.contains("script-src 'self'") && !page.csp.contains("unsafe-inline"), "{}", page.csp);
+    let csp = page.header("content-security-policy");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     assert!(page.text.contains("/static/webauthn.js"));
-    assert!(!b.get("/staff/").await.csp.contains("script-src"), "pages without security keys allow no script");
+    assert!(
+        !b.get("/staff/").await.header("content-security-policy").contains("script-src"),
+        "pages without security keys allow no script"
+    );
     assert_eq!(web.client.get(web.url("/static/webauthn.js")).send().await.unwrap().status(), 200);
 
     let options = b.submit("/staff/mfa/key/start", &[("name", "blue key")]).await;
     assert_eq!(options.status, 200, "{}", options.text);
-    let credential = key.register(&options.json()).to_string();
+    let credential = key.register(&json(&options)).to_string();
     let done = b.submit("/staff/mfa/key/finish", &[("credential", &credential)]).await;
     assert_eq!(done.status, 200, "{}", done.text);
-    assert_eq!(done.json()["next"], "/staff/mfa");
+    assert_eq!(json(&done)["next"], "/staff/mfa");
     assert!(b.get("/staff/mfa").await.text.contains("blue key"));
     // The same finish again: the ceremony was used up.
     assert_eq!(b.submit("/staff/mfa/key/finish", &[("credential", &credential)]).await.status, 400);
@@ -309,7 +223,7 @@ async fn security_key_registration_and_sign_in_with_a_software_authenticator() {
     // A signature by another key is refused by webauthn-rs.
     let options = b.submit("/staff/signin/key/start", &[]).await;
     assert_eq!(options.status, 200, "{}", options.text);
-    let options = options.json();
+    let options = json(&options);
     let allowed = options["publicKey"]["allowCredentials"].as_array().unwrap();
     assert_eq!(allowed.len(), 1);
     let mut impostor = SoftKey::new(&web.url);
@@ -318,10 +232,10 @@ async fn security_key_registration_and_sign_in_with_a_software_authenticator() {
     assert_eq!(refused.status, 401, "{}", refused.text);
     assert_eq!(b.get("/staff/").await.location, "/staff/signin/mfa");
 
-    let options = b.submit("/staff/signin/key/start", &[]).await.json();
+    let options = json(&b.submit("/staff/signin/key/start", &[]).await);
     let done = b.submit("/staff/signin/key/finish", &[("credential", &key.sign(&options).to_string())]).await;
     assert_eq!(done.status, 200, "{}", done.text);
-    assert_eq!(done.json()["next"], "/staff/");
+    assert_eq!(json(&done)["next"], "/staff/");
     assert_eq!(b.get("/staff/").await.status, 200);
 
     assert!(audited(&web, "staff.mfa.enroll").await.iter().any(|(o, d)| o == "success" && d.contains("security-key")));
@@ -336,7 +250,7 @@ async fn require_mfa_makes_accounts_enroll_at_their_next_sign_in() {
     let web = TestWeb::start(WebConfig::default()).await;
     account(&web, "admin@clinic.example", Role::Admin).await;
     account(&web, "nurse@clinic.example", Role::Sender).await;
-    let mut admin = Browser::new(&web);
+    let mut admin = browser(&web);
     assert_eq!(admin.sign_in("admin@clinic.example", PASSWORD).await.location, "/staff/");
     assert!(admin.get("/staff/").await.text.contains("not required"));
     let page = admin.submit("/staff/settings/require-mfa", &[("value", "on")]).await;
@@ -344,7 +258,7 @@ async fn require_mfa_makes_accounts_enroll_at_their_next_sign_in() {
     assert!(web.state.services.store.mfa_required("default").await.unwrap());
     assert!(audited(&web, "staff.require_mfa").await.iter().any(|(o, d)| o == "success" && d.contains("on")));
 
-    let mut nurse = Browser::new(&web);
+    let mut nurse = browser(&web);
     let page = nurse.sign_in("nurse@clinic.example", PASSWORD).await;
     assert_eq!((page.status, page.location.as_str()), (303, "/staff/mfa"));
     // Nothing but enrollment until a second factor is set up.
@@ -362,7 +276,7 @@ async fn require_mfa_makes_accounts_enroll_at_their_next_sign_in() {
     );
     assert!(nurse.get("/staff/mfa").await.text.contains("Your organization requires two-step sign-in"));
     let secret = start_totp(&mut nurse).await;
-    let page = nurse.submit("/staff/mfa/totp/confirm", &[("code", &totp(&secret, now()))]).await;
+    let page = nurse.submit("/staff/mfa/totp/confirm", &[("code", &totp::code_now(&secret))]).await;
     assert_eq!((page.status, page.location.as_str()), (303, "/staff/"), "{}", page.text);
     assert_eq!(nurse.get("/staff/").await.status, 200);
     web.stop().await;
@@ -375,7 +289,7 @@ async fn roles_are_enforced_on_the_server() {
     account(&web, "sender@clinic.example", Role::Sender).await;
     account(&web, "lab-app@clinic.example", Role::ApiOnly).await;
 
-    let mut officer = Browser::new(&web);
+    let mut officer = browser(&web);
     assert_eq!(officer.sign_in("officer@clinic.example", PASSWORD).await.location, "/staff/");
     let home = officer.get("/staff/").await;
     assert!(
@@ -394,21 +308,21 @@ async fn roles_are_enforced_on_the_server() {
 
     // The audit log is the whole installation's: another tenant's officer may not read it.
     account_in(&web, TenantId::new("partner").unwrap(), "officer@partner.example", Role::Compliance).await;
-    let mut partner = Browser::new(&web);
+    let mut partner = browser(&web);
     assert_eq!(partner.sign_in("officer@partner.example", PASSWORD).await.location, "/staff/");
     assert_eq!(partner.get("/staff/audit").await.status, 403);
 
-    let mut sender = Browser::new(&web);
+    let mut sender = browser(&web);
     assert_eq!(sender.sign_in("sender@clinic.example", PASSWORD).await.location, "/staff/");
     assert_eq!(sender.get("/staff/audit").await.status, 403);
     assert_eq!(sender.submit("/staff/settings/require-mfa", &[("value", "on")]).await.status, 403);
 
     // An API-only account has no web sign-in: its right password reads like a wrong one.
-    let mut app = Browser::new(&web);
+    let mut app = browser(&web);
     let page = app.sign_in("lab-app@clinic.example", PASSWORD).await;
     assert_eq!(page.status, 401);
     assert!(page.text.contains("The user name or password is not right,"));
-    assert!(!app.cookies.iter().any(|(k, _)| k.contains("cp_staff")));
+    assert!(!app.cookies().iter().any(|(k, _)| k.contains("cp_staff")));
     web.stop().await;
 }
 
@@ -417,7 +331,7 @@ async fn idle_sessions_are_signed_out_and_audited() {
     let staff = StaffConfig { session_idle: Interval::secs(1), ..StaffConfig::default() };
     let web = TestWeb::start_with(WebConfig::default(), staff).await;
     account(&web, "jane@clinic.example", Role::Sender).await;
-    let mut b = Browser::new(&web);
+    let mut b = browser(&web);
     assert_eq!(b.sign_in("jane@clinic.example", PASSWORD).await.location, "/staff/");
     assert_eq!(b.get("/staff/").await.status, 200);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -439,7 +353,7 @@ async fn repeated_failures_lock_the_account() {
     let web = TestWeb::start_with(WebConfig::default(), staff).await;
     account(&web, "jane@clinic.example", Role::Sender).await;
     account(&web, "sam@clinic.example", Role::Sender).await;
-    let mut b = Browser::new(&web);
+    let mut b = browser(&web);
     let unknown = b.sign_in("nobody@clinic.example", PASSWORD).await;
     assert_eq!(unknown.status, 401);
     let answer = |p: &Page| {
@@ -472,14 +386,14 @@ async fn repeated_failures_lock_the_account() {
 async fn a_sign_in_from_a_new_address_sends_a_notice() {
     let web = TestWeb::start(WebConfig::default()).await;
     account(&web, "jane@clinic.example", Role::Sender).await;
-    let mut here = Browser::new(&web);
+    let mut here = browser(&web);
     assert_eq!(here.sign_in("jane@clinic.example", PASSWORD).await.location, "/staff/");
     assert!(audited(&web, "staff.notice.new_ip").await.is_empty(), "an account's first sign-in is not news");
     here.sign_out().await;
     assert_eq!(here.sign_in("jane@clinic.example", PASSWORD).await.location, "/staff/");
     assert!(audited(&web, "staff.notice.new_ip").await.is_empty(), "a known address sends nothing");
 
-    let mut elsewhere = Browser::from(&web, "127.0.0.2");
+    let mut elsewhere = browser_from(&web, "127.0.0.2");
     assert_eq!(elsewhere.sign_in("jane@clinic.example", PASSWORD).await.location, "/staff/");
     let notices = audited(&web, "staff.notice.new_ip").await;
     assert_eq!(notices.len(), 1, "{notices:?}");

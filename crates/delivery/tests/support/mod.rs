@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -16,6 +16,29 @@ use tokio::net::TcpListener;
 
 /// A spool with its own store, keys and blobs in a directory.
 pub use carepost_spool::testing::spool;
+
+/// How a submission from 127.0.0.1 arrives.
+pub fn submission_arrival() -> carepost_model::Arrival {
+    serde_json::from_value(serde_json::json!({ "source": "submission", "client_ip": "127.0.0.1" })).unwrap()
+}
+
+/// Queues `text` from `from` to the one recipient `to` as a submission from 127.0.0.1, with
+/// RFC 8689 REQUIRETLS when `require_tls`: its id.
+pub async fn queue_to(
+    spool: &carepost_spool::Spool,
+    from: &str,
+    to: &str,
+    require_tls: bool,
+    text: impl Into<bytes::Bytes>,
+) -> String {
+    let from = carepost_model::Address::parse(from).unwrap();
+    let envelope = carepost_model::Envelope {
+        require_tls,
+        ..carepost_model::Envelope::to_one(Some(from), carepost_model::Address::parse(to).unwrap())
+    };
+    let submission = carepost_spool::Submission::new(Default::default(), envelope, submission_arrival(), text.into());
+    spool.accept(submission).await.unwrap().to_string()
+}
 
 /// A test certificate authority and the certificates it issues.
 pub struct TestCa {
@@ -361,14 +384,5 @@ impl TestHttps {
             }
         });
         TestHttps { addr, requests, task }
-    }
-}
-
-/// Polls `check` until it holds or `timeout` passes.
-pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, what: &str, mut check: F) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use carepost_store::queue::{MessageRow, RecipientRow, state};
 use carepost_store::{Backend, Store, StoreOptions};
 
 /// A store on one backend, and what it lives in.
@@ -46,7 +47,7 @@ impl Db {
         match self.backend {
             Backend::Sqlite => !carepost_testkit::files_containing(self.dir.path(), needle).is_empty(),
             Backend::Postgres => {
-                let dump = pg_dump(&self.url);
+                let dump = carepost_testkit::postgres::cluster().dump(&self.url).into_bytes();
                 let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
                 dump.windows(needle.len()).any(|w| w == needle) || String::from_utf8_lossy(&dump).contains(&hex)
             }
@@ -58,17 +59,43 @@ impl Db {
     }
 }
 
-fn pg_dump(url: &str) -> Vec<u8> {
-    let pg = carepost_testkit::postgres::cluster();
-    let name = url.rsplit('/').next().unwrap();
-    let port = pg.port().to_string();
-    let (code, out, err) = carepost_testkit::run_peer(
-        &pg.bin().join("pg_dump").display().to_string(),
-        &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "--data-only", name],
-        "",
-    );
-    assert_eq!(code, 0, "pg_dump: {err}");
-    out.into_bytes()
+/// A message as the queue stores it, received at `at`, with `recipients` recipients queued and
+/// due then; sealed columns hold placeholder bytes. Tests change the fields they are about.
+pub fn message_rows(id: &str, recipients: i64, at: i64) -> (MessageRow, Vec<RecipientRow>) {
+    let message = MessageRow {
+        id: id.into(),
+        tenant: "default".into(),
+        received_at: at,
+        source: "api".into(),
+        size: 10,
+        body_blob: format!("msg/{id}"),
+        envelope: b"sealed".to_vec(),
+        arrival: b"sealed".to_vec(),
+        message_id_index: None,
+        inspection: None,
+        state: state::ACTIVE.into(),
+        done_at: None,
+    };
+    let recipients = (0..recipients)
+        .map(|idx| RecipientRow {
+            message_id: id.into(),
+            idx,
+            tenant: "default".into(),
+            address: b"sealed".to_vec(),
+            address_index: vec![idx as u8; 32],
+            domain_index: vec![9; 32],
+            decision: None,
+            state: state::QUEUED.into(),
+            attempts: 0,
+            next_attempt_at: at,
+            lease_until: None,
+            last_reply: None,
+            method: None,
+            delay_notified: false,
+            updated_at: at,
+        })
+        .collect();
+    (message, recipients)
 }
 
 /// `backends!(a, b)` makes `a::sqlite`, `a::postgres`, `b::sqlite` and `b::postgres` from

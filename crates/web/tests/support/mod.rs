@@ -8,6 +8,7 @@ pub mod softkey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use carepost_testkit::web::{self, Browser};
 use carepost_web::{RunningWeb, Services, StaffConfig, WebConfig, WebContext, WebServer, WebState};
 
 pub struct TestWeb {
@@ -52,6 +53,12 @@ pub async fn services(dir: &std::path::Path) -> Services {
     Services { store, ring, blobs, audit, intake, portal, guard }
 }
 
+/// A client builder that trusts only `cert_pem`, reaches `localhost` at `addr` and follows no
+/// redirects.
+fn client_builder(cert_pem: &str, addr: SocketAddr) -> reqwest::ClientBuilder {
+    web::trusting(cert_pem.as_bytes()).resolve("localhost", addr).redirect(reqwest::redirect::Policy::none())
+}
+
 impl TestWeb {
     pub async fn start(config: WebConfig) -> TestWeb {
         TestWeb::start_with(config, StaffConfig::default()).await
@@ -69,13 +76,9 @@ impl TestWeb {
         let url = format!("https://localhost:{}", addr.port());
         let state = WebContext::new(config, staff, url.clone(), services(dir.path()).await).unwrap();
         let running = server.start(carepost_web::router(state.clone())).unwrap();
-        let client = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap()])
-            .resolve("localhost", addr)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        TestWeb { dir, addr, url, client, state, cert_pem: certified.cert.pem(), running: Some(running) }
+        let cert_pem = certified.cert.pem();
+        let client = client_builder(&cert_pem, addr).build().unwrap();
+        TestWeb { dir, addr, url, client, state, cert_pem, running: Some(running) }
     }
 
     pub async fn stop(mut self) {
@@ -87,13 +90,12 @@ impl TestWeb {
     /// A client like `client` whose connections come from `local` (another loopback
     /// address, to look like a different network).
     pub fn client_from(&self, local: std::net::IpAddr) -> reqwest::Client {
-        reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(self.cert_pem.as_bytes()).unwrap()])
-            .resolve("localhost", self.addr)
-            .local_address(local)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        client_builder(&self.cert_pem, self.addr).local_address(local).build().unwrap()
+    }
+
+    /// A browser on this server, with `client`.
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.client.clone(), self.url.clone())
     }
 
     pub fn url(&self, path: &str) -> String {
