@@ -68,6 +68,7 @@ pub async fn start(install: &Installation, tls: &TlsIdentity, spool: &Spool) -> 
         intake: Arc::new(crate::intake::intake(install, spool)?),
         portal: portal.clone(),
         guard,
+        identity: install.identity(),
     };
     let state = WebContext::new(config.clone(), install.config.staff.clone(), public_url, services)?;
     Ok(Web { running: Some(server.start(carepost_web::router(state))?), portal: Some(portal) })

@@ -120,7 +120,7 @@ pub(crate) async fn totp_step<D: Door>(
         return Ok(None);
     };
     let (session, who) = s.parts();
-    let step = state.identity.totp_step(&who, session, code, ip.0).await.map_err(WebError::internal)?;
+    let step = state.services.identity.totp_step(&who, session, code, ip.0).await.map_err(WebError::internal)?;
     let (actor, target) = (who.actor(), who.target());
     match step {
         SecondStep::Wrong { locked_now } => {
@@ -149,7 +149,7 @@ pub(crate) struct TotpState {
 
 /// The account's authenticator app, named `label` in the app.
 pub(crate) async fn totp_state(state: &WebState, who: &AccountRef, label: &str) -> Result<TotpState, WebError> {
-    let identity = &state.identity;
+    let identity = &state.services.identity;
     let factors = identity.factors(who.kind, &who.id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
     let pending = match (&factors.totp, &factors.totp_pending) {
         (None, Some(sealed)) => {
@@ -172,7 +172,7 @@ pub(crate) async fn confirm_totp(
     code: &str,
     (action, details): (&str, &[(&str, String)]),
 ) -> Result<bool, WebError> {
-    let on = state.identity.confirm_totp(who, code).await.map_err(WebError::internal)?;
+    let on = state.services.identity.confirm_totp(who, code).await.map_err(WebError::internal)?;
     let outcome = if on { Outcome::Success } else { Outcome::Failure };
     audit(state, ip, &who.actor(), action, &who.target(), outcome, details).await;
     Ok(on)
@@ -188,7 +188,7 @@ pub(crate) async fn sign_out<D: Door>(
 ) -> Result<Response, WebError> {
     if let Some(s) = D::current(&state, ip, &headers).await? {
         let (session, who) = s.parts();
-        state.identity.end_session(session).await.map_err(WebError::internal)?;
+        state.services.identity.end_session(session).await.map_err(WebError::internal)?;
         let (action, details) = D::SIGNED_OUT;
         let details: Vec<_> = details.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
         audit(&state, ip, &who.actor(), action, &who.target(), Outcome::Success, &details).await;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carepost_audit::Audit;
-use carepost_identity::{Identity, Policies};
+use carepost_identity::Identity;
 use carepost_model::{ClientKey, TenantId};
 use carepost_store::Store;
 use carepost_vault::{BlobStore, KeyRing, VaultError};
@@ -30,6 +30,10 @@ pub struct Services {
     pub portal: carepost_secure::portal::Portal,
     /// Failed sign-ins and blocked client addresses, shared with SMTP.
     pub guard: Arc<carepost_guard::Guard>,
+    /// Accounts, sessions, second factors and lockout of staff and portal recipients alike,
+    /// held to the installation's rules (`[staff]`, `[web]`): the identity room SMTP AUTH
+    /// uses too.
+    pub identity: Identity,
 }
 
 /// The shared state of every handler. Cheap to clone.
@@ -42,8 +46,6 @@ pub struct WebContext {
     /// Where links point: `web.public_url`, or `https://` and the bound address.
     pub public_url: String,
     pub services: Services,
-    /// Accounts, sessions, second factors and lockout of staff and portal recipients alike.
-    pub identity: Identity,
     pub(crate) csrf: CsrfKey,
     /// Requests per client (address, or IPv6 /64) and minute.
     pub(crate) requests: RateLimiter<ClientKey>,
@@ -74,14 +76,11 @@ impl WebContext {
         let hsts = axum::http::HeaderValue::from_str(&config.hsts())
             .unwrap_or_else(|_| axum::http::HeaderValue::from_static("max-age=31536000; includeSubDomains"));
         let webauthn = carepost_identity::webauthn::relying_party(&public_url, &config.organization);
-        let policies = Policies { staff: staff.policy(), portal: config.portal_policy() };
-        let identity = Identity::new(services.store.clone(), services.ring.clone(), policies);
         Ok(Arc::new(WebContext {
             csrf: CsrfKey::new(&csrf_secret),
             requests,
             hsts,
             webauthn,
-            identity,
             config,
             staff,
             public_url,

@@ -120,7 +120,7 @@ pub(crate) async fn authenticate(
         }
         event
     };
-    let checked = state.identity.api_key(token, ip).await.map_err(ApiError::internal)?;
+    let checked = state.services.identity.api_key(token, ip).await.map_err(ApiError::internal)?;
     let key = match checked {
         Ok(key) => key,
         Err(refused) => {

@@ -114,7 +114,7 @@ pub async fn link(
     {
         return Ok(see_other(&format!("/p/read/{}", message.row.id)));
     }
-    let account = state.identity.portal_account(&message_who(&message)?).await.map_err(WebError::internal)?;
+    let account = state.services.identity.portal_account(&message_who(&message)?).await.map_err(WebError::internal)?;
     let has_password = account.is_some_and(|a| a.password_hash.is_some());
     let passphrase = message.envelope.as_ref().is_some_and(|e| e.passphrase_hash.is_some());
     page(
@@ -175,7 +175,7 @@ pub async fn passphrase(
     };
     let store = &state.services.store;
     let recipient = message_who(&message)?;
-    let account = state.identity.portal_account(&recipient).await.map_err(WebError::internal)?;
+    let account = state.services.identity.portal_account(&recipient).await.map_err(WebError::internal)?;
     if account.as_ref().is_some_and(|a| a.password_hash.is_some()) {
         return again(
             StatusCode::BAD_REQUEST,
@@ -229,7 +229,7 @@ pub async fn passphrase(
     }
     let account = match account {
         Some(a) => a,
-        None => state.identity.portal_account_for(&recipient).await.map_err(WebError::internal)?,
+        None => state.services.identity.portal_account_for(&recipient).await.map_err(WebError::internal)?,
     };
     audit(
         &state,
@@ -241,7 +241,7 @@ pub async fn passphrase(
         &[("address", address_tag)],
     )
     .await;
-    let token = state.identity.portal_message_session(&account, &id).await.map_err(WebError::internal)?;
+    let token = state.services.identity.portal_message_session(&account, &id).await.map_err(WebError::internal)?;
     let mut response = see_other(&format!("/p/read/{id}"));
     Session::set_cookie(&mut response, &token);
     Ok(response)
@@ -296,7 +296,8 @@ pub async fn send_code(
         }
         return Err(WebError::NotFound);
     };
-    let (kind, account) = state.identity.portal_code_purpose(&who.portal()).await.map_err(WebError::internal)?;
+    let (kind, account) =
+        state.services.identity.portal_code_purpose(&who.portal()).await.map_err(WebError::internal)?;
     let store = &state.services.store;
     let eligible = account.is_some()
         || !store.portal_messages_for(who.tenant.as_str(), &who.index).await.map_err(WebError::internal)?.is_empty();
@@ -305,8 +306,12 @@ pub async fn send_code(
         code_refused(&state, ip, address_tag, "no messages").await;
         return code_page(&state, StatusCode::OK, csrf, &form.token, &form.email, None);
     }
-    let issued =
-        state.identity.issue_portal_code(&who.portal(), kind, code_rules(&state)).await.map_err(WebError::internal)?;
+    let issued = state
+        .services
+        .identity
+        .issue_portal_code(&who.portal(), kind, code_rules(&state))
+        .await
+        .map_err(WebError::internal)?;
     let CodeIssued::Issued { id, code } = issued else {
         code_refused(&state, ip, address_tag, "codes per hour").await;
         return code_page(
@@ -380,7 +385,7 @@ pub struct VerifyForm {
 /// Recipients' passwords follow the staff rules (no common passwords, not the address),
 /// with a shorter minimum: a patient signs in rarely and from a phone.
 fn password_problem(state: &WebState, password: &str, again: &str, address: &Address) -> Option<String> {
-    let policy = state.identity.password_rules(carepost_identity::Kind::Portal);
+    let policy = state.services.identity.password_rules(carepost_identity::Kind::Portal);
     match policy.check(password, address.as_str()) {
         Err(password::PasswordRejected::TooShort(n)) => {
             return Some(format!("Choose a password of at least {n} characters."));
@@ -415,11 +420,12 @@ pub async fn verify(
     if let Some(problem) = password_problem(&state, &form.password, &form.password2, &who.address) {
         return code_page(&state, StatusCode::BAD_REQUEST, csrf, &form.token, &form.email, Some(problem));
     }
-    let (kind, _) = state.identity.portal_code_purpose(&who.portal()).await.map_err(WebError::internal)?;
+    let (kind, _) = state.services.identity.portal_code_purpose(&who.portal()).await.map_err(WebError::internal)?;
     let address_tag = carepost_model::redaction_tag(who.address.canonical().as_bytes());
     // The attempt is counted before the comparison, so parallel guesses get no more than
     // `code_attempts` comparisons between them.
     let entered = state
+        .services
         .identity
         .enter_portal_code(&who.portal(), kind, &form.code, code_rules(&state))
         .await
@@ -463,7 +469,7 @@ pub async fn verify(
     }
     // A reset signs out every other browser (the identity room's rule for every new password).
     let (account, token, session) =
-        state.identity.portal_set_password(&who.portal(), &form.password).await.map_err(WebError::internal)?;
+        state.services.identity.portal_set_password(&who.portal(), &form.password).await.map_err(WebError::internal)?;
     let account_id = account.id;
     audit(
         &state,
@@ -528,11 +534,12 @@ pub async fn signin(
     };
     let who = who(&state, &form.token, &form.email).await?;
     let account = match &who {
-        Some(w) => state.identity.portal_account(&w.portal()).await.map_err(WebError::internal)?,
+        Some(w) => state.services.identity.portal_account(&w.portal()).await.map_err(WebError::internal)?,
         None => None,
     };
     let account = account.filter(|a| a.password_hash.is_some());
-    let step = state.identity.portal_password(account, &form.password, ip.0).await.map_err(WebError::internal)?;
+    let step =
+        state.services.identity.portal_password(account, &form.password, ip.0).await.map_err(WebError::internal)?;
     let signin_audit = |account: &PortalAccount, outcome: Outcome, details: Vec<(&'static str, String)>| {
         let (state, who) = (state.clone(), AccountRef::portal(account));
         async move {
@@ -638,7 +645,7 @@ async fn account_page(
     error: Option<String>,
 ) -> Result<Response, WebError> {
     let who = s.who();
-    let address = state.identity.portal_address(&who, &s.account).await.map_err(WebError::internal)?;
+    let address = state.services.identity.portal_address(&who, &s.account).await.map_err(WebError::internal)?;
     let totp = signin::totp_state(state, &who, &address).await?;
     page(StatusCode::OK, &AccountPage { signed_in: true, csrf, address, totp, message, error })
 }
@@ -662,7 +669,7 @@ pub async fn totp_setup(
 ) -> Result<Response, WebError> {
     let s = session::require(&state, &headers).await?;
     // With an app on already, nothing changes: the page shows it on.
-    state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?;
+    state.services.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?;
     account_page(&state, &s, csrf, None, None).await
 }
 

@@ -17,7 +17,7 @@ pub const COOKIE: &str = "cp_session";
 /// activity on it.
 pub async fn current(state: &WebState, headers: &HeaderMap) -> Result<Option<Session>, WebError> {
     let Some(token) = cookies::get(headers, COOKIE) else { return Ok(None) };
-    state.identity.portal_session(token).await.map_err(WebError::internal)
+    state.services.identity.portal_session(token).await.map_err(WebError::internal)
 }
 
 /// The fully signed-in session, or `Unauthorized`.

@@ -62,7 +62,7 @@ async fn render(
     error: Option<&str>,
 ) -> Result<Response, WebError> {
     let role = s.role();
-    let require_mfa = state.identity.mfa_required(&s.account.tenant).await.map_err(WebError::internal)?;
+    let require_mfa = state.services.identity.mfa_required(&s.account.tenant).await.map_err(WebError::internal)?;
     let page = HomePage {
         signed_in: true,
         csrf,
@@ -117,6 +117,7 @@ pub async fn change_password(
     let who = s.who();
     let (actor, target) = (who.actor(), who.target());
     let change = state
+        .services
         .identity
         .change_password(&s.account, &form.current, &form.new, &form.again)
         .await
@@ -168,7 +169,12 @@ pub async fn require_mfa(
         _ => return Err(WebError::BadRequest("The setting is on or off.".into())),
     };
     let actor = s.who().actor();
-    state.identity.set_mfa_required(&s.account.tenant, value == "on", &actor).await.map_err(WebError::internal)?;
+    state
+        .services
+        .identity
+        .set_mfa_required(&s.account.tenant, value == "on", &actor)
+        .await
+        .map_err(WebError::internal)?;
     audit(
         &state,
         ip,

@@ -45,6 +45,7 @@ async fn render(
 ) -> Result<Response, WebError> {
     let totp = signin::totp_state(state, &s.who(), &s.account.login).await?;
     let keys = state
+        .services
         .identity
         .security_keys(&s.account)
         .await
@@ -84,7 +85,7 @@ pub async fn totp_setup(
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Result<Response, WebError> {
     let s = session::require(&state, ip, &headers, STAGES).await?;
-    if state.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?.is_none() {
+    if state.services.identity.begin_totp(&s.who()).await.map_err(WebError::internal)?.is_none() {
         return render(&state, &s, csrf, StatusCode::OK, None, Some("An authenticator app is set up already.")).await;
     }
     render(&state, &s, csrf, StatusCode::OK, None, None).await
@@ -100,7 +101,7 @@ async fn enrolled(
     response: &mut Response,
 ) -> Result<bool, WebError> {
     let Some((token, notice)) =
-        state.identity.enrolled(&s.who(), &s.session, ip.0).await.map_err(WebError::internal)?
+        state.services.identity.enrolled(&s.who(), &s.session, ip.0).await.map_err(WebError::internal)?
     else {
         return Ok(false);
     };
@@ -146,6 +147,7 @@ pub async fn key_start(
     let s = session::require(&state, ip, &headers, STAGES).await?;
     let Some(relying_party) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
     let options = state
+        .services
         .identity
         .start_key_registration(relying_party, &s.session, &s.account, &form.name)
         .await
@@ -166,6 +168,7 @@ pub async fn key_finish(
     let who = s.who();
     let (actor, target) = (who.actor(), who.target());
     let registered = state
+        .services
         .identity
         .finish_key_registration(relying_party, &s.session, &s.account, &form.credential)
         .await

@@ -19,7 +19,7 @@ pub const COOKIE: &str = "cp_staff";
 /// automatic log-off audited); so is one whose account was disabled or lost web access since.
 pub async fn current(state: &WebState, ip: ClientIp, headers: &HeaderMap) -> Result<Option<StaffSession>, WebError> {
     let Some(token) = cookies::get(headers, COOKIE) else { return Ok(None) };
-    match state.identity.staff_session(token).await.map_err(WebError::internal)? {
+    match state.services.identity.staff_session(token).await.map_err(WebError::internal)? {
         Resumed::Live(s) => Ok(Some(s)),
         Resumed::Ended { account_id, idle } => {
             let reason = if idle { "idle" } else { "lifetime" };

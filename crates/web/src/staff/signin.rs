@@ -72,7 +72,7 @@ pub async fn password(
         audit(&state, ip, "staff", "staff.signin", "", Outcome::Denied, &[("reason", reason.into())]).await;
         return refused(csrf);
     }
-    let step = state.identity.staff_password(login, &form.password, ip.0).await.map_err(WebError::internal)?;
+    let step = state.services.identity.staff_password(login, &form.password, ip.0).await.map_err(WebError::internal)?;
     let (account, token, stage, notice) = match step {
         PasswordStep::Unknown => {
             failed_login(&state, ip, login, "staff-password").await;
@@ -207,8 +207,12 @@ pub async fn key_start(
     refuse_blocked(&state, ip)?;
     let s = session::require(&state, ip, &headers, &[Stage::SecondFactor]).await?;
     let Some(webauthn) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
-    let challenge =
-        state.identity.start_key_sign_in(webauthn, &s.session, &s.account).await.map_err(WebError::internal)?;
+    let challenge = state
+        .services
+        .identity
+        .start_key_sign_in(webauthn, &s.session, &s.account)
+        .await
+        .map_err(WebError::internal)?;
     match challenge {
         Some(challenge) => Ok(super::json(StatusCode::OK, challenge)),
         None => Ok(super::keys_unavailable()),
@@ -227,6 +231,7 @@ pub async fn key_finish(
     let Some(webauthn) = state.webauthn.as_ref() else { return Ok(super::keys_unavailable()) };
     let who = s.who();
     let step = state
+        .services
         .identity
         .finish_key_sign_in(webauthn, &s.session, &s.account, &form.credential, ip.0)
         .await

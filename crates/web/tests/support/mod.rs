@@ -23,7 +23,8 @@ pub struct TestWeb {
     running: Option<RunningWeb>,
 }
 
-pub async fn services(dir: &std::path::Path) -> Services {
+/// The services a web server of `config` and `staff` is given, over a scratch store in `dir`.
+pub async fn services(dir: &std::path::Path, config: &WebConfig, staff: &StaffConfig) -> Services {
     let spool = carepost_spool::testing::spool(dir).await;
     let (store, ring, blobs, audit) =
         (spool.store().clone(), spool.ring().clone(), spool.blobs().clone(), spool.audit().clone());
@@ -50,7 +51,9 @@ pub async fn services(dir: &std::path::Path) -> Services {
         ..Default::default()
     };
     let guard = Arc::new(carepost_guard::Guard::load(guard_settings, store.clone(), audit.clone()).await.unwrap());
-    Services { store, ring, blobs, audit, intake, portal, guard }
+    let policies = carepost_identity::Policies { staff: staff.policy(), portal: config.portal_policy() };
+    let identity = carepost_identity::Identity::new(store.clone(), ring.clone(), policies);
+    Services { store, ring, blobs, audit, intake, portal, guard, identity }
 }
 
 /// A client builder that trusts only `cert_pem`, reaches `localhost` at `addr` and follows no
@@ -74,7 +77,8 @@ impl TestWeb {
         let server = WebServer::bind("127.0.0.1:0".parse().unwrap(), &tls).await.unwrap();
         let addr = server.local_addr().unwrap();
         let url = format!("https://localhost:{}", addr.port());
-        let state = WebContext::new(config, staff, url.clone(), services(dir.path()).await).unwrap();
+        let services = services(dir.path(), &config, &staff).await;
+        let state = WebContext::new(config, staff, url.clone(), services).unwrap();
         let running = server.start(carepost_web::router(state.clone())).unwrap();
         let cert_pem = certified.cert.pem();
         let client = client_builder(&cert_pem, addr).build().unwrap();
