@@ -17,6 +17,7 @@ pub mod config;
 pub mod cookies;
 pub mod csrf;
 pub mod error;
+mod pages;
 pub mod portal;
 pub mod problem;
 pub mod rate_limit;

@@ -18,7 +18,7 @@ use carepost_identity::{AccountRef, SecondStep, Session, Stage};
 
 use crate::csrf::{CsrfForm, CsrfOnly};
 use crate::error::WebError;
-use crate::portal::{refuse_blocked, see_other};
+use crate::pages::{refuse_blocked, see_other};
 use crate::state::audit;
 use crate::{ClientIp, WebState, cookies, totp};
 

@@ -14,15 +14,14 @@ pub(crate) mod session;
 
 use askama::Template;
 use axum::Router;
-use axum::http::header::{CACHE_CONTROL, LOCATION};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
-use carepost_model::Timestamp;
 
-use crate::error::{Rendered, WebError};
+use crate::WebState;
+use crate::error::WebError;
+pub(crate) use crate::pages::{date, failed_attempt, page, refuse_blocked, see_other};
 pub(crate) use crate::state::audit;
-use crate::{ClientIp, WebState};
 
 pub use session::Session;
 
@@ -45,24 +44,6 @@ pub fn routes() -> Router<WebState> {
         .route("/p/read/{id}/reply", get(reply::form).post(reply::send))
         .route("/p/s/{token}", get(sender::status))
         .route("/p/s/{token}/retract", post(sender::retract))
-}
-
-/// Renders a page, marked so the error layer keeps it.
-pub(crate) fn page(status: StatusCode, template: &impl Template) -> Result<Response, WebError> {
-    let body = template.render().map_err(WebError::internal)?;
-    let mut response = (status, Html(body)).into_response();
-    response.extensions_mut().insert(Rendered);
-    Ok(response)
-}
-
-/// A 303 to `to` (a path of this site).
-pub(crate) fn see_other(to: &str) -> Response {
-    let mut response = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        response.headers_mut().insert(LOCATION, v);
-    }
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 #[derive(Template)]
@@ -97,33 +78,6 @@ pub(crate) fn withdrawn(csrf: String, signed_in: bool) -> Result<Response, WebEr
         "The sender withdrew this message, or the time it could be read has passed. Its content has been deleted. Contact the sender if you still need it.",
         None,
     )
-}
-
-/// `2026-01-31 14:05 UTC`
-pub(crate) fn date(micros: i64) -> String {
-    let d = Timestamp::from_micros(micros).to_datetime();
-    format!("{:04}-{:02}-{:02} {:02}:{:02} UTC", d.year(), u8::from(d.month()), d.day(), d.hour(), d.minute())
-}
-
-/// Refuses a blocked client address before any sign-in work.
-pub(crate) fn refuse_blocked(state: &WebState, ip: ClientIp) -> Result<(), WebError> {
-    if let Some(block) = state.services.guard.blocked(ip.0) {
-        let guard = state.services.guard.clone();
-        tokio::spawn(async move { guard.refused_blocked(ip.0, &block, "web").await });
-        return Err(WebError::Forbidden("Too many failed attempts came from your network. Try again later.".into()));
-    }
-    Ok(())
-}
-
-/// Counts a failed attempt (wrong password, code or TOTP) against the client address.
-pub(crate) async fn failed_attempt(state: &WebState, ip: ClientIp, what: &str) {
-    let _ = state.services.guard.failed(ip.0, "", what).await;
-}
-
-/// Counts a failed sign-in of `login` against the client: per login and client first, so
-/// that one person mistyping cannot block everyone behind the same address.
-pub(crate) async fn failed_login(state: &WebState, ip: ClientIp, login: &str, what: &str) {
-    let _ = state.services.guard.failed(ip.0, login, what).await;
 }
 
 fn portal_error(e: carepost_secure::portal::PortalError) -> WebError {

@@ -16,7 +16,7 @@ use super::signin::failed;
 use crate::csrf::csrf_field;
 use crate::csrf::{Csrf, CsrfForm};
 use crate::error::WebError;
-use crate::portal::see_other;
+use crate::pages::see_other;
 use crate::signin::{Door, Full, Visit};
 use crate::{ClientIp, WebState};
 
@@ -77,7 +77,7 @@ async fn render(
         message: message.map(str::to_owned),
         error: error.map(str::to_owned),
     };
-    crate::portal::page(status, &page)
+    crate::pages::page(status, &page)
 }
 
 /// `GET /staff`
@@ -229,7 +229,7 @@ pub async fn audit_view(
     let rows = records
         .into_iter()
         .map(|r| AuditLine {
-            at: crate::portal::date(r.at),
+            at: crate::pages::date(r.at),
             actor: r.actor,
             action: r.action,
             target: r.target,
@@ -237,5 +237,5 @@ pub async fn audit_view(
             outcome: r.outcome,
         })
         .collect();
-    crate::portal::page(StatusCode::OK, &AuditPage { signed_in: true, csrf, rows })
+    crate::pages::page(StatusCode::OK, &AuditPage { signed_in: true, csrf, rows })
 }

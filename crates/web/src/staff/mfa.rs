@@ -16,7 +16,7 @@ use super::signin::user_agent;
 use super::{CredentialForm, KeyNameForm, allow_own_script, audit, notice};
 use crate::csrf::{CodeForm, Csrf, CsrfForm, CsrfOnly};
 use crate::error::WebError;
-use crate::portal::see_other;
+use crate::pages::see_other;
 use crate::signin::{self, Door, FullOrEnroll, Stages, TotpState, Visit};
 use crate::{ClientIp, WebState};
 
@@ -51,7 +51,7 @@ async fn render(
         .await
         .map_err(WebError::internal)?
         .into_iter()
-        .map(|(name, at)| (name, crate::portal::date(at)))
+        .map(|(name, at)| (name, crate::pages::date(at)))
         .collect();
     let page = MfaPage {
         signed_in: s.session.stage == Stage::Full,
@@ -63,7 +63,7 @@ async fn render(
         message: message.map(str::to_owned),
         error: error.map(str::to_owned),
     };
-    let response = crate::portal::page(status, &page)?;
+    let response = crate::pages::page(status, &page)?;
     Ok(if page.keys_available { allow_own_script(response) } else { response })
 }
 

@@ -18,7 +18,7 @@ use super::{CredentialForm, allow_own_script, audit, notice};
 use crate::csrf::csrf_field;
 use crate::csrf::{CodeForm, Csrf, CsrfForm, CsrfOnly};
 use crate::error::WebError;
-use crate::portal::{failed_login, refuse_blocked, see_other};
+use crate::pages::{failed_login, refuse_blocked, see_other};
 use crate::signin::{self, Door, SecondFactor, Visit};
 use crate::{ClientIp, WebState};
 
@@ -43,7 +43,7 @@ pub async fn page(Csrf(csrf): Csrf) -> Result<Response, WebError> {
 }
 
 fn page_with(status: StatusCode, csrf: String, login: String, error: Option<&str>) -> Result<Response, WebError> {
-    crate::portal::page(status, &SigninPage { signed_in: false, csrf, login, error: error.map(str::to_owned) })
+    crate::pages::page(status, &SigninPage { signed_in: false, csrf, login, error: error.map(str::to_owned) })
 }
 
 #[derive(Deserialize)]
@@ -146,7 +146,7 @@ fn mfa_page_with(
     error: Option<&str>,
 ) -> Result<Response, WebError> {
     let keys = s.factors.security_keys > 0 && state.webauthn.is_some();
-    let response = crate::portal::page(
+    let response = crate::pages::page(
         status,
         &MfaPage { signed_in: false, csrf, totp: s.factors.totp.is_some(), keys, error: error.map(str::to_owned) },
     )?;
