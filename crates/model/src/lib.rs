@@ -5,6 +5,25 @@
 //! these types so that a message id minted by SMTP ingress means the same thing to delivery,
 //! the audit log and the portal.
 
+/// Serializes a type as its `Display` text and reads it back through `FromStr`, so that the
+/// configuration file, JSON and the command line all carry the text people write.
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 mod address;
 mod client;
 mod envelope;

@@ -4,8 +4,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// An address block such as `192.0.2.0/24` or `2001:db8::/32`; a bare address is a /32 or
 /// /128. Host bits are cleared so that equal networks print the same.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,18 +94,7 @@ impl fmt::Debug for Network {
     }
 }
 
-impl Serialize for Network {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Network {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(Network);
 
 #[cfg(test)]
 mod tests {
