@@ -1,18 +1,16 @@
 //! Sealed blobs in an S3-compatible bucket, end to end: `carepost serve` with `[blobs]` on a
 //! real S3 server (moto, from the testkit) accepts mail from swaks, keeps the body in the
 //! bucket sealed, and delivers it to smtp-sink after a restart; the local blob directory is
-//! never used. A bucket that cannot be reached stops the server at start.
+//! never used. A bucket that cannot be reached stops the server at start. The bodies are larger
+//! than the spool keeps in the database, so that they are blobs.
+
+mod support;
 
 use std::path::Path;
 
 use carepost_testkit::{Server, Sink, files_containing, run, s3, swaks};
 
 const BIN: &str = env!("CARGO_BIN_EXE_carepost");
-
-/// A body too large to be kept in the database with the queue rows, so that it is a blob.
-fn large_body(first_line: &str) -> String {
-    format!("{first_line}\n{}", "Please bring your insurance card and a list of medications.\n".repeat(1200))
-}
 
 fn config(blobs: &str, delivery: &str) -> String {
     format!(
@@ -62,7 +60,7 @@ fn mail_is_kept_sealed_in_the_bucket_and_delivered_from_it() {
                 "--header",
                 "Subject: results",
                 "--body",
-                &large_body(&format!("Your appointment is confirmed: {marker}")),
+                &support::large_body(&format!("Your appointment is confirmed: {marker}")),
             ],
         );
         assert_eq!(code, 0, "{out}");
@@ -145,7 +143,7 @@ fn an_unreachable_bucket_stops_the_server_at_start_without_naming_the_secret() {
 }
 
 fn send(server: &Server, marker: &str) {
-    let body = large_body(&format!("Your appointment is confirmed: {marker}"));
+    let body = support::large_body(&format!("Your appointment is confirmed: {marker}"));
     let (code, out) = swaks(
         server.addr("submission"),
         &["--from", "nurse@clinic.example.org", "--to", "dr.smith@clinic.example.org", "--body", &body],

@@ -66,12 +66,9 @@ fn a_sqlite_install_moves_to_postgres_and_s3_and_carries_on_there() {
     let markers: Vec<String> = (0..3).map(|i| format!("{marker}-queued-{i}")).collect();
     for (i, m) in markers.iter().enumerate() {
         // The first body is too large to be kept with the queue rows: it is a blob.
-        let filler = if i == 0 {
-            "Please bring your insurance card and a list of medications.\n".repeat(1200)
-        } else {
-            String::new()
-        };
-        send(&server, "dr.smith@clinic.example.org", &format!("Your appointment is confirmed: {m}\n{filler}"));
+        let body = format!("Your appointment is confirmed: {m}");
+        let body = if i == 0 { support::large_body(&body) } else { body };
+        send(&server, "dr.smith@clinic.example.org", &body);
     }
     assert!(server.stop().success());
     add_user(BIN, dir, "admin@clinic.example.org", &["--role", "admin"], PASSWORD);

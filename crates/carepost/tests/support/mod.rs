@@ -55,3 +55,10 @@ pub fn assert_drained_and_verified(dir: &Path) {
     let (code, out, err) = carepost(env!("CARGO_BIN_EXE_carepost"), dir, &["audit", "verify"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// A message body too large to be kept in the database with its queue rows (over the spool's
+/// `INLINE_BODY_MAX`), so that it is stored as a blob.
+pub fn large_body(first_line: &str) -> String {
+    let line = "Please bring your insurance card and a list of medications.\n";
+    format!("{first_line}\n{}", line.repeat(carepost_spool::INLINE_BODY_MAX / line.len() + 1))
+}
