@@ -20,7 +20,7 @@ carepost_config() {
   cat >"$work/carepost.toml" <<TOML
 data_dir = "$work/data"
 [log]
-level = "warn"
+level = "${CP_LOG:-warn}"
 [smtp]
 mx_listen = "127.0.0.1:$(cat "$work/port")"
 submission_listen = ""

@@ -1475,7 +1475,7 @@ impl Inner {
                     for event in &events {
                         audit.append_in(tx, event).await.map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     }
-                    queue::finish_if_done(tx, &message_id).await?;
+                    queue::finish_if_done_later(tx, &message_id)?;
                     Ok(())
                 })
             })

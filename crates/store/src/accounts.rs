@@ -171,7 +171,7 @@ pub fn app_password_hash(ring: &KeyRing, tenant: &TenantId, secret: &str) -> Res
 async fn address_rows(tx: &mut Tx, account_id: &str) -> Result<Vec<Vec<u8>>, StoreError> {
     let rows = sqlx::query("SELECT address FROM account_addresses WHERE account_id = $1 ORDER BY position")
         .bind(account_id)
-        .fetch_all(tx.conn())
+        .fetch_all(tx.conn().await?)
         .await?;
     rows.iter().map(|r| Ok(r.try_get("address")?)).collect()
 }
@@ -298,7 +298,7 @@ impl Store {
                         .bind(role.as_str())
                         .bind(Timestamp::now().as_micros())
                         .bind(&id)
-                        .execute(tx.conn())
+                        .execute(tx.conn().await?)
                         .await?;
                     Ok(done.rows_affected())
                 })
@@ -361,7 +361,7 @@ impl Store {
                     .bind(role)
                     .bind(&hash)
                     .bind(now)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     for (position, (address_index, sealed)) in (0_i64..).zip(&addresses) {
                         sqlx::query(
@@ -373,7 +373,7 @@ impl Store {
                         .bind(address_index)
                         .bind(sealed)
                         .bind(position)
-                            .execute(tx.conn())
+                            .execute(tx.conn().await?)
                             .await?;
                     }
                     Ok(())
@@ -393,7 +393,7 @@ impl Store {
                         .bind(&hash)
                         .bind(Timestamp::now().as_micros())
                         .bind(&id)
-                        .execute(tx.conn())
+                        .execute(tx.conn().await?)
                         .await?;
                     Ok(done.rows_affected())
                 })
@@ -414,7 +414,7 @@ impl Store {
                         .bind(i64::from(disabled))
                         .bind(Timestamp::now().as_micros())
                         .bind(&id)
-                        .execute(tx.conn())
+                        .execute(tx.conn().await?)
                         .await?;
                     Ok(done.rows_affected())
                 })
@@ -441,7 +441,7 @@ impl Store {
                     let taken: Option<String> = sqlx::query_scalar("SELECT id FROM app_passwords WHERE account_id = $1 AND name = $2")
                         .bind(&account)
                         .bind(&name)
-                        .fetch_optional(tx.conn())
+                        .fetch_optional(tx.conn().await?)
                         .await?;
                     if taken.is_some() {
                         return Err(StoreError::Conflict(format!("an app password named '{name}' already exists")));
@@ -452,7 +452,7 @@ impl Store {
                         .bind(&name)
                         .bind(&secret_hash)
                         .bind(Timestamp::now().as_micros())
-                        .execute(tx.conn())
+                        .execute(tx.conn().await?)
                         .await?;
                     Ok(())
                 })
@@ -472,7 +472,7 @@ impl Store {
                     .bind(Timestamp::now().as_micros())
                     .bind(&account)
                     .bind(&name)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     Ok(done.rows_affected() == 1)
                 })
@@ -488,7 +488,7 @@ impl Store {
                 sqlx::query("UPDATE app_passwords SET last_used_at = $1 WHERE id = $2")
                     .bind(Timestamp::now().as_micros())
                     .bind(&id)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 Ok(())
             })
@@ -521,7 +521,7 @@ impl Store {
             Box::pin(async move {
                 sqlx::query("DELETE FROM blocks WHERE until IS NOT NULL AND until <= $1")
                     .bind(Timestamp::now().as_micros())
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 sqlx::query(
                     "INSERT INTO blocks (network, until, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -533,7 +533,7 @@ impl Store {
                 .bind(&b.reason)
                 .bind(&b.created_by)
                 .bind(b.created_at)
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
                 Ok(())
             })
@@ -547,7 +547,7 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let done =
-                    sqlx::query("DELETE FROM blocks WHERE network = $1").bind(&network).execute(tx.conn()).await?;
+                    sqlx::query("DELETE FROM blocks WHERE network = $1").bind(&network).execute(tx.conn().await?).await?;
                 Ok(done.rows_affected() == 1)
             })
         })

@@ -97,7 +97,7 @@ impl Store {
                         sqlx::query_scalar("SELECT id FROM api_keys WHERE tenant = $1 AND name = $2 AND revoked_at IS NULL")
                             .bind(k.tenant.as_str())
                             .bind(&k.name)
-                            .fetch_optional(tx.conn())
+                            .fetch_optional(tx.conn().await?)
                             .await?;
                     if taken.is_some() {
                         return Err(StoreError::Conflict(format!("an API key named '{}' already exists", k.name)));
@@ -117,7 +117,7 @@ impl Store {
                     .bind(k.expires_at)
                     .bind(k.created_at)
                     .bind(k.allowed_from.join(","))
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     Ok(())
                 })
@@ -152,7 +152,7 @@ impl Store {
                 let done = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                     .bind(Timestamp::now().as_micros())
                     .bind(&id)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 Ok(done.rows_affected() == 1)
             })
@@ -177,7 +177,7 @@ impl Store {
                             sqlx::query_scalar("SELECT message_id FROM api_messages WHERE key_id = $1 AND idempotency_hash = $2")
                                 .bind(&key)
                                 .bind(hash)
-                                .fetch_optional(tx.conn())
+                                .fetch_optional(tx.conn().await?)
                                 .await?;
                         if taken.is_some() {
                             return Err(StoreError::Conflict("idempotency key already used".into()));
@@ -191,7 +191,7 @@ impl Store {
                     .bind(&tenant)
                     .bind(&idempotency_hash)
                     .bind(Timestamp::now().as_micros())
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     Ok(())
                 })

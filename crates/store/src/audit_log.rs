@@ -47,42 +47,58 @@ fn row_to_record(row: &sqlx::any::AnyRow) -> Result<AuditRow, StoreError> {
 }
 
 /// The last record's sequence number and hash, inside the caller's transaction so that
-/// appends in one group commit chain onto each other.
+/// appends in one group commit chain onto each other. Read once per transaction: after
+/// that the transaction knows the head, since it writes every record after it.
 ///
-/// On PostgreSQL, where several nodes append to one chain, this first takes a lock that the
-/// transaction holds until it ends: the chain is serialized through the database, and the
-/// head read here stays the head until the caller's record is committed after it.
+/// On PostgreSQL, where several nodes append to one chain, the first read takes a lock that
+/// the transaction holds until it ends: the chain is serialized through the database, and
+/// the head read here stays the head until the caller's record is committed after it.
 pub async fn head(tx: &mut Tx) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
-    if tx.backend() == Backend::Postgres {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock::AUDIT).execute(tx.conn()).await?;
+    if tx.audit_head_known {
+        return Ok(tx.audit_seen.last().cloned());
     }
-    let row =
-        sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1").fetch_optional(tx.conn()).await?;
-    row.map(|r| Ok((r.try_get("seq")?, r.try_get("hash")?))).transpose()
+    if tx.backend() == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock::AUDIT).execute(tx.conn().await?).await?;
+    }
+    let row = sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(tx.conn().await?)
+        .await?;
+    let head: Option<(i64, Vec<u8>)> = row.map(|r| Ok::<_, StoreError>((r.try_get("seq")?, r.try_get("hash")?))).transpose()?;
+    tx.audit_seen.extend(head.clone());
+    tx.audit_head_known = true;
+    Ok(head)
 }
 
 /// The stored hash of record `seq`, if there is one.
 pub async fn hash_at(tx: &mut Tx, seq: i64) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT hash FROM audit_records WHERE seq = $1").bind(seq).fetch_optional(tx.conn()).await?)
+    if let Some((_, hash)) = tx.audit_seen.iter().find(|(s, _)| *s == seq) {
+        return Ok(Some(hash.clone()));
+    }
+    Ok(sqlx::query_scalar("SELECT hash FROM audit_records WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(tx.conn().await?)
+        .await?)
 }
 
+/// Appends a record (sent with the transaction's other writes, see [`Tx`]).
 pub async fn insert(tx: &mut Tx, r: &AuditRow) -> Result<(), StoreError> {
-    sqlx::query(
+    tx.defer(
         "INSERT INTO audit_records (seq, at, actor, action, target, source_ip, outcome, details, prev_hash, hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(r.seq)
-    .bind(r.at)
-    .bind(&r.actor)
-    .bind(&r.action)
-    .bind(&r.target)
-    .bind(&r.source_ip)
-    .bind(&r.outcome)
-    .bind(&r.details)
-    .bind(&r.prev_hash)
-    .bind(&r.hash)
-    .execute(tx.conn())
-    .await?;
+        |b| {
+            b.add(r.seq)
+                .add(r.at)
+                .add(&r.actor)
+                .add(&r.action)
+                .add(&r.target)
+                .add(&r.source_ip)
+                .add(&r.outcome)
+                .add(&r.details)
+                .add(&r.prev_hash)
+                .add(&r.hash);
+        },
+    )?;
+    tx.audit_seen.push((r.seq, r.hash.clone()));
     Ok(())
 }
 
@@ -93,13 +109,13 @@ pub async fn insert_checkpoint(tx: &mut Tx, c: &CheckpointRow) -> Result<(), Sto
         .bind(c.at)
         .bind(&c.key_id)
         .bind(&c.signature)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
 
 pub async fn last_checkpoint(tx: &mut Tx) -> Result<Option<i64>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(tx.conn()).await?)
+    Ok(sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints").fetch_one(tx.conn().await?).await?)
 }
 
 impl Store {

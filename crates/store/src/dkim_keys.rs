@@ -50,7 +50,7 @@ pub async fn insert(tx: &mut Tx, k: &DkimKeyRow) -> Result<(), StoreError> {
     .bind(k.created_at)
     .bind(k.active_from)
     .bind(k.retired_at)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -60,11 +60,11 @@ pub async fn insert(tx: &mut Tx, k: &DkimKeyRow) -> Result<(), StoreError> {
 pub async fn schedule_retirement(tx: &mut Tx, domain: &str, at: i64, keep: &[String]) -> Result<u64, StoreError> {
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM dkim_keys WHERE domain = $1 AND retired_at IS NULL")
         .bind(domain)
-        .fetch_all(tx.conn())
+        .fetch_all(tx.conn().await?)
         .await?;
     let mut n = 0;
     for id in ids.into_iter().filter(|id| !keep.contains(id)) {
-        sqlx::query("UPDATE dkim_keys SET retired_at = $1 WHERE id = $2").bind(at).bind(&id).execute(tx.conn()).await?;
+        sqlx::query("UPDATE dkim_keys SET retired_at = $1 WHERE id = $2").bind(at).bind(&id).execute(tx.conn().await?).await?;
         n += 1;
     }
     Ok(n)

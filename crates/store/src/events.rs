@@ -100,13 +100,10 @@ pub async fn record(tx: &mut Tx, e: &NewEvent) -> Result<bool, StoreError> {
         // cursor past seq 11 while seq 10 was still uncommitted would never see 10. Writers
         // hold this lock shared until they commit; `horizon` takes it exclusively, so it
         // only returns once every sequence number up to the one it reads is settled.
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(lock::EVENTS).execute(tx.conn()).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(lock::EVENTS).execute(tx.conn().await?).await?;
         tx.holds_events_lock = true;
     }
-    let done = sqlx::query(
-        "INSERT INTO message_events (id, tenant, message_id, recipient, address_index, kind, method, attempt, next_attempt_at, status, at) \
-         SELECT $1, tenant, message_id, idx, address_index, $2, $3, $4, $5, $6, $7 FROM recipients WHERE message_id = $8 AND idx = $9",
-    )
+    let done = sqlx::query(INSERT)
     .bind(Id::new().to_string())
     .bind(e.kind)
     .bind(&e.method)
@@ -116,25 +113,51 @@ pub async fn record(tx: &mut Tx, e: &NewEvent) -> Result<bool, StoreError> {
     .bind(e.at)
     .bind(&e.message_id)
     .bind(e.recipient)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Records an event with the transaction's other writes (see [`Tx`]), for the queue's own
+/// state changes, which know their recipient is there.
+pub(crate) fn defer(tx: &mut Tx, e: &NewEvent) -> Result<(), StoreError> {
+    if tx.backend() == Backend::Postgres && !tx.holds_events_lock {
+        // See `record`.
+        tx.defer("SELECT pg_advisory_xact_lock_shared($1)", |b| {
+            b.add(lock::EVENTS);
+        })?;
+        tx.holds_events_lock = true;
+    }
+    tx.defer(INSERT, |b| {
+        b.add(Id::new().to_string())
+            .add(e.kind)
+            .add(&e.method)
+            .add(e.attempt)
+            .add(e.next_attempt_at)
+            .add(&e.status)
+            .add(e.at)
+            .add(&e.message_id)
+            .add(e.recipient);
+    })
+}
+
+const INSERT: &str = "INSERT INTO message_events (id, tenant, message_id, recipient, address_index, kind, method, attempt, next_attempt_at, status, at) \
+     SELECT $1, tenant, message_id, idx, address_index, $2, $3, $4, $5, $6, $7 FROM recipients WHERE message_id = $8 AND idx = $9";
 
 /// The newest event's sequence number such that every event up to it is committed (or
 /// rolled back for good): what an outbox cursor may move to. Inside a write transaction.
 pub async fn horizon(tx: &mut Tx) -> Result<i64, StoreError> {
     if tx.backend() == Backend::Postgres {
         // Waits for the transactions that are writing events now; they hold the lock shared.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock::EVENTS).execute(tx.conn()).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock::EVENTS).execute(tx.conn().await?).await?;
     }
     // On SQLite, writes go through one writer, so every event up to the newest is committed.
-    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn()).await?)
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn().await?).await?)
 }
 
 /// Removes a message's events (with the message itself).
 pub async fn delete_for_message(tx: &mut Tx, message_id: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM message_events WHERE message_id = $1").bind(message_id).execute(tx.conn()).await?;
+    sqlx::query("DELETE FROM message_events WHERE message_id = $1").bind(message_id).execute(tx.conn().await?).await?;
     Ok(())
 }
 

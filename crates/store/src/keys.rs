@@ -46,7 +46,7 @@ async fn insert_secret(tx: &mut Tx, s: &WrappedSecret) -> Result<bool, StoreErro
     .bind(&s.master_key_id)
     .bind(&s.bytes)
     .bind(Timestamp::now().as_micros())
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -61,15 +61,9 @@ pub async fn put_data_key(
 ) -> Result<(), StoreError> {
     let version =
         wrapped.kek_version().ok_or_else(|| StoreError::Corrupt("wrapped data key without a kek version".into()))?;
-    sqlx::query("INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(tenant.as_str())
-        .bind(object)
-        .bind(i64::from(version))
-        .bind(&wrapped.0)
-        .bind(Timestamp::now().as_micros())
-        .execute(tx.conn())
-        .await?;
-    Ok(())
+    tx.defer("INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)", |b| {
+        b.add(tenant.as_str()).add(object).add(i64::from(version)).add(&wrapped.0).add(Timestamp::now().as_micros());
+    })
 }
 
 /// Deletes the data key of an object in the caller's transaction: the object becomes
@@ -78,7 +72,7 @@ pub async fn shred_data_key(tx: &mut Tx, tenant: &TenantId, object: &str) -> Res
     let done = sqlx::query("DELETE FROM data_keys WHERE tenant = $1 AND object = $2")
         .bind(tenant.as_str())
         .bind(object)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -187,7 +181,7 @@ impl Store {
                 )
                 .bind(tenant.as_str())
                 .bind(i64::from(to_version))
-                .fetch_all(tx.conn())
+                .fetch_all(tx.conn().await?)
                 .await?;
                 if rows.is_empty() {
                     break;
@@ -203,7 +197,7 @@ impl Store {
                     .bind(i64::from(to_version))
                     .bind(tenant.as_str())
                     .bind(&object)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     rewrapped += 1;
                 }
@@ -211,7 +205,7 @@ impl Store {
             sqlx::query("DELETE FROM vault_secrets WHERE scope = $1 AND purpose = 'kek' AND version < $2")
                 .bind(tenant.as_str())
                 .bind(i64::from(to_version))
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
             tx.execute("COMMIT").await?;
             Ok::<u64, StoreError>(rewrapped)
@@ -238,7 +232,7 @@ impl Store {
         let mut tx = self.reader().await?;
         tx.begin().await?;
         let result = async {
-            let rows = sqlx::query("SELECT * FROM vault_secrets").fetch_all(tx.conn()).await?;
+            let rows = sqlx::query("SELECT * FROM vault_secrets").fetch_all(tx.conn().await?).await?;
             let mut count = 0;
             for row in &rows {
                 let old = secret_from_row(row)?;
@@ -249,7 +243,7 @@ impl Store {
                     .bind(&new.scope)
                     .bind(new.purpose.as_str())
                     .bind(i64::from(new.version))
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 count += 1;
             }

@@ -37,7 +37,7 @@ impl Store {
                 .bind(&holder)
                 .bind(until)
                 .bind(now)
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
                 Ok(done.rows_affected() == 1)
             })
@@ -55,7 +55,7 @@ impl Store {
                     .bind(until)
                     .bind(&name)
                     .bind(&holder)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 Ok(done.rows_affected() == 1)
             })
@@ -72,7 +72,7 @@ impl Store {
                 let done = sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
                     .bind(&name)
                     .bind(&holder)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 Ok(done.rows_affected() == 1)
             })

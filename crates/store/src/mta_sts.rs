@@ -60,7 +60,7 @@ impl Store {
                     .bind(&row.policy)
                     .bind(row.fetched_at)
                     .bind(row.expires_at)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     Ok(())
                 })

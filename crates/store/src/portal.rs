@@ -64,7 +64,7 @@ pub async fn insert_message(tx: &mut Tx, m: &PortalMessageRow, tokens: &[(Vec<u8
     .bind(m.expires_at)
     .bind(&m.state)
     .bind(m.source_recipient)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     for (hash, purpose) in tokens {
         sqlx::query("INSERT INTO portal_tokens (token_hash, purpose, message_id, created_at) VALUES ($1, $2, $3, $4)")
@@ -72,7 +72,7 @@ pub async fn insert_message(tx: &mut Tx, m: &PortalMessageRow, tokens: &[(Vec<u8
             .bind(*purpose)
             .bind(&m.id)
             .bind(m.created_at)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
     }
     Ok(())
@@ -89,7 +89,7 @@ pub async fn withdraw(tx: &mut Tx, id: &str, new_state: &str, at: i64, by: &str)
     .bind(at)
     .bind(by)
     .bind(id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     let changed = done.rows_affected() == 1;
     if changed {
@@ -104,7 +104,7 @@ pub async fn withdraw(tx: &mut Tx, id: &str, new_state: &str, at: i64, by: &str)
 async fn record_for_source(tx: &mut Tx, portal_id: &str, event_kind: &'static str, at: i64) -> Result<(), StoreError> {
     let source = sqlx::query("SELECT source_message, source_recipient FROM portal_messages WHERE id = $1")
         .bind(portal_id)
-        .fetch_optional(tx.conn())
+        .fetch_optional(tx.conn().await?)
         .await?;
     let Some(source) = source else { return Ok(()) };
     let (message, recipient): (String, Option<i64>) =
@@ -248,14 +248,14 @@ impl Store {
                 let seq: i64 =
                     sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM portal_opens WHERE message_id = $1")
                         .bind(&id)
-                        .fetch_one(tx.conn())
+                        .fetch_one(tx.conn().await?)
                         .await?;
                 sqlx::query("INSERT INTO portal_opens (message_id, seq, at, detail) VALUES ($1, $2, $3, $4)")
                     .bind(&id)
                     .bind(seq)
                     .bind(at)
                     .bind(&detail)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 record_for_source(tx, &id, kind::OPENED, at).await?;
                 Ok(seq)
@@ -313,7 +313,7 @@ impl Store {
                         sqlx::query_scalar("SELECT id FROM portal_accounts WHERE tenant = $1 AND address_index = $2")
                             .bind(&new_row.tenant)
                             .bind(&new_row.address_index)
-                            .fetch_optional(tx.conn())
+                            .fetch_optional(tx.conn().await?)
                             .await?;
                     if let Some(id) = existing {
                         let Some(password_hash) = password_hash else { return Ok(id) };
@@ -324,7 +324,7 @@ impl Store {
                         .bind(&password_hash)
                         .bind(now)
                         .bind(&id)
-                        .execute(tx.conn())
+                        .execute(tx.conn().await?)
                         .await?;
                         return Ok(id);
                     }
@@ -338,7 +338,7 @@ impl Store {
                     .bind(&new_row.address)
                     .bind(&password_hash)
                     .bind(now)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     Ok(new_row.id)
                 })
@@ -360,7 +360,7 @@ impl Store {
                     .bind(&tenant)
                     .bind(&address_index)
                     .bind(code_purpose)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     sqlx::query(
                         "INSERT INTO portal_codes (id, tenant, address_index, purpose, code_hash, created_at, expires_at) \
@@ -373,7 +373,7 @@ impl Store {
                     .bind(&code_hash)
                     .bind(now)
                     .bind(expires_at)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     Ok(())
                 })
@@ -436,7 +436,7 @@ impl Store {
                 .bind(&id)
                 .bind(now)
                 .bind(max_attempts)
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
                 Ok(done.rows_affected() == 1)
             })
@@ -462,7 +462,7 @@ impl Store {
                 } else {
                     "UPDATE portal_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL AND attempts >= $3"
                 };
-                let done = sqlx::query(sql).bind(now).bind(&id).bind(max_attempts).execute(tx.conn()).await?;
+                let done = sqlx::query(sql).bind(now).bind(&id).bind(max_attempts).execute(tx.conn().await?).await?;
                 Ok(matched && done.rows_affected() == 1)
             })
         })
@@ -486,7 +486,7 @@ impl Store {
                 )
                 .bind(&id)
                 .bind(max_failures)
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
                 Ok(done.rows_affected() == 1)
             })
@@ -501,7 +501,7 @@ impl Store {
                 Box::pin(async move {
                     sqlx::query("UPDATE portal_messages SET passphrase_failures = passphrase_failures - 1 WHERE id = $1 AND passphrase_failures > 0")
                         .bind(&id)
-                        .execute(tx.conn())
+                        .execute(tx.conn().await?)
                         .await?;
                     Ok(())
                 })

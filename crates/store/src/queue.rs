@@ -100,49 +100,49 @@ fn recipient_from(r: &sqlx::any::AnyRow) -> Result<RecipientRow, StoreError> {
 }
 
 pub async fn insert_message(tx: &mut Tx, m: &MessageRow, recipients: &[RecipientRow]) -> Result<(), StoreError> {
-    sqlx::query(
+    tx.defer(
         "INSERT INTO messages (id, tenant, received_at, source, size, body_blob, envelope, arrival, \
          message_id_index, inspection, state, done_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(&m.id)
-    .bind(&m.tenant)
-    .bind(m.received_at)
-    .bind(&m.source)
-    .bind(m.size)
-    .bind(&m.body_blob)
-    .bind(&m.envelope)
-    .bind(&m.arrival)
-    .bind(&m.message_id_index)
-    .bind(&m.inspection)
-    .bind(&m.state)
-    .bind(m.done_at)
-    .execute(tx.conn())
-    .await?;
+        |b| {
+            b.add(&m.id)
+                .add(&m.tenant)
+                .add(m.received_at)
+                .add(&m.source)
+                .add(m.size)
+                .add(&m.body_blob)
+                .add(&m.envelope)
+                .add(&m.arrival)
+                .add(&m.message_id_index)
+                .add(&m.inspection)
+                .add(&m.state)
+                .add(m.done_at);
+        },
+    )?;
     for r in recipients {
-        sqlx::query(
+        tx.defer(
             "INSERT INTO recipients (message_id, idx, tenant, address, address_index, domain_index, decision, state, \
              attempts, next_attempt_at, lease_until, last_reply, method, delay_notified, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(&r.message_id)
-        .bind(r.idx)
-        .bind(&r.tenant)
-        .bind(&r.address)
-        .bind(&r.address_index)
-        .bind(&r.domain_index)
-        .bind(&r.decision)
-        .bind(&r.state)
-        .bind(r.attempts)
-        .bind(r.next_attempt_at)
-        .bind(r.lease_until)
-        .bind(&r.last_reply)
-        .bind(&r.method)
-        .bind(i64::from(r.delay_notified))
-        .bind(r.updated_at)
-        .execute(tx.conn())
-        .await?;
+            |b| {
+                b.add(&r.message_id)
+                    .add(r.idx)
+                    .add(&r.tenant)
+                    .add(&r.address)
+                    .add(&r.address_index)
+                    .add(&r.domain_index)
+                    .add(&r.decision)
+                    .add(&r.state)
+                    .add(r.attempts)
+                    .add(r.next_attempt_at)
+                    .add(r.lease_until)
+                    .add(&r.last_reply)
+                    .add(&r.method)
+                    .add(i64::from(r.delay_notified))
+                    .add(r.updated_at);
+            },
+        )?;
         let first = if r.state == state::QUARANTINED { kind::QUARANTINED } else { kind::QUEUED };
-        events::record(tx, &NewEvent::new(&r.message_id, r.idx, first, m.received_at)).await?;
+        events::defer(tx, &NewEvent::new(&r.message_id, r.idx, first, m.received_at))?;
     }
     Ok(())
 }
@@ -167,38 +167,26 @@ pub async fn claim_due(tx: &mut Tx, now: i64, lease_until: i64, limit: i64) -> R
         .bind(limit)
         .bind(lease_until)
         .bind(&node)
-        .fetch_all(tx.conn())
+        .fetch_all(tx.conn().await?)
         .await?;
         let mut claimed = rows.iter().map(recipient_from).collect::<Result<Vec<_>, _>>()?;
         claimed.sort_by_key(|r| r.next_attempt_at);
         return Ok(claimed);
     }
-    // SQLite: the group writer is the only writer, so reading then updating cannot race.
+    // SQLite: the group writer is the only writer, so nothing can take the rows between
+    // the choice and the update.
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT * FROM recipients WHERE {DUE} ORDER BY next_attempt_at LIMIT $2"
+        "UPDATE recipients SET state = 'inflight', lease_until = $3, lease_holder = $4, updated_at = $1 \
+         WHERE rowid IN (SELECT rowid FROM recipients WHERE {DUE} ORDER BY next_attempt_at LIMIT $2) RETURNING *"
     )))
     .bind(now)
     .bind(limit)
-    .fetch_all(tx.conn())
+    .bind(lease_until)
+    .bind(&node)
+    .fetch_all(tx.conn().await?)
     .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let mut r = recipient_from(row)?;
-        sqlx::query(
-            "UPDATE recipients SET state = 'inflight', lease_until = $1, lease_holder = $2, updated_at = $3 \
-             WHERE message_id = $4 AND idx = $5",
-        )
-        .bind(lease_until)
-        .bind(&node)
-        .bind(now)
-        .bind(&r.message_id)
-        .bind(r.idx)
-        .execute(tx.conn())
-        .await?;
-        r.state = state::INFLIGHT.into();
-        r.lease_until = Some(lease_until);
-        claimed.push(r);
-    }
+    let mut claimed = rows.iter().map(recipient_from).collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by_key(|r| r.next_attempt_at);
     Ok(claimed)
 }
 
@@ -213,7 +201,7 @@ pub async fn renew_leases(tx: &mut Tx, now: i64, lease_until: i64) -> Result<u64
     .bind(lease_until)
     .bind(&node)
     .bind(now)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected())
 }
@@ -230,7 +218,7 @@ pub async fn requeue_inflight(tx: &mut Tx, now: i64) -> Result<u64, StoreError> 
          WHERE state = 'inflight'",
     )
     .bind(now)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected())
 }
@@ -246,7 +234,7 @@ pub async fn requeue(tx: &mut Tx, recipients: &[(String, i64)], now: i64) -> Res
         .bind(now)
         .bind(message_id)
         .bind(idx)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
         n += done.rows_affected();
     }
@@ -289,23 +277,22 @@ impl RecipientUpdate {
 /// Records the outcome of an attempt (or an operator's ending) and its event.
 pub async fn update_recipient(tx: &mut Tx, message_id: &str, idx: i64, u: &RecipientUpdate) -> Result<(), StoreError> {
     let now = Timestamp::now().as_micros();
-    sqlx::query(
+    tx.defer(
         "UPDATE recipients SET state = $1, attempts = $2, next_attempt_at = $3, last_reply = $4, method = $5, \
          delay_notified = $6, lease_until = NULL, updated_at = $7 WHERE message_id = $8 AND idx = $9",
-    )
-    .bind(u.state)
-    .bind(u.attempts)
-    .bind(u.next_attempt_at)
-    .bind(&u.last_reply)
-    .bind(&u.method)
-    .bind(i64::from(u.delay_notified))
-    .bind(now)
-    .bind(message_id)
-    .bind(idx)
-    .execute(tx.conn())
-    .await?;
-    events::record(tx, &u.event(message_id, idx, now)).await?;
-    Ok(())
+        |b| {
+            b.add(u.state)
+                .add(u.attempts)
+                .add(u.next_attempt_at)
+                .add(&u.last_reply)
+                .add(&u.method)
+                .add(i64::from(u.delay_notified))
+                .add(now)
+                .add(message_id)
+                .add(idx);
+        },
+    )?;
+    events::defer(tx, &u.event(message_id, idx, now))
 }
 
 /// Sets a recipient's state alone (hold, release, retry now) and records the change as an
@@ -322,7 +309,7 @@ pub async fn set_recipient_state(
     let mut changed = 0;
     let rows = sqlx::query("SELECT idx, state, next_attempt_at FROM recipients WHERE message_id = $1")
         .bind(message_id)
-        .fetch_all(tx.conn())
+        .fetch_all(tx.conn().await?)
         .await?;
     for row in rows {
         let i: i64 = row.try_get("idx")?;
@@ -338,7 +325,7 @@ pub async fn set_recipient_state(
             .bind(now)
             .bind(message_id)
             .bind(i)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
         let event_kind = match (s.as_str(), to_state) {
             (_, state::HELD) => Some(kind::HELD),
@@ -356,44 +343,48 @@ pub async fn set_recipient_state(
 
 /// Marks the message done when no recipient is left to deliver. Returns whether it is done.
 pub async fn finish_if_done(tx: &mut Tx, message_id: &str) -> Result<bool, StoreError> {
-    let open: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM recipients WHERE message_id = $1 AND state IN ('queued', 'inflight', 'held', 'quarantined')",
-    )
-    .bind(message_id)
-    .fetch_one(tx.conn())
-    .await?;
-    if open > 0 {
-        return Ok(false);
-    }
-    sqlx::query("UPDATE messages SET state = 'done', done_at = $1 WHERE id = $2 AND state = 'active'")
+    let done = sqlx::query(FINISH_IF_DONE)
         .bind(Timestamp::now().as_micros())
         .bind(message_id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
-    Ok(true)
+    Ok(done.rows_affected() > 0)
 }
+
+/// [`finish_if_done`] with the transaction's other writes (see [`Tx`]), for a caller that
+/// does not need the answer.
+pub fn finish_if_done_later(tx: &mut Tx, message_id: &str) -> Result<(), StoreError> {
+    tx.defer(FINISH_IF_DONE, |b| {
+        b.add(Timestamp::now().as_micros()).add(message_id);
+    })
+}
+
+/// Matches the message while none of its recipients is left to deliver, and marks it done
+/// if it was active.
+const FINISH_IF_DONE: &str = "UPDATE messages SET \
+     done_at = CASE WHEN state = 'active' THEN $1 ELSE done_at END, \
+     state = CASE WHEN state = 'active' THEN 'done' ELSE state END \
+     WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = $2 \
+     AND state IN ('queued', 'inflight', 'held', 'quarantined'))";
 
 /// Keeps a message's sealed body in the database; call in the transaction of
 /// [`insert_message`], whose row names [`INLINE_BODY`] as its blob.
 pub async fn insert_inline_body(tx: &mut Tx, message_id: &str, sealed: &[u8]) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO message_bodies (message_id, sealed) VALUES ($1, $2)")
-        .bind(message_id)
-        .bind(sealed)
-        .execute(tx.conn())
-        .await?;
-    Ok(())
+    tx.defer("INSERT INTO message_bodies (message_id, sealed) VALUES ($1, $2)", |b| {
+        b.add(message_id).add(sealed);
+    })
 }
 
 pub async fn delete_message(tx: &mut Tx, message_id: &str) -> Result<bool, StoreError> {
     events::delete_for_message(tx, message_id).await?;
-    sqlx::query("DELETE FROM message_bodies WHERE message_id = $1").bind(message_id).execute(tx.conn()).await?;
-    sqlx::query("DELETE FROM recipients WHERE message_id = $1").bind(message_id).execute(tx.conn()).await?;
-    let done = sqlx::query("DELETE FROM messages WHERE id = $1").bind(message_id).execute(tx.conn()).await?;
+    sqlx::query("DELETE FROM message_bodies WHERE message_id = $1").bind(message_id).execute(tx.conn().await?).await?;
+    sqlx::query("DELETE FROM recipients WHERE message_id = $1").bind(message_id).execute(tx.conn().await?).await?;
+    let done = sqlx::query("DELETE FROM messages WHERE id = $1").bind(message_id).execute(tx.conn().await?).await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn message_in(tx: &mut Tx, id: &str) -> Result<Option<MessageRow>, StoreError> {
-    let row = sqlx::query("SELECT * FROM messages WHERE id = $1").bind(id).fetch_optional(tx.conn()).await?;
+    let row = sqlx::query("SELECT * FROM messages WHERE id = $1").bind(id).fetch_optional(tx.conn().await?).await?;
     row.as_ref().map(message_from).transpose()
 }
 

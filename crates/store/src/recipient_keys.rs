@@ -102,7 +102,7 @@ async fn same_key(tx: &mut Tx, k: &RecipientKeyRow) -> Result<Option<(String, St
     .bind(&k.kind)
     .bind(&k.address_index)
     .bind(&k.fingerprint)
-    .fetch_optional(tx.conn())
+    .fetch_optional(tx.conn().await?)
     .await?;
     row.map(|r| Ok((r.try_get("id")?, r.try_get("state")?))).transpose()
 }
@@ -113,7 +113,7 @@ async fn refresh_capabilities(tx: &mut Tx, id: &str, capabilities: &Option<Strin
         sqlx::query("UPDATE recipient_keys SET capabilities = $1 WHERE id = $2")
             .bind(capabilities)
             .bind(id)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
     }
     Ok(())
@@ -136,7 +136,7 @@ async fn insert_row(tx: &mut Tx, k: &RecipientKeyRow, state: &str) -> Result<(),
     .bind(k.not_after)
     .bind(k.created_at)
     .bind(state)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -152,7 +152,7 @@ pub async fn insert(tx: &mut Tx, k: &RecipientKeyRow) -> Result<(String, bool), 
             sqlx::query("UPDATE recipient_keys SET state = $1 WHERE id = $2")
                 .bind(state::TRUSTED)
                 .bind(&id)
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
         }
         return Ok((id, false));
@@ -177,7 +177,7 @@ pub async fn insert_learned(tx: &mut Tx, k: &RecipientKeyRow) -> Result<Learned,
         sqlx::query_scalar("SELECT COUNT(*) FROM recipient_keys WHERE tenant = $1 AND address_index = $2")
             .bind(&k.tenant)
             .bind(&k.address_index)
-            .fetch_one(tx.conn())
+            .fetch_one(tx.conn().await?)
             .await?;
     let state = if others > 0 { state::HELD } else { k.state.as_str() };
     insert_row(tx, k, state).await?;
@@ -190,7 +190,7 @@ pub async fn confirm(tx: &mut Tx, tenant: &str, id: &str) -> Result<Option<Strin
     let current: Option<String> = sqlx::query_scalar("SELECT state FROM recipient_keys WHERE tenant = $1 AND id = $2")
         .bind(tenant)
         .bind(id)
-        .fetch_optional(tx.conn())
+        .fetch_optional(tx.conn().await?)
         .await?;
     if let Some(current) = &current
         && !state::usable(current)
@@ -199,7 +199,7 @@ pub async fn confirm(tx: &mut Tx, tenant: &str, id: &str) -> Result<Option<Strin
             .bind(state::CONFIRMED)
             .bind(tenant)
             .bind(id)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
     }
     Ok(current)
@@ -209,7 +209,7 @@ pub async fn delete(tx: &mut Tx, tenant: &str, id: &str) -> Result<bool, StoreEr
     let done = sqlx::query("DELETE FROM recipient_keys WHERE tenant = $1 AND id = $2")
         .bind(tenant)
         .bind(id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -231,7 +231,7 @@ pub async fn record_lookup(
     .bind(method)
     .bind(at)
     .bind(result.code())
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }

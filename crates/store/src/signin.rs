@@ -93,7 +93,7 @@ pub struct FailureCount {
 pub(crate) async fn end_account_sessions(tx: &mut Tx, kind: AccountKind, account_id: &str) -> Result<(), StoreError> {
     sqlx::query(sql(format!("DELETE FROM {} WHERE account_id = $1", kind.sessions())))
         .bind(account_id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     Ok(())
 }
@@ -126,7 +126,7 @@ impl Store {
                     .bind(s.last_seen_at)
                     .bind(s.expires_at);
                 let query = if kind.has_ceremony() { query.bind(&s.ceremony) } else { query };
-                query.execute(tx.conn()).await?;
+                query.execute(tx.conn().await?).await?;
                 Ok(())
             })
         })
@@ -156,7 +156,7 @@ impl Store {
                     "UPDATE {} SET last_seen_at = $1, stage = COALESCE($2, stage) WHERE id_hash = $3",
                     kind.sessions()
                 );
-                sqlx::query(sql(statement)).bind(now).bind(&stage).bind(&hash).execute(tx.conn()).await?;
+                sqlx::query(sql(statement)).bind(now).bind(&stage).bind(&hash).execute(tx.conn().await?).await?;
                 Ok(())
             })
         })
@@ -173,7 +173,7 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let statement = format!("DELETE FROM {} WHERE id_hash = $1 OR account_id = $2", kind.sessions());
-                let done = sqlx::query(sql(statement)).bind(&id_hash).bind(&account_id).execute(tx.conn()).await?;
+                let done = sqlx::query(sql(statement)).bind(&id_hash).bind(&account_id).execute(tx.conn().await?).await?;
                 Ok(done.rows_affected())
             })
         })
@@ -200,7 +200,7 @@ impl Store {
                 let statement = format!("SELECT failures, first_failure_at FROM {} WHERE id = $1", kind.accounts());
                 let row = sqlx::query(sql(statement))
                     .bind(&id)
-                    .fetch_optional(tx.conn())
+                    .fetch_optional(tx.conn().await?)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("{} {id}", kind.name())))?;
                 let first: Option<i64> = row.try_get("first_failure_at")?;
@@ -220,7 +220,7 @@ impl Store {
                     .bind(first)
                     .bind(locked_until)
                     .bind(&id)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 if locked_until.is_some() {
                     end_account_sessions(tx, kind, &id).await?;
@@ -238,7 +238,7 @@ impl Store {
             Box::pin(async move {
                 let statement =
                     format!("UPDATE {} SET failures = 0, first_failure_at = NULL WHERE id = $1", kind.accounts());
-                sqlx::query(sql(statement)).bind(&id).execute(tx.conn()).await?;
+                sqlx::query(sql(statement)).bind(&id).execute(tx.conn().await?).await?;
                 Ok(())
             })
         })
@@ -267,7 +267,7 @@ impl Store {
                 } else {
                     format!("UPDATE {} SET totp_pending = $1, updated_at = $2 WHERE id = $3", kind.accounts())
                 };
-                let done = sqlx::query(sql(statement)).bind(&secret).bind(now).bind(&id).execute(tx.conn()).await?;
+                let done = sqlx::query(sql(statement)).bind(&secret).bind(now).bind(&id).execute(tx.conn().await?).await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound(format!("{} {id} with a TOTP secret to confirm", kind.name())));
                 }
@@ -286,7 +286,7 @@ impl Store {
                     "UPDATE {} SET totp_last_step = $1 WHERE id = $2 AND (totp_last_step IS NULL OR totp_last_step < $1)",
                     kind.accounts()
                 );
-                let done = sqlx::query(sql(statement)).bind(step).bind(&id).execute(tx.conn()).await?;
+                let done = sqlx::query(sql(statement)).bind(step).bind(&id).execute(tx.conn().await?).await?;
                 Ok(done.rows_affected() == 1)
             })
         })

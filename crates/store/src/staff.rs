@@ -86,11 +86,11 @@ impl Store {
                     "UPDATE accounts SET totp = NULL, totp_pending = NULL, totp_last_step = NULL WHERE id = $1",
                 )
                 .bind(&id)
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
                 sqlx::query("DELETE FROM staff_security_keys WHERE account_id = $1")
                     .bind(&id)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 end_account_sessions(tx, AccountKind::Staff, &id).await?;
                 Ok(())
@@ -103,7 +103,7 @@ impl Store {
         let id = account_id.to_owned();
         self.write(move |tx| {
             Box::pin(async move {
-                sqlx::query(sql).bind(&id).execute(tx.conn()).await?;
+                sqlx::query(sql).bind(&id).execute(tx.conn().await?).await?;
                 Ok(())
             })
         })
@@ -127,7 +127,7 @@ impl Store {
                 let taken: Option<String> =
                     sqlx::query_scalar("SELECT id FROM staff_security_keys WHERE credential_id = $1")
                         .bind(&key.credential_id)
-                        .fetch_optional(tx.conn())
+                        .fetch_optional(tx.conn().await?)
                         .await?;
                 if taken.is_some() {
                     return Err(StoreError::Conflict("this security key is registered already".into()));
@@ -142,7 +142,7 @@ impl Store {
                 .bind(&key.credential_id)
                 .bind(&key.credential)
                 .bind(key.created_at)
-                .execute(tx.conn())
+                .execute(tx.conn().await?)
                 .await?;
                 Ok(())
             })
@@ -160,7 +160,7 @@ impl Store {
                     .bind(&credential)
                     .bind(now)
                     .bind(&id)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 Ok(())
             })
@@ -176,7 +176,7 @@ impl Store {
                 sqlx::query("UPDATE staff_sessions SET ceremony = $1 WHERE id_hash = $2")
                     .bind(&ceremony)
                     .bind(&hash)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                 Ok(())
             })
@@ -194,17 +194,17 @@ impl Store {
                         .bind(now)
                         .bind(&id)
                         .bind(&ip_hash)
-                        .execute(tx.conn())
+                        .execute(tx.conn().await?)
                         .await?;
                     if done.rows_affected() == 1 {
                         return Ok(IpSeen { new_address: false, seen_before: true });
                     }
-                    let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff_seen_ips WHERE account_id = $1").bind(&id).fetch_one(tx.conn()).await?;
+                    let others: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM staff_seen_ips WHERE account_id = $1").bind(&id).fetch_one(tx.conn().await?).await?;
                     sqlx::query("INSERT INTO staff_seen_ips (account_id, ip_hash, first_seen_at, last_seen_at) VALUES ($1, $2, $3, $3)")
                         .bind(&id)
                         .bind(&ip_hash)
                         .bind(now)
-                        .execute(tx.conn())
+                        .execute(tx.conn().await?)
                         .await?;
                     Ok(IpSeen { new_address: true, seen_before: others > 0 })
                 })
@@ -242,7 +242,7 @@ impl Store {
                     .bind(&value)
                     .bind(now)
                     .bind(&by)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     Ok(())
                 })

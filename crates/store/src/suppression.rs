@@ -42,7 +42,7 @@ pub async fn insert(tx: &mut Tx, row: &SuppressionRow) -> Result<bool, StoreErro
     .bind(&row.reason)
     .bind(&row.detail)
     .bind(row.created_at)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -52,13 +52,13 @@ pub async fn delete(tx: &mut Tx, tenant: &str, address_index: &[u8]) -> Result<O
     let id: Option<String> = sqlx::query_scalar("SELECT id FROM suppressions WHERE tenant = $1 AND address_index = $2")
         .bind(tenant)
         .bind(address_index)
-        .fetch_optional(tx.conn())
+        .fetch_optional(tx.conn().await?)
         .await?;
     if id.is_some() {
         sqlx::query("DELETE FROM suppressions WHERE tenant = $1 AND address_index = $2")
             .bind(tenant)
             .bind(address_index)
-            .execute(tx.conn())
+            .execute(tx.conn().await?)
             .await?;
     }
     Ok(id)

@@ -99,7 +99,7 @@ pub struct AttemptResult {
 /// from now on.
 pub async fn insert_endpoint(tx: &mut Tx, e: &EndpointRow) -> Result<(), StoreError> {
     let newest: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn()).await?;
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM message_events").fetch_one(tx.conn().await?).await?;
     sqlx::query(
         "INSERT INTO webhook_endpoints (id, tenant, url, events, secret, cursor, created_at, removed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
@@ -111,7 +111,7 @@ pub async fn insert_endpoint(tx: &mut Tx, e: &EndpointRow) -> Result<(), StoreEr
     .bind(&e.secret)
     .bind(newest)
     .bind(e.created_at)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(())
 }
@@ -122,7 +122,7 @@ pub async fn remove_endpoint(tx: &mut Tx, id: &str, at: i64) -> Result<bool, Sto
     let done = sqlx::query("UPDATE webhook_endpoints SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
         .bind(at)
         .bind(id)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
     if done.rows_affected() == 0 {
         return Ok(false);
@@ -133,7 +133,7 @@ pub async fn remove_endpoint(tx: &mut Tx, id: &str, at: i64) -> Result<bool, Sto
     )
     .bind(at)
     .bind(id)
-    .execute(tx.conn())
+    .execute(tx.conn().await?)
     .await?;
     Ok(true)
 }
@@ -165,7 +165,7 @@ impl Store {
                 Box::pin(async move {
                     let Some(row) = sqlx::query("SELECT * FROM webhook_endpoints WHERE id = $1 AND removed_at IS NULL")
                         .bind(&id)
-                        .fetch_optional(tx.conn())
+                        .fetch_optional(tx.conn().await?)
                         .await?
                     else {
                         return Ok(0);
@@ -181,7 +181,7 @@ impl Store {
                     .bind(endpoint.cursor)
                     .bind(newest)
                     .bind(limit)
-                    .fetch_all(tx.conn())
+                    .fetch_all(tx.conn().await?)
                     .await?;
                     let last = match events.last() {
                         Some(e) if events.len() as i64 >= limit => e.try_get("seq")?,
@@ -204,11 +204,11 @@ impl Store {
                         .bind(&id)
                         .bind(seq)
                         .bind(now)
-                        .execute(tx.conn())
+                        .execute(tx.conn().await?)
                         .await?;
                         owed += 1;
                     }
-                    sqlx::query("UPDATE webhook_endpoints SET cursor = $1 WHERE id = $2").bind(last).bind(&id).execute(tx.conn()).await?;
+                    sqlx::query("UPDATE webhook_endpoints SET cursor = $1 WHERE id = $2").bind(last).bind(&id).execute(tx.conn().await?).await?;
                     Ok(owed)
                 })
             })
@@ -289,7 +289,7 @@ impl Store {
                     .bind(result.at)
                     .bind(&id)
                     .bind(event_seq)
-                    .execute(tx.conn())
+                    .execute(tx.conn().await?)
                     .await?;
                     Ok(())
                 })

@@ -7,6 +7,15 @@
 //! company. SQLite has one writer at a time anyway, so nothing is lost by funnelling writes
 //! through one connection.
 //!
+//! Round trips. sqlx runs each SQLite connection on a thread of its own, so every statement
+//! sent is two hand-offs between threads, and the writer is one connection that every
+//! message's writes queue for: its round trips, not SQLite, set the pace. So statements
+//! whose result nobody reads (inserts, the recipient updates and their events) are held in
+//! the transaction ([`Tx::defer`]) and go out together as one multi-statement round trip,
+//! before anything the operation reads and at its end; an operation's savepoint travels
+//! with them, and the audit chain's head is read once per transaction
+//! (`audit_log::head`). An accepted message costs its operation one round trip.
+//!
 //! PostgreSQL: each operation is its own transaction on a pooled connection. The server
 //! already shares one WAL flush among commits that arrive together, and it takes writes on
 //! many connections at once, from many nodes; funnelling one node's writes through one
@@ -17,8 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::BoxFuture;
+use sqlx::any::AnyArguments;
+use sqlx::encode::Encode;
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Arguments, Transaction, Type};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{Backend, StoreError};
@@ -38,6 +49,70 @@ pub struct Tx {
     pub(crate) holds_events_lock: bool,
     /// Run once this operation's changes are durable; dropped if they are rolled back.
     on_commit: Vec<Box<dyn FnOnce() + Send>>,
+    /// Written statements not yet sent (see [`Tx::defer`]).
+    pending: Pending,
+    /// Whether a statement of the current operation has reached the database, so that its
+    /// failure has something to roll back.
+    sent: bool,
+    /// The audit records this transaction read as the chain's head or wrote, oldest first
+    /// (`audit_log` keeps it): the head need not be read again before each append.
+    pub(crate) audit_seen: Vec<(i64, Vec<u8>)>,
+    /// Whether `audit_seen` ends with the chain's head.
+    pub(crate) audit_head_known: bool,
+}
+
+/// Statements held for one round trip.
+#[derive(Default)]
+struct Pending {
+    /// SQLite: the statements joined into one text, their parameters renumbered into one
+    /// argument list.
+    sql: String,
+    args: AnyArguments,
+    /// PostgreSQL: a prepared statement holds one command, so they stay apart (and are sent
+    /// in order).
+    separate: Vec<(String, AnyArguments)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.sql.is_empty() && self.separate.is_empty()
+    }
+}
+
+/// The parameters of one deferred statement, in the order of its `$1`, `$2`, ...
+pub(crate) struct Binds<'a> {
+    args: &'a mut AnyArguments,
+    added: usize,
+    error: Option<String>,
+}
+
+impl Binds<'_> {
+    pub(crate) fn add<'t, T: Encode<'t, Any> + Type<Any> + 't>(&mut self, value: T) -> &mut Self {
+        if self.error.is_none() {
+            match self.args.add(value) {
+                Ok(()) => self.added += 1,
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+        self
+    }
+}
+
+/// Appends `sql` to `out` with each parameter `$n` renamed `$(n + offset)`. The store's SQL
+/// is its own constant text, with `$` in parameters only.
+fn renumber_into(out: &mut String, sql: &str, offset: usize) {
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
 }
 
 enum TxConn {
@@ -48,7 +123,21 @@ enum TxConn {
 }
 
 impl Tx {
-    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+    fn new(conn: TxConn, backend: Backend, node: Arc<str>) -> Tx {
+        Tx {
+            conn,
+            backend,
+            node,
+            holds_events_lock: false,
+            on_commit: Vec::new(),
+            pending: Pending::default(),
+            sent: false,
+            audit_seen: Vec::new(),
+            audit_head_known: false,
+        }
+    }
+
+    fn raw_conn(&mut self) -> &mut AnyConnection {
         match &mut self.conn {
             TxConn::Owned(c) => c,
             TxConn::Pooled(c) => c,
@@ -56,8 +145,81 @@ impl Tx {
         }
     }
 
+    /// The connection, for a statement whose result is read: the deferred statements go
+    /// first, so that it sees them.
+    pub(crate) async fn conn(&mut self) -> Result<&mut AnyConnection, StoreError> {
+        self.flush().await?;
+        self.sent = true;
+        Ok(self.raw_conn())
+    }
+
+    /// Holds a statement whose result nobody reads until the operation next reads or ends
+    /// (see the module's notes); a failure it meets then fails the operation. `bind` adds
+    /// its parameters in order.
+    pub(crate) fn defer(&mut self, sql: &str, bind: impl FnOnce(&mut Binds<'_>)) -> Result<(), StoreError> {
+        let bound = |args: &mut AnyArguments| {
+            let mut binds = Binds { args, added: 0, error: None };
+            bind(&mut binds);
+            match binds.error {
+                Some(e) => Err(StoreError::Corrupt(format!("a value cannot be written: {e}"))),
+                None => Ok(binds.added),
+            }
+        };
+        match self.backend {
+            Backend::Sqlite => {
+                let offset = self.pending.args.len();
+                bound(&mut self.pending.args)?;
+                renumber_into(&mut self.pending.sql, sql, offset);
+                self.pending.sql.push_str(";\n");
+            }
+            Backend::Postgres => {
+                let mut args = AnyArguments::default();
+                bound(&mut args)?;
+                self.pending.separate.push((sql.to_owned(), args));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the deferred statements.
+    pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Pending { sql, args, separate } = std::mem::take(&mut self.pending);
+        self.sent = true;
+        if !sql.is_empty() {
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), args).execute(self.raw_conn()).await?;
+        }
+        for (sql, args) in separate {
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), args).execute(self.raw_conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets what the current operation wrote but did not send, and what it learnt of the
+    /// audit chain since `audit_mark`: it failed, and its savepoint undoes the rest.
+    fn discard(&mut self, audit_mark: (usize, bool)) {
+        self.pending = Pending::default();
+        self.audit_seen.truncate(audit_mark.0);
+        self.audit_head_known = audit_mark.1;
+    }
+
+    fn audit_mark(&self) -> (usize, bool) {
+        (self.audit_seen.len(), self.audit_head_known)
+    }
+
+    /// Clears what belongs to one transaction.
+    fn reset(&mut self) {
+        self.pending = Pending::default();
+        self.sent = false;
+        self.audit_seen.clear();
+        self.audit_head_known = false;
+        self.holds_events_lock = false;
+    }
+
     pub(crate) fn pooled(conn: PoolConnection<Any>, backend: Backend, node: Arc<str>) -> Tx {
-        Tx { conn: TxConn::Pooled(conn), backend, node, holds_events_lock: false, on_commit: Vec::new() }
+        Tx::new(TxConn::Pooled(conn), backend, node)
     }
 
     /// The backend this transaction runs on, for the few statements whose SQL differs.
@@ -77,7 +239,7 @@ impl Tx {
     ) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
             let sql = format!("SELECT 1 FROM {table} WHERE {id_column} = $1 FOR UPDATE");
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(self.conn()).await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(self.conn().await?).await?;
         }
         Ok(())
     }
@@ -86,7 +248,7 @@ impl Tx {
     /// ends (PostgreSQL; on SQLite every write transaction is serialized already).
     pub(crate) async fn serialize_on(&mut self, key: i64) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(self.conn()).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(self.conn().await?).await?;
         }
         Ok(())
     }
@@ -109,7 +271,14 @@ impl Tx {
     }
 
     pub(crate) async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
-        sqlx::query(sql).execute(self.conn()).await?;
+        sqlx::query(sql).execute(self.conn().await?).await?;
+        Ok(())
+    }
+
+    /// A statement that ends a transaction or savepoint: sent as it is, the deferred
+    /// statements having been sent or discarded by the writer.
+    async fn control(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        sqlx::query(sql).execute(self.raw_conn()).await?;
         Ok(())
     }
 
@@ -117,6 +286,7 @@ impl Tx {
     /// transaction never fails half-way on lock upgrade; PostgreSQL locks rows as it writes
     /// them.
     pub(crate) async fn begin(&mut self) -> Result<(), StoreError> {
+        self.reset();
         match self.backend {
             Backend::Sqlite => self.execute("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.execute("BEGIN").await,
@@ -131,6 +301,8 @@ trait Job: Send {
 
 trait Outcome: Send {
     fn succeeded(&self) -> bool;
+    /// The operation's own statements failed when they were sent, after it returned.
+    fn fail(&mut self, error: StoreError);
     fn deliver(self: Box<Self>, commit: Result<(), String>);
 }
 
@@ -165,6 +337,10 @@ where
 impl<T: Send> Outcome for OpOutcome<T> {
     fn succeeded(&self) -> bool {
         self.result.is_ok()
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.result = Err(error);
     }
 
     fn deliver(self: Box<Self>, commit: Result<(), String>) {
@@ -204,13 +380,7 @@ impl GroupWriter {
     /// SQLite: one connection, group commit.
     pub(crate) fn group(conn: AnyConnection, node: Arc<str>) -> GroupWriter {
         let (tx, rx) = mpsc::unbounded_channel();
-        let tx_conn = Tx {
-            conn: TxConn::Owned(conn),
-            backend: Backend::Sqlite,
-            node,
-            holds_events_lock: false,
-            on_commit: Vec::new(),
-        };
+        let tx_conn = Tx::new(TxConn::Owned(conn), Backend::Sqlite, node);
         tokio::spawn(writer_loop(tx_conn, rx));
         GroupWriter { inner: Inner::Group(tx) }
     }
@@ -266,14 +436,13 @@ where
     F: for<'c> FnOnce(&'c mut Tx) -> BoxFuture<'c, Result<T, StoreError>>,
 {
     let txn = pool.begin().await?;
-    let mut tx = Tx {
-        conn: TxConn::Txn(txn),
-        backend: Backend::Postgres,
-        node,
-        holds_events_lock: false,
-        on_commit: Vec::new(),
-    };
-    let result = op(&mut tx).await;
+    let mut tx = Tx::new(TxConn::Txn(txn), Backend::Postgres, node);
+    let mut result = op(&mut tx).await;
+    if result.is_ok()
+        && let Err(e) = tx.flush().await
+    {
+        result = Err(e);
+    }
     let hooks = tx.take_on_commit();
     let TxConn::Txn(txn) = tx.conn else { return Err(StoreError::Corrupt("a write lost its transaction".into())) };
     match result {
@@ -337,8 +506,7 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
     let size = batch.len();
     if size == 1 {
         // Alone in its transaction, an operation needs no savepoint: if it fails, rolling
-        // the transaction back undoes exactly its changes. Two statements fewer per commit
-        // whenever the writer is not busy.
+        // the transaction back undoes exactly its changes.
         if let Some(job) = batch.into_iter().next() {
             run_alone(tx, job).await;
         }
@@ -349,20 +517,37 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
     let mut jobs = batch.into_iter();
     let mut failure: Option<String> = None;
     for job in jobs.by_ref() {
-        if let Err(e) = tx.execute("SAVEPOINT op").await {
+        // The savepoint goes out with the operation's first statements and is released with
+        // its last: no round trip of its own.
+        tx.sent = false;
+        let mark = tx.audit_mark();
+        if let Err(e) = tx.defer("SAVEPOINT op", |_| {}) {
             failure = Some(e.to_string());
             job.abort(e.to_string());
             break;
         }
-        let outcome = job.run(tx).await;
+        let mut outcome = job.run(tx).await;
         let hooks = tx.take_on_commit();
-        let undo = if outcome.succeeded() { "RELEASE op" } else { "ROLLBACK TO op" };
-        let mut closed = tx.execute(undo).await;
-        if closed.is_ok() && !outcome.succeeded() {
-            closed = tx.execute("RELEASE op").await;
+        if outcome.succeeded() {
+            let released = match tx.defer("RELEASE op", |_| {}) {
+                Ok(()) => tx.flush().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = released {
+                outcome.fail(e);
+            }
         }
+        let mut closed = Ok(());
         if outcome.succeeded() {
             committed.extend(hooks);
+        } else {
+            let sent = tx.sent;
+            tx.discard(mark);
+            if sent {
+                // Whatever of it reached the database is undone; the savepoint, sent with
+                // its first statements, is open until released here.
+                closed = tx.control("ROLLBACK TO op; RELEASE op").await;
+            }
         }
         outcomes.push(outcome);
         if let Err(e) = closed {
@@ -371,12 +556,13 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
         }
     }
     let commit = match failure {
-        None => tx.execute("COMMIT").await.map_err(|e| e.to_string()),
+        None => tx.control("COMMIT").await.map_err(|e| e.to_string()),
         Some(reason) => Err(reason),
     };
     if commit.is_err() {
-        let _ = tx.execute("ROLLBACK").await;
+        let _ = tx.control("ROLLBACK").await;
     }
+    tx.reset();
     if let Err(reason) = &commit {
         tracing::error!(batch = size, %reason, "group commit failed");
         for job in jobs {
@@ -396,21 +582,40 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
 /// One operation in its own transaction (begun by the caller): committed when it succeeds,
 /// rolled back when it fails.
 async fn run_alone(tx: &mut Tx, job: Box<dyn Job>) {
-    let outcome = job.run(tx).await;
+    let mut outcome = job.run(tx).await;
     let hooks = tx.take_on_commit();
+    if outcome.succeeded()
+        && let Err(e) = tx.flush().await
+    {
+        outcome.fail(e);
+    }
     let end = if outcome.succeeded() {
-        tx.execute("COMMIT").await.map_err(|e| e.to_string())
+        tx.control("COMMIT").await.map_err(|e| e.to_string())
     } else {
         // The operation's own error is its answer; nothing of it stays.
-        tx.execute("ROLLBACK").await.map_err(|e| e.to_string())
+        tx.discard((0, false));
+        tx.control("ROLLBACK").await.map_err(|e| e.to_string())
     };
     if let Err(reason) = &end {
-        let _ = tx.execute("ROLLBACK").await;
+        let _ = tx.control("ROLLBACK").await;
         tracing::error!(batch = 1, %reason, "ending a transaction failed");
     } else if outcome.succeeded() {
         for hook in hooks {
             hook();
         }
     }
+    tx.reset();
     outcome.deliver(end);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumber_into;
+
+    #[test]
+    fn parameters_are_renumbered_after_the_statements_before() {
+        let mut sql = String::from("INSERT INTO a VALUES ($1);\n");
+        renumber_into(&mut sql, "UPDATE b SET x = $1, y = $12 WHERE z = $2 AND w = $", 1);
+        assert_eq!(sql, "INSERT INTO a VALUES ($1);\nUPDATE b SET x = $2, y = $13 WHERE z = $3 AND w = $");
+    }
 }

@@ -82,7 +82,35 @@ async fn an_operation_alone_in_its_transaction_commits_or_changes_nothing(db: Db
     store.close().await;
 }
 
+async fn writes_held_for_one_round_trip_are_seen_by_reads_and_undone_with_their_operation(db: Db) {
+    let store = db.store.clone();
+    let op = |name: &'static str, fail: bool| {
+        store.write(move |tx| {
+            Box::pin(async move {
+                insert(tx, name.into()).await?;
+                // A read in the same operation sees the held insert.
+                let seen = queue::message_in(tx, name).await?.is_some();
+                insert(tx, format!("{name}-2")).await?;
+                if fail {
+                    // Fails when the held statements go out, at the end of the operation,
+                    // after its first insert reached the database with the read.
+                    insert(tx, format!("{name}-2")).await?;
+                }
+                Ok(seen)
+            })
+        })
+    };
+    let (a, b, c) = tokio::join!(op("a", false), op("b", true), op("c", false));
+    assert!(a.unwrap() && c.unwrap(), "reads see the operation's own writes");
+    assert!(b.is_err(), "a duplicate key fails its operation");
+    let mut ids: Vec<String> =
+        store.messages_in_state(state::ACTIVE, 100).await.unwrap().into_iter().map(|m| m.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "a-2", "c", "c-2"], "nothing of the failed operation stays, the others all do");
+}
+
 backends!(
+    writes_held_for_one_round_trip_are_seen_by_reads_and_undone_with_their_operation,
     concurrent_operations_commit_and_a_failing_one_changes_nothing,
     on_commit_runs_for_committed_operations_only,
     an_operation_alone_in_its_transaction_commits_or_changes_nothing,
