@@ -546,8 +546,10 @@ impl Store {
         let network = network.to_owned();
         self.write(move |tx| {
             Box::pin(async move {
-                let done =
-                    sqlx::query("DELETE FROM blocks WHERE network = $1").bind(&network).execute(tx.conn().await?).await?;
+                let done = sqlx::query("DELETE FROM blocks WHERE network = $1")
+                    .bind(&network)
+                    .execute(tx.conn().await?)
+                    .await?;
                 Ok(done.rows_affected() == 1)
             })
         })

@@ -63,7 +63,8 @@ pub async fn head(tx: &mut Tx) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
     let row = sqlx::query("SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1")
         .fetch_optional(tx.conn().await?)
         .await?;
-    let head: Option<(i64, Vec<u8>)> = row.map(|r| Ok::<_, StoreError>((r.try_get("seq")?, r.try_get("hash")?))).transpose()?;
+    let head: Option<(i64, Vec<u8>)> =
+        row.map(|r| Ok::<_, StoreError>((r.try_get("seq")?, r.try_get("hash")?))).transpose()?;
     tx.audit_seen.extend(head.clone());
     tx.audit_head_known = true;
     Ok(head)

@@ -64,7 +64,11 @@ pub async fn schedule_retirement(tx: &mut Tx, domain: &str, at: i64, keep: &[Str
         .await?;
     let mut n = 0;
     for id in ids.into_iter().filter(|id| !keep.contains(id)) {
-        sqlx::query("UPDATE dkim_keys SET retired_at = $1 WHERE id = $2").bind(at).bind(&id).execute(tx.conn().await?).await?;
+        sqlx::query("UPDATE dkim_keys SET retired_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(&id)
+            .execute(tx.conn().await?)
+            .await?;
         n += 1;
     }
     Ok(n)

@@ -104,17 +104,17 @@ pub async fn record(tx: &mut Tx, e: &NewEvent) -> Result<bool, StoreError> {
         tx.holds_events_lock = true;
     }
     let done = sqlx::query(INSERT)
-    .bind(Id::new().to_string())
-    .bind(e.kind)
-    .bind(&e.method)
-    .bind(e.attempt)
-    .bind(e.next_attempt_at)
-    .bind(&e.status)
-    .bind(e.at)
-    .bind(&e.message_id)
-    .bind(e.recipient)
-    .execute(tx.conn().await?)
-    .await?;
+        .bind(Id::new().to_string())
+        .bind(e.kind)
+        .bind(&e.method)
+        .bind(e.attempt)
+        .bind(e.next_attempt_at)
+        .bind(&e.status)
+        .bind(e.at)
+        .bind(&e.message_id)
+        .bind(e.recipient)
+        .execute(tx.conn().await?)
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 

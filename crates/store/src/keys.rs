@@ -61,9 +61,16 @@ pub async fn put_data_key(
 ) -> Result<(), StoreError> {
     let version =
         wrapped.kek_version().ok_or_else(|| StoreError::Corrupt("wrapped data key without a kek version".into()))?;
-    tx.defer("INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)", |b| {
-        b.add(tenant.as_str()).add(object).add(i64::from(version)).add(&wrapped.0).add(Timestamp::now().as_micros());
-    })
+    tx.defer(
+        "INSERT INTO data_keys (tenant, object, kek_version, wrapped, created_at) VALUES ($1, $2, $3, $4, $5)",
+        |b| {
+            b.add(tenant.as_str())
+                .add(object)
+                .add(i64::from(version))
+                .add(&wrapped.0)
+                .add(Timestamp::now().as_micros());
+        },
+    )
 }
 
 /// Deletes the data key of an object in the caller's transaction: the object becomes

@@ -173,7 +173,8 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let statement = format!("DELETE FROM {} WHERE id_hash = $1 OR account_id = $2", kind.sessions());
-                let done = sqlx::query(sql(statement)).bind(&id_hash).bind(&account_id).execute(tx.conn().await?).await?;
+                let done =
+                    sqlx::query(sql(statement)).bind(&id_hash).bind(&account_id).execute(tx.conn().await?).await?;
                 Ok(done.rows_affected())
             })
         })
@@ -267,7 +268,8 @@ impl Store {
                 } else {
                     format!("UPDATE {} SET totp_pending = $1, updated_at = $2 WHERE id = $3", kind.accounts())
                 };
-                let done = sqlx::query(sql(statement)).bind(&secret).bind(now).bind(&id).execute(tx.conn().await?).await?;
+                let done =
+                    sqlx::query(sql(statement)).bind(&secret).bind(now).bind(&id).execute(tx.conn().await?).await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound(format!("{} {id} with a TOTP secret to confirm", kind.name())));
                 }
