@@ -2,6 +2,8 @@
 # example.org from 127.0.0.0/8 to a smart host, with carepost's defaults for durability, DLP and DKIM.
 #   source bench/lib.sh
 #   carepost_config WORK SINK_PORT [EXTRA_TOML]   writes WORK/carepost.toml
+#     (CP_LOG sets log.level; CP_SMART_HOST_TLS and CP_TLS_CA_FILE set delivery.smart_host_tls
+#     and delivery.tls_ca_file, for a next hop that must be reached over verified TLS)
 #   carepost_start WORK                           starts it; sets cp_pid and cp_port (the MX)
 #   carepost_stop                                 SIGTERM and wait
 # The MX port is kept in WORK/port so a restarted carepost listens where the clients expect.
@@ -36,7 +38,8 @@ max_connections_per_ip = 1000
 listen = ""
 [delivery]
 smart_host = "127.0.0.1:$sink"
-smart_host_tls = "none"
+smart_host_tls = "${CP_SMART_HOST_TLS:-none}"
+tls_ca_file = "${CP_TLS_CA_FILE:-}"
 retry_first = "1s"
 retry_max = "5s"
 $extra
