@@ -90,39 +90,21 @@ pub(crate) fn event_from(r: &sqlx::any::AnyRow) -> Result<EventRow, StoreError> 
     })
 }
 
-/// Records an event within the transaction that makes the change it describes. The tenant
-/// and blind index come from the recipient's queue row; an event for a recipient that is
-/// not in the queue (any more) is not recorded. Returns whether it was.
-pub async fn record(tx: &mut Tx, e: &NewEvent) -> Result<bool, StoreError> {
+/// Records an event within the transaction that makes the change it describes, with the
+/// transaction's other writes (see [`Tx`]). The tenant and blind index come from the
+/// recipient's queue row; an event for a recipient that is not in the queue (any more) is
+/// not recorded.
+pub async fn record(tx: &mut Tx, e: &NewEvent) -> Result<(), StoreError> {
+    defer(tx, e)
+}
+
+pub(crate) fn defer(tx: &mut Tx, e: &NewEvent) -> Result<(), StoreError> {
     if tx.backend() == Backend::Postgres && !tx.holds_events_lock {
         // PostgreSQL hands out `seq` when a row is inserted, not when it commits, so
         // transactions can commit sequence numbers out of order, and a reader that moved a
         // cursor past seq 11 while seq 10 was still uncommitted would never see 10. Writers
         // hold this lock shared until they commit; `horizon` takes it exclusively, so it
         // only returns once every sequence number up to the one it reads is settled.
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(lock::EVENTS).execute(tx.conn().await?).await?;
-        tx.holds_events_lock = true;
-    }
-    let done = sqlx::query(INSERT)
-        .bind(Id::new().to_string())
-        .bind(e.kind)
-        .bind(&e.method)
-        .bind(e.attempt)
-        .bind(e.next_attempt_at)
-        .bind(&e.status)
-        .bind(e.at)
-        .bind(&e.message_id)
-        .bind(e.recipient)
-        .execute(tx.conn().await?)
-        .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Records an event with the transaction's other writes (see [`Tx`]), for the queue's own
-/// state changes, which know their recipient is there.
-pub(crate) fn defer(tx: &mut Tx, e: &NewEvent) -> Result<(), StoreError> {
-    if tx.backend() == Backend::Postgres && !tx.holds_events_lock {
-        // See `record`.
         tx.defer("SELECT pg_advisory_xact_lock_shared($1)", |b| {
             b.add(lock::EVENTS);
         })?;

@@ -109,7 +109,20 @@ async fn writes_held_for_one_round_trip_are_seen_by_reads_and_undone_with_their_
     assert_eq!(ids, ["a", "a-2", "c", "c-2"], "nothing of the failed operation stays, the others all do");
 }
 
+async fn a_message_with_thousands_of_recipients_goes_out_in_one_operation(db: Db) {
+    // Held writes travel as one text with one argument list: 2,000 recipients and their
+    // events are 4,000 statements and 48,000 parameters in one round trip on SQLite.
+    let store = db.store.clone();
+    let (m, rcpts) = support::message_rows("big", 2_000, 1);
+    store.write(move |tx| Box::pin(async move { queue::insert_message(tx, &m, &rcpts).await })).await.unwrap();
+    let recipients = store.recipients("big").await.unwrap();
+    assert_eq!(recipients.len(), 2_000);
+    assert!(recipients.iter().enumerate().all(|(i, r)| r.idx == i as i64 && r.state == state::QUEUED));
+    assert_eq!(store.message_events("big").await.unwrap().len(), 2_000);
+}
+
 backends!(
+    a_message_with_thousands_of_recipients_goes_out_in_one_operation,
     writes_held_for_one_round_trip_are_seen_by_reads_and_undone_with_their_operation,
     concurrent_operations_commit_and_a_failing_one_changes_nothing,
     on_commit_runs_for_committed_operations_only,
