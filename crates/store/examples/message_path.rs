@@ -13,13 +13,15 @@
 //! several statements sent together are one round trip), statements by splitting those
 //! texts.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use carepost_model::TenantId;
 use carepost_store::audit_log::{self, AuditRow};
-use carepost_store::queue::{self, MessageRow, RecipientRow, RecipientUpdate, state};
+use carepost_store::queue::{self, RecipientRow, RecipientUpdate, state};
 use carepost_store::{Store, StoreError, StoreOptions, keys};
 use carepost_vault::WrappedDataKey;
 use tracing::field::{Field, Visit};
@@ -141,7 +143,7 @@ fn now() -> i64 {
 }
 
 async fn accept(store: &Store, id: &str) -> Result<(), StoreError> {
-    let (message, recipients) = message(id);
+    let (message, recipients) = support::message(id, now(), queue::INLINE_BODY.into());
     let id = id.to_owned();
     store
         .write(move |tx| {
@@ -199,39 +201,4 @@ async fn append_audit(tx: &mut carepost_store::Tx, action: &str, id: &str) -> Re
         hash: (seq + 1).to_be_bytes().repeat(4),
     };
     audit_log::insert(tx, &row).await
-}
-
-fn message(id: &str) -> (MessageRow, Vec<RecipientRow>) {
-    let m = MessageRow {
-        id: id.into(),
-        tenant: "default".into(),
-        received_at: now(),
-        source: "smtp".into(),
-        size: 10_240,
-        body_blob: queue::INLINE_BODY.into(),
-        envelope: vec![7; 200],
-        arrival: vec![7; 200],
-        message_id_index: Some(vec![1; 32]),
-        inspection: None,
-        state: state::ACTIVE.into(),
-        done_at: None,
-    };
-    let r = RecipientRow {
-        message_id: id.into(),
-        idx: 0,
-        tenant: "default".into(),
-        address: vec![7; 120],
-        address_index: vec![2; 32],
-        domain_index: vec![3; 32],
-        decision: None,
-        state: state::QUEUED.into(),
-        attempts: 0,
-        next_attempt_at: 0,
-        lease_until: None,
-        last_reply: None,
-        method: None,
-        delay_notified: false,
-        updated_at: 0,
-    };
-    (m, vec![r])
 }

@@ -5,9 +5,11 @@
 //!
 //!     cargo run -p carepost-store --example write_rate -- 5000 64
 
+mod support;
+
 use std::time::Instant;
 
-use carepost_store::queue::{self, MessageRow, RecipientRow, state};
+use carepost_store::queue;
 use carepost_store::{Store, StoreOptions};
 
 #[tokio::main]
@@ -27,7 +29,7 @@ async fn main() {
             let store = store.clone();
             tokio::spawn(async move {
                 for i in (t..count).step_by(tasks) {
-                    let (m, r) = message(&format!("W{i}"));
+                    let (m, r) = support::message(&format!("W{i}"), 1, format!("msg/W{i}"));
                     store
                         .write(move |tx| Box::pin(async move { queue::insert_message(tx, &m, &r).await }))
                         .await
@@ -46,39 +48,4 @@ async fn main() {
         count as f64 / secs
     );
     store.close().await;
-}
-
-fn message(id: &str) -> (MessageRow, Vec<RecipientRow>) {
-    let m = MessageRow {
-        id: id.into(),
-        tenant: "default".into(),
-        received_at: 1,
-        source: "smtp".into(),
-        size: 10_240,
-        body_blob: format!("msg/{id}"),
-        envelope: vec![7; 200],
-        arrival: vec![7; 200],
-        message_id_index: Some(vec![1; 32]),
-        inspection: None,
-        state: state::ACTIVE.into(),
-        done_at: None,
-    };
-    let r = RecipientRow {
-        message_id: id.into(),
-        idx: 0,
-        tenant: "default".into(),
-        address: vec![7; 120],
-        address_index: vec![2; 32],
-        domain_index: vec![3; 32],
-        decision: None,
-        state: state::QUEUED.into(),
-        attempts: 0,
-        next_attempt_at: 1,
-        lease_until: None,
-        last_reply: None,
-        method: None,
-        delay_notified: false,
-        updated_at: 1,
-    };
-    (m, vec![r])
 }
