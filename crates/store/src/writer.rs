@@ -377,18 +377,11 @@ impl std::fmt::Debug for Msg {
 }
 
 impl GroupWriter {
-    /// SQLite: one connection, group commit. With `checkpoints`, the log is copied into the
-    /// database file from that pool, beside the writer (whose own automatic checkpoints the
-    /// caller turned off): left to itself SQLite checkpoints on the committing connection
-    /// once the log passes 1,000 pages, which under load (small bodies ride in the log) is
-    /// every fraction of a second, and every session waiting on the group commit would wait
-    /// for the copy and its fsync too. A passive checkpoint blocks neither the writer nor the
-    /// readers, and the log starts over at the writer's next transaction once one has caught
-    /// up; the last connection to close checkpoints what is left.
-    pub(crate) fn group(conn: AnyConnection, node: Arc<str>, checkpoints: Option<AnyPool>) -> GroupWriter {
+    /// SQLite: one connection, group commit.
+    pub(crate) fn group(conn: AnyConnection, node: Arc<str>) -> GroupWriter {
         let (tx, rx) = mpsc::unbounded_channel();
         let tx_conn = Tx::new(TxConn::Owned(conn), Backend::Sqlite, node);
-        tokio::spawn(writer_loop(tx_conn, rx, checkpoints.map(Checkpointer::new)));
+        tokio::spawn(writer_loop(tx_conn, rx));
         GroupWriter { inner: Inner::Group(tx) }
     }
 
@@ -468,39 +461,7 @@ where
     }
 }
 
-/// Starts passive checkpoints from a pool connection after commits, one at a time and at most
-/// every [`Checkpointer::EVERY`].
-struct Checkpointer {
-    pool: AnyPool,
-    running: Arc<AtomicBool>,
-    last: std::time::Instant,
-}
-
-impl Checkpointer {
-    const EVERY: std::time::Duration = std::time::Duration::from_millis(250);
-
-    fn new(pool: AnyPool) -> Checkpointer {
-        Checkpointer { pool, running: Arc::new(AtomicBool::new(false)), last: std::time::Instant::now() }
-    }
-
-    fn after_commit(&mut self) {
-        if self.last.elapsed() < Self::EVERY || self.running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.last = std::time::Instant::now();
-        let (pool, running) = (self.pool.clone(), self.running.clone());
-        tokio::spawn(async move {
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await
-                && !pool.is_closed()
-            {
-                tracing::warn!(error = %e, "checkpointing the SQLite log failed; trying again after the next commit");
-            }
-            running.store(false, Ordering::Release);
-        });
-    }
-}
-
-async fn writer_loop(mut tx: Tx, mut rx: mpsc::UnboundedReceiver<Msg>, mut checkpoints: Option<Checkpointer>) {
+async fn writer_loop(mut tx: Tx, mut rx: mpsc::UnboundedReceiver<Msg>) {
     let mut closing: Option<oneshot::Sender<()>> = None;
     while let Some(msg) = rx.recv().await {
         let mut batch = Vec::new();
@@ -517,9 +478,6 @@ async fn writer_loop(mut tx: Tx, mut rx: mpsc::UnboundedReceiver<Msg>, mut check
         }
         if !batch.is_empty() {
             run_batch(&mut tx, batch).await;
-            if let Some(c) = checkpoints.as_mut() {
-                c.after_commit();
-            }
         }
         if closing.is_some() && rx.is_empty() {
             rx.close();

@@ -55,8 +55,6 @@ pub(crate) async fn open(
     // reader.
     let mut writer = AnyConnection::connect_with(&connect).await?;
     configure(&mut writer).await?;
-    // The writer never checkpoints itself: see `GroupWriter::group`.
-    writer.execute("PRAGMA wal_autocheckpoint = 0").await?;
     let pool = AnyPoolOptions::new()
         .max_connections(options.pool_size.max(1))
         .min_connections(1)
@@ -64,8 +62,7 @@ pub(crate) async fn open(
         .connect_with(connect)
         .await?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-    let group = GroupWriter::group(writer, node, Some(pool.clone()));
-    Ok((pool, group, Backend::Sqlite))
+    Ok((pool, GroupWriter::group(writer, node), Backend::Sqlite))
 }
 
 /// Opens an existing database for reading only: no migrations, no journal-mode change, and
@@ -94,5 +91,5 @@ pub(crate) async fn open_read_only(url: &str, node: Arc<str>) -> Result<(AnyPool
         .after_connect(|conn, _| Box::pin(settle(conn)))
         .connect_with(connect)
         .await?;
-    Ok((pool, GroupWriter::group(writer, node, None), Backend::Sqlite))
+    Ok((pool, GroupWriter::group(writer, node), Backend::Sqlite))
 }
