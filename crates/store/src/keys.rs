@@ -226,7 +226,7 @@ impl Store {
                 Ok(KekRotation { tenant: tenant.clone(), from_version, to_version, rewrapped })
             }
             Err(e) => {
-                let _ = tx.execute("ROLLBACK").await;
+                let _ = tx.rollback().await;
                 ring.forget(tenant.as_str(), SecretPurpose::Kek, to_version);
                 Err(e)
             }
@@ -259,7 +259,7 @@ impl Store {
         }
         .await;
         if result.is_err() {
-            let _ = tx.execute("ROLLBACK").await;
+            let _ = tx.rollback().await;
         }
         result
     }

@@ -59,6 +59,11 @@ pub struct Tx {
     pub(crate) audit_seen: Vec<(i64, Vec<u8>)>,
     /// Whether `audit_seen` ends with the chain's head.
     pub(crate) audit_head_known: bool,
+    /// Why held statements of the current operation failed to be written, if they did: the
+    /// operation fails whatever it returns, since the database may hold only some of them
+    /// (and an operation that caught the error of the read that sent them must not commit
+    /// the rest).
+    failed: Option<String>,
 }
 
 /// Statements held for one round trip.
@@ -68,6 +73,7 @@ struct Pending {
     /// argument list.
     sql: String,
     args: AnyArguments,
+    statements: usize,
     /// PostgreSQL: a prepared statement holds one command, so they stay apart (and are sent
     /// in order).
     separate: Vec<(String, AnyArguments)>,
@@ -134,6 +140,7 @@ impl Tx {
             sent: false,
             audit_seen: Vec::new(),
             audit_head_known: false,
+            failed: None,
         }
     }
 
@@ -161,46 +168,74 @@ impl Tx {
             let mut binds = Binds { args, added: 0, error: None };
             bind(&mut binds);
             match binds.error {
-                Some(e) => Err(StoreError::Corrupt(format!("a value cannot be written: {e}"))),
+                Some(e) => Err(format!("a value cannot be written: {e}")),
                 None => Ok(binds.added),
             }
         };
-        match self.backend {
+        let added = match self.backend {
             Backend::Sqlite => {
                 let offset = self.pending.args.len();
-                bound(&mut self.pending.args)?;
-                renumber_into(&mut self.pending.sql, sql, offset);
-                self.pending.sql.push_str(";\n");
+                let added = bound(&mut self.pending.args);
+                if added.is_ok() {
+                    renumber_into(&mut self.pending.sql, sql, offset);
+                    self.pending.sql.push_str(";\n");
+                    self.pending.statements += 1;
+                }
+                added
             }
             Backend::Postgres => {
                 let mut args = AnyArguments::default();
-                bound(&mut args)?;
-                self.pending.separate.push((sql.to_owned(), args));
+                let added = bound(&mut args);
+                if added.is_ok() {
+                    self.pending.separate.push((sql.to_owned(), args));
+                }
+                added
             }
-        }
-        Ok(())
+        };
+        // Values of a statement that failed half-way stay in the shared argument list and
+        // would shift every later statement's: the operation fails as a whole.
+        added.map(|_| ()).map_err(|reason| {
+            self.failed = Some(reason.clone());
+            StoreError::Corrupt(reason)
+        })
     }
 
     /// Sends the deferred statements.
     pub(crate) async fn flush(&mut self) -> Result<(), StoreError> {
+        if let Some(reason) = &self.failed {
+            // Nothing more of a failed operation goes out.
+            return Err(StoreError::Corrupt(reason.clone()));
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
-        let Pending { sql, args, separate } = std::mem::take(&mut self.pending);
+        let Pending { sql, args, statements, separate } = std::mem::take(&mut self.pending);
         self.sent = true;
-        if !sql.is_empty() {
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args).execute(self.raw_conn()).await?;
+        let result = async {
+            if !sql.is_empty() {
+                // The connection keeps a prepared copy of each text for next time; a text of
+                // hundreds of statements (a message to hundreds of recipients) is unlikely
+                // to come again and would only crowd the cache.
+                let query = sqlx::query_with(sqlx::AssertSqlSafe(sql), args).persistent(statements <= 32);
+                query.execute(self.raw_conn()).await?;
+            }
+            for (sql, args) in separate {
+                sqlx::query_with(sqlx::AssertSqlSafe(sql), args).execute(self.raw_conn()).await?;
+            }
+            Ok::<(), StoreError>(())
         }
-        for (sql, args) in separate {
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args).execute(self.raw_conn()).await?;
+        .await;
+        if let Err(e) = &result {
+            self.failed = Some(format!("held writes failed: {e}"));
         }
-        Ok(())
+        result
     }
 
     /// Forgets what the current operation wrote but did not send, and what it learnt of the
     /// audit chain since `audit_mark`: it failed, and its savepoint undoes the rest.
     fn discard(&mut self, audit_mark: (usize, bool)) {
         self.pending = Pending::default();
+        self.failed = None;
         self.audit_seen.truncate(audit_mark.0);
         self.audit_head_known = audit_mark.1;
     }
@@ -212,6 +247,7 @@ impl Tx {
     /// Clears what belongs to one transaction.
     fn reset(&mut self) {
         self.pending = Pending::default();
+        self.failed = None;
         self.sent = false;
         self.audit_seen.clear();
         self.audit_head_known = false;
@@ -273,6 +309,13 @@ impl Tx {
     pub(crate) async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
         sqlx::query(sql).execute(self.conn().await?).await?;
         Ok(())
+    }
+
+    /// Ends a transaction begun with [`Tx::begin`] outside the writer, undoing it: held
+    /// statements are dropped, not sent.
+    pub(crate) async fn rollback(&mut self) -> Result<(), StoreError> {
+        self.reset();
+        self.control("ROLLBACK").await
     }
 
     /// A statement that ends a transaction or savepoint: sent as it is, the deferred
@@ -443,6 +486,11 @@ where
     {
         result = Err(e);
     }
+    if result.is_ok()
+        && let Some(reason) = tx.failed.clone()
+    {
+        result = Err(StoreError::Corrupt(reason));
+    }
     let hooks = tx.take_on_commit();
     let TxConn::Txn(txn) = tx.conn else { return Err(StoreError::Corrupt("a write lost its transaction".into())) };
     match result {
@@ -528,10 +576,21 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
         }
         let mut outcome = job.run(tx).await;
         let hooks = tx.take_on_commit();
+        if outcome.succeeded()
+            && let Some(reason) = tx.failed.clone()
+        {
+            outcome.fail(StoreError::Corrupt(reason));
+        }
         if outcome.succeeded() {
-            let released = match tx.defer("RELEASE op", |_| {}) {
-                Ok(()) => tx.flush().await,
-                Err(e) => Err(e),
+            let released = if !tx.sent && tx.pending.statements == 1 {
+                // Nothing but the savepoint: nothing to send.
+                tx.pending = Pending::default();
+                Ok(())
+            } else {
+                match tx.defer("RELEASE op", |_| {}) {
+                    Ok(()) => tx.flush().await,
+                    Err(e) => Err(e),
+                }
             };
             if let Err(e) = released {
                 outcome.fail(e);
@@ -588,6 +647,11 @@ async fn run_alone(tx: &mut Tx, job: Box<dyn Job>) {
         && let Err(e) = tx.flush().await
     {
         outcome.fail(e);
+    }
+    if outcome.succeeded()
+        && let Some(reason) = tx.failed.clone()
+    {
+        outcome.fail(StoreError::Corrupt(reason));
     }
     let end = if outcome.succeeded() {
         tx.control("COMMIT").await.map_err(|e| e.to_string())

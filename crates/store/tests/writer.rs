@@ -121,7 +121,29 @@ async fn a_message_with_thousands_of_recipients_goes_out_in_one_operation(db: Db
     assert_eq!(store.message_events("big").await.unwrap().len(), 2_000);
 }
 
+async fn an_operation_that_ignores_the_failure_of_its_held_writes_still_fails(db: Db) {
+    let store = db.store.clone();
+    store.write(|tx| Box::pin(insert(tx, "first".into()))).await.unwrap();
+    let ignored = store
+        .write(|tx| {
+            Box::pin(async move {
+                insert(tx, "new".into()).await?;
+                insert(tx, "first".into()).await?;
+                // The read sends the held inserts; the duplicate fails, and the operation
+                // drops the error and goes on as if nothing happened.
+                let _ = queue::message_in(tx, "new").await;
+                Ok(())
+            })
+        })
+        .await;
+    assert!(ignored.is_err(), "the operation fails whatever it returns");
+    let ids: Vec<String> =
+        store.messages_in_state(state::ACTIVE, 100).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["first"], "nothing of it stays");
+}
+
 backends!(
+    an_operation_that_ignores_the_failure_of_its_held_writes_still_fails,
     a_message_with_thousands_of_recipients_goes_out_in_one_operation,
     writes_held_for_one_round_trip_are_seen_by_reads_and_undone_with_their_operation,
     concurrent_operations_commit_and_a_failing_one_changes_nothing,
