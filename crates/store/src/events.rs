@@ -95,10 +95,6 @@ pub(crate) fn event_from(r: &sqlx::any::AnyRow) -> Result<EventRow, StoreError> 
 /// recipient's queue row; an event for a recipient that is not in the queue (any more) is
 /// not recorded.
 pub async fn record(tx: &mut Tx, e: &NewEvent) -> Result<(), StoreError> {
-    defer(tx, e)
-}
-
-pub(crate) fn defer(tx: &mut Tx, e: &NewEvent) -> Result<(), StoreError> {
     if tx.backend() == Backend::Postgres && !tx.holds_events_lock {
         // PostgreSQL hands out `seq` when a row is inserted, not when it commits, so
         // transactions can commit sequence numbers out of order, and a reader that moved a

@@ -142,7 +142,7 @@ pub async fn insert_message(tx: &mut Tx, m: &MessageRow, recipients: &[Recipient
             },
         )?;
         let first = if r.state == state::QUARANTINED { kind::QUARANTINED } else { kind::QUEUED };
-        events::defer(tx, &NewEvent::new(&r.message_id, r.idx, first, m.received_at))?;
+        events::record(tx, &NewEvent::new(&r.message_id, r.idx, first, m.received_at)).await?;
     }
     Ok(())
 }
@@ -292,7 +292,7 @@ pub async fn update_recipient(tx: &mut Tx, message_id: &str, idx: i64, u: &Recip
                 .add(idx);
         },
     )?;
-    events::defer(tx, &u.event(message_id, idx, now))
+    events::record(tx, &u.event(message_id, idx, now)).await
 }
 
 /// Sets a recipient's state alone (hold, release, retry now) and records the change as an

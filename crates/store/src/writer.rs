@@ -88,17 +88,15 @@ impl Pending {
 /// The parameters of one deferred statement, in the order of its `$1`, `$2`, ...
 pub(crate) struct Binds<'a> {
     args: &'a mut AnyArguments,
-    added: usize,
     error: Option<String>,
 }
 
 impl Binds<'_> {
     pub(crate) fn add<'t, T: Encode<'t, Any> + Type<Any> + 't>(&mut self, value: T) -> &mut Self {
-        if self.error.is_none() {
-            match self.args.add(value) {
-                Ok(()) => self.added += 1,
-                Err(e) => self.error = Some(e.to_string()),
-            }
+        if self.error.is_none()
+            && let Err(e) = self.args.add(value)
+        {
+            self.error = Some(e.to_string());
         }
         self
     }
@@ -165,36 +163,33 @@ impl Tx {
     /// its parameters in order.
     pub(crate) fn defer(&mut self, sql: &str, bind: impl FnOnce(&mut Binds<'_>)) -> Result<(), StoreError> {
         let bound = |args: &mut AnyArguments| {
-            let mut binds = Binds { args, added: 0, error: None };
+            let mut binds = Binds { args, error: None };
             bind(&mut binds);
-            match binds.error {
-                Some(e) => Err(format!("a value cannot be written: {e}")),
-                None => Ok(binds.added),
-            }
+            binds.error.map_or(Ok(()), |e| Err(format!("a value cannot be written: {e}")))
         };
-        let added = match self.backend {
+        let written = match self.backend {
             Backend::Sqlite => {
                 let offset = self.pending.args.len();
-                let added = bound(&mut self.pending.args);
-                if added.is_ok() {
+                let written = bound(&mut self.pending.args);
+                if written.is_ok() {
                     renumber_into(&mut self.pending.sql, sql, offset);
                     self.pending.sql.push_str(";\n");
                     self.pending.statements += 1;
                 }
-                added
+                written
             }
             Backend::Postgres => {
                 let mut args = AnyArguments::default();
-                let added = bound(&mut args);
-                if added.is_ok() {
+                let written = bound(&mut args);
+                if written.is_ok() {
                     self.pending.separate.push((sql.to_owned(), args));
                 }
-                added
+                written
             }
         };
         // Values of a statement that failed half-way stay in the shared argument list and
         // would shift every later statement's: the operation fails as a whole.
-        added.map(|_| ()).map_err(|reason| {
+        written.map_err(|reason| {
             self.failed = Some(reason.clone());
             StoreError::Corrupt(reason)
         })
@@ -481,15 +476,11 @@ where
     let txn = pool.begin().await?;
     let mut tx = Tx::new(TxConn::Txn(txn), Backend::Postgres, node);
     let mut result = op(&mut tx).await;
+    // Also fails an operation whose held writes failed earlier (see `Tx::failed`).
     if result.is_ok()
         && let Err(e) = tx.flush().await
     {
         result = Err(e);
-    }
-    if result.is_ok()
-        && let Some(reason) = tx.failed.clone()
-    {
-        result = Err(StoreError::Corrupt(reason));
     }
     let hooks = tx.take_on_commit();
     let TxConn::Txn(txn) = tx.conn else { return Err(StoreError::Corrupt("a write lost its transaction".into())) };
@@ -576,13 +567,9 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
         }
         let mut outcome = job.run(tx).await;
         let hooks = tx.take_on_commit();
-        if outcome.succeeded()
-            && let Some(reason) = tx.failed.clone()
-        {
-            outcome.fail(StoreError::Corrupt(reason));
-        }
         if outcome.succeeded() {
-            let released = if !tx.sent && tx.pending.statements == 1 {
+            // Sending fails an operation whose held writes failed earlier (`Tx::failed`).
+            let released = if tx.failed.is_none() && !tx.sent && tx.pending.statements == 1 {
                 // Nothing but the savepoint: nothing to send.
                 tx.pending = Pending::default();
                 Ok(())
@@ -643,15 +630,11 @@ async fn run_batch(tx: &mut Tx, batch: Vec<Box<dyn Job>>) {
 async fn run_alone(tx: &mut Tx, job: Box<dyn Job>) {
     let mut outcome = job.run(tx).await;
     let hooks = tx.take_on_commit();
+    // Also fails an operation whose held writes failed earlier (see `Tx::failed`).
     if outcome.succeeded()
         && let Err(e) = tx.flush().await
     {
         outcome.fail(e);
-    }
-    if outcome.succeeded()
-        && let Some(reason) = tx.failed.clone()
-    {
-        outcome.fail(StoreError::Corrupt(reason));
     }
     let end = if outcome.succeeded() {
         tx.control("COMMIT").await.map_err(|e| e.to_string())
